@@ -1,0 +1,75 @@
+/**
+ * The contract between the scheduler and a backend.
+ *
+ * The scheduler turns a graph into an ExecutionPlan: every value gets an offset (in elements) in one
+ * arena, values whose lifetimes do not overlap share memory, views (reshape) alias their input, and
+ * `steps` lists the nodes that need a kernel, in order. A backend loads a plan and runs its steps with
+ * kernels looked up by op name; it knows nothing of autodiff, adapters or models.
+ */
+import type { Attrs, DType, NodeInfo, Shape, ValueInfo } from '../graph/types.js';
+
+export type BackendName = 'js' | 'wasm' | 'webgpu';
+
+export interface PlanStep {
+  /** Index of the node in `plan.nodes`. */
+  readonly node: number;
+  readonly op: string;
+  readonly attrs: Attrs;
+  readonly inputs: readonly number[];
+  readonly outputs: readonly number[];
+}
+
+export interface ExecutionPlan {
+  readonly values: readonly ValueInfo[];
+  readonly nodes: readonly NodeInfo[];
+  /** Arena offset of each value, in elements, aligned to ARENA_ALIGN elements. */
+  readonly offsets: readonly number[];
+  /** Total arena size in elements. */
+  readonly arenaElems: number;
+  /** Nodes that run a kernel, in execution order (views such as reshape are absent). */
+  readonly steps: readonly PlanStep[];
+}
+
+/** Every arena offset is a multiple of this many elements (256 bytes for f32: WebGPU's binding alignment). */
+export const ARENA_ALIGN = 64;
+
+export type HostArray = Float32Array | Float64Array | Int32Array;
+
+export interface AdamWHyper {
+  readonly lr: number;
+  readonly beta1: number;
+  readonly beta2: number;
+  readonly eps: number;
+  readonly weightDecay: number;
+  /** 1-based step number, for bias correction. */
+  readonly step: number;
+  /** Multiplies the gradient before use (gradient clipping, accumulation averaging). */
+  readonly gradScale: number;
+}
+
+/** A plan loaded on a backend: its arena is allocated and a kernel is resolved for each step. */
+export interface Executable {
+  readonly backend: BackendName;
+  /** Copy host data into a value (input, param or state). The length must equal the value's element count. */
+  write(value: number, data: HostArray): void;
+  /** Read values back to the host, in one batch. f32 values come back as Float32Array (Float64Array on a js f64 backend), i32 as Int32Array. */
+  read(values: readonly number[]): Promise<HostArray[]>;
+  /**
+   * Run the plan's steps in order. `skip[i] = 1` skips step i (for trainable sets that change between steps);
+   * the caller guarantees nothing that runs reads what a skipped step would have written.
+   */
+  run(skip?: Uint8Array): Promise<void>;
+  /** Fused AdamW update, in place: param, m and v are updated from grad. */
+  adamw(param: number, grad: number, m: number, v: number, hyper: AdamWHyper): void;
+  dispose(): void;
+}
+
+export interface Backend {
+  readonly name: BackendName;
+  /** A one-line description: adapter name, thread count, SIMD flavour. */
+  describe(): string;
+  load(plan: ExecutionPlan): Promise<Executable>;
+  dispose(): void;
+}
+
+export type { Attrs, DType, NodeInfo, Shape, ValueInfo };

@@ -1,0 +1,79 @@
+/**
+ * The js backend: plain TypeScript kernels, the readable oracle every other backend is tested against.
+ * With `precision: 'f64'` it computes in float64, which the finite-difference gradient checks use.
+ */
+import type { AdamWHyper, Backend, ExecutionPlan, Executable, HostArray } from '../backend.js';
+import { GraphError, numel, shapeStr } from '../../graph/types.js';
+import { adamw, jsKernels, type FloatArray, type View } from './kernels/index.js';
+
+export interface JsBackendOptions {
+  /** Arithmetic and storage precision of f32 values: 'f32' (default, as every backend) or 'f64' (for gradient checks). */
+  precision?: 'f32' | 'f64';
+}
+
+export function createJsBackend(opts: JsBackendOptions = {}): Backend {
+  const precision = opts.precision ?? 'f32';
+  return {
+    name: 'js',
+    describe: () => `js (plain TypeScript, ${precision})`,
+    load: async (plan) => new JsExecutable(plan, precision),
+    dispose: () => {},
+  };
+}
+
+class JsExecutable implements Executable {
+  readonly backend = 'js' as const;
+  private readonly views: View<FloatArray | Int32Array>[];
+
+  constructor(private readonly plan: ExecutionPlan, precision: 'f32' | 'f64') {
+    const bytes = precision === 'f64' ? 8 : 4;
+    const arena = new ArrayBuffer(plan.arenaElems * bytes);
+    this.views = plan.values.map((v) => {
+      const at = plan.offsets[v.id]! * bytes, n = numel(v.shape);
+      const data = v.dtype === 'i32' ? new Int32Array(arena, at, n) : precision === 'f64' ? new Float64Array(arena, at, n) : new Float32Array(arena, at, n);
+      return { data, shape: v.shape };
+    });
+    for (const s of plan.steps) {
+      if (!jsKernels[s.op]) throw new GraphError(`node #${s.node} ${s.op}: the js backend has no kernel for this op`);
+    }
+  }
+
+  write(value: number, data: HostArray): void {
+    const view = this.view(value);
+    if (data.length !== view.data.length) {
+      throw new GraphError(`write to ${this.label(value)}: got ${data.length} elements, the value ${shapeStr(view.shape)} holds ${view.data.length}`);
+    }
+    view.data.set(data);
+  }
+
+  async read(values: readonly number[]): Promise<HostArray[]> {
+    return values.map((v) => this.view(v).data.slice());
+  }
+
+  async run(skip?: Uint8Array): Promise<void> {
+    const { steps } = this.plan;
+    for (let i = 0; i < steps.length; i++) {
+      if (skip?.[i]) continue;
+      const s = steps[i]!;
+      jsKernels[s.op]!(s.inputs.map((x) => this.views[x]!), s.outputs.map((x) => this.views[x]! as View), s.attrs);
+    }
+  }
+
+  adamw(param: number, grad: number, m: number, v: number, hyper: AdamWHyper): void {
+    const [p, g, mm, vv] = [param, grad, m, v].map((x) => this.view(x).data as FloatArray);
+    adamw(p!, g!, mm!, vv!, hyper);
+  }
+
+  dispose(): void {}
+
+  private view(value: number): View<FloatArray | Int32Array> {
+    const v = this.views[value];
+    if (!v) throw new GraphError(`no value %${value} in this plan`);
+    return v;
+  }
+
+  private label(value: number): string {
+    const v = this.plan.values[value]!;
+    return `%${value}${v.name ? ` (${v.name})` : ''}`;
+  }
+}

@@ -1,0 +1,45 @@
+import { type JsKernel, broadcastStrides, f, walk } from './types.js';
+
+function binary(op: (a: number, b: number) => number): JsKernel {
+  return ([va, vb], [vo]) => {
+    const A = f(va), B = f(vb), O = vo!.data;
+    if (A.length === O.length && B.length === O.length) {
+      for (let i = 0; i < O.length; i++) O[i] = op(A[i]!, B[i]!);
+      return;
+    }
+    walk(vo!.shape, broadcastStrides(va!.shape, vo!.shape), broadcastStrides(vb!.shape, vo!.shape), (o, a, b) => { O[o] = op(A[a]!, B[b]!); });
+  };
+}
+
+function unary(op: (x: number, factor: number) => number): JsKernel {
+  return ([vx], [vo], attrs) => {
+    const X = f(vx), O = vo!.data;
+    const factor = typeof attrs.factor === 'number' ? attrs.factor : 1;
+    for (let i = 0; i < O.length; i++) O[i] = op(X[i]!, factor);
+  };
+}
+
+const sigmoid = (x: number): number => 1 / (1 + Math.exp(-x));
+const GELU_C = Math.sqrt(2 / Math.PI);
+
+export const elementwise: Record<string, JsKernel> = {
+  add: binary((a, b) => a + b),
+  sub: binary((a, b) => a - b),
+  mul: binary((a, b) => a * b),
+  div: binary((a, b) => a / b),
+  scale: unary((x, c) => x * c),
+  neg: unary((x) => -x),
+  exp: unary((x) => Math.exp(x)),
+  log: unary((x) => Math.log(x)),
+  sqrt: unary((x) => Math.sqrt(x)),
+  silu: unary((x) => x * sigmoid(x)),
+  gelu: unary((x) => 0.5 * x * (1 + Math.tanh(GELU_C * (x + 0.044715 * x * x * x)))),
+  // d/dx silu = s · (1 + x · (1 − s))
+  silu_backward: binary((x, dy) => { const s = sigmoid(x); return dy * s * (1 + x * (1 - s)); }),
+  // d/dx gelu = ½(1 + t) + ½x(1 − t²)·c·(1 + 3·0.044715·x²), t = tanh(c(x + 0.044715x³))
+  gelu_backward: binary((x, dy) => {
+    const t = Math.tanh(GELU_C * (x + 0.044715 * x * x * x));
+    return dy * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * GELU_C * (1 + 3 * 0.044715 * x * x));
+  }),
+  fill: (_ins, [vo], attrs) => { vo!.data.fill(attrs.value as number); },
+};

@@ -1,0 +1,74 @@
+/**
+ * Typed builders for every op in the catalogue. `matmul(a, b)` appends a node to `a`'s graph and
+ * returns its output; shape errors name the node and the shapes.
+ */
+import type { Graph, Tensor } from './graph.js';
+import type { Shape } from './types.js';
+
+export interface MatmulOptions { transA?: boolean; transB?: boolean }
+export const matmul = (a: Tensor, b: Tensor, o: MatmulOptions = {}): Tensor =>
+  a.graph.apply1('matmul', [a, b], { transA: o.transA ?? false, transB: o.transB ?? false });
+
+export const add = (a: Tensor, b: Tensor): Tensor => a.graph.apply1('add', [a, b]);
+export const sub = (a: Tensor, b: Tensor): Tensor => a.graph.apply1('sub', [a, b]);
+export const mul = (a: Tensor, b: Tensor): Tensor => a.graph.apply1('mul', [a, b]);
+export const div = (a: Tensor, b: Tensor): Tensor => a.graph.apply1('div', [a, b]);
+/** x · factor, with a constant factor. */
+export const scale = (x: Tensor, factor: number): Tensor => x.graph.apply1('scale', [x], { factor });
+export const neg = (x: Tensor): Tensor => x.graph.apply1('neg', [x]);
+export const exp = (x: Tensor): Tensor => x.graph.apply1('exp', [x]);
+export const log = (x: Tensor): Tensor => x.graph.apply1('log', [x]);
+export const sqrt = (x: Tensor): Tensor => x.graph.apply1('sqrt', [x]);
+export const silu = (x: Tensor): Tensor => x.graph.apply1('silu', [x]);
+/** GELU, tanh approximation (as GPT-2 and most Hugging Face configs use). */
+export const gelu = (x: Tensor): Tensor => x.graph.apply1('gelu', [x]);
+
+export const sum = (x: Tensor, axes?: number[], keepDims = false): Tensor =>
+  x.graph.apply1('sum', [x], { axes: axes ?? null, keepDims });
+export const mean = (x: Tensor, axes?: number[], keepDims = false): Tensor =>
+  x.graph.apply1('mean', [x], { axes: axes ?? null, keepDims });
+export const broadcastTo = (x: Tensor, shape: Shape): Tensor => x.graph.apply1('broadcast_to', [x], { shape: [...shape] });
+
+/** Reshape; one dimension may be -1 (inferred). A view: no data moves. */
+export const reshape = (x: Tensor, shape: readonly number[]): Tensor => x.graph.apply1('reshape', [x], { shape: [...shape] });
+export const transpose = (x: Tensor, perm: readonly number[]): Tensor => x.graph.apply1('transpose', [x], { perm: [...perm] });
+export const slice = (x: Tensor, axis: number, start: number, end: number): Tensor =>
+  x.graph.apply1('slice', [x], { axis, start, end });
+/** Zero padding along one axis. */
+export const pad = (x: Tensor, axis: number, before: number, after: number): Tensor =>
+  x.graph.apply1('pad', [x], { axis, before, after });
+export const concat = (xs: readonly Tensor[], axis: number): Tensor => xs[0]!.graph.apply1('concat', xs, { axis });
+export const fill = (g: Graph, shape: Shape, value: number): Tensor => g.apply1('fill', [], { shape: [...shape], value });
+
+/** RMSNorm over the last axis: x / sqrt(mean(x²) + eps) · w. */
+export const rmsnorm = (x: Tensor, w: Tensor, eps: number): Tensor => x.graph.apply1('rmsnorm', [x, w], { eps });
+/** LayerNorm over the last axis: (x − mean) / sqrt(var + eps) · w + b. */
+export const layernorm = (x: Tensor, w: Tensor, b: Tensor, eps: number): Tensor =>
+  x.graph.apply1('layernorm', [x, w, b], { eps });
+
+export interface RopeOptions {
+  theta: number;
+  /** 'pairs': rotate (x[2i], x[2i+1]) as GGUF/llama.cpp; 'half': rotate (x[i], x[i+D/2]) as Hugging Face. */
+  layout: 'pairs' | 'half';
+  /** Position of the first row when `positions` is not given. */
+  offset?: number;
+}
+/** Rotary position embedding on x [B, T, H, D]; positions (i32 [T]) override offset + 0..T-1. */
+export const rope = (x: Tensor, o: RopeOptions, positions?: Tensor): Tensor =>
+  x.graph.apply1('rope', positions ? [x, positions] : [x], { theta: o.theta, layout: o.layout, offset: o.offset ?? 0, inverse: false });
+
+export interface AttentionOptions { causal?: boolean; scale?: number }
+/**
+ * Fused scaled-dot-product attention. q [B, T, Hq, D], k and v [B, S, Hkv, D] with Hq a multiple of Hkv
+ * (grouped-query). Causal masking aligns the last query with the last key (S ≥ T, as with a KV cache).
+ * Returns [B, T, Hq, D].
+ */
+export const attention = (q: Tensor, k: Tensor, v: Tensor, o: AttentionOptions = {}): Tensor =>
+  q.graph.apply('attention', [q, k, v], { causal: o.causal ?? true, scale: o.scale ?? 1 / Math.sqrt(q.shape[q.rank - 1]!) })[0]!;
+
+/** Rows of `table` [V, D] picked by `ids` (i32 [...]) → [..., D]. */
+export const embedding = (table: Tensor, ids: Tensor): Tensor => table.graph.apply1('embedding', [table, ids]);
+
+/** Mean cross-entropy of logits [N, V] against targets (i32 [N]); rows whose target is ignoreIndex do not count. */
+export const crossEntropy = (logits: Tensor, targets: Tensor, ignoreIndex = -100): Tensor =>
+  logits.graph.apply1('cross_entropy', [logits, targets], { ignoreIndex });

@@ -1,0 +1,82 @@
+/**
+ * Reverse-mode autodiff: appends the backward nodes of `loss` with respect to `wrt` to the same graph,
+ * so one graph holds forward and backward and runs on any backend. Gradient rules live with the ops.
+ */
+import * as F from './api.js';
+import type { Graph, Tensor } from './graph.js';
+import { getOp } from './ops/index.js';
+import { GraphError, numel, shapeStr } from './types.js';
+
+export interface Gradients {
+  /** Gradient value of each requested tensor, by its value id. */
+  readonly byId: Map<number, Tensor>;
+  /** Index of the first backward node in graph.nodes. */
+  readonly firstBackwardNode: number;
+  get(t: Tensor): Tensor;
+}
+
+export function gradients(loss: Tensor, wrt: readonly Tensor[]): Gradients {
+  const g: Graph = loss.graph;
+  if (numel(loss.shape) !== 1) throw new GraphError(`the loss must be a scalar, got ${shapeStr(loss.shape)}`);
+  const firstBackwardNode = g.nodes.length;
+
+  // Values that depend on some wrt tensor (forward reachability).
+  const dependsOnWrt = new Uint8Array(g.values.length);
+  for (const t of wrt) dependsOnWrt[t.id] = 1;
+  for (const n of g.nodes.slice(0, firstBackwardNode)) {
+    if (n.inputs.some((i) => dependsOnWrt[i])) for (const o of n.outputs) dependsOnWrt[o] = 1;
+  }
+  // Values the loss depends on (backward reachability).
+  const reachesLoss = new Uint8Array(g.values.length);
+  reachesLoss[loss.id] = 1;
+  for (let i = firstBackwardNode - 1; i >= 0; i--) {
+    const n = g.nodes[i]!;
+    if (n.outputs.some((o) => reachesLoss[o])) for (const x of n.inputs) reachesLoss[x] = 1;
+  }
+
+  const grads = new Map<number, Tensor>();
+  const accumulate = (id: number, t: Tensor): void => {
+    const have = grads.get(id);
+    grads.set(id, have ? F.add(have, t) : t);
+  };
+  accumulate(loss.id, F.fill(g, loss.shape, 1));
+
+  for (let i = firstBackwardNode - 1; i >= 0; i--) {
+    const node = g.nodes[i]!;
+    const dOutputs = node.outputs.map((o) => grads.get(o) ?? null);
+    if (dOutputs.every((d) => d === null)) continue;
+    const needs = node.inputs.map((x) => dependsOnWrt[x] === 1 && reachesLoss[x] === 1 && g.values[x]!.dtype === 'f32');
+    if (!needs.some(Boolean)) continue;
+    const def = getOp(node.op);
+    if (!def.grad) throw new GraphError(`node #${node.index} ${node.op}${node.name ? ` (${node.name})` : ''}: op has no gradient rule, but a gradient flows through it`);
+    const inputs = node.inputs.map((x) => g.tensor(x));
+    const outputs = node.outputs.map((x) => g.tensor(x));
+    // Outputs without a gradient (e.g. attention's lse) get zeros only if the rule needs them all.
+    const filled = dOutputs.map((d, k) => d ?? (k === 0 ? F.fill(g, outputs[k]!.shape, 0) : null));
+    const scope = `${node.name ?? node.op}.backward`;
+    const dIns = g.within(scope, () => def.grad!({ node, inputs, outputs, dOutputs: filled, needs }));
+    node.inputs.forEach((x, k) => {
+      const d = dIns[k];
+      if (!needs[k] || !d) return;
+      if (d.shape.join() !== g.values[x]!.shape.join()) {
+        throw new GraphError(`node #${node.index} ${node.op}: gradient rule gave ${shapeStr(d.shape)} for input ${k} of shape ${shapeStr(g.values[x]!.shape)}`);
+      }
+      accumulate(x, d);
+    });
+  }
+
+  const byId = new Map<number, Tensor>();
+  for (const t of wrt) {
+    const d = grads.get(t.id) ?? g.within(`${t.info.name ?? t.id}.grad`, () => F.fill(g, t.shape, 0));
+    byId.set(t.id, d);
+    g.markOutput(d);
+  }
+  return {
+    byId, firstBackwardNode,
+    get(t: Tensor): Tensor {
+      const d = byId.get(t.id);
+      if (!d) throw new GraphError(`no gradient was requested for ${t}`);
+      return d;
+    },
+  };
+}

@@ -1,0 +1,76 @@
+/** Elementwise ops: binary with numpy broadcasting, unary, and the activations. */
+import * as F from '../api.js';
+import type { Tensor } from '../graph.js';
+import { defineOp } from './registry.js';
+import { broadcastShapes, expectInputs, numAttr } from './shape.js';
+import { reduceTo } from './reduce.js';
+
+function f32Only(inputs: readonly { dtype: string }[]): void {
+  for (const v of inputs) if (v.dtype !== 'f32') throw new Error('expects f32 inputs');
+}
+
+defineOp({
+  name: 'add',
+  infer(ins) { expectInputs(ins, 2); f32Only(ins); return [{ shape: broadcastShapes(ins[0]!.shape, ins[1]!.shape), dtype: 'f32' }]; },
+  grad({ inputs: [a, b], dOutputs: [dy], needs }) {
+    return [needs[0] ? reduceTo(dy!, a!.shape) : null, needs[1] ? reduceTo(dy!, b!.shape) : null];
+  },
+});
+
+defineOp({
+  name: 'sub',
+  infer(ins) { expectInputs(ins, 2); f32Only(ins); return [{ shape: broadcastShapes(ins[0]!.shape, ins[1]!.shape), dtype: 'f32' }]; },
+  grad({ inputs: [a, b], dOutputs: [dy], needs }) {
+    return [needs[0] ? reduceTo(dy!, a!.shape) : null, needs[1] ? reduceTo(F.neg(dy!), b!.shape) : null];
+  },
+});
+
+defineOp({
+  name: 'mul',
+  infer(ins) { expectInputs(ins, 2); f32Only(ins); return [{ shape: broadcastShapes(ins[0]!.shape, ins[1]!.shape), dtype: 'f32' }]; },
+  grad({ inputs: [a, b], dOutputs: [dy], needs }) {
+    return [needs[0] ? reduceTo(F.mul(dy!, b!), a!.shape) : null, needs[1] ? reduceTo(F.mul(dy!, a!), b!.shape) : null];
+  },
+});
+
+defineOp({
+  name: 'div',
+  infer(ins) { expectInputs(ins, 2); f32Only(ins); return [{ shape: broadcastShapes(ins[0]!.shape, ins[1]!.shape), dtype: 'f32' }]; },
+  // y = a / b: da = dy / b, db = −dy · y / b
+  grad({ inputs: [a, b], outputs: [y], dOutputs: [dy], needs }) {
+    return [
+      needs[0] ? reduceTo(F.div(dy!, b!), a!.shape) : null,
+      needs[1] ? reduceTo(F.neg(F.div(F.mul(dy!, y!), b!)), b!.shape) : null,
+    ];
+  },
+});
+
+function unary(name: string, grad: (x: Tensor, y: Tensor, dy: Tensor, factor: number) => Tensor, checkAttrs?: (a: Record<string, unknown>) => void): void {
+  defineOp({
+    name,
+    infer(ins, attrs) { expectInputs(ins, 1); f32Only(ins); checkAttrs?.(attrs); return [{ shape: ins[0]!.shape, dtype: 'f32' }]; },
+    grad({ node, inputs: [x], outputs: [y], dOutputs: [dy] }) {
+      return [grad(x!, y!, dy!, typeof node.attrs.factor === 'number' ? node.attrs.factor : 1)];
+    },
+  });
+}
+
+unary('scale', (_x, _y, dy, f) => F.scale(dy, f), (a) => { numAttr(a as never, 'factor'); });
+unary('neg', (_x, _y, dy) => F.neg(dy));
+unary('exp', (_x, y, dy) => F.mul(dy, y));
+unary('log', (x, _y, dy) => F.div(dy, x));
+unary('sqrt', (_x, y, dy) => F.div(dy, F.scale(y, 2)));
+unary('silu', (x, _y, dy) => x.graph.apply1('silu_backward', [x, dy]));
+unary('gelu', (x, _y, dy) => x.graph.apply1('gelu_backward', [x, dy]));
+
+// Backward kernels of the activations: dx = dy · f'(x). Not differentiated again.
+for (const name of ['silu_backward', 'gelu_backward']) {
+  defineOp({
+    name,
+    infer(ins) {
+      expectInputs(ins, 2); f32Only(ins);
+      if (ins[0]!.shape.join() !== ins[1]!.shape.join()) throw new Error('x and dy must have the same shape');
+      return [{ shape: ins[0]!.shape, dtype: 'f32' }];
+    },
+  });
+}

@@ -1,0 +1,167 @@
+/**
+ * Fused neural-network ops with explicit backward ops (as llm.c pairs forward and backward):
+ * norms, rotary embedding, causal attention, embedding lookup, cross-entropy.
+ * Backward ops are kernels of their own and are not differentiated again.
+ */
+import * as F from '../api.js';
+import { shapeStr } from '../types.js';
+import type { OutSpec } from './registry.js';
+import { defineOp } from './registry.js';
+import { expectInputs, numAttr, sameShape } from './shape.js';
+
+const lastDim = (s: readonly number[]): number => s[s.length - 1] ?? 1;
+
+// rmsnorm(x [..., D], w [D]) → y [..., D];  y = x · rsqrt(mean(x²) + eps) · w
+defineOp({
+  name: 'rmsnorm',
+  infer(ins, attrs) {
+    expectInputs(ins, 2); numAttr(attrs, 'eps');
+    const [x, w] = [ins[0]!, ins[1]!];
+    if (x.shape.length < 1 || w.shape.length !== 1 || w.shape[0] !== lastDim(x.shape)) throw new Error('weight must be [D] with D the last dimension of x');
+    return [{ shape: x.shape, dtype: 'f32' }];
+  },
+  grad({ node, inputs: [x, w], dOutputs: [dy] }) {
+    const [dx, dw] = x!.graph.apply('rmsnorm_backward', [x!, w!, dy!], { eps: node.attrs.eps as number });
+    return [dx!, dw!];
+  },
+});
+// rmsnorm_backward(x, w, dy) → dx [..., D], dw [D]
+defineOp({
+  name: 'rmsnorm_backward',
+  infer(ins, attrs) {
+    expectInputs(ins, 3); numAttr(attrs, 'eps');
+    if (!sameShape(ins[0]!.shape, ins[2]!.shape)) throw new Error('x and dy must have the same shape');
+    return [{ shape: ins[0]!.shape, dtype: 'f32' }, { shape: ins[1]!.shape, dtype: 'f32' }];
+  },
+});
+
+// layernorm(x [..., D], w [D], b [D]) → y;  y = (x − μ) · rsqrt(σ² + eps) · w + b
+defineOp({
+  name: 'layernorm',
+  infer(ins, attrs) {
+    expectInputs(ins, 3); numAttr(attrs, 'eps');
+    const D = lastDim(ins[0]!.shape);
+    if (ins[1]!.shape.join() !== `${D}` || ins[2]!.shape.join() !== `${D}`) throw new Error('weight and bias must be [D] with D the last dimension of x');
+    return [{ shape: ins[0]!.shape, dtype: 'f32' }];
+  },
+  grad({ node, inputs: [x, w], dOutputs: [dy] }) {
+    const [dx, dw, db] = x!.graph.apply('layernorm_backward', [x!, w!, dy!], { eps: node.attrs.eps as number });
+    return [dx!, dw!, db!];
+  },
+});
+// layernorm_backward(x, w, dy) → dx, dw, db
+defineOp({
+  name: 'layernorm_backward',
+  infer(ins, attrs) {
+    expectInputs(ins, 3); numAttr(attrs, 'eps');
+    if (!sameShape(ins[0]!.shape, ins[2]!.shape)) throw new Error('x and dy must have the same shape');
+    return [{ shape: ins[0]!.shape, dtype: 'f32' }, { shape: ins[1]!.shape, dtype: 'f32' }, { shape: ins[1]!.shape, dtype: 'f32' }];
+  },
+});
+
+// rope(x [B, T, H, D], positions? i32 [T]) → [B, T, H, D]. A rotation by angle p·θ^(−2i/D) per pair;
+// its adjoint is the rotation by the opposite angle (attribute inverse).
+defineOp({
+  name: 'rope',
+  infer(ins, attrs) {
+    expectInputs(ins, [1, 2]);
+    const x = ins[0]!;
+    numAttr(attrs, 'theta'); numAttr(attrs, 'offset', 0);
+    if (attrs.layout !== 'pairs' && attrs.layout !== 'half') throw new Error(`layout must be 'pairs' or 'half' (got ${JSON.stringify(attrs.layout)})`);
+    if (x.shape.length !== 4 || lastDim(x.shape) % 2 !== 0) throw new Error('x must be [B, T, H, D] with D even');
+    if (ins[1] && (ins[1].dtype !== 'i32' || ins[1].shape.length !== 1 || ins[1].shape[0] !== x.shape[1])) throw new Error('positions must be i32 [T]');
+    return [{ shape: x.shape, dtype: 'f32' }];
+  },
+  grad({ node, inputs, dOutputs: [dy] }) {
+    const attrs = { ...node.attrs, inverse: node.attrs.inverse !== true };
+    return [dy!.graph.apply1('rope', inputs.length > 1 ? [dy!, inputs[1]!] : [dy!], attrs), null];
+  },
+});
+
+function attentionShapes(ins: readonly { shape: readonly number[]; dtype: string }[]): [number, number, number, number, number, number] {
+  const [q, k, v] = [ins[0]!, ins[1]!, ins[2]!];
+  if (q.shape.length !== 4 || k.shape.length !== 4 || !sameShape(k.shape, v.shape)) throw new Error('q must be [B, T, Hq, D]; k and v [B, S, Hkv, D]');
+  const [B, T, Hq, D] = q.shape as [number, number, number, number];
+  const [Bk, S, Hkv, Dk] = k.shape as [number, number, number, number];
+  if (Bk !== B || Dk !== D) throw new Error('batch and head size of q, k, v must match');
+  if (Hkv === 0 || Hq % Hkv !== 0) throw new Error(`query heads (${Hq}) must be a multiple of key/value heads (${Hkv})`);
+  return [B, T, Hq, D, S, Hkv];
+}
+
+// attention(q, k, v) → out [B, T, Hq, D], lse [B, Hq, T] (log-sum-exp of each query's scores, kept for backward).
+defineOp({
+  name: 'attention',
+  infer(ins, attrs) {
+    expectInputs(ins, 3); numAttr(attrs, 'scale');
+    const [B, T, Hq, D, S] = attentionShapes(ins);
+    if (attrs.causal === true && S < T) throw new Error(`causal attention needs at least as many keys (${S}) as queries (${T})`);
+    return [{ shape: [B, T, Hq, D], dtype: 'f32' }, { shape: [B, Hq, T], dtype: 'f32' }];
+  },
+  grad({ node, inputs: [q, k, v], outputs: [out, lse], dOutputs: [dOut] }) {
+    const [dq, dk, dv] = q!.graph.apply('attention_backward', [q!, k!, v!, out!, lse!, dOut!], node.attrs);
+    return [dq!, dk!, dv!];
+  },
+});
+// attention_backward(q, k, v, out, lse, dOut) → dq, dk, dv
+defineOp({
+  name: 'attention_backward',
+  infer(ins, attrs) {
+    expectInputs(ins, 6); numAttr(attrs, 'scale');
+    attentionShapes(ins);
+    return [{ shape: ins[0]!.shape, dtype: 'f32' }, { shape: ins[1]!.shape, dtype: 'f32' }, { shape: ins[2]!.shape, dtype: 'f32' }];
+  },
+});
+
+// embedding(table [V, D], ids i32 [...]) → [..., D]
+defineOp({
+  name: 'embedding',
+  infer(ins) {
+    expectInputs(ins, 2);
+    const [t, ids] = [ins[0]!, ins[1]!];
+    if (t.shape.length !== 2 || t.dtype !== 'f32') throw new Error('table must be f32 [V, D]');
+    if (ids.dtype !== 'i32') throw new Error('ids must be i32');
+    return [{ shape: [...ids.shape, t.shape[1]!], dtype: 'f32' }];
+  },
+  grad({ inputs: [t, ids], dOutputs: [dy] }) {
+    return [t!.graph.apply1('embedding_backward', [ids!, dy!], { rows: t!.shape[0]! }), null];
+  },
+});
+// embedding_backward(ids, dy [..., D]) → dtable [rows, D] (scatter-add; ids outside [0, rows) are skipped)
+defineOp({
+  name: 'embedding_backward',
+  infer(ins, attrs) {
+    expectInputs(ins, 2);
+    const rows = numAttr(attrs, 'rows');
+    const [ids, dy] = [ins[0]!, ins[1]!];
+    if (ids.dtype !== 'i32' || !sameShape(ids.shape, dy.shape.slice(0, -1))) throw new Error(`dy must be [...ids.shape, D]; got ids ${shapeStr(ids.shape)}, dy ${shapeStr(dy.shape)}`);
+    return [{ shape: [rows, lastDim(dy.shape)], dtype: 'f32' }];
+  },
+});
+
+function ceShapes(ins: readonly { shape: readonly number[]; dtype: string }[]): void {
+  const [logits, targets] = [ins[0]!, ins[1]!];
+  if (logits.shape.length !== 2 || logits.dtype !== 'f32') throw new Error('logits must be f32 [N, V]');
+  if (targets.dtype !== 'i32' || targets.shape.length !== 1 || targets.shape[0] !== logits.shape[0]) throw new Error('targets must be i32 [N]');
+}
+
+// cross_entropy(logits [N, V], targets i32 [N]) → mean loss [] over rows whose target ≠ ignoreIndex
+defineOp({
+  name: 'cross_entropy',
+  infer(ins, attrs): OutSpec[] {
+    expectInputs(ins, 2); ceShapes(ins); numAttr(attrs, 'ignoreIndex', -100);
+    return [{ shape: [], dtype: 'f32' }];
+  },
+  grad({ node, inputs: [logits, targets], dOutputs: [dl] }) {
+    return [logits!.graph.apply1('cross_entropy_backward', [logits!, targets!, dl!], node.attrs), null];
+  },
+});
+// cross_entropy_backward(logits, targets, dloss []) → dlogits [N, V]
+defineOp({
+  name: 'cross_entropy_backward',
+  infer(ins, attrs) {
+    expectInputs(ins, 3); ceShapes(ins); numAttr(attrs, 'ignoreIndex', -100);
+    if (ins[2]!.shape.length !== 0) throw new Error('dloss must be a scalar');
+    return [{ shape: ins[0]!.shape, dtype: 'f32' }];
+  },
+});
+

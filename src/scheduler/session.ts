@@ -1,0 +1,44 @@
+/**
+ * A graph compiled for one backend: its memory plan loaded, its frozen weights uploaded once, ready to
+ * run step after step. Values are addressed by tensor or by name.
+ */
+import type { Backend, Executable, ExecutionPlan, HostArray } from '../backends/backend.js';
+import type { Graph, Tensor } from '../graph/graph.js';
+import { GraphError } from '../graph/types.js';
+import { planGraph } from './plan.js';
+
+export type ValueRef = Tensor | string | number;
+
+export class Session {
+  private constructor(readonly graph: Graph, readonly plan: ExecutionPlan, readonly exe: Executable, readonly backend: Backend) {}
+
+  static async create(graph: Graph, backend: Backend): Promise<Session> {
+    const plan = planGraph(graph);
+    return new Session(graph, plan, await backend.load(plan), backend);
+  }
+
+  id(ref: ValueRef): number {
+    if (typeof ref === 'number') return ref;
+    if (typeof ref === 'string') {
+      const t = this.graph.byName(ref);
+      if (!t) throw new GraphError(`no value named '${ref}' in this graph`);
+      return t.id;
+    }
+    if (ref.graph !== this.graph) throw new GraphError(`${ref} belongs to another graph`);
+    return ref.id;
+  }
+
+  set(ref: ValueRef, data: HostArray | readonly number[]): void {
+    const id = this.id(ref);
+    const info = this.graph.values[id]!;
+    const arr = Array.isArray(data) ? (info.dtype === 'i32' ? Int32Array.from(data) : Float32Array.from(data)) : (data as HostArray);
+    this.exe.write(id, arr);
+  }
+
+  run(skip?: Uint8Array): Promise<void> { return this.exe.run(skip); }
+
+  async get(ref: ValueRef): Promise<HostArray> { return (await this.exe.read([this.id(ref)]))[0]!; }
+  getMany(refs: readonly ValueRef[]): Promise<HostArray[]> { return this.exe.read(refs.map((r) => this.id(r))); }
+
+  dispose(): void { this.exe.dispose(); }
+}

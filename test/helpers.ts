@@ -1,0 +1,118 @@
+/** Shared test helpers: seeded random data, comparisons with stated tolerances, and a float64 finite-difference gradient check. */
+import type { Backend, HostArray } from '../src/backends/backend.js';
+import { createJsBackend } from '../src/backends/js/index.js';
+import { gradients } from '../src/graph/autodiff.js';
+import { Graph, type Tensor } from '../src/graph/graph.js';
+import { numel } from '../src/graph/types.js';
+import { Session } from '../src/scheduler/session.js';
+
+/** Mulberry32: small, fast, seedable. */
+export function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export function randn(n: number, seed: number, scale = 1): Float64Array {
+  const r = rng(seed);
+  const out = new Float64Array(n);
+  for (let i = 0; i < n; i++) {
+    const u = Math.max(r(), 1e-12), v = r();
+    out[i] = Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v) * scale;
+  }
+  return out;
+}
+
+export function maxRelErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  if (a.length !== b.length) throw new Error(`length ${a.length} vs ${b.length}`);
+  let scale = 0, err = 0;
+  for (let i = 0; i < a.length; i++) { scale = Math.max(scale, Math.abs(b[i]!)); err = Math.max(err, Math.abs(a[i]! - b[i]!)); }
+  return err / Math.max(scale, 1e-30);
+}
+
+export interface LeafSpec { name: string; shape: number[]; kind?: 'input' | 'param'; dtype?: 'f32' | 'i32'; data?: ArrayLike<number>; scale?: number; offset?: number }
+
+/** Build a graph from leaves and a body; random data for f32 leaves unless given. */
+export function buildGraph(leaves: LeafSpec[], body: (ts: Tensor[]) => Tensor, seed = 1): { g: Graph; ts: Tensor[]; out: Tensor; data: HostArray[] } {
+  const g = new Graph();
+  const ts = leaves.map((l) => (l.kind === 'input' || l.dtype === 'i32' ? g.input(l.name, l.shape, l.dtype ?? 'f32') : g.param(l.name, l.shape)));
+  const data = leaves.map((l, i) => {
+    if (l.dtype === 'i32') return Int32Array.from(l.data ?? []);
+    const d = l.data ? Float64Array.from(l.data) : randn(numel(l.shape), seed * 97 + i, l.scale ?? 1);
+    if (l.offset) for (let k = 0; k < d.length; k++) d[k]! += l.offset;
+    return d;
+  });
+  const out = body(ts);
+  g.markOutput(out);
+  return { g, ts, out, data };
+}
+
+async function runOnce(g: Graph, backend: Backend, ts: Tensor[], data: HostArray[], read: Tensor[]): Promise<HostArray[]> {
+  const s = await Session.create(g, backend);
+  ts.forEach((t, i) => s.set(t, t.dtype === 'i32' ? data[i]! : toPrecision(data[i]!, backend)));
+  await s.run();
+  const out = await s.getMany(read);
+  s.dispose();
+  return out;
+}
+
+function toPrecision(d: HostArray, backend: Backend): HostArray {
+  return backend.describe().includes('f64') ? Float64Array.from(d) : Float32Array.from(d);
+}
+
+/**
+ * Check autodiff gradients of sum(out · w) (w a fixed random weighting) against central finite
+ * differences, all in float64 on the js backend. Returns the worst relative error over all f32 leaves.
+ */
+export async function gradCheck(leaves: LeafSpec[], body: (ts: Tensor[]) => Tensor, opts: { eps?: number; seed?: number; maxProbes?: number } = {}): Promise<number> {
+  const { g, ts, out, data } = buildGraph(leaves, body, opts.seed ?? 1);
+  const weight = g.input('__w', out.shape);
+  const loss = g.apply1('sum', [g.apply1('mul', [out, weight])], { axes: null, keepDims: false });
+  const wrt = ts.filter((t) => t.dtype === 'f32');
+  const grads = gradients(loss, wrt);
+  g.markOutput(loss);
+  const backend = createJsBackend({ precision: 'f64' });
+  const wData = randn(numel(out.shape), 4242);
+  const allT = [...ts, weight], allD = [...data, wData];
+  const analytic = await runOnce(g, backend, allT, allD, wrt.map((t) => grads.get(t)));
+  const s = await Session.create(g, backend);
+  allT.forEach((t, i) => s.set(t, allD[i]!));
+  const lossAt = async (): Promise<number> => { await s.run(); return (await s.get(loss))[0]!; };
+  const eps = opts.eps ?? 1e-6;
+  let worst = 0;
+  for (const [wi, t] of wrt.entries()) {
+    const idx = ts.indexOf(t);
+    const base = Float64Array.from(data[idx]!);
+    const probes = pickProbes(base.length, opts.maxProbes ?? 24, 7 + wi);
+    const numeric = new Float64Array(probes.length), an = new Float64Array(probes.length);
+    for (const [pi, k] of probes.entries()) {
+      const x = Float64Array.from(base);
+      x[k] = base[k]! + eps; s.set(t, x);
+      const up = await lossAt();
+      x[k] = base[k]! - eps; s.set(t, x);
+      const down = await lossAt();
+      numeric[pi] = (up - down) / (2 * eps);
+      an[pi] = analytic[wi]![k]!;
+    }
+    s.set(t, base);
+    const e = maxRelErr(an, numeric);
+    if (!(e <= worst)) worst = Number.isNaN(e) ? NaN : Math.max(worst, e);
+    if (Number.isNaN(worst)) throw new Error(`gradient check of ${t}: NaN in the gradient`);
+  }
+  s.dispose();
+  return worst;
+}
+
+function pickProbes(n: number, max: number, seed: number): number[] {
+  if (n <= max) return Array.from({ length: n }, (_, i) => i);
+  const r = rng(seed), set = new Set<number>();
+  while (set.size < max) set.add(Math.floor(r() * n));
+  return [...set];
+}
+
+export { runOnce };
