@@ -63,8 +63,11 @@ export interface AttentionOptions { causal?: boolean; scale?: number }
  * (grouped-query). Causal masking aligns the last query with the last key (S ≥ T, as with a KV cache).
  * Returns [B, T, Hq, D].
  */
-export const attention = (q: Tensor, k: Tensor, v: Tensor, o: AttentionOptions = {}): Tensor =>
-  q.graph.apply('attention', [q, k, v], { causal: o.causal ?? true, scale: o.scale ?? 1 / Math.sqrt(q.shape[q.rank - 1]!) })[0]!;
+export const attention = (q: Tensor, k: Tensor, v: Tensor, o: AttentionOptions = {}, kvLen?: Tensor): Tensor =>
+  q.graph.apply('attention', kvLen ? [q, k, v, kvLen] : [q, k, v], { causal: o.causal ?? true, scale: o.scale ?? 1 / Math.sqrt(q.shape[q.rank - 1]!) })[0]!;
+
+/** Write rows [B, T, H, D] into a KV cache [B, S, H, D] at positions pos.. (i32 [1]), in place. */
+export const kvWrite = (cache: Tensor, rows: Tensor, pos: Tensor): Tensor => cache.graph.apply1('kv_write', [cache, rows, pos]);
 
 /** Rows of `table` [V, D] picked by `ids` (i32 [...]) → [..., D]. */
 export const embedding = (table: Tensor, ids: Tensor): Tensor => table.graph.apply1('embedding', [table, ids]);

@@ -54,9 +54,14 @@ export class Graph {
 
   /** Apply an op: its shape rule validates the inputs and gives the outputs. */
   apply(op: string, inputs: readonly Tensor[], attrs: Attrs = {}, name?: string): Tensor[] {
-    const def = getOp(op);
     const index = this.nodes.length;
     const label = name ?? (this.scope || undefined);
+    let def;
+    try {
+      def = getOp(op);
+    } catch (e) {
+      throw new GraphError(`node #${index} ${op}${label ? ` (${label})` : ''}: ${(e as Error).message}`);
+    }
     for (const t of inputs) {
       if (t.graph !== this) throw new GraphError(`node #${index} ${op}: an input belongs to another graph`);
     }

@@ -2,7 +2,7 @@
  * Memory planning: one arena for the whole graph. Inputs, params, states and graph outputs keep their
  * memory for the whole run; every other value lives from the step that writes it to its last reader, and
  * values whose lifetimes do not overlap share memory (first-fit with coalescing). Views (reshape) alias
- * their input and extend its lifetime.
+ * their input and extend its lifetime; in-place ops (a KV-cache write) write into their input's memory.
  */
 import type { ExecutionPlan, PlanStep } from '../backends/backend.js';
 import { ARENA_ALIGN } from '../backends/backend.js';
@@ -53,10 +53,9 @@ export function planGraph(graph: Graph): ExecutionPlan {
   const root = values.map((v) => v.id);
   const steps: PlanStep[] = [];
   for (const n of nodes) {
-    if (getOp(n.op).view) {
-      root[n.outputs[0]!] = root[n.inputs[0]!]!;
-      continue;
-    }
+    const def = getOp(n.op);
+    if (def.view || def.inplace) root[n.outputs[0]!] = root[n.inputs[0]!]!;
+    if (def.view) continue;
     steps.push({ node: n.index, op: n.op, attrs: n.attrs, inputs: n.inputs, outputs: n.outputs });
   }
 
@@ -80,6 +79,7 @@ export function planGraph(graph: Graph): ExecutionPlan {
   const dying: number[][] = steps.map(() => []);
   steps.forEach((s, i) => {
     for (const o of s.outputs) {
+      if (root[o] !== o) continue;
       const size = align(Math.max(1, numel(values[o]!.shape)));
       offsets[o] = heap.alloc(size);
       const end = lastUse[o]!;

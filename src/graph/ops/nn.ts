@@ -88,16 +88,20 @@ function attentionShapes(ins: readonly { shape: readonly number[]; dtype: string
   return [B, T, Hq, D, S, Hkv];
 }
 
-// attention(q, k, v) → out [B, T, Hq, D], lse [B, Hq, T] (log-sum-exp of each query's scores, kept for backward).
+// attention(q, k, v, kvLen?) → out [B, T, Hq, D], lse [B, Hq, T] (log-sum-exp of each query's scores, kept
+// for backward). kvLen (i32 [1]) says how many leading keys are valid (a KV cache filled up to kvLen);
+// without it all S are. Causal masking aligns the last query with the last valid key.
 defineOp({
   name: 'attention',
   infer(ins, attrs) {
-    expectInputs(ins, 3); numAttr(attrs, 'scale');
+    expectInputs(ins, [3, 4]); numAttr(attrs, 'scale');
     const [B, T, Hq, D, S] = attentionShapes(ins);
+    if (ins[3] && (ins[3].dtype !== 'i32' || ins[3].shape.join() !== '1')) throw new Error('kvLen must be i32 [1]');
     if (attrs.causal === true && S < T) throw new Error(`causal attention needs at least as many keys (${S}) as queries (${T})`);
     return [{ shape: [B, T, Hq, D], dtype: 'f32' }, { shape: [B, Hq, T], dtype: 'f32' }];
   },
-  grad({ node, inputs: [q, k, v], outputs: [out, lse], dOutputs: [dOut] }) {
+  grad({ node, inputs: [q, k, v, kvLen], outputs: [out, lse], dOutputs: [dOut] }) {
+    if (kvLen) throw new Error('attention with a kvLen input (KV-cache decoding) has no gradient');
     const [dq, dk, dv] = q!.graph.apply('attention_backward', [q!, k!, v!, out!, lse!, dOut!], node.attrs);
     return [dq!, dk!, dv!];
   },
@@ -165,3 +169,19 @@ defineOp({
   },
 });
 
+
+// kv_write(cache [B, S, H, D], rows [B, T, H, D], pos i32 [1]) → cache with rows written at positions
+// pos..pos+T−1, in place (the output is the cache's memory). Rows past S are dropped.
+defineOp({
+  name: 'kv_write',
+  inplace: true,
+  infer(ins) {
+    expectInputs(ins, 3);
+    const [c, r, p] = [ins[0]!, ins[1]!, ins[2]!];
+    if (c.shape.length !== 4 || r.shape.length !== 4 || c.shape[0] !== r.shape[0] || c.shape[2] !== r.shape[2] || c.shape[3] !== r.shape[3]) {
+      throw new Error('cache must be [B, S, H, D] and rows [B, T, H, D]');
+    }
+    if (p.dtype !== 'i32' || p.shape.join() !== '1') throw new Error('pos must be i32 [1]');
+    return [{ shape: c.shape, dtype: c.dtype }];
+  },
+});

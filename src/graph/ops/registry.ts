@@ -26,6 +26,8 @@ export interface OpDef {
   grad?(ctx: GradContext): (Tensor | null)[];
   /** The output is a view of input 0 (same memory, new shape): no kernel runs. */
   readonly view?: boolean;
+  /** Output 0 is input 0 updated in place (same memory): a kernel runs and writes into it. */
+  readonly inplace?: boolean;
 }
 
 const catalogue = new Map<string, OpDef>();

@@ -96,17 +96,19 @@ const rope: JsKernel = ([vx, vpos], [vy], attrs) => {
   }
 };
 
-interface AttnDims { B: number; T: number; Hq: number; D: number; S: number; Hkv: number; group: number; scale: number; causal: boolean }
-function attnDims(q: readonly number[], k: readonly number[], attrs: Record<string, unknown>): AttnDims {
+interface AttnDims { B: number; T: number; Hq: number; D: number; S: number; Hkv: number; group: number; scale: number; causal: boolean; valid: number }
+function attnDims(q: readonly number[], k: readonly number[], attrs: Record<string, unknown>, kvLen?: Int32Array): AttnDims {
   const [B, T, Hq, D] = q as [number, number, number, number];
   const [, S, Hkv] = k as [number, number, number];
-  return { B, T, Hq, D, S, Hkv, group: Hq / Hkv, scale: attrs.scale as number, causal: attrs.causal === true };
+  // Keys past kvLen (an unfilled KV cache) are never visible.
+  const valid = kvLen ? Math.max(0, Math.min(S, kvLen[0]!)) : S;
+  return { B, T, Hq, D, S, Hkv, group: Hq / Hkv, scale: attrs.scale as number, causal: attrs.causal === true, valid };
 }
 
 /** Scores of one query row against its visible keys, into `s`; returns how many keys are visible. */
 function scores(Q: Float32Array | Float64Array, K: Float32Array | Float64Array, d: AttnDims, b: number, t: number, h: number, s: Float64Array): number {
   const kvh = Math.floor(h / d.group);
-  const visible = d.causal ? Math.min(d.S, t + (d.S - d.T) + 1) : d.S;
+  const visible = d.causal ? Math.max(0, Math.min(d.valid, t + (d.valid - d.T) + 1)) : d.valid;
   const qo = ((b * d.T + t) * d.Hq + h) * d.D;
   for (let j = 0; j < visible; j++) {
     const ko = ((b * d.S + j) * d.Hkv + kvh) * d.D;
@@ -118,9 +120,9 @@ function scores(Q: Float32Array | Float64Array, K: Float32Array | Float64Array, 
 }
 
 // attention: one query row at a time (a row of S scores is the only score memory); lse kept for backward.
-const attention: JsKernel = ([vq, vk, vv], [vo, vlse], attrs) => {
+const attention: JsKernel = ([vq, vk, vv, vlen], [vo, vlse], attrs) => {
   const Q = f(vq), K = f(vk), V = f(vv), O = vo!.data, LSE = vlse!.data;
-  const d = attnDims(vq!.shape, vk!.shape, attrs);
+  const d = attnDims(vq!.shape, vk!.shape, attrs, vlen ? i32(vlen) : undefined);
   const s = new Float64Array(d.S), acc = new Float64Array(d.D);
   for (let b = 0; b < d.B; b++) for (let h = 0; h < d.Hq; h++) for (let t = 0; t < d.T; t++) {
     const n = scores(Q, K, d, b, t, h, s);
@@ -235,7 +237,21 @@ const crossEntropyBackward: JsKernel = ([vl, vt, vdl], [vd], attrs) => {
   }
 };
 
+// kv_write: rows [B, T, H, D] into cache [B, S, H, D] at pos.. (outs[0] is the cache's own memory).
+const kvWrite: JsKernel = ([, vr, vp], [vc]) => {
+  const R = f(vr), C = vc!.data, pos = i32(vp)[0]!;
+  const [B, S, H, D] = vc!.shape as [number, number, number, number];
+  const T = vr!.shape[1]!, row = H * D;
+  for (let b = 0; b < B; b++) {
+    for (let t = 0; t < T && pos + t < S; t++) {
+      if (pos + t < 0) continue;
+      C.set(R.subarray((b * T + t) * row, (b * T + t + 1) * row), (b * S + pos + t) * row);
+    }
+  }
+};
+
 export const nn: Record<string, JsKernel> = {
+  kv_write: kvWrite,
   rmsnorm, rmsnorm_backward: rmsnormBackward, layernorm, layernorm_backward: layernormBackward, rope,
   attention, attention_backward: attentionBackward, embedding, embedding_backward: embeddingBackward,
   cross_entropy: crossEntropy, cross_entropy_backward: crossEntropyBackward,

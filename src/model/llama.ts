@@ -1,0 +1,117 @@
+/**
+ * A Llama-family decoder built as a graph from the op catalogue: RMSNorm, RoPE (either layout),
+ * grouped-query attention, SwiGLU MLP, tied or separate output head, optional q/k/v biases (Qwen2).
+ * Parameters carry Hugging Face names (`model.layers.N.self_attn.q_proj.weight`, …) whatever file the
+ * weights came from, because adapters target modules by those names.
+ */
+import * as F from '../graph/api.js';
+import type { Graph, Tensor } from '../graph/graph.js';
+import type { LlamaConfig } from '../formats/checkpoint.js';
+
+/** The seven projections adapters usually target, in Hugging Face naming. */
+export const LLAMA_PROJECTIONS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] as const;
+
+/**
+ * A linear layer y = x·Wᵀ (+ b), W [out, in]. Adapters replace it per module name; `base` computes the
+ * frozen layer so an adapter can add to it.
+ */
+export interface LinearContext {
+  readonly graph: Graph;
+  /** Module name, e.g. `model.layers.0.self_attn.q_proj`. */
+  readonly name: string;
+  readonly x: Tensor;
+  readonly weight: Tensor;
+  readonly bias?: Tensor;
+  readonly inFeatures: number;
+  readonly outFeatures: number;
+  base(x?: Tensor): Tensor;
+}
+export interface ModelHooks {
+  linear?(ctx: LinearContext): Tensor;
+  /** Transforms the token embeddings [B, T, D] (input-side adapters: prompt tuning). */
+  embeddings?(x: Tensor, graph: Graph): Tensor;
+}
+
+export interface LlamaGraphOptions {
+  batch: number;
+  /** Tokens per sequence in this graph (1 for decoding a token at a time). */
+  seq: number;
+  /** KV-cache length: when set, the graph decodes with persistent caches (state values) instead of training. */
+  cacheLen?: number;
+  hooks?: ModelHooks;
+}
+
+export interface LlamaGraph {
+  /** i32 [B, T] token ids. */
+  readonly ids: Tensor;
+  /** f32 [B, T, V]. */
+  readonly logits: Tensor;
+  /** Decoding only: rope positions (i32 [T]), cache write position and valid cache length (i32 [1]). */
+  readonly positions?: Tensor;
+  readonly pos?: Tensor;
+  readonly kvLen?: Tensor;
+  /** Frozen weights by Hugging Face name. */
+  readonly weights: Map<string, Tensor>;
+}
+
+export function headDim(c: LlamaConfig): number { return c.dim / c.nHeads; }
+
+export function buildLlama(g: Graph, c: LlamaConfig, o: LlamaGraphOptions): LlamaGraph {
+  const { batch: B, seq: T } = o;
+  const hd = headDim(c), kvDim = c.nKvHeads * hd;
+  const weights = new Map<string, Tensor>();
+  const w = (name: string, shape: number[]): Tensor => {
+    const t = g.param(name, shape);
+    weights.set(name, t);
+    return t;
+  };
+  const decoding = o.cacheLen !== undefined;
+  const ids = g.input('input_ids', [B, T], 'i32');
+  const positions = decoding ? g.input('positions', [T], 'i32') : undefined;
+  const pos = decoding ? g.input('cache_pos', [1], 'i32') : undefined;
+  const kvLen = decoding ? g.input('kv_len', [1], 'i32') : undefined;
+
+  const linear = (name: string, x: Tensor, inF: number, outF: number, bias = false): Tensor => {
+    const weight = w(`${name}.weight`, [outF, inF]);
+    const b = bias ? w(`${name}.bias`, [outF]) : undefined;
+    const base = (xx: Tensor = x): Tensor => g.within(name, () => {
+      const y = F.matmul(xx, weight, { transB: true });
+      return b ? F.add(y, b) : y;
+    });
+    const ctx: LinearContext = { graph: g, name, x, weight, inFeatures: inF, outFeatures: outF, base, ...(b ? { bias: b } : {}) };
+    return o.hooks?.linear ? o.hooks.linear(ctx) : base();
+  };
+
+  const embed = w('model.embed_tokens.weight', [c.vocabSize, c.dim]);
+  let x = g.within('model.embed_tokens', () => F.embedding(embed, ids));
+  if (o.hooks?.embeddings) x = o.hooks.embeddings(x, g);
+  const seqLen = x.shape[1]!;
+  const ropeOpts = { theta: c.ropeTheta, layout: c.ropeLayout };
+
+  for (let l = 0; l < c.nLayers; l++) {
+    const p = `model.layers.${l}`;
+    const n1 = g.within(`${p}.input_layernorm`, () => F.rmsnorm(x, w(`${p}.input_layernorm.weight`, [c.dim]), c.normEps));
+    const q = F.reshape(linear(`${p}.self_attn.q_proj`, n1, c.dim, c.dim, c.qkvBias), [B, seqLen, c.nHeads, hd]);
+    const k = F.reshape(linear(`${p}.self_attn.k_proj`, n1, c.dim, kvDim, c.qkvBias), [B, seqLen, c.nKvHeads, hd]);
+    const v = F.reshape(linear(`${p}.self_attn.v_proj`, n1, c.dim, kvDim, c.qkvBias), [B, seqLen, c.nKvHeads, hd]);
+    const attn = g.within(`${p}.self_attn`, () => {
+      const qr = F.rope(q, ropeOpts, positions);
+      const kr = F.rope(k, ropeOpts, positions);
+      if (!decoding) return F.attention(qr, kr, v);
+      const kc = F.kvWrite(g.state(`${p}.self_attn.k_cache`, [B, o.cacheLen!, c.nKvHeads, hd]), kr, pos!);
+      const vc = F.kvWrite(g.state(`${p}.self_attn.v_cache`, [B, o.cacheLen!, c.nKvHeads, hd]), v, pos!);
+      return F.attention(qr, kc, vc, {}, kvLen);
+    });
+    const h = F.add(x, linear(`${p}.self_attn.o_proj`, F.reshape(attn, [B, seqLen, c.dim]), c.dim, c.dim));
+    const n2 = g.within(`${p}.post_attention_layernorm`, () => F.rmsnorm(h, w(`${p}.post_attention_layernorm.weight`, [c.dim]), c.normEps));
+    const gate = linear(`${p}.mlp.gate_proj`, n2, c.dim, c.hiddenDim);
+    const up = linear(`${p}.mlp.up_proj`, n2, c.dim, c.hiddenDim);
+    const act = g.within(`${p}.mlp`, () => F.mul(F.silu(gate), up));
+    x = F.add(h, linear(`${p}.mlp.down_proj`, act, c.hiddenDim, c.dim));
+  }
+  const normed = g.within('model.norm', () => F.rmsnorm(x, w('model.norm.weight', [c.dim]), c.normEps));
+  const logits = c.tiedEmbeddings
+    ? g.within('lm_head', () => F.matmul(normed, embed, { transB: true }))
+    : linear('lm_head', normed, c.dim, c.vocabSize);
+  return { ids, logits, weights, ...(positions ? { positions } : {}), ...(pos ? { pos } : {}), ...(kvLen ? { kvLen } : {}) };
+}

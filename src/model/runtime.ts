@@ -1,0 +1,139 @@
+/**
+ * A loaded model on a backend: KV-cached generation and next-token loss evaluation. Graphs are built
+ * once per shape and reused; frozen weights are uploaded once per graph.
+ */
+import type { Backend } from '../backends/backend.js';
+import type { LlamaCheckpoint } from '../formats/checkpoint.js';
+import * as F from '../graph/api.js';
+import { Graph, type Tensor } from '../graph/graph.js';
+import { shapeStr } from '../graph/types.js';
+import { Session } from '../scheduler/session.js';
+import { type LlamaGraph, type ModelHooks, buildLlama } from './llama.js';
+import { Sampler, type SamplingOptions } from './sampling.js';
+
+export interface GenerateOptions extends SamplingOptions {
+  maxTokens?: number;
+  /** Token ids that end generation (default: the tokenizer's EOS and BOS). */
+  stopTokens?: readonly number[];
+  /** Called with each new token id as it is produced. */
+  onToken?: (id: number) => void;
+}
+
+/** Upload every weight a graph declares from the checkpoint, checking names and shapes. */
+export function uploadWeights(s: Session, weights: Map<string, Tensor>, ckpt: LlamaCheckpoint): void {
+  for (const [name, t] of weights) {
+    const src = ckpt.tensors.get(name);
+    if (!src) throw new Error(`${ckpt.source}: the model needs tensor ${name}, which the file does not have`);
+    if (src.shape.join() !== t.shape.join()) throw new Error(`${ckpt.source}: tensor ${name} is ${shapeStr(src.shape)}, the model expects ${shapeStr(t.shape)}`);
+    s.set(t, src.data);
+  }
+}
+
+export class LlamaRuntime {
+  private decoder?: { session: Session; graph: LlamaGraph; cacheLen: number };
+  private evaluator?: { session: Session; graph: LlamaGraph; loss: Tensor; targets: Tensor; batch: number; seq: number };
+
+  constructor(readonly checkpoint: LlamaCheckpoint, readonly backend: Backend, readonly hooks?: ModelHooks, readonly prepare?: (s: Session) => void) {}
+
+  get config() { return this.checkpoint.config; }
+
+  private async getDecoder(cacheLen: number) {
+    if (this.decoder && this.decoder.cacheLen >= cacheLen) return this.decoder;
+    this.decoder?.session.dispose();
+    const g = new Graph();
+    const graph = buildLlama(g, this.config, { batch: 1, seq: 1, cacheLen, ...(this.hooks ? { hooks: this.hooks } : {}) });
+    g.markOutput(graph.logits);
+    const session = await Session.create(g, this.backend);
+    uploadWeights(session, graph.weights, this.checkpoint);
+    this.prepare?.(session);
+    this.decoder = { session, graph, cacheLen };
+    return this.decoder;
+  }
+
+  /**
+   * Feed `prompt` (token ids, BOS included if wanted) and generate up to maxTokens new tokens with the
+   * KV cache. Returns the new tokens (the stop token excluded).
+   */
+  async generate(prompt: readonly number[], o: GenerateOptions = {}): Promise<number[]> {
+    if (prompt.length === 0) throw new Error('generate needs at least one prompt token (e.g. BOS)');
+    const maxTokens = o.maxTokens ?? 256;
+    const cacheLen = Math.min(this.config.maxSeqLen, prompt.length + maxTokens);
+    if (prompt.length >= cacheLen) throw new Error(`the prompt has ${prompt.length} tokens; the model's context is ${this.config.maxSeqLen}`);
+    const { session, graph } = await this.getDecoder(cacheLen);
+    const stops = new Set(o.stopTokens ?? [this.checkpoint.tokenizer?.eosId ?? 2, this.checkpoint.tokenizer?.bosId ?? 1]);
+    const sampler = new Sampler(o);
+    const history = [...prompt];
+    const out: number[] = [];
+    let next = -1;
+    for (let p = 0; p < cacheLen; p++) {
+      const tok = p < prompt.length ? prompt[p]! : next;
+      if (p >= prompt.length) {
+        if (stops.has(tok)) break;
+        out.push(tok);
+        o.onToken?.(tok);
+        if (out.length >= maxTokens || p >= cacheLen) break;
+      }
+      session.set(graph.ids, Int32Array.of(tok));
+      session.set(graph.positions!, Int32Array.of(p));
+      session.set(graph.pos!, Int32Array.of(p));
+      session.set(graph.kvLen!, Int32Array.of(p + 1));
+      await session.run();
+      if (p >= prompt.length - 1) {
+        const logits = await session.get(graph.logits);
+        next = sampler.next(logits, history);
+        history.push(next);
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Mean next-token cross-entropy over sequences (each already BOS + ids, cut to the wanted length):
+   * every position predicts the next id. Returns the mean over all predicted tokens and their count.
+   */
+  async evalLoss(sequences: readonly (readonly number[])[], o: { batch?: number; onProgress?: (done: number, total: number) => void } = {}): Promise<{ loss: number; tokens: number }> {
+    const seq = Math.max(2, ...sequences.map((s) => s.length)) - 1;
+    const batch = Math.min(o.batch ?? 8, Math.max(1, sequences.length));
+    const ev = await this.getEvaluator(batch, seq);
+    let total = 0, count = 0;
+    for (let i = 0; i < sequences.length; i += batch) {
+      const ids = new Int32Array(batch * seq), targets = new Int32Array(batch * seq).fill(-100);
+      let n = 0;
+      for (let b = 0; b < batch && i + b < sequences.length; b++) {
+        const s = sequences[i + b]!;
+        for (let t = 0; t + 1 < s.length; t++) { ids[b * seq + t] = s[t]!; targets[b * seq + t] = s[t + 1]!; n++; }
+      }
+      ev.session.set(ev.graph.ids, ids);
+      ev.session.set(ev.targets, targets);
+      await ev.session.run();
+      total += (await ev.session.get(ev.loss))[0]! * n;
+      count += n;
+      o.onProgress?.(Math.min(sequences.length, i + batch), sequences.length);
+    }
+    return { loss: total / Math.max(1, count), tokens: count };
+  }
+
+  private async getEvaluator(batch: number, seq: number) {
+    if (this.evaluator && this.evaluator.batch === batch && this.evaluator.seq === seq) return this.evaluator;
+    this.evaluator?.session.dispose();
+    const g = new Graph();
+    const graph = buildLlama(g, this.config, { batch, seq, ...(this.hooks ? { hooks: this.hooks } : {}) });
+    const targets = g.input('targets', [batch * seq], 'i32');
+    const V = this.config.vocabSize;
+    const logits = F.reshape(graph.logits, [-1, V]);
+    // Input-side adapters may prepend positions: score only the last `seq` of them.
+    const scored = logits.shape[0] === batch * seq ? logits : F.reshape(F.slice(F.reshape(logits, [batch, -1, V]), 1, logits.shape[0]! / batch - seq, logits.shape[0]! / batch), [-1, V]);
+    const loss = F.crossEntropy(scored, targets);
+    g.markOutput(loss);
+    const session = await Session.create(g, this.backend);
+    uploadWeights(session, graph.weights, this.checkpoint);
+    this.prepare?.(session);
+    this.evaluator = { session, graph, loss, targets, batch, seq };
+    return this.evaluator;
+  }
+
+  dispose(): void {
+    this.decoder?.session.dispose();
+    this.evaluator?.session.dispose();
+  }
+}

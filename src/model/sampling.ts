@@ -1,0 +1,95 @@
+/**
+ * Next-token choice from logits: greedy, temperature, top-k, top-p (nucleus), repetition penalty, and
+ * Mirostat 2.0 (Basu et al., "Mirostat: A Neural Text Decoding Algorithm that Directly Controls
+ * Perplexity", ICLR 2021, Algorithm 2: truncate tokens whose surprise exceeds μ, sample, then
+ * μ ← μ − η·(surprise − τ)).
+ */
+export interface SamplingOptions {
+  /** 0 (default) is greedy. */
+  temperature?: number;
+  /** Keep the k most likely tokens (0: all). */
+  topK?: number;
+  /** Keep the smallest set of tokens whose probability reaches p (1: all). */
+  topP?: number;
+  /** Divide positive logits (multiply negative ones) of tokens already seen by this (1: off), as in CTRL. */
+  repetitionPenalty?: number;
+  /** Mirostat 2.0 target surprise τ in bits; enables Mirostat (top-k/top-p are then ignored). */
+  mirostatTau?: number;
+  /** Mirostat learning rate η (default 0.1). */
+  mirostatEta?: number;
+  seed?: number;
+}
+
+export class Sampler {
+  private mu: number;
+  private readonly random: () => number;
+  constructor(private readonly o: SamplingOptions = {}) {
+    this.mu = 2 * (o.mirostatTau ?? 0);
+    let s = (o.seed ?? 0x5eed) >>> 0;
+    this.random = () => {
+      s = (s + 0x6d2b79f5) >>> 0;
+      let t = s;
+      t = Math.imul(t ^ (t >>> 15), t | 1);
+      t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    };
+  }
+
+  /** Pick a token from one row of logits; `history` is the tokens so far (for the repetition penalty). */
+  next(logitsRow: ArrayLike<number>, history: readonly number[] = []): number {
+    const V = logitsRow.length;
+    const logits = Float64Array.from(logitsRow);
+    const pen = this.o.repetitionPenalty ?? 1;
+    if (pen !== 1) for (const t of new Set(history)) if (t >= 0 && t < V) logits[t] = logits[t]! > 0 ? logits[t]! / pen : logits[t]! * pen;
+    const temp = this.o.temperature ?? 0;
+    if (temp <= 0 && this.o.mirostatTau === undefined) return argmax(logits);
+    const probs = softmax(logits, temp > 0 ? temp : 1);
+    const order = Array.from({ length: V }, (_, i) => i).sort((a, b) => probs[b]! - probs[a]!);
+    let keep = V;
+    if (this.o.mirostatTau !== undefined) {
+      // Keep tokens whose surprise −log2 p is below μ (always at least one).
+      keep = 0;
+      while (keep < V && -Math.log2(probs[order[keep]!]!) <= this.mu) keep++;
+      keep = Math.max(1, keep);
+    } else {
+      if (this.o.topK && this.o.topK > 0) keep = Math.min(keep, this.o.topK);
+      const topP = this.o.topP ?? 1;
+      if (topP < 1) {
+        let acc = 0, n = 0;
+        while (n < keep) { acc += probs[order[n]!]!; n++; if (acc >= topP) break; }
+        keep = n;
+      }
+    }
+    let total = 0;
+    for (let i = 0; i < keep; i++) total += probs[order[i]!]!;
+    let r = this.random() * total, pick = order[keep - 1]!;
+    for (let i = 0; i < keep; i++) {
+      r -= probs[order[i]!]!;
+      if (r <= 0) { pick = order[i]!; break; }
+    }
+    if (this.o.mirostatTau !== undefined) {
+      const surprise = -Math.log2(probs[pick]! / total);
+      this.mu -= (this.o.mirostatEta ?? 0.1) * (surprise - this.o.mirostatTau);
+    }
+    return pick;
+  }
+
+  /** Current Mirostat threshold μ (bits). */
+  get mirostatMu(): number { return this.mu; }
+}
+
+export function argmax(a: ArrayLike<number>): number {
+  let best = 0;
+  for (let i = 1; i < a.length; i++) if (a[i]! > a[best]!) best = i;
+  return best;
+}
+
+export function softmax(logits: ArrayLike<number>, temperature = 1): Float64Array {
+  let mx = -Infinity;
+  for (let i = 0; i < logits.length; i++) mx = Math.max(mx, logits[i]!);
+  const out = new Float64Array(logits.length);
+  let z = 0;
+  for (let i = 0; i < logits.length; i++) { out[i] = Math.exp((logits[i]! - mx) / temperature); z += out[i]!; }
+  for (let i = 0; i < out.length; i++) out[i]! /= z;
+  return out;
+}
