@@ -23,6 +23,11 @@ export const silu = (x: Tensor): Tensor => x.graph.apply1('silu', [x]);
 /** GELU, tanh approximation (as GPT-2 and most Hugging Face configs use). */
 export const gelu = (x: Tensor): Tensor => x.graph.apply1('gelu', [x]);
 
+/** Inverted dropout with rate p; the mask is a hash of (seed, element index), so any backend draws the same one. */
+export const dropout = (x: Tensor, seed: Tensor, p: number): Tensor => x.graph.apply1('dropout', [x, seed], { p });
+/** Identity forward; blocks the gradient. */
+export const stopGradient = (x: Tensor): Tensor => x.graph.apply1('stop_gradient', [x]);
+
 export const sum = (x: Tensor, axes?: number[], keepDims = false): Tensor =>
   x.graph.apply1('sum', [x], { axes: axes ?? null, keepDims });
 export const mean = (x: Tensor, axes?: number[], keepDims = false): Tensor =>

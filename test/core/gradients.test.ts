@@ -49,6 +49,7 @@ const cases: [string, LeafSpec[], Parameters<typeof gradCheck>[1]][] = [
   ['attention kv longer than q', [p('q', [1, 2, 2, 3]), p('k', [1, 5, 1, 3]), p('v', [1, 5, 1, 3])], ([q, k, v]) => F.attention(q!, k!, v!)],
   ['attention not causal', [p('q', [1, 3, 2, 2]), p('k', [1, 4, 2, 2]), p('v', [1, 4, 2, 2])], ([q, k, v]) => F.attention(q!, k!, v!, { causal: false })],
   ['embedding', [p('t', [5, 3]), p('ids', [2, 3], { dtype: 'i32', data: [0, 4, 2, 2, 9, 1] })], ([t, ids]) => F.embedding(t!, ids!)],
+  ['dropout', [p('a', [6, 5]), p('seed', [1], { dtype: 'i32', data: [1234] })], ([a, s]) => F.dropout(a!, s!, 0.3)],
   ['cross_entropy', [p('l', [4, 6]), p('y', [4], { dtype: 'i32', data: [1, -100, 5, 0] })], ([l, y]) => F.crossEntropy(l!, y!)],
 ];
 
@@ -73,6 +74,20 @@ test('a wrong gradient is caught (the check can fail)', async () => {
   } finally {
     (def as { grad?: unknown }).grad = saved;
   }
+});
+
+test('stop_gradient: d/da [a · sg(exp a)] is exp(a) alone (the blocked path adds nothing)', async () => {
+  const { Graph } = await import('../../src/graph/graph.js');
+  const { gradients } = await import('../../src/graph/autodiff.js');
+  const { runOnce } = await import('../helpers.js');
+  const { createJsBackend } = await import('../../src/backends/js/index.js');
+  const g = new Graph();
+  const a = g.param('a', [4]);
+  const loss = F.sum(F.mul(a, F.stopGradient(F.exp(a))));
+  const d = gradients(loss, [a]).get(a);
+  const x = Float64Array.of(0.1, -0.5, 1.2, 2);
+  const [got] = await runOnce(g, createJsBackend({ precision: 'f64' }), [a], [x], [d]);
+  x.forEach((v, i) => assert.ok(Math.abs(got![i]! - Math.exp(v)) < 1e-12));
 });
 
 test.run();

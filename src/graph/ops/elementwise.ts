@@ -74,3 +74,35 @@ for (const name of ['silu_backward', 'gelu_backward']) {
     },
   });
 }
+
+// dropout(x, seed i32 [1]) with rate p: element i is kept when u(seed, i) ≥ p and scaled by 1/(1−p).
+// u is a counter-based hash (dropoutUniform), identical on every backend, so the backward pass
+// re-derives the same mask from the seed and dropout's adjoint is dropout itself.
+defineOp({
+  name: 'dropout',
+  infer(ins, attrs) {
+    expectInputs(ins, 2); f32Only([ins[0]!]);
+    const p = numAttr(attrs, 'p');
+    if (!(p >= 0 && p < 1)) throw new Error(`dropout rate p must be in [0, 1) (got ${p})`);
+    if (ins[1]!.dtype !== 'i32' || ins[1]!.shape.join() !== '1') throw new Error('seed must be i32 [1]');
+    return [{ shape: ins[0]!.shape, dtype: 'f32' }];
+  },
+  grad({ node, inputs: [, seed], dOutputs: [dy] }) { return [dy!.graph.apply1('dropout', [dy!, seed!], node.attrs), null]; },
+});
+
+/** The dropout hash: a uniform number in [0, 1) from (seed, index) with 32-bit integer mixing only. */
+export function dropoutUniform(seed: number, i: number): number {
+  let h = (Math.imul(seed, 0x9e3779b1) + Math.imul(i, 0x85ebca77)) >>> 0;
+  h ^= h >>> 15; h = Math.imul(h, 0x2c1b3c6d);
+  h ^= h >>> 12; h = Math.imul(h, 0x297a2d39);
+  h ^= h >>> 15;
+  return (h >>> 8) / 16777216;
+}
+
+// stop_gradient(x) = x, but no gradient flows back through it (DoRA's detached weight norm).
+defineOp({
+  name: 'stop_gradient',
+  view: true,
+  infer(ins) { expectInputs(ins, 1); return [{ shape: ins[0]!.shape, dtype: ins[0]!.dtype }]; },
+  grad() { return [null]; },
+});

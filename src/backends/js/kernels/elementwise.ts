@@ -1,4 +1,5 @@
-import { type JsKernel, broadcastStrides, f, walk } from './types.js';
+import { dropoutUniform } from '../../../graph/ops/elementwise.js';
+import { type JsKernel, broadcastStrides, f, i32, walk } from './types.js';
 
 function binary(op: (a: number, b: number) => number): JsKernel {
   return ([va, vb], [vo]) => {
@@ -42,4 +43,8 @@ export const elementwise: Record<string, JsKernel> = {
     return dy * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * GELU_C * (1 + 3 * 0.044715 * x * x));
   }),
   fill: (_ins, [vo], attrs) => { vo!.data.fill(attrs.value as number); },
+  dropout: ([vx, vs], [vo], attrs) => {
+    const X = f(vx), O = vo!.data, seed = i32(vs)[0]!, p = attrs.p as number, keep = 1 / (1 - p);
+    for (let i = 0; i < O.length; i++) O[i] = dropoutUniform(seed, i) >= p ? X[i]! * keep : 0;
+  },
 };
