@@ -6,26 +6,12 @@ import { Graph, type Tensor } from '../src/graph/graph.js';
 import { numel } from '../src/graph/types.js';
 import { Session } from '../src/scheduler/session.js';
 
-/** Mulberry32: small, fast, seedable. */
-export function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { seededRandom as rng } from '../src/util/random.js';
+import { gaussian, seededRandom } from '../src/util/random.js';
 
 export function randn(n: number, seed: number, scale = 1): Float64Array {
-  const r = rng(seed);
-  const out = new Float64Array(n);
-  for (let i = 0; i < n; i++) {
-    const u = Math.max(r(), 1e-12), v = r();
-    out[i] = Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v) * scale;
-  }
-  return out;
+  const r = seededRandom(seed);
+  return Float64Array.from({ length: n }, () => gaussian(r) * scale);
 }
 
 export function maxRelErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
@@ -110,7 +96,7 @@ export async function gradCheck(leaves: LeafSpec[], body: (ts: Tensor[]) => Tens
 
 function pickProbes(n: number, max: number, seed: number): number[] {
   if (n <= max) return Array.from({ length: n }, (_, i) => i);
-  const r = rng(seed), set = new Set<number>();
+  const r = seededRandom(seed), set = new Set<number>();
   while (set.size < max) set.add(Math.floor(r() * n));
   return [...set];
 }

@@ -24,7 +24,7 @@ export const silu = (x: Tensor): Tensor => x.graph.apply1('silu', [x]);
 export const gelu = (x: Tensor): Tensor => x.graph.apply1('gelu', [x]);
 
 /** Inverted dropout with rate p; the mask is a hash of (seed, element index), so any backend draws the same one. */
-export const dropout = (x: Tensor, seed: Tensor, p: number): Tensor => x.graph.apply1('dropout', [x, seed], { p });
+export const dropout = (x: Tensor, seed: Tensor, p: number, salt = 0): Tensor => x.graph.apply1('dropout', [x, seed], { p, salt });
 /** Identity forward; blocks the gradient. */
 export const stopGradient = (x: Tensor): Tensor => x.graph.apply1('stop_gradient', [x]);
 

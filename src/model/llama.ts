@@ -24,9 +24,12 @@ export interface LinearContext {
   readonly bias?: Tensor;
   readonly inFeatures: number;
   readonly outFeatures: number;
+  /** For the embedding module: the token ids (i32 [B, T]); x is then the ids too. */
+  readonly ids?: Tensor;
   base(x?: Tensor): Tensor;
 }
 export interface ModelHooks {
+  /** Called for every linear module and for the token embedding (`model.embed_tokens`, with ids). */
   linear?(ctx: LinearContext): Tensor;
   /** Transforms the token embeddings [B, T, D] (input-side adapters: prompt tuning). */
   embeddings?(x: Tensor, graph: Graph): Tensor;
@@ -83,7 +86,10 @@ export function buildLlama(g: Graph, c: LlamaConfig, o: LlamaGraphOptions): Llam
   };
 
   const embed = w('model.embed_tokens.weight', [c.vocabSize, c.dim]);
-  let x = g.within('model.embed_tokens', () => F.embedding(embed, ids));
+  const embedBase = (): Tensor => g.within('model.embed_tokens', () => F.embedding(embed, ids));
+  let x = o.hooks?.linear
+    ? o.hooks.linear({ graph: g, name: 'model.embed_tokens', x: ids, ids, weight: embed, inFeatures: c.vocabSize, outFeatures: c.dim, base: embedBase })
+    : embedBase();
   if (o.hooks?.embeddings) x = o.hooks.embeddings(x, g);
   const seqLen = x.shape[1]!;
   const ropeOpts = { theta: c.ropeTheta, layout: c.ropeLayout };

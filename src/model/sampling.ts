@@ -4,6 +4,8 @@
  * Perplexity", ICLR 2021, Algorithm 2: truncate tokens whose surprise exceeds μ, sample, then
  * μ ← μ − η·(surprise − τ)).
  */
+import { seededRandom } from '../util/random.js';
+
 export interface SamplingOptions {
   /** 0 (default) is greedy. */
   temperature?: number;
@@ -25,14 +27,7 @@ export class Sampler {
   private readonly random: () => number;
   constructor(private readonly o: SamplingOptions = {}) {
     this.mu = 2 * (o.mirostatTau ?? 0);
-    let s = (o.seed ?? 0x5eed) >>> 0;
-    this.random = () => {
-      s = (s + 0x6d2b79f5) >>> 0;
-      let t = s;
-      t = Math.imul(t ^ (t >>> 15), t | 1);
-      t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-    };
+    this.random = seededRandom(o.seed ?? 0x5eed);
   }
 
   /** Pick a token from one row of logits; `history` is the tokens so far (for the repetition penalty). */

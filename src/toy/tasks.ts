@@ -10,18 +10,7 @@ import { Graph, type Tensor } from '../graph/graph.js';
 import { numel } from '../graph/types.js';
 import { buildLlama } from '../model/llama.js';
 import { Trainer } from '../train/trainer.js';
-
-/** Mulberry32. */
-export function seededRandom(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { seededRandom } from '../util/random.js';
 
 /** Uniform(−bound, bound) with bound = 1/√fanIn, as PyTorch's default Linear init. */
 function init(shape: readonly number[], fanIn: number, random: () => number): Float32Array {

@@ -75,7 +75,8 @@ for (const name of ['silu_backward', 'gelu_backward']) {
   });
 }
 
-// dropout(x, seed i32 [1]) with rate p: element i is kept when u(seed, i) ≥ p and scaled by 1/(1−p).
+// dropout(x, seed i32 [1]) with rate p: element i is kept when u(seed + salt, i) ≥ p and scaled by 1/(1−p);
+// the salt attribute (default 0) gives each dropout site its own mask from one step seed.
 // u is a counter-based hash (dropoutUniform), identical on every backend, so the backward pass
 // re-derives the same mask from the seed and dropout's adjoint is dropout itself.
 defineOp({

@@ -44,7 +44,7 @@ export const elementwise: Record<string, JsKernel> = {
   }),
   fill: (_ins, [vo], attrs) => { vo!.data.fill(attrs.value as number); },
   dropout: ([vx, vs], [vo], attrs) => {
-    const X = f(vx), O = vo!.data, seed = i32(vs)[0]!, p = attrs.p as number, keep = 1 / (1 - p);
+    const X = f(vx), O = vo!.data, seed = (i32(vs)[0]! + ((attrs.salt as number | undefined) ?? 0)) | 0, p = attrs.p as number, keep = 1 / (1 - p);
     for (let i = 0; i < O.length; i++) O[i] = dropoutUniform(seed, i) >= p ? X[i]! * keep : 0;
   },
 };

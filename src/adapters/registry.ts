@@ -1,0 +1,20 @@
+/** Adapter methods by name: adding a method means adding its folder and one line here. */
+import { lora } from './lora/index.js';
+import type { AdapterMethod, TargetConfig } from './types.js';
+
+const methods = new Map<string, AdapterMethod<TargetConfig>>([
+  [lora.name, lora as unknown as AdapterMethod<TargetConfig>],
+]);
+
+export function getMethod(name: string): AdapterMethod<TargetConfig> {
+  const m = methods.get(name);
+  if (!m) throw new Error(`unknown adapter method '${name}' (available: ${[...methods.keys()].join(', ')})`);
+  return m;
+}
+
+export function methodByPeftType(peftType: string): AdapterMethod<TargetConfig> {
+  for (const m of methods.values()) if (m.peftType === peftType) return m;
+  throw new Error(`adapter_config.json: peft_type ${JSON.stringify(peftType)} is not supported (supported: ${[...methods.values()].map((m) => m.peftType).filter(Boolean).join(', ')})`);
+}
+
+export function methodNames(): string[] { return [...methods.keys()]; }

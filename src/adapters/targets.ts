@@ -1,0 +1,40 @@
+/** Which modules an adapter applies to, with Hugging Face PEFT's matching rules. */
+import type { LlamaConfig } from '../formats/checkpoint.js';
+import { LLAMA_PROJECTIONS, headDim } from '../model/llama.js';
+import type { ModuleInfo, TargetConfig } from './types.js';
+
+/** Every adaptable module of a Llama model, in graph order. */
+export function llamaModules(c: LlamaConfig): ModuleInfo[] {
+  const kv = c.nKvHeads * headDim(c);
+  const shapes: Record<(typeof LLAMA_PROJECTIONS)[number], [string, number, number]> = {
+    q_proj: ['self_attn', c.dim, c.dim], k_proj: ['self_attn', c.dim, kv], v_proj: ['self_attn', c.dim, kv],
+    o_proj: ['self_attn', c.dim, c.dim], gate_proj: ['mlp', c.dim, c.hiddenDim], up_proj: ['mlp', c.dim, c.hiddenDim],
+    down_proj: ['mlp', c.hiddenDim, c.dim],
+  };
+  const out: ModuleInfo[] = [{ name: 'model.embed_tokens', kind: 'embedding', inFeatures: c.vocabSize, outFeatures: c.dim }];
+  for (let l = 0; l < c.nLayers; l++) {
+    for (const p of LLAMA_PROJECTIONS) {
+      const [block, inF, outF] = shapes[p];
+      out.push({ name: `model.layers.${l}.${block}.${p}`, kind: 'linear', inFeatures: inF, outFeatures: outF, layer: l });
+    }
+  }
+  if (!c.tiedEmbeddings) out.push({ name: 'lm_head', kind: 'linear', inFeatures: c.dim, outFeatures: c.vocabSize });
+  return out;
+}
+
+/**
+ * PEFT rules: a list matches a module whose full name equals an entry or ends with `.entry`; a single
+ * string is a regex that must match the whole name. `layersToTransform` keeps only those layers.
+ */
+export function selectTargets(cfg: TargetConfig, modules: readonly ModuleInfo[]): ModuleInfo[] {
+  const t = cfg.targetModules;
+  const matches = typeof t === 'string'
+    ? (() => { const re = new RegExp(`^(?:${t})$`); return (m: ModuleInfo) => re.test(m.name); })()
+    : (m: ModuleInfo) => t.some((s) => m.name === s || m.name.endsWith(`.${s}`));
+  const picked = modules.filter((m) => matches(m) && (!cfg.layersToTransform || (m.layer !== undefined && cfg.layersToTransform.includes(m.layer))));
+  if (picked.length === 0) {
+    const names = [...new Set(modules.map((m) => m.name.split('.').pop()))].join(', ');
+    throw new Error(`target modules ${JSON.stringify(t)} match no module of this model (module names end in: ${names})`);
+  }
+  return picked;
+}
