@@ -28,6 +28,9 @@ export const dropout = (x: Tensor, seed: Tensor, p: number, salt = 0): Tensor =>
 /** Identity forward; blocks the gradient. */
 export const stopGradient = (x: Tensor): Tensor => x.graph.apply1('stop_gradient', [x]);
 
+/** acc += x, in place (acc is a state value). */
+export const accumulate = (acc: Tensor, x: Tensor): Tensor => acc.graph.apply1('accumulate', [acc, x]);
+
 export const sum = (x: Tensor, axes?: number[], keepDims = false): Tensor =>
   x.graph.apply1('sum', [x], { axes: axes ?? null, keepDims });
 export const mean = (x: Tensor, axes?: number[], keepDims = false): Tensor =>

@@ -93,22 +93,36 @@ export class LlamaRuntime {
    */
   async evalLoss(sequences: readonly (readonly number[])[], o: { batch?: number; onProgress?: (done: number, total: number) => void } = {}): Promise<{ loss: number; tokens: number }> {
     const seq = Math.max(2, ...sequences.map((s) => s.length)) - 1;
-    const batch = Math.min(o.batch ?? 8, Math.max(1, sequences.length));
+    const rows = sequences.map((s) => s.slice(0, -1));
+    const targets = sequences.map((s) => s.slice(1));
+    return this.evalTargets(rows, targets, { ...o, seq });
+  }
+
+  /**
+   * Mean cross-entropy of explicit (input row, target row) pairs; a target of −100 is not counted.
+   * Rows shorter than the longest are padded.
+   */
+  async evalTargets(rows: readonly (readonly number[])[], targets: readonly (readonly number[])[], o: { batch?: number; seq?: number; onProgress?: (done: number, total: number) => void } = {}): Promise<{ loss: number; tokens: number }> {
+    const seq = o.seq ?? Math.max(1, ...rows.map((r) => r.length));
+    const batch = Math.min(o.batch ?? 8, Math.max(1, rows.length));
     const ev = await this.getEvaluator(batch, seq);
     let total = 0, count = 0;
-    for (let i = 0; i < sequences.length; i += batch) {
-      const ids = new Int32Array(batch * seq), targets = new Int32Array(batch * seq).fill(-100);
+    for (let i = 0; i < rows.length; i += batch) {
+      const ids = new Int32Array(batch * seq), tg = new Int32Array(batch * seq).fill(-100);
       let n = 0;
-      for (let b = 0; b < batch && i + b < sequences.length; b++) {
-        const s = sequences[i + b]!;
-        for (let t = 0; t + 1 < s.length; t++) { ids[b * seq + t] = s[t]!; targets[b * seq + t] = s[t + 1]!; n++; }
+      for (let b = 0; b < batch && i + b < rows.length; b++) {
+        const r = rows[i + b]!, t = targets[i + b]!;
+        for (let k = 0; k < Math.min(seq, r.length); k++) {
+          ids[b * seq + k] = r[k]!;
+          if (t[k] !== undefined && t[k] !== -100) { tg[b * seq + k] = t[k]!; n++; }
+        }
       }
       ev.session.set(ev.graph.ids, ids);
-      ev.session.set(ev.targets, targets);
+      ev.session.set(ev.targets, tg);
       await ev.session.run();
       total += (await ev.session.get(ev.loss))[0]! * n;
       count += n;
-      o.onProgress?.(Math.min(sequences.length, i + batch), sequences.length);
+      o.onProgress?.(Math.min(rows.length, i + batch), rows.length);
     }
     return { loss: total / Math.max(1, count), tokens: count };
   }

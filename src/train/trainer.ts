@@ -29,7 +29,11 @@ export interface TrainerSpec {
   trainable: readonly Tensor[];
   backend: Backend;
   optimizer?: OptimizerOptions;
+  /** Micro-batches whose gradients are summed before each optimizer step (default 1). */
+  accumulate?: number;
 }
+
+export type Feed = [Tensor | string, Int32Array | Float32Array][];
 
 export interface StepResult { step: number; loss: number; gradNorm: number; lr: number }
 
@@ -39,21 +43,29 @@ export class Trainer {
     readonly session: Session,
     private readonly loss: Tensor,
     private readonly gradNorm2: Tensor,
-    private readonly slots: { param: number; grad: number; m: number; v: number }[],
+    private readonly slots: { param: number; grad: number; m: number; v: number; name: string }[],
     private readonly o: Required<Omit<OptimizerOptions, 'maxGradNorm'>> & { maxGradNorm?: number },
+    readonly accumulate: number,
   ) {}
 
   static async create(spec: TrainerSpec): Promise<Trainer> {
     const { graph: g, loss, trainable } = spec;
     if (trainable.length === 0) throw new Error('nothing to train: the trainable set is empty');
+    const accumulate = spec.accumulate ?? 1;
+    if (!(Number.isInteger(accumulate) && accumulate >= 1)) throw new Error(`gradient accumulation must be an integer ≥ 1 (got ${accumulate})`);
     const grads = gradients(loss, trainable);
+    // With accumulation, each run adds its gradient into a persistent sum that the optimizer reads.
+    const used = trainable.map((t) => {
+      const d = grads.get(t);
+      return accumulate > 1 ? F.accumulate(g.state(`${t.info.name ?? t.id}.grad_sum`, t.shape), d) : d;
+    });
     // Global gradient norm² as part of the graph, so clipping costs no extra readback.
-    const sq = trainable.map((t) => { const d = grads.get(t); return F.sum(F.mul(d, d)); });
-    const gradNorm2 = sq.reduce((a, b) => F.add(a, b));
+    const gradNorm2 = used.map((d) => F.sum(F.mul(d, d))).reduce((a, b) => F.add(a, b));
     g.markOutput(loss, gradNorm2);
-    const slots = trainable.map((t) => ({
+    const slots = trainable.map((t, i) => ({
+      name: t.info.name ?? `%${t.id}`,
       param: t.id,
-      grad: grads.get(t).id,
+      grad: accumulate > 1 ? g.nodes[used[i]!.info.producer]!.inputs[0]! : used[i]!.id,
       m: g.state(`${t.info.name ?? t.id}.adam_m`, t.shape).id,
       v: g.state(`${t.info.name ?? t.id}.adam_v`, t.shape).id,
     }));
@@ -62,30 +74,79 @@ export class Trainer {
       const zeros = new Float32Array(numel(g.values[s.m]!.shape));
       session.set(s.m, zeros);
       session.set(s.v, zeros);
+      if (accumulate > 1) session.set(s.grad, zeros);
     }
     const o = spec.optimizer ?? {};
     return new Trainer(session, loss, gradNorm2, slots, {
       lr: o.lr ?? 1e-3, beta1: o.beta1 ?? 0.9, beta2: o.beta2 ?? 0.999, eps: o.eps ?? 1e-8,
       weightDecay: o.weightDecay ?? 0, schedule: o.schedule ?? (() => 1),
       ...(o.maxGradNorm !== undefined ? { maxGradNorm: o.maxGradNorm } : {}),
-    });
+    }, accumulate);
   }
 
-  /** Run one step on the inputs already set on the session (or given here by name/tensor). */
-  async step(feed: [Tensor | string, Int32Array | Float32Array][] = []): Promise<StepResult> {
-    for (const [ref, data] of feed) this.session.set(ref, data);
-    await this.session.run();
-    const [lossArr, gn2] = await this.session.getMany([this.loss, this.gradNorm2]);
-    const loss = lossArr![0]!, gradNorm = Math.sqrt(gn2![0]!);
+  /**
+   * One optimizer step: run each micro-batch feed (as many as `accumulate`; an empty list runs once on
+   * inputs already set), then update. The loss reported is the mean over the micro-batches.
+   */
+  async step(micro: Feed[] | Feed = []): Promise<StepResult> {
+    const feeds: Feed[] = micro.length > 0 && Array.isArray(micro[0]) && Array.isArray((micro[0] as unknown[])[0]) ? (micro as Feed[]) : [micro as Feed];
+    if (feeds.length !== this.accumulate) throw new Error(`step needs ${this.accumulate} micro-batches (gradient accumulation), got ${feeds.length}`);
+    let lossSum = 0, gn2 = 0;
+    for (const feed of feeds) {
+      for (const [ref, data] of feed) this.session.set(ref, data);
+      await this.session.run();
+      const [lossArr, g2] = await this.session.getMany([this.loss, this.gradNorm2]);
+      lossSum += lossArr![0]!;
+      gn2 = g2![0]!;
+    }
+    const loss = lossSum / feeds.length;
+    // The summed gradient is averaged over micro-batches: its norm scales by 1/k.
+    const gradNorm = Math.sqrt(gn2) / this.accumulate;
     if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) {
       throw new Error(`step ${this.stepCount + 1}: the loss or gradient is not finite (loss ${loss}, gradient norm ${gradNorm}); lower the learning rate or check the data`);
     }
     this.stepCount++;
     const lr = this.o.lr * this.o.schedule(this.stepCount);
     const clip = this.o.maxGradNorm !== undefined && gradNorm > this.o.maxGradNorm ? this.o.maxGradNorm / gradNorm : 1;
-    const hyper: AdamWHyper = { lr, beta1: this.o.beta1, beta2: this.o.beta2, eps: this.o.eps, weightDecay: this.o.weightDecay, step: this.stepCount, gradScale: clip };
-    for (const s of this.slots) this.session.exe.adamw(s.param, s.grad, s.m, s.v, hyper);
+    const hyper: AdamWHyper = {
+      lr, beta1: this.o.beta1, beta2: this.o.beta2, eps: this.o.eps, weightDecay: this.o.weightDecay, step: this.stepCount,
+      gradScale: clip / this.accumulate,
+    };
+    for (const s of this.slots) {
+      this.session.exe.adamw(s.param, s.grad, s.m, s.v, hyper);
+      if (this.accumulate > 1) this.session.set(s.grad, new Float32Array(numel(this.session.graph.values[s.grad]!.shape)));
+    }
     return { step: this.stepCount, loss, gradNorm, lr };
+  }
+
+  /** Optimizer state for checkpoints: Adam moments by parameter name, and the step count. */
+  async exportState(): Promise<{ step: number; tensors: Map<string, Float32Array> }> {
+    const ids = this.slots.flatMap((s) => [s.m, s.v]);
+    const arrays = await this.session.getMany(ids);
+    const tensors = new Map<string, Float32Array>();
+    this.slots.forEach((s, i) => {
+      tensors.set(`${s.name}.adam_m`, Float32Array.from(arrays[2 * i]!));
+      tensors.set(`${s.name}.adam_v`, Float32Array.from(arrays[2 * i + 1]!));
+    });
+    return { step: this.stepCount, tensors };
+  }
+
+  /** Restore what exportState gave (resume). */
+  importState(state: { step: number; tensors: ReadonlyMap<string, Float32Array> }): void {
+    for (const s of this.slots) {
+      for (const [which, id] of [['adam_m', s.m], ['adam_v', s.v]] as const) {
+        const t = state.tensors.get(`${s.name}.${which}`);
+        if (!t) throw new Error(`the optimizer state has no ${s.name}.${which}`);
+        this.session.set(id, t);
+      }
+    }
+    this.stepCount = state.step;
+  }
+
+  /** Current values of the trainable tensors, by name. */
+  async trainableValues(): Promise<Map<string, Float32Array>> {
+    const arrays = await this.session.getMany(this.slots.map((s) => s.param));
+    return new Map(this.slots.map((s, i) => [s.name, Float32Array.from(arrays[i]!)]));
   }
 
   get steps(): number { return this.stepCount; }

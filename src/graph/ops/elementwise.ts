@@ -107,3 +107,14 @@ defineOp({
   infer(ins) { expectInputs(ins, 1); return [{ shape: ins[0]!.shape, dtype: ins[0]!.dtype }]; },
   grad() { return [null]; },
 });
+
+// accumulate(acc, x) → acc + x written into acc's memory (gradient accumulation across micro-batches).
+defineOp({
+  name: 'accumulate',
+  inplace: true,
+  infer(ins) {
+    expectInputs(ins, 2); f32Only(ins);
+    if (ins[0]!.shape.join() !== ins[1]!.shape.join()) throw new Error('acc and x must have the same shape');
+    return [{ shape: ins[0]!.shape, dtype: 'f32' }];
+  },
+});

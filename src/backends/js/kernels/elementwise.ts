@@ -42,6 +42,7 @@ export const elementwise: Record<string, JsKernel> = {
     const t = Math.tanh(GELU_C * (x + 0.044715 * x * x * x));
     return dy * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * GELU_C * (1 + 3 * 0.044715 * x * x));
   }),
+  accumulate: ([, vx], [vo]) => { const X = f(vx), O = vo!.data; for (let i = 0; i < O.length; i++) O[i]! += X[i]!; },
   fill: (_ins, [vo], attrs) => { vo!.data.fill(attrs.value as number); },
   dropout: ([vx, vs], [vo], attrs) => {
     const X = f(vx), O = vo!.data, seed = (i32(vs)[0]! + ((attrs.salt as number | undefined) ?? 0)) | 0, p = attrs.p as number, keep = 1 / (1 - p);

@@ -1,0 +1,127 @@
+/**
+ * Fine-tuning an adapter on a Llama model: builds the training graph with the adapter's transform,
+ * uploads frozen weights once, runs the trainer over packed batches with evaluation and checkpoints,
+ * and writes the trained values back into the adapter.
+ */
+import type { AdaptedModel } from '../adapters/adapted-model.js';
+import { adapterParamName } from '../adapters/adapted-model.js';
+import type { Backend } from '../backends/backend.js';
+import { type PackedBlocks, batchAt } from '../data/dataset.js';
+import * as F from '../graph/api.js';
+import { Graph, type Tensor } from '../graph/graph.js';
+import { buildLlama } from '../model/llama.js';
+import { uploadWeights } from '../model/runtime.js';
+import { type DecayKind, lrSchedule } from './schedule.js';
+import { type StepResult, Trainer } from './trainer.js';
+
+export interface FineTuneOptions {
+  model: AdaptedModel;
+  adapter: string;
+  backend: Backend;
+  data: PackedBlocks;
+  steps: number;
+  batch: number;
+  lr?: number;
+  warmup?: number;
+  decay?: DecayKind;
+  weightDecay?: number;
+  maxGradNorm?: number;
+  accumulate?: number;
+  seed?: number;
+  /** Evaluate on these blocks every `evalEvery` steps (and at the end). */
+  evalData?: PackedBlocks;
+  evalEvery?: number;
+  onStep?: (r: StepResult & { tokens: number; seconds: number }) => void;
+  onEval?: (r: { step: number; loss: number }) => void;
+  /** Called every `checkpointEvery` steps with the trainer, so the caller can save adapter + optimizer state. */
+  checkpointEvery?: number;
+  onCheckpoint?: (step: number, trainer: FineTuneRun) => Promise<void>;
+  /** Resume from a saved optimizer state. */
+  resume?: { step: number; tensors: ReadonlyMap<string, Float32Array> };
+}
+
+export interface FineTuneRun {
+  readonly trainer: Trainer;
+  /** Copy the current trained values into the adapter's parameter store. */
+  syncAdapter(): Promise<void>;
+}
+
+export async function fineTune(o: FineTuneOptions): Promise<{ losses: number[]; evals: { step: number; loss: number }[]; run: FineTuneRun }> {
+  const adapter = o.model.get(o.adapter);
+  const T = o.data.seq;
+  const g = new Graph();
+  const { hooks, built } = o.model.hooks({ training: true });
+  const model = buildLlama(g, o.model.base.config, { batch: o.batch, seq: T, hooks });
+  const targets = g.input('targets', [o.batch * T], 'i32');
+  const loss = F.crossEntropy(F.reshape(model.logits, [-1, o.model.base.config.vocabSize]), targets);
+  const params = built.get(g) ?? new Map<string, Tensor>();
+  const trainable = [...adapter.params.keys()].map((k) => {
+    const t = params.get(adapterParamName(adapter.name, k));
+    if (!t) throw new Error(`adapter '${adapter.name}' parameter ${k} is not used by the model graph`);
+    return t;
+  });
+  const trainer = await Trainer.create({
+    graph: g, loss, trainable, backend: o.backend, accumulate: o.accumulate ?? 1,
+    optimizer: {
+      lr: o.lr ?? 1e-3, weightDecay: o.weightDecay ?? 0, schedule: lrSchedule(o.decay ?? 'cosine', o.steps, o.warmup ?? 0),
+      ...(o.maxGradNorm !== undefined ? { maxGradNorm: o.maxGradNorm } : {}),
+    },
+  });
+  uploadWeights(trainer.session, model.weights, o.model.effectiveCheckpoint());
+  o.model.uploadAdapterParams(trainer.session);
+  if (o.resume) trainer.importState(o.resume);
+  const seedInput = g.byName('dropout_seed');
+
+  const run: FineTuneRun = {
+    trainer,
+    async syncAdapter() {
+      const values = await trainer.trainableValues();
+      for (const [name, data] of values) adapter.params.get(name.slice(adapter.name.length + 1))!.data.set(data);
+    },
+  };
+
+  const evaluate = async (step: number): Promise<{ step: number; loss: number }> => {
+    const rt = o.model.runtime(o.backend);
+    await run.syncAdapter();
+    let total = 0, count = 0;
+    const ev = o.evalData!;
+    for (let r = 0; r < ev.rows; r += o.batch) {
+      const b = batchAt(ev, r, o.batch);
+      const seqs = Array.from({ length: Math.min(o.batch, ev.rows - r) }, (_, i) => {
+        const row = Array.from(b.ids.subarray(i * T, i * T + T));
+        const tg = b.targets.subarray(i * T, i * T + T);
+        return { row, tg };
+      });
+      const res = await rt.evalTargets(seqs.map((s) => s.row), seqs.map((s) => Array.from(s.tg)));
+      total += res.loss * res.tokens; count += res.tokens;
+    }
+    rt.dispose();
+    const e = { step, loss: total / Math.max(1, count) };
+    o.onEval?.(e);
+    return e;
+  };
+
+  const losses: number[] = [], evals: { step: number; loss: number }[] = [];
+  const accumulate = o.accumulate ?? 1;
+  let row = ((o.resume?.step ?? 0) * o.batch * accumulate) % Math.max(1, o.data.rows);
+  const started = performance.now();
+  let tokens = 0;
+  for (let s = trainer.steps; s < o.steps; s++) {
+    const micro = Array.from({ length: accumulate }, (_, k) => {
+      const b = batchAt(o.data, row, o.batch);
+      row = (row + o.batch) % o.data.rows;
+      tokens += o.batch * T;
+      const feed: [Tensor, Int32Array][] = [[model.ids, b.ids], [targets, b.targets]];
+      if (seedInput) feed.push([seedInput, Int32Array.of(((o.seed ?? 0) * 1000003 + s * 7919 + k * 104729) | 0)]);
+      return feed;
+    });
+    const r = await trainer.step(micro);
+    losses.push(r.loss);
+    o.onStep?.({ ...r, tokens, seconds: (performance.now() - started) / 1000 });
+    if (o.evalData && o.evalEvery && r.step % o.evalEvery === 0) evals.push(await evaluate(r.step));
+    if (o.onCheckpoint && o.checkpointEvery && r.step % o.checkpointEvery === 0) { await run.syncAdapter(); await o.onCheckpoint(r.step, run); }
+  }
+  await run.syncAdapter();
+  if (o.evalData && (!o.evalEvery || o.steps % o.evalEvery !== 0)) evals.push(await evaluate(trainer.steps));
+  return { losses, evals, run };
+}

@@ -1,0 +1,13 @@
+/** Learning-rate multipliers: linear warmup, then cosine, linear or constant decay. */
+export type DecayKind = 'cosine' | 'linear' | 'constant';
+
+/** Multiplier at 1-based step s of `total`: s/warmup during warmup, then the decay to `minRatio`. */
+export function lrSchedule(kind: DecayKind, total: number, warmup = 0, minRatio = 0): (step: number) => number {
+  return (s) => {
+    if (warmup > 0 && s <= warmup) return s / warmup;
+    if (kind === 'constant') return 1;
+    const progress = Math.min(1, (s - warmup) / Math.max(1, total - warmup));
+    const shape = kind === 'cosine' ? 0.5 * (1 + Math.cos(Math.PI * progress)) : 1 - progress;
+    return minRatio + (1 - minRatio) * shape;
+  };
+}
