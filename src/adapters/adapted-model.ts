@@ -21,6 +21,8 @@ export interface Adapter {
   readonly modules: readonly ModuleInfo[];
   /** Current parameter values (the trainer writes back into these). */
   readonly params: ParamStore;
+  /** The values at creation (methods whose saved form depends on them: PiSSA). */
+  readonly initial: ParamStore;
   /** Base weights this adapter replaces while active (PiSSA's residual), by module name. */
   readonly baseOverrides: Map<string, Float32Array>;
   enabled: boolean;
@@ -53,7 +55,8 @@ export class AdaptedModel {
     for (const [k, v] of [...params]) {
       if (k.startsWith('__base__/')) { baseOverrides.set(k.slice(9), v.data); params.delete(k); }
     }
-    return this.attach({ name, method, config: parsed, modules, params, baseOverrides, enabled: true, merged: false });
+    const initial: ParamStore = new Map([...params].map(([k, v]) => [k, { shape: v.shape, data: Float32Array.from(v.data) }]));
+    return this.attach({ name, method, config: parsed, modules, params, initial, baseOverrides, enabled: true, merged: false });
   }
 
   /** Attach an adapter whose parameters came from elsewhere (a PEFT folder). */

@@ -68,6 +68,9 @@ export interface AdapterMethod<C extends TargetConfig = TargetConfig> {
   toPeftConfig(config: C): Record<string, unknown>;
   /** Parse adapter_config.json back. */
   fromPeftConfig(json: Readonly<Record<string, unknown>>): C;
-  /** Keys in the saved file for one of our parameter keys (identity by default). */
-  readonly paramKeyPrefix?: string;
+  /**
+   * What to save when it differs from the live adapter (PiSSA is saved as a plain LoRA of twice the rank
+   * that applies to the original base weights).
+   */
+  exportParams?(adapter: { params: ParamStore; initial: ParamStore; config: C; modules: readonly ModuleInfo[] }): { params: ParamStore; config: C };
 }

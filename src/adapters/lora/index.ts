@@ -1,7 +1,7 @@
 /** LoRA, rsLoRA, DoRA and PiSSA as one adapter method (as in PEFT, where they are LoRA options). */
 import type { AdapterMethod } from '../types.js';
 import { type LoraConfig, LORA_OPTIONS, fromPeftLoraConfig, parseLoraConfig, toPeftLoraConfig } from './config.js';
-import { createLoraParams, loraLinear, mergeLora } from './layer.js';
+import { createLoraParams, loraKeys, loraLinear, mergeLora } from './layer.js';
 
 export const lora: AdapterMethod<LoraConfig> = {
   name: 'lora',
@@ -18,6 +18,28 @@ export const lora: AdapterMethod<LoraConfig> = {
   merge: (module, weight, params, config) => {
     if (module.kind === 'embedding') throw new Error('lora: merging an embedding adapter is not supported; keep it unmerged');
     return mergeLora(module, weight, params, config);
+  },
+  // PiSSA trains W_res + s·B·A from W_res = W − s·B₀·A₀; against the original W that is the plain LoRA
+  // s·[B, −B₀]·[A; A₀] of rank 2r (alpha doubled, or ×√2 with rsLoRA, to keep the scaling).
+  exportParams({ params, initial, config, modules }) {
+    if (config.init !== 'pissa') return { params, config };
+    if (config.useDora) throw new Error('lora: saving a PiSSA-initialised DoRA adapter is not supported');
+    const out = new Map();
+    const r = config.r;
+    for (const m of modules) {
+      const k = loraKeys(m.name);
+      const [A, A0, B, B0] = [params.get(k.a)!, initial.get(k.a)!, params.get(k.b)!, initial.get(k.b)!];
+      const a2 = new Float32Array(2 * r * m.inFeatures);
+      a2.set(A.data, 0); a2.set(A0.data, r * m.inFeatures);
+      const b2 = new Float32Array(m.outFeatures * 2 * r);
+      for (let i = 0; i < m.outFeatures; i++) for (let q = 0; q < r; q++) {
+        b2[i * 2 * r + q] = B.data[i * r + q]!;
+        b2[i * 2 * r + r + q] = -B0.data[i * r + q]!;
+      }
+      out.set(k.a, { shape: [2 * r, m.inFeatures], data: a2 });
+      out.set(k.b, { shape: [m.outFeatures, 2 * r], data: b2 });
+    }
+    return { params: out, config: { ...config, r: 2 * r, alpha: config.useRslora ? config.alpha * Math.SQRT2 : 2 * config.alpha, init: 'default' as const } };
   },
   toPeftConfig: toPeftLoraConfig,
   fromPeftConfig: fromPeftLoraConfig,

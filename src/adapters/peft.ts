@@ -1,0 +1,88 @@
+/**
+ * Adapters in Hugging Face PEFT's folder format: `adapter_config.json` + `adapter_model.safetensors`
+ * with keys `base_model.model.<module>.<param>`, in Hugging Face orientation. A GGUF-loaded Llama keeps
+ * Q/K rows in rotary pair order, so output-row tensors of q_proj/k_proj adapters are permuted to
+ * rotate-half order on save and back on load. Pure functions over bytes: they run in browsers too.
+ */
+import { type LlamaCheckpoint, type NamedTensor, permuteQKHalfToPairs, permuteQKPairsToHalf } from '../formats/checkpoint.js';
+import { parseSafetensors, safetensorsTensorToF32, writeSafetensors } from '../formats/safetensors.js';
+import { headDim } from '../model/llama.js';
+import { type Adapter, AdaptedModel } from './adapted-model.js';
+import { methodByPeftType } from './registry.js';
+import { selectTargets } from './targets.js';
+import type { ModuleInfo, ParamStore } from './types.js';
+
+const PREFIX = 'base_model.model.';
+
+export interface PeftFiles {
+  /** adapter_config.json text. */
+  config: string;
+  /** adapter_model.safetensors bytes. */
+  weights: Uint8Array;
+}
+
+/** Tensors whose first axis is the module's output features (they follow Q/K row order). */
+function isOutputRowParam(key: string): boolean {
+  return /\.(lora_B\.weight|lora_magnitude_vector|lora_embedding_B)$/.test(key);
+}
+
+function qkHeads(module: string, base: LlamaCheckpoint): number | undefined {
+  if (module.endsWith('.self_attn.q_proj')) return base.config.nHeads;
+  if (module.endsWith('.self_attn.k_proj')) return base.config.nKvHeads;
+  return undefined;
+}
+
+function reorient(params: ParamStore, modules: readonly ModuleInfo[], base: LlamaCheckpoint, toHf: boolean): ParamStore {
+  if (base.config.ropeLayout === 'half') return params;
+  const out: ParamStore = new Map();
+  for (const [key, t] of params) {
+    const module = modules.find((m) => key.startsWith(`${m.name}.`));
+    const heads = module && qkHeads(module.name, base);
+    if (!heads || !isOutputRowParam(key)) { out.set(key, t); continue; }
+    const cols = t.shape.length > 1 ? t.shape[1]! : 1;
+    const f = toHf ? permuteQKPairsToHalf : permuteQKHalfToPairs;
+    out.set(key, { shape: t.shape, data: f(t.data, heads, headDim(base.config), cols) });
+  }
+  return out;
+}
+
+/** Serialise one adapter as a PEFT folder's two files. */
+export function savePeft(model: AdaptedModel, name: string, o: { baseModel?: string } = {}): PeftFiles {
+  const a = model.get(name);
+  const saved = a.method.exportParams ? a.method.exportParams(a) : { params: a.params, config: a.config };
+  const params = reorient(saved.params, a.modules, model.base, true);
+  const config = { ...a.method.toPeftConfig(saved.config), base_model_name_or_path: o.baseModel ?? null, revision: null };
+  const weights = writeSafetensors([...params].map(([k, t]) => [`${PREFIX}${k}`, { shape: t.shape, data: t.data }] as [string, { shape: number[]; data: Float32Array }]), {
+    metadata: { format: 'pt' }, name: 'adapter_model.safetensors',
+  });
+  return { config: `${JSON.stringify(config, null, 2)}\n`, weights };
+}
+
+/** Read a PEFT folder's two files into a new adapter on `model`. */
+export function loadPeft(model: AdaptedModel, name: string, files: PeftFiles, source = 'adapter'): Adapter {
+  let json: Record<string, unknown>;
+  try { json = JSON.parse(files.config) as Record<string, unknown>; } catch (e) {
+    throw new Error(`${source}/adapter_config.json: not valid JSON (${(e as Error).message})`);
+  }
+  if (typeof json.peft_type !== 'string') throw new Error(`${source}/adapter_config.json: no peft_type`);
+  const method = methodByPeftType(json.peft_type);
+  const config = method.fromPeftConfig(json);
+  const modules = method.selectModules ? method.selectModules(config, model.modules) : selectTargets(config, model.modules);
+  // Fresh parameters tell which keys and shapes the file must have.
+  const expected = method.createParams({ config, modules, model: model.base.config, random: () => 0.5, baseWeight: (m) => model.base.tensors.get(`${m}.weight`)! });
+  for (const k of [...expected.keys()]) if (k.startsWith('__base__/')) expected.delete(k);
+  const file = parseSafetensors(files.weights, `${source}/adapter_model.safetensors`);
+  const read: ParamStore = new Map();
+  for (const t of file.tensors) {
+    const key = t.name.startsWith(PREFIX) ? t.name.slice(PREFIX.length) : t.name;
+    const want = expected.get(key);
+    if (!want) throw new Error(`${source}/adapter_model.safetensors: unexpected tensor ${t.name} for a ${method.name} adapter on this model`);
+    if (want.shape.join() !== t.shape.join()) throw new Error(`${source}/adapter_model.safetensors: ${t.name} is [${t.shape.join(', ')}], expected [${want.shape.join(', ')}]`);
+    read.set(key, { shape: [...t.shape], data: safetensorsTensorToF32(file, t) });
+  }
+  for (const k of expected.keys()) if (!read.has(k)) throw new Error(`${source}/adapter_model.safetensors: missing tensor ${PREFIX}${k}`);
+  const params = reorient(read, modules, model.base, false);
+  return model.attach({ name, method, config, modules, params, initial: params, baseOverrides: new Map(), enabled: true, merged: false });
+}
+
+export type { NamedTensor };
