@@ -1,0 +1,299 @@
+/**
+ * Shared helpers for the binary model formats: a bounds-checked little-endian reader, half-precision
+ * conversions and the error type every loader throws.
+ *
+ * Everything here is browser-safe (no Node APIs).
+ */
+
+/** A malformed or unsupported file. The message always starts with the file's display name. */
+export class FormatError extends Error {
+  readonly file: string;
+  readonly problem: string;
+  constructor(file: string, problem: string) {
+    super(`${file}: ${problem}`);
+    this.name = 'FormatError';
+    this.file = file;
+    this.problem = problem;
+  }
+}
+
+/** True on every engine we know of; typed-array views of file bytes are only valid when it holds. */
+export const LITTLE_ENDIAN_HOST = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+const utf8 = new TextDecoder('utf-8', { ignoreBOM: true });
+
+/** Sequential little-endian reader that refuses to read past the end and says what it was reading. */
+export class ByteReader {
+  readonly bytes: Uint8Array;
+  readonly view: DataView;
+  readonly file: string;
+  pos: number;
+
+  constructor(bytes: Uint8Array, file: string, pos = 0) {
+    this.bytes = bytes;
+    this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    this.file = file;
+    this.pos = pos;
+  }
+
+  get remaining(): number {
+    return this.bytes.length - this.pos;
+  }
+
+  fail(problem: string): never {
+    throw new FormatError(this.file, problem);
+  }
+
+  need(n: number, what: string): void {
+    if (n > this.bytes.length - this.pos) {
+      this.fail(`${what} at byte ${this.pos} needs ${n} bytes but the file has ${this.bytes.length} bytes (truncated?)`);
+    }
+  }
+
+  u8(what: string): number { this.need(1, what); return this.view.getUint8(this.pos++); }
+  i8(what: string): number { this.need(1, what); return this.view.getInt8(this.pos++); }
+  u16(what: string): number { this.need(2, what); const v = this.view.getUint16(this.pos, true); this.pos += 2; return v; }
+  i16(what: string): number { this.need(2, what); const v = this.view.getInt16(this.pos, true); this.pos += 2; return v; }
+  u32(what: string): number { this.need(4, what); const v = this.view.getUint32(this.pos, true); this.pos += 4; return v; }
+  i32(what: string): number { this.need(4, what); const v = this.view.getInt32(this.pos, true); this.pos += 4; return v; }
+  f32(what: string): number { this.need(4, what); const v = this.view.getFloat32(this.pos, true); this.pos += 4; return v; }
+  f64(what: string): number { this.need(8, what); const v = this.view.getFloat64(this.pos, true); this.pos += 8; return v; }
+  u64(what: string): bigint { this.need(8, what); const v = this.view.getBigUint64(this.pos, true); this.pos += 8; return v; }
+  i64(what: string): bigint { this.need(8, what); const v = this.view.getBigInt64(this.pos, true); this.pos += 8; return v; }
+
+  /** A u64 that must fit a JS number exactly (sizes, counts, offsets). */
+  u64n(what: string): number {
+    const at = this.pos;
+    const v = this.u64(what);
+    if (v > BigInt(Number.MAX_SAFE_INTEGER)) this.fail(`${what} at byte ${at} is ${v}, too large to be real`);
+    return Number(v);
+  }
+
+  take(n: number, what: string): Uint8Array {
+    this.need(n, what);
+    const out = this.bytes.subarray(this.pos, this.pos + n);
+    this.pos += n;
+    return out;
+  }
+
+  utf8(n: number, what: string): string {
+    return decodeUtf8(this.take(n, what));
+  }
+}
+
+/** Lossy UTF-8 decode (invalid sequences become U+FFFD), with a fast path for ASCII. */
+export function decodeUtf8(b: Uint8Array): string {
+  if (b.length < 32) {
+    let ascii = true;
+    for (let i = 0; i < b.length; i++) if (b[i]! >= 0x80) { ascii = false; break; }
+    if (ascii) return String.fromCharCode.apply(null, b as unknown as number[]);
+  }
+  return utf8.decode(b);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Half-precision floats. IEEE 754 binary16 and bfloat16 (the top 16 bits of a binary32).
+
+let f16Table: Float32Array | null = null;
+
+function buildF16Table(): Float32Array {
+  const t = new Float32Array(65536);
+  for (let h = 0; h < 65536; h++) {
+    const sign = h & 0x8000 ? -1 : 1;
+    const exp = (h >> 10) & 0x1f;
+    const man = h & 0x3ff;
+    let v: number;
+    if (exp === 0) v = man * 2 ** -24;
+    else if (exp === 31) v = man ? NaN : Infinity;
+    else v = (1 + man / 1024) * 2 ** (exp - 15);
+    t[h] = sign * v;
+  }
+  return t;
+}
+
+/** Lookup table from binary16 bits to value (built on first use; 256 KiB). */
+export function f16ToF32Table(): Float32Array {
+  return (f16Table ??= buildF16Table());
+}
+
+export function f16BitsToNumber(h: number): number {
+  return f16ToF32Table()[h & 0xffff]!;
+}
+
+const cvtF32 = new Float32Array(1);
+const cvtU32 = new Uint32Array(cvtF32.buffer);
+
+/** Round a number to binary16 bits (round to nearest even; overflow to infinity; NaN kept quiet). */
+export function numberToF16Bits(x: number): number {
+  cvtF32[0] = x;
+  const f = cvtU32[0]!;
+  const sign = (f >>> 16) & 0x8000;
+  const exp = (f >>> 23) & 0xff;
+  let man = f & 0x7fffff;
+  if (exp === 0xff) return sign | 0x7c00 | (man ? 0x200 : 0);
+  // Unbiased exponent, rebiased for binary16.
+  const e = exp - 127 + 15;
+  if (e >= 31) return sign | 0x7c00;
+  if (e <= 0) {
+    // Subnormal or zero in binary16: shift the full significand (with its implicit 1) into place.
+    if (e < -10) return sign;
+    man |= 0x800000;
+    const shift = 14 - e;
+    const half = 1 << (shift - 1);
+    const rest = man & ((1 << shift) - 1);
+    let h = man >>> shift;
+    if (rest > half || (rest === half && (h & 1))) h++;
+    return sign | h;
+  }
+  let h = (e << 10) | (man >>> 13);
+  const rest = man & 0x1fff;
+  // Carry from the mantissa into the exponent is exactly right, including rounding up to infinity.
+  if (rest > 0x1000 || (rest === 0x1000 && (h & 1))) h++;
+  return sign | h;
+}
+
+/** Round a number to bfloat16 bits (round to nearest even; NaN kept quiet). */
+export function numberToBf16Bits(x: number): number {
+  cvtF32[0] = x;
+  const f = cvtU32[0]!;
+  if ((f & 0x7fffffff) > 0x7f800000) return ((f >>> 16) | 0x40) & 0xffff;
+  return ((f + 0x7fff + ((f >>> 16) & 1)) >>> 16) & 0xffff;
+}
+
+export function bf16BitsToNumber(h: number): number {
+  cvtU32[0] = (h & 0xffff) << 16;
+  return cvtF32[0]!;
+}
+
+/** Decode `n` binary16 values starting at byte `offset` of `bytes`. */
+export function f16ToF32(bytes: Uint8Array, offset: number, n: number, out = new Float32Array(n)): Float32Array {
+  const t = f16ToF32Table();
+  if (LITTLE_ENDIAN_HOST && (bytes.byteOffset + offset) % 2 === 0) {
+    const src = new Uint16Array(bytes.buffer, bytes.byteOffset + offset, n);
+    for (let i = 0; i < n; i++) out[i] = t[src[i]!]!;
+  } else {
+    for (let i = 0, p = offset; i < n; i++, p += 2) out[i] = t[bytes[p]! | (bytes[p + 1]! << 8)]!;
+  }
+  return out;
+}
+
+/** Decode `n` bfloat16 values starting at byte `offset` of `bytes`. */
+export function bf16ToF32(bytes: Uint8Array, offset: number, n: number, out = new Float32Array(n)): Float32Array {
+  const dst = new Uint32Array(out.buffer, out.byteOffset, n);
+  if (LITTLE_ENDIAN_HOST && (bytes.byteOffset + offset) % 2 === 0) {
+    const src = new Uint16Array(bytes.buffer, bytes.byteOffset + offset, n);
+    for (let i = 0; i < n; i++) dst[i] = src[i]! << 16;
+  } else {
+    for (let i = 0, p = offset; i < n; i++, p += 2) dst[i] = (bytes[p]! | (bytes[p + 1]! << 8)) << 16;
+  }
+  return out;
+}
+
+/** Encode floats as little-endian binary16. */
+export function f32ToF16Bytes(src: ArrayLike<number>): Uint8Array {
+  const out = new Uint8Array(src.length * 2);
+  for (let i = 0; i < src.length; i++) {
+    const h = numberToF16Bits(src[i]!);
+    out[2 * i] = h & 0xff;
+    out[2 * i + 1] = h >>> 8;
+  }
+  return out;
+}
+
+/** Encode floats as little-endian bfloat16. */
+export function f32ToBf16Bytes(src: ArrayLike<number>): Uint8Array {
+  const out = new Uint8Array(src.length * 2);
+  for (let i = 0; i < src.length; i++) {
+    const h = numberToBf16Bits(src[i]!);
+    out[2 * i] = h & 0xff;
+    out[2 * i + 1] = h >>> 8;
+  }
+  return out;
+}
+
+/** Little-endian float32 values read from `bytes` (a view when alignment allows, else a copy). */
+export function f32View(bytes: Uint8Array, offset: number, n: number, copy: boolean): Float32Array {
+  const at = bytes.byteOffset + offset;
+  if (LITTLE_ENDIAN_HOST && at % 4 === 0) {
+    const v = new Float32Array(bytes.buffer, at, n);
+    return copy ? v.slice() : v;
+  }
+  const out = new Float32Array(n);
+  const dv = new DataView(bytes.buffer, at, n * 4);
+  for (let i = 0; i < n; i++) out[i] = dv.getFloat32(i * 4, true);
+  return out;
+}
+
+/** The bytes of a Float32Array as little-endian float32 (no copy on little-endian hosts). */
+export function f32Bytes(data: Float32Array): Uint8Array {
+  if (LITTLE_ENDIAN_HOST) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  const out = new Uint8Array(data.length * 4);
+  const dv = new DataView(out.buffer);
+  for (let i = 0; i < data.length; i++) dv.setFloat32(i * 4, data[i]!, true);
+  return out;
+}
+
+/**
+ * The shortest decimal that rounds to the same float32, so metadata stored as f32 (eps = 1e-5 stored as
+ * 9.99999974e-6) reads back as the number its author wrote.
+ */
+export function shortestF32(x: number): number {
+  if (!Number.isFinite(x) || x === 0) return x;
+  const target = Math.fround(x);
+  for (let p = 1; p <= 9; p++) {
+    const y = Number(target.toPrecision(p));
+    if (Math.fround(y) === target) return y;
+  }
+  return target;
+}
+
+/** Product of a shape's dims (1 for a scalar). */
+export function numel(shape: readonly number[]): number {
+  let n = 1;
+  for (const d of shape) n *= d;
+  return n;
+}
+
+/** Growable byte sink for writers. */
+export class ByteWriter {
+  private buf: Uint8Array;
+  private dv: DataView;
+  length = 0;
+
+  constructor(initial = 1 << 16) {
+    this.buf = new Uint8Array(initial);
+    this.dv = new DataView(this.buf.buffer);
+  }
+
+  private reserve(n: number): void {
+    if (this.length + n <= this.buf.length) return;
+    let cap = this.buf.length * 2;
+    while (cap < this.length + n) cap *= 2;
+    const next = new Uint8Array(cap);
+    next.set(this.buf.subarray(0, this.length));
+    this.buf = next;
+    this.dv = new DataView(next.buffer);
+  }
+
+  u8(v: number): void { this.reserve(1); this.dv.setUint8(this.length, v); this.length += 1; }
+  i8(v: number): void { this.reserve(1); this.dv.setInt8(this.length, v); this.length += 1; }
+  u16(v: number): void { this.reserve(2); this.dv.setUint16(this.length, v, true); this.length += 2; }
+  i16(v: number): void { this.reserve(2); this.dv.setInt16(this.length, v, true); this.length += 2; }
+  u32(v: number): void { this.reserve(4); this.dv.setUint32(this.length, v, true); this.length += 4; }
+  i32(v: number): void { this.reserve(4); this.dv.setInt32(this.length, v, true); this.length += 4; }
+  f32(v: number): void { this.reserve(4); this.dv.setFloat32(this.length, v, true); this.length += 4; }
+  f64(v: number): void { this.reserve(8); this.dv.setFloat64(this.length, v, true); this.length += 8; }
+  u64(v: number | bigint): void { this.reserve(8); this.dv.setBigUint64(this.length, BigInt(v), true); this.length += 8; }
+  i64(v: number | bigint): void { this.reserve(8); this.dv.setBigInt64(this.length, BigInt(v), true); this.length += 8; }
+  bytes(b: Uint8Array): void { this.reserve(b.length); this.buf.set(b, this.length); this.length += b.length; }
+  pad(to: number, fill = 0): void {
+    const n = (to - (this.length % to)) % to;
+    this.reserve(n);
+    this.buf.fill(fill, this.length, this.length + n);
+    this.length += n;
+  }
+
+  result(): Uint8Array {
+    return this.buf.subarray(0, this.length);
+  }
+}

@@ -1,0 +1,306 @@
+/**
+ * Llama-family models in GGUF: tensor and metadata names (llama.cpp's convert_hf_to_gguf.py and
+ * gguf-py constants), mapped to and from the Hugging Face names of `LlamaCheckpoint`.
+ */
+import { FormatError, shortestF32 } from './binary.js';
+import type { LlamaCheckpoint, LlamaConfig, NamedTensor } from './checkpoint.js';
+import { validateCheckpoint, withRopeLayout } from './checkpoint.js';
+import {
+  gguf, ggufMeta, ggufNumber, ggufTensorToF32, writeGguf,
+  type GgufFile, type GgufValue, type GgufWriteTensor, type GgufWriteType,
+} from './gguf.js';
+import { TokenType, type TokenizerData } from '../tokenizer/types.js';
+
+const LAYER_NAMES: ReadonlyArray<[string, string]> = [
+  ['attn_q', 'self_attn.q_proj'],
+  ['attn_k', 'self_attn.k_proj'],
+  ['attn_v', 'self_attn.v_proj'],
+  ['attn_output', 'self_attn.o_proj'],
+  ['attn_norm', 'input_layernorm'],
+  ['ffn_norm', 'post_attention_layernorm'],
+  ['ffn_gate', 'mlp.gate_proj'],
+  ['ffn_up', 'mlp.up_proj'],
+  ['ffn_down', 'mlp.down_proj'],
+];
+const GLOBAL_NAMES: ReadonlyArray<[string, string]> = [
+  ['token_embd', 'model.embed_tokens'],
+  ['output_norm', 'model.norm'],
+  ['output', 'lm_head'],
+];
+
+/** Hugging Face name for a GGUF llama tensor name, or undefined when it has none. */
+export function ggufToHfName(name: string): string | undefined {
+  const m = /^blk\.(\d+)\.([a-z_]+)\.(weight|bias)$/.exec(name);
+  if (m) {
+    const hf = LAYER_NAMES.find(([g]) => g === m[2])?.[1];
+    return hf === undefined ? undefined : `model.layers.${m[1]}.${hf}.${m[3]}`;
+  }
+  const g = /^([a-z_]+)\.(weight|bias)$/.exec(name);
+  if (g) {
+    const hf = GLOBAL_NAMES.find(([n]) => n === g[1])?.[1];
+    return hf === undefined ? undefined : `${hf}.${g[2]}`;
+  }
+  return undefined;
+}
+
+/** GGUF llama name for a Hugging Face tensor name, or undefined when it has none. */
+export function hfToGgufName(name: string): string | undefined {
+  const m = /^model\.layers\.(\d+)\.(.+)\.(weight|bias)$/.exec(name);
+  if (m) {
+    const g = LAYER_NAMES.find(([, h]) => h === m[2])?.[0];
+    return g === undefined ? undefined : `blk.${m[1]}.${g}.${m[3]}`;
+  }
+  const g = /^(.+)\.(weight|bias)$/.exec(name);
+  if (g) {
+    const n = GLOBAL_NAMES.find(([, h]) => h === g[1])?.[0];
+    return n === undefined ? undefined : `${n}.${g[2]}`;
+  }
+  return undefined;
+}
+
+/** Architectures whose GGUF layout is the llama one (same tensor names, `<arch>.*` keys). */
+const LLAMA_LIKE = new Set(['llama', 'mistral', 'qwen2', 'granite']);
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+export interface GgufCheckpointOptions {
+  /** Return copies instead of views of the file bytes where alignment allows. */
+  copy?: boolean;
+}
+
+/** Llama config from GGUF metadata. */
+export function ggufLlamaConfig(file: GgufFile): LlamaConfig {
+  const fail: (p: string) => never = (p) => { throw new FormatError(file.name, p); };
+  const arch = ggufMeta(file, 'general.architecture');
+  if (typeof arch !== 'string') fail('metadata general.architecture is missing');
+  if (!LLAMA_LIKE.has(arch as string)) fail(`architecture ${arch as string} is not supported (supported: ${[...LLAMA_LIKE].join(', ')})`);
+  const key = (k: string) => `${arch as string}.${k}`;
+  const req = (k: string): number => {
+    const v = ggufNumber(file, key(k));
+    if (v === undefined) {
+      if (Array.isArray(ggufMeta(file, key(k))) || ArrayBuffer.isView(ggufMeta(file, key(k)))) fail(`metadata ${key(k)} varies per layer, which is not supported`);
+      return fail(`metadata ${key(k)} is missing`);
+    }
+    return v;
+  };
+  const perLayer = (k: string): number | undefined => {
+    const v = ggufMeta(file, key(k));
+    if (v === undefined) return undefined;
+    if (ArrayBuffer.isView(v)) {
+      const a = Array.from(v as Uint32Array);
+      if (a.some((x) => x !== a[0])) fail(`metadata ${key(k)} varies per layer, which is not supported`);
+      return a[0];
+    }
+    return ggufNumber(file, key(k));
+  };
+  const dim = req('embedding_length');
+  const nHeads = perLayer('attention.head_count') ?? fail(`metadata ${key('attention.head_count')} is missing`);
+  const nKvHeads = perLayer('attention.head_count_kv') ?? nHeads;
+  const headDim = dim / nHeads;
+  const ropeDims = ggufNumber(file, key('rope.dimension_count'));
+  if (ropeDims !== undefined && ropeDims !== headDim) fail(`rotary on ${ropeDims} of ${headDim} head dimensions is not supported`);
+  const keyLen = ggufNumber(file, key('attention.key_length'));
+  if (keyLen !== undefined && keyLen !== headDim) fail(`head size ${keyLen} differs from embedding_length / head_count = ${headDim}; not supported`);
+  const embd = file.tensorsByName.get('token_embd.weight') ?? fail('tensor token_embd.weight is missing');
+  const out = file.tensorsByName.get('output.weight');
+  const tied = out === undefined
+    || (out.type === embd.type && sameBytes(file.bytes.subarray(out.offset, out.offset + out.byteLength), file.bytes.subarray(embd.offset, embd.offset + embd.byteLength)));
+  return {
+    dim,
+    hiddenDim: perLayer('feed_forward_length') ?? fail(`metadata ${key('feed_forward_length')} is missing`),
+    nLayers: req('block_count'),
+    nHeads,
+    nKvHeads,
+    vocabSize: embd.shape[0]!,
+    maxSeqLen: req('context_length'),
+    normEps: shortestF32(req('attention.layer_norm_rms_epsilon')),
+    ropeTheta: shortestF32(ggufNumber(file, key('rope.freq_base'), 10000)),
+    tiedEmbeddings: tied,
+    qkvBias: file.tensorsByName.has('blk.0.attn_q.bias'),
+    ropeLayout: 'pairs',
+    architecture: arch as string,
+  };
+}
+
+/**
+ * A GGUF llama model as a checkpoint. An `output.weight` byte-identical to `token_embd.weight` counts as
+ * tied and is dropped. Tensors without a Hugging Face name (e.g. `rope_freqs.weight`) keep their GGUF name.
+ */
+export function readGgufCheckpoint(file: GgufFile, options: GgufCheckpointOptions = {}): LlamaCheckpoint {
+  const config = ggufLlamaConfig(file);
+  const tensors = new Map<string, NamedTensor>();
+  for (const t of file.tensors) {
+    const hf = ggufToHfName(t.name) ?? t.name;
+    if (hf === 'lm_head.weight' && config.tiedEmbeddings) continue;
+    tensors.set(hf, { shape: [...t.shape], data: ggufTensorToF32(file, t, options) });
+  }
+  const ckpt: LlamaCheckpoint = { config, tensors, source: file.name };
+  const tok = ggufTokenizerData(file);
+  if (tok) ckpt.tokenizer = tok;
+  validateCheckpoint(ckpt);
+  return ckpt;
+}
+
+/**
+ * Split patterns of the byte-level BPE pre-tokenizers named by `tokenizer.ggml.pre` (llama.cpp's
+ * llama-vocab.cpp; the same patterns as the models' tokenizer.json). '' = GPT-2's ByteLevel regex.
+ */
+const GGUF_PRE_TOKENIZERS: Record<string, string> = {
+  'default': '',
+  'gpt-2': '',
+  'llama-bpe': "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
+  'qwen2': "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
+};
+
+function optId(file: GgufFile, k: string, n: number): number | undefined {
+  const v = ggufNumber(file, k);
+  return v !== undefined && v >= 0 && v < n ? v : undefined;
+}
+
+/** The tokenizer stored in GGUF metadata (`tokenizer.ggml.*`), when there is one this library reads. */
+export function ggufTokenizerData(file: GgufFile): TokenizerData | undefined {
+  const model = ggufMeta(file, 'tokenizer.ggml.model');
+  if (model === undefined) return undefined;
+  const tokens = ggufMeta(file, 'tokenizer.ggml.tokens');
+  if (!Array.isArray(tokens) || !tokens.every((t) => typeof t === 'string')) {
+    throw new FormatError(file.name, 'metadata tokenizer.ggml.tokens is missing or not an array of strings');
+  }
+  const n = tokens.length;
+  const scores = ggufMeta(file, 'tokenizer.ggml.scores');
+  const types = ggufMeta(file, 'tokenizer.ggml.token_type');
+  if (scores !== undefined && !(scores instanceof Float32Array && scores.length === n)) {
+    throw new FormatError(file.name, `metadata tokenizer.ggml.scores should be ${n} float32 values`);
+  }
+  if (types !== undefined && !(types instanceof Int32Array && types.length === n)) {
+    throw new FormatError(file.name, `metadata tokenizer.ggml.token_type should be ${n} int32 values`);
+  }
+  const addBos = ggufMeta(file, 'tokenizer.ggml.add_bos_token');
+  const addPrefix = ggufMeta(file, 'tokenizer.ggml.add_space_prefix');
+  const base = {
+    tokens: tokens as string[],
+    bosId: optId(file, 'tokenizer.ggml.bos_token_id', n),
+    eosId: optId(file, 'tokenizer.ggml.eos_token_id', n),
+    unkId: optId(file, 'tokenizer.ggml.unknown_token_id', n),
+    padId: optId(file, 'tokenizer.ggml.padding_token_id', n),
+    source: file.name,
+  };
+  if (model === 'llama') {
+    return {
+      kind: 'sentencepiece', ...base,
+      scores: scores as Float32Array | undefined,
+      types: types as Int32Array | undefined,
+      addSpacePrefix: typeof addPrefix === 'boolean' ? addPrefix : true,
+      addBos: typeof addBos === 'boolean' ? addBos : true,
+    };
+  }
+  if (model === 'gpt2') {
+    const merges = ggufMeta(file, 'tokenizer.ggml.merges');
+    if (!Array.isArray(merges)) throw new FormatError(file.name, 'metadata tokenizer.ggml.merges is missing for a gpt2 tokenizer');
+    const added = (types as Int32Array | undefined) ?? new Int32Array(n).fill(TokenType.NORMAL);
+    const preName = ggufMeta(file, 'tokenizer.ggml.pre');
+    const pre = typeof preName === 'string' ? preName : 'default';
+    const json = {
+      added_tokens: [...added].flatMap((t, id) => (t === TokenType.CONTROL || t === TokenType.USER_DEFINED
+        ? [{ id, content: tokens[id], special: t === TokenType.CONTROL }] : [])),
+      normalizer: null,
+      pre_tokenizer: GGUF_PRE_TOKENIZERS[pre] === undefined
+        // Unknown split rules: HfBpeTokenizer refuses this type by name rather than split text wrongly.
+        ? { type: `GGUF tokenizer.ggml.pre "${pre}"` }
+        : GGUF_PRE_TOKENIZERS[pre] === ''
+          ? { type: 'ByteLevel', add_prefix_space: false, use_regex: true }
+          : {
+            type: 'Sequence', pretokenizers: [
+              { type: 'Split', pattern: { Regex: GGUF_PRE_TOKENIZERS[pre] }, behavior: 'Isolated', invert: false },
+              { type: 'ByteLevel', add_prefix_space: false, use_regex: false },
+            ],
+          },
+      decoder: { type: 'ByteLevel' },
+      model: {
+        type: 'BPE', vocab: Object.fromEntries((tokens as string[]).map((t, i) => [t, i])), merges,
+        ignore_merges: pre === 'llama-bpe',
+      },
+    };
+    return { kind: 'hf-json', ...base, json, types: types as Int32Array | undefined, addSpacePrefix: false, addBos: addBos === true };
+  }
+  return undefined;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Export
+
+export interface CheckpointToGgufOptions {
+  /** Storage type of matrices (1-D tensors are always F32); default F32. */
+  type?: GgufWriteType;
+  /** `general.name`. */
+  modelName?: string;
+  /** Extra metadata, written after the standard keys (and overriding them). */
+  metadata?: Record<string, GgufValue>;
+}
+
+const FILE_TYPE: Record<GgufWriteType, number> = { F32: 0, F16: 1, Q8_0: 7, BF16: 32 };
+
+/** Serialise a checkpoint as a llama GGUF file (Q/K rows converted to the adjacent-pair layout). */
+export function checkpointToGguf(ckpt: LlamaCheckpoint, options: CheckpointToGgufOptions = {}): Uint8Array {
+  validateCheckpoint(ckpt);
+  const c = withRopeLayout(ckpt, 'pairs');
+  const cfg = c.config;
+  const type = options.type ?? 'F32';
+  const arch = LLAMA_LIKE.has(cfg.architecture) ? cfg.architecture : 'llama';
+  const meta = new Map<string, GgufValue>([
+    ['general.architecture', gguf.str(arch)],
+    ['general.name', gguf.str(options.modelName ?? 'model')],
+    ['general.file_type', gguf.u32(FILE_TYPE[type])],
+    [`${arch}.context_length`, gguf.u32(cfg.maxSeqLen)],
+    [`${arch}.embedding_length`, gguf.u32(cfg.dim)],
+    [`${arch}.block_count`, gguf.u32(cfg.nLayers)],
+    [`${arch}.feed_forward_length`, gguf.u32(cfg.hiddenDim)],
+    [`${arch}.rope.dimension_count`, gguf.u32(cfg.dim / cfg.nHeads)],
+    [`${arch}.attention.head_count`, gguf.u32(cfg.nHeads)],
+    [`${arch}.attention.head_count_kv`, gguf.u32(cfg.nKvHeads)],
+    [`${arch}.attention.layer_norm_rms_epsilon`, gguf.f32(cfg.normEps)],
+    [`${arch}.rope.freq_base`, gguf.f32(cfg.ropeTheta)],
+  ]);
+  const tok = c.tokenizer;
+  if (tok && tok.kind === 'sentencepiece') {
+    // llama.cpp expects SentencePiece's U+2581 for spaces; llama2.c vocabularies use ' '.
+    const usesSpace = tok.tokens.filter((t) => t.startsWith(' ')).length > tok.tokens.filter((t) => t.startsWith('\u2581')).length;
+    const types = tok.types ?? (() => {
+      const t = new Int32Array(tok.tokens.length);
+      tok.tokens.forEach((p, id) => {
+        t[id] = id === tok.unkId ? TokenType.UNKNOWN : id === tok.bosId || id === tok.eosId ? TokenType.CONTROL
+          : /^<0x[0-9A-Fa-f]{2}>$/.test(p) ? TokenType.BYTE : TokenType.NORMAL;
+      });
+      return t;
+    })();
+    const tokens = tok.tokens.map((p, id) => {
+      // llama2.c writes BOS/EOS as "\n<s>\n"; GGUF stores the plain control piece.
+      if (types[id] === TokenType.CONTROL) return p.trim();
+      return usesSpace ? p.replaceAll(' ', '\u2581') : p;
+    });
+    meta.set('tokenizer.ggml.model', gguf.str('llama'));
+    meta.set('tokenizer.ggml.tokens', gguf.strings(tokens));
+    meta.set('tokenizer.ggml.scores', gguf.f32s(tok.scores ?? new Float32Array(tokens.length)));
+    meta.set('tokenizer.ggml.token_type', gguf.i32s(types));
+    if (tok.bosId !== undefined) meta.set('tokenizer.ggml.bos_token_id', gguf.u32(tok.bosId));
+    if (tok.eosId !== undefined) meta.set('tokenizer.ggml.eos_token_id', gguf.u32(tok.eosId));
+    if (tok.unkId !== undefined) meta.set('tokenizer.ggml.unknown_token_id', gguf.u32(tok.unkId));
+    if (tok.padId !== undefined) meta.set('tokenizer.ggml.padding_token_id', gguf.u32(tok.padId));
+    if (tok.addBos !== undefined) meta.set('tokenizer.ggml.add_bos_token', gguf.bool(tok.addBos));
+    if (tok.addSpacePrefix !== undefined) meta.set('tokenizer.ggml.add_space_prefix', gguf.bool(tok.addSpacePrefix));
+  }
+  for (const [k, v] of Object.entries(options.metadata ?? {})) meta.set(k, v);
+
+  const tensors: GgufWriteTensor[] = [];
+  for (const [name, t] of c.tensors) {
+    const g = hfToGgufName(name) ?? name;
+    if (cfg.tiedEmbeddings && g === 'output.weight') continue;
+    // Q8_0 blocks run along rows; a row that does not split into 32s is stored as F16 instead.
+    const own = t.shape.length < 2 ? 'F32' : type === 'Q8_0' && t.shape[t.shape.length - 1]! % 32 !== 0 ? 'F16' : type;
+    tensors.push({ name: g, shape: t.shape, data: t.data, type: own });
+  }
+  return writeGguf({ metadata: meta, tensors, name: options.modelName ?? ckpt.source });
+}

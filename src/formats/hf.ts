@@ -1,0 +1,139 @@
+/**
+ * Hugging Face checkpoints: `config.json` + `model.safetensors`, or shards listed in
+ * `model.safetensors.index.json` (`{ "weight_map": { tensor: shard file } }`), plus `tokenizer.json`
+ * when present. Browser-safe: files come through a `FileSource`.
+ */
+import { FormatError, decodeUtf8 } from './binary.js';
+import type { LlamaCheckpoint, LlamaConfig, NamedTensor } from './checkpoint.js';
+import { validateCheckpoint } from './checkpoint.js';
+import { parseSafetensors, safetensorsTensorToF32 } from './safetensors.js';
+import { tokenizerDataFromHfJson } from '../tokenizer/hf-json.js';
+
+/** Reads files of a checkpoint by path relative to its root; undefined when a file does not exist. */
+export interface FileSource {
+  /** Display name of the root, used in error messages. */
+  readonly name: string;
+  read(path: string): Promise<Uint8Array | undefined>;
+}
+
+/** Model types whose weights use llama's Hugging Face names and shapes. */
+const LLAMA_LIKE_TYPES = new Set(['llama', 'mistral', 'qwen2', 'granite']);
+
+/** Llama config from a Hugging Face config.json object (rows in rotate-half layout). */
+export function hfLlamaConfig(cfg: Record<string, unknown>, name = 'config.json'): LlamaConfig {
+  const fail: (p: string) => never = (p) => { throw new FormatError(name, p); };
+  const num = (k: string, fallback?: number): number => {
+    const v = cfg[k];
+    if (v === undefined || v === null) return fallback ?? fail(`${k} is missing`);
+    if (typeof v !== 'number' || !Number.isFinite(v)) return fail(`${k} is ${JSON.stringify(v)}, expected a number`);
+    return v;
+  };
+  const archs = Array.isArray(cfg.architectures) ? (cfg.architectures as unknown[]) : [];
+  const modelType = typeof cfg.model_type === 'string' ? cfg.model_type : undefined;
+  const architecture = modelType ?? (typeof archs[0] === 'string' ? (archs[0] as string) : 'llama');
+  if (modelType !== undefined && !LLAMA_LIKE_TYPES.has(modelType)) {
+    fail(`model_type ${modelType} is not supported (supported: ${[...LLAMA_LIKE_TYPES].join(', ')})`);
+  }
+  const dim = num('hidden_size');
+  const nHeads = num('num_attention_heads');
+  const headDim = cfg.head_dim;
+  if (headDim !== undefined && headDim !== null && headDim !== dim / nHeads) {
+    fail(`head_dim ${String(headDim)} differs from hidden_size / num_attention_heads = ${dim / nHeads}; not supported`);
+  }
+  if (cfg.hidden_act !== undefined && cfg.hidden_act !== 'silu') fail(`hidden_act ${String(cfg.hidden_act)} is not supported (only silu)`);
+  const config: LlamaConfig = {
+    dim,
+    hiddenDim: num('intermediate_size'),
+    nLayers: num('num_hidden_layers'),
+    nHeads,
+    nKvHeads: num('num_key_value_heads', nHeads),
+    vocabSize: num('vocab_size'),
+    maxSeqLen: num('max_position_embeddings', 2048),
+    normEps: num('rms_norm_eps', 1e-6),
+    ropeTheta: num('rope_theta', 10000),
+    tiedEmbeddings: cfg.tie_word_embeddings === true,
+    qkvBias: cfg.attention_bias === true || modelType === 'qwen2',
+    ropeLayout: 'half',
+    architecture,
+  };
+  if (cfg.rope_scaling && typeof cfg.rope_scaling === 'object') config.ropeScaling = cfg.rope_scaling as Record<string, unknown>;
+  return config;
+}
+
+function parseJson(bytes: Uint8Array, name: string): Record<string, unknown> {
+  let v: unknown;
+  try {
+    v = JSON.parse(decodeUtf8(bytes));
+  } catch (e) {
+    throw new FormatError(name, `not valid JSON (${(e as Error).message})`);
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new FormatError(name, 'is not a JSON object');
+  return v as Record<string, unknown>;
+}
+
+export interface HfReadOptions {
+  /** Return copies instead of views of the file bytes where alignment allows. */
+  copy?: boolean;
+}
+
+/** Read a Hugging Face llama-family checkpoint. Tensors keep their stored (rotate-half) rows. */
+export async function readHfCheckpoint(src: FileSource, options: HfReadOptions = {}): Promise<LlamaCheckpoint> {
+  const at = (f: string) => `${src.name.replace(/[/\\]$/, '')}/${f}`;
+  const cfgBytes = await src.read('config.json');
+  if (!cfgBytes) throw new FormatError(src.name, 'config.json is missing');
+  const config = hfLlamaConfig(parseJson(cfgBytes, at('config.json')), at('config.json'));
+
+  // tensor name → shard file
+  let plan: Map<string, string[]>;
+  const single = await src.read('model.safetensors');
+  const shards = new Map<string, Uint8Array>();
+  if (single) {
+    shards.set('model.safetensors', single);
+    plan = new Map([['model.safetensors', []]]);
+  } else {
+    const idxBytes = await src.read('model.safetensors.index.json');
+    if (!idxBytes) throw new FormatError(src.name, 'neither model.safetensors nor model.safetensors.index.json is present');
+    const idxName = at('model.safetensors.index.json');
+    const idx = parseJson(idxBytes, idxName);
+    const wm = idx.weight_map;
+    if (typeof wm !== 'object' || wm === null) throw new FormatError(idxName, 'weight_map is missing');
+    plan = new Map();
+    for (const [tensor, file] of Object.entries(wm as Record<string, unknown>)) {
+      if (typeof file !== 'string' || file.includes('..')) throw new FormatError(idxName, `weight_map entry for ${tensor} is not a file name`);
+      if (!plan.has(file)) plan.set(file, []);
+      plan.get(file)!.push(tensor);
+    }
+  }
+
+  const tensors = new Map<string, NamedTensor>();
+  for (const [file, wanted] of plan) {
+    const bytes = shards.get(file) ?? await src.read(file);
+    if (!bytes) throw new FormatError(src.name, `shard ${file} named in model.safetensors.index.json is missing`);
+    const st = parseSafetensors(bytes, at(file));
+    for (const w of wanted) {
+      if (!st.tensorsByName.has(w)) throw new FormatError(at(file), `tensor ${w} is listed in model.safetensors.index.json but not in this shard`);
+    }
+    const names = wanted.length ? wanted : st.tensors.map((t) => t.name);
+    for (const n of names) {
+      // Older checkpoints store the rotary frequencies as a buffer; they are recomputed from ropeTheta.
+      if (n.endsWith('.rotary_emb.inv_freq')) continue;
+      const t = st.tensorsByName.get(n)!;
+      tensors.set(n, { shape: [...t.shape], data: safetensorsTensorToF32(st, t, options) });
+    }
+  }
+  if (!tensors.has('lm_head.weight')) config.tiedEmbeddings = true;
+  else if (config.tiedEmbeddings) tensors.delete('lm_head.weight');
+  if (tensors.has('model.layers.0.self_attn.q_proj.bias')) config.qkvBias = true;
+
+  const ckpt: LlamaCheckpoint = { config, tensors, source: src.name };
+  const tokBytes = await src.read('tokenizer.json');
+  if (tokBytes) {
+    const tcBytes = await src.read('tokenizer_config.json');
+    ckpt.tokenizer = tokenizerDataFromHfJson(
+      parseJson(tokBytes, at('tokenizer.json')), at('tokenizer.json'),
+      tcBytes ? parseJson(tcBytes, at('tokenizer_config.json')) : undefined,
+    );
+  }
+  validateCheckpoint(ckpt);
+  return ckpt;
+}

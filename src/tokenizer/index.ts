@@ -1,0 +1,20 @@
+/**
+ * Tokenizers: SentencePiece-style BPE (GGUF llama vocabularies, llama2.c tokenizer.bin) and Hugging Face
+ * tokenizer.json BPE, behind one interface.
+ */
+import { HfBpeTokenizer } from './hf-json.js';
+import { SentencePieceTokenizer } from './sentencepiece.js';
+import type { Tokenizer, TokenizerData } from './types.js';
+
+export * from './types.js';
+export { SentencePieceTokenizer, resolveTokenTypes } from './sentencepiece.js';
+export { HfBpeTokenizer, tokenizerDataFromHfJson } from './hf-json.js';
+
+/** The tokenizer for a description produced by any loader. */
+export function createTokenizer(data: TokenizerData): Tokenizer {
+  switch (data.kind) {
+    case 'sentencepiece': return new SentencePieceTokenizer(data);
+    case 'hf-json': return new HfBpeTokenizer(data);
+    default: throw new Error(`unknown tokenizer kind ${String((data as { kind: unknown }).kind)}`);
+  }
+}
