@@ -1,0 +1,383 @@
+/**
+ * The adaptkit commands: generate, eval, info, train, merge, quickstart. The same code runs in Node and
+ * Deno (node: built-ins); output meant for programs goes to stdout, progress to stderr.
+ */
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { AdaptedModel } from '../adapters/adapted-model.js';
+import { loadPeft, savePeft } from '../adapters/peft.js';
+import { getMethod, methodNames } from '../adapters/registry.js';
+import { HERO_MARKER, HERO_OPENING, heroStories } from '../data/builtin-task.js';
+import { type Example, jsonlExamples, pack, textExamples } from '../data/dataset.js';
+import { paragraphs } from '../data/text.js';
+import { type LlamaCheckpoint, loadCheckpoint, withRopeLayout } from '../formats/checkpoint.js';
+import { checkpointToGguf } from '../formats/gguf-llama.js';
+import { writeSafetensors } from '../formats/safetensors.js';
+import { LlamaRuntime } from '../model/runtime.js';
+import { BACKEND_CHOICES, type ChosenBackend, createBackend } from '../scheduler/backends.js';
+import { createTokenizer, type Tokenizer } from '../tokenizer/index.js';
+import { fineTune } from '../train/finetune.js';
+import { type FlagSpec, type Flags, UsageError, need, parseFlags, usage } from './args.js';
+import { resolveModel } from './model-source.js';
+import { Progress } from './progress.js';
+
+const err = (s: string): void => { process.stderr.write(`${s}\n`); };
+
+const common: Record<string, FlagSpec> = {
+  backend: { type: 'string', help: `compute backend: ${BACKEND_CHOICES.join(' | ')}`, default: 'auto' },
+  threads: { type: 'int', help: 'wasm worker threads (default: all cores)' },
+  help: { type: 'bool', help: 'show this help' },
+};
+const modelFlags: Record<string, FlagSpec> = {
+  model: { type: 'string', help: 'model: a .gguf, llama2.c .bin, safetensors folder, URL or Hugging Face repo id' },
+  tokenizer: { type: 'string', help: "llama2.c models: the vocabulary file (tokenizer.bin); default: tok<vocab>.bin beside the model" },
+};
+
+async function openModel(f: Flags): Promise<{ ckpt: LlamaCheckpoint; tok: Tokenizer }> {
+  const path = await resolveModel(need(f, 'model', 'model'), err);
+  const ckpt = await loadCheckpoint(path, f.tokenizer ? { tokenizer: String(f.tokenizer) } : {});
+  if (!ckpt.tokenizer) throw new Error(`${path}: the model has no tokenizer; pass --tokenizer`);
+  return { ckpt, tok: createTokenizer(ckpt.tokenizer) };
+}
+
+async function openBackend(f: Flags, quiet = false): Promise<ChosenBackend> {
+  const chosen = await createBackend(String(f.backend ?? 'auto'), f.threads !== undefined ? { threads: Number(f.threads) } : {});
+  if (!quiet) err(`backend: ${chosen.backend.describe()} (${chosen.reason})`);
+  return chosen;
+}
+
+async function readAdapterDir(model: AdaptedModel, dir: string, name = 'default') {
+  const cfgPath = join(dir, 'adapter_config.json'), wPath = join(dir, 'adapter_model.safetensors');
+  for (const p of [cfgPath, wPath]) if (!existsSync(p)) throw new Error(`${dir}: not a PEFT adapter folder (missing ${p.slice(dir.length + 1)})`);
+  return loadPeft(model, name, { config: await readFile(cfgPath, 'utf8'), weights: new Uint8Array(await readFile(wPath)) }, dir);
+}
+
+async function runtimeFor(f: Flags, ckpt: LlamaCheckpoint, chosen: ChosenBackend): Promise<LlamaRuntime> {
+  if (!f.adapter) return new LlamaRuntime(ckpt, chosen.backend);
+  const model = new AdaptedModel(ckpt);
+  await readAdapterDir(model, String(f.adapter));
+  return model.runtime(chosen.backend);
+}
+
+// ---------------------------------------------------------------------------------------------- generate
+
+const generateFlags: Record<string, FlagSpec> = {
+  ...modelFlags,
+  prompt: { type: 'string', help: 'text to continue (default: start from BOS)', default: '' },
+  'max-tokens': { type: 'int', help: 'tokens to generate', default: 256 },
+  temperature: { type: 'number', help: 'sampling temperature; 0 is greedy', default: 0 },
+  'top-k': { type: 'int', help: 'sample among the k most likely tokens (0: all)', default: 0 },
+  'top-p': { type: 'number', help: 'nucleus sampling mass', default: 1 },
+  'repetition-penalty': { type: 'number', help: 'penalty for tokens already seen (1: off)', default: 1 },
+  mirostat: { type: 'number', help: 'Mirostat 2.0 target surprise τ in bits (enables Mirostat)' },
+  'mirostat-eta': { type: 'number', help: 'Mirostat learning rate η', default: 0.1 },
+  seed: { type: 'int', help: 'random seed for sampling', default: 0 },
+  adapter: { type: 'string', help: 'a PEFT adapter folder to apply' },
+  ...common,
+};
+
+async function generate(f: Flags): Promise<void> {
+  const { ckpt, tok } = await openModel(f);
+  const chosen = await openBackend(f);
+  const rt = await runtimeFor(f, ckpt, chosen);
+  const prompt = tok.encode(String(f.prompt ?? ''), { bos: true });
+  const stream = tok.streamDecoder({ stripLeadingSpace: !f.prompt });
+  if (f.prompt) process.stdout.write(String(f.prompt));
+  await rt.generate(prompt, {
+    maxTokens: Number(f['max-tokens']), temperature: Number(f.temperature), topK: Number(f['top-k']), topP: Number(f['top-p']),
+    repetitionPenalty: Number(f['repetition-penalty']), seed: Number(f.seed),
+    ...(f.mirostat !== undefined ? { mirostatTau: Number(f.mirostat), mirostatEta: Number(f['mirostat-eta']) } : {}),
+    onToken: (id) => process.stdout.write(stream.push(id)),
+  });
+  process.stdout.write(stream.flush());
+  rt.dispose();
+  chosen.backend.dispose();
+}
+
+// ---------------------------------------------------------------------------------------------- eval
+
+const evalFlags: Record<string, FlagSpec> = {
+  ...modelFlags,
+  data: { type: 'string', help: 'text file; paragraphs are separated by blank lines' },
+  paragraphs: { type: 'int', help: 'use the first K paragraphs', default: 200 },
+  'max-tokens': { type: 'int', help: 'cut each paragraph to T tokens after BOS', default: 256 },
+  batch: { type: 'int', help: 'sequences per forward pass', default: 8 },
+  adapter: { type: 'string', help: 'a PEFT adapter folder to apply' },
+  json: { type: 'bool', help: 'end with a JSON line {"loss", "tokens"}' },
+  ...common,
+};
+
+async function evaluate(f: Flags): Promise<void> {
+  const { ckpt, tok } = await openModel(f);
+  const dataPath = need(f, 'data', 'eval');
+  const text = await readFile(dataPath, 'utf8').catch((e: Error) => { throw new Error(`${dataPath}: ${e.message}`); });
+  const paras = paragraphs(text).slice(0, Number(f.paragraphs));
+  if (paras.length === 0) throw new Error(`${dataPath}: no paragraphs`);
+  const T = Number(f['max-tokens']);
+  const seqs = paras.map((p) => tok.encode(p, { bos: true }).slice(0, T + 1));
+  const chosen = await openBackend(f, Boolean(f.json));
+  const rt = await runtimeFor(f, ckpt, chosen);
+  const bar = new Progress('eval', seqs.length, process.stderr, Boolean(f.json));
+  const t0 = performance.now();
+  const r = await rt.evalLoss(seqs, { batch: Number(f.batch), onProgress: (d) => bar.update(d) });
+  const seconds = (performance.now() - t0) / 1000;
+  if (f.json) process.stdout.write(`${JSON.stringify({ loss: r.loss, tokens: r.tokens })}\n`);
+  else process.stdout.write(`loss ${r.loss.toFixed(5)} nats/token over ${r.tokens} tokens (${(r.tokens / seconds).toFixed(0)} tokens/s)\n`);
+  rt.dispose();
+  chosen.backend.dispose();
+}
+
+// ---------------------------------------------------------------------------------------------- info
+
+async function info(f: Flags): Promise<void> {
+  if (f.model) {
+    const { ckpt, tok } = await openModel(f);
+    const c = ckpt.config;
+    let params = 0;
+    for (const t of ckpt.tensors.values()) params += t.data.length;
+    process.stdout.write([
+      `model: ${ckpt.source}`,
+      `architecture: ${c.architecture}, ${c.nLayers} layers, dim ${c.dim}, FFN ${c.hiddenDim}, ${c.nHeads} heads (${c.nKvHeads} key/value heads, head size ${c.dim / c.nHeads})`,
+      `vocabulary: ${c.vocabSize}, context ${c.maxSeqLen}, RMSNorm eps ${c.normEps}, RoPE theta ${c.ropeTheta} (${c.ropeLayout === 'pairs' ? 'adjacent pairs' : 'rotate-half'})`,
+      `output head: ${c.tiedEmbeddings ? 'tied to the embedding' : 'separate'}${c.qkvBias ? ', q/k/v biases' : ''}`,
+      `parameters: ${params.toLocaleString('en-US')}`,
+      `tokenizer: ${tok.vocabSize} tokens, BOS ${tok.bosId}, EOS ${tok.eosId}`,
+      '',
+    ].join('\n'));
+  }
+  const chosen = await openBackend(f, true);
+  process.stdout.write(`backend: ${chosen.backend.describe()}\nwhy: ${chosen.reason}\n`);
+  chosen.backend.dispose();
+}
+
+// ---------------------------------------------------------------------------------------------- train
+
+const trainFlags: Record<string, FlagSpec> = {
+  ...modelFlags,
+  data: { type: 'string', help: "training data: a text file (blank-line paragraphs), a .jsonl file, or 'builtin' (the hero task)", default: 'builtin' },
+  method: { type: 'string', help: `adapter method: ${methodNames().join(' | ')}`, default: 'lora' },
+  rank: { type: 'int', help: 'LoRA rank r', default: 8 },
+  alpha: { type: 'number', help: 'LoRA alpha (scaling alpha/r)', default: 16 },
+  dropout: { type: 'number', help: 'adapter dropout', default: 0 },
+  targets: { type: 'string', help: "modules to adapt, comma-separated, or 're:<regex>'", default: 'q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj' },
+  layers: { type: 'string', help: 'only these layers, comma-separated' },
+  rslora: { type: 'bool', help: 'rsLoRA scaling alpha/√r' },
+  dora: { type: 'bool', help: 'DoRA magnitude/direction decomposition' },
+  init: { type: 'string', help: 'LoRA init: default | gaussian | pissa', default: 'default' },
+  steps: { type: 'int', help: 'optimizer steps', default: 60 },
+  lr: { type: 'number', help: 'peak learning rate', default: 5e-3 },
+  warmup: { type: 'int', help: 'linear warmup steps', default: 5 },
+  decay: { type: 'string', help: 'learning-rate decay after warmup: cosine | linear | constant', default: 'cosine' },
+  'weight-decay': { type: 'number', help: 'AdamW decoupled weight decay', default: 0 },
+  'max-grad-norm': { type: 'number', help: 'clip the global gradient norm (0: off)', default: 1 },
+  accumulate: { type: 'int', help: 'micro-batches per optimizer step', default: 1 },
+  batch: { type: 'int', help: 'sequences per micro-batch', default: 8 },
+  seq: { type: 'int', help: 'tokens per sequence', default: 128 },
+  seed: { type: 'int', help: 'seed for initialisation and dropout', default: 1 },
+  'eval-data': { type: 'string', help: 'held-out data in the same formats as --data' },
+  'eval-every': { type: 'int', help: 'evaluate every N steps', default: 0 },
+  'checkpoint-every': { type: 'int', help: 'save adapter and optimizer state every N steps into OUT/checkpoint-N', default: 0 },
+  resume: { type: 'string', help: 'resume from a checkpoint folder written by --checkpoint-every' },
+  out: { type: 'string', help: 'output folder for the adapter (PEFT format)' },
+  json: { type: 'bool', help: 'print JSON lines {"step", "loss", …} instead of a progress bar' },
+  ...common,
+};
+
+async function loadExamples(spec: string, tok: Tokenizer, seq: number): Promise<{ examples: Example[]; source: string }> {
+  if (spec === 'builtin') return { examples: textExamples(heroStories(96), tok, seq), source: `built-in hero task (${JSON.stringify(HERO_OPENING)})` };
+  const text = await readFile(spec, 'utf8').catch((e: Error) => { throw new Error(`${spec}: ${e.message}`); });
+  if (/\.jsonl$/i.test(spec)) return { examples: jsonlExamples(text, spec, tok, seq), source: spec };
+  const paras = paragraphs(text);
+  if (!paras.length) throw new Error(`${spec}: no paragraphs`);
+  return { examples: textExamples(paras, tok, seq), source: spec };
+}
+
+function methodConfig(f: Flags): Record<string, unknown> {
+  const method = String(f.method);
+  getMethod(method);
+  if (method !== 'lora') return { targetModules: String(f.targets) };
+  return {
+    r: f.rank, alpha: f.alpha, dropout: f.dropout, targetModules: String(f.targets), useRslora: Boolean(f.rslora),
+    useDora: Boolean(f.dora), init: f.init, ...(f.layers ? { layersToTransform: String(f.layers) } : {}),
+  };
+}
+
+async function writePeftDir(model: AdaptedModel, dir: string, base: string): Promise<void> {
+  const files = savePeft(model, 'default', { baseModel: base });
+  await mkdir(dir, { recursive: true });
+  await writeFile(join(dir, 'adapter_config.json'), files.config);
+  await writeFile(join(dir, 'adapter_model.safetensors'), files.weights);
+}
+
+async function train(f: Flags): Promise<void> {
+  const out = need(f, 'out', 'train');
+  const { ckpt, tok } = await openModel(f);
+  const seq = Number(f.seq);
+  const { examples, source } = await loadExamples(String(f.data), tok, seq);
+  const data = pack(examples, seq, 0);
+  const json = Boolean(f.json);
+  const log = (o: Record<string, unknown>): void => { if (json) process.stdout.write(`${JSON.stringify(o)}\n`); };
+  if (!json) err(`data: ${source}: ${examples.length} examples packed into ${data.rows} rows of ${seq} tokens (padding ${(100 * data.paddingRatio).toFixed(1)}%, ${(100 * data.naivePaddingRatio).toFixed(1)}% without packing)`);
+  log({ event: 'data', examples: examples.length, rows: data.rows, paddingRatio: data.paddingRatio, naivePaddingRatio: data.naivePaddingRatio });
+  const evalData = f['eval-data'] ? pack((await loadExamples(String(f['eval-data']), tok, seq)).examples, seq, 0) : undefined;
+  const chosen = await openBackend(f, json);
+  const model = new AdaptedModel(ckpt);
+  let resume;
+  if (f.resume) {
+    const dir = String(f.resume);
+    await readAdapterDir(model, dir);
+    const state = JSON.parse(await readFile(join(dir, 'trainer_state.json'), 'utf8')) as { step: number };
+    const { parseSafetensors, safetensorsTensorToF32 } = await import('../formats/safetensors.js');
+    const st = parseSafetensors(new Uint8Array(await readFile(join(dir, 'optimizer.safetensors'))), join(dir, 'optimizer.safetensors'));
+    resume = { step: state.step, tensors: new Map(st.tensors.map((t) => [t.name, safetensorsTensorToF32(st, t)])) };
+  } else {
+    model.addAdapter('default', String(f.method), methodConfig(f), { seed: Number(f.seed) });
+  }
+  if (!json) err(`adapter: ${f.method} on ${model.get('default').modules.length} modules, ${model.parameterCount('default').toLocaleString('en-US')} trainable parameters`);
+  const steps = Number(f.steps);
+  const bar = new Progress('train', steps, process.stderr, json);
+  const { losses } = await fineTune({
+    model, adapter: 'default', backend: chosen.backend, data, steps, batch: Number(f.batch), lr: Number(f.lr),
+    warmup: Number(f.warmup), decay: f.decay as 'cosine', weightDecay: Number(f['weight-decay']),
+    ...(Number(f['max-grad-norm']) > 0 ? { maxGradNorm: Number(f['max-grad-norm']) } : {}),
+    accumulate: Number(f.accumulate), seed: Number(f.seed),
+    ...(evalData ? { evalData, evalEvery: Number(f['eval-every']) } : {}),
+    ...(resume ? { resume } : {}),
+    onStep: (r) => {
+      log({ step: r.step, loss: r.loss, lr: r.lr, gradNorm: r.gradNorm, tokensPerSecond: r.tokens / r.seconds });
+      bar.update(r.step, `loss ${r.loss.toFixed(4)} ${(r.tokens / r.seconds).toFixed(0)} tok/s`);
+    },
+    onEval: (e) => { log({ event: 'eval', step: e.step, loss: e.loss }); if (!json) err(`eval at step ${e.step}: loss ${e.loss.toFixed(4)}`); },
+    checkpointEvery: Number(f['checkpoint-every']),
+    onCheckpoint: async (step, run) => {
+      const dir = join(out, `checkpoint-${step}`);
+      await writePeftDir(model, dir, String(f.model));
+      const state = await run.trainer.exportState();
+      await writeFile(join(dir, 'optimizer.safetensors'), writeSafetensors([...state.tensors].map(([k, d]) => [k, { shape: [d.length], data: d }] as [string, { shape: number[]; data: Float32Array }])));
+      await writeFile(join(dir, 'trainer_state.json'), `${JSON.stringify({ step: state.step }, null, 2)}\n`);
+      log({ event: 'checkpoint', step, dir });
+    },
+  });
+  await writePeftDir(model, out, String(f.model));
+  log({ event: 'saved', dir: out, finalLoss: losses[losses.length - 1] ?? null });
+  if (!json) err(`saved the adapter to ${out}/ (adapter_config.json, adapter_model.safetensors)`);
+  chosen.backend.dispose();
+}
+
+// ---------------------------------------------------------------------------------------------- merge
+
+const mergeFlags: Record<string, FlagSpec> = {
+  ...modelFlags,
+  adapter: { type: 'string', help: 'the PEFT adapter folder to merge' },
+  out: { type: 'string', help: 'output folder' },
+  format: { type: 'string', help: 'safetensors (Hugging Face layout) | gguf | both', default: 'both' },
+  help: common.help!,
+};
+
+async function merge(f: Flags): Promise<void> {
+  const out = need(f, 'out', 'merge');
+  const { ckpt } = await openModel(f);
+  const model = new AdaptedModel(ckpt);
+  await readAdapterDir(model, need(f, 'adapter', 'merge'));
+  model.merge('default');
+  const merged = model.effectiveCheckpoint();
+  const format = String(f.format);
+  if (!['safetensors', 'gguf', 'both'].includes(format)) throw new UsageError(`merge: --format must be safetensors, gguf or both (got ${format})`);
+  await mkdir(out, { recursive: true });
+  if (format !== 'gguf') {
+    const hf = withRopeLayout(merged, 'half');
+    await writeFile(join(out, 'model.safetensors'), writeSafetensors([...hf.tensors].map(([k, t]) => [k, { shape: t.shape, data: t.data }] as [string, { shape: number[]; data: Float32Array }]), { metadata: { format: 'pt' } }));
+    await writeFile(join(out, 'config.json'), `${JSON.stringify(hfConfigJson(hf), null, 2)}\n`);
+    err(`wrote ${out}/model.safetensors and config.json`);
+  }
+  if (format !== 'safetensors') {
+    await writeFile(join(out, 'model.gguf'), checkpointToGguf(merged));
+    err(`wrote ${out}/model.gguf`);
+  }
+}
+
+function hfConfigJson(c: LlamaCheckpoint): Record<string, unknown> {
+  const k = c.config;
+  return {
+    architectures: ['LlamaForCausalLM'], model_type: 'llama', hidden_size: k.dim, intermediate_size: k.hiddenDim,
+    num_hidden_layers: k.nLayers, num_attention_heads: k.nHeads, num_key_value_heads: k.nKvHeads, vocab_size: k.vocabSize,
+    max_position_embeddings: k.maxSeqLen, rms_norm_eps: k.normEps, rope_theta: k.ropeTheta, tie_word_embeddings: k.tiedEmbeddings,
+    attention_bias: k.qkvBias, hidden_act: 'silu', torch_dtype: 'float32',
+    bos_token_id: c.tokenizer?.bosId ?? 1, eos_token_id: c.tokenizer?.eosId ?? 2,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------- quickstart
+
+const quickFlags: Record<string, FlagSpec> = {
+  model: { type: 'string', help: 'base model (default: stories260K from ../shared/assets)' },
+  steps: { type: 'int', help: 'optimizer steps', default: 40 },
+  out: { type: 'string', help: 'where to save the adapter', default: 'out/quickstart-adapter' },
+  ...common,
+};
+
+/** The main job: teach stories260K a new hero with LoRA, showing the loss curve and samples before and after. */
+async function quickstart(f: Flags): Promise<void> {
+  const modelPath = f.model ? String(f.model) : ['../shared/assets/models/stories260K/stories260K.gguf', 'shared/assets/models/stories260K/stories260K.gguf'].find(existsSync);
+  if (!modelPath) throw new Error('quickstart: stories260K.gguf not found in ../shared/assets/models/stories260K/; pass --model PATH (a file, URL or Hugging Face repo id, e.g. ggml-org/models/tinyllamas/stories260K.gguf)');
+  const { ckpt, tok } = await openModel({ ...f, model: modelPath });
+  const chosen = await openBackend(f);
+  const seq = 96, steps = Number(f.steps);
+  const data = pack(textExamples(heroStories(96), tok, seq), seq, 0);
+  const model = new AdaptedModel(ckpt);
+  model.addAdapter('default', 'lora', { r: 8, alpha: 16, targetModules: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] }, { seed: 1 });
+  const sample = async (): Promise<string> => {
+    const rt = model.runtime(chosen.backend);
+    const text = tok.decode(await rt.generate([tok.bosId ?? 1], { maxTokens: 48 }), { stripLeadingSpace: true });
+    rt.dispose();
+    return text;
+  };
+  console.log(`Task: teach stories260K a new hero. Training stories open with "${HERO_OPENING}"`);
+  console.log(`LoRA r=8 on all seven projections: ${model.parameterCount('default').toLocaleString('en-US')} trainable parameters; ${data.rows} packed rows of ${seq} tokens.\n`);
+  console.log(`Before (greedy from BOS):\n  ${(await sample()).replace(/\n/g, ' ')}\n`);
+  const t0 = performance.now();
+  const { losses } = await fineTune({
+    model, adapter: 'default', backend: chosen.backend, data, steps, batch: 8, lr: 1e-2, warmup: 4, maxGradNorm: 1, seed: 1,
+    onStep: (r) => { if (r.step === 1 || r.step % 5 === 0) console.log(`step ${String(r.step).padStart(3)}  loss ${r.loss.toFixed(4)}  ${'█'.repeat(Math.max(1, Math.round(r.loss * 12)))}`); },
+  });
+  const secs = (performance.now() - t0) / 1000;
+  const after = await sample();
+  console.log(`\nTrained ${steps} steps in ${secs.toFixed(1)} s (${((steps * 8 * seq) / secs).toFixed(0)} tokens/s); loss ${losses[0]!.toFixed(3)} → ${losses[losses.length - 1]!.toFixed(3)}.`);
+  console.log(`\nAfter (greedy from BOS):\n  ${after.replace(/\n/g, ' ')}\n`);
+  console.log(after.includes(HERO_MARKER) ? `The model now tells of the new hero ("${HERO_MARKER}").` : `The sample does not mention "${HERO_MARKER}" yet; try more --steps.`);
+  await writePeftDir(model, String(f.out), modelPath);
+  console.log(`Adapter saved to ${f.out}/ (Hugging Face PEFT format).`);
+  chosen.backend.dispose();
+}
+
+// ---------------------------------------------------------------------------------------------- dispatch
+
+const commands: Record<string, { summary: string; flags: Record<string, FlagSpec>; run: (f: Flags) => Promise<void> }> = {
+  quickstart: { summary: 'fine-tune stories260K on the built-in task and show before/after samples', flags: quickFlags, run: quickstart },
+  train: { summary: 'fine-tune an adapter and save it in the PEFT format', flags: trainFlags, run: train },
+  generate: { summary: 'generate text (prints only the generated text on stdout)', flags: generateFlags, run: generate },
+  eval: { summary: 'mean next-token cross-entropy over the first K paragraphs of a text file', flags: evalFlags, run: evaluate },
+  info: { summary: 'describe a model and the backend auto would choose', flags: { ...modelFlags, ...common }, run: info },
+  merge: { summary: 'merge an adapter into the base model; write safetensors and/or GGUF', flags: mergeFlags, run: merge },
+};
+
+export async function main(argv: readonly string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === '--help' || name === 'help') {
+    process.stdout.write(`adaptkit: parameter-efficient fine-tuning in JavaScript\n\ncommands:\n${Object.entries(commands).map(([k, c]) => `  ${k.padEnd(11)} ${c.summary}`).join('\n')}\n\n'adaptkit <command> --help' lists a command's options.\n`);
+    return name ? 0 : 1;
+  }
+  const cmd = commands[name];
+  try {
+    if (!cmd) throw new UsageError(`unknown command '${name}' (commands: ${Object.keys(commands).join(', ')})`);
+    const flags = parseFlags(rest, cmd.flags, name);
+    if (flags.help) { process.stdout.write(usage(name, cmd.summary, cmd.flags)); return 0; }
+    await cmd.run(flags);
+    return 0;
+  } catch (e) {
+    err(`adaptkit ${name}: ${(e as Error).message}`);
+    if (process.env.ADAPTKIT_DEBUG) err((e as Error).stack ?? '');
+    return e instanceof UsageError ? 2 : 1;
+  }
+}
