@@ -33,6 +33,21 @@ export interface ModelHooks {
   linear?(ctx: LinearContext): Tensor;
   /** Transforms the token embeddings [B, T, D] (input-side adapters: prompt tuning). */
   embeddings?(x: Tensor, graph: Graph): Tensor;
+  /**
+   * Transforms a sublayer's output before the residual add (bottleneck adapters, Compacter):
+   * `name` is `model.layers.N.self_attn` or `model.layers.N.mlp`; `input` is the normed sublayer
+   * input [B, T, D], `output` its output [B, T, D].
+   */
+  sublayer?(ctx: SublayerContext): Tensor;
+}
+
+export interface SublayerContext {
+  readonly graph: Graph;
+  readonly name: string;
+  readonly kind: 'attention' | 'mlp';
+  readonly layer: number;
+  readonly input: Tensor;
+  readonly output: Tensor;
 }
 
 export interface LlamaGraphOptions {
@@ -108,12 +123,14 @@ export function buildLlama(g: Graph, c: LlamaConfig, o: LlamaGraphOptions): Llam
       const vc = F.kvWrite(g.state(`${p}.self_attn.v_cache`, [B, o.cacheLen!, c.nKvHeads, hd]), v, pos!);
       return F.attention(qr, kc, vc, {}, kvLen);
     });
-    const h = F.add(x, linear(`${p}.self_attn.o_proj`, F.reshape(attn, [B, seqLen, c.dim]), c.dim, c.dim));
+    const sub = (kind: 'attention' | 'mlp', input: Tensor, output: Tensor): Tensor =>
+      o.hooks?.sublayer ? o.hooks.sublayer({ graph: g, name: `${p}.${kind === 'attention' ? 'self_attn' : 'mlp'}`, kind, layer: l, input, output }) : output;
+    const h = F.add(x, sub('attention', n1, linear(`${p}.self_attn.o_proj`, F.reshape(attn, [B, seqLen, c.dim]), c.dim, c.dim)));
     const n2 = g.within(`${p}.post_attention_layernorm`, () => F.rmsnorm(h, w(`${p}.post_attention_layernorm.weight`, [c.dim]), c.normEps));
     const gate = linear(`${p}.mlp.gate_proj`, n2, c.dim, c.hiddenDim);
     const up = linear(`${p}.mlp.up_proj`, n2, c.dim, c.hiddenDim);
     const act = g.within(`${p}.mlp`, () => F.mul(F.silu(gate), up));
-    x = F.add(h, linear(`${p}.mlp.down_proj`, act, c.hiddenDim, c.dim));
+    x = F.add(h, sub('mlp', n2, linear(`${p}.mlp.down_proj`, act, c.hiddenDim, c.dim)));
   }
   const normed = g.within('model.norm', () => F.rmsnorm(x, w('model.norm.weight', [c.dim]), c.normEps));
   const logits = c.tiedEmbeddings

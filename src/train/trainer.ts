@@ -42,8 +42,7 @@ export class Trainer {
   private constructor(
     readonly session: Session,
     private readonly loss: Tensor,
-    private readonly gradNorm2: Tensor,
-    private readonly slots: { param: number; grad: number; m: number; v: number; name: string }[],
+    private readonly slots: { param: number; grad: number; m: number; v: number; name: string; sq: number; active: boolean }[],
     private readonly o: Required<Omit<OptimizerOptions, 'maxGradNorm'>> & { maxGradNorm?: number },
     readonly accumulate: number,
   ) {}
@@ -59,10 +58,13 @@ export class Trainer {
       const d = grads.get(t);
       return accumulate > 1 ? F.accumulate(g.state(`${t.info.name ?? t.id}.grad_sum`, t.shape), d) : d;
     });
-    // Global gradient norm² as part of the graph, so clipping costs no extra readback.
-    const gradNorm2 = used.map((d) => F.sum(F.mul(d, d))).reduce((a, b) => F.add(a, b));
-    g.markOutput(loss, gradNorm2);
+    // Each gradient's squared norm is a graph output, read with the loss in one batch, so clipping costs
+    // no extra pass and a frozen tensor's share can simply be left out.
+    const sq = used.map((d) => F.sum(F.mul(d, d)));
+    g.markOutput(loss, ...sq);
     const slots = trainable.map((t, i) => ({
+      sq: sq[i]!.id,
+      active: true,
       name: t.info.name ?? `%${t.id}`,
       param: t.id,
       grad: accumulate > 1 ? g.nodes[used[i]!.info.producer]!.inputs[0]! : used[i]!.id,
@@ -77,7 +79,7 @@ export class Trainer {
       if (accumulate > 1) session.set(s.grad, zeros);
     }
     const o = spec.optimizer ?? {};
-    return new Trainer(session, loss, gradNorm2, slots, {
+    return new Trainer(session, loss, slots, {
       lr: o.lr ?? 1e-3, beta1: o.beta1 ?? 0.9, beta2: o.beta2 ?? 0.999, eps: o.eps ?? 1e-8,
       weightDecay: o.weightDecay ?? 0, schedule: o.schedule ?? (() => 1),
       ...(o.maxGradNorm !== undefined ? { maxGradNorm: o.maxGradNorm } : {}),
@@ -92,12 +94,13 @@ export class Trainer {
     const feeds: Feed[] = micro.length > 0 && Array.isArray(micro[0]) && Array.isArray((micro[0] as unknown[])[0]) ? (micro as Feed[]) : [micro as Feed];
     if (feeds.length !== this.accumulate) throw new Error(`step needs ${this.accumulate} micro-batches (gradient accumulation), got ${feeds.length}`);
     let lossSum = 0, gn2 = 0;
+    const active = this.slots.filter((s) => s.active);
     for (const feed of feeds) {
       for (const [ref, data] of feed) this.session.set(ref, data);
-      await this.session.run();
-      const [lossArr, g2] = await this.session.getMany([this.loss, this.gradNorm2]);
+      await this.session.run(this.skip);
+      const [lossArr, ...sqs] = await this.session.getMany([this.loss, ...active.map((s) => s.sq)]);
       lossSum += lossArr![0]!;
-      gn2 = g2![0]!;
+      gn2 = sqs.reduce((a, x) => a + x[0]!, 0);
     }
     const loss = lossSum / feeds.length;
     // The summed gradient is averaged over micro-batches: its norm scales by 1/k.
@@ -112,12 +115,44 @@ export class Trainer {
       lr, beta1: this.o.beta1, beta2: this.o.beta2, eps: this.o.eps, weightDecay: this.o.weightDecay, step: this.stepCount,
       gradScale: clip / this.accumulate,
     };
-    for (const s of this.slots) {
+    for (const s of active) {
       this.session.exe.adamw(s.param, s.grad, s.m, s.v, hyper);
       if (this.accumulate > 1) this.session.set(s.grad, new Float32Array(numel(this.session.graph.values[s.grad]!.shape)));
     }
     return { step: this.stepCount, loss, gradNorm, lr };
   }
+
+  /**
+   * Change which tensors train (LISA, LaMDA's gradual freezing, BAdam…). Plan steps that only serve the
+   * gradients of frozen tensors are skipped from the next step on; nothing is rebuilt.
+   */
+  setTrainable(names: Iterable<string>): void {
+    const want = new Set(names);
+    for (const n of want) if (!this.slots.some((s) => s.name === n)) throw new Error(`setTrainable: no trainable tensor named ${n}`);
+    for (const s of this.slots) s.active = want.has(s.name);
+    const plan = this.session.plan;
+    // Walk the plan backwards from what is still read: the loss and the active gradients and norms.
+    const needed = new Set<number>([this.loss.id]);
+    const root = (id: number): number => {
+      const p = plan.nodes[plan.values[id]!.producer];
+      return p && (p.op === 'reshape' || p.op === 'stop_gradient') ? root(p.inputs[0]!) : id;
+    };
+    for (const s of this.slots) if (s.active) { needed.add(s.grad); needed.add(s.sq); }
+    const skip = new Uint8Array(plan.steps.length);
+    for (let i = plan.steps.length - 1; i >= 0; i--) {
+      const st = plan.steps[i]!;
+      const outs = st.outputs.map(root);
+      if (!outs.some((o) => needed.has(o)) && !st.outputs.some((o) => needed.has(o))) { skip[i] = 1; continue; }
+      for (const x of st.inputs) { needed.add(x); needed.add(root(x)); }
+    }
+    this.skip = skip;
+  }
+
+  /** Plan steps skipped on every run (set by setTrainable). */
+  private skip: Uint8Array | undefined;
+
+  /** How many plan steps the current trainable set skips. */
+  get skippedSteps(): number { return this.skip?.reduce((a, b) => a + b, 0) ?? 0; }
 
   /** Optimizer state for checkpoints: Adam moments by parameter name, and the step count. */
   async exportState(): Promise<{ step: number; tensors: Map<string, Float32Array> }> {
