@@ -193,14 +193,28 @@ async function loadExamples(spec: string, tok: Tokenizer, seq: number): Promise<
   return { examples: textExamples(paras, tok, seq), source: spec };
 }
 
+const kebab = (s: string): string => s.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+
+/** The method's config from the flags: LoRA's named flags, and any method option given as --kebab-case-name. */
 function methodConfig(f: Flags): Record<string, unknown> {
-  const method = String(f.method);
-  getMethod(method);
-  if (method !== 'lora') return { targetModules: String(f.targets) };
-  return {
-    r: f.rank, alpha: f.alpha, dropout: f.dropout, targetModules: String(f.targets), useRslora: Boolean(f.rslora),
-    useDora: Boolean(f.dora), init: f.init, ...(f.layers ? { layersToTransform: String(f.layers) } : {}),
-  };
+  const method = getMethod(String(f.method));
+  const cfg: Record<string, unknown> = {};
+  for (const opt of Object.keys(method.options)) if (f[kebab(opt)] !== undefined && !(kebab(opt) in trainFlags)) cfg[opt] = f[kebab(opt)];
+  if (f.targets !== trainFlags.targets!.default || method.name === 'lora') cfg.targetModules = String(f.targets);
+  if (f.layers) cfg.layersToTransform = String(f.layers);
+  if (method.name === 'lora') {
+    Object.assign(cfg, { r: f.rank, alpha: f.alpha, dropout: f.dropout, useRslora: Boolean(f.rslora), useDora: Boolean(f.dora), init: f.init });
+  }
+  return cfg;
+}
+
+/** Flags a method adds to `train` (its options in kebab-case), e.g. --init-r for AdaLoRA. */
+function methodFlag(argv: readonly string[]): (name: string) => boolean {
+  const i = argv.findIndex((a) => a === '--method' || a.startsWith('--method='));
+  const name = i < 0 ? 'lora' : argv[i]!.includes('=') ? argv[i]!.split('=')[1]! : argv[i + 1] ?? 'lora';
+  let options: string[] = [];
+  try { options = Object.keys(getMethod(name).options).map(kebab); } catch { /* reported when the method is used */ }
+  return (flag) => options.includes(flag);
 }
 
 async function writePeftDir(model: AdaptedModel, dir: string, base: string): Promise<void> {
@@ -283,7 +297,7 @@ async function merge(f: Flags): Promise<void> {
   model.merge('default');
   const merged = model.effectiveCheckpoint();
   const format = String(f.format);
-  if (!['safetensors', 'gguf', 'both'].includes(format)) throw new UsageError(`merge: --format must be safetensors, gguf or both (got ${format})`);
+  if (!['safetensors', 'gguf', 'both'].includes(format)) throw new UsageError(`--format must be safetensors, gguf or both (got ${format})`);
   await mkdir(out, { recursive: true });
   if (format !== 'gguf') {
     const hf = withRopeLayout(merged, 'half');
@@ -371,8 +385,16 @@ export async function main(argv: readonly string[]): Promise<number> {
   const cmd = commands[name];
   try {
     if (!cmd) throw new UsageError(`unknown command '${name}' (commands: ${Object.keys(commands).join(', ')})`);
-    const flags = parseFlags(rest, cmd.flags, name);
-    if (flags.help) { process.stdout.write(usage(name, cmd.summary, cmd.flags)); return 0; }
+    const flags = parseFlags(rest, cmd.flags, name, name === 'train' ? methodFlag(rest) : undefined);
+    if (flags.help) {
+      process.stdout.write(usage(name, cmd.summary, cmd.flags));
+      if (name === 'train') {
+        for (const m of methodNames().filter((x) => x !== 'lora')) {
+          process.stdout.write(`\n--method ${m} options:\n${Object.entries(getMethod(m).options).map(([k, h]) => `  --${kebab(k)}`.padEnd(30) + h).join('\n')}\n`);
+        }
+      }
+      return 0;
+    }
     await cmd.run(flags);
     return 0;
   } catch (e) {
