@@ -14,6 +14,12 @@ export function randn(n: number, seed: number, scale = 1): Float64Array {
   return Float64Array.from({ length: n }, () => gaussian(r) * scale);
 }
 
+/** Resolve to the error a promise rejects with; fail the test if it resolves. */
+export async function rejection(p: Promise<unknown>): Promise<Error> {
+  try { await p; } catch (e) { return e as Error; }
+  throw new Error('expected a rejection, but the promise resolved');
+}
+
 export function maxRelErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
   if (a.length !== b.length) throw new Error(`length ${a.length} vs ${b.length}`);
   let scale = 0, err = 0;

@@ -63,7 +63,9 @@ export class Sampler {
       if (r <= 0) { pick = order[i]!; break; }
     }
     if (this.o.mirostatTau !== undefined) {
-      const surprise = -Math.log2(probs[pick]! / total);
+      // Surprise under the model's own distribution (not the truncated one): that is the quantity whose
+      // average, the log-perplexity of the text, Mirostat controls.
+      const surprise = -Math.log2(probs[pick]!);
       this.mu -= (this.o.mirostatEta ?? 0.1) * (surprise - this.o.mirostatTau);
     }
     return pick;

@@ -1,0 +1,67 @@
+// stories260K end to end on the js backend: exact greedy generation from both file formats, and a
+// Hugging Face-layout safetensors copy (rotate-half Q/K) giving the same logits.
+import { readFileSync } from 'node:fs';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { createJsBackend } from '../../src/backends/js/index.js';
+import { loadCheckpoint, memorySource, withRopeLayout } from '../../src/formats/checkpoint.js';
+import { writeSafetensors } from '../../src/formats/safetensors.js';
+import { Graph } from '../../src/graph/graph.js';
+import { buildLlama } from '../../src/model/llama.js';
+import { LlamaRuntime, uploadWeights } from '../../src/model/runtime.js';
+import { Session } from '../../src/scheduler/session.js';
+import { createTokenizer } from '../../src/tokenizer/index.js';
+import { GREEDY_256, STORIES_BIN, STORIES_GGUF, STORIES_TOK } from '../assets.js';
+import { maxRelErr, rejection } from '../helpers.js';
+
+const reference = readFileSync(GREEDY_256, 'utf8');
+
+for (const [label, load] of [
+  ['GGUF', () => loadCheckpoint(STORIES_GGUF)],
+  ['llama2.c', () => loadCheckpoint(STORIES_BIN, { tokenizer: STORIES_TOK })],
+] as const) {
+  test(`greedy 256 tokens from BOS equals greedy-256.txt exactly (${label}, js)`, async () => {
+    const ckpt = await load();
+    const tok = createTokenizer(ckpt.tokenizer!);
+    const rt = new LlamaRuntime(ckpt, createJsBackend());
+    const ids = await rt.generate([tok.bosId!], { maxTokens: 256 });
+    assert.is(tok.decode(ids, { stripLeadingSpace: true }), reference);
+    rt.dispose();
+  });
+}
+
+test('a Hugging Face-layout safetensors checkpoint (rotate-half Q/K) gives the same logits as the GGUF (≤ 1e-5 relative)', async () => {
+  const gguf = await loadCheckpoint(STORIES_GGUF);
+  const hf = withRopeLayout(gguf, 'half');
+  const bytes = writeSafetensors([...hf.tensors].map(([k, t]) => [k, { shape: t.shape, data: t.data }] as [string, { shape: number[]; data: Float32Array }]));
+  const c = gguf.config;
+  const config = {
+    architectures: ['LlamaForCausalLM'], model_type: 'llama', hidden_size: c.dim, intermediate_size: c.hiddenDim, num_hidden_layers: c.nLayers,
+    num_attention_heads: c.nHeads, num_key_value_heads: c.nKvHeads, vocab_size: c.vocabSize, max_position_embeddings: 512,
+    rms_norm_eps: c.normEps, rope_theta: c.ropeTheta, tie_word_embeddings: true,
+  };
+  const loaded = await loadCheckpoint(memorySource({ 'config.json': new TextEncoder().encode(JSON.stringify(config)), 'model.safetensors': bytes }, 'hf-copy'));
+  assert.is(loaded.config.ropeLayout, 'half');
+  const ids = Int32Array.from({ length: 24 }, (_, i) => (i * 37 + 1) % 512);
+  const logits = async (ck: typeof gguf) => {
+    const g = new Graph();
+    const m = buildLlama(g, ck.config, { batch: 1, seq: 24 });
+    g.markOutput(m.logits);
+    const s = await Session.create(g, createJsBackend());
+    uploadWeights(s, m.weights, ck);
+    s.set(m.ids, ids);
+    await s.run();
+    return s.get(m.logits);
+  };
+  const [a, b] = [await logits(gguf), await logits(loaded)];
+  const err = maxRelErr(b, a);
+  assert.ok(err <= 1e-5, `relative difference ${err}`);
+});
+
+test('a truncated or corrupt model file gives an error naming the file', async () => {
+  const bytes = new Uint8Array(readFileSync(STORIES_GGUF));
+  assert.match((await rejection(loadCheckpoint(bytes.subarray(0, bytes.length - 1000), { name: 'cut.gguf' }))).message, /cut\.gguf.*(truncated|ends|past)/);
+  assert.match((await rejection(loadCheckpoint('/nonexistent/model.gguf'))).message, /nonexistent\/model\.gguf/);
+});
+
+test.run();
