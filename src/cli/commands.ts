@@ -12,11 +12,12 @@ import { HERO_MARKER, HERO_OPENING, heroStories } from '../data/builtin-task.js'
 import { type Example, jsonlExamples, pack, textExamples } from '../data/dataset.js';
 import { paragraphs } from '../data/text.js';
 import { type LlamaCheckpoint, loadCheckpoint, withRopeLayout } from '../formats/checkpoint.js';
-import { checkpointToGguf } from '../formats/gguf-llama.js';
+import { checkpointToGguf, ggufTokenizerData } from '../formats/gguf-llama.js';
+import { parseGguf } from '../formats/gguf.js';
 import { writeSafetensors } from '../formats/safetensors.js';
 import { LlamaRuntime } from '../model/runtime.js';
 import { BACKEND_CHOICES, type ChosenBackend, createBackend } from '../scheduler/backends.js';
-import { createTokenizer, type Tokenizer } from '../tokenizer/index.js';
+import { createTokenizer, type Tokenizer, type TokenizerData, tokenizerDataFromHfJson } from '../tokenizer/index.js';
 import { fineTune } from '../train/finetune.js';
 import { type FlagSpec, type Flags, UsageError, need, parseFlags, usage } from './args.js';
 import { resolveModel } from './model-source.js';
@@ -31,14 +32,26 @@ const common: Record<string, FlagSpec> = {
 };
 const modelFlags: Record<string, FlagSpec> = {
   model: { type: 'string', help: 'model: a .gguf, llama2.c .bin, safetensors folder, URL or Hugging Face repo id' },
-  tokenizer: { type: 'string', help: "llama2.c models: the vocabulary file (tokenizer.bin); default: tok<vocab>.bin beside the model" },
+  tokenizer: { type: 'string', help: "the vocabulary when the model has none: a llama2.c tokenizer.bin (default: tok<vocab>.bin beside a .bin model), a .gguf or a tokenizer.json" },
 };
 
 async function openModel(f: Flags): Promise<{ ckpt: LlamaCheckpoint; tok: Tokenizer }> {
   const path = await resolveModel(need(f, 'model', 'model'), err);
-  const ckpt = await loadCheckpoint(path, f.tokenizer ? { tokenizer: String(f.tokenizer) } : {});
-  if (!ckpt.tokenizer) throw new Error(`${path}: the model has no tokenizer; pass --tokenizer`);
-  return { ckpt, tok: createTokenizer(ckpt.tokenizer) };
+  const tokPath = f.tokenizer ? String(f.tokenizer) : undefined;
+  const borrowed = tokPath && /\.(gguf|json)$/i.test(tokPath);
+  const ckpt = await loadCheckpoint(path, tokPath && !borrowed ? { tokenizer: tokPath } : {});
+  const data = borrowed ? await tokenizerFrom(tokPath) : ckpt.tokenizer;
+  if (!data) throw new Error(`${path}: the model has no tokenizer; pass --tokenizer (a tokenizer.bin, .gguf or tokenizer.json)`);
+  return { ckpt: { ...ckpt, tokenizer: data }, tok: createTokenizer(data) };
+}
+
+/** A vocabulary borrowed from another file: a GGUF model's, or a Hugging Face tokenizer.json. */
+async function tokenizerFrom(path: string): Promise<TokenizerData> {
+  const bytes = new Uint8Array(await readFile(path).catch((e: Error) => { throw new Error(`${path}: ${e.message}`); }));
+  if (/\.json$/i.test(path)) return tokenizerDataFromHfJson(JSON.parse(new TextDecoder().decode(bytes)) as Record<string, unknown>, path);
+  const data = ggufTokenizerData(parseGguf(bytes, path));
+  if (!data) throw new Error(`${path}: this GGUF file has no tokenizer`);
+  return data;
 }
 
 async function openBackend(f: Flags, quiet = false): Promise<ChosenBackend> {

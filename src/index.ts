@@ -1,0 +1,39 @@
+/**
+ * AdaptKit's public API: load a model, add adapters, fine-tune, generate, evaluate, save and load
+ * PEFT folders, on the js, wasm or webgpu backend. Everything here runs in Node, Deno and browsers;
+ * file-system helpers live in the CLI.
+ */
+export type { Backend, BackendName, Executable, ExecutionPlan } from './backends/backend.js';
+export { createJsBackend } from './backends/js/index.js';
+export { createBackend, BACKEND_CHOICES, type BackendChoice, type ChosenBackend } from './scheduler/backends.js';
+export { Session } from './scheduler/session.js';
+export { planGraph } from './scheduler/plan.js';
+
+export { Graph, Tensor } from './graph/graph.js';
+export * as ops from './graph/api.js';
+export { gradients } from './graph/autodiff.js';
+export { graphFromJSON, graphToJSON, type GraphJSON } from './graph/serialize.js';
+export { opNames } from './graph/ops/index.js';
+
+export { loadCheckpoint, memorySource, withRopeLayout, type LlamaCheckpoint, type LlamaConfig } from './formats/checkpoint.js';
+export { parseSafetensors, writeSafetensors } from './formats/safetensors.js';
+export { parseGguf, writeGguf } from './formats/gguf.js';
+export { checkpointToGguf } from './formats/gguf-llama.js';
+export { createTokenizer, type Tokenizer } from './tokenizer/index.js';
+
+export { buildLlama, LLAMA_PROJECTIONS, type ModelHooks } from './model/llama.js';
+export { LlamaRuntime, type GenerateOptions } from './model/runtime.js';
+export { Sampler, type SamplingOptions } from './model/sampling.js';
+
+export { AdaptedModel, type Adapter } from './adapters/adapted-model.js';
+export { loadPeft, savePeft, type PeftFiles } from './adapters/peft.js';
+export { getMethod, methodNames } from './adapters/registry.js';
+export type { AdapterMethod, ModuleInfo, ParamStore } from './adapters/types.js';
+
+export { Trainer, type OptimizerOptions, type StepResult } from './train/trainer.js';
+export { fineTune, type FineTuneOptions } from './train/finetune.js';
+export { lrSchedule } from './train/schedule.js';
+
+export { jsonlExamples, pack, textExamples, type Example, type PackedBlocks } from './data/dataset.js';
+export { paragraphs } from './data/text.js';
+export { heroStories, HERO_OPENING, HERO_MARKER } from './data/builtin-task.js';
