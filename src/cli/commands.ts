@@ -17,7 +17,7 @@ import { parseGguf } from '../formats/gguf.js';
 import { writeSafetensors } from '../formats/safetensors.js';
 import { LlamaRuntime } from '../model/runtime.js';
 import { BACKEND_CHOICES, type ChosenBackend, createBackend } from '../scheduler/backends.js';
-import { createTokenizer, type Tokenizer, type TokenizerData, tokenizerDataFromHfJson } from '../tokenizer/index.js';
+import { createTokenizer, sentencePieceToHfJson, type Tokenizer, type TokenizerData, tokenizerConfigJson, tokenizerDataFromHfJson } from '../tokenizer/index.js';
 import { fineTune } from '../train/finetune.js';
 import { type FlagSpec, type Flags, UsageError, need, parseFlags, usage } from './args.js';
 import { resolveModel } from './model-source.js';
@@ -316,7 +316,16 @@ async function merge(f: Flags): Promise<void> {
     const hf = withRopeLayout(merged, 'half');
     await writeFile(join(out, 'model.safetensors'), writeSafetensors([...hf.tensors].map(([k, t]) => [k, { shape: t.shape, data: t.data }] as [string, { shape: number[]; data: Float32Array }]), { metadata: { format: 'pt' } }));
     await writeFile(join(out, 'config.json'), `${JSON.stringify(hfConfigJson(hf), null, 2)}\n`);
-    err(`wrote ${out}/model.safetensors and config.json`);
+    const written = ['model.safetensors', 'config.json'];
+    if (merged.tokenizer?.kind === 'sentencepiece') {
+      await writeFile(join(out, 'tokenizer.json'), JSON.stringify(sentencePieceToHfJson(merged.tokenizer)));
+      await writeFile(join(out, 'tokenizer_config.json'), `${JSON.stringify(tokenizerConfigJson(merged.tokenizer, merged.config.maxSeqLen), null, 2)}\n`);
+      written.push('tokenizer.json', 'tokenizer_config.json');
+    } else if (merged.tokenizer?.json) {
+      await writeFile(join(out, 'tokenizer.json'), JSON.stringify(merged.tokenizer.json));
+      written.push('tokenizer.json');
+    }
+    err(`wrote ${written.map((w) => `${out}/${w}`).join(', ')}`);
   }
   if (format !== 'safetensors') {
     await writeFile(join(out, 'model.gguf'), checkpointToGguf(merged));

@@ -1,0 +1,27 @@
+/** Models for benchmarks: stories260K from the shared assets, and synthetic Llamas of a chosen size. */
+import type { LlamaCheckpoint, LlamaConfig } from '../src/formats/checkpoint.js';
+import { loadCheckpoint } from '../src/formats/checkpoint.js';
+import { expectedTensorShapes } from '../src/formats/checkpoint.js';
+import { seededRandom } from '../src/util/random.js';
+
+export const STORIES = new URL('../../shared/assets/models/stories260K/stories260K.gguf', import.meta.url).pathname;
+
+export function loadStories(): Promise<LlamaCheckpoint> { return loadCheckpoint(STORIES); }
+
+/** The issue's synthetic model: dim 512, 8 layers, 8 heads, vocab 32,000 (FFN 1376, as Llama's 8/3·dim rounded). */
+export const SYNTH_512: LlamaConfig = {
+  dim: 512, hiddenDim: 1376, nLayers: 8, nHeads: 8, nKvHeads: 8, vocabSize: 32000, maxSeqLen: 1024, normEps: 1e-5,
+  ropeTheta: 10000, tiedEmbeddings: false, qkvBias: false, ropeLayout: 'half', architecture: 'llama',
+};
+
+/** A checkpoint with small random weights (norm weights one). */
+export function syntheticCheckpoint(config: LlamaConfig, seed = 1): LlamaCheckpoint {
+  const r = seededRandom(seed);
+  const tensors = new Map<string, { shape: number[]; data: Float32Array }>();
+  for (const [name, shape] of expectedTensorShapes(config)) {
+    const n = shape.reduce((a, b) => a * b, 1);
+    const data = name.endsWith('norm.weight') ? new Float32Array(n).fill(1) : Float32Array.from({ length: n }, () => (r() - 0.5) * 0.04);
+    tensors.set(name, { shape, data });
+  }
+  return { config, tensors, source: `synthetic ${config.dim}x${config.nLayers}` };
+}

@@ -1,0 +1,79 @@
+"""The PyTorch CPU eager baseline for bench/train.ts: one LoRA (r=8, all seven projections) training step
+on a Llama of the given size, batch x seq random tokens, AdamW on the adapter only. Prints a JSON line
+{"stepSeconds", "peakMiB"} (best step of those timed)."""
+import json, math, resource, sys, time
+import torch
+
+cfg = json.loads(sys.argv[1])
+torch.manual_seed(0)
+torch.set_num_threads(2)
+D, F, L, H, V = cfg["dim"], cfg["hiddenDim"], cfg["nLayers"], cfg["nHeads"], cfg["vocabSize"]
+B, T, steps = cfg["batch"], cfg["seq"], cfg["steps"]
+hd = D // H
+r, scale = 8, 16 / 8
+
+
+class LoraLinear(torch.nn.Module):
+    def __init__(self, i, o):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.randn(o, i) * 0.02, requires_grad=False)
+        self.a = torch.nn.Parameter(torch.randn(r, i) / math.sqrt(i))
+        self.b = torch.nn.Parameter(torch.zeros(o, r))
+
+    def forward(self, x):
+        return x @ self.w.t() + (x @ self.a.t()) @ self.b.t() * scale
+
+
+def rms(x, w):
+    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-5) * w
+
+
+def rope(x):
+    t = torch.arange(x.shape[1], dtype=torch.float32)
+    inv = 10000 ** (-torch.arange(0, hd, 2, dtype=torch.float32) / hd)
+    ang = t[:, None] * inv[None, :]
+    c, s = ang.cos()[None, :, None, :], ang.sin()[None, :, None, :]
+    x1, x2 = x[..., : hd // 2], x[..., hd // 2 :]
+    return torch.cat([x1 * c - x2 * s, x1 * s + x2 * c], -1)
+
+
+class Block(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.q, self.k, self.v, self.o = (LoraLinear(D, D) for _ in range(4))
+        self.g, self.u, self.d = LoraLinear(D, F), LoraLinear(D, F), LoraLinear(F, D)
+        self.n1 = torch.nn.Parameter(torch.ones(D), requires_grad=False)
+        self.n2 = torch.nn.Parameter(torch.ones(D), requires_grad=False)
+
+    def forward(self, x):
+        h = rms(x, self.n1)
+        q, k, v = (rope(p(h).view(B, T, H, hd)) if i < 2 else p(h).view(B, T, H, hd) for i, p in enumerate((self.q, self.k, self.v)))
+        q, k, v = (t.transpose(1, 2) for t in (q, k, v))
+        att = (q @ k.transpose(-1, -2)) / math.sqrt(hd)
+        att = att.masked_fill(torch.triu(torch.ones(T, T, dtype=torch.bool), 1), float("-inf")).softmax(-1)
+        x = x + self.o((att @ v).transpose(1, 2).reshape(B, T, D))
+        h = rms(x, self.n2)
+        return x + self.d(torch.nn.functional.silu(self.g(h)) * self.u(h))
+
+
+emb = torch.randn(V, D) * 0.02
+blocks = torch.nn.ModuleList(Block() for _ in range(L))
+head = torch.randn(V, D) * 0.02
+params = [p for p in blocks.parameters() if p.requires_grad]
+opt = torch.optim.AdamW(params, lr=1e-3)
+ids = torch.randint(0, V, (B, T + 1))
+best = float("inf")
+for step in range(steps + 1):
+    t0 = time.perf_counter()
+    x = emb[ids[:, :-1]]
+    for b in blocks:
+        x = b(x)
+    logits = rms(x, torch.ones(D)) @ head.t()
+    loss = torch.nn.functional.cross_entropy(logits.reshape(-1, V), ids[:, 1:].reshape(-1))
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    dt = time.perf_counter() - t0
+    if step > 0:
+        best = min(best, dt)
+print(json.dumps({"stepSeconds": best, "peakMiB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
