@@ -5,6 +5,7 @@
  */
 import type { Backend } from '../backends/backend.js';
 import { createJsBackend } from '../backends/js/index.js';
+import { withFallback } from './fallback.js';
 
 export type BackendChoice = 'auto' | 'webgpu' | 'wasm' | 'js';
 export const BACKEND_CHOICES: readonly BackendChoice[] = ['auto', 'webgpu', 'wasm', 'js'];
@@ -14,6 +15,8 @@ export interface BackendOptions {
   threads?: number;
   /** Let `auto` use a software WebGPU adapter. */
   allowSoftwareGpu?: boolean;
+  /** Where `auto` reports falling back from WebGPU to wasm (default: console.warn). */
+  warn?: (message: string) => void;
 }
 
 export interface ChosenBackend { backend: Backend; reason: string }
@@ -43,7 +46,10 @@ export async function createBackend(choice: BackendChoice | string = 'auto', o: 
       let why: string;
       try {
         const gpu = await webgpu();
-        if (!gpu.context.adapter.software || o.allowSoftwareGpu) return { backend: gpu, reason: `auto: WebGPU adapter ${gpu.describe()}` };
+        if (!gpu.context.adapter.software || o.allowSoftwareGpu) {
+          // A lost device or a failing kernel moves the run to wasm instead of ending it.
+          return { backend: withFallback(gpu, () => wasm(o), o.warn ?? ((m) => console.warn(`adaptkit: ${m}`))), reason: `auto: WebGPU adapter ${gpu.describe()}` };
+        }
         why = `the only WebGPU adapter is a software one (${gpu.describe()}), slower than wasm on this CPU`;
         gpu.dispose();
       } catch (e) {
