@@ -1,0 +1,519 @@
+/**
+ * A plan loaded on a WebGPU device: the whole plan lives in one GPUBuffer (the arena), each kernel binds
+ * sub-ranges of it, and every step's bind groups and uniforms are made once at load time, so `run()` only
+ * records dispatches: one command encoder, one compute pass, one submit.
+ */
+import type { AdamWHyper, Executable, ExecutionPlan, HostArray, PlanStep } from '../backend.js';
+import { numel, shapeStr, type Shape, type ValueInfo } from '../../graph/types.js';
+import type { GpuContext } from './device.js';
+import { WebgpuError } from './errors.js';
+import { type Kernel, makeBindGroup, type OverrideValues, type PipelineCache } from './pipelines.js';
+
+/**
+ * A byte range. The arena holds, in order, the plan's values (`arena`), constants written at load
+ * (`const`) and scratch memory shared by all steps (`scratch`); offsets are relative to their region until
+ * binding. `uniform` is the executable's uniform buffer; `external` a buffer supplied when binding (the
+ * per-call AdamW hyper-parameters).
+ */
+export interface Range {
+  readonly buffer: 'arena' | 'const' | 'scratch' | 'uniform' | 'external';
+  readonly offset: number;
+  readonly size: number;
+  /** The value it belongs to; -1 for everything else. */
+  readonly value: number;
+  /** The kernel writes it (outputs and scratch written by a dispatch). */
+  readonly written?: boolean;
+}
+
+interface PendingDispatch {
+  readonly kernel: Kernel;
+  readonly bindings: Readonly<Record<string, Range>>;
+  readonly workgroups: readonly [number, number, number];
+}
+
+interface Dispatch {
+  readonly kernel: Kernel;
+  readonly bindGroup: GPUBindGroup;
+  readonly workgroups: readonly [number, number, number];
+}
+
+interface AdamwEntry {
+  readonly hyper: GPUBuffer;
+  readonly step: LoadedStep;
+  readonly encode: (h: AdamWHyper) => ArrayBuffer;
+}
+
+interface LoadedStep {
+  readonly label: string;
+  readonly dispatches: Dispatch[];
+}
+
+const UNIFORM_ALIGN = 256;
+const alignUp = (n: number, a: number): number => Math.ceil(n / a) * a;
+
+/** What a kernel implementation gets to describe the work of one plan step. */
+export class StepBuilder {
+  readonly dispatches: PendingDispatch[] = [];
+  private scratchTop = 0;
+
+  constructor(
+    readonly plan: ExecutionPlan,
+    readonly step: PlanStep,
+    readonly label: string,
+    private readonly loader: Loader,
+  ) {}
+
+  get attrs(): PlanStep['attrs'] { return this.step.attrs; }
+  get limits(): GPUSupportedLimits { return this.loader.ctx.limits; }
+  inInfo(i: number): ValueInfo { return this.info(this.step.inputs, i, 'input'); }
+  outInfo(i: number): ValueInfo { return this.info(this.step.outputs, i, 'output'); }
+  inShape(i: number): Shape { return this.inInfo(i).shape; }
+  outShape(i: number): Shape { return this.outInfo(i).shape; }
+  get inputCount(): number { return this.step.inputs.length; }
+
+  private info(list: readonly number[], i: number, what: string): ValueInfo {
+    const id = list[i];
+    if (id === undefined) throw new WebgpuError(`${this.label}: has no ${what} ${i}`);
+    return this.plan.values[id]!;
+  }
+
+  /** The arena range of input i. */
+  input(i: number): Range { return this.loader.valueRange(this.inInfo(i).id); }
+  /** The arena range of output i. */
+  output(i: number): Range { return { ...this.loader.valueRange(this.outInfo(i).id), written: true }; }
+
+  /** Data the kernel reads on every run, written into the arena once at load. */
+  constant(data: ArrayBufferView): Range { return this.loader.addConstant(data); }
+
+  /** A uniform block holding `data`, written once at load. */
+  uniform(data: ArrayBuffer | ArrayBufferView): Range { return this.loader.addUniform(data); }
+
+  /**
+   * Temporary arena memory private to this step (the same memory is reused by later steps). Its content
+   * is undefined when the step starts.
+   */
+  scratch(bytes: number): Range {
+    const size = alignUp(Math.max(bytes, 16), UNIFORM_ALIGN);
+    const r: Range = { buffer: 'scratch', offset: this.scratchTop, size, value: -1 };
+    this.scratchTop += size;
+    this.loader.scratchBytes = Math.max(this.loader.scratchBytes, this.scratchTop);
+    return r;
+  }
+
+  kernel(file: string, entry = 'main', constants: OverrideValues = {}): Promise<Kernel> {
+    return this.loader.pipelines.kernel(file, entry, constants);
+  }
+
+  /**
+   * Record a dispatch; dispatches of a step run in the order recorded. Zero-sized grids are dropped.
+   * WebGPU rejects a dispatch whose writable bindings overlap (every arena binding is writable, see
+   * pipelines.ts), so an operand that overlaps another binding (mul(x, x), an in-place op reading its
+   * own output) is first copied to scratch and read from there.
+   */
+  dispatch(kernel: Kernel, bindings: Readonly<Record<string, Range>>, workgroups: readonly [number, number?, number?]): void {
+    const wg: [number, number, number] = [workgroups[0], workgroups[1] ?? 1, workgroups[2] ?? 1];
+    if (wg.some((n) => n === 0)) return;
+    const max = this.loader.ctx.limits.maxComputeWorkgroupsPerDimension;
+    if (wg.some((n) => n > max || !Number.isInteger(n))) {
+      throw new WebgpuError(`${this.label}: ${kernel.label} needs a grid of ${wg.join('×')} workgroups; the device allows ${max} per dimension`);
+    }
+    const b: Record<string, Range> = { ...bindings };
+    const names = Object.keys(b);
+    const overlaps = (x: Range, y: Range): boolean => x.buffer === y.buffer && x.buffer !== 'uniform' && x.buffer !== 'external'
+      && x.offset < y.offset + y.size && y.offset < x.offset + x.size;
+    for (let i = 0; i < names.length; i++) {
+      for (let j = 0; j < names.length; j++) {
+        if (i === j) continue;
+        const x = b[names[i]!]!, y = b[names[j]!]!;
+        if (!overlaps(x, y)) continue;
+        if (x.written && y.written) {
+          throw new WebgpuError(`${this.label}: ${kernel.label} writes '${names[i]}' and '${names[j]}' to overlapping memory`);
+        }
+        const readName = x.written ? names[j]! : names[i]!;
+        b[readName] = this.copyToScratch(b[readName]!);
+      }
+    }
+    this.dispatches.push({ kernel, bindings: b, workgroups: wg });
+  }
+
+  private copyToScratch(r: Range): Range {
+    const dst = this.scratch(r.size);
+    const words = r.size / 4;
+    const grid = this.grid(Math.ceil(words / 256));
+    const u = this.uniform(new Uint32Array([words, grid[0] * 256, 0, 0]));
+    this.dispatches.push({ kernel: this.loader.copyKernel, bindings: { flat: u, src: r, dst: { ...dst, written: true } }, workgroups: grid });
+    return dst;
+  }
+
+  /** A 1-D grid of `groups` workgroups folded into x and y so that neither exceeds the device limit. */
+  grid(groups: number): [number, number, number] {
+    const max = this.loader.ctx.limits.maxComputeWorkgroupsPerDimension;
+    if (groups <= max) return [groups, 1, 1];
+    const y = Math.ceil(groups / max);
+    return [Math.ceil(groups / y), y, 1];
+  }
+}
+
+export type KernelImpl = (b: StepBuilder) => Promise<void>;
+
+/** Shared state while a plan is being loaded. */
+class Loader {
+  scratchBytes = 0;
+  constBytes = 0;
+  readonly valueBytes: number;
+  private readonly uniformChunks: { offset: number; data: Uint8Array }[] = [];
+  readonly constChunks: { offset: number; data: Uint8Array }[] = [];
+  uniformBytes = 0;
+
+  constructor(readonly ctx: GpuContext, readonly pipelines: PipelineCache, readonly plan: ExecutionPlan, readonly copyKernel: Kernel) {
+    this.valueBytes = alignUp(plan.arenaElems * 4, UNIFORM_ALIGN);
+  }
+
+  get constBase(): number { return this.valueBytes; }
+  get scratchBase(): number { return this.valueBytes + this.constBytes; }
+
+  addConstant(data: ArrayBufferView): Range {
+    const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength).slice();
+    const offset = this.constBytes;
+    this.constChunks.push({ offset, data: bytes });
+    const size = alignUp(Math.max(bytes.byteLength, 16), 16);
+    this.constBytes = alignUp(offset + size, UNIFORM_ALIGN);
+    return { buffer: 'const', offset, size, value: -1 };
+  }
+
+  valueRange(id: number): Range {
+    const v = this.plan.values[id];
+    const off = this.plan.offsets[id];
+    if (!v || off === undefined || off < 0) throw new WebgpuError(`value %${id} has no place in the arena`);
+    // Rounded up to 16 bytes so a value can be bound as an array of vec4; the arena's 256-byte alignment
+    // keeps the rounded range clear of the next value.
+    return { buffer: 'arena', offset: off * 4, size: alignUp(Math.max(numel(v.shape) * 4, 16), 16), value: id };
+  }
+
+  addUniform(data: ArrayBuffer | ArrayBufferView): Range {
+    const bytes = data instanceof ArrayBuffer ? new Uint8Array(data) : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    const size = alignUp(Math.max(bytes.byteLength, 16), 16);
+    const offset = this.uniformBytes;
+    this.uniformChunks.push({ offset, data: bytes.slice() });
+    this.uniformBytes = alignUp(offset + size, UNIFORM_ALIGN);
+    return { buffer: 'uniform', offset, size, value: -1 };
+  }
+
+  fillUniforms(target: ArrayBuffer): void {
+    const u8 = new Uint8Array(target);
+    for (const c of this.uniformChunks) u8.set(c.data, c.offset);
+  }
+}
+
+export function stepLabel(plan: ExecutionPlan, step: PlanStep, index: number): string {
+  const node = plan.nodes[step.node];
+  const shapes = step.inputs.map((x) => shapeStr(plan.values[x]!.shape)).join(', ');
+  return `${step.op} (step ${index}, node #${step.node}${node?.name ? ` ${node.name}` : ''}; inputs ${shapes})`;
+}
+
+export interface LoadOptions {
+  readonly kernels: Readonly<Record<string, KernelImpl>>;
+  /**
+   * Records the fused AdamW update of one parameter. `adamw()` is synchronous, so this runs on a kernel
+   * compiled at load (`adamwKernel`) and must record its dispatches without awaiting.
+   */
+  readonly adamw: (b: StepBuilder, kernel: Kernel, hyper: Range) => (h: AdamWHyper) => ArrayBuffer;
+  readonly adamwHyperBytes: number;
+  readonly adamwKernel: (p: PipelineCache) => Promise<Kernel>;
+}
+
+export async function loadPlan(ctx: GpuContext, pipelines: PipelineCache, plan: ExecutionPlan, opts: LoadOptions): Promise<WebgpuExecutable> {
+  ctx.check('load');
+  const loader = new Loader(ctx, pipelines, plan, await pipelines.kernel('layout', 'copy'));
+  const missing = [...new Set(plan.steps.map((s) => s.op).filter((op) => !opts.kernels[op]))];
+  if (missing.length) throw new WebgpuError(`the webgpu backend has no kernel for ${missing.join(', ')}`);
+  const builders = await Promise.all(plan.steps.map(async (step, i) => {
+    const label = stepLabel(plan, step, i);
+    const b = new StepBuilder(plan, step, label, loader);
+    try {
+      await opts.kernels[step.op]!(b);
+    } catch (e) {
+      if (e instanceof WebgpuError && e.message.startsWith(label)) throw e;
+      throw new WebgpuError(`${label}: ${(e as Error).message}`);
+    }
+    return b;
+  }));
+  const adamwKernel = await opts.adamwKernel(pipelines);
+  const device = ctx.device;
+  const arenaBytes = loader.scratchBase + loader.scratchBytes;
+  const max = Math.min(ctx.limits.maxBufferSize, ctx.limits.maxStorageBufferBindingSize);
+  if (arenaBytes > max) {
+    throw new WebgpuError(`the plan needs an arena of ${(arenaBytes / 2 ** 20).toFixed(1)} MiB; this adapter allows ${(max / 2 ** 20).toFixed(1)} MiB in one buffer`);
+  }
+  return ctx.scoped('loading the plan', () => {
+    const arena = device.createBuffer({
+      label: 'arena',
+      size: alignUp(Math.max(arenaBytes, 16), 16),
+      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
+    });
+    for (const c of loader.constChunks) device.queue.writeBuffer(arena, loader.constBase + c.offset, c.data);
+    const exe = new WebgpuExecutable(ctx, plan, arena, loader, opts, adamwKernel);
+    exe.steps = builders.map((b) => ({ label: b.label, dispatches: b.dispatches.map((d) => exe.bind(d, b.label)) }));
+    return exe;
+  });
+}
+
+export class WebgpuExecutable implements Executable {
+  readonly backend = 'webgpu' as const;
+  steps: LoadedStep[] = [];
+  private readonly uniformBuffer: GPUBuffer | null;
+  private readonly adamwSteps = new Map<string, AdamwEntry>();
+  private pendingOptimizer: LoadedStep[] = [];
+  /** An error of work submitted without a caller waiting (AdamW batches), thrown by the next call. */
+  private deferred: Error | null = null;
+  private disposed = false;
+
+  constructor(
+    private readonly ctx: GpuContext,
+    readonly plan: ExecutionPlan,
+    readonly arena: GPUBuffer,
+    private readonly loader: Loader,
+    private readonly opts: LoadOptions,
+    private readonly adamwKernel: Kernel,
+  ) {
+    const device = ctx.device;
+    if (loader.uniformBytes > 0) {
+      this.uniformBuffer = device.createBuffer({ label: 'uniforms', size: loader.uniformBytes, usage: GPUBufferUsage.UNIFORM, mappedAtCreation: true });
+      loader.fillUniforms(this.uniformBuffer.getMappedRange());
+      this.uniformBuffer.unmap();
+    } else {
+      this.uniformBuffer = null;
+    }
+  }
+
+  /** @internal */
+  bind(d: PendingDispatch, label: string, external?: GPUBuffer): Dispatch {
+    const resources: Record<string, GPUBufferBinding> = {};
+    for (const [name, r] of Object.entries(d.bindings)) {
+      const inArena = r.buffer === 'arena' || r.buffer === 'const' || r.buffer === 'scratch';
+      const buffer = inArena ? this.arena : r.buffer === 'uniform' ? this.uniformBuffer : external;
+      if (!buffer) throw new WebgpuError(`${label}: no buffer for binding '${name}'`);
+      const base = r.buffer === 'const' ? this.loader.constBase : r.buffer === 'scratch' ? this.loader.scratchBase : 0;
+      resources[name] = { buffer, offset: base + r.offset, size: r.size };
+    }
+    return { kernel: d.kernel, workgroups: d.workgroups, bindGroup: makeBindGroup(this.ctx.device, d.kernel, resources, `${label} ${d.kernel.label}`) };
+  }
+
+  private check(what: string): void {
+    if (this.disposed) throw new WebgpuError(`${what}: this executable was disposed`);
+    this.ctx.check(what);
+    const e = this.deferred;
+    if (e) {
+      this.deferred = null;
+      throw e;
+    }
+  }
+
+  private valueInfo(value: number): ValueInfo {
+    const v = this.plan.values[value];
+    if (!v) throw new WebgpuError(`no value %${value} in this plan`);
+    return v;
+  }
+
+  private name(value: number): string {
+    const v = this.plan.values[value]!;
+    return `%${value}${v.name ? ` (${v.name})` : ''}`;
+  }
+
+  write(value: number, data: HostArray): void {
+    this.check('write');
+    const v = this.valueInfo(value);
+    const n = numel(v.shape);
+    if (data.length !== n) throw new WebgpuError(`write to ${this.name(value)}: got ${data.length} elements, the value ${shapeStr(v.shape)} holds ${n}`);
+    if (n === 0) return;
+    // Queued AdamW updates read values this write may change: they go first, in call order.
+    this.flushOptimizer();
+    let arr: Float32Array | Int32Array;
+    if (v.dtype === 'i32') arr = data instanceof Int32Array ? data : Int32Array.from(data);
+    else arr = data instanceof Float32Array ? data : Float32Array.from(data);
+    this.ctx.device.queue.writeBuffer(this.arena, this.plan.offsets[value]! * 4, arr.buffer, arr.byteOffset, arr.byteLength);
+  }
+
+  async read(values: readonly number[]): Promise<HostArray[]> {
+    this.check('read');
+    const infos = values.map((v) => this.valueInfo(v));
+    const sizes = infos.map((v) => numel(v.shape) * 4);
+    const total = sizes.reduce((a, b) => a + b, 0);
+    if (total === 0) return infos.map((v) => (v.dtype === 'i32' ? new Int32Array(0) : new Float32Array(0)));
+    const device = this.ctx.device;
+    this.flushOptimizer();
+    const staging = device.createBuffer({ label: 'readback', size: alignUp(total, 4), usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    try {
+      const enc = device.createCommandEncoder({ label: 'readback' });
+      let at = 0;
+      values.forEach((v, i) => {
+        if (sizes[i]! > 0) enc.copyBufferToBuffer(this.arena, this.plan.offsets[v]! * 4, staging, at, sizes[i]!);
+        at += sizes[i]!;
+      });
+      device.queue.submit([enc.finish()]);
+      try {
+        await staging.mapAsync(GPUMapMode.READ);
+      } catch (e) {
+        this.ctx.check('read');
+        throw new WebgpuError(`read: mapping the readback buffer failed: ${(e as Error).message}`);
+      }
+      this.ctx.check('read');
+      const bytes = staging.getMappedRange().slice(0);
+      staging.unmap();
+      at = 0;
+      return infos.map((v, i) => {
+        const n = sizes[i]! / 4;
+        const out = v.dtype === 'i32' ? new Int32Array(bytes, at, n).slice() : new Float32Array(bytes, at, n).slice();
+        at += sizes[i]!;
+        return out;
+      });
+    } finally {
+      staging.destroy();
+    }
+  }
+
+  private encode(pass: GPUComputePassEncoder, step: LoadedStep): void {
+    for (const d of step.dispatches) {
+      pass.setPipeline(d.kernel.pipeline);
+      pass.setBindGroup(0, d.bindGroup);
+      pass.dispatchWorkgroups(d.workgroups[0], d.workgroups[1], d.workgroups[2]);
+    }
+  }
+
+  private submit(steps: readonly LoadedStep[], label: string): Promise<void> {
+    const device = this.ctx.device;
+    const op = (st: LoadedStep | undefined): string => st?.label.split(' (')[0] ?? '';
+    this.ctx.lastWork = steps.length === 1 ? steps[0]!.label : `${label}: ${steps.length} steps, ${op(steps[0])} … ${op(steps[steps.length - 1])}`;
+    return this.ctx.scoped(label, () => {
+      const enc = device.createCommandEncoder({ label });
+      const pass = enc.beginComputePass({ label });
+      for (const s of steps) this.encode(pass, s);
+      pass.end();
+      device.queue.submit([enc.finish()]);
+    }).catch(async (e: Error) => {
+      throw new WebgpuError(`${await this.locate(steps)}: ${e.message}`);
+    });
+  }
+
+  /** Which step fails validation: each is encoded alone inside an error scope (nothing is submitted). */
+  private async locate(steps: readonly LoadedStep[]): Promise<string> {
+    const device = this.ctx.device;
+    for (const s of steps) {
+      device.pushErrorScope('validation');
+      const enc = device.createCommandEncoder();
+      const pass = enc.beginComputePass();
+      this.encode(pass, s);
+      pass.end();
+      enc.finish();
+      const err = await device.popErrorScope();
+      if (err) return `kernel ${s.label}`;
+    }
+    return 'run';
+  }
+
+  async run(skip?: Uint8Array): Promise<void> {
+    this.check('run');
+    this.flushOptimizer();
+    const active = skip ? this.steps.filter((_, i) => !skip[i]) : this.steps;
+    if (active.length === 0) return;
+    await this.submit(active, 'run');
+  }
+
+  /**
+   * Run the plan once with a timestamp query around each step (one compute pass per step) and return each
+   * step's GPU time in milliseconds, or null when the device has no `timestamp-query`. Slower than
+   * `run()`: for profiling only.
+   */
+  async runTimed(skip?: Uint8Array): Promise<{ label: string; ms: number }[] | null> {
+    this.check('runTimed');
+    if (!this.ctx.timestamps) return null;
+    this.flushOptimizer();
+    const active = skip ? this.steps.filter((_, i) => !skip[i]) : this.steps;
+    if (active.length === 0) return [];
+    const device = this.ctx.device;
+    const perSet = 2048;
+    const sets: GPUQuerySet[] = [];
+    const resolve = device.createBuffer({ label: 'timestamps', size: active.length * 16, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
+    const staging = device.createBuffer({ label: 'timestamps readback', size: active.length * 16, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    try {
+      await this.ctx.scoped('runTimed', () => {
+        const enc = device.createCommandEncoder({ label: 'runTimed' });
+        active.forEach((s, i) => {
+          const q = i % perSet;
+          if (q === 0) sets.push(device.createQuerySet({ type: 'timestamp', count: 2 * Math.min(perSet, active.length - i) }));
+          const pass = enc.beginComputePass({ label: s.label, timestampWrites: { querySet: sets[sets.length - 1]!, beginningOfPassWriteIndex: 2 * q, endOfPassWriteIndex: 2 * q + 1 } });
+          this.encode(pass, s);
+          pass.end();
+        });
+        sets.forEach((set, k) => enc.resolveQuerySet(set, 0, set.count, resolve, k * perSet * 16));
+        enc.copyBufferToBuffer(resolve, 0, staging, 0, active.length * 16);
+        device.queue.submit([enc.finish()]);
+      });
+      await staging.mapAsync(GPUMapMode.READ);
+      const t = new BigInt64Array(staging.getMappedRange().slice(0));
+      staging.unmap();
+      return active.map((s, i) => ({ label: s.label, ms: Number(t[2 * i + 1]! - t[2 * i]!) / 1e6 }));
+    } finally {
+      for (const q of sets) q.destroy();
+      resolve.destroy();
+      staging.destroy();
+    }
+  }
+
+  adamw(param: number, grad: number, m: number, v: number, hyper: AdamWHyper): void {
+    this.check('adamw');
+    const key = `${param},${grad},${m},${v}`;
+    let entry = this.adamwSteps.get(key);
+    if (!entry) {
+      for (const x of [param, grad, m, v]) {
+        const info = this.valueInfo(x);
+        if (info.dtype !== 'f32') throw new WebgpuError(`adamw: ${this.name(x)} is not f32`);
+        if (numel(info.shape) !== numel(this.valueInfo(param).shape)) throw new WebgpuError(`adamw: ${this.name(x)} ${shapeStr(info.shape)} differs in size from the parameter ${this.name(param)}`);
+      }
+      entry = this.buildAdamw(param, grad, m, v);
+      this.adamwSteps.set(key, entry);
+    }
+    // The update is queued behind the hyper-parameter write; both are ordered on the queue, so one
+    // buffer per parameter suffices as long as its dispatch is submitted before the next write.
+    if (this.pendingOptimizer.includes(entry.step)) this.flushOptimizer();
+    this.ctx.device.queue.writeBuffer(entry.hyper, 0, entry.encode(hyper));
+    this.pendingOptimizer.push(entry.step);
+    if (this.pendingOptimizer.length === 1) queueMicrotask(() => this.flushOptimizer());
+  }
+
+  private buildAdamw(param: number, grad: number, m: number, v: number): AdamwEntry {
+    const label = `adamw ${this.name(param)}`;
+    const step: PlanStep = { node: -1, op: 'adamw', attrs: {}, inputs: [grad], outputs: [param, m, v] };
+    const b = new StepBuilder(this.plan, step, label, this.loader);
+    const size = this.opts.adamwHyperBytes;
+    const hyper = this.ctx.device.createBuffer({ label: `${label} hyper`, size, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
+    const encode = this.opts.adamw(b, this.adamwKernel, { buffer: 'external', offset: 0, size, value: -1 });
+    // Built after load: it may use neither the load-time uniform buffer nor scratch.
+    for (const d of b.dispatches) {
+      for (const r of Object.values(d.bindings)) {
+        if (r.buffer === 'uniform' || r.buffer === 'scratch' || r.buffer === 'const') throw new WebgpuError(`${label}: the update may bind only plan values and its hyper-parameters`);
+      }
+    }
+    const dispatches = b.dispatches.map((d) => this.bind(d, label, hyper));
+    return { hyper, encode, step: { label, dispatches } };
+  }
+
+  private flushOptimizer(): void {
+    if (this.pendingOptimizer.length === 0 || this.disposed) return;
+    const steps = this.pendingOptimizer;
+    this.pendingOptimizer = [];
+    this.submit(steps, 'adamw').catch((e: Error) => {
+      // Surfaced by the next call on this executable.
+      this.deferred ??= e;
+    });
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    this.flushOptimizer();
+    this.disposed = true;
+    this.arena.destroy();
+    this.uniformBuffer?.destroy();
+    for (const e of this.adamwSteps.values()) e.hyper.destroy();
+  }
+}

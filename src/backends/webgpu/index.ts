@@ -1,0 +1,51 @@
+/**
+ * The webgpu backend: WGSL kernels (wgsl/*.wgsl) on a WebGPU device, in Node (Dawn), Deno and browsers.
+ */
+import type { Backend, ExecutionPlan, Executable } from '../backend.js';
+import { GpuContext, type GpuContextOptions } from './device.js';
+import { loadPlan } from './executable.js';
+import { ADAMW_HYPER_BYTES, adamwKernel, recordAdamw } from './kernels/adamw.js';
+import { webgpuKernels } from './kernels/index.js';
+import { PipelineCache } from './pipelines.js';
+import type { WgslSources } from './wgsl.js';
+
+export interface WebgpuBackendOptions extends GpuContextOptions {
+  /** Kernel sources by file name (without .wgsl), for hosts that cannot read the wgsl/ folder. */
+  readonly wgsl?: WgslSources;
+  /** Use this context instead of creating one (it is not destroyed by dispose()). */
+  readonly context?: GpuContext;
+}
+
+export interface WebgpuBackend extends Backend {
+  readonly name: 'webgpu';
+  readonly context: GpuContext;
+}
+
+export async function createWebgpuBackend(opts: WebgpuBackendOptions = {}): Promise<WebgpuBackend> {
+  const ctx = opts.context ?? (await GpuContext.create(opts));
+  const owned = opts.context === undefined;
+  const pipelines = new PipelineCache(ctx, opts.wgsl);
+  const loaded = new Set<Executable>();
+  return {
+    name: 'webgpu',
+    context: ctx,
+    describe: () => ctx.describe(),
+    async load(plan: ExecutionPlan): Promise<Executable> {
+      const exe = await loadPlan(ctx, pipelines, plan, { kernels: webgpuKernels, adamw: recordAdamw, adamwKernel, adamwHyperBytes: ADAMW_HYPER_BYTES });
+      loaded.add(exe);
+      // Forgotten once disposed, so a long-lived backend does not pin every plan it ever loaded.
+      const dispose = exe.dispose.bind(exe);
+      exe.dispose = () => { loaded.delete(exe); dispose(); };
+      return exe;
+    },
+    dispose(): void {
+      for (const e of loaded) e.dispose();
+      loaded.clear();
+      if (owned) ctx.destroy();
+    },
+  };
+}
+
+export { GpuContext } from './device.js';
+export type { AdapterSummary, GpuContextOptions } from './device.js';
+export { WebgpuError } from './errors.js';

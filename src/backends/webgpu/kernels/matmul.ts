@@ -1,0 +1,53 @@
+/** matmul on wgsl/matmul.wgsl; semantics in src/graph/ops/matmul.ts. */
+import { numel } from '../../../graph/types.js';
+import type { KernelImpl, Range, StepBuilder } from '../executable.js';
+import { checkU32, threadGrid } from './util.js';
+
+const TILE = 64;
+
+/** Products with fewer outputs than this, or a side thinner than THIN, skip the 64×64 tiles. */
+const SMALL_OUTPUTS = 4096;
+const THIN = 16;
+
+export interface MatmulDims {
+  readonly M: number; readonly N: number; readonly K: number; readonly batch: number;
+  readonly strideA: number; readonly strideB: number;
+  readonly transA: boolean; readonly transB: boolean;
+}
+
+export function matmulDims(a: readonly number[], b: readonly number[], c: readonly number[], transA: boolean, transB: boolean): MatmulDims {
+  const M = c[c.length - 2]!, N = c[c.length - 1]!;
+  const K = a[transA ? a.length - 2 : a.length - 1]!;
+  const batch = numel(c) / Math.max(1, M * N) || numel(c.slice(0, -2));
+  return { M, N, K, batch, strideA: a.length > 2 ? M * K : 0, strideB: b.length > 2 ? K * N : 0, transA, transB };
+}
+
+/** Record C = op(A) · op(B) over arena ranges; shared by the matmul op and kernels that need a product. */
+export async function recordMatmul(s: StepBuilder, d: MatmulDims, a: Range, b: Range, c: Range): Promise<void> {
+  const { M, N, K, batch, transA, transB } = d;
+  if (M * N * batch === 0) return;
+  checkU32(M * N * batch, s.label);
+  if (M * N <= SMALL_OUTPUTS || Math.min(M, N) < THIN) {
+    const kernel = await s.kernel('matmul', 'small', { TRANS_A: transA, TRANS_B: transB });
+    const { grid, stride } = threadGrid(s, M * N * batch, 64);
+    const u = s.uniform(new Uint32Array([M, N, K, 0, d.strideA, d.strideB, M * N, stride, batch, 0, 0, 0]));
+    s.dispatch(kernel, { p: u, a, b, c }, grid);
+    return;
+  }
+  const kernel = await s.kernel('matmul', 'main', {
+    TRANS_A: transA,
+    TRANS_B: transB,
+    VEC_A: (transA ? M : K) % 4 === 0,
+    VEC_B: (transB ? K : N) % 4 === 0,
+  });
+  const zMax = s.limits.maxComputeWorkgroupsPerDimension;
+  for (let b0 = 0; b0 < batch; b0 += zMax) {
+    const u = s.uniform(new Uint32Array([M, N, K, b0, d.strideA, d.strideB, M * N, 0, batch, 0, 0, 0]));
+    s.dispatch(kernel, { p: u, a, b, c }, [Math.ceil(N / TILE), Math.ceil(M / TILE), Math.min(zMax, batch - b0)]);
+  }
+}
+
+export const matmul: KernelImpl = async (s) => {
+  const d = matmulDims(s.inShape(0), s.inShape(1), s.outShape(0), s.attrs.transA === true, s.attrs.transB === true);
+  await recordMatmul(s, d, s.input(0), s.input(1), s.output(0));
+};
