@@ -1,0 +1,176 @@
+/**
+ * Matmul throughput (GFLOP/s, square n³): a plain TypeScript loop, the wasm kernel on one thread and on
+ * all threads, and native single-thread SGEMM (OpenBLAS through numpy) measured in the same run, so
+ * the ratio wasm/native compares like with like on whatever machine this runs on.
+ */
+import { spawnSync } from 'node:child_process';
+import { matmul } from '../src/backends/wasm/matmul.js';
+import { WasmRuntime } from '../src/backends/wasm/runtime.js';
+
+export interface BenchOptions {
+  readonly json: boolean;
+  readonly sizes?: number[];
+}
+
+interface Result {
+  backend: 'js' | 'wasm' | 'native';
+  threads: number;
+  size: number;
+  gflops: number;
+}
+
+const DEFAULT_SIZES = [256, 512, 1024, 2048];
+const MIN_SECONDS = 0.5;
+const ROUNDS = 3;
+/** The js loop is skipped at a size whose timing would take longer than this. */
+const JS_BUDGET_SECONDS = 20;
+
+/** Best of ROUNDS rounds, each repeating `fn` until MIN_SECONDS have passed. */
+function gflops(n: number, fn: () => void): number {
+  const flops = 2 * n ** 3;
+  let best = 0;
+  for (let r = 0; r < ROUNDS; r++) {
+    let reps = 0;
+    const t0 = performance.now();
+    let dt = 0;
+    do {
+      fn();
+      reps++;
+      dt = (performance.now() - t0) / 1e3;
+    } while (dt < MIN_SECONDS);
+    best = Math.max(best, (flops * reps) / dt / 1e9);
+  }
+  return best;
+}
+
+function random(n: number): Float32Array {
+  const x = new Float32Array(n);
+  for (let i = 0; i < n; i++) x[i] = Math.random() * 2 - 1;
+  return x;
+}
+
+/** The reference baseline: row-major, i-k-j order so the inner loop walks B and C contiguously. */
+function jsMatmul(a: Float32Array, b: Float32Array, c: Float32Array, n: number): void {
+  c.fill(0);
+  for (let i = 0; i < n; i++) {
+    const ci = i * n;
+    for (let k = 0; k < n; k++) {
+      const aik = a[ci + k];
+      const bk = k * n;
+      for (let j = 0; j < n; j++) c[ci + j] += aik * b[bk + j];
+    }
+  }
+}
+
+const NATIVE_SCRIPT = `
+import json, sys, time
+import numpy as np
+for n in json.loads(sys.argv[1]):
+    a = np.random.rand(n, n).astype(np.float32)
+    b = np.random.rand(n, n).astype(np.float32)
+    best = 0.0
+    for _ in range(${ROUNDS}):
+        reps, t0 = 0, time.perf_counter()
+        while True:
+            a @ b
+            reps += 1
+            dt = time.perf_counter() - t0
+            if dt >= ${MIN_SECONDS}:
+                break
+        best = max(best, 2 * n ** 3 * reps / dt / 1e9)
+    print(json.dumps({"size": n, "gflops": best}), flush=True)
+`;
+
+/** Native single-thread SGEMM, or undefined when python3 with numpy is not available. */
+function nativeSgemm(sizes: number[]): Map<number, number> | undefined {
+  const env: NodeJS.ProcessEnv = { ...process.env, OPENBLAS_NUM_THREADS: '1' };
+  // Tuning overrides from the environment would make the comparison something other than stock OpenBLAS.
+  delete env.OPENBLAS_CORETYPE;
+  delete env.OPENBLAS_L2_SIZE;
+  const probe = spawnSync('python3', ['-c', 'import numpy'], { env, stdio: 'ignore' });
+  if (probe.status !== 0) return undefined;
+  const r = spawnSync('python3', ['-c', NATIVE_SCRIPT, JSON.stringify(sizes)], { env, encoding: 'utf8' });
+  if (r.status !== 0) return undefined;
+  const out = new Map<number, number>();
+  for (const line of r.stdout.split('\n')) {
+    if (!line.trim()) continue;
+    const { size, gflops: g } = JSON.parse(line) as { size: number; gflops: number };
+    out.set(size, g);
+  }
+  return out;
+}
+
+export async function benchMatmul(opts: BenchOptions): Promise<void> {
+  const sizes = opts.sizes ?? DEFAULT_SIZES;
+  const results: Result[] = [];
+  const say = (line: string) => {
+    if (!opts.json) console.log(line);
+  };
+  const emit = (r: Result) => {
+    results.push(r);
+    if (opts.json) console.log(JSON.stringify(r));
+  };
+
+  const rt = await WasmRuntime.create();
+  say(`matmul, n×n·n×n f32, GFLOP/s (best of ${ROUNDS}, each ≥ ${MIN_SECONDS} s); ${rt.describe()}`);
+  try {
+    let jsRate = 0;
+    for (const n of sizes) {
+      const a = random(n * n);
+      const b = random(n * n);
+      const c = new Float32Array(n * n);
+      // Timing takes ROUNDS × max(MIN_SECONDS, one call); estimate one call from the last size measured.
+      const estimate = jsRate > 0 ? (ROUNDS * 2 * n ** 3) / (jsRate * 1e9) : 0;
+      if (estimate > JS_BUDGET_SECONDS) {
+        const note = `js ${n}: skipped (about ${Math.round(estimate)} s at ${jsRate.toFixed(2)} GFLOP/s)`;
+        if (opts.json) console.error(note);
+        else say(`  ${note}`);
+      } else {
+        jsRate = gflops(n, () => jsMatmul(a, b, c, n));
+        emit({ backend: 'js', threads: 1, size: n, gflops: jsRate });
+      }
+
+      const pa = rt.heap.alloc(n * n * 4);
+      const pb = rt.heap.alloc(n * n * 4);
+      const pc = rt.heap.alloc(n * n * 4);
+      rt.f32(pa, n * n).set(a);
+      rt.f32(pb, n * n).set(b);
+      const threadCounts = rt.threads > 1 ? [1, rt.threads] : [1];
+      for (const threads of threadCounts) {
+        const g = gflops(n, () =>
+          matmul(rt, { a: pa, b: pb, c: pc, batch: 1, M: n, N: n, K: n, strideA: 0, strideB: 0, strideC: 0, threads }),
+        );
+        emit({ backend: 'wasm', threads, size: n, gflops: g });
+      }
+      rt.heap.release(pa);
+      rt.heap.release(pb);
+      rt.heap.release(pc);
+    }
+  } finally {
+    rt.dispose();
+  }
+
+  const native = nativeSgemm(sizes);
+  if (native) for (const [size, g] of native) emit({ backend: 'native', threads: 1, size, gflops: g });
+  else say('native: python3 with numpy not found, skipped');
+
+  if (!opts.json) {
+    const get = (backend: Result['backend'], threads: number, size: number) =>
+      results.find((r) => r.backend === backend && r.threads === threads && r.size === size)?.gflops;
+    const fmt = (x: number | undefined, digits = 1) => (x === undefined ? '—' : x.toFixed(digits)).padStart(9);
+    const all = rt.threads;
+    const head = ['size', 'js', 'wasm×1', ...(all > 1 ? [`wasm×${all}`] : []), 'native×1', 'wasm/nat', ...(all > 1 ? [`×${all}/×1`] : [])];
+    console.log(head.map((h) => h.padStart(9)).join(''));
+    for (const n of sizes) {
+      const w1 = get('wasm', 1, n);
+      const wa = get('wasm', all, n);
+      const nat = get('native', 1, n);
+      const row = [
+        String(n).padStart(9), fmt(get('js', 1, n)), fmt(w1), ...(all > 1 ? [fmt(wa)] : []), fmt(nat),
+        fmt(w1 !== undefined && nat ? w1 / nat : undefined, 2),
+        ...(all > 1 ? [fmt(w1 && wa !== undefined ? wa / w1 : undefined, 2)] : []),
+      ];
+      console.log(row.join(''));
+    }
+  }
+}

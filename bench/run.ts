@@ -1,0 +1,26 @@
+/**
+ * Benchmark dispatcher: `npm run bench [-- <suite> [--json]]` runs one suite, or every suite when none
+ * is named. With --json each suite prints one JSON object per measurement, one per line.
+ */
+import { benchGenerate } from './generate.js';
+import { benchMatmul } from './matmul.js';
+import { benchMethods } from './methods.js';
+import { benchTrain } from './train.js';
+import { benchWebgpu } from './webgpu.js';
+
+type Suite = (opts: { json: boolean }) => Promise<void>;
+
+const SUITES: Record<string, Suite> = { matmul: benchMatmul, train: benchTrain, generate: benchGenerate, webgpu: benchWebgpu, methods: benchMethods };
+
+const args = process.argv.slice(2);
+const json = args.includes('--json');
+const named = args.filter((a) => !a.startsWith('--'));
+const unknown = named.filter((n) => !(n in SUITES));
+if (unknown.length) {
+  console.error(`unknown suite ${unknown.join(', ')}; suites: ${Object.keys(SUITES).join(', ')}`);
+  process.exit(2);
+}
+for (const name of named.length ? named : Object.keys(SUITES)) {
+  if (!json) console.log(`== ${name}`);
+  await SUITES[name]({ json });
+}

@@ -1,0 +1,102 @@
+/**
+ * The wasm backend: AssemblyScript kernels compiled to WebAssembly SIMD (relaxed SIMD where the engine
+ * validates it), on a worker pool over one shared memory where threads are available. The plan's arena
+ * lives in the wasm memory, so kernels read and write values in place.
+ */
+import type { AdamWHyper, Backend, ExecutionPlan, Executable, HostArray } from '../backend.js';
+import { GraphError, numel, shapeStr } from '../../graph/types.js';
+import { adamwKernel, wasmKernels, type KernelContext } from './kernels.js';
+import { WasmRuntime, type WasmRuntimeOptions } from './runtime.js';
+
+export type WasmBackendOptions = WasmRuntimeOptions;
+
+export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<Backend> {
+  const rt = await WasmRuntime.create(opts);
+  return {
+    name: 'wasm',
+    describe: () => rt.describe(),
+    load: async (plan) => new WasmExecutable(rt, plan),
+    dispose: () => rt.dispose(),
+  };
+}
+
+class WasmExecutable implements Executable {
+  readonly backend = 'wasm' as const;
+  private readonly arena: number;
+  private readonly runners: (() => void)[];
+  private disposed = false;
+
+  constructor(private readonly rt: WasmRuntime, private readonly plan: ExecutionPlan) {
+    for (const s of plan.steps) {
+      if (!wasmKernels[s.op]) throw new GraphError(`node #${s.node} ${s.op}: the wasm backend has no kernel for this op`);
+    }
+    this.arena = rt.heap.alloc(plan.arenaElems * 4);
+    const ctx: KernelContext = { rt, ptr: (v) => this.ptr(v), shape: (v) => plan.values[v]!.shape };
+    this.runners = plan.steps.map((s) => {
+      try {
+        return wasmKernels[s.op]!(ctx, s);
+      } catch (e) {
+        const name = plan.nodes[s.node]?.name;
+        throw new GraphError(`node #${s.node} ${s.op}${name ? ` (${name})` : ''}: ${(e as Error).message}`);
+      }
+    });
+  }
+
+  write(value: number, data: HostArray): void {
+    const n = this.size(value);
+    if (data.length !== n) {
+      throw new GraphError(`write to ${this.label(value)}: got ${data.length} elements, the value ${shapeStr(this.plan.values[value]!.shape)} holds ${n}`);
+    }
+    this.view(value).set(data);
+  }
+
+  async read(values: readonly number[]): Promise<HostArray[]> {
+    return values.map((v) => this.view(v).slice());
+  }
+
+  async run(skip?: Uint8Array): Promise<void> {
+    if (this.disposed) throw new Error('wasm executable used after dispose()');
+    const runners = this.runners;
+    for (let i = 0; i < runners.length; i++) {
+      if (skip?.[i]) continue;
+      runners[i]!();
+    }
+  }
+
+  adamw(param: number, grad: number, m: number, v: number, h: AdamWHyper): void {
+    const n = this.size(param);
+    for (const x of [grad, m, v]) {
+      if (this.size(x) !== n) throw new GraphError(`adamw: ${this.label(x)} has ${this.size(x)} elements, the parameter ${n}`);
+    }
+    adamwKernel(this.rt, this.ptr(param), this.ptr(grad), this.ptr(m), this.ptr(v), n, h);
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    this.rt.heap.release(this.arena);
+  }
+
+  private ptr(value: number): number {
+    const off = this.plan.offsets[value];
+    if (off === undefined) throw new GraphError(`no value %${value} in this plan`);
+    return this.arena + off * 4;
+  }
+
+  private size(value: number): number {
+    const v = this.plan.values[value];
+    if (!v) throw new GraphError(`no value %${value} in this plan`);
+    return numel(v.shape);
+  }
+
+  /** A view over the value's memory; made fresh each time since a grown memory detaches old views. */
+  private view(value: number): Float32Array | Int32Array {
+    const n = this.size(value);
+    return this.plan.values[value]!.dtype === 'i32' ? this.rt.i32(this.ptr(value), n) : this.rt.f32(this.ptr(value), n);
+  }
+
+  private label(value: number): string {
+    const v = this.plan.values[value]!;
+    return `%${value}${v.name ? ` (${v.name})` : ''}`;
+  }
+}
