@@ -32,7 +32,10 @@ async function buildWasm() {
  * only where it exists.
  */
 async function buildBundles() {
-  const common = { bundle: true, format: 'esm', target: 'es2022', sourcemap: true, logLevel: 'warning', external: ['webgpu', 'node:*'] };
+  const { wgslSources } = await import('./demo-build.mjs');
+  // The WGSL kernels travel inside the bundles, so a bundle works without the wgsl/ folder beside it.
+  const define = { __ADAPTKIT_WGSL__: JSON.stringify(await wgslSources(root)) };
+  const common = { bundle: true, format: 'esm', target: 'es2022', sourcemap: true, logLevel: 'warning', external: ['webgpu', 'node:*'], define };
   await build({ ...common, entryPoints: [join(root, 'src/index.ts')], outfile: join(root, 'dist/adaptkit.js'), platform: 'neutral', mainFields: ['module', 'main'] });
   await build({
     ...common, entryPoints: [join(root, 'src/cli/main.ts')], outfile: join(root, 'dist/cli.js'), platform: 'node',
@@ -40,5 +43,12 @@ async function buildBundles() {
   });
 }
 
+/** The browser demo (dist/demo/, served by `npm run demo`); see scripts/demo-build.mjs. */
+export async function buildDemo() {
+  const { buildDemoPage } = await import('./demo-build.mjs');
+  await buildDemoPage({ root });
+}
+
 await buildWasm();
 await buildBundles();
+await buildDemo();
