@@ -34,10 +34,11 @@ defineOp({
       dA = sumBatch(dA, a!.rank);
     }
     if (needs[1]) {
-      if (b!.rank === 2 && a!.rank > 2 && !tA && !tB) {
+      if (b!.rank === 2 && a!.rank > 2 && !tA) {
         // Shared weight: fold the batch into the rows, one 2-D product instead of a batched one and a sum.
         const K = a!.shape[a!.rank - 1]!, N = dy.shape[dy.rank - 1]!;
-        dB = F.matmul(F.reshape(a!, [-1, K]), F.reshape(dy, [-1, N]), { transA: true });
+        const a2 = F.reshape(a!, [-1, K]), dy2 = F.reshape(dy, [-1, N]);
+        dB = tB ? F.matmul(dy2, a2, { transA: true }) : F.matmul(a2, dy2, { transA: true });
       } else {
         dB = tB ? F.matmul(dy, a!, { transA: true, transB: tA }) : F.matmul(a!, dy, { transA: !tA });
         dB = sumBatch(dB, b!.rank);
