@@ -13,7 +13,7 @@ export interface BenchOptions {
 }
 
 interface Result {
-  backend: 'js' | 'wasm' | 'native';
+  backend: 'js' | 'wasm' | 'native' | 'native-128bit';
   threads: number;
   size: number;
   gflops: number;
@@ -81,12 +81,17 @@ for n in json.loads(sys.argv[1]):
     print(json.dumps({"size": n, "gflops": best}), flush=True)
 `;
 
-/** Native single-thread SGEMM, or undefined when python3 with numpy is not available. */
-function nativeSgemm(sizes: number[]): Map<number, number> | undefined {
+/**
+ * Native single-thread SGEMM, or undefined when python3 with numpy is not available. `coretype` pins
+ * OpenBLAS to one kernel family: NEHALEM is its 128-bit SSE kernel, the vector width WebAssembly SIMD has,
+ * for a like-for-like comparison on CPUs whose best kernel uses 256- or 512-bit vectors.
+ */
+function nativeSgemm(sizes: number[], coretype?: string): Map<number, number> | undefined {
   const env: NodeJS.ProcessEnv = { ...process.env, OPENBLAS_NUM_THREADS: '1' };
   // Tuning overrides from the environment would make the comparison something other than stock OpenBLAS.
   delete env.OPENBLAS_CORETYPE;
   delete env.OPENBLAS_L2_SIZE;
+  if (coretype) env.OPENBLAS_CORETYPE = coretype;
   const probe = spawnSync('python3', ['-c', 'import numpy'], { env, stdio: 'ignore' });
   if (probe.status !== 0) return undefined;
   const r = spawnSync('python3', ['-c', NATIVE_SCRIPT, JSON.stringify(sizes)], { env, encoding: 'utf8' });
@@ -153,14 +158,17 @@ export async function benchMatmul(opts: BenchOptions): Promise<void> {
   const native = nativeSgemm(sizes);
   if (native) for (const [size, g] of native) emit({ backend: 'native', threads: 1, size, gflops: g });
   else say('native: python3 with numpy not found, skipped');
+  const native128 = native && nativeSgemm(sizes, 'NEHALEM');
+  if (native128) for (const [size, g] of native128) emit({ backend: 'native-128bit', threads: 1, size, gflops: g });
 
   if (!opts.json) {
     const get = (backend: Result['backend'], threads: number, size: number) =>
       results.find((r) => r.backend === backend && r.threads === threads && r.size === size)?.gflops;
     const fmt = (x: number | undefined, digits = 1) => (x === undefined ? '—' : x.toFixed(digits)).padStart(9);
     const all = rt.threads;
-    const head = ['size', 'js', 'wasm×1', ...(all > 1 ? [`wasm×${all}`] : []), 'native×1', 'wasm/nat', ...(all > 1 ? [`×${all}/×1`] : [])];
+    const head = ['size', 'js', 'wasm×1', ...(all > 1 ? [`wasm×${all}`] : []), 'native×1', 'wasm/nat', 'nat128×1', 'w/nat128', ...(all > 1 ? [`×${all}/×1`] : [])];
     console.log(head.map((h) => h.padStart(9)).join(''));
+    console.log('  (native×1: OpenBLAS with its best kernel for this CPU; nat128×1: its 128-bit SSE kernel, the width of WebAssembly SIMD)');
     for (const n of sizes) {
       const w1 = get('wasm', 1, n);
       const wa = get('wasm', all, n);
@@ -168,6 +176,8 @@ export async function benchMatmul(opts: BenchOptions): Promise<void> {
       const row = [
         String(n).padStart(9), fmt(get('js', 1, n)), fmt(w1), ...(all > 1 ? [fmt(wa)] : []), fmt(nat),
         fmt(w1 !== undefined && nat ? w1 / nat : undefined, 2),
+        fmt(get('native-128bit', 1, n)),
+        fmt(w1 !== undefined && get('native-128bit', 1, n) ? w1 / get('native-128bit', 1, n)! : undefined, 2),
         ...(all > 1 ? [fmt(w1 && wa !== undefined ? wa / w1 : undefined, 2)] : []),
       ];
       console.log(row.join(''));
