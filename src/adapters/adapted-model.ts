@@ -5,14 +5,15 @@
  */
 import type { Backend } from '../backends/backend.js';
 import type { LlamaCheckpoint, NamedTensor } from '../formats/checkpoint.js';
+import * as F from '../graph/api.js';
 import type { Graph, Tensor } from '../graph/graph.js';
-import type { LinearContext, ModelHooks } from '../model/llama.js';
+import type { LinearContext, ModelHooks, SublayerContext } from '../model/llama.js';
 import { LlamaRuntime } from '../model/runtime.js';
 import type { Session } from '../scheduler/session.js';
 import { seededRandom } from '../util/random.js';
 import { getMethod } from './registry.js';
 import { llamaModules, selectTargets } from './targets.js';
-import type { AdapterMethod, BuildContext, ModuleInfo, ParamStore, TargetConfig } from './types.js';
+import type { AdapterMethod, BuildContext, ModuleInfo, ParamStore, TargetConfig, TrainingController } from './types.js';
 
 export interface Adapter {
   readonly name: string;
@@ -50,6 +51,7 @@ export class AdaptedModel {
     const params = method.createParams({
       config: parsed, modules, model: this.base.config, random,
       baseWeight: (m) => this.baseTensor(`${m}.weight`),
+      ...(this.base.tokenizer ? { tokenizer: this.base.tokenizer } : {}),
     });
     // Methods that rewrite the base (PiSSA) report it through createParams' store under `__base__/<module>`.
     for (const [k, v] of [...params]) {
@@ -96,61 +98,124 @@ export class AdaptedModel {
       for (const [m, w] of a.baseOverrides) tensors.set(`${m}.weight`, { shape: tensors.get(`${m}.weight`)!.shape, data: w });
       if (!a.merged) continue;
       for (const m of a.modules) {
-        const key = `${m.name}.weight`;
+        const key = `${m.name}.weight`, biasKey = `${m.name}.bias`;
+        // The bias is merged from the bias as it was before this adapter (weights are merged one adapter at a time).
+        const bias = a.method.mergeBias?.(m, tensors.get(biasKey), a.params, a.config);
         tensors.set(key, { shape: tensors.get(key)!.shape, data: a.method.merge!(m, tensors.get(key)!, a.params, a.config) });
+        if (bias) tensors.set(biasKey, { shape: [m.outFeatures], data: bias });
       }
     }
     return { ...this.base, tensors };
   }
 
+  /** Linear modules whose effective bias the model config does not declare (merged output shifts). */
+  private extraBiases(): Set<string> {
+    const declared = (m: string) => this.base.tensors.has(`${m}.bias`);
+    const out = new Set<string>();
+    for (const a of this.adapters.values()) {
+      if (!a.enabled || !a.merged || !a.method.mergeBias) continue;
+      for (const m of a.modules) if (!declared(m.name) && a.method.mergeBias(m, undefined, a.params, a.config)) out.add(m.name);
+    }
+    return out;
+  }
+
   /**
    * The graph transform applying every enabled, unmerged adapter. Adapters on the same module chain:
-   * each one's `base()` is the previous one's output.
+   * each one's `base(x)` is the previous ones applied to x (so an adapter that rescales the input, like
+   * (IA)³ on down_proj, composes with one that adds to the output). `regularizer(g)` is the sum of the
+   * active adapters' loss terms for a training graph built with these hooks.
    */
-  hooks(o: { training: boolean; trainable?: string } = { training: false }): { hooks: ModelHooks; built: Map<Graph, Map<string, Tensor>> } {
+  hooks(o: { training: boolean } = { training: false }): { hooks: ModelHooks; built: Map<Graph, Map<string, Tensor>>; regularizer(g: Graph): Tensor | undefined } {
     const built = new Map<Graph, Map<string, Tensor>>();
-    const active = [...this.adapters.values()].filter((a) => a.enabled && !a.merged && a.method.linear);
+    const active = [...this.adapters.values()].filter((a) => a.enabled && !a.merged);
     const byModule = new Map<string, { a: Adapter; m: ModuleInfo }[]>();
     for (const a of active) for (const m of a.modules) {
+      if (!(m.kind === 'sublayer' ? a.method.sublayer : a.method.linear)) continue;
       const list = byModule.get(m.name) ?? [];
       list.push({ a, m });
       byModule.set(m.name, list);
     }
     let site = 0;
+    const context = (a: Adapter, g: Graph): BuildContext => {
+      const params = built.get(g) ?? new Map<string, Tensor>();
+      built.set(g, params);
+      return {
+        graph: g,
+        training: o.training,
+        ...(o.training ? { seed: g.byName('dropout_seed') ?? g.input('dropout_seed', [1], 'i32') } : {}),
+        param: (key) => {
+          const name = adapterParamName(a.name, key);
+          let t = params.get(name);
+          if (!t) {
+            const p = a.params.get(key);
+            if (!p) throw new Error(`adapter '${a.name}' has no parameter ${key}`);
+            t = g.param(name, p.shape);
+            params.set(name, t);
+          }
+          return t;
+        },
+        nextSite: () => site++,
+      };
+    };
     const linear = (ctx: LinearContext): Tensor => {
       const list = byModule.get(ctx.name);
       if (!list) return ctx.base();
-      const g = ctx.graph;
-      const params = built.get(g) ?? new Map<string, Tensor>();
-      built.set(g, params);
-      let current: LinearContext = ctx;
-      let out = ctx.base();
-      for (const { a, m } of list) {
-        const b: BuildContext = {
-          graph: g,
-          training: o.training,
-          ...(o.training ? { seed: g.byName('dropout_seed') ?? g.input('dropout_seed', [1], 'i32') } : {}),
-          param: (key) => {
-            const name = adapterParamName(a.name, key);
-            let t = params.get(name);
-            if (!t) {
-              const p = a.params.get(key);
-              if (!p) throw new Error(`adapter '${a.name}' has no parameter ${key}`);
-              t = g.param(name, p.shape);
-              params.set(name, t);
-            }
-            return t;
-          },
-          nextSite: () => site++,
-        };
-        const prev = current;
-        out = a.method.linear!(prev, m, a.config, b);
-        const result = out;
-        current = { ...prev, base: () => result };
-      }
+      // Adapter k sees as its base the chain of adapters before it; the unchanged input's result is shared.
+      const apply = (k: number, c: LinearContext): Tensor => {
+        if (k < 0) return c.base();
+        const { a, m } = list[k]!;
+        const own = c.base;
+        let plain: Tensor | undefined;
+        const base = (x?: Tensor): Tensor => (x === undefined || x === c.x ? (plain ??= apply(k - 1, c)) : apply(k - 1, { ...c, x, base: (xx?: Tensor) => own(xx ?? x) }));
+        return a.method.linear!({ ...c, base }, m, a.config, context(a, c.graph));
+      };
+      return apply(list.length - 1, ctx);
+    };
+    const sublayer = (ctx: SublayerContext): Tensor => {
+      let out = ctx.output;
+      for (const { a, m } of byModule.get(ctx.name) ?? []) out = a.method.sublayer!({ ...ctx, output: out }, m, a.config, context(a, ctx.graph));
       return out;
     };
-    return { hooks: { linear }, built };
+    const inputSide = active.filter((a) => a.method.embeddings);
+    const prefixed = active.filter((a) => a.method.attentionPrefix);
+    if (inputSide.length > 1) throw new Error(`only one input-side adapter can be active at a time (active: ${inputSide.map((a) => a.name).join(', ')})`);
+    if (prefixed.length > 1) throw new Error(`only one attention-prefix adapter can be active at a time (active: ${prefixed.map((a) => a.name).join(', ')})`);
+    const [emb, pre] = [inputSide[0], prefixed[0]];
+    const biases = this.extraBiases();
+    const hooks: ModelHooks = {
+      linear,
+      ...([...byModule.values()].some((l) => l[0]!.m.kind === 'sublayer') ? { sublayer } : {}),
+      ...(emb ? {
+        embeddings: (x: Tensor, g: Graph, e: { decoding: boolean; batch: number }) => emb.method.embeddings!({ graph: g, x, ...e }, emb.config, context(emb, g)),
+        virtualTokens: emb.method.virtualTokens?.(emb.config) ?? 0,
+      } : {}),
+      ...(pre ? {
+        attentionPrefix: (c: Parameters<NonNullable<ModelHooks['attentionPrefix']>>[0]) => pre.method.attentionPrefix!(c, pre.config, context(pre, c.graph)),
+        prefixTokens: pre.method.prefixTokens?.(pre.config) ?? 0,
+      } : {}),
+      ...(biases.size ? { biases } : {}),
+    };
+    const regularizer = (g: Graph): Tensor | undefined => {
+      let total: Tensor | undefined;
+      for (const a of active) {
+        const r = a.method.regularizer?.(a.modules, a.config, context(a, g));
+        if (r) total = total ? F.add(total, r) : r;
+      }
+      return total;
+    };
+    return { hooks, built, regularizer };
+  }
+
+  /** Per-step training logic of an adapter's method, if it has any. */
+  controller(name: string, totalSteps: number): TrainingController | undefined {
+    const a = this.get(name);
+    return a.method.controller?.(a, { totalSteps });
+  }
+
+  /** Whether an adapter parameter trains (frozen ones are saved but stay fixed). */
+  isTrainable(name: string, key: string): boolean {
+    const a = this.get(name);
+    return a.method.trainable?.(key, a.config) ?? true;
   }
 
   /** Upload every adapter parameter a session's graph declares. */
@@ -173,7 +238,7 @@ export class AdaptedModel {
   /** Trainable parameter count of one adapter. */
   parameterCount(name: string): number {
     let n = 0;
-    for (const p of this.get(name).params.values()) n += p.data.length;
+    for (const [k, p] of this.get(name).params) if (this.isTrainable(name, k)) n += p.data.length;
     return n;
   }
 }

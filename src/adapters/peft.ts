@@ -21,10 +21,8 @@ export interface PeftFiles {
   weights: Uint8Array;
 }
 
-/** Tensors whose first axis is the module's output features (they follow Q/K row order). */
-function isOutputRowParam(key: string): boolean {
-  return /\.(lora_B\.weight|lora_magnitude_vector|lora_embedding_B)$/.test(key);
-}
+/** LoRA's tensors whose first axis is the module's output features (they follow Q/K row order). */
+const LORA_OUTPUT_ROWS = /\.(lora_B\.weight|lora_magnitude_vector|lora_embedding_B)$/;
 
 function qkHeads(module: string, base: LlamaCheckpoint): number | undefined {
   if (module.endsWith('.self_attn.q_proj')) return base.config.nHeads;
@@ -32,17 +30,31 @@ function qkHeads(module: string, base: LlamaCheckpoint): number | undefined {
   return undefined;
 }
 
-function reorient(params: ParamStore, modules: readonly ModuleInfo[], base: LlamaCheckpoint, toHf: boolean): ParamStore {
+function reorient(a: Pick<Adapter, 'method' | 'config'>, params: ParamStore, modules: readonly ModuleInfo[], base: LlamaCheckpoint, toHf: boolean): ParamStore {
   if (base.config.ropeLayout === 'half') return params;
+  if (a.method.reorient) return a.method.reorient(params, { model: base.config, config: a.config, toHf });
+  const rows = a.method.outputRowKeys ?? LORA_OUTPUT_ROWS, columns = a.method.outputColumnKeys;
+  const f = toHf ? permuteQKPairsToHalf : permuteQKHalfToPairs;
   const out: ParamStore = new Map();
   for (const [key, t] of params) {
     const module = modules.find((m) => key.startsWith(`${m.name}.`));
     const heads = module && qkHeads(module.name, base);
-    if (!heads || !isOutputRowParam(key)) { out.set(key, t); continue; }
-    const cols = t.shape.length > 1 ? t.shape[1]! : 1;
-    const f = toHf ? permuteQKPairsToHalf : permuteQKHalfToPairs;
-    out.set(key, { shape: t.shape, data: f(t.data, heads, headDim(base.config), cols) });
+    const first = t.shape[0]!, last = t.shape[t.shape.length - 1]!;
+    if (heads && rows.test(key) && first === module!.outFeatures) {
+      out.set(key, { shape: t.shape, data: f(t.data, heads, headDim(base.config), t.data.length / first) });
+    } else if (heads && columns?.test(key) && t.shape.length === 2 && last === module!.outFeatures) {
+      out.set(key, { shape: t.shape, data: transpose2d(f(transpose2d(t.data, first, last), heads, headDim(base.config), first), last, first) });
+    } else {
+      out.set(key, t);
+    }
   }
+  return out;
+}
+
+/** [rows, cols] row-major → [cols, rows]. */
+function transpose2d(d: Float32Array, rows: number, cols: number): Float32Array {
+  const out = new Float32Array(d.length);
+  for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) out[j * rows + i] = d[i * cols + j]!;
   return out;
 }
 
@@ -50,9 +62,10 @@ function reorient(params: ParamStore, modules: readonly ModuleInfo[], base: Llam
 export function savePeft(model: AdaptedModel, name: string, o: { baseModel?: string } = {}): PeftFiles {
   const a = model.get(name);
   const saved = a.method.exportParams ? a.method.exportParams(a) : { params: a.params, config: a.config };
-  const params = reorient(saved.params, a.modules, model.base, true);
-  const config = { ...a.method.toPeftConfig(saved.config), base_model_name_or_path: o.baseModel ?? null, revision: null };
-  const weights = writeSafetensors([...params].map(([k, t]) => [`${PREFIX}${k}`, { shape: t.shape, data: t.data }] as [string, { shape: number[]; data: Float32Array }]), {
+  const params = reorient({ method: a.method, config: saved.config }, saved.params, a.modules, model.base, true);
+  const config = { ...a.method.toPeftConfig(saved.config, model.base.config), base_model_name_or_path: o.baseModel ?? null, revision: null };
+  const prefix = a.method.fileKeyPrefix ?? PREFIX;
+  const weights = writeSafetensors([...params].map(([k, t]) => [`${prefix}${k}`, { shape: t.shape, data: t.data }] as [string, { shape: number[]; data: Float32Array }]), {
     metadata: { format: 'pt' }, name: 'adapter_model.safetensors',
   });
   return { config: `${JSON.stringify(config, null, 2)}\n`, weights };
@@ -69,7 +82,10 @@ export function loadPeft(model: AdaptedModel, name: string, files: PeftFiles, so
   const config = method.fromPeftConfig(json);
   const modules = method.selectModules ? method.selectModules(config, model.modules) : selectTargets(config, model.modules);
   // Fresh parameters tell which keys and shapes the file must have.
-  const expected = method.createParams({ config, modules, model: model.base.config, random: () => 0.5, baseWeight: (m) => model.base.tensors.get(`${m}.weight`)! });
+  const expected = method.createParams({
+    config, modules, model: model.base.config, random: () => 0.5, baseWeight: (m) => model.base.tensors.get(`${m}.weight`)!,
+    ...(model.base.tokenizer ? { tokenizer: model.base.tokenizer } : {}),
+  });
   for (const k of [...expected.keys()]) if (k.startsWith('__base__/')) expected.delete(k);
   const file = parseSafetensors(files.weights, `${source}/adapter_model.safetensors`);
   const read: ParamStore = new Map();
@@ -80,8 +96,8 @@ export function loadPeft(model: AdaptedModel, name: string, files: PeftFiles, so
     if (want.shape.join() !== t.shape.join()) throw new Error(`${source}/adapter_model.safetensors: ${t.name} is [${t.shape.join(', ')}], expected [${want.shape.join(', ')}]`);
     read.set(key, { shape: [...t.shape], data: safetensorsTensorToF32(file, t) });
   }
-  for (const k of expected.keys()) if (!read.has(k)) throw new Error(`${source}/adapter_model.safetensors: missing tensor ${PREFIX}${k}`);
-  const params = reorient(read, modules, model.base, false);
+  for (const k of expected.keys()) if (!read.has(k)) throw new Error(`${source}/adapter_model.safetensors: missing tensor ${method.fileKeyPrefix ?? PREFIX}${k}`);
+  const params = reorient({ method, config }, read, modules, model.base, false);
   return model.attach({ name, method, config, modules, params, initial: params, baseOverrides: new Map(), enabled: true, merged: false });
 }
 

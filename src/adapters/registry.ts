@@ -1,10 +1,20 @@
 /** Adapter methods by name: adding a method means adding its folder and one line here. */
+import { adalora } from './adalora/index.js';
+import { bottleneck } from './bottleneck/index.js';
+import { compacter } from './compacter/index.js';
+import { hydra } from './hydra/index.js';
+import { ia3 } from './ia3/index.js';
+import { lamda } from './lamda/index.js';
 import { lora } from './lora/index.js';
+import { prefixTuning } from './prefix-tuning/index.js';
+import { promptTuning } from './prompt-tuning/index.js';
+import { ssf } from './ssf/index.js';
+import { triAdaptLora } from './triadaptlora/index.js';
 import type { AdapterMethod, TargetConfig } from './types.js';
 
-const methods = new Map<string, AdapterMethod<TargetConfig>>([
-  [lora.name, lora as unknown as AdapterMethod<TargetConfig>],
-]);
+const methods = new Map<string, AdapterMethod<TargetConfig>>(
+  [lora, ia3, ssf, adalora, hydra, lamda, triAdaptLora, bottleneck, compacter, promptTuning, prefixTuning].map((m) => [m.name, m as unknown as AdapterMethod<TargetConfig>]),
+);
 
 export function getMethod(name: string): AdapterMethod<TargetConfig> {
   const m = methods.get(name);

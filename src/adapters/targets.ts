@@ -38,3 +38,17 @@ export function selectTargets(cfg: TargetConfig, modules: readonly ModuleInfo[])
   }
   return picked;
 }
+
+/**
+ * The attention and MLP blocks of each layer as `sublayer` modules (`model.layers.N.self_attn`,
+ * `model.layers.N.mlp`, in = out = the model width), for adapters on a block's output (bottleneck adapters).
+ */
+export function sublayerModules(modules: readonly ModuleInfo[]): ModuleInfo[] {
+  const out: ModuleInfo[] = [];
+  for (const m of modules) {
+    if (m.layer === undefined) continue;
+    const block = m.name.endsWith('.self_attn.o_proj') ? 'self_attn' : m.name.endsWith('.mlp.down_proj') ? 'mlp' : undefined;
+    if (block) out.push({ name: `model.layers.${m.layer}.${block}`, kind: 'sublayer', inFeatures: m.outFeatures, outFeatures: m.outFeatures, layer: m.layer });
+  }
+  return out;
+}

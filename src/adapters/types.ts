@@ -5,7 +5,8 @@
  */
 import type { LlamaConfig, NamedTensor } from '../formats/checkpoint.js';
 import type { Graph, Tensor } from '../graph/graph.js';
-import type { LinearContext } from '../model/llama.js';
+import type { LinearContext, SublayerContext } from '../model/llama.js';
+import type { TokenizerData } from '../tokenizer/types.js';
 
 /** Adapter parameters keyed relative to the model, e.g. `model.layers.0.self_attn.q_proj.lora_A.weight`. */
 export type ParamStore = Map<string, NamedTensor>;
@@ -13,7 +14,8 @@ export type ParamStore = Map<string, NamedTensor>;
 export interface ModuleInfo {
   /** Hugging Face module name, e.g. `model.layers.3.mlp.down_proj`. */
   readonly name: string;
-  readonly kind: 'linear' | 'embedding';
+  /** `sublayer`: an attention or MLP block's output (`model.layers.N.self_attn` / `.mlp`), for bottleneck adapters. */
+  readonly kind: 'linear' | 'embedding' | 'sublayer';
   readonly inFeatures: number;
   readonly outFeatures: number;
   readonly layer?: number;
@@ -33,6 +35,8 @@ export interface InitContext<C> {
   readonly model: LlamaConfig;
   /** The frozen base weight of a module (`name.weight`), for data-driven inits (PiSSA). */
   baseWeight(module: string): NamedTensor;
+  /** The base model's tokenizer, when it has one (prompt tuning's text initialisation). */
+  readonly tokenizer?: TokenizerData;
   random(): number;
 }
 
@@ -48,9 +52,62 @@ export interface BuildContext {
   nextSite(): number;
 }
 
+/** The token embeddings [B, T, D] an input-side adapter transforms (prompt tuning). */
+export interface EmbeddingsContext {
+  readonly graph: Graph;
+  readonly x: Tensor;
+  /**
+   * In a KV-cache decoding graph (one position per run) the virtual tokens cannot be prepended: the adapter
+   * instead picks, per run, either one virtual token or the real one by the i32 [B, 1] input named
+   * `VIRTUAL_SLOT_INPUT` (model/llama.ts): slot s < virtualTokens selects virtual token s, virtualTokens + b
+   * batch row b's own token.
+   */
+  readonly decoding: boolean;
+  readonly batch: number;
+}
+
+/** Where a per-layer key/value prefix goes (prefix tuning): keys and values are [B, P, Hkv, headDim]. */
+export interface AttentionPrefixContext {
+  readonly graph: Graph;
+  readonly layer: number;
+  readonly batch: number;
+  readonly kvHeads: number;
+  readonly headDim: number;
+}
+
+/** What a training controller may do between the backward pass and the optimizer update, and after it. */
+export interface TrainerAccess {
+  /** Current values of adapter parameters, by key. */
+  values(keys: readonly string[]): Promise<Map<string, Float32Array>>;
+  /** Gradients of the last step (averaged over micro-batches), by key; only for keys still training. */
+  gradients(keys: readonly string[]): Promise<Map<string, Float32Array>>;
+  /** Overwrite a parameter's value (masks, restored frozen entries). */
+  write(key: string, data: Float32Array): void;
+  /** The keys that train from the next step on; the backward work of the others is skipped. */
+  setTrainable(keys: readonly string[]): void;
+}
+
+/** Per-step logic of methods whose masks or trainable sets change while training. */
+export interface TrainingController {
+  /** After the gradients of 1-based step `step` are computed, before the optimizer uses them. */
+  beforeUpdate?(step: number, t: TrainerAccess): Promise<void>;
+  /** After the optimizer update of step `step`. */
+  afterUpdate?(step: number, t: TrainerAccess): Promise<void>;
+}
+
+/** An adapter as a controller sees it. */
+export interface AdapterState<C> {
+  readonly config: C;
+  readonly modules: readonly ModuleInfo[];
+  readonly params: ParamStore;
+}
+
 export interface AdapterMethod<C extends TargetConfig = TargetConfig> {
   readonly name: string;
-  /** `peft_type` in adapter_config.json, when Hugging Face PEFT has the method. */
+  /**
+   * `peft_type` in adapter_config.json: Hugging Face PEFT's name where PEFT has the method, else this
+   * library's own (documented in the method folder's README; such folders load here, not in PEFT).
+   */
   readonly peftType?: string;
   /** Documentation of every config key, shown by `adaptkit train --help`. */
   readonly options: Readonly<Record<string, string>>;
@@ -60,12 +117,41 @@ export interface AdapterMethod<C extends TargetConfig = TargetConfig> {
   selectModules?(config: C, modules: readonly ModuleInfo[]): ModuleInfo[];
   /** Fresh parameters for the targeted modules. */
   createParams(ctx: InitContext<C>): ParamStore;
+  /** Parameters that train (default: all). The others are saved and uploaded but stay fixed (LaMDA's PMA). */
+  trainable?(key: string, config: C): boolean;
   /** Replace a targeted linear module's output. */
   linear?(ctx: LinearContext, module: ModuleInfo, config: C, b: BuildContext): Tensor;
+  /** Replace a targeted sublayer's output (before its residual add). */
+  sublayer?(ctx: SublayerContext, module: ModuleInfo, config: C, b: BuildContext): Tensor;
+  /** Transform the token embeddings; must prepend exactly `virtualTokens(config)` positions (outside decoding). */
+  embeddings?(ctx: EmbeddingsContext, config: C, b: BuildContext): Tensor;
+  /** Positions `embeddings` prepends (prompt tuning's virtual tokens). */
+  virtualTokens?(config: C): number;
+  /** Keys and values every attention layer sees before the sequence's own (prefix tuning). */
+  attentionPrefix?(ctx: AttentionPrefixContext, config: C, b: BuildContext): { k: Tensor; v: Tensor };
+  /** Length of `attentionPrefix`'s keys. */
+  prefixTokens?(config: C): number;
+  /** A term added to the training loss (AdaLoRA's orthogonality regulariser). */
+  regularizer?(modules: readonly ModuleInfo[], config: C, b: BuildContext): Tensor | undefined;
+  /** Per-step training logic (rank allocation, scheduled freezing); `totalSteps` is the run's length. */
+  controller?(adapter: AdapterState<C>, o: { totalSteps: number }): TrainingController;
   /** The base weight with the adapter merged in (mergeable methods). */
   merge?(module: ModuleInfo, weight: NamedTensor, params: ParamStore, config: C): Float32Array;
-  /** adapter_config.json contents (PEFT keys). */
-  toPeftConfig(config: C): Record<string, unknown>;
+  /**
+   * The module's bias after merging, for methods that shift or scale outputs (SSF, (IA)³); `bias` is the
+   * current one (absent when the module has none). Returning undefined keeps it as it is.
+   */
+  mergeBias?(module: ModuleInfo, bias: NamedTensor | undefined, params: ParamStore, config: C): Float32Array | undefined;
+  /** Parameter keys whose first axis follows the module's output rows (Q/K rotary reorientation on save/load). */
+  readonly outputRowKeys?: RegExp;
+  /** Parameter keys whose last axis follows the module's output rows (a branch reading the layer's output: Hydra). */
+  readonly outputColumnKeys?: RegExp;
+  /** Prefix of tensor names in adapter_model.safetensors (default `base_model.model.`; prompt learning uses none). */
+  readonly fileKeyPrefix?: string;
+  /** Convert saved tensors between this library's rotary layout and Hugging Face's (default: output rows). */
+  reorient?(params: ParamStore, o: { model: LlamaConfig; config: C; toHf: boolean }): ParamStore;
+  /** adapter_config.json contents (PEFT keys); `model` gives the dimensions prompt learning records. */
+  toPeftConfig(config: C, model: LlamaConfig): Record<string, unknown>;
   /** Parse adapter_config.json back. */
   fromPeftConfig(json: Readonly<Record<string, unknown>>): C;
   /**

@@ -31,8 +31,25 @@ export interface LinearContext {
 export interface ModelHooks {
   /** Called for every linear module and for the token embedding (`model.embed_tokens`, with ids). */
   linear?(ctx: LinearContext): Tensor;
-  /** Transforms the token embeddings [B, T, D] (input-side adapters: prompt tuning). */
-  embeddings?(x: Tensor, graph: Graph): Tensor;
+  /**
+   * Transforms the token embeddings [B, T, D] (input-side adapters: prompt tuning), prepending
+   * `virtualTokens` positions. When decoding (one position per run) it prepends nothing and may instead
+   * read the i32 [B, 1] input `VIRTUAL_SLOT_INPUT`, which the runtime sets to s < virtualTokens to feed
+   * virtual token s, and to virtualTokens + b to feed batch row b's own token.
+   */
+  embeddings?(x: Tensor, graph: Graph, o: { decoding: boolean; batch: number }): Tensor;
+  /** Positions the embeddings hook prepends. */
+  readonly virtualTokens?: number;
+  /**
+   * Keys and values [B, P, Hkv, headDim] every attention layer sees before the sequence's own (prefix
+   * tuning). They sit before position 0: the sequence's rotary positions start at P, as when the prefix
+   * is a KV cache, and a decoding runtime adds P to the valid cache length.
+   */
+  attentionPrefix?(ctx: { graph: Graph; layer: number; batch: number; kvHeads: number; headDim: number }): { k: Tensor; v: Tensor };
+  /** Length P of the attention prefix. */
+  readonly prefixTokens?: number;
+  /** Linear modules that carry a bias the config does not declare (adapters merged with an output shift: SSF). */
+  readonly biases?: ReadonlySet<string>;
   /**
    * Transforms a sublayer's output before the residual add (bottleneck adapters, Compacter):
    * `name` is `model.layers.N.self_attn` or `model.layers.N.mlp`; `input` is the normed sublayer
@@ -70,9 +87,18 @@ export interface LlamaGraph {
   readonly kvLen?: Tensor;
   /** Frozen weights by Hugging Face name. */
   readonly weights: Map<string, Tensor>;
+  /** Positions the adapters prepend to the sequence (training logits include them first). */
+  readonly virtualTokens: number;
+  /** Attention prefix length (rotary positions start there). */
+  readonly prefixTokens: number;
+  /** Decoding with virtual tokens: i32 [B, 1], see ModelHooks.embeddings. */
+  readonly virtualSlot?: Tensor;
 }
 
 export function headDim(c: LlamaConfig): number { return c.dim / c.nHeads; }
+
+/** The decoding graph's input that selects a virtual token or the real one (see ModelHooks.embeddings). */
+export const VIRTUAL_SLOT_INPUT = 'virtual_slot';
 
 export function buildLlama(g: Graph, c: LlamaConfig, o: LlamaGraphOptions): LlamaGraph {
   const { batch: B, seq: T } = o;
@@ -91,7 +117,7 @@ export function buildLlama(g: Graph, c: LlamaConfig, o: LlamaGraphOptions): Llam
 
   const linear = (name: string, x: Tensor, inF: number, outF: number, bias = false): Tensor => {
     const weight = w(`${name}.weight`, [outF, inF]);
-    const b = bias ? w(`${name}.bias`, [outF]) : undefined;
+    const b = bias || o.hooks?.biases?.has(name) ? w(`${name}.bias`, [outF]) : undefined;
     const base = (xx: Tensor = x): Tensor => g.within(name, () => {
       const y = F.matmul(xx, weight, { transB: true });
       return b ? F.add(y, b) : y;
@@ -105,9 +131,10 @@ export function buildLlama(g: Graph, c: LlamaConfig, o: LlamaGraphOptions): Llam
   let x = o.hooks?.linear
     ? o.hooks.linear({ graph: g, name: 'model.embed_tokens', x: ids, ids, weight: embed, inFeatures: c.vocabSize, outFeatures: c.dim, base: embedBase })
     : embedBase();
-  if (o.hooks?.embeddings) x = o.hooks.embeddings(x, g);
+  if (o.hooks?.embeddings) x = o.hooks.embeddings(x, g, { decoding, batch: B });
   const seqLen = x.shape[1]!;
-  const ropeOpts = { theta: c.ropeTheta, layout: c.ropeLayout };
+  const prefix = o.hooks?.prefixTokens ?? 0;
+  const ropeOpts = { theta: c.ropeTheta, layout: c.ropeLayout, offset: prefix };
 
   for (let l = 0; l < c.nLayers; l++) {
     const p = `model.layers.${l}`;
@@ -115,13 +142,14 @@ export function buildLlama(g: Graph, c: LlamaConfig, o: LlamaGraphOptions): Llam
     const q = F.reshape(linear(`${p}.self_attn.q_proj`, n1, c.dim, c.dim, c.qkvBias), [B, seqLen, c.nHeads, hd]);
     const k = F.reshape(linear(`${p}.self_attn.k_proj`, n1, c.dim, kvDim, c.qkvBias), [B, seqLen, c.nKvHeads, hd]);
     const v = F.reshape(linear(`${p}.self_attn.v_proj`, n1, c.dim, kvDim, c.qkvBias), [B, seqLen, c.nKvHeads, hd]);
+    const pre = o.hooks?.attentionPrefix?.({ graph: g, layer: l, batch: B, kvHeads: c.nKvHeads, headDim: hd });
     const attn = g.within(`${p}.self_attn`, () => {
       const qr = F.rope(q, ropeOpts, positions);
       const kr = F.rope(k, ropeOpts, positions);
-      if (!decoding) return F.attention(qr, kr, v);
+      if (!decoding) return pre ? F.attention(qr, F.concat([pre.k, kr], 1), F.concat([pre.v, v], 1)) : F.attention(qr, kr, v);
       const kc = F.kvWrite(g.state(`${p}.self_attn.k_cache`, [B, o.cacheLen!, c.nKvHeads, hd]), kr, pos!);
       const vc = F.kvWrite(g.state(`${p}.self_attn.v_cache`, [B, o.cacheLen!, c.nKvHeads, hd]), v, pos!);
-      return F.attention(qr, kc, vc, {}, kvLen);
+      return pre ? F.attention(qr, F.concat([pre.k, kc], 1), F.concat([pre.v, vc], 1), {}, kvLen) : F.attention(qr, kc, vc, {}, kvLen);
     });
     const sub = (kind: 'attention' | 'mlp', input: Tensor, output: Tensor): Tensor =>
       o.hooks?.sublayer ? o.hooks.sublayer({ graph: g, name: `${p}.${kind === 'attention' ? 'self_attn' : 'mlp'}`, kind, layer: l, input, output }) : output;
@@ -136,5 +164,9 @@ export function buildLlama(g: Graph, c: LlamaConfig, o: LlamaGraphOptions): Llam
   const logits = c.tiedEmbeddings
     ? g.within('lm_head', () => F.matmul(normed, embed, { transB: true }))
     : linear('lm_head', normed, c.dim, c.vocabSize);
-  return { ids, logits, weights, ...(positions ? { positions } : {}), ...(pos ? { pos } : {}), ...(kvLen ? { kvLen } : {}) };
+  const virtualSlot = decoding ? g.byName(VIRTUAL_SLOT_INPUT) : undefined;
+  return {
+    ids, logits, weights, virtualTokens: o.hooks?.virtualTokens ?? 0, prefixTokens: prefix,
+    ...(positions ? { positions } : {}), ...(pos ? { pos } : {}), ...(kvLen ? { kvLen } : {}), ...(virtualSlot ? { virtualSlot } : {}),
+  };
 }

@@ -57,28 +57,33 @@ export class LlamaRuntime {
   async generate(prompt: readonly number[], o: GenerateOptions = {}): Promise<number[]> {
     if (prompt.length === 0) throw new Error('generate needs at least one prompt token (e.g. BOS)');
     const maxTokens = o.maxTokens ?? 256;
-    const cacheLen = Math.min(this.config.maxSeqLen, prompt.length + maxTokens);
-    if (prompt.length >= cacheLen) throw new Error(`the prompt has ${prompt.length} tokens; the model's context is ${this.config.maxSeqLen}`);
+    // Adapters may occupy positions before the prompt: virtual tokens (in the cache) and an attention prefix.
+    const virtual = this.hooks?.virtualTokens ?? 0, prefix = this.hooks?.prefixTokens ?? 0;
+    const reserved = virtual + prefix;
+    const cacheLen = Math.min(this.config.maxSeqLen - prefix, virtual + prompt.length + maxTokens);
+    if (virtual + prompt.length >= cacheLen) throw new Error(`the prompt has ${prompt.length} tokens${reserved ? ` (and adapters take ${reserved} positions)` : ''}; the model's context is ${this.config.maxSeqLen}`);
     const { session, graph } = await this.getDecoder(cacheLen);
     const stops = new Set(o.stopTokens ?? [this.checkpoint.tokenizer?.eosId ?? 2, this.checkpoint.tokenizer?.bosId ?? 1]);
     const sampler = new Sampler(o);
     const history = [...prompt];
     const out: number[] = [];
     let next = -1;
+    const start = virtual + prompt.length;
     for (let p = 0; p < cacheLen; p++) {
-      const tok = p < prompt.length ? prompt[p]! : next;
-      if (p >= prompt.length) {
+      const tok = p < virtual ? 0 : p < start ? prompt[p - virtual]! : next;
+      if (p >= start) {
         if (stops.has(tok)) break;
         out.push(tok);
         o.onToken?.(tok);
         if (out.length >= maxTokens || p >= cacheLen) break;
       }
       session.set(graph.ids, Int32Array.of(tok));
-      session.set(graph.positions!, Int32Array.of(p));
+      if (graph.virtualSlot) session.set(graph.virtualSlot, Int32Array.of(Math.min(p, virtual)));
+      session.set(graph.positions!, Int32Array.of(prefix + p));
       session.set(graph.pos!, Int32Array.of(p));
-      session.set(graph.kvLen!, Int32Array.of(p + 1));
+      session.set(graph.kvLen!, Int32Array.of(prefix + p + 1));
       await session.run();
-      if (p >= prompt.length - 1) {
+      if (p >= start - 1) {
         const logits = await session.get(graph.logits);
         next = sampler.next(logits, history);
         history.push(next);

@@ -5,6 +5,7 @@
  */
 import type { AdaptedModel } from '../adapters/adapted-model.js';
 import { adapterParamName } from '../adapters/adapted-model.js';
+import type { TrainerAccess } from '../adapters/types.js';
 import type { Backend } from '../backends/backend.js';
 import { type PackedBlocks, batchAt } from '../data/dataset.js';
 import * as F from '../graph/api.js';
@@ -50,18 +51,38 @@ export async function fineTune(o: FineTuneOptions): Promise<{ losses: number[]; 
   const adapter = o.model.get(o.adapter);
   const T = o.data.seq;
   const g = new Graph();
-  const { hooks, built } = o.model.hooks({ training: true });
+  const { hooks, built, regularizer } = o.model.hooks({ training: true });
   const model = buildLlama(g, o.model.base.config, { batch: o.batch, seq: T, hooks });
   const targets = g.input('targets', [o.batch * T], 'i32');
-  const loss = F.crossEntropy(F.reshape(model.logits, [-1, o.model.base.config.vocabSize]), targets);
+  const V = o.model.base.config.vocabSize;
+  // Virtual tokens (prompt tuning) come first in the logits and predict nothing.
+  const logits = model.virtualTokens ? F.slice(model.logits, 1, model.virtualTokens, model.virtualTokens + T) : model.logits;
+  const ce = F.crossEntropy(F.reshape(logits, [-1, V]), targets);
+  const reg = regularizer(g);
+  const loss = reg ? F.add(ce, reg) : ce;
   const params = built.get(g) ?? new Map<string, Tensor>();
-  const trainable = [...adapter.params.keys()].map((k) => {
+  const trainable = [...adapter.params.keys()].filter((k) => o.model.isTrainable(adapter.name, k)).map((k) => {
     const t = params.get(adapterParamName(adapter.name, k));
     if (!t) throw new Error(`adapter '${adapter.name}' parameter ${k} is not used by the model graph`);
     return t;
   });
-  const trainer = await Trainer.create({
+  const controller = o.model.controller(adapter.name, o.steps);
+  const name = (key: string): string => adapterParamName(adapter.name, key);
+  const access: TrainerAccess = {
+    async values(keys) {
+      const arrays = await trainer.session.getMany(keys.map(name));
+      return new Map(keys.map((k, i) => [k, Float32Array.from(arrays[i]!)]));
+    },
+    async gradients(keys) {
+      const grads = await trainer.gradientValues(keys.map(name));
+      return new Map(keys.map((k) => [k, grads.get(name(k))!]));
+    },
+    write: (key, data) => trainer.session.set(name(key), data),
+    setTrainable: (keys) => trainer.setTrainable(keys.map(name)),
+  };
+  const trainer: Trainer = await Trainer.create({
     graph: g, loss, trainable, backend: o.backend, accumulate: o.accumulate ?? 1,
+    ...(controller?.beforeUpdate ? { beforeUpdate: (step: number) => controller.beforeUpdate!(step, access) } : {}),
     optimizer: {
       lr: o.lr ?? 1e-3, weightDecay: o.weightDecay ?? 0, schedule: lrSchedule(o.decay ?? 'cosine', o.steps, o.warmup ?? 0),
       ...(o.maxGradNorm !== undefined ? { maxGradNorm: o.maxGradNorm } : {}),
@@ -116,6 +137,7 @@ export async function fineTune(o: FineTuneOptions): Promise<{ losses: number[]; 
       return feed;
     });
     const r = await trainer.step(micro);
+    await controller?.afterUpdate?.(r.step, access);
     losses.push(r.loss);
     o.onStep?.({ ...r, tokens, seconds: (performance.now() - started) / 1000 });
     if (o.evalData && o.evalEvery && r.step % o.evalEvery === 0) evals.push(await evaluate(r.step));

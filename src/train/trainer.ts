@@ -31,6 +31,11 @@ export interface TrainerSpec {
   optimizer?: OptimizerOptions;
   /** Micro-batches whose gradients are summed before each optimizer step (default 1). */
   accumulate?: number;
+  /**
+   * Called with the 1-based step number after that step's gradients exist and before the optimizer uses
+   * them (importance scores that need a parameter and its gradient at the same point: AdaLoRA).
+   */
+  beforeUpdate?: (step: number) => Promise<void>;
 }
 
 export type Feed = [Tensor | string, Int32Array | Float32Array][];
@@ -45,6 +50,7 @@ export class Trainer {
     private readonly slots: { param: number; grad: number; m: number; v: number; name: string; sq: number; active: boolean }[],
     private readonly o: Required<Omit<OptimizerOptions, 'maxGradNorm'>> & { maxGradNorm?: number },
     readonly accumulate: number,
+    private readonly beforeUpdate?: (step: number) => Promise<void>,
   ) {}
 
   static async create(spec: TrainerSpec): Promise<Trainer> {
@@ -83,7 +89,7 @@ export class Trainer {
       lr: o.lr ?? 1e-3, beta1: o.beta1 ?? 0.9, beta2: o.beta2 ?? 0.999, eps: o.eps ?? 1e-8,
       weightDecay: o.weightDecay ?? 0, schedule: o.schedule ?? (() => 1),
       ...(o.maxGradNorm !== undefined ? { maxGradNorm: o.maxGradNorm } : {}),
-    }, accumulate);
+    }, accumulate, spec.beforeUpdate);
   }
 
   /**
@@ -109,6 +115,7 @@ export class Trainer {
       throw new Error(`step ${this.stepCount + 1}: the loss or gradient is not finite (loss ${loss}, gradient norm ${gradNorm}); lower the learning rate or check the data`);
     }
     this.stepCount++;
+    await this.beforeUpdate?.(this.stepCount);
     const lr = this.o.lr * this.o.schedule(this.stepCount);
     const clip = this.o.maxGradNorm !== undefined && gradNorm > this.o.maxGradNorm ? this.o.maxGradNorm / gradNorm : 1;
     const hyper: AdamWHyper = {
@@ -182,6 +189,21 @@ export class Trainer {
   async trainableValues(): Promise<Map<string, Float32Array>> {
     const arrays = await this.session.getMany(this.slots.map((s) => s.param));
     return new Map(this.slots.map((s, i) => [s.name, Float32Array.from(arrays[i]!)]));
+  }
+
+  /**
+   * Gradients of the last step by parameter name, averaged over its micro-batches (before clipping). Only
+   * tensors that are still training have one.
+   */
+  async gradientValues(names: readonly string[]): Promise<Map<string, Float32Array>> {
+    const slots = names.map((n) => {
+      const s = this.slots.find((x) => x.name === n);
+      if (!s) throw new Error(`gradientValues: no trainable tensor named ${n}`);
+      if (!s.active) throw new Error(`gradientValues: ${n} is frozen (setTrainable), so it has no gradient`);
+      return s;
+    });
+    const arrays = await this.session.getMany(slots.map((s) => s.grad));
+    return new Map(slots.map((s, i) => [s.name, Float32Array.from(arrays[i]!, (v) => v / this.accumulate)]));
   }
 
   get steps(): number { return this.stepCount; }

@@ -1,0 +1,101 @@
+/**
+ * AdaLoRA's rank allocator (§3.2–3.3, Algorithm 1). Each step, before the optimizer update:
+ *   sensitivity    I(w) = |w · ∂L/∂w|                       for every entry of P, Λ, Q
+ *   smoothed       Ī⁽ᵗ⁾ = β₁ Ī⁽ᵗ⁻¹⁾ + (1 − β₁) I⁽ᵗ⁾
+ *   uncertainty    Ū⁽ᵗ⁾ = β₂ Ū⁽ᵗ⁻¹⁾ + (1 − β₂) |I⁽ᵗ⁾ − Ī⁽ᵗ⁾|
+ *   score          s⁽ᵗ⁾(w) = Ī⁽ᵗ⁾ · Ū⁽ᵗ⁾
+ *   triplet i      S_{k,i} = s(λ_{k,i}) + mean_j s(P_{k,ji}) + mean_j s(Q_{k,ij})
+ * and after it, when the schedule says so, every λ outside the top b(t) triplets (over all modules) is set
+ * to zero. Between allocations pruned triplets still train and may come back, as in the paper. The budget
+ * follows the cubic schedule of §3.3 (see `adaloraBudget`). The current allocation is kept in the config as
+ * PEFT's rank_pattern (`<module>.lora_E` → kept flags).
+ */
+import type { AdapterState, TrainerAccess, TrainingController } from '../types.js';
+import type { AdaloraConfig } from './config.js';
+import { adaloraKeys } from './layer.js';
+
+/**
+ * b(t) for 1-based step t: the initial budget b⁽⁰⁾ while t ≤ t_i; then
+ * b⁽ᵀ⁾ + (b⁽⁰⁾ − b⁽ᵀ⁾)(1 − (t − t_i)/(T − t_i − t_f))³, floored, with an allocation every ΔT steps; the
+ * final budget b⁽ᵀ⁾ (allocated every step, masks fixed) once t > T − t_f.
+ */
+export function adaloraBudget(step: number, c: Pick<AdaloraConfig, 'tinit' | 'tfinal' | 'deltaT'>, total: number, initial: number, target: number): { budget: number; allocate: boolean } {
+  if (step <= c.tinit) return { budget: initial, allocate: false };
+  if (step > total - c.tfinal) return { budget: target, allocate: true };
+  const progress = 1 - (step - c.tinit) / (total - c.tfinal - c.tinit);
+  return { budget: Math.floor((initial - target) * progress ** 3 + target), allocate: step % c.deltaT === 0 };
+}
+
+interface Ema { ipt: Float64Array; unc: Float64Array }
+
+export function adaloraController(adapter: AdapterState<AdaloraConfig>, o: { totalSteps: number }): TrainingController {
+  const c = adapter.config;
+  // A loaded adapter already cut to its rank pattern keeps its ranks.
+  if (adapter.modules.some((m) => adapter.params.get(adaloraKeys(m.name).e)!.data.length !== c.initR)) return {};
+  const total = c.totalStep ?? o.totalSteps;
+  if (c.tinit >= total - c.tfinal) throw new Error(`adalora: tinit (${c.tinit}) + tfinal (${c.tfinal}) leave no budgeting phase in ${total} steps`);
+  c.totalStep = total;
+  const keys = adapter.modules.map((m) => adaloraKeys(m.name));
+  const all = keys.flatMap((k) => [k.a, k.e, k.b]);
+  const initial = c.initR * keys.length, target = c.targetR * keys.length;
+  const ema = new Map<string, Ema>();
+  const fixedFrom = total - c.tfinal;
+
+  const updateImportance = async (t: TrainerAccess): Promise<void> => {
+    const [values, grads] = await Promise.all([t.values(all), t.gradients(all)]);
+    for (const key of all) {
+      const w = values.get(key)!, g = grads.get(key)!;
+      let e = ema.get(key);
+      if (!e) { e = { ipt: new Float64Array(w.length), unc: new Float64Array(w.length) }; ema.set(key, e); }
+      for (let i = 0; i < w.length; i++) {
+        const ipt = Math.abs(w[i]! * g[i]!);
+        e.ipt[i] = c.beta1 * e.ipt[i]! + (1 - c.beta1) * ipt;
+        e.unc[i] = c.beta2 * e.unc[i]! + (1 - c.beta2) * Math.abs(ipt - e.ipt[i]!);
+      }
+    }
+  };
+
+  const tripletScores = (): Float64Array[] => keys.map((k, mi) => {
+    const m = adapter.modules[mi]!, r = c.initR, n = m.inFeatures, out = m.outFeatures;
+    const s = (key: string, i: number): number => { const e = ema.get(key)!; return e.ipt[i]! * e.unc[i]!; };
+    return Float64Array.from({ length: r }, (_, q) => {
+      let a = 0, b = 0;
+      for (let j = 0; j < n; j++) a += s(k.a, q * n + j);
+      for (let i = 0; i < out; i++) b += s(k.b, i * r + q);
+      return s(k.e, q) + a / n + b / out;
+    });
+  });
+
+  /** Keep the `budget` highest-scoring triplets over all modules (ties broken by module order, then index). */
+  const allocate = (budget: number): void => {
+    const scores = tripletScores();
+    const ranked = scores.flatMap((s, mi) => Array.from(s, (v, q) => ({ v, mi, q }))).sort((x, y) => y.v - x.v || x.mi - y.mi || x.q - y.q);
+    const pattern: Record<string, boolean[]> = {};
+    keys.forEach((k) => { pattern[k.e] = new Array<boolean>(c.initR).fill(false); });
+    for (const { mi, q } of ranked.slice(0, budget)) pattern[keys[mi]!.e]![q] = true;
+    c.rankPattern = pattern;
+  };
+
+  const applyMask = async (t: TrainerAccess): Promise<void> => {
+    const pattern = c.rankPattern!;
+    const values = await t.values(keys.map((k) => k.e));
+    for (const k of keys) {
+      const e = values.get(k.e)!, keep = pattern[k.e]!;
+      t.write(k.e, e.map((v, q) => (keep[q] ? v : 0)));
+    }
+  };
+
+  return {
+    async beforeUpdate(step, t) {
+      if (step <= fixedFrom) await updateImportance(t);
+    },
+    async afterUpdate(step, t) {
+      const { budget, allocate: scheduled } = adaloraBudget(step, c, total, initial, target);
+      // Allocation happens on schedule until T − t_f, and always at T − t_f (where b(t) reaches the target);
+      // from then on that pattern is fixed and re-applied every step.
+      const due = scheduled || step === fixedFrom;
+      if (due && step <= fixedFrom) allocate(budget);
+      if (c.rankPattern && (due || step === o.totalSteps)) await applyMask(t);
+    },
+  };
+}
