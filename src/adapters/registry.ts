@@ -16,8 +16,11 @@ const methods = new Map<string, AdapterMethod<TargetConfig>>(
   [lora, ia3, ssf, adalora, hydra, lamda, triAdaptLora, bottleneck, compacter, promptTuning, prefixTuning].map((m) => [m.name, m as unknown as AdapterMethod<TargetConfig>]),
 );
 
+/** Short names accepted on the command line. */
+const aliases: Readonly<Record<string, string>> = { prompt: 'prompt-tuning', prefix: 'prefix-tuning', 'p-tuning-v2': 'prefix-tuning' };
+
 export function getMethod(name: string): AdapterMethod<TargetConfig> {
-  const m = methods.get(name);
+  const m = methods.get(aliases[name] ?? name);
   if (!m) throw new Error(`unknown adapter method '${name}' (available: ${[...methods.keys()].join(', ')})`);
   return m;
 }
