@@ -6,7 +6,7 @@ set -euo pipefail
 need=()
 [ -x /usr/bin/chromium ] || need+=(chromium)
 [ -e /usr/lib/chromium/vk_swiftshader_icd.json ] || need+=(chromium)
-ldconfig -p | grep -q libvulkan.so.1 || need+=(libvulkan1)
+ldconfig -p | grep libvulkan.so.1 >/dev/null || need+=(libvulkan1)
 [ -d /usr/share/vulkan/icd.d ] && ls /usr/share/vulkan/icd.d/lvp_icd*.json >/dev/null 2>&1 || need+=(mesa-vulkan-drivers)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
