@@ -81,6 +81,9 @@ async function nodeGpuObject(options: readonly string[]): Promise<GPU> {
   // With no GPU device node, the only driver Dawn can use is a software one: point the Vulkan loader at
   // SwiftShader (shipped with Debian's chromium) before Dawn starts. An explicit setting wins.
   if (!driverChosen(env) && !hasGpuDeviceNode(fs) && fs.existsSync(SWIFTSHADER_ICD)) env.VK_ICD_FILENAMES = SWIFTSHADER_ICD;
+  // Dawn's Vulkan setup complains on stderr when XDG_RUNTIME_DIR is unset (headless servers, CI); it needs
+  // no display, so an existing temporary folder quiets it.
+  if (!env.XDG_RUNTIME_DIR && fs.existsSync('/tmp')) env.XDG_RUNTIME_DIR = '/tmp';
   return createDawn(options);
 }
 
