@@ -1,7 +1,9 @@
 // The page side of the browser harness: the op checks of test/webgpu/op-cases.ts on the page's WebGPU
-// (navigator.gpu), with the js backend as the oracle. Results land in globalThis.__adaptkitOps.
+// (navigator.gpu), with the js backend as the oracle, then the transformer-block loss curves on js, wasm
+// and webgpu. Results land in globalThis.__adaptkitOps.
 import { createJsBackend } from '../../src/backends/js/index.js';
 import { createWebgpuBackend } from '../../src/backends/webgpu/index.js';
+import { blockCurveResults } from '../backends/block-curves.js';
 import { cases, checkAdamw, checkCase, type CaseResult } from '../webgpu/op-cases.js';
 
 interface PageReport { done: boolean; adapter: string; results: CaseResult[]; error?: string }
@@ -22,6 +24,7 @@ async function main(): Promise<void> {
       }
     }
     report.results.push(await checkAdamw(gpu, js));
+    report.results.push(...(await blockCurveResults(gpu)));
   } finally {
     gpu.dispose();
   }

@@ -48,6 +48,8 @@ export async function runInBrowser(timeoutMs = 240_000): Promise<BrowserReport> 
     await page.route('http://localhost/**', async (route) => {
       const path = new URL(route.request().url()).pathname;
       if (path === '/main.js') await route.fulfill({ status: 200, contentType: 'text/javascript', body: script });
+      // The wasm backend looks for its builds in ./wasm/ beside the bundle.
+      else if (/^\/wasm\/adaptkit-[\w-]+\.wasm$/.test(path)) await route.fulfill({ status: 200, contentType: 'application/wasm', body: readFileSync(join(ROOT, 'dist', path)) });
       else if (path === '/') await route.fulfill({ status: 200, contentType: 'text/html', body: '<!doctype html><meta charset="utf-8"><title>adaptkit ops</title><script type="module" src="/main.js"></script>' });
       else await route.fulfill({ status: 404, body: '' });
     });

@@ -1,7 +1,9 @@
-// Run under Deno by deno.test.ts: the op checks of op-cases.ts on Deno's own WebGPU (navigator.gpu).
+// Run under Deno by deno.test.ts: the op checks of op-cases.ts on Deno's own WebGPU (navigator.gpu), then
+// the transformer-block loss curves on js, wasm and webgpu.
 // Prints one line per case and a closing `N passed, N failed`; exits 1 when anything failed.
 import { createJsBackend } from '../../src/backends/js/index.js';
 import { createWebgpuBackend } from '../../src/backends/webgpu/index.js';
+import { blockCurveResults } from '../backends/block-curves.js';
 import { cases, checkAdamw, checkCase, type CaseResult } from './op-cases.js';
 
 const gpu = await createWebgpuBackend();
@@ -22,6 +24,10 @@ if (only.length === 0) {
   const r = await checkAdamw(gpu, js);
   results.push(r);
   console.log(`${r.ok ? 'ok' : 'FAIL'} ${r.name}${r.ok ? '' : `: ${r.detail}`}`);
+  for (const c of await blockCurveResults(gpu)) {
+    results.push(c);
+    console.log(`${c.ok ? 'ok' : 'FAIL'} ${c.name}: ${c.detail}`);
+  }
 }
 gpu.dispose();
 const failed = results.filter((r) => !r.ok).length;
