@@ -7,7 +7,7 @@ import { createJsBackend } from '../src/backends/js/index.js';
 import type { LlamaCheckpoint } from '../src/formats/checkpoint.js';
 import { LlamaRuntime } from '../src/model/runtime.js';
 import { createBackend } from '../src/scheduler/backends.js';
-import { SYNTH_512, loadStories, syntheticCheckpoint } from './models.js';
+import { SYNTH_512, hardwareWebgpu, loadStories, syntheticCheckpoint } from './models.js';
 
 async function tokensPerSecond(ckpt: LlamaCheckpoint, backend: Backend, tokens: number): Promise<number> {
   const rt = new LlamaRuntime(ckpt, backend);
@@ -27,6 +27,14 @@ export async function benchGenerate(o: { json: boolean }): Promise<void> {
     ['stories260K', 'wasm', await tokensPerSecond(stories, wasm, 200)],
     ['synthetic dim512×8L vocab 32k', 'wasm', await tokensPerSecond(syntheticCheckpoint(SYNTH_512), wasm, 32)],
   ];
+  const gpu = await hardwareWebgpu();
+  if (gpu) {
+    rows.push(['stories260K', 'webgpu', await tokensPerSecond(stories, gpu, 200)]);
+    rows.push(['synthetic dim512×8L vocab 32k', 'webgpu', await tokensPerSecond(syntheticCheckpoint(SYNTH_512), gpu, 32)]);
+    gpu.dispose();
+  } else if (!o.json) {
+    console.log('webgpu: no hardware adapter here, not measured');
+  }
   const base = rows[0]![2];
   for (const [model, backend, tps] of rows) {
     console.log(o.json

@@ -25,3 +25,14 @@ export function syntheticCheckpoint(config: LlamaConfig, seed = 1): LlamaCheckpo
   }
   return { config, tensors, source: `synthetic ${config.dim}x${config.nLayers}` };
 }
+
+/** A WebGPU backend on a hardware adapter, or undefined (none, or only a software one, which is no speed reference). */
+export async function hardwareWebgpu(): Promise<import('../src/backends/backend.js').Backend | undefined> {
+  try {
+    const { createWebgpuBackend } = await import('../src/backends/webgpu/index.js');
+    const b = await createWebgpuBackend();
+    if (!b.context.adapter.software) return b;
+    b.dispose();
+  } catch { /* no adapter */ }
+  return undefined;
+}

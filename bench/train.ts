@@ -16,7 +16,7 @@ import { createBackend } from '../src/scheduler/backends.js';
 import { trainTransformerBlock } from '../src/toy/tasks.js';
 import { fineTune } from '../src/train/finetune.js';
 import { LLAMA_PROJECTIONS } from '../src/model/llama.js';
-import { SYNTH_512, loadStories, syntheticCheckpoint } from './models.js';
+import { SYNTH_512, hardwareWebgpu, loadStories, syntheticCheckpoint } from './models.js';
 
 interface Opts { json: boolean }
 const emit = (o: Opts, obj: Record<string, unknown>, text: string): void => { console.log(o.json ? JSON.stringify(obj) : text); };
@@ -63,10 +63,17 @@ export async function benchTrain(o: Opts): Promise<void> {
   emit(o, { bench: 'block-step', backend: 'wasm', ms: tWasm, vsJs: tJs / tWasm }, `                                         wasm ${tWasm.toFixed(1)} ms (${(tJs / tWasm).toFixed(1)}× js)`);
 
   const stories = await loadStories();
+  const gpu = await hardwareWebgpu();
+  if (!gpu) emit(o, { bench: 'lora-train', backend: 'webgpu', skipped: 'no hardware WebGPU adapter' }, 'webgpu: no hardware adapter here, not measured');
   for (const [name, ckpt, steps] of [['stories260K', stories, 6], ['synthetic dim512×8L', syntheticCheckpoint(SYNTH_512), 3]] as const) {
     const r = await loraRun(ckpt, wasm, 8, 256, steps);
     emit(o, { bench: 'lora-train', model: name, backend: 'wasm', batch: 8, seq: 256, tokensPerSecond: r.tokensPerSecond, stepSeconds: r.stepSeconds, peakMiB: r.peakMiB },
       `LoRA r=8, 7 projections, ${name}, batch 8 × 256, wasm: ${r.tokensPerSecond.toFixed(0)} tokens/s (${r.stepSeconds.toFixed(2)} s/step), peak RSS ${r.peakMiB.toFixed(0)} MiB`);
+    if (gpu) {
+      const g = await loraRun(ckpt, gpu, 8, 256, steps);
+      emit(o, { bench: 'lora-train', model: name, backend: 'webgpu', adapter: gpu.describe(), batch: 8, seq: 256, tokensPerSecond: g.tokensPerSecond, stepSeconds: g.stepSeconds, vsWasm: g.tokensPerSecond / r.tokensPerSecond },
+        `  webgpu (${gpu.describe()}): ${g.tokensPerSecond.toFixed(0)} tokens/s (${(g.tokensPerSecond / r.tokensPerSecond).toFixed(2)}× wasm)`);
+    }
     if (name.startsWith('synthetic')) {
       const t = torchLora(SYNTH_512, 8, 256, 3);
       if (t) {
@@ -79,4 +86,5 @@ export async function benchTrain(o: Opts): Promise<void> {
     }
   }
   wasm.dispose();
+  gpu?.dispose();
 }
