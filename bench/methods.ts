@@ -5,7 +5,7 @@
  * holds after training (AdaLoRA pruned, TriAdaptLoRA grown, a reparameterised prefix as its table), peak
  * memory (process RSS while it trains, and the rise over the RSS before it starts), the median step time,
  * the last training loss (with any regulariser) and the held-out hero-task loss afterwards.
- * The backend is js unless ADAPTKIT_BENCH_BACKEND names another (wasm, webgpu, auto).
+ * The backend is wasm unless ADAPTKIT_BENCH_BACKEND names another (js, webgpu, auto).
  */
 import { AdaptedModel } from '../src/adapters/adapted-model.js';
 import { heroStories } from '../src/data/builtin-task.js';
@@ -40,7 +40,7 @@ export async function benchMethods(opts: { json: boolean }): Promise<void> {
   const tok = createTokenizer(ckpt.tokenizer!);
   const train = pack(textExamples(heroStories(96), tok, SEQ), SEQ, 0);
   const held = pack(textExamples(heroStories(16, 99), tok, SEQ), SEQ, 0);
-  const chosen = await createBackend(process.env.ADAPTKIT_BENCH_BACKEND ?? 'js');
+  const chosen = await createBackend(process.env.ADAPTKIT_BENCH_BACKEND ?? 'wasm');
   const backend = chosen.backend;
   if (!opts.json) {
     console.log(`backend: ${backend.describe()}; ${STEPS} steps of batch ${BATCH} × ${SEQ} tokens, lr ${LR}, on ${train.rows} packed hero-task rows`);
