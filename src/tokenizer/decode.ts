@@ -67,3 +67,10 @@ const enc = new TextEncoder();
 export function utf8Bytes(s: string): Uint8Array {
   return enc.encode(s);
 }
+
+/** The entry for a token id, or a RangeError naming the id and the vocabulary size. */
+export function tokenEntry<T>(list: readonly (T | undefined)[], id: number): T {
+  const v = list[id];
+  if (v === undefined) throw new RangeError(`token id ${id} is outside the vocabulary (0..${list.length - 1})`);
+  return v;
+}

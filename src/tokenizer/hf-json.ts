@@ -8,7 +8,7 @@
  * normalizers/pre-tokenizers outside the list in `normalize` / `preTokenize`.
  */
 import { FormatError } from '../formats/binary.js';
-import { decodeIds, streamDecoder, utf8Bytes, type DecodeTable } from './decode.js';
+import { decodeIds, streamDecoder, tokenEntry, utf8Bytes, type DecodeTable } from './decode.js';
 import {
   TokenType, type DecodeOptions, type EncodeOptions, type StreamDecoder, type Tokenizer, type TokenizerData,
 } from './types.js';
@@ -247,17 +247,9 @@ export class HfBpeTokenizer implements Tokenizer {
     };
   }
 
-  piece(id: number): string {
-    const p = this.data.tokens[id];
-    if (p === undefined) throw new RangeError(`token id ${id} is outside the vocabulary (0..${this.vocabSize - 1})`);
-    return p;
-  }
+  piece(id: number): string { return tokenEntry(this.data.tokens, id); }
 
-  tokenBytes(id: number): Uint8Array {
-    const b = this.table.bytes[id];
-    if (b === undefined) throw new RangeError(`token id ${id} is outside the vocabulary (0..${this.vocabSize - 1})`);
-    return b;
-  }
+  tokenBytes(id: number): Uint8Array { return tokenEntry(this.table.bytes, id); }
 
   encode(text: string, options: EncodeOptions = {}): number[] {
     const out: number[] = [];

@@ -4,7 +4,7 @@
  * concatenation is a piece with the highest score is merged, leftmost first on ties, until no pair
  * merges; a symbol that is not a piece falls back to its UTF-8 bytes as `<0xXX>` tokens.
  */
-import { decodeIds, streamDecoder, utf8Bytes, type DecodeTable } from './decode.js';
+import { decodeIds, streamDecoder, tokenEntry, utf8Bytes, type DecodeTable } from './decode.js';
 import {
   TokenType, type DecodeOptions, type EncodeOptions, type StreamDecoder, type Tokenizer, type TokenizerData,
 } from './types.js';
@@ -142,17 +142,9 @@ export class SentencePieceTokenizer implements Tokenizer {
     };
   }
 
-  piece(id: number): string {
-    const p = this.data.tokens[id];
-    if (p === undefined) throw new RangeError(`token id ${id} is outside the vocabulary (0..${this.vocabSize - 1})`);
-    return p;
-  }
+  piece(id: number): string { return tokenEntry(this.data.tokens, id); }
 
-  tokenBytes(id: number): Uint8Array {
-    const b = this.table.bytes[id];
-    if (b === undefined) throw new RangeError(`token id ${id} is outside the vocabulary (0..${this.vocabSize - 1})`);
-    return b;
-  }
+  tokenBytes(id: number): Uint8Array { return tokenEntry(this.table.bytes, id); }
 
   /** Id of a piece that text can produce, if any. */
   pieceId(piece: string): number | undefined {

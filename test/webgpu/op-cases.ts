@@ -18,6 +18,7 @@ import { gradients } from '../../src/graph/autodiff.js';
 import { Graph, type Tensor } from '../../src/graph/graph.js';
 import { numel } from '../../src/graph/types.js';
 import { planGraph } from '../../src/scheduler/plan.js';
+import { seededRandom } from '../../src/util/random.js';
 
 export const DEFAULT_TOL = 2e-4;
 
@@ -40,19 +41,9 @@ export interface OpCase {
   tol?: number;
 }
 
-function mulberry(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function randn(n: number, seed: number, scale = 1): Float32Array {
-  const r = mulberry(seed);
+  const r = seededRandom(seed);
   const out = new Float32Array(n);
   for (let i = 0; i < n; i++) {
     const u = Math.max(r(), 1e-12), v = r();
