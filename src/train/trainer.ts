@@ -5,6 +5,7 @@
 import type { AdamWHyper, Backend } from '../backends/backend.js';
 import * as F from '../graph/api.js';
 import { gradients } from '../graph/autodiff.js';
+import { getOp } from '../graph/ops/index.js';
 import type { Graph, Tensor } from '../graph/graph.js';
 import { numel } from '../graph/types.js';
 import { Session } from '../scheduler/session.js';
@@ -142,7 +143,7 @@ export class Trainer {
     const needed = new Set<number>([this.loss.id]);
     const root = (id: number): number => {
       const p = plan.nodes[plan.values[id]!.producer];
-      return p && (p.op === 'reshape' || p.op === 'stop_gradient') ? root(p.inputs[0]!) : id;
+      return p && getOp(p.op).view ? root(p.inputs[0]!) : id;
     };
     for (const s of this.slots) if (s.active) { needed.add(s.grad); needed.add(s.sq); }
     const skip = new Uint8Array(plan.steps.length);
