@@ -32,16 +32,18 @@ for (const [label, load] of [
   });
 }
 
-test('greedy 256 on the wasm backend equals greedy-256.txt exactly (GGUF and llama2.c)', async () => {
-  const wasm = (await createBackend('wasm')).backend;
-  for (const ckpt of [await loadCheckpoint(STORIES_GGUF), await loadCheckpoint(STORIES_BIN, { tokenizer: STORIES_TOK })]) {
-    const tok = createTokenizer(ckpt.tokenizer!);
-    const rt = new LlamaRuntime(ckpt, wasm);
-    assert.is(tok.decode(await rt.generate([tok.bosId!], { maxTokens: 256 }), { stripLeadingSpace: true }), reference);
-    rt.dispose();
-  }
-  wasm.dispose();
-});
+for (const name of ['wasm', 'webgpu'] as const) {
+  test(`greedy 256 on the ${name} backend equals greedy-256.txt exactly (GGUF and llama2.c)`, async () => {
+    const { backend } = await createBackend(name);
+    for (const ckpt of [await loadCheckpoint(STORIES_GGUF), await loadCheckpoint(STORIES_BIN, { tokenizer: STORIES_TOK })]) {
+      const tok = createTokenizer(ckpt.tokenizer!);
+      const rt = new LlamaRuntime(ckpt, backend);
+      assert.is(tok.decode(await rt.generate([tok.bosId!], { maxTokens: 256 }), { stripLeadingSpace: true }), reference);
+      rt.dispose();
+    }
+    backend.dispose();
+  });
+}
 
 test('eval over the first 200 TinyStories paragraphs at 256 tokens: 1.43881 ± 0.0005 nats/token over 19,380 tokens (wasm)', async () => {
   const ckpt = await loadCheckpoint(STORIES_GGUF);
