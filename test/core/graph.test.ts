@@ -29,6 +29,24 @@ test('JSON round trip keeps every value and node, and runs the same', async () =
   trainer.dispose();
 });
 
+test('a training graph sent through JSON runs to the same loss and gradients on wasm as the original on js', async () => {
+  const { trainer } = await trainTransformerBlock(createJsBackend(), { steps: 0 });
+  const g = trainer.session.graph;
+  const back = graphFromJSON(JSON.parse(JSON.stringify(graphToJSON(g))));
+  const { createBackend } = await import('../../src/scheduler/backends.js');
+  const wasm = (await createBackend('wasm')).backend;
+  const [a, b] = [trainer.session, await Session.create(back, wasm)];
+  for (const v of g.values.filter((x) => x.kind !== 'node')) {
+    const n = v.shape.reduce((x, y) => x * y, 1);
+    const data = v.dtype === 'i32' ? Int32Array.from({ length: n }, (_, i) => (i * 5) % 16) : Float32Array.from(randn(n, v.id, 0.2));
+    a.set(v.id, data); b.set(v.id, data);
+  }
+  await a.run(); await b.run();
+  const [ra, rb] = [await a.getMany(g.outputs), await b.getMany(back.outputs)];
+  ra.forEach((x, i) => assert.ok(maxRelErr(rb[i]!, x) < 1e-4, `output %${g.outputs[i]}: ${maxRelErr(rb[i]!, x)}`));
+  b.dispose(); wasm.dispose(); trainer.dispose();
+});
+
 test('an unknown op in a JSON graph is reported with its node', () => {
   const g = new Graph();
   const a = g.input('a', [2]);
