@@ -13,6 +13,7 @@ import type { Backend } from '../src/backends/backend.js';
 import { createJsBackend } from '../src/backends/js/index.js';
 import type { LlamaCheckpoint } from '../src/formats/checkpoint.js';
 import { createBackend } from '../src/scheduler/backends.js';
+import type { StepProfile } from '../src/scheduler/profile.js';
 import { trainTransformerBlock } from '../src/toy/tasks.js';
 import { fineTune } from '../src/train/finetune.js';
 import { LLAMA_PROJECTIONS } from '../src/model/llama.js';
@@ -31,8 +32,11 @@ async function blockStep(backend: Backend): Promise<number> {
 
 function peakRss(): number { return process.memoryUsage().rss; }
 
-/** Fine-tune `steps` steps of LoRA r=8 on random tokens; returns tokens/s over the timed steps and peak RSS. */
-async function loraRun(ckpt: LlamaCheckpoint, backend: Backend, batch: number, seq: number, steps: number): Promise<{ tokensPerSecond: number; peakMiB: number; stepSeconds: number }> {
+/**
+ * Fine-tune `steps` steps of LoRA r=8 on random tokens; returns tokens/s over the timed steps and peak RSS.
+ * With `profile`, the last step's kernels are timed too (and that step is left out of the throughput).
+ */
+export async function loraRun(ckpt: LlamaCheckpoint, backend: Backend, batch: number, seq: number, steps: number, profile = false): Promise<{ tokensPerSecond: number; peakMiB: number; stepSeconds: number; profile?: StepProfile | null }> {
   const model = new AdaptedModel(ckpt);
   model.addAdapter('default', 'lora', { r: 8, alpha: 16, targetModules: [...LLAMA_PROJECTIONS] }, { seed: 1 });
   const V = ckpt.config.vocabSize, rows = batch * 2;
@@ -41,10 +45,10 @@ async function loraRun(ckpt: LlamaCheckpoint, backend: Backend, batch: number, s
   const data = { ids, targets, rows, seq, paddingRatio: 0, naivePaddingRatio: 0 };
   let peak = peakRss();
   const stamps: number[] = [];
-  await fineTune({ model, adapter: 'default', backend, data, steps, batch, lr: 1e-3, onStep: () => { stamps.push(performance.now()); peak = Math.max(peak, peakRss()); } });
-  const timed = stamps.slice(1);
+  const r = await fineTune({ model, adapter: 'default', backend, data, steps, batch, lr: 1e-3, profile, onStep: () => { stamps.push(performance.now()); peak = Math.max(peak, peakRss()); } });
+  const timed = stamps.slice(1, profile ? -1 : undefined);
   const perStep = (timed[timed.length - 1]! - timed[0]!) / Math.max(1, timed.length - 1);
-  return { tokensPerSecond: (batch * seq) / (perStep / 1000), peakMiB: peak / 2 ** 20, stepSeconds: perStep / 1000 };
+  return { tokensPerSecond: (batch * seq) / (perStep / 1000), peakMiB: peak / 2 ** 20, stepSeconds: perStep / 1000, ...(profile ? { profile: r.profile ?? null } : {}) };
 }
 
 function torchLora(cfg: typeof SYNTH_512, batch: number, seq: number, steps: number): { stepSeconds: number; peakMiB: number } | undefined {

@@ -1,26 +1,40 @@
 /**
- * WebGPU matmul throughput (GFLOP/s, square n³) through the backend as the scheduler uses it: a plan
- * with one matmul, loaded once, run repeatedly. Two timings:
- * - wall: runs submitted back to back, ended by a one-value readback (mapAsync waits for the queue), so
- *   it includes submission and synchronisation costs;
- * - kernel: GPU timestamps around the matmul's compute pass, where the device has `timestamp-query`.
+ * WebGPU benchmarks, through the backend as the scheduler uses it.
+ *
+ * 1. Matmul throughput (GFLOP/s, square n³): a plan with one matmul, loaded once, run repeatedly. Two
+ *    timings:
+ *    - wall: runs submitted back to back, ended by a one-value readback (mapAsync waits for the queue), so
+ *      it includes submission and synchronisation costs;
+ *    - kernel: GPU timestamps around the matmul's compute pass, where the device has `timestamp-query`.
+ *    With the card's f32 peak (known for a few cards, or `--peak-tflops=N`) each is also a fraction of it.
+ * 2. A LoRA training step (r=8 on all seven projections): wall time per step, and the kernels of one
+ *    profiled step (GPU timestamps) as a share of it; the rest is submission, readback and host work.
+ *    A hardware adapter trains a synthetic dim-1024, 8-layer, 32k-vocabulary Llama on batch 8 × 256
+ *    (smaller batches where one buffer cannot hold the plan); a software one stories260K on batch 4 × 64.
+ *
  * A software adapter (SwiftShader, llvmpipe) measures the CPU, not a GPU: its numbers say only that the
  * path works, and 4096 is skipped there.
  */
 import type { Executable } from '../src/backends/backend.js';
-import type { WebgpuExecutable } from '../src/backends/webgpu/executable.js';
 import { createWebgpuBackend } from '../src/backends/webgpu/index.js';
+import type { LlamaConfig } from '../src/formats/checkpoint.js';
 import * as F from '../src/graph/api.js';
 import { Graph } from '../src/graph/graph.js';
 import { planGraph } from '../src/scheduler/plan.js';
+import { formatProfile } from '../src/scheduler/profile.js';
+import { SYNTH_512, loadStories, syntheticCheckpoint } from './models.js';
+import { loraRun } from './train.js';
 
 export interface WebgpuBenchOptions {
   readonly json: boolean;
   readonly sizes?: number[];
+  /** The card's f32 peak in TFLOP/s; default: from the adapter's name where known, or `--peak-tflops=N`. */
+  readonly peakTflops?: number;
 }
 
-interface Result {
+interface MatmulResult {
   suite: 'webgpu';
+  bench: 'matmul';
   adapter: string;
   software: boolean;
   size: number;
@@ -29,10 +43,22 @@ interface Result {
   gflops: number;
   kernelMs: number | null;
   kernelGflops: number | null;
+  peakTflops: number | null;
+  wallOfPeak: number | null;
+  kernelOfPeak: number | null;
 }
 
 const MIN_SECONDS = 0.5;
 const MAX_REPS = 200;
+
+/** f32 (non-tensor) peaks from the vendors' data sheets, matched against the adapter's description. */
+const KNOWN_PEAKS: readonly [RegExp, number][] = [
+  [/H100.*PCIe/i, 51],
+  [/H100|H200/i, 66.9],
+];
+
+/** The synthetic model trained on a hardware adapter: large enough that kernels, not submission, should dominate. */
+const GPU_TRAIN: LlamaConfig = { ...SYNTH_512, dim: 1024, hiddenDim: 2752, nLayers: 8, nHeads: 16, nKvHeads: 16 };
 
 function random(n: number, seed: number): Float32Array {
   const x = new Float32Array(n);
@@ -44,16 +70,26 @@ function random(n: number, seed: number): Float32Array {
   return x;
 }
 
+function peakFromArgs(): number | undefined {
+  const a = process.argv.find((x) => x.startsWith('--peak-tflops='));
+  if (!a) return undefined;
+  const v = Number(a.split('=')[1]);
+  if (!(v > 0)) throw new Error(`--peak-tflops wants a positive number of TFLOP/s (got ${a.split('=')[1]})`);
+  return v;
+}
+
 export async function benchWebgpu(opts: WebgpuBenchOptions): Promise<void> {
   const backend = await createWebgpuBackend();
   const ctx = backend.context;
   const adapter = ctx.describe();
   const software = ctx.adapter.software;
   const sizes = opts.sizes ?? (software ? [256, 512, 1024, 2048] : [256, 512, 1024, 2048, 4096]);
+  const peak = opts.peakTflops ?? peakFromArgs() ?? (software ? undefined : KNOWN_PEAKS.find(([re]) => re.test(adapter))?.[1]);
   if (!opts.json) {
     console.log(adapter);
     console.log(`timestamp-query: ${ctx.timestamps ? 'yes' : 'no'}${software ? '; software adapter: CPU speed, not GPU speed' : ''}`);
-    console.log('     n   reps    wall ms  wall GFLOP/s   kernel ms  kernel GFLOP/s');
+    console.log(peak ? `f32 peak: ${peak} TFLOP/s` : 'f32 peak: unknown (pass --peak-tflops=N for fractions of it)');
+    console.log(`     n   reps    wall ms  wall GFLOP/s   kernel ms  kernel GFLOP/s${peak ? '  wall/peak  kernel/peak' : ''}`);
   }
   try {
     for (const n of sizes) {
@@ -77,32 +113,68 @@ export async function benchWebgpu(opts: WebgpuBenchOptions): Promise<void> {
         for (let r = 0; r < reps; r++) await exe.run();
         await exe.read([a.id]);
         const wall = (performance.now() - t0) / 1e3 / reps;
+        // Best of a few timed runs: timestamps are noisy on a shared machine.
         let kernelMs: number | null = null;
-        const timed = await (exe as WebgpuExecutable).runTimed();
-        if (timed && timed.length) {
-          // Best of a few: timestamps are noisy on a shared machine.
-          kernelMs = timed[0]!.ms;
-          for (let r = 1; r < Math.min(3, reps); r++) kernelMs = Math.min(kernelMs, (await (exe as WebgpuExecutable).runTimed())![0]!.ms);
-          if (!(kernelMs > 0)) kernelMs = null;
+        for (let r = 0; r < 3; r++) {
+          exe.beginProfile();
+          await exe.run();
+          const t = await exe.endProfile();
+          if (!t || !t.length) break;
+          const ms = t.reduce((x, k) => x + k.ms, 0);
+          if (ms > 0) kernelMs = kernelMs === null ? ms : Math.min(kernelMs, ms);
         }
-        const res: Result = {
-          suite: 'webgpu', adapter, software, size: n, reps,
-          wallMs: wall * 1e3, gflops: flops / wall / 1e9,
-          kernelMs, kernelGflops: kernelMs ? flops / (kernelMs / 1e3) / 1e9 : null,
+        const gflops = flops / wall / 1e9;
+        const kernelGflops = kernelMs ? flops / (kernelMs / 1e3) / 1e9 : null;
+        const res: MatmulResult = {
+          suite: 'webgpu', bench: 'matmul', adapter, software, size: n, reps,
+          wallMs: wall * 1e3, gflops, kernelMs, kernelGflops,
+          peakTflops: peak ?? null,
+          wallOfPeak: peak ? gflops / (peak * 1e3) : null,
+          kernelOfPeak: peak && kernelGflops ? kernelGflops / (peak * 1e3) : null,
         };
         if (opts.json) console.log(JSON.stringify(res));
         else {
-          console.log(`${String(n).padStart(6)} ${String(reps).padStart(6)} ${res.wallMs.toFixed(2).padStart(10)} ${res.gflops.toFixed(1).padStart(13)}`
-            + ` ${kernelMs === null ? '          -' : kernelMs.toFixed(2).padStart(11)} ${res.kernelGflops === null ? '              -' : res.kernelGflops.toFixed(1).padStart(15)}`);
+          const pct = (x: number | null): string => (x === null ? '-' : `${(100 * x).toFixed(1)}%`);
+          console.log(`${String(n).padStart(6)} ${String(reps).padStart(6)} ${res.wallMs.toFixed(2).padStart(10)} ${gflops.toFixed(1).padStart(13)}`
+            + ` ${kernelMs === null ? '          -' : kernelMs.toFixed(2).padStart(11)} ${kernelGflops === null ? '              -' : kernelGflops.toFixed(1).padStart(15)}`
+            + (peak ? ` ${pct(res.wallOfPeak).padStart(10)} ${pct(res.kernelOfPeak).padStart(12)}` : ''));
         }
       } finally {
         exe.dispose();
       }
     }
+
+    // The training step. On a GPU the batch halves while the plan outgrows the adapter's largest buffer
+    // (batch 8 × 256 needs about 2.4 GiB in one arena).
+    const [name, ckpt, batches, seq, steps] = software
+      ? ['stories260K', await loadStories(), [4], 64, 4] as const
+      : [`synthetic dim${GPU_TRAIN.dim}×${GPU_TRAIN.nLayers}L`, syntheticCheckpoint(GPU_TRAIN), [8, 4, 2], 256, 8] as const;
+    let batch: number = batches[0]!;
+    let r: Awaited<ReturnType<typeof loraRun>> | undefined;
+    for (const b of batches) {
+      batch = b;
+      try {
+        r = await loraRun(ckpt, backend, batch, seq, steps, true);
+        break;
+      } catch (e) {
+        if (!/needs an arena of/.test((e as Error).message) || b === batches[batches.length - 1]) throw e;
+        if (!opts.json) console.log(`batch ${b} × ${seq}: ${(e as Error).message}; trying batch ${b / 2}`);
+      }
+    }
+    if (!r) throw new Error('no training-step measurement');
+    const p = r.profile;
+    const share = p && p.wallMs ? p.kernelMs / p.wallMs : null;
+    if (opts.json) {
+      console.log(JSON.stringify({
+        suite: 'webgpu', bench: 'lora-train-step', adapter, software, model: name, batch, seq,
+        stepMs: r.stepSeconds * 1e3, tokensPerSecond: r.tokensPerSecond,
+        kernelMs: p?.kernelMs ?? null, kernels: p?.kernels.length ?? null, kernelShare: share, byOp: p?.byOp ?? null,
+      }));
+    } else {
+      console.log(`LoRA r=8 training step, ${name}, batch ${batch} × ${seq}: ${(r.stepSeconds * 1e3).toFixed(2)} ms/step, ${r.tokensPerSecond.toFixed(0)} tokens/s`);
+      console.log(p ? formatProfile(p, 'kernels of one step') : 'kernels of one step: not timed (no timestamp-query)');
+    }
   } finally {
     backend.dispose();
   }
 }
-
-const invokedDirectly = typeof process !== 'undefined' && process.argv[1] !== undefined && import.meta.url.endsWith(process.argv[1].replace(/\\/g, '/'));
-if (invokedDirectly) await benchWebgpu({ json: process.argv.includes('--json') });

@@ -11,6 +11,10 @@
 // A and B are bound as arrays of vec4 so that a load along a contiguous dimension whose length is a
 // multiple of 4 (VEC_A / VEC_B) is one 16-byte access; otherwise the same binding is read per scalar.
 //
+// `large` is the same scheme scaled up for big products (a GPU's regime): 128×128 tiles, an 8×8 register
+// tile per thread read from shared memory as vec4s (64 FMAs per 4 shared loads), and the next K-slice
+// fetched from global memory into registers while the current one is being multiplied.
+//
 // `small` is for products too small or too thin to fill 64×64 tiles (LoRA's rank-r factors, one
 // token's rows): one thread per output element, operands read straight from memory, no barriers.
 
@@ -174,6 +178,158 @@ fn main(
     }
   }
 }
+
+// ---------------------------------------------------------------------------------------------- large
+
+const LBM = 128u;
+const LBN = 128u;
+const LBK = 8u;
+
+// k-major like As/Bs, four consecutive m (n) per vec4: row k of the A tile is AsL[k*32 .. k*32+31].
+var<workgroup> AsL: array<vec4<f32>, 256>; // LBK × LBM/4
+var<workgroup> BsL: array<vec4<f32>, 256>; // LBK × LBN/4
+
+// The one vec4 of the A (B) slice at k0 that thread t brings in: 128×8 values, 4 per thread.
+fn fetchA(aBase: u32, m0: u32, k0: u32, t: u32) -> vec4<f32> {
+  if (TRANS_A) {
+    // A is [K, M], contiguous along m: thread t takes row k = t/32, m = 4·(t%32).
+    let gk = k0 + t / 32u;
+    let gm = m0 + (t % 32u) * 4u;
+    return loadA(aBase + gk * p.M + gm, span(gm, p.M, gk < p.K));
+  }
+  // A is [M, K], contiguous along k: thread t takes m = t/2, k = 4·(t%2) (two threads share a row's 32 bytes).
+  let gm = m0 + t / 2u;
+  let gk = k0 + (t % 2u) * 4u;
+  return loadA(aBase + gm * p.K + gk, span(gk, p.K, gm < p.M));
+}
+
+fn fetchB(bBase: u32, n0: u32, k0: u32, t: u32) -> vec4<f32> {
+  if (TRANS_B) {
+    // B is [N, K], contiguous along k.
+    let gn = n0 + t / 2u;
+    let gk = k0 + (t % 2u) * 4u;
+    return loadB(bBase + gn * p.K + gk, span(gk, p.K, gn < p.N));
+  }
+  // B is [K, N], contiguous along n.
+  let gk = k0 + t / 32u;
+  let gn = n0 + (t % 32u) * 4u;
+  return loadB(bBase + gk * p.N + gn, span(gn, p.N, gk < p.K));
+}
+
+// Put what fetchA returned where the tile wants it: as is when it runs along m, else spread over 4 k rows.
+fn stashA(v: vec4<f32>, t: u32) {
+  if (TRANS_A) {
+    AsL[t] = v;
+    return;
+  }
+  let m = t / 2u;
+  let k = (t % 2u) * 4u;
+  let i = k * 32u + m / 4u;
+  let j = m % 4u;
+  AsL[i][j] = v.x;
+  AsL[i + 32u][j] = v.y;
+  AsL[i + 64u][j] = v.z;
+  AsL[i + 96u][j] = v.w;
+}
+
+fn stashB(v: vec4<f32>, t: u32) {
+  if (!TRANS_B) {
+    BsL[t] = v;
+    return;
+  }
+  let n = t / 2u;
+  let k = (t % 2u) * 4u;
+  let i = k * 32u + n / 4u;
+  let j = n % 4u;
+  BsL[i][j] = v.x;
+  BsL[i + 32u][j] = v.y;
+  BsL[i + 64u][j] = v.z;
+  BsL[i + 96u][j] = v.w;
+}
+
+// Four consecutive outputs of one row, those in range.
+fn storeRow(cBase: u32, row: u32, col: u32, v: vec4<f32>) {
+  if (row >= p.M) { return; }
+  let at = cBase + row * p.N + col;
+  if (col + 3u < p.N) {
+    c[at] = v.x; c[at + 1u] = v.y; c[at + 2u] = v.z; c[at + 3u] = v.w;
+    return;
+  }
+  for (var e = 0u; e < 4u; e++) {
+    if (col + e < p.N) { c[at + e] = v[e]; }
+  }
+}
+
+// Thread (tx, ty) owns rows {4ty .. 4ty+3} ∪ {64+4ty .. 64+4ty+3} and the same columns with tx: the
+// halves 64 apart keep a warp's shared reads on distinct banks and its stores on neighbouring addresses.
+@compute @workgroup_size(16, 16, 1)
+fn large(
+  @builtin(workgroup_id) wg: vec3<u32>,
+  @builtin(local_invocation_id) lid: vec3<u32>,
+  @builtin(local_invocation_index) t: u32,
+) {
+  let bi = p.batch0 + wg.z;
+  let aBase = bi * p.strideA;
+  let bBase = bi * p.strideB;
+  let cBase = bi * p.strideC;
+  let m0 = wg.y * LBM;
+  let n0 = wg.x * LBN;
+  let tx = lid.x;
+  let ty = lid.y;
+
+  // acc<r><h>: row r of the thread's 8 (r < 4: first half), column half h.
+  var acc00 = vec4<f32>(0.0); var acc01 = vec4<f32>(0.0);
+  var acc10 = vec4<f32>(0.0); var acc11 = vec4<f32>(0.0);
+  var acc20 = vec4<f32>(0.0); var acc21 = vec4<f32>(0.0);
+  var acc30 = vec4<f32>(0.0); var acc31 = vec4<f32>(0.0);
+  var acc40 = vec4<f32>(0.0); var acc41 = vec4<f32>(0.0);
+  var acc50 = vec4<f32>(0.0); var acc51 = vec4<f32>(0.0);
+  var acc60 = vec4<f32>(0.0); var acc61 = vec4<f32>(0.0);
+  var acc70 = vec4<f32>(0.0); var acc71 = vec4<f32>(0.0);
+
+  var nextA = fetchA(aBase, m0, 0u, t);
+  var nextB = fetchB(bBase, n0, 0u, t);
+  for (var k0 = 0u; k0 < p.K; k0 += LBK) {
+    stashA(nextA, t);
+    stashB(nextB, t);
+    workgroupBarrier();
+    // The next slice's global loads are in flight while this one is multiplied.
+    if (k0 + LBK < p.K) {
+      nextA = fetchA(aBase, m0, k0 + LBK, t);
+      nextB = fetchB(bBase, n0, k0 + LBK, t);
+    }
+    for (var k = 0u; k < LBK; k++) {
+      let a0 = AsL[k * 32u + ty];
+      let a1 = AsL[k * 32u + 16u + ty];
+      let b0 = BsL[k * 32u + tx];
+      let b1 = BsL[k * 32u + 16u + tx];
+      acc00 = fma(vec4<f32>(a0.x), b0, acc00); acc01 = fma(vec4<f32>(a0.x), b1, acc01);
+      acc10 = fma(vec4<f32>(a0.y), b0, acc10); acc11 = fma(vec4<f32>(a0.y), b1, acc11);
+      acc20 = fma(vec4<f32>(a0.z), b0, acc20); acc21 = fma(vec4<f32>(a0.z), b1, acc21);
+      acc30 = fma(vec4<f32>(a0.w), b0, acc30); acc31 = fma(vec4<f32>(a0.w), b1, acc31);
+      acc40 = fma(vec4<f32>(a1.x), b0, acc40); acc41 = fma(vec4<f32>(a1.x), b1, acc41);
+      acc50 = fma(vec4<f32>(a1.y), b0, acc50); acc51 = fma(vec4<f32>(a1.y), b1, acc51);
+      acc60 = fma(vec4<f32>(a1.z), b0, acc60); acc61 = fma(vec4<f32>(a1.z), b1, acc61);
+      acc70 = fma(vec4<f32>(a1.w), b0, acc70); acc71 = fma(vec4<f32>(a1.w), b1, acc71);
+    }
+    workgroupBarrier();
+  }
+
+  let r0 = m0 + ty * 4u;
+  let r1 = m0 + 64u + ty * 4u;
+  let q0 = n0 + tx * 4u;
+  let q1 = n0 + 64u + tx * 4u;
+  storeRow(cBase, r0, q0, acc00); storeRow(cBase, r0, q1, acc01);
+  storeRow(cBase, r0 + 1u, q0, acc10); storeRow(cBase, r0 + 1u, q1, acc11);
+  storeRow(cBase, r0 + 2u, q0, acc20); storeRow(cBase, r0 + 2u, q1, acc21);
+  storeRow(cBase, r0 + 3u, q0, acc30); storeRow(cBase, r0 + 3u, q1, acc31);
+  storeRow(cBase, r1, q0, acc40); storeRow(cBase, r1, q1, acc41);
+  storeRow(cBase, r1 + 1u, q0, acc50); storeRow(cBase, r1 + 1u, q1, acc51);
+  storeRow(cBase, r1 + 2u, q0, acc60); storeRow(cBase, r1 + 2u, q1, acc61);
+  storeRow(cBase, r1 + 3u, q0, acc70); storeRow(cBase, r1 + 3u, q1, acc71);
+}
+
+// ---------------------------------------------------------------------------------------------- small
 
 fn elemA(i: u32) -> f32 { return a[i >> 2u][i & 3u]; }
 fn elemB(i: u32) -> f32 { return b[i >> 2u][i & 3u]; }

@@ -35,6 +35,14 @@ export const ARENA_ALIGN = 64;
 
 export type HostArray = Float32Array | Float64Array | Int32Array;
 
+/** The time one step took while profiling: a plan step (`op` is its op) or an AdamW update (`op` is 'adamw'). */
+export interface StepTime {
+  readonly op: string;
+  /** The node's module name, or the parameter's name for an AdamW update; '' when unnamed. */
+  readonly name: string;
+  readonly ms: number;
+}
+
 export interface AdamWHyper {
   readonly lr: number;
   readonly beta1: number;
@@ -61,6 +69,17 @@ export interface Executable {
   run(skip?: Uint8Array): Promise<void>;
   /** Fused AdamW update, in place: param, m and v are updated from grad. */
   adamw(param: number, grad: number, m: number, v: number, hyper: AdamWHyper): void;
+  /**
+   * Start timing every step that runs (plan steps and AdamW updates) until `endProfile()`. Results do not
+   * change; a profiled run may be slower (webgpu gives each step its own compute pass).
+   */
+  beginProfile(): void;
+  /**
+   * Stop timing and return the steps timed since `beginProfile()`, in the order they ran: GPU time from
+   * timestamp queries on webgpu (null when the device lacks `timestamp-query`), the host clock on js and
+   * wasm, whose kernels run synchronously.
+   */
+  endProfile(): Promise<StepTime[] | null>;
   dispose(): void;
 }
 

@@ -17,6 +17,7 @@ import { parseGguf } from '../formats/gguf.js';
 import { writeSafetensors } from '../formats/safetensors.js';
 import { LlamaRuntime } from '../model/runtime.js';
 import { BACKEND_CHOICES, type ChosenBackend, createBackend } from '../scheduler/backends.js';
+import { formatProfile } from '../scheduler/profile.js';
 import { createTokenizer, sentencePieceToHfJson, type Tokenizer, type TokenizerData, tokenizerConfigJson, tokenizerDataFromHfJson } from '../tokenizer/index.js';
 import { fineTune } from '../train/finetune.js';
 import { type FlagSpec, type Flags, UsageError, need, parseFlags, usage } from './args.js';
@@ -194,6 +195,7 @@ const trainFlags: Record<string, FlagSpec> = {
   resume: { type: 'string', help: 'resume from a checkpoint folder written by --checkpoint-every' },
   out: { type: 'string', help: 'output folder for the adapter (PEFT format)' },
   json: { type: 'bool', help: 'print JSON lines {"step", "loss", …} instead of a progress bar' },
+  profile: { type: 'bool', help: 'time every kernel of the last step (GPU timestamps on webgpu) and print time per op and the share of the step spent in kernels' },
   ...common,
 };
 
@@ -264,8 +266,9 @@ async function train(f: Flags): Promise<void> {
   if (!json) err(`adapter: ${f.method} on ${model.get('default').modules.length} modules, ${model.parameterCount('default').toLocaleString('en-US')} trainable parameters`);
   const steps = Number(f.steps);
   const bar = new Progress('train', steps, process.stderr, json);
-  const { losses } = await fineTune({
+  const { losses, profile } = await fineTune({
     model, adapter: 'default', backend: chosen.backend, data, steps, batch: Number(f.batch), lr: Number(f.lr),
+    profile: Boolean(f.profile),
     warmup: Number(f.warmup), decay: f.decay as 'cosine', weightDecay: Number(f['weight-decay']),
     ...(Number(f['max-grad-norm']) > 0 ? { maxGradNorm: Number(f['max-grad-norm']) } : {}),
     accumulate: Number(f.accumulate), seed: Number(f.seed),
@@ -286,6 +289,13 @@ async function train(f: Flags): Promise<void> {
       log({ event: 'checkpoint', step, dir });
     },
   });
+  if (profile === null) {
+    log({ event: 'profile', skipped: 'the device has no timestamp-query' });
+    if (!json) err('profile: not available (the WebGPU device has no timestamp-query)');
+  } else if (profile) {
+    log({ event: 'profile', backend: profile.backend, clock: profile.clock, kernels: profile.kernels.length, kernelMs: profile.kernelMs, stepMs: profile.wallMs, byOp: profile.byOp });
+    if (!json) err(formatProfile(profile, `profile of step ${steps}`));
+  }
   await writePeftDir(model, out, String(f.model));
   log({ event: 'saved', dir: out, finalLoss: losses[losses.length - 1] ?? null });
   if (!json) err(`saved the adapter to ${out}/ (adapter_config.json, adapter_model.safetensors)`);

@@ -6,7 +6,7 @@
  * batch also reads them and the gradients, and each AdamW update is mirrored on the host copies. A
  * fallback then resumes from the last completed step (from the start when it happens in the first step).
  */
-import type { AdamWHyper, Backend, Executable, ExecutionPlan, HostArray } from '../backends/backend.js';
+import type { AdamWHyper, Backend, Executable, ExecutionPlan, HostArray, StepTime } from '../backends/backend.js';
 import { adamw as hostAdamw } from '../backends/js/kernels/adamw.js';
 
 export function withFallback(primary: Backend, fallback: () => Promise<Backend>, warn: (message: string) => void): Backend {
@@ -75,6 +75,10 @@ class FallbackExecutable implements Executable {
     if (hp && hg && hm && hv) hostAdamw(hp, hg, hm, hv, hyper);
     this.slots.set(param, { grad, m, v });
   }
+
+  beginProfile(): void { this.exe.beginProfile(); }
+  /** A fallback while profiling loses the entries recorded before it (the failed executable is gone). */
+  endProfile(): Promise<StepTime[] | null> { return this.guard('profiling', () => this.exe.endProfile()); }
 
   dispose(): void { this.exe.dispose(); }
 }

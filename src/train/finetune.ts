@@ -12,6 +12,7 @@ import * as F from '../graph/api.js';
 import { Graph, type Tensor } from '../graph/graph.js';
 import { buildLlama } from '../model/llama.js';
 import { uploadWeights } from '../model/runtime.js';
+import { type StepProfile, summarizeProfile, typicalStepMs } from '../scheduler/profile.js';
 import { type DecayKind, lrSchedule } from './schedule.js';
 import { type StepResult, Trainer } from './trainer.js';
 
@@ -39,6 +40,19 @@ export interface FineTuneOptions {
   onCheckpoint?: (step: number, trainer: FineTuneRun) => Promise<void>;
   /** Resume from a saved optimizer state. */
   resume?: { step: number; tensors: ReadonlyMap<string, Float32Array> };
+  /**
+   * Time every kernel of the last step (plan steps and AdamW updates): GPU timestamps on webgpu, the host
+   * clock on js and wasm. The result's `profile` compares their sum with a typical step's wall time.
+   */
+  profile?: boolean;
+}
+
+export interface FineTuneResult {
+  losses: number[];
+  evals: { step: number; loss: number }[];
+  run: FineTuneRun;
+  /** With `profile`: the last step's kernels; null when the backend cannot time them (no timestamp-query). */
+  profile?: StepProfile | null;
 }
 
 export interface FineTuneRun {
@@ -47,7 +61,7 @@ export interface FineTuneRun {
   syncAdapter(): Promise<void>;
 }
 
-export async function fineTune(o: FineTuneOptions): Promise<{ losses: number[]; evals: { step: number; loss: number }[]; run: FineTuneRun }> {
+export async function fineTune(o: FineTuneOptions): Promise<FineTuneResult> {
   const adapter = o.model.get(o.adapter);
   const T = o.data.seq;
   const g = new Graph();
@@ -127,6 +141,9 @@ export async function fineTune(o: FineTuneOptions): Promise<{ losses: number[]; 
   let row = ((o.resume?.step ?? 0) * o.batch * accumulate) % Math.max(1, o.data.rows);
   const started = performance.now();
   let tokens = 0;
+  // Wall time of each unprofiled step, and the profiled step's kernels.
+  const stepMs: number[] = [];
+  let profiled: Awaited<ReturnType<typeof trainer.session.exe.endProfile>> | undefined;
   for (let s = trainer.steps; s < o.steps; s++) {
     const micro = Array.from({ length: accumulate }, (_, k) => {
       const b = batchAt(o.data, row, o.batch);
@@ -136,7 +153,12 @@ export async function fineTune(o: FineTuneOptions): Promise<{ losses: number[]; 
       if (seedInput) feed.push([seedInput, Int32Array.of(((o.seed ?? 0) * 1000003 + s * 7919 + k * 104729) | 0)]);
       return feed;
     });
+    const profiling = o.profile === true && s === o.steps - 1;
+    if (profiling) trainer.session.exe.beginProfile();
+    const t0 = performance.now();
     const r = await trainer.step(micro);
+    if (profiling) profiled = await trainer.session.exe.endProfile();
+    else stepMs.push(performance.now() - t0);
     await controller?.afterUpdate?.(r.step, access);
     losses.push(r.loss);
     o.onStep?.({ ...r, tokens, seconds: (performance.now() - started) / 1000 });
@@ -145,5 +167,9 @@ export async function fineTune(o: FineTuneOptions): Promise<{ losses: number[]; 
   }
   await run.syncAdapter();
   if (o.evalData && (!o.evalEvery || o.steps % o.evalEvery !== 0)) evals.push(await evaluate(trainer.steps));
-  return { losses, evals, run };
+  const result: FineTuneResult = { losses, evals, run };
+  if (profiled !== undefined) {
+    result.profile = profiled && summarizeProfile(o.backend.describe(), trainer.session.exe.backend === 'webgpu' ? 'gpu' : 'host', profiled, typicalStepMs(stepMs));
+  }
+  return result;
 }

@@ -22,6 +22,8 @@ function flaky(failAt: number): Backend {
         read: (v) => exe.read(v),
         adamw: (...a) => exe.adamw(...a),
         dispose: () => exe.dispose(),
+        beginProfile: () => exe.beginProfile(),
+        endProfile: () => exe.endProfile(),
         run: async (skip) => { if (++runs >= failAt) throw new Error('device lost (simulated)'); return exe.run(skip); },
       };
       return wrapped;

@@ -1,6 +1,7 @@
 // matmul on WebGPU against a float64 reference computed here from the same f32 inputs. Small or thin
-// products run the untiled `small` kernel, the rest the 64×64-tiled one (wgsl/matmul.wgsl); the shapes
-// cover both, with ragged edges, transposes, batches and shared operands.
+// products run the untiled `small` kernel, big ones the 128×128-tiled `large`, the rest the 64×64-tiled
+// `main` (wgsl/matmul.wgsl); the shapes cover all three, with ragged edges, transposes, batches and
+// shared operands, and a test checks that each kernel is chosen for some of them.
 // Tolerance: |C − C₆₄| ≤ 2·γ_K·Σ_k |A_ik·B_kj| + 1e-30, γ_K = K·u/(1 − K·u), u = 2⁻²⁴: twice the textbook
 // forward-error bound of an f32 dot product of length K, whatever the summation order. A wrong index or
 // a missed edge gives an error of the order of the value itself, far above it.
@@ -8,6 +9,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createWebgpuBackend, type WebgpuBackend } from '../../src/backends/webgpu/index.js';
 import type { Executable } from '../../src/backends/backend.js';
+import { matmulKernel } from '../../src/backends/webgpu/kernels/matmul.js';
 import * as F from '../../src/graph/api.js';
 import { Graph, type Tensor } from '../../src/graph/graph.js';
 import { numel } from '../../src/graph/types.js';
@@ -28,6 +30,9 @@ const dims2: [number, number, number][] = [
   [65, 63, 66], [130, 70, 100], [16, 20, 300], [128, 8, 256], [2, 3, 0],
   // Large enough for the tiled kernel (more than 4096 outputs, both sides ≥ 16), with ragged edges.
   [97, 75, 33], [64, 128, 20], [70, 65, 17], [128, 96, 64],
+  // Large enough for the 128×128 tiles (2¹⁸ outputs or more, both sides ≥ 128): ragged in every
+  // dimension (K not a multiple of the 8-deep slice), and aligned (vec4 loads).
+  [515, 520, 19], [516, 520, 32],
 ];
 for (const [M, N, K] of dims2) {
   for (const transA of [false, true]) {
@@ -48,6 +53,9 @@ const batched: [string, number[], number[], boolean, boolean][] = [
   ['batch 2 × shared Bᵀ, 5×66×16', [2, 5, 16], [66, 16], false, true],
   ['shared A × batch 3, 7×9×11', [7, 11], [3, 11, 9], false, false],
   ['shared Aᵀ × batch 2×2, 12×5×8', [8, 12], [2, 2, 8, 5], true, false],
+  ['batch 2, 390×350×9 (128-tiled)', [2, 390, 9], [2, 9, 350], false, false],
+  ['batch 2 × shared Bᵀ, 384×360×24 (128-tiled)', [2, 384, 24], [360, 24], false, true],
+  ['shared Aᵀ × batch 2, 260×520×12 (128-tiled)', [12, 260], [2, 12, 520], true, false],
 ];
 for (const [name, a, b, transA, transB] of batched) cases.push({ name, a, b, transA, transB });
 
@@ -126,6 +134,15 @@ cases.forEach((c, i) => {
       if (!(err <= bound)) assert.unreachable(`element ${e}: got ${got[e]}, expected ${C[e]} (error ${err.toExponential(2)} > bound ${bound.toExponential(2)})`);
     }
   });
+});
+
+test('the cases exercise every matmul kernel', () => {
+  const used = new Set(cases.map((c, i) => {
+    const out = outs[i]!.shape;
+    const M = out[out.length - 2]!, N = out[out.length - 1]!;
+    return matmulKernel({ M, N, batch: numel(out) / Math.max(1, M * N) }).entry;
+  }));
+  assert.equal([...used].sort(), ['large', 'main', 'small']);
 });
 
 test('a second run with new data reuses the loaded plan', async () => {

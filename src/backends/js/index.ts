@@ -2,7 +2,8 @@
  * The js backend: plain TypeScript kernels, the readable oracle every other backend is tested against.
  * With `precision: 'f64'` it computes in float64, which the finite-difference gradient checks use.
  */
-import type { AdamWHyper, Backend, ExecutionPlan, Executable, HostArray } from '../backend.js';
+import type { AdamWHyper, Backend, ExecutionPlan, Executable, HostArray, StepTime } from '../backend.js';
+import { HostProfiler, stepName, valueName } from '../host-profile.js';
 import { GraphError, numel, shapeStr } from '../../graph/types.js';
 import { adamw, jsKernels, type FloatArray, type View } from './kernels/index.js';
 
@@ -22,6 +23,7 @@ export function createJsBackend(opts: JsBackendOptions = {}): Backend {
 }
 
 class JsExecutable implements Executable {
+  private readonly profiler = new HostProfiler();
   readonly backend = 'js' as const;
   private readonly views: View<FloatArray | Int32Array>[];
 
@@ -55,14 +57,17 @@ class JsExecutable implements Executable {
     for (let i = 0; i < steps.length; i++) {
       if (skip?.[i]) continue;
       const s = steps[i]!;
-      jsKernels[s.op]!(s.inputs.map((x) => this.views[x]!), s.outputs.map((x) => this.views[x]! as View), s.attrs);
+      this.profiler.time(s.op, stepName(this.plan, s), () => jsKernels[s.op]!(s.inputs.map((x) => this.views[x]!), s.outputs.map((x) => this.views[x]! as View), s.attrs));
     }
   }
 
   adamw(param: number, grad: number, m: number, v: number, hyper: AdamWHyper): void {
     const [p, g, mm, vv] = [param, grad, m, v].map((x) => this.view(x).data as FloatArray);
-    adamw(p!, g!, mm!, vv!, hyper);
+    this.profiler.time('adamw', valueName(this.plan, param), () => adamw(p!, g!, mm!, vv!, hyper));
   }
+
+  beginProfile(): void { this.profiler.begin(); }
+  async endProfile(): Promise<StepTime[]> { return this.profiler.end(); }
 
   dispose(): void {}
 

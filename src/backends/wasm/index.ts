@@ -3,7 +3,8 @@
  * validates it), on a worker pool over one shared memory where threads are available. The plan's arena
  * lives in the wasm memory, so kernels read and write values in place.
  */
-import type { AdamWHyper, Backend, ExecutionPlan, Executable, HostArray } from '../backend.js';
+import type { AdamWHyper, Backend, ExecutionPlan, Executable, HostArray, StepTime } from '../backend.js';
+import { HostProfiler, stepName, valueName } from '../host-profile.js';
 import { GraphError, numel, shapeStr } from '../../graph/types.js';
 import { adamwKernel, wasmKernels, type KernelContext } from './kernels.js';
 import { WasmRuntime, type WasmRuntimeOptions } from './runtime.js';
@@ -25,6 +26,7 @@ class WasmExecutable implements Executable {
   private readonly arena: number;
   private readonly runners: (() => void)[];
   private disposed = false;
+  private readonly profiler = new HostProfiler();
 
   constructor(private readonly rt: WasmRuntime, private readonly plan: ExecutionPlan) {
     for (const s of plan.steps) {
@@ -59,7 +61,8 @@ class WasmExecutable implements Executable {
     const runners = this.runners;
     for (let i = 0; i < runners.length; i++) {
       if (skip?.[i]) continue;
-      runners[i]!();
+      const s = this.plan.steps[i]!;
+      this.profiler.time(s.op, stepName(this.plan, s), runners[i]!);
     }
   }
 
@@ -68,8 +71,11 @@ class WasmExecutable implements Executable {
     for (const x of [grad, m, v]) {
       if (this.size(x) !== n) throw new GraphError(`adamw: ${this.label(x)} has ${this.size(x)} elements, the parameter ${n}`);
     }
-    adamwKernel(this.rt, this.ptr(param), this.ptr(grad), this.ptr(m), this.ptr(v), n, h);
+    this.profiler.time('adamw', valueName(this.plan, param), () => adamwKernel(this.rt, this.ptr(param), this.ptr(grad), this.ptr(m), this.ptr(v), n, h));
   }
+
+  beginProfile(): void { this.profiler.begin(); }
+  async endProfile(): Promise<StepTime[]> { return this.profiler.end(); }
 
   dispose(): void {
     if (this.disposed) return;

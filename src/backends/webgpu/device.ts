@@ -19,7 +19,10 @@ export interface AdapterSummary {
 export interface GpuContextOptions {
   /** Prefer a low-power or high-performance adapter where the runtime offers a choice. */
   readonly powerPreference?: GPUPowerPreference;
-  /** Extra Dawn toggles for Node, e.g. `enable-dawn-features=allow_unsafe_apis`. */
+  /**
+   * Extra Dawn toggles for Node, e.g. `enable-dawn-features=allow_unsafe_apis`. `timestamp_quantization`
+   * is disabled unless these name it.
+   */
   readonly dawnOptions?: readonly string[];
   /** Request `timestamp-query` when the adapter has it (default true). */
   readonly timestamps?: boolean;
@@ -72,6 +75,21 @@ async function loadDawn(): Promise<DawnModule> {
   }
   nodeModule = mod;
   return mod;
+}
+
+/**
+ * Dawn rounds timestamp queries to 2^16 ns by default, a browser's defence against timing attacks; a
+ * process profiling its own kernels wants them exact, so Node turns the rounding off unless the caller's
+ * options say otherwise.
+ */
+export function withDawnDefaults(options: readonly string[]): string[] {
+  const out = [...options];
+  const mentions = out.some((o) => /^(enable|disable)-dawn-features=.*\btimestamp_quantization\b/.test(o));
+  if (mentions) return out;
+  const i = out.findIndex((o) => o.startsWith('disable-dawn-features='));
+  if (i >= 0) out[i] = `${out[i]},timestamp_quantization`;
+  else out.push('disable-dawn-features=timestamp_quantization');
+  return out;
 }
 
 async function nodeGpuObject(options: readonly string[]): Promise<GPU> {
@@ -131,7 +149,7 @@ async function nodeSwiftshaderRetry(options: readonly string[]): Promise<GPU | n
 export async function getGpu(opts: GpuContextOptions = {}): Promise<GPU | null> {
   if (opts.gpu) return opts.gpu;
   const runtime = detectRuntime();
-  if (runtime === 'node') return nodeGpuObject(opts.dawnOptions ?? []);
+  if (runtime === 'node') return nodeGpuObject(withDawnDefaults(opts.dawnOptions ?? []));
   const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
   return nav?.gpu ?? null;
 }
@@ -182,7 +200,7 @@ export class GpuContext {
     const request = opts.powerPreference ? { powerPreference: opts.powerPreference } : undefined;
     let adapter = await gpu.requestAdapter(request);
     if (!adapter && runtime === 'node' && !opts.gpu) {
-      const retry = await nodeSwiftshaderRetry(opts.dawnOptions ?? []);
+      const retry = await nodeSwiftshaderRetry(withDawnDefaults(opts.dawnOptions ?? []));
       if (retry) adapter = await retry.requestAdapter(request);
     }
     if (!adapter) {

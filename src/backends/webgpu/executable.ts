@@ -3,7 +3,8 @@
  * sub-ranges of it, and every step's bind groups and uniforms are made once at load time, so `run()` only
  * records dispatches: one command encoder, one compute pass, one submit.
  */
-import type { AdamWHyper, Executable, ExecutionPlan, HostArray, PlanStep } from '../backend.js';
+import type { AdamWHyper, Executable, ExecutionPlan, HostArray, PlanStep, StepTime } from '../backend.js';
+import { stepName, valueName } from '../host-profile.js';
 import { numel, shapeStr, type Shape, type ValueInfo } from '../../graph/types.js';
 import type { GpuContext } from './device.js';
 import { WebgpuError } from './errors.js';
@@ -45,8 +46,14 @@ interface AdamwEntry {
 
 interface LoadedStep {
   readonly label: string;
+  /** For profiles: the op ('adamw' for an update) and the node's module or the parameter's name. */
+  readonly op: string;
+  readonly name: string;
   readonly dispatches: Dispatch[];
 }
+
+/** Timestamp queries per query set (the WebGPU maximum is 4096 queries, two per step). */
+const TIMED_STEPS_PER_SET = 2048;
 
 const UNIFORM_ALIGN = 256;
 const alignUp = (n: number, a: number): number => Math.ceil(n / a) * a;
@@ -253,7 +260,7 @@ export async function loadPlan(ctx: GpuContext, pipelines: PipelineCache, plan: 
     });
     for (const c of loader.constChunks) device.queue.writeBuffer(arena, loader.constBase + c.offset, c.data);
     const exe = new WebgpuExecutable(ctx, plan, arena, loader, opts, adamwKernel);
-    exe.steps = builders.map((b) => ({ label: b.label, dispatches: b.dispatches.map((d) => exe.bind(d, b.label)) }));
+    exe.steps = builders.map((b) => ({ label: b.label, op: b.step.op, name: stepName(plan, b.step), dispatches: b.dispatches.map((d) => exe.bind(d, b.label)) }));
     return exe;
   });
 }
@@ -267,6 +274,8 @@ export class WebgpuExecutable implements Executable {
   /** An error of work submitted without a caller waiting (AdamW batches), thrown by the next call. */
   private deferred: Error | null = null;
   private disposed = false;
+  /** While profiling: one promise per submit, resolving to its steps' GPU times. */
+  private profiled: Promise<StepTime[]>[] | null = null;
 
   constructor(
     private readonly ctx: GpuContext,
@@ -386,6 +395,12 @@ export class WebgpuExecutable implements Executable {
     this.ctx.lastWork = steps.length === 1 ? steps[0]!.label : `${label}: ${steps.length} steps, ${op(steps[0])} … ${op(steps[steps.length - 1])}`;
     return this.ctx.scoped(label, () => {
       const enc = device.createCommandEncoder({ label });
+      if (this.profiled && this.ctx.timestamps) {
+        const collect = this.encodeTimed(enc, steps);
+        device.queue.submit([enc.finish()]);
+        this.profiled.push(collect());
+        return;
+      }
       const pass = enc.beginComputePass({ label });
       for (const s of steps) this.encode(pass, s);
       pass.end();
@@ -420,44 +435,55 @@ export class WebgpuExecutable implements Executable {
   }
 
   /**
-   * Run the plan once with a timestamp query around each step (one compute pass per step) and return each
-   * step's GPU time in milliseconds, or null when the device has no `timestamp-query`. Slower than
-   * `run()`: for profiling only.
+   * Encode each step in a compute pass of its own with timestamps at its start and end, resolved into a
+   * readback buffer in the same command buffer. Returns the collector to call once submitted.
    */
-  async runTimed(skip?: Uint8Array): Promise<{ label: string; ms: number }[] | null> {
-    this.check('runTimed');
-    if (!this.ctx.timestamps) return null;
-    this.flushOptimizer();
-    const active = skip ? this.steps.filter((_, i) => !skip[i]) : this.steps;
-    if (active.length === 0) return [];
+  private encodeTimed(enc: GPUCommandEncoder, steps: readonly LoadedStep[]): () => Promise<StepTime[]> {
     const device = this.ctx.device;
-    const perSet = 2048;
+    const bytes = steps.length * 16;
     const sets: GPUQuerySet[] = [];
-    const resolve = device.createBuffer({ label: 'timestamps', size: active.length * 16, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
-    const staging = device.createBuffer({ label: 'timestamps readback', size: active.length * 16, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
-    try {
-      await this.ctx.scoped('runTimed', () => {
-        const enc = device.createCommandEncoder({ label: 'runTimed' });
-        active.forEach((s, i) => {
-          const q = i % perSet;
-          if (q === 0) sets.push(device.createQuerySet({ type: 'timestamp', count: 2 * Math.min(perSet, active.length - i) }));
-          const pass = enc.beginComputePass({ label: s.label, timestampWrites: { querySet: sets[sets.length - 1]!, beginningOfPassWriteIndex: 2 * q, endOfPassWriteIndex: 2 * q + 1 } });
-          this.encode(pass, s);
-          pass.end();
-        });
-        sets.forEach((set, k) => enc.resolveQuerySet(set, 0, set.count, resolve, k * perSet * 16));
-        enc.copyBufferToBuffer(resolve, 0, staging, 0, active.length * 16);
-        device.queue.submit([enc.finish()]);
-      });
-      await staging.mapAsync(GPUMapMode.READ);
-      const t = new BigInt64Array(staging.getMappedRange().slice(0));
-      staging.unmap();
-      return active.map((s, i) => ({ label: s.label, ms: Number(t[2 * i + 1]! - t[2 * i]!) / 1e6 }));
-    } finally {
-      for (const q of sets) q.destroy();
-      resolve.destroy();
-      staging.destroy();
-    }
+    const resolve = device.createBuffer({ label: 'timestamps', size: bytes, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
+    const staging = device.createBuffer({ label: 'timestamps readback', size: bytes, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    steps.forEach((s, i) => {
+      const q = i % TIMED_STEPS_PER_SET;
+      if (q === 0) sets.push(device.createQuerySet({ label: 'timestamps', type: 'timestamp', count: 2 * Math.min(TIMED_STEPS_PER_SET, steps.length - i) }));
+      const pass = enc.beginComputePass({ label: s.label, timestampWrites: { querySet: sets[sets.length - 1]!, beginningOfPassWriteIndex: 2 * q, endOfPassWriteIndex: 2 * q + 1 } });
+      this.encode(pass, s);
+      pass.end();
+    });
+    sets.forEach((set, k) => enc.resolveQuerySet(set, 0, set.count, resolve, k * TIMED_STEPS_PER_SET * 16));
+    enc.copyBufferToBuffer(resolve, 0, staging, 0, bytes);
+    return async () => {
+      try {
+        await staging.mapAsync(GPUMapMode.READ);
+        const t = new BigInt64Array(staging.getMappedRange().slice(0));
+        staging.unmap();
+        // Timestamps are in nanoseconds; an implementation may report a pass that ends "before" it starts
+        // (clock domains), which is clamped to zero.
+        return steps.map((s, i) => ({ op: s.op, name: s.name, ms: Math.max(0, Number(t[2 * i + 1]! - t[2 * i]!)) / 1e6 }));
+      } finally {
+        for (const q of sets) q.destroy();
+        resolve.destroy();
+        staging.destroy();
+      }
+    };
+  }
+
+  beginProfile(): void {
+    this.check('beginProfile');
+    // Updates queued before profiling are not part of it.
+    this.flushOptimizer();
+    this.profiled = [];
+  }
+
+  async endProfile(): Promise<StepTime[] | null> {
+    this.check('endProfile');
+    this.flushOptimizer();
+    const pending = this.profiled;
+    this.profiled = null;
+    if (!this.ctx.timestamps) return null;
+    if (!pending) return [];
+    return (await Promise.all(pending)).flat();
   }
 
   adamw(param: number, grad: number, m: number, v: number, hyper: AdamWHyper): void {
@@ -495,7 +521,7 @@ export class WebgpuExecutable implements Executable {
       }
     }
     const dispatches = b.dispatches.map((d) => this.bind(d, label, hyper));
-    return { hyper, encode, step: { label, dispatches } };
+    return { hyper, encode, step: { label, op: 'adamw', name: valueName(this.plan, param), dispatches } };
   }
 
   private flushOptimizer(): void {

@@ -3,11 +3,24 @@ import { numel } from '../../../graph/types.js';
 import type { KernelImpl, Range, StepBuilder } from '../executable.js';
 import { checkU32, threadGrid } from './util.js';
 
-const TILE = 64;
-
 /** Products with fewer outputs than this, or a side thinner than THIN, skip the 64×64 tiles. */
 const SMALL_OUTPUTS = 4096;
 const THIN = 16;
+/**
+ * Products with at least this many outputs and both sides ≥ 128 take the 128×128 tiles: 16 or more
+ * workgroups of 256 threads. Below that the 64×64 tiles keep more workgroups in flight.
+ */
+const LARGE_OUTPUTS = 1 << 18;
+
+export type MatmulKernel = 'small' | 'main' | 'large';
+
+/** Which kernel of wgsl/matmul.wgsl a product runs, and its output tile (0: one thread per output). */
+export function matmulKernel(d: Pick<MatmulDims, 'M' | 'N' | 'batch'>): { entry: MatmulKernel; tile: number } {
+  const { M, N, batch } = d;
+  if (M * N <= SMALL_OUTPUTS || Math.min(M, N) < THIN) return { entry: 'small', tile: 0 };
+  if (Math.min(M, N) >= 128 && M * N * batch >= LARGE_OUTPUTS) return { entry: 'large', tile: 128 };
+  return { entry: 'main', tile: 64 };
+}
 
 export interface MatmulDims {
   readonly M: number; readonly N: number; readonly K: number; readonly batch: number;
@@ -27,14 +40,15 @@ export async function recordMatmul(s: StepBuilder, d: MatmulDims, a: Range, b: R
   const { M, N, K, batch, transA, transB } = d;
   if (M * N * batch === 0) return;
   checkU32(M * N * batch, s.label);
-  if (M * N <= SMALL_OUTPUTS || Math.min(M, N) < THIN) {
+  const { entry, tile } = matmulKernel(d);
+  if (entry === 'small') {
     const kernel = await s.kernel('matmul', 'small', { TRANS_A: transA, TRANS_B: transB });
     const { grid, stride } = threadGrid(s, M * N * batch, 64);
     const u = s.uniform(new Uint32Array([M, N, K, 0, d.strideA, d.strideB, M * N, stride, batch, 0, 0, 0]));
     s.dispatch(kernel, { p: u, a, b, c }, grid);
     return;
   }
-  const kernel = await s.kernel('matmul', 'main', {
+  const kernel = await s.kernel('matmul', entry, {
     TRANS_A: transA,
     TRANS_B: transB,
     VEC_A: (transA ? M : K) % 4 === 0,
@@ -43,7 +57,7 @@ export async function recordMatmul(s: StepBuilder, d: MatmulDims, a: Range, b: R
   const zMax = s.limits.maxComputeWorkgroupsPerDimension;
   for (let b0 = 0; b0 < batch; b0 += zMax) {
     const u = s.uniform(new Uint32Array([M, N, K, b0, d.strideA, d.strideB, M * N, 0, batch, 0, 0, 0]));
-    s.dispatch(kernel, { p: u, a, b, c }, [Math.ceil(N / TILE), Math.ceil(M / TILE), Math.min(zMax, batch - b0)]);
+    s.dispatch(kernel, { p: u, a, b, c }, [Math.ceil(N / tile), Math.ceil(M / tile), Math.min(zMax, batch - b0)]);
   }
 }
 
