@@ -5,6 +5,7 @@
  * specifier is not a literal, behind a runtime check, so bundlers leave it alone.
  */
 import { WebgpuError } from './errors.js';
+import { ReadbackPool } from './readback-pool.js';
 
 export interface AdapterSummary {
   readonly vendor: string;
@@ -171,6 +172,8 @@ export class GpuContext {
   readonly limits: GPUSupportedLimits;
   readonly timestamps: boolean;
   readonly subgroups: boolean;
+  /** Readback buffers shared by this device's executables. */
+  readonly readbacks: ReadbackPool;
   /** Set when the device is lost; every later use throws. */
   lost: GPUDeviceLostInfo | null = null;
   private pendingError: GPUError | null = null;
@@ -184,6 +187,7 @@ export class GpuContext {
     this.limits = device.limits;
     this.timestamps = device.features.has('timestamp-query');
     this.subgroups = device.features.has('subgroups');
+    this.readbacks = new ReadbackPool(device);
     device.lost.then((info) => {
       if (!this.destroyed) this.lost = info;
     });
@@ -274,6 +278,7 @@ export class GpuContext {
   destroy(): void {
     if (this.destroyed) return;
     this.destroyed = true;
+    this.readbacks.destroy();
     this.device.destroy();
   }
 }

@@ -351,7 +351,8 @@ export class WebgpuExecutable implements Executable {
     if (total === 0) return infos.map((v) => (v.dtype === 'i32' ? new Int32Array(0) : new Float32Array(0)));
     const device = this.ctx.device;
     this.flushOptimizer();
-    const staging = device.createBuffer({ label: 'readback', size: alignUp(total, 4), usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    const staging = this.ctx.readbacks.acquire(alignUp(total, 4), 'readback');
+    let reusable = false;
     try {
       const enc = device.createCommandEncoder({ label: 'readback' });
       let at = 0;
@@ -367,8 +368,9 @@ export class WebgpuExecutable implements Executable {
         throw new WebgpuError(`read: mapping the readback buffer failed: ${(e as Error).message}`);
       }
       this.ctx.check('read');
-      const bytes = staging.getMappedRange().slice(0);
+      const bytes = staging.getMappedRange(0, alignUp(total, 4)).slice(0);
       staging.unmap();
+      reusable = true;
       at = 0;
       return infos.map((v, i) => {
         const n = sizes[i]! / 4;
@@ -377,7 +379,9 @@ export class WebgpuExecutable implements Executable {
         return out;
       });
     } finally {
-      staging.destroy();
+      // A buffer whose mapping failed is not trusted again.
+      if (reusable) this.ctx.readbacks.release(staging);
+      else staging.destroy();
     }
   }
 
@@ -443,7 +447,7 @@ export class WebgpuExecutable implements Executable {
     const bytes = steps.length * 16;
     const sets: GPUQuerySet[] = [];
     const resolve = device.createBuffer({ label: 'timestamps', size: bytes, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
-    const staging = device.createBuffer({ label: 'timestamps readback', size: bytes, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    const staging = this.ctx.readbacks.acquire(bytes, 'timestamps readback');
     steps.forEach((s, i) => {
       const q = i % TIMED_STEPS_PER_SET;
       if (q === 0) sets.push(device.createQuerySet({ label: 'timestamps', type: 'timestamp', count: 2 * Math.min(TIMED_STEPS_PER_SET, steps.length - i) }));
@@ -454,17 +458,20 @@ export class WebgpuExecutable implements Executable {
     sets.forEach((set, k) => enc.resolveQuerySet(set, 0, set.count, resolve, k * TIMED_STEPS_PER_SET * 16));
     enc.copyBufferToBuffer(resolve, 0, staging, 0, bytes);
     return async () => {
+      let reusable = false;
       try {
         await staging.mapAsync(GPUMapMode.READ);
-        const t = new BigInt64Array(staging.getMappedRange().slice(0));
+        const t = new BigInt64Array(staging.getMappedRange(0, bytes).slice(0));
         staging.unmap();
+        reusable = true;
         // Timestamps are in nanoseconds; an implementation may report a pass that ends "before" it starts
         // (clock domains), which is clamped to zero.
         return steps.map((s, i) => ({ op: s.op, name: s.name, ms: Math.max(0, Number(t[2 * i + 1]! - t[2 * i]!)) / 1e6 }));
       } finally {
         for (const q of sets) q.destroy();
         resolve.destroy();
-        staging.destroy();
+        if (reusable) this.ctx.readbacks.release(staging);
+        else staging.destroy();
       }
     };
   }
