@@ -3,7 +3,7 @@
  * PEFT folders, on the js, wasm or webgpu backend. Everything here runs in Node, Deno and browsers;
  * file-system helpers live in the CLI.
  */
-export type { Backend, BackendName, Executable, ExecutionPlan } from './backends/backend.js';
+export type { Backend, BackendName, Executable, ExecutionPlan, StepTime } from './backends/backend.js';
 export { createJsBackend } from './backends/js/index.js';
 export { createBackend, BACKEND_CHOICES, type BackendChoice, type ChosenBackend } from './scheduler/backends.js';
 export { Session } from './scheduler/session.js';
@@ -31,7 +31,9 @@ export { getMethod, methodNames } from './adapters/registry.js';
 export type { AdapterMethod, ModuleInfo, ParamStore } from './adapters/types.js';
 
 export { Trainer, type OptimizerOptions, type StepResult } from './train/trainer.js';
-export { fineTune, type FineTuneOptions } from './train/finetune.js';
+export { fineTune, type FineTuneOptions, type FineTuneResult, type FineTuneRun } from './train/finetune.js';
+export { decodeTrainingState, encodeTrainingState, TRAINING_STATE_FILE, type TrainingState } from './train/training-state.js';
+export { formatProfile, summarizeProfile, type OpTime, type StepProfile } from './scheduler/profile.js';
 export { lrSchedule } from './train/schedule.js';
 
 export { jsonlExamples, pack, textExamples, type Example, type PackedBlocks } from './data/dataset.js';

@@ -44,7 +44,11 @@ export class AdaptedModel {
   /** Add a fresh adapter. `config` uses the method's option names (camelCase). */
   addAdapter(name: string, methodName: string, config: Readonly<Record<string, unknown>>, o: { seed?: number } = {}): Adapter {
     const method = getMethod(methodName);
-    const parsed = method.parseConfig(config);
+    return this.addParsedAdapter(name, method, method.parseConfig(config), o);
+  }
+
+  /** Add a fresh adapter from an already validated config (checkpoints restore through this). */
+  addParsedAdapter(name: string, method: AdapterMethod<TargetConfig>, parsed: TargetConfig, o: { seed?: number } = {}): Adapter {
     const modules = method.selectModules ? method.selectModules(parsed, this.modules) : selectTargets(parsed, this.modules);
     const random = seededRandom(o.seed ?? 0);
     const baseOverrides = new Map<string, Float32Array>();

@@ -93,6 +93,18 @@ export interface TrainingController {
   beforeUpdate?(step: number, t: TrainerAccess): Promise<void>;
   /** After the optimizer update of step `step`. */
   afterUpdate?(step: number, t: TrainerAccess): Promise<void>;
+  /** What a checkpoint must keep for a resumed run to continue exactly (importance averages, kept values…). */
+  exportState?(): Map<string, Float64Array>;
+  /** Restore `exportState`'s output before the first resumed step; missing or misshapen entries are errors. */
+  importState?(state: ReadonlyMap<string, Float64Array>): void;
+}
+
+/** Copy `state[name]` into `into`, or say what is wrong: for controllers' importState. */
+export function restoreArray(state: ReadonlyMap<string, Float64Array>, name: string, into: Float64Array | Float32Array, method: string): void {
+  const v = state.get(name);
+  if (!v) throw new Error(`${method}: the checkpoint's controller state has no ${name}`);
+  if (v.length !== into.length) throw new Error(`${method}: the checkpoint's controller state ${name} has ${v.length} values, expected ${into.length}`);
+  into.set(v);
 }
 
 /** An adapter as a controller sees it. */

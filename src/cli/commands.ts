@@ -20,6 +20,7 @@ import { BACKEND_CHOICES, type ChosenBackend, createBackend } from '../scheduler
 import { formatProfile } from '../scheduler/profile.js';
 import { createTokenizer, sentencePieceToHfJson, type Tokenizer, type TokenizerData, tokenizerConfigJson, tokenizerDataFromHfJson } from '../tokenizer/index.js';
 import { fineTune } from '../train/finetune.js';
+import { decodeTrainingState, encodeTrainingState, TRAINING_STATE_FILE, type TrainingState } from '../train/training-state.js';
 import { type FlagSpec, type Flags, UsageError, need, parseFlags, usage } from './args.js';
 import { resolveModel } from './model-source.js';
 import { Progress } from './progress.js';
@@ -192,7 +193,7 @@ const trainFlags: Record<string, FlagSpec> = {
   'eval-data': { type: 'string', help: 'held-out data in the same formats as --data' },
   'eval-every': { type: 'int', help: 'evaluate every N steps', default: 0 },
   'checkpoint-every': { type: 'int', help: 'save adapter and optimizer state every N steps into OUT/checkpoint-N', default: 0 },
-  resume: { type: 'string', help: 'resume from a checkpoint folder written by --checkpoint-every' },
+  resume: { type: 'string', help: 'resume from a checkpoint folder written by --checkpoint-every (its method, config and seed; the other flags as given)' },
   out: { type: 'string', help: 'output folder for the adapter (PEFT format)' },
   json: { type: 'bool', help: 'print JSON lines {"step", "loss", …} instead of a progress bar' },
   profile: { type: 'bool', help: 'time every kernel of the last step (GPU timestamps on webgpu) and print time per op and the share of the step spent in kernels' },
@@ -252,16 +253,18 @@ async function train(f: Flags): Promise<void> {
   const evalData = f['eval-data'] ? pack((await loadExamples(String(f['eval-data']), tok, seq)).examples, seq, 0) : undefined;
   const chosen = await openBackend(f, json);
   const model = new AdaptedModel(ckpt);
-  let resume;
+  let resume: TrainingState | undefined;
+  let seed = Number(f.seed);
   if (f.resume) {
-    const dir = String(f.resume);
-    await readAdapterDir(model, dir);
-    const state = JSON.parse(await readFile(join(dir, 'trainer_state.json'), 'utf8')) as { step: number };
-    const { parseSafetensors, safetensorsTensorToF32 } = await import('../formats/safetensors.js');
-    const st = parseSafetensors(new Uint8Array(await readFile(join(dir, 'optimizer.safetensors'))), join(dir, 'optimizer.safetensors'));
-    resume = { step: state.step, tensors: new Map(st.tensors.map((t) => [t.name, safetensorsTensorToF32(st, t)])) };
+    // The checkpoint decides the method, its config and the seed; the flags still set the schedule and data.
+    const path = join(String(f.resume), TRAINING_STATE_FILE);
+    if (!existsSync(path)) throw new Error(`${String(f.resume)}: not a checkpoint written by --checkpoint-every (missing ${TRAINING_STATE_FILE})`);
+    const restored = decodeTrainingState(model, 'default', new Uint8Array(await readFile(path)), path);
+    resume = restored;
+    seed = restored.seed;
+    if (!json) err(`resuming at step ${restored.step} from ${String(f.resume)} (${restored.adapter.method.name}, seed ${seed})`);
   } else {
-    model.addAdapter('default', String(f.method), methodConfig(f), { seed: Number(f.seed) });
+    model.addAdapter('default', String(f.method), methodConfig(f), { seed });
   }
   if (!json) err(`adapter: ${f.method} on ${model.get('default').modules.length} modules, ${model.parameterCount('default').toLocaleString('en-US')} trainable parameters`);
   const steps = Number(f.steps);
@@ -271,7 +274,7 @@ async function train(f: Flags): Promise<void> {
     profile: Boolean(f.profile),
     warmup: Number(f.warmup), decay: f.decay as 'cosine', weightDecay: Number(f['weight-decay']),
     ...(Number(f['max-grad-norm']) > 0 ? { maxGradNorm: Number(f['max-grad-norm']) } : {}),
-    accumulate: Number(f.accumulate), seed: Number(f.seed),
+    accumulate: Number(f.accumulate), seed,
     ...(evalData ? { evalData, evalEvery: Number(f['eval-every']) } : {}),
     ...(resume ? { resume } : {}),
     onStep: (r) => {
@@ -283,9 +286,7 @@ async function train(f: Flags): Promise<void> {
     onCheckpoint: async (step, run) => {
       const dir = join(out, `checkpoint-${step}`);
       await writePeftDir(model, dir, String(f.model));
-      const state = await run.trainer.exportState();
-      await writeFile(join(dir, 'optimizer.safetensors'), writeSafetensors([...state.tensors].map(([k, d]) => [k, { shape: [d.length], data: d }] as [string, { shape: number[]; data: Float32Array }])));
-      await writeFile(join(dir, 'trainer_state.json'), `${JSON.stringify({ step: state.step }, null, 2)}\n`);
+      await writeFile(join(dir, TRAINING_STATE_FILE), encodeTrainingState(model, 'default', seed, await run.exportState()));
       log({ event: 'checkpoint', step, dir });
     },
   });

@@ -18,7 +18,7 @@ export const SAFETENSORS_DTYPE_SIZE: Readonly<Record<SafetensorsDtype, number>> 
 };
 
 /** Dtypes `writeSafetensors` can encode from float32. */
-export type SafetensorsWriteDtype = 'F32' | 'F16' | 'BF16';
+export type SafetensorsWriteDtype = 'F32' | 'F16' | 'BF16' | 'F64';
 
 export interface SafetensorsTensorInfo {
   readonly name: string;
@@ -117,6 +117,25 @@ export interface SafetensorsReadOptions {
   copy?: boolean;
 }
 
+function f64Bytes(d: Float32Array | Float64Array): Uint8Array {
+  const out = new Uint8Array(d.length * 8);
+  const dv = new DataView(out.buffer);
+  for (let i = 0; i < d.length; i++) dv.setFloat64(8 * i, d[i]!, true);
+  return out;
+}
+
+/** Decode an F64 or F32 tensor to float64 exactly (state that must survive a round trip bit for bit). */
+export function safetensorsTensorToF64(file: SafetensorsFile, tensor: SafetensorsTensorInfo | string): Float64Array {
+  const t = typeof tensor === 'string' ? file.tensorsByName.get(tensor) : tensor;
+  if (t === undefined) throw new FormatError(file.name, `no tensor named ${tensor as string}`);
+  if (t.dtype === 'F32') return Float64Array.from(safetensorsTensorToF32(file, t));
+  if (t.dtype !== 'F64') throw new FormatError(file.name, `tensor ${t.name} is ${t.dtype}; expected F64 or F32`);
+  const dv = new DataView(file.bytes.buffer, file.bytes.byteOffset, file.bytes.byteLength);
+  const a = new Float64Array(t.nElements);
+  for (let i = 0; i < a.length; i++) a[i] = dv.getFloat64(t.offset + 8 * i, true);
+  return a;
+}
+
 /** Decode a tensor to float32 (row-major, as stored). */
 export function safetensorsTensorToF32(file: SafetensorsFile, tensor: SafetensorsTensorInfo | string, options: SafetensorsReadOptions = {}): Float32Array {
   const t = typeof tensor === 'string' ? file.tensorsByName.get(tensor) : tensor;
@@ -159,8 +178,9 @@ export function e4m3ToNumber(b: number): number {
 
 export interface SafetensorsWriteTensor {
   shape: readonly number[];
-  data: Float32Array;
-  /** Storage dtype; default F32 (or the writer's `dtype`). */
+  /** Float64Array data is stored exactly as F64 unless a narrower dtype is named. */
+  data: Float32Array | Float64Array;
+  /** Storage dtype; default F32 (F64 for Float64Array data), or the writer's `dtype`. */
   dtype?: SafetensorsWriteDtype;
 }
 
@@ -195,12 +215,14 @@ export function writeSafetensors(
       n *= d;
     }
     if (n !== t.data.length) throw new FormatError(file, `tensor ${key}: shape [${t.shape.join(', ')}] has ${n} elements but the data has ${t.data.length}`);
-    const dtype = t.dtype ?? options.dtype ?? 'F32';
+    const dtype = t.dtype ?? (t.data instanceof Float64Array ? 'F64' : options.dtype ?? 'F32');
+    const f32 = (): Float32Array => (t.data instanceof Float32Array ? t.data : Float32Array.from(t.data));
     let blob: Uint8Array;
-    if (dtype === 'F32') blob = f32Bytes(t.data);
-    else if (dtype === 'F16') blob = f32ToF16Bytes(t.data);
-    else if (dtype === 'BF16') blob = f32ToBf16Bytes(t.data);
-    else throw new FormatError(file, `tensor ${key}: cannot write dtype ${dtype as string} (supported: F32, F16, BF16)`);
+    if (dtype === 'F32') blob = f32Bytes(f32());
+    else if (dtype === 'F16') blob = f32ToF16Bytes(f32());
+    else if (dtype === 'BF16') blob = f32ToBf16Bytes(f32());
+    else if (dtype === 'F64') blob = f64Bytes(t.data);
+    else throw new FormatError(file, `tensor ${key}: cannot write dtype ${dtype as string} (supported: F32, F16, BF16, F64)`);
     header[key] = { dtype, shape: [...t.shape], data_offsets: [off, off + blob.length] };
     blobs.push(blob);
     off += blob.length;

@@ -15,6 +15,7 @@ import { uploadWeights } from '../model/runtime.js';
 import { type StepProfile, summarizeProfile, typicalStepMs } from '../scheduler/profile.js';
 import { type DecayKind, lrSchedule } from './schedule.js';
 import { type StepResult, Trainer } from './trainer.js';
+import type { TrainingState } from './training-state.js';
 
 export interface FineTuneOptions {
   model: AdaptedModel;
@@ -38,8 +39,8 @@ export interface FineTuneOptions {
   /** Called every `checkpointEvery` steps with the trainer, so the caller can save adapter + optimizer state. */
   checkpointEvery?: number;
   onCheckpoint?: (step: number, trainer: FineTuneRun) => Promise<void>;
-  /** Resume from a saved optimizer state. */
-  resume?: { step: number; tensors: ReadonlyMap<string, Float32Array> };
+  /** Resume from a saved training state (decodeTrainingState); the adapter must hold its saved values. */
+  resume?: TrainingState;
   /**
    * Time every kernel of the last step (plan steps and AdamW updates): GPU timestamps on webgpu, the host
    * clock on js and wasm. The result's `profile` compares their sum with a typical step's wall time.
@@ -59,6 +60,8 @@ export interface FineTuneRun {
   readonly trainer: Trainer;
   /** Copy the current trained values into the adapter's parameter store. */
   syncAdapter(): Promise<void>;
+  /** Optimizer and controller state for a checkpoint (call syncAdapter first for the parameters). */
+  exportState(): Promise<TrainingState>;
 }
 
 export async function fineTune(o: FineTuneOptions): Promise<FineTuneResult> {
@@ -104,7 +107,10 @@ export async function fineTune(o: FineTuneOptions): Promise<FineTuneResult> {
   });
   uploadWeights(trainer.session, model.weights, o.model.effectiveCheckpoint());
   o.model.uploadAdapterParams(trainer.session);
-  if (o.resume) trainer.importState(o.resume);
+  if (o.resume) {
+    trainer.importState({ step: o.resume.step, tensors: o.resume.optimizer });
+    controller?.importState?.(o.resume.controller);
+  }
   const seedInput = g.byName('dropout_seed');
 
   const run: FineTuneRun = {
@@ -112,6 +118,10 @@ export async function fineTune(o: FineTuneOptions): Promise<FineTuneResult> {
     async syncAdapter() {
       const values = await trainer.trainableValues();
       for (const [name, data] of values) adapter.params.get(name.slice(adapter.name.length + 1))!.data.set(data);
+    },
+    async exportState() {
+      const { step, tensors } = await trainer.exportState();
+      return { step, optimizer: tensors, controller: controller?.exportState?.() ?? new Map() };
     },
   };
 

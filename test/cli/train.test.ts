@@ -37,7 +37,7 @@ test('checkpoint every 2 steps, resume from step 2: the result equals an uninter
   const events = full.stdout.trim().split('\n').map((l) => JSON.parse(l));
   assert.equal(events.filter((e) => e.event === 'eval').map((e) => e.step), [2, 4]);
   assert.equal(events.filter((e) => e.event === 'checkpoint').map((e) => e.step), [2, 4]);
-  assert.ok(existsSync(join(dir, 'full', 'checkpoint-2', 'optimizer.safetensors')));
+  assert.ok(existsSync(join(dir, 'full', 'checkpoint-2', 'training_state.safetensors')));
   const resumed = cli(['train', ...common, '--out', join(dir, 'resumed'), '--resume', join(dir, 'full', 'checkpoint-2')]);
   assert.is(resumed.code, 0, resumed.stderr);
   assert.equal(resumed.stdout.trim().split('\n').map((l) => JSON.parse(l)).filter((e) => 'step' in e && !('event' in e)).map((e) => e.step), [3, 4]);

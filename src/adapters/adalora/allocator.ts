@@ -10,7 +10,7 @@
  * follows the cubic schedule of §3.3 (see `adaloraBudget`). The current allocation is kept in the config as
  * PEFT's rank_pattern (`<module>.lora_E` → kept flags).
  */
-import type { AdapterState, TrainerAccess, TrainingController } from '../types.js';
+import { type AdapterState, restoreArray, type TrainerAccess, type TrainingController } from '../types.js';
 import type { AdaloraConfig } from './config.js';
 import { adaloraKeys } from './layer.js';
 
@@ -88,6 +88,23 @@ export function adaloraController(adapter: AdapterState<AdaloraConfig>, o: { tot
   return {
     async beforeUpdate(step, t) {
       if (step <= fixedFrom) await updateImportance(t);
+    },
+    // The smoothed importance and uncertainty of every entry (before the first update: none).
+    exportState() {
+      const out = new Map<string, Float64Array>();
+      for (const [key, e] of ema) { out.set(`ipt/${key}`, e.ipt); out.set(`unc/${key}`, e.unc); }
+      return out;
+    },
+    importState(state) {
+      ema.clear();
+      if (state.size === 0) return;
+      for (const key of all) {
+        const n = adapter.params.get(key)!.data.length;
+        const e = { ipt: new Float64Array(n), unc: new Float64Array(n) };
+        restoreArray(state, `ipt/${key}`, e.ipt, 'adalora');
+        restoreArray(state, `unc/${key}`, e.unc, 'adalora');
+        ema.set(key, e);
+      }
     },
     async afterUpdate(step, t) {
       const { budget, allocate: scheduled } = adaloraBudget(step, c, total, initial, target);

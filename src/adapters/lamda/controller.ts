@@ -6,7 +6,7 @@
  * the value it had when it froze. From t_i on the whole of PMB is dropped from the trainable set, so its
  * backward work is skipped (Trainer.setTrainable); only S keeps training.
  */
-import type { AdapterState, TrainingController } from '../types.js';
+import { type AdapterState, restoreArray, type TrainingController } from '../types.js';
 import type { LamdaConfig } from './config.js';
 import { isPma, lamdaKeys } from './layer.js';
 
@@ -26,6 +26,20 @@ export function lamdaController(adapter: AdapterState<LamdaConfig>, o: { totalSt
   const frozen = keys.map(() => 0);
   let done = false;
   return {
+    exportState() {
+      const out = new Map<string, Float64Array>(keys.map((k, i) => [`kept/${k}`, Float64Array.from(kept[i]!)]));
+      out.set('frozen', Float64Array.from(frozen));
+      out.set('done', Float64Array.of(done ? 1 : 0));
+      return out;
+    },
+    importState(state) {
+      keys.forEach((k, i) => restoreArray(state, `kept/${k}`, kept[i]!, 'lamda'));
+      const f = new Float64Array(keys.length), d = new Float64Array(1);
+      restoreArray(state, 'frozen', f, 'lamda');
+      restoreArray(state, 'done', d, 'lamda');
+      f.forEach((v, i) => { frozen[i] = v; });
+      done = d[0] === 1;
+    },
     async afterUpdate(step, t) {
       if (done || ranks.every((r) => frozenColumns(step, r, ti) === 0)) return;
       const values = await t.values(keys);

@@ -9,7 +9,7 @@
  * The code grows every module at or above the threshold, so ties can let more than K grow; here exactly the
  * K most important grow (ties by module order), so a step never grows more modules than the schedule allows.
  */
-import type { AdapterState, TrainingController } from '../types.js';
+import { type AdapterState, restoreArray, type TrainingController } from '../types.js';
 import type { TriAdaptConfig } from './config.js';
 import { activeRank, triKeys, triMasks, triScaling } from './layer.js';
 
@@ -32,6 +32,16 @@ export function triAdaptController(adapter: AdapterState<TriAdaptConfig>, o: { t
   const pattern = () => { c.rankPattern = Object.fromEntries(mods.map((x) => [x.m.name, x.r])); };
   pattern();
   return {
+    // Ranks live in the mask parameters; the growth blocks and the last norms are the controller's own.
+    exportState() {
+      return new Map([['blocks', Float64Array.from(mods, (x) => x.blocks)], ['prev', Float64Array.from(mods, (x) => x.prev)]]);
+    },
+    importState(state) {
+      const blocks = new Float64Array(mods.length), prev = new Float64Array(mods.length);
+      restoreArray(state, 'blocks', blocks, 'triadaptlora');
+      restoreArray(state, 'prev', prev, 'triadaptlora');
+      mods.forEach((x, i) => { x.blocks = blocks[i]!; x.prev = prev[i]!; });
+    },
     async afterUpdate(step, t) {
       const used = mods.reduce((a, x) => a + x.r, 0);
       if (used >= budget || step <= c.initWarmup || step % c.increInterval !== 0) return;
