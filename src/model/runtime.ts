@@ -3,7 +3,7 @@
  * once per shape and reused; frozen weights are uploaded once per graph.
  */
 import type { Backend } from '../backends/backend.js';
-import type { LlamaCheckpoint } from '../formats/checkpoint.js';
+import { type LlamaCheckpoint, tensorF32 } from '../formats/checkpoint.js';
 import * as F from '../graph/api.js';
 import { Graph, type Tensor } from '../graph/graph.js';
 import { shapeStr } from '../graph/types.js';
@@ -25,7 +25,7 @@ export function uploadWeights(s: Session, weights: Map<string, Tensor>, ckpt: Ll
     const src = ckpt.tensors.get(name);
     if (!src) throw new Error(`${ckpt.source}: the model needs tensor ${name}, which the file does not have`);
     if (src.shape.join() !== t.shape.join()) throw new Error(`${ckpt.source}: tensor ${name} is ${shapeStr(src.shape)}, the model expects ${shapeStr(t.shape)}`);
-    s.set(t, src.data);
+    s.set(t, tensorF32(src));
   }
 }
 
