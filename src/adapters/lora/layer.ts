@@ -104,7 +104,7 @@ export function loraLinear(ctx: LinearContext, module: ModuleInfo, c: LoraConfig
       return F.add(ctx.base(), delta);
     }
     // DoRA: y = (m / ‖W₀ + s·B·A‖_rows) ⊙ (W₀x + s·B·A·x); the norm carries no gradient (§4.3).
-    const merged = F.add(ctx.weight, F.scale(F.matmul(B!, A!), s));
+    const merged = F.add(F.dequantize(ctx.weight), F.scale(F.matmul(B!, A!), s));
     const norm = F.stopGradient(F.sqrt(F.sum(F.mul(merged, merged), [1])));
     const ratio = F.div(b.param(k.magnitude), norm);
     const lora = F.scale(F.matmul(F.matmul(x, A!, { transB: true }), B!, { transB: true }), s);
