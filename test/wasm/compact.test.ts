@@ -3,10 +3,16 @@
 // alone; the embedding gather and dequantize exactly.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { dequantize, embedding, type CompactDType } from '../../src/backends/wasm/compact.js';
+import { dequantize, embedding } from '../../src/backends/wasm/compact.js';
+import { createWasmBackend } from '../../src/backends/wasm/index.js';
+import * as F from '../../src/graph/api.js';
+import { Graph } from '../../src/graph/graph.js';
+import type { DType } from '../../src/graph/types.js';
+import { Session } from '../../src/scheduler/session.js';
 import { hasRelaxedSimd } from '../../src/backends/wasm/loader.js';
 import { matmul } from '../../src/backends/wasm/matmul.js';
 import { WasmRuntime } from '../../src/backends/wasm/runtime.js';
+import type { CompactDType } from '../../src/quant/types.js';
 
 const DTYPES: CompactDType[] = ['f16', 'bf16', 'q8_0', 'q4_0'];
 
@@ -277,6 +283,46 @@ test('embedding gathers dequantised rows of a compact table, zeros for ids out o
     });
   } finally {
     rt.dispose();
+  }
+});
+
+test('a graph with compact params runs on the wasm backend as with their dequantised f32 copies', async () => {
+  const backend = await createWasmBackend({ threads: 2 });
+  const [B, T, N, K, V] = [2, 5, 40, 64, 11];
+  /** A linear layer's forward x·Wᵀ and input gradient dy·W, an embedding and dequantize(W). */
+  const build = (dtype: DType) => {
+    const g = new Graph();
+    const x = g.input('x', [B, T, K]), dy = g.input('dy', [B, T, N]), ids = g.input('ids', [6], 'i32');
+    const w = g.param('w', [N, K], dtype), table = g.param('table', [V, K], dtype);
+    const outs = [F.matmul(x, w, { transB: true }), F.matmul(dy, w), F.embedding(table, ids), F.dequantize(w)];
+    for (const o of outs) g.markOutput(o);
+    return { g, outs };
+  };
+  try {
+    for (const [d, dtype] of DTYPES.entries()) {
+      const r = rng(3000 + d);
+      const w = randomCompact(dtype, N * K, r), table = randomCompact(dtype, V * K, r);
+      const x = fill(B * T * K, r), dy = fill(B * T * N, r), ids = Int32Array.from([3, 0, 10, 11, -2, 3]);
+      const results: Float32Array[][] = [];
+      for (const [kind, wData, tData] of [[dtype, w.bytes, table.bytes], ['f32', Float32Array.from(w.values), Float32Array.from(table.values)]] as const) {
+        const { g, outs } = build(kind);
+        const s = await Session.create(g, backend);
+        try {
+          s.set('x', x); s.set('dy', dy); s.set('ids', ids); s.set('w', wData); s.set('table', tData);
+          await s.run();
+          results.push((await s.getMany(outs)) as Float32Array[]);
+          // A compact param reads back as the bytes written.
+          if (kind !== 'f32') assert.equal(await s.get('w'), w.bytes, `${dtype}: read of the weight`);
+        } finally {
+          s.dispose();
+        }
+      }
+      const [compact, plain] = results as [Float32Array[], Float32Array[]];
+      ['x·Wᵀ', 'dy·W', 'embedding', 'dequantize'].forEach((name, i) => assert.equal(compact[i], plain[i], `${dtype} ${name}`));
+      sameValues(compact[3]!, w.values, `${dtype} dequantize`);
+    }
+  } finally {
+    backend.dispose();
   }
 });
 

@@ -3,15 +3,11 @@
  * bfloat16, q8_0 or q4_0 in the wasm memory, in the layouts of src/quant/types.ts, and read there
  * directly by matmul (`MatmulCall.bType`), the embedding gather and `dequantize`.
  */
+import { QK, type CompactDType } from '../../quant/types.js';
 import type { WasmRuntime } from './runtime.js';
-
-export type CompactDType = 'f16' | 'bf16' | 'q8_0' | 'q4_0';
 
 /** Type codes, mirrored from assembly/compact.ts. */
 export const DTYPE_CODE: Readonly<Record<'f32' | CompactDType, number>> = { f32: 0, f16: 1, bf16: 2, q8_0: 3, q4_0: 4 };
-
-/** Elements per quantisation block of q8_0 and q4_0. */
-const QK = 32;
 
 /**
  * Byte address of the block scales of a compact tensor of n elements at `ptr` (the quants come first);

@@ -2,7 +2,8 @@
  * Host side of the matmul kernel (assembly/matmul.ts): C[b] = op(A[b]) · op(B[b]), row-major f32, or
  * with B a compact frozen weight (src/backends/wasm/compact.ts) read in its stored type.
  */
-import { checkCompactShape, DTYPE_CODE, scalesOf, type CompactDType } from './compact.js';
+import type { CompactDType } from '../../quant/types.js';
+import { checkCompactShape, DTYPE_CODE, scalesOf } from './compact.js';
 import { JOB_MATMUL, type WasmRuntime } from './runtime.js';
 
 // Descriptor words, mirrored from assembly/matmul.ts.
