@@ -56,7 +56,7 @@ class WasmExecutable implements Executable {
     }
     this.arena = rt.heap.alloc(plan.arenaElems * 4);
     for (const w of plan.weights) this.weightPtrs.set(w.value, rt.heap.alloc(w.bytes));
-    const ctx: KernelContext = { rt, ptr: (v) => this.ptr(v), shape: (v) => plan.values[v]!.shape };
+    const ctx: KernelContext = { rt, ptr: (v) => this.ptr(v), shape: (v) => plan.values[v]!.shape, dtype: (v) => plan.values[v]!.dtype };
     this.runners = plan.steps.map((s) => {
       try {
         return wasmKernels[s.op]!(ctx, s);

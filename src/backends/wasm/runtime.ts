@@ -42,6 +42,8 @@ export interface WasmExports {
   kvWrite(cache: Ptr, rows: Ptr, pos: Ptr, B: number, T: number, S: number, row: number): void;
   embedding(table: Ptr, ids: Ptr, out: Ptr, n: number, V: number, D: number): void;
   embeddingBackward(ids: Ptr, dy: Ptr, dtable: Ptr, n: number, V: number, D: number): void;
+  embeddingCompact(type: number, table: Ptr, scales: Ptr, ids: Ptr, out: Ptr, n: number, V: number, D: number): void;
+  dequantize(type: number, src: Ptr, scales: Ptr, n: number, dst: Ptr): void;
   reduce(desc: Ptr, out: Ptr, outN: number, divisor: number): void;
   sumPartials(partials: Ptr, parts: number, stride: number, D: number, out: Ptr): void;
   crossEntropyFinish(partials: Ptr, parts: number, targets: Ptr, N: number, V: number, ignore: number, out: Ptr): void;
