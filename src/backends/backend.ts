@@ -1,9 +1,10 @@
 /**
  * The contract between the scheduler and a backend.
  *
- * The scheduler turns a graph into an ExecutionPlan: every value gets an offset (in elements) in one
- * arena, values whose lifetimes do not overlap share memory, views (reshape) alias their input, and
- * `steps` lists the nodes that need a kernel, in order. A backend loads a plan and runs its steps with
+ * The scheduler turns a graph into an ExecutionPlan: parameters (weights, frozen or trained) each get
+ * memory of their own, every other value an offset (in elements) in one arena where values whose
+ * lifetimes do not overlap share memory; views (reshape) alias their input, and `steps` lists the nodes
+ * that need a kernel, in order. A backend loads a plan and runs its steps with
  * kernels looked up by op name; it knows nothing of autodiff, adapters or models.
  */
 import type { Attrs, DType, NodeInfo, Shape, ValueInfo } from '../graph/types.js';
@@ -22,18 +23,32 @@ export interface PlanStep {
 export interface ExecutionPlan {
   readonly values: readonly ValueInfo[];
   readonly nodes: readonly NodeInfo[];
-  /** Arena offset of each value, in elements, aligned to ARENA_ALIGN elements. */
+  /** Arena offset of each value, in elements, aligned to ARENA_ALIGN elements; -1 for a weight. */
   readonly offsets: readonly number[];
   /** Total arena size in elements. */
   readonly arenaElems: number;
+  /**
+   * The values that live outside the arena, each in memory of its own: every param, with its size in
+   * bytes (a compact weight in its packed layout). Frozen weights never count against the arena, so a
+   * backend can place them wherever its limits allow (separate GPU buffers, compact in wasm memory).
+   */
+  readonly weights: readonly PlanWeight[];
+  /** The value whose memory each value uses: itself, or for a view or an in-place result the value it aliases. */
+  readonly roots: readonly number[];
   /** Nodes that run a kernel, in execution order (views such as reshape are absent). */
   readonly steps: readonly PlanStep[];
+}
+
+export interface PlanWeight {
+  readonly value: number;
+  readonly bytes: number;
 }
 
 /** Every arena offset is a multiple of this many elements (256 bytes for f32: WebGPU's binding alignment). */
 export const ARENA_ALIGN = 64;
 
-export type HostArray = Float32Array | Float64Array | Int32Array;
+/** Host data of a value: f32 as Float32Array (Float64Array on a js f64 backend), i32 as Int32Array, a compact weight as the bytes of its layout. */
+export type HostArray = Float32Array | Float64Array | Int32Array | Uint8Array;
 
 /** The time one step took while profiling: a plan step (`op` is its op) or an AdamW update (`op` is 'adamw'). */
 export interface StepTime {

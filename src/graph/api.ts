@@ -3,7 +3,7 @@
  * returns its output; shape errors name the node and the shapes.
  */
 import type { Graph, Tensor } from './graph.js';
-import type { Shape } from './types.js';
+import { isCompact, type Shape } from './types.js';
 
 export interface MatmulOptions { transA?: boolean; transB?: boolean }
 export const matmul = (a: Tensor, b: Tensor, o: MatmulOptions = {}): Tensor =>
@@ -78,6 +78,8 @@ export const attention = (q: Tensor, k: Tensor, v: Tensor, o: AttentionOptions =
 export const kvWrite = (cache: Tensor, rows: Tensor, pos: Tensor): Tensor => cache.graph.apply1('kv_write', [cache, rows, pos]);
 
 /** Rows of `table` [V, D] picked by `ids` (i32 [...]) → [..., D]. */
+/** A compact frozen weight as f32 (an f32 tensor is returned as it is). */
+export const dequantize = (w: Tensor): Tensor => (isCompact(w.dtype) ? w.graph.apply1('dequantize', [w]) : w);
 export const embedding = (table: Tensor, ids: Tensor): Tensor => table.graph.apply1('embedding', [table, ids]);
 
 /** Mean cross-entropy of logits [N, V] against targets (i32 [N]); rows whose target is ignoreIndex do not count. */

@@ -19,6 +19,7 @@ export function gradients(loss: Tensor, wrt: readonly Tensor[]): Gradients {
   const g: Graph = loss.graph;
   if (numel(loss.shape) !== 1) throw new GraphError(`the loss must be a scalar, got ${shapeStr(loss.shape)}`);
   const firstBackwardNode = g.nodes.length;
+  for (const t of wrt) if (t.dtype !== 'f32') throw new GraphError(`${t} is ${t.dtype}: only f32 values can have gradients (compact weights are frozen)`);
 
   // Values that depend on some wrt tensor (forward reachability).
   const dependsOnWrt = new Uint8Array(g.values.length);

@@ -4,7 +4,7 @@
  */
 import { getOp } from './ops/index.js';
 import {
-  type Attrs, type DType, GraphError, type NodeInfo, type Shape, type ValueInfo, type ValueKind, shapeStr,
+  type Attrs, type DType, GraphError, type NodeInfo, type Shape, type ValueInfo, type ValueKind, isCompact, shapeStr,
 } from './types.js';
 
 export class Tensor {
@@ -34,7 +34,14 @@ export class Graph {
   }
 
   input(name: string, shape: Shape, dtype: DType = 'f32'): Tensor { return this.addValue(shape, dtype, 'input', -1, name); }
-  param(name: string, shape: Shape): Tensor { return this.addValue(shape, 'f32', 'param', -1, name); }
+  /** A weight; a compact dtype makes it a frozen weight read by the kernels in its packed layout. */
+  param(name: string, shape: Shape, dtype: DType = 'f32'): Tensor {
+    if (dtype === 'i32') throw new GraphError(`param ${name}: parameters are f32 or a compact type, not i32`);
+    if ((dtype === 'q8_0' || dtype === 'q4_0') && (shape[shape.length - 1] ?? 0) % 32 !== 0) {
+      throw new GraphError(`param ${name}: ${dtype} needs rows that are a multiple of 32 elements, got ${shapeStr(shape)}`);
+    }
+    return this.addValue(shape, dtype, 'param', -1, name);
+  }
   state(name: string, shape: Shape, dtype: DType = 'f32'): Tensor { return this.addValue(shape, dtype, 'state', -1, name); }
 
   tensor(id: number): Tensor {
@@ -66,6 +73,11 @@ export class Graph {
       if (t.graph !== this) throw new GraphError(`node #${index} ${op}: an input belongs to another graph`);
     }
     const ins = inputs.map((t) => t.info);
+    ins.forEach((v, i) => {
+      if (isCompact(v.dtype) && !def.compactInputs?.includes(i)) {
+        throw new GraphError(`node #${index} ${op}${label ? ` (${label})` : ''}: input ${i} ${v.name ?? `%${v.id}`} is a compact ${v.dtype} weight, which ${op} cannot read; convert it with dequantize() first`);
+      }
+    });
     let outs: { shape: Shape; dtype: DType }[];
     try {
       outs = def.infer(ins, attrs);

@@ -3,7 +3,14 @@
  * Data flows one way: graph → scheduler → backend; nothing here knows a backend.
  */
 
-export type DType = 'f32' | 'i32';
+import { compactBytes, isCompact, type CompactDType } from '../quant/types.js';
+
+/**
+ * f32 and i32 for everything a kernel computes; a compact type (f16, bf16, q8_0, q4_0: see
+ * src/quant/types.ts) only for frozen weights, which kernels that declare it read directly.
+ */
+export type DType = 'f32' | 'i32' | CompactDType;
+export { isCompact, type CompactDType };
 export type Shape = readonly number[];
 
 /** Static, JSON-serialisable attributes of a node. */
@@ -43,6 +50,12 @@ export function numel(shape: Shape): number {
   let n = 1;
   for (const d of shape) n *= d;
   return n;
+}
+
+/** Bytes a value of this type and shape occupies (compact types in their packed layout). */
+export function valueBytes(dtype: DType, shape: Shape): number {
+  const n = numel(shape);
+  return isCompact(dtype) ? compactBytes(dtype, n) : 4 * n;
 }
 
 export function shapeStr(shape: Shape): string {

@@ -1,6 +1,7 @@
 /**
- * Memory planning: one arena for the whole graph. Inputs, params, states and graph outputs keep their
- * memory for the whole run; every other value lives from the step that writes it to its last reader, and
+ * Memory planning. Params (weights) live outside the arena, each in memory of its own (`plan.weights`), so
+ * the arena holds only activations, inputs and states and a model's size never caps it. In the arena,
+ * inputs, states and graph outputs keep their memory for the whole run; every other value lives from the step that writes it to its last reader, and
  * values whose lifetimes do not overlap share memory (first-fit with coalescing). Views (reshape) alias
  * their input and extend its lifetime; in-place ops (a KV-cache write) write into their input's memory.
  */
@@ -8,7 +9,7 @@ import type { ExecutionPlan, PlanStep } from '../backends/backend.js';
 import { ARENA_ALIGN } from '../backends/backend.js';
 import type { Graph } from '../graph/graph.js';
 import { getOp } from '../graph/ops/index.js';
-import { numel } from '../graph/types.js';
+import { numel, valueBytes } from '../graph/types.js';
 
 const align = (n: number): number => Math.ceil(n / ARENA_ALIGN) * ARENA_ALIGN;
 
@@ -60,6 +61,7 @@ export function planGraph(graph: Graph): ExecutionPlan {
   }
 
   // Last step that reads each root (or Infinity when it must survive the run).
+  const weights = values.filter((v) => v.kind === 'param').map((v) => ({ value: v.id, bytes: valueBytes(v.dtype, v.shape) }));
   const lastUse = new Array<number>(values.length).fill(-1);
   const forever = Number.POSITIVE_INFINITY;
   for (const v of values) if (v.kind !== 'node') lastUse[v.id] = forever;
@@ -74,7 +76,7 @@ export function planGraph(graph: Graph): ExecutionPlan {
   const offsets = new Array<number>(values.length).fill(-1);
   const heap = new FirstFit();
   for (const v of values) {
-    if (v.kind !== 'node') offsets[v.id] = heap.alloc(align(Math.max(1, numel(v.shape))));
+    if (v.kind !== 'node' && v.kind !== 'param') offsets[v.id] = heap.alloc(align(Math.max(1, numel(v.shape))));
   }
   const dying: number[][] = steps.map(() => []);
   steps.forEach((s, i) => {
@@ -89,5 +91,5 @@ export function planGraph(graph: Graph): ExecutionPlan {
     for (const r of dying[i]!) heap.release(offsets[r]!, align(Math.max(1, numel(values[r]!.shape))));
   });
   for (const v of values) if (offsets[v.id] === -1) offsets[v.id] = offsets[root[v.id]!]!;
-  return { values, nodes, offsets, arenaElems: Math.max(heap.top, ARENA_ALIGN), steps };
+  return { values, nodes, offsets, arenaElems: Math.max(heap.top, ARENA_ALIGN), steps, weights, roots: root };
 }

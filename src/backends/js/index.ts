@@ -4,8 +4,8 @@
  */
 import type { AdamWHyper, Backend, ExecutionPlan, Executable, HostArray, StepTime } from '../backend.js';
 import { HostProfiler, stepName, valueName } from '../host-profile.js';
-import { GraphError, numel, shapeStr } from '../../graph/types.js';
-import { adamw, jsKernels, type FloatArray, type View } from './kernels/index.js';
+import { GraphError, isCompact, numel, shapeStr } from '../../graph/types.js';
+import { adamw, jsKernels, type FloatArray, type JsData, type View } from './kernels/index.js';
 
 export interface JsBackendOptions {
   /** Arithmetic and storage precision of f32 values: 'f32' (default, as every backend) or 'f64' (for gradient checks). */
@@ -25,15 +25,24 @@ export function createJsBackend(opts: JsBackendOptions = {}): Backend {
 class JsExecutable implements Executable {
   private readonly profiler = new HostProfiler();
   readonly backend = 'js' as const;
-  private readonly views: View<FloatArray | Int32Array>[];
+  private readonly views: View<JsData>[];
 
   constructor(private readonly plan: ExecutionPlan, precision: 'f32' | 'f64') {
     const bytes = precision === 'f64' ? 8 : 4;
     const arena = new ArrayBuffer(plan.arenaElems * bytes);
+    const float = (buf: ArrayBuffer, at: number, n: number) => (precision === 'f64' ? new Float64Array(buf, at, n) : new Float32Array(buf, at, n));
+    // Weights own their memory; a compact weight is the bytes of its layout.
+    const own = new Map<number, View<JsData>>(plan.weights.map((w) => {
+      const v = plan.values[w.value]!;
+      return [w.value, { data: isCompact(v.dtype) ? new Uint8Array(w.bytes) : float(new ArrayBuffer(numel(v.shape) * bytes), 0, numel(v.shape)), shape: v.shape, dtype: v.dtype }];
+    }));
     this.views = plan.values.map((v) => {
-      const at = plan.offsets[v.id]! * bytes, n = numel(v.shape);
-      const data = v.dtype === 'i32' ? new Int32Array(arena, at, n) : precision === 'f64' ? new Float64Array(arena, at, n) : new Float32Array(arena, at, n);
-      return { data, shape: v.shape };
+      const n = numel(v.shape);
+      const home = own.get(plan.roots[v.id]!);
+      if (home) return { data: home.data instanceof Uint8Array ? home.data : home.data.subarray(0, n), shape: v.shape, dtype: v.dtype };
+      const at = plan.offsets[v.id]! * bytes;
+      const data = v.dtype === 'i32' ? new Int32Array(arena, at, n) : float(arena, at, n);
+      return { data, shape: v.shape, dtype: v.dtype };
     });
     for (const s of plan.steps) {
       if (!jsKernels[s.op]) throw new GraphError(`node #${s.node} ${s.op}: the js backend has no kernel for this op`);
@@ -71,7 +80,7 @@ class JsExecutable implements Executable {
 
   dispose(): void {}
 
-  private view(value: number): View<FloatArray | Int32Array> {
+  private view(value: number): View<JsData> {
     const v = this.views[value];
     if (!v) throw new GraphError(`no value %${value} in this plan`);
     return v;

@@ -5,7 +5,7 @@
  */
 import type { AdamWHyper, Backend, ExecutionPlan, Executable, HostArray, StepTime } from '../backend.js';
 import { HostProfiler, stepName, valueName } from '../host-profile.js';
-import { GraphError, numel, shapeStr } from '../../graph/types.js';
+import { GraphError, isCompact, numel, shapeStr, valueBytes } from '../../graph/types.js';
 import { adamwKernel, wasmKernels, type KernelContext } from './kernels.js';
 import { WasmRuntime, type WasmRuntimeOptions } from './runtime.js';
 
@@ -24,6 +24,8 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
 class WasmExecutable implements Executable {
   readonly backend = 'wasm' as const;
   private readonly arena: number;
+  /** Heap block of each weight (params live outside the arena), by value id. */
+  private readonly weightPtrs = new Map<number, number>();
   private readonly runners: (() => void)[];
   private disposed = false;
   private readonly profiler = new HostProfiler();
@@ -33,6 +35,7 @@ class WasmExecutable implements Executable {
       if (!wasmKernels[s.op]) throw new GraphError(`node #${s.node} ${s.op}: the wasm backend has no kernel for this op`);
     }
     this.arena = rt.heap.alloc(plan.arenaElems * 4);
+    for (const w of plan.weights) this.weightPtrs.set(w.value, rt.heap.alloc(w.bytes));
     const ctx: KernelContext = { rt, ptr: (v) => this.ptr(v), shape: (v) => plan.values[v]!.shape };
     this.runners = plan.steps.map((s) => {
       try {
@@ -45,7 +48,8 @@ class WasmExecutable implements Executable {
   }
 
   write(value: number, data: HostArray): void {
-    const n = this.size(value);
+    const info = this.plan.values[value];
+    const n = info && isCompact(info.dtype) ? valueBytes(info.dtype, info.shape) : this.size(value);
     if (data.length !== n) {
       throw new GraphError(`write to ${this.label(value)}: got ${data.length} elements, the value ${shapeStr(this.plan.values[value]!.shape)} holds ${n}`);
     }
@@ -81,12 +85,15 @@ class WasmExecutable implements Executable {
     if (this.disposed) return;
     this.disposed = true;
     this.rt.heap.release(this.arena);
+    for (const p of this.weightPtrs.values()) this.rt.heap.release(p);
   }
 
+  /** Byte address of a value: in its weight's own block, or in the arena. */
   private ptr(value: number): number {
     const off = this.plan.offsets[value];
     if (off === undefined) throw new GraphError(`no value %${value} in this plan`);
-    return this.arena + off * 4;
+    const weight = this.weightPtrs.get(this.plan.roots[value]!);
+    return weight ?? this.arena + off * 4;
   }
 
   private size(value: number): number {
@@ -96,9 +103,11 @@ class WasmExecutable implements Executable {
   }
 
   /** A view over the value's memory; made fresh each time since a grown memory detaches old views. */
-  private view(value: number): Float32Array | Int32Array {
+  private view(value: number): Float32Array | Int32Array | Uint8Array {
+    const v = this.plan.values[value]!;
+    if (isCompact(v.dtype)) return new Uint8Array(this.rt.memory.buffer, this.ptr(value), valueBytes(v.dtype, v.shape));
     const n = this.size(value);
-    return this.plan.values[value]!.dtype === 'i32' ? this.rt.i32(this.ptr(value), n) : this.rt.f32(this.ptr(value), n);
+    return v.dtype === 'i32' ? this.rt.i32(this.ptr(value), n) : this.rt.f32(this.ptr(value), n);
   }
 
   private label(value: number): string {

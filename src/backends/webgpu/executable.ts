@@ -1,11 +1,12 @@
 /**
- * A plan loaded on a WebGPU device: the whole plan lives in one GPUBuffer (the arena), each kernel binds
- * sub-ranges of it, and every step's bind groups and uniforms are made once at load time, so `run()` only
+ * A plan loaded on a WebGPU device: weights (the plan's params) each live in a GPUBuffer of their own, so
+ * a model is limited by the device's memory rather than by one buffer's size; everything else lives in one
+ * GPUBuffer (the arena). Each kernel binds sub-ranges of these, and every step's bind groups and uniforms are made once at load time, so `run()` only
  * records dispatches: one command encoder, one compute pass, one submit.
  */
 import type { AdamWHyper, Executable, ExecutionPlan, HostArray, PlanStep, StepTime } from '../backend.js';
 import { stepName, valueName } from '../host-profile.js';
-import { numel, shapeStr, type Shape, type ValueInfo } from '../../graph/types.js';
+import { isCompact, numel, shapeStr, valueBytes, type Shape, type ValueInfo } from '../../graph/types.js';
 import type { GpuContext } from './device.js';
 import { WebgpuError } from './errors.js';
 import { type Kernel, makeBindGroup, type OverrideValues, type PipelineCache } from './pipelines.js';
@@ -14,10 +15,11 @@ import { type Kernel, makeBindGroup, type OverrideValues, type PipelineCache } f
  * A byte range. The arena holds, in order, the plan's values (`arena`), constants written at load
  * (`const`) and scratch memory shared by all steps (`scratch`); offsets are relative to their region until
  * binding. `uniform` is the executable's uniform buffer; `external` a buffer supplied when binding (the
- * per-call AdamW hyper-parameters).
+ * per-call AdamW hyper-parameters); `weight` the own buffer of the weight `value` (or of the weight it
+ * is a view of).
  */
 export interface Range {
-  readonly buffer: 'arena' | 'const' | 'scratch' | 'uniform' | 'external';
+  readonly buffer: 'arena' | 'const' | 'scratch' | 'uniform' | 'external' | 'weight';
   readonly offset: number;
   readonly size: number;
   /** The value it belongs to; -1 for everything else. */
@@ -126,7 +128,9 @@ export class StepBuilder {
     }
     const b: Record<string, Range> = { ...bindings };
     const names = Object.keys(b);
+    const roots = this.plan.roots;
     const overlaps = (x: Range, y: Range): boolean => x.buffer === y.buffer && x.buffer !== 'uniform' && x.buffer !== 'external'
+      && (x.buffer !== 'weight' || roots[x.value] === roots[y.value])
       && x.offset < y.offset + y.size && y.offset < x.offset + x.size;
     for (let i = 0; i < names.length; i++) {
       for (let j = 0; j < names.length; j++) {
@@ -168,12 +172,15 @@ class Loader {
   scratchBytes = 0;
   constBytes = 0;
   readonly valueBytes: number;
+  /** Bytes of each weight's own buffer, by value id. */
+  readonly weightBytes: Map<number, number>;
   private readonly uniformChunks: { offset: number; data: Uint8Array }[] = [];
   readonly constChunks: { offset: number; data: Uint8Array }[] = [];
   uniformBytes = 0;
 
   constructor(readonly ctx: GpuContext, readonly pipelines: PipelineCache, readonly plan: ExecutionPlan, readonly copyKernel: Kernel) {
     this.valueBytes = alignUp(plan.arenaElems * 4, UNIFORM_ALIGN);
+    this.weightBytes = new Map(plan.weights.map((w) => [w.value, alignUp(Math.max(w.bytes, 16), 16)]));
   }
 
   get constBase(): number { return this.valueBytes; }
@@ -190,6 +197,10 @@ class Loader {
 
   valueRange(id: number): Range {
     const v = this.plan.values[id];
+    const root = this.plan.roots[id];
+    if (v && root !== undefined && this.weightBytes.has(root)) {
+      return { buffer: 'weight', offset: 0, size: alignUp(Math.max(valueBytes(v.dtype, v.shape), 16), 16), value: id };
+    }
     const off = this.plan.offsets[id];
     if (!v || off === undefined || off < 0) throw new WebgpuError(`value %${id} has no place in the arena`);
     // Rounded up to 16 bytes so a value can be bound as an array of vec4; the arena's 256-byte alignment
@@ -249,17 +260,19 @@ export async function loadPlan(ctx: GpuContext, pipelines: PipelineCache, plan: 
   const device = ctx.device;
   const arenaBytes = loader.scratchBase + loader.scratchBytes;
   const max = Math.min(ctx.limits.maxBufferSize, ctx.limits.maxStorageBufferBindingSize);
+  const mib = (n: number): string => (n / 2 ** 20).toFixed(1);
   if (arenaBytes > max) {
-    throw new WebgpuError(`the plan needs an arena of ${(arenaBytes / 2 ** 20).toFixed(1)} MiB; this adapter allows ${(max / 2 ** 20).toFixed(1)} MiB in one buffer`);
+    throw new WebgpuError(`the plan needs an arena of ${mib(arenaBytes)} MiB; this adapter allows ${mib(max)} MiB in one buffer`);
+  }
+  for (const [value, bytes] of loader.weightBytes) {
+    if (bytes > max) throw new WebgpuError(`weight ${plan.values[value]!.name ?? `%${value}`} needs ${mib(bytes)} MiB; this adapter allows ${mib(max)} MiB in one buffer`);
   }
   return ctx.scoped('loading the plan', () => {
-    const arena = device.createBuffer({
-      label: 'arena',
-      size: alignUp(Math.max(arenaBytes, 16), 16),
-      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
-    });
+    const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+    const arena = device.createBuffer({ label: 'arena', size: alignUp(Math.max(arenaBytes, 16), 16), usage });
+    const weights = new Map([...loader.weightBytes].map(([value, size]) => [value, device.createBuffer({ label: plan.values[value]!.name ?? `weight %${value}`, size, usage })]));
     for (const c of loader.constChunks) device.queue.writeBuffer(arena, loader.constBase + c.offset, c.data);
-    const exe = new WebgpuExecutable(ctx, plan, arena, loader, opts, adamwKernel);
+    const exe = new WebgpuExecutable(ctx, plan, arena, weights, loader, opts, adamwKernel);
     exe.steps = builders.map((b) => ({ label: b.label, op: b.step.op, name: stepName(plan, b.step), dispatches: b.dispatches.map((d) => exe.bind(d, b.label)) }));
     return exe;
   });
@@ -281,6 +294,8 @@ export class WebgpuExecutable implements Executable {
     private readonly ctx: GpuContext,
     readonly plan: ExecutionPlan,
     readonly arena: GPUBuffer,
+    /** Each weight's own buffer, by value id (views of a weight use it through plan.roots). */
+    readonly weights: ReadonlyMap<number, GPUBuffer>,
     private readonly loader: Loader,
     private readonly opts: LoadOptions,
     private readonly adamwKernel: Kernel,
@@ -300,7 +315,7 @@ export class WebgpuExecutable implements Executable {
     const resources: Record<string, GPUBufferBinding> = {};
     for (const [name, r] of Object.entries(d.bindings)) {
       const inArena = r.buffer === 'arena' || r.buffer === 'const' || r.buffer === 'scratch';
-      const buffer = inArena ? this.arena : r.buffer === 'uniform' ? this.uniformBuffer : external;
+      const buffer = inArena ? this.arena : r.buffer === 'weight' ? this.weights.get(this.plan.roots[r.value]!) : r.buffer === 'uniform' ? this.uniformBuffer : external;
       if (!buffer) throw new WebgpuError(`${label}: no buffer for binding '${name}'`);
       const base = r.buffer === 'const' ? this.loader.constBase : r.buffer === 'scratch' ? this.loader.scratchBase : 0;
       resources[name] = { buffer, offset: base + r.offset, size: r.size };
@@ -329,26 +344,36 @@ export class WebgpuExecutable implements Executable {
     return `%${value}${v.name ? ` (${v.name})` : ''}`;
   }
 
+  /** The buffer and byte offset where a value lives. */
+  private location(value: number): { buffer: GPUBuffer; offset: number } {
+    const weight = this.weights.get(this.plan.roots[value]!);
+    return weight ? { buffer: weight, offset: 0 } : { buffer: this.arena, offset: this.plan.offsets[value]! * 4 };
+  }
+
   write(value: number, data: HostArray): void {
     this.check('write');
     const v = this.valueInfo(value);
-    const n = numel(v.shape);
-    if (data.length !== n) throw new WebgpuError(`write to ${this.name(value)}: got ${data.length} elements, the value ${shapeStr(v.shape)} holds ${n}`);
+    const compact = isCompact(v.dtype);
+    const n = compact ? valueBytes(v.dtype, v.shape) : numel(v.shape);
+    if (data.length !== n) throw new WebgpuError(`write to ${this.name(value)}: got ${data.length} ${compact ? 'bytes' : 'elements'}, the value ${v.dtype}${shapeStr(v.shape)} holds ${n}`);
     if (n === 0) return;
     // Queued AdamW updates read values this write may change: they go first, in call order.
     this.flushOptimizer();
-    let arr: Float32Array | Int32Array;
-    if (v.dtype === 'i32') arr = data instanceof Int32Array ? data : Int32Array.from(data);
+    let arr: Float32Array | Int32Array | Uint8Array;
+    if (compact) arr = data as Uint8Array;
+    else if (v.dtype === 'i32') arr = data instanceof Int32Array ? data : Int32Array.from(data);
     else arr = data instanceof Float32Array ? data : Float32Array.from(data);
-    this.ctx.device.queue.writeBuffer(this.arena, this.plan.offsets[value]! * 4, arr.buffer, arr.byteOffset, arr.byteLength);
+    const at = this.location(value);
+    this.ctx.device.queue.writeBuffer(at.buffer, at.offset, arr.buffer, arr.byteOffset, arr.byteLength);
   }
 
   async read(values: readonly number[]): Promise<HostArray[]> {
     this.check('read');
     const infos = values.map((v) => this.valueInfo(v));
-    const sizes = infos.map((v) => numel(v.shape) * 4);
+    const sizes = infos.map((v) => valueBytes(v.dtype, v.shape));
     const total = sizes.reduce((a, b) => a + b, 0);
-    if (total === 0) return infos.map((v) => (v.dtype === 'i32' ? new Int32Array(0) : new Float32Array(0)));
+    const empty = (v: ValueInfo): HostArray => (v.dtype === 'i32' ? new Int32Array(0) : isCompact(v.dtype) ? new Uint8Array(0) : new Float32Array(0));
+    if (total === 0) return infos.map(empty);
     const device = this.ctx.device;
     this.flushOptimizer();
     const staging = this.ctx.readbacks.acquire(alignUp(total, 4), 'readback');
@@ -357,7 +382,8 @@ export class WebgpuExecutable implements Executable {
       const enc = device.createCommandEncoder({ label: 'readback' });
       let at = 0;
       values.forEach((v, i) => {
-        if (sizes[i]! > 0) enc.copyBufferToBuffer(this.arena, this.plan.offsets[v]! * 4, staging, at, sizes[i]!);
+        const from = this.location(v);
+        if (sizes[i]! > 0) enc.copyBufferToBuffer(from.buffer, from.offset, staging, at, sizes[i]!);
         at += sizes[i]!;
       });
       device.queue.submit([enc.finish()]);
@@ -374,7 +400,7 @@ export class WebgpuExecutable implements Executable {
       at = 0;
       return infos.map((v, i) => {
         const n = sizes[i]! / 4;
-        const out = v.dtype === 'i32' ? new Int32Array(bytes, at, n).slice() : new Float32Array(bytes, at, n).slice();
+        const out = v.dtype === 'i32' ? new Int32Array(bytes, at, n).slice() : isCompact(v.dtype) ? new Uint8Array(bytes, at, sizes[i]!).slice() : new Float32Array(bytes, at, n).slice();
         at += sizes[i]!;
         return out;
       });
@@ -546,6 +572,7 @@ export class WebgpuExecutable implements Executable {
     this.flushOptimizer();
     this.disposed = true;
     this.arena.destroy();
+    for (const b of this.weights.values()) b.destroy();
     this.uniformBuffer?.destroy();
     for (const e of this.adamwSteps.values()) e.hyper.destroy();
   }

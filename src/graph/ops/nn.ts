@@ -4,7 +4,7 @@
  * Backward ops are kernels of their own and are not differentiated again.
  */
 import * as F from '../api.js';
-import { shapeStr } from '../types.js';
+import { isCompact, shapeStr } from '../types.js';
 import type { OutSpec } from './registry.js';
 import { defineOp } from './registry.js';
 import { expectInputs, numAttr, sameShape } from './shape.js';
@@ -119,15 +119,27 @@ defineOp({
 // embedding(table [V, D], ids i32 [...]) → [..., D]
 defineOp({
   name: 'embedding',
+  compactInputs: [0],
   infer(ins) {
     expectInputs(ins, 2);
     const [t, ids] = [ins[0]!, ins[1]!];
-    if (t.shape.length !== 2 || t.dtype !== 'f32') throw new Error('table must be f32 [V, D]');
+    if (t.shape.length !== 2 || t.dtype === 'i32') throw new Error('table must be [V, D], f32 or a compact weight');
     if (ids.dtype !== 'i32') throw new Error('ids must be i32');
     return [{ shape: [...ids.shape, t.shape[1]!], dtype: 'f32' }];
   },
   grad({ inputs: [t, ids], dOutputs: [dy] }) {
     return [t!.graph.apply1('embedding_backward', [ids!, dy!], { rows: t!.shape[0]! }), null];
+  },
+});
+// dequantize(w compact) → f32, same shape: a compact frozen weight for ops that cannot read it directly
+defineOp({
+  name: 'dequantize',
+  compactInputs: [0],
+  infer(ins) {
+    expectInputs(ins, 1);
+    const w = ins[0]!;
+    if (!isCompact(w.dtype)) throw new Error(`expects a compact weight, got ${w.dtype}`);
+    return [{ shape: w.shape, dtype: 'f32' }];
   },
 });
 // embedding_backward(ids, dy [..., D]) → dtable [rows, D] (scatter-add; ids outside [0, rows) are skipped)

@@ -28,6 +28,11 @@ export interface OpDef {
   readonly view?: boolean;
   /** Output 0 is input 0 updated in place (same memory): a kernel runs and writes into it. */
   readonly inplace?: boolean;
+  /**
+   * Inputs that may be compact frozen weights (f16, bf16, q8_0, q4_0), read by the kernels directly; the
+   * shape rule checks the remaining conditions. Every other input of every op must be f32 or i32.
+   */
+  readonly compactInputs?: readonly number[];
 }
 
 const catalogue = new Map<string, OpDef>();

@@ -8,4 +8,4 @@ import type { JsKernel } from './types.js';
 
 export const jsKernels: Readonly<Record<string, JsKernel>> = { matmul, ...elementwise, ...layout, ...reductions, ...nn };
 export { adamw } from './adamw.js';
-export type { FloatArray, JsKernel, View } from './types.js';
+export type { FloatArray, JsData, JsKernel, View } from './types.js';

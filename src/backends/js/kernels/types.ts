@@ -1,12 +1,14 @@
-import type { Attrs } from '../../../graph/types.js';
+import type { Attrs, DType } from '../../../graph/types.js';
 
 export type FloatArray = Float32Array | Float64Array;
-export interface View<A = FloatArray> { readonly data: A; readonly shape: readonly number[] }
+/** What a value holds on the js backend: floats, i32, or a compact weight's layout bytes. */
+export type JsData = FloatArray | Int32Array | Uint8Array;
+export interface View<A = FloatArray> { readonly data: A; readonly shape: readonly number[]; readonly dtype?: DType }
 /** A js kernel reads `ins` and writes every element of `outs`. */
-export type JsKernel = (ins: readonly View<FloatArray | Int32Array>[], outs: readonly View[], attrs: Attrs) => void;
+export type JsKernel = (ins: readonly View<JsData>[], outs: readonly View[], attrs: Attrs) => void;
 
-export const f = (v: View<FloatArray | Int32Array> | undefined): FloatArray => v!.data as FloatArray;
-export const i32 = (v: View<FloatArray | Int32Array> | undefined): Int32Array => v!.data as Int32Array;
+export const f = (v: View<JsData> | undefined): FloatArray => v!.data as FloatArray;
+export const i32 = (v: View<JsData> | undefined): Int32Array => v!.data as Int32Array;
 export const size = (s: readonly number[]): number => s.reduce((a, b) => a * b, 1);
 
 /** Row-major strides of `shape`. */
