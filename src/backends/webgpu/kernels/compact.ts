@@ -2,13 +2,13 @@
  * Frozen weights kept in their compact layout (f16, bf16, q8_0, q4_0; see wgsl/compact.wgsl): the codes
  * kernels specialise on, and the `dequantize` op.
  */
-import { numel } from '../../../graph/types.js';
+import { numel, type CompactDType, type DType } from '../../../graph/types.js';
 import { WebgpuError } from '../errors.js';
 import type { KernelImpl } from '../executable.js';
 import { checkU32, threadGrid } from './util.js';
 
 /** W_TYPE of wgsl/compact.wgsl for each dtype a weight may have. */
-export const W_TYPES: Readonly<Record<string, number>> = { f32: 0, f16: 1, bf16: 2, q8_0: 3, q4_0: 4 };
+export const W_TYPES: Readonly<Record<'f32' | CompactDType, number>> = { f32: 0, f16: 1, bf16: 2, q8_0: 3, q4_0: 4 };
 
 export interface WeightLayout {
   /** W_TYPE override value. */
@@ -18,10 +18,10 @@ export interface WeightLayout {
 }
 
 /** How a kernel reads a value of `dtype` with `n` elements bound as `w`. */
-export function weightLayout(dtype: string, n: number, label: string): WeightLayout {
-  const type = W_TYPES[dtype];
-  if (type === undefined) throw new WebgpuError(`${label}: a weight of dtype ${dtype} cannot be read by the webgpu kernels (f32, f16, bf16, q8_0, q4_0)`);
+export function weightLayout(dtype: DType, n: number, label: string): WeightLayout {
+  if (dtype === 'i32') throw new WebgpuError(`${label}: a weight of dtype ${dtype} cannot be read by the webgpu kernels (f32, f16, bf16, q8_0, q4_0)`);
   if ((dtype === 'q8_0' || dtype === 'q4_0') && n % 32 !== 0) throw new WebgpuError(`${label}: a ${dtype} tensor of ${n} elements is not made of 32-element blocks`);
+  const type = W_TYPES[dtype];
   checkU32(n, label);
   // q8_0: n quant bytes before the scales; q4_0: n/2.
   const scales = dtype === 'q8_0' ? n / 4 : dtype === 'q4_0' ? n / 8 : 0;

@@ -71,7 +71,7 @@ export async function recordMatmul(s: StepBuilder, d: MatmulDims, a: Range, b: R
   }
 }
 
-const F32: WeightLayout = { type: W_TYPES.f32!, scales: 0 };
+const F32: WeightLayout = { type: W_TYPES.f32, scales: 0 };
 
 export const matmul: KernelImpl = async (s) => {
   const d = matmulDims(s.inShape(0), s.inShape(1), s.outShape(0), s.attrs.transA === true, s.attrs.transB === true);
