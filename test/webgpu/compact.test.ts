@@ -10,6 +10,7 @@
 // - embedding gather from a compact table and dequantize: exact (every value of these layouts is an f32).
 // - the autodiff path: the activation gradient of a product with a compact weight.
 // - webgpuPlanBuffers: the buffers it predicts are those a loaded plan allocates.
+import { readdirSync, readFileSync } from 'node:fs';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { Executable } from '../../src/backends/backend.js';
@@ -315,6 +316,28 @@ test('webgpuPlanBuffers predicts the buffers loading allocates', async () => {
   const sum = est.arena.bytes + est.weights.reduce((a, w) => a + w.bytes, 0) + est.uniforms;
   assert.is(est.total, sum);
   assert.ok(est.arena.values >= plan.arenaElems * 4 && est.arena.bytes >= est.arena.values + est.arena.constants + est.arena.scratch);
+});
+
+test('kernels that include compact.wgsl build from sources given in memory, as in a bundle', async () => {
+  if (setupError) throw setupError;
+  const dir = new URL('../../wgsl/', import.meta.url);
+  const wgsl = Object.fromEntries(readdirSync(dir).filter((f) => f.endsWith('.wgsl')).map((f) => [f.slice(0, -5), readFileSync(new URL(f, dir), 'utf8')]));
+  const bundled = await createWebgpuBackend({ context: backend.context, wgsl });
+  const g = new Graph();
+  const w = g.param('w', [2, 32], 'q8_0');
+  const out = F.dequantize(w);
+  g.markOutput(out);
+  const e = await bundled.load(planGraph(g));
+  try {
+    const bytes = randomCompact('q8_0', 64, 500);
+    e.write(w.id, bytes);
+    await e.run();
+    const [got] = await e.read([out.id]);
+    assert.equal(Array.from(got!), Array.from(dequantizeRef('q8_0', bytes, 64)));
+  } finally {
+    e.dispose();
+    bundled.dispose();
+  }
 });
 
 test.run();
