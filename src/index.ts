@@ -15,7 +15,11 @@ export { gradients } from './graph/autodiff.js';
 export { graphFromJSON, graphToJSON, type GraphJSON } from './graph/serialize.js';
 export { opNames } from './graph/ops/index.js';
 
-export { loadCheckpoint, memorySource, withRopeLayout, type LlamaCheckpoint, type LlamaConfig } from './formats/checkpoint.js';
+export {
+  isCompactTensor, loadCheckpoint, memorySource, tensorF32, withRopeLayout,
+  type CompactTensor, type F32Tensor, type LlamaCheckpoint, type LlamaConfig, type NamedTensor,
+} from './formats/checkpoint.js';
+export { type CompactDType, compactBytes, dequantize, isCompact, quantize } from './quant/index.js';
 export { parseSafetensors, writeSafetensors } from './formats/safetensors.js';
 export { parseGguf, writeGguf } from './formats/gguf.js';
 export { checkpointToGguf } from './formats/gguf-llama.js';

@@ -11,7 +11,8 @@ import { getMethod, methodNames } from '../adapters/registry.js';
 import { HERO_MARKER, HERO_OPENING, heroStories } from '../data/builtin-task.js';
 import { type Example, jsonlExamples, pack, textExamples } from '../data/dataset.js';
 import { paragraphs } from '../data/text.js';
-import { type LlamaCheckpoint, loadCheckpoint, withRopeLayout } from '../formats/checkpoint.js';
+import { numel } from '../formats/binary.js';
+import { type LlamaCheckpoint, loadCheckpoint, tensorF32, withRopeLayout } from '../formats/checkpoint.js';
 import { checkpointToGguf, ggufTokenizerData } from '../formats/gguf-llama.js';
 import { parseGguf } from '../formats/gguf.js';
 import { writeSafetensors } from '../formats/safetensors.js';
@@ -150,7 +151,7 @@ async function info(f: Flags): Promise<void> {
     const { ckpt, tok } = await openModel(f);
     const c = ckpt.config;
     let params = 0;
-    for (const t of ckpt.tensors.values()) params += t.data.length;
+    for (const t of ckpt.tensors.values()) params += numel(t.shape);
     process.stdout.write([
       `model: ${ckpt.source}`,
       `architecture: ${c.architecture}, ${c.nLayers} layers, dim ${c.dim}, FFN ${c.hiddenDim}, ${c.nHeads} heads (${c.nKvHeads} key/value heads, head size ${c.dim / c.nHeads})`,
@@ -325,7 +326,7 @@ async function merge(f: Flags): Promise<void> {
   await mkdir(out, { recursive: true });
   if (format !== 'gguf') {
     const hf = withRopeLayout(merged, 'half');
-    await writeFile(join(out, 'model.safetensors'), writeSafetensors([...hf.tensors].map(([k, t]) => [k, { shape: t.shape, data: t.data }] as [string, { shape: number[]; data: Float32Array }]), { metadata: { format: 'pt' } }));
+    await writeFile(join(out, 'model.safetensors'), writeSafetensors([...hf.tensors].map(([k, t]) => [k, { shape: t.shape, data: tensorF32(t) }] as [string, { shape: number[]; data: Float32Array }]), { metadata: { format: 'pt' } }));
     await writeFile(join(out, 'config.json'), `${JSON.stringify(hfConfigJson(hf), null, 2)}\n`);
     const written = ['model.safetensors', 'config.json'];
     if (merged.tokenizer?.kind === 'sentencepiece') {

@@ -5,7 +5,9 @@
  * Browser-safe: a path is only accepted where a Node-compatible `node:fs/promises` exists, loaded on
  * demand; browsers pass bytes or a `FileSource`.
  */
-import { FormatError } from './binary.js';
+import { FormatError, numel } from './binary.js';
+import { type CompactDType, compactBytes, isBlockQuant } from '../quant/types.js';
+import { dequantize, gatherRows } from '../quant/codec.js';
 import { GGUF_MAGIC, parseGguf } from './gguf.js';
 import { readGgufCheckpoint } from './gguf-llama.js';
 import { readHfCheckpoint, type FileSource } from './hf.js';
@@ -32,9 +34,38 @@ export interface LlamaConfig {
   ropeScaling?: Record<string, unknown>;
 }
 
-export interface NamedTensor {
+/** A float32 tensor, row-major. */
+export interface F32Tensor {
   shape: number[];
   data: Float32Array;
+  dtype?: 'f32';
+}
+
+/** A frozen 2-D weight kept in a compact layout (src/quant/codec.ts), row-major [rows, cols]. */
+export interface CompactTensor {
+  shape: number[];
+  dtype: CompactDType;
+  bytes: Uint8Array;
+}
+
+/** A checkpoint tensor: float32 data, or a compact weight (`dtype` tells which; `tensorF32` decodes either). */
+export type NamedTensor = F32Tensor | CompactTensor;
+
+export function isCompactTensor(t: NamedTensor): t is CompactTensor {
+  return t.dtype !== undefined && t.dtype !== 'f32';
+}
+
+/** Storage type of a checkpoint tensor. */
+export function tensorDType(t: NamedTensor): 'f32' | CompactDType {
+  return t.dtype ?? 'f32';
+}
+
+/**
+ * A tensor's values as float32: the data itself for f32 (not a copy), else a fresh dequantised array
+ * (never cached, so a compact model stays compact).
+ */
+export function tensorF32(t: NamedTensor): Float32Array {
+  return isCompactTensor(t) ? dequantize(t.dtype, t.bytes, numel(t.shape)) : t.data;
 }
 
 export interface LlamaCheckpoint {
@@ -62,24 +93,37 @@ export function permuteQKHalfToPairs(data: Float32Array, nHeads: number, headDim
   return permuteRows(data, nHeads, headDim, inFeatures, false);
 }
 
-function permuteRows(data: Float32Array, nHeads: number, headDim: number, inFeatures: number, toHalf: boolean): Float32Array {
+/** For each output row, the input row it comes from when converting between the rotary layouts. */
+function qkRowSources(nHeads: number, headDim: number, toHalf: boolean): Int32Array {
   if (headDim % 2 !== 0) throw new RangeError(`rotary head size ${headDim} is odd`);
-  if (data.length !== nHeads * headDim * inFeatures) {
-    throw new RangeError(`Q/K permutation: ${data.length} values is not ${nHeads} heads × ${headDim} rows × ${inFeatures} columns`);
-  }
-  const out = new Float32Array(data.length);
+  const from = new Int32Array(nHeads * headDim);
   const half = headDim / 2;
   for (let h = 0; h < nHeads; h++) {
     for (let i = 0; i < headDim; i++) {
       // Row i of the half layout comes from this row of the pair layout.
       const pairRow = i < half ? 2 * i : 2 * (i - half) + 1;
-      const halfBase = (h * headDim + i) * inFeatures;
-      const pairBase = (h * headDim + pairRow) * inFeatures;
-      if (toHalf) out.set(data.subarray(pairBase, pairBase + inFeatures), halfBase);
-      else out.set(data.subarray(halfBase, halfBase + inFeatures), pairBase);
+      if (toHalf) from[h * headDim + i] = h * headDim + pairRow;
+      else from[h * headDim + pairRow] = h * headDim + i;
     }
   }
+  return from;
+}
+
+function permuteRows(data: Float32Array, nHeads: number, headDim: number, inFeatures: number, toHalf: boolean): Float32Array {
+  const from = qkRowSources(nHeads, headDim, toHalf);
+  if (data.length !== nHeads * headDim * inFeatures) {
+    throw new RangeError(`Q/K permutation: ${data.length} values is not ${nHeads} heads × ${headDim} rows × ${inFeatures} columns`);
+  }
+  const out = new Float32Array(data.length);
+  for (let r = 0; r < from.length; r++) out.set(data.subarray(from[r]! * inFeatures, (from[r]! + 1) * inFeatures), r * inFeatures);
   return out;
+}
+
+/** The Q/K row permutation of a checkpoint tensor of either storage type (a compact row moves whole). */
+function permuteTensorRows(t: NamedTensor, nHeads: number, headDim: number, toHalf: boolean): NamedTensor {
+  const inF = t.shape.length === 2 ? t.shape[1]! : 1;
+  if (!isCompactTensor(t)) return { shape: t.shape, data: permuteRows(t.data, nHeads, headDim, inF, toHalf) };
+  return { shape: t.shape, dtype: t.dtype, bytes: gatherRows(t.dtype, t.bytes, nHeads * headDim, inF, qkRowSources(nHeads, headDim, toHalf)) };
 }
 
 /**
@@ -91,15 +135,12 @@ export function withRopeLayout(ckpt: LlamaCheckpoint, layout: 'pairs' | 'half'):
   if (c.ropeLayout === layout) return ckpt;
   const headDim = c.dim / c.nHeads;
   const tensors = new Map(ckpt.tensors);
-  const convert = layout === 'half' ? permuteQKPairsToHalf : permuteQKHalfToPairs;
   for (let l = 0; l < c.nLayers; l++) {
     for (const [proj, heads] of [['q_proj', c.nHeads], ['k_proj', c.nKvHeads]] as const) {
       for (const kind of ['weight', 'bias'] as const) {
         const key = `model.layers.${l}.self_attn.${proj}.${kind}`;
         const t = tensors.get(key);
-        if (!t) continue;
-        const inF = kind === 'weight' ? t.shape[1]! : 1;
-        tensors.set(key, { shape: t.shape, data: convert(t.data, heads, headDim, inF) });
+        if (t) tensors.set(key, permuteTensorRows(t, heads, headDim, layout === 'half'));
       }
     }
   }
@@ -153,11 +194,23 @@ export function validateCheckpoint(ckpt: LlamaCheckpoint): void {
     if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
       fail(`tensor ${name} has shape [${t.shape.join(', ')}], expected [${shape.join(', ')}]`);
     }
-    if (t.data.length !== shape.reduce((a, b) => a * b, 1)) fail(`tensor ${name} has ${t.data.length} values for shape [${shape.join(', ')}]`);
+    checkTensorStorage(name, t, fail);
   }
   if (ckpt.tokenizer && ckpt.tokenizer.tokens.length > c.vocabSize) {
     fail(`the tokenizer has ${ckpt.tokenizer.tokens.length} tokens but the embedding has ${c.vocabSize} rows`);
   }
+}
+
+/** Throw through `fail` when a tensor's data does not match its shape and storage type. */
+export function checkTensorStorage(name: string, t: NamedTensor, fail: (problem: string) => never): void {
+  const n = numel(t.shape);
+  if (!isCompactTensor(t)) {
+    if (t.data.length !== n) fail(`tensor ${name} has ${t.data.length} values for shape [${t.shape.join(', ')}]`);
+    return;
+  }
+  if (t.shape.length !== 2) fail(`tensor ${name} of shape [${t.shape.join(', ')}] is ${t.dtype}; only 2-D weights are stored compact`);
+  if (isBlockQuant(t.dtype) && t.shape[1]! % 32 !== 0) fail(`tensor ${name} is ${t.dtype} but its rows of ${t.shape[1]} are not whole 32-element blocks`);
+  if (t.bytes.length !== compactBytes(t.dtype, n)) fail(`tensor ${name} has ${t.bytes.length} bytes for ${t.dtype} of shape [${t.shape.join(', ')}], expected ${compactBytes(t.dtype, n)}`);
 }
 
 // ---------------------------------------------------------------------------------------------

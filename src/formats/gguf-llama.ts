@@ -4,7 +4,7 @@
  */
 import { FormatError, shortestF32 } from './binary.js';
 import type { LlamaCheckpoint, LlamaConfig, NamedTensor } from './checkpoint.js';
-import { validateCheckpoint, withRopeLayout } from './checkpoint.js';
+import { tensorF32, validateCheckpoint, withRopeLayout } from './checkpoint.js';
 import {
   gguf, ggufMeta, ggufNumber, ggufTensorToF32, writeGguf,
   type GgufFile, type GgufValue, type GgufWriteTensor, type GgufWriteType,
@@ -300,7 +300,7 @@ export function checkpointToGguf(ckpt: LlamaCheckpoint, options: CheckpointToGgu
     if (cfg.tiedEmbeddings && g === 'output.weight') continue;
     // Q8_0 blocks run along rows; a row that does not split into 32s is stored as F16 instead.
     const own = t.shape.length < 2 ? 'F32' : type === 'Q8_0' && t.shape[t.shape.length - 1]! % 32 !== 0 ? 'F16' : type;
-    tensors.push({ name: g, shape: t.shape, data: t.data, type: own });
+    tensors.push({ name: g, shape: t.shape, data: tensorF32(t), type: own });
   }
   return writeGguf({ metadata: meta, tensors, name: options.modelName ?? ckpt.source });
 }

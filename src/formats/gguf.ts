@@ -12,6 +12,7 @@ import {
   ByteReader, ByteWriter, FormatError, bf16ToF32, f16ToF32, f16ToF32Table,
   f32Bytes, f32ToBf16Bytes, f32ToF16Bytes, f32View, numberToF16Bits,
 } from './binary.js';
+import { compactToGgml, quantize } from '../quant/codec.js';
 
 export const GGUF_MAGIC = 'GGUF';
 export const GGUF_DEFAULT_ALIGNMENT = 32;
@@ -598,27 +599,9 @@ function encodeTensor(t: GgufWriteTensor, file: string): Uint8Array {
   }
 }
 
-/**
- * Q8_0 blocks: per 32 values, d = max|x| / 127 stored as binary16 and q = round(x / d) as int8, in float32
- * arithmetic with halves rounded away from zero, as ggml's quantize_row_q8_0_ref does.
- */
+/** Q8_0 blocks of float32 values, rounded as ggml's quantize_row_q8_0_ref does (see src/quant/codec.ts). */
 export function quantizeQ8_0(x: ArrayLike<number>): Uint8Array {
-  const nb = x.length / 32;
-  const out = new Uint8Array(nb * 34);
-  const dv = new DataView(out.buffer);
-  const f = Math.fround;
-  for (let b = 0; b < nb; b++) {
-    let amax = 0;
-    for (let j = 0; j < 32; j++) amax = Math.max(amax, Math.abs(f(x[b * 32 + j]!)));
-    const d = f(amax / 127);
-    const id = d ? f(1 / d) : 0;
-    dv.setUint16(b * 34, numberToF16Bits(d), true);
-    for (let j = 0; j < 32; j++) {
-      const v = f(f(x[b * 32 + j]!) * id);
-      dv.setInt8(b * 34 + 2 + j, Math.sign(v) * Math.floor(Math.abs(v) + 0.5));
-    }
-  }
-  return out;
+  return compactToGgml('q8_0', quantize('q8_0', x), x.length);
 }
 
 function writeString(w: ByteWriter, s: string): void {

@@ -6,6 +6,7 @@
  */
 import * as F from '../graph/api.js';
 import type { Graph, Tensor } from '../graph/graph.js';
+import type { DType } from '../graph/types.js';
 import type { LlamaConfig } from '../formats/checkpoint.js';
 
 /** The seven projections adapters usually target, in Hugging Face naming. */
@@ -74,6 +75,11 @@ export interface LlamaGraphOptions {
   /** KV-cache length: when set, the graph decodes with persistent caches (state values) instead of training. */
   cacheLen?: number;
   hooks?: ModelHooks;
+  /**
+   * The storage type of each weight, by Hugging Face name (default f32): a compact type (f16, bf16, q8_0,
+   * q4_0) makes that frozen weight a compact param that the matmul and embedding kernels read directly.
+   */
+  weightDtype?: (name: string) => DType;
 }
 
 export interface LlamaGraph {
@@ -105,7 +111,7 @@ export function buildLlama(g: Graph, c: LlamaConfig, o: LlamaGraphOptions): Llam
   const hd = headDim(c), kvDim = c.nKvHeads * hd;
   const weights = new Map<string, Tensor>();
   const w = (name: string, shape: number[]): Tensor => {
-    const t = g.param(name, shape);
+    const t = g.param(name, shape, o.weightDtype?.(name) ?? 'f32');
     weights.set(name, t);
     return t;
   };

@@ -3,10 +3,10 @@
  * once per shape and reused; frozen weights are uploaded once per graph.
  */
 import type { Backend } from '../backends/backend.js';
-import type { LlamaCheckpoint } from '../formats/checkpoint.js';
+import { type LlamaCheckpoint, isCompactTensor, tensorDType } from '../formats/checkpoint.js';
 import * as F from '../graph/api.js';
 import { Graph, type Tensor } from '../graph/graph.js';
-import { shapeStr } from '../graph/types.js';
+import { type DType, shapeStr } from '../graph/types.js';
 import { Session } from '../scheduler/session.js';
 import { type LlamaGraph, type ModelHooks, buildLlama } from './llama.js';
 import { Sampler, type SamplingOptions } from './sampling.js';
@@ -19,13 +19,22 @@ export interface GenerateOptions extends SamplingOptions {
   onToken?: (id: number) => void;
 }
 
-/** Upload every weight a graph declares from the checkpoint, checking names and shapes. */
+/** The storage type of each of a checkpoint's weights, for building its graph (buildLlama's weightDtype). */
+export function checkpointDtypes(ckpt: LlamaCheckpoint): (name: string) => DType {
+  return (name) => {
+    const t = ckpt.tensors.get(name);
+    return t ? tensorDType(t) : 'f32';
+  };
+}
+
+/** Upload every weight a graph declares from the checkpoint, checking names, shapes and storage types. */
 export function uploadWeights(s: Session, weights: Map<string, Tensor>, ckpt: LlamaCheckpoint): void {
   for (const [name, t] of weights) {
     const src = ckpt.tensors.get(name);
     if (!src) throw new Error(`${ckpt.source}: the model needs tensor ${name}, which the file does not have`);
     if (src.shape.join() !== t.shape.join()) throw new Error(`${ckpt.source}: tensor ${name} is ${shapeStr(src.shape)}, the model expects ${shapeStr(t.shape)}`);
-    s.set(t, src.data);
+    if (tensorDType(src) !== t.dtype) throw new Error(`${ckpt.source}: tensor ${name} is ${tensorDType(src)}, the graph was built for ${t.dtype}`);
+    s.set(t, isCompactTensor(src) ? src.bytes : src.data);
   }
 }
 
@@ -41,7 +50,7 @@ export class LlamaRuntime {
     if (this.decoder && this.decoder.cacheLen >= cacheLen) return this.decoder;
     this.decoder?.session.dispose();
     const g = new Graph();
-    const graph = buildLlama(g, this.config, { batch: 1, seq: 1, cacheLen, ...(this.hooks ? { hooks: this.hooks } : {}) });
+    const graph = buildLlama(g, this.config, { batch: 1, seq: 1, cacheLen, weightDtype: checkpointDtypes(this.checkpoint), ...(this.hooks ? { hooks: this.hooks } : {}) });
     g.markOutput(graph.logits);
     const session = await Session.create(g, this.backend);
     uploadWeights(session, graph.weights, this.checkpoint);
@@ -136,7 +145,7 @@ export class LlamaRuntime {
     if (this.evaluator && this.evaluator.batch === batch && this.evaluator.seq === seq) return this.evaluator;
     this.evaluator?.session.dispose();
     const g = new Graph();
-    const graph = buildLlama(g, this.config, { batch, seq, ...(this.hooks ? { hooks: this.hooks } : {}) });
+    const graph = buildLlama(g, this.config, { batch, seq, weightDtype: checkpointDtypes(this.checkpoint), ...(this.hooks ? { hooks: this.hooks } : {}) });
     const targets = g.input('targets', [batch * seq], 'i32');
     const V = this.config.vocabSize;
     const logits = F.reshape(graph.logits, [-1, V]);

@@ -11,7 +11,7 @@ import { type PackedBlocks, batchAt } from '../data/dataset.js';
 import * as F from '../graph/api.js';
 import { Graph, type Tensor } from '../graph/graph.js';
 import { buildLlama } from '../model/llama.js';
-import { uploadWeights } from '../model/runtime.js';
+import { checkpointDtypes, uploadWeights } from '../model/runtime.js';
 import { type StepProfile, summarizeProfile, typicalStepMs } from '../scheduler/profile.js';
 import { type DecayKind, lrSchedule } from './schedule.js';
 import { type StepResult, Trainer } from './trainer.js';
@@ -69,7 +69,8 @@ export async function fineTune(o: FineTuneOptions): Promise<FineTuneResult> {
   const T = o.data.seq;
   const g = new Graph();
   const { hooks, built, regularizer } = o.model.hooks({ training: true });
-  const model = buildLlama(g, o.model.base.config, { batch: o.batch, seq: T, hooks });
+  const weights = o.model.effectiveCheckpoint();
+  const model = buildLlama(g, o.model.base.config, { batch: o.batch, seq: T, hooks, weightDtype: checkpointDtypes(weights) });
   const targets = g.input('targets', [o.batch * T], 'i32');
   const V = o.model.base.config.vocabSize;
   // Virtual tokens (prompt tuning) come first in the logits and predict nothing.
@@ -105,7 +106,7 @@ export async function fineTune(o: FineTuneOptions): Promise<FineTuneResult> {
       ...(o.maxGradNorm !== undefined ? { maxGradNorm: o.maxGradNorm } : {}),
     },
   });
-  uploadWeights(trainer.session, model.weights, o.model.effectiveCheckpoint());
+  uploadWeights(trainer.session, model.weights, weights);
   o.model.uploadAdapterParams(trainer.session);
   if (o.resume) {
     trainer.importState({ step: o.resume.step, tensors: o.resume.optimizer });
