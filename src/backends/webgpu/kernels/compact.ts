@@ -3,6 +3,7 @@
  * kernels specialise on, and the `dequantize` op.
  */
 import { numel, type CompactDType, type DType } from '../../../graph/types.js';
+import { scalesOffset } from '../../../quant/codec.js';
 import { WebgpuError } from '../errors.js';
 import type { KernelImpl } from '../executable.js';
 import { checkU32, threadGrid } from './util.js';
@@ -23,8 +24,7 @@ export function weightLayout(dtype: DType, n: number, label: string): WeightLayo
   if ((dtype === 'q8_0' || dtype === 'q4_0') && n % 32 !== 0) throw new WebgpuError(`${label}: a ${dtype} tensor of ${n} elements is not made of 32-element blocks`);
   const type = W_TYPES[dtype];
   checkU32(n, label);
-  // q8_0: n quant bytes before the scales; q4_0: n/2.
-  const scales = dtype === 'q8_0' ? n / 4 : dtype === 'q4_0' ? n / 8 : 0;
+  const scales = dtype === 'q8_0' || dtype === 'q4_0' ? scalesOffset(dtype, n) / 4 : 0;
   return { type, scales };
 }
 
