@@ -85,13 +85,20 @@ export interface LlamaGraphOptions {
 export interface LlamaGraph {
   /** i32 [B, T] token ids. */
   readonly ids: Tensor;
-  /** f32 [B, T, V]. */
+  /** f32 [B, T, V]: the output head over every position, built on first read. */
   readonly logits: Tensor;
+  /** f32 [B, T, D]: the final normed hidden states the output head reads. */
+  readonly hidden: Tensor;
+  /**
+   * The output head (with its adapters) on rows [..., D] → [..., V]: a loss can apply it a chunk of rows
+   * at a time so the whole logits tensor never exists (chunked cross-entropy); each call adds its nodes.
+   */
+  head(rows: Tensor): Tensor;
   /** Decoding only: rope positions (i32 [T]), cache write position and valid cache length (i32 [1]). */
   readonly positions?: Tensor;
   readonly pos?: Tensor;
   readonly kvLen?: Tensor;
-  /** Frozen weights by Hugging Face name. */
+  /** Frozen weights by Hugging Face name (an untied `lm_head.weight` once the head has been applied). */
   readonly weights: Map<string, Tensor>;
   /** Positions the adapters prepend to the sequence (training logits include them first). */
   readonly virtualTokens: number;
@@ -110,7 +117,10 @@ export function buildLlama(g: Graph, c: LlamaConfig, o: LlamaGraphOptions): Llam
   const { batch: B, seq: T } = o;
   const hd = headDim(c), kvDim = c.nKvHeads * hd;
   const weights = new Map<string, Tensor>();
+  // The output head may be applied several times (a chunk of rows each); its weights are declared once.
   const w = (name: string, shape: number[]): Tensor => {
+    const have = weights.get(name);
+    if (have) return have;
     const t = g.param(name, shape, o.weightDtype?.(name) ?? 'f32');
     weights.set(name, t);
     return t;
@@ -167,12 +177,14 @@ export function buildLlama(g: Graph, c: LlamaConfig, o: LlamaGraphOptions): Llam
     x = F.add(h, sub('mlp', n2, linear(`${p}.mlp.down_proj`, act, c.hiddenDim, c.dim)));
   }
   const normed = g.within('model.norm', () => F.rmsnorm(x, w('model.norm.weight', [c.dim]), c.normEps));
-  const logits = c.tiedEmbeddings
-    ? g.within('lm_head', () => F.matmul(normed, embed, { transB: true }))
-    : linear('lm_head', normed, c.dim, c.vocabSize);
+  const head = (rows: Tensor): Tensor => (c.tiedEmbeddings
+    ? g.within('lm_head', () => F.matmul(rows, embed, { transB: true }))
+    : linear('lm_head', rows, c.dim, c.vocabSize));
+  let logits: Tensor | undefined;
   const virtualSlot = decoding ? g.byName(VIRTUAL_SLOT_INPUT) : undefined;
   return {
-    ids, logits, weights, virtualTokens: o.hooks?.virtualTokens ?? 0, prefixTokens: prefix,
+    ids, hidden: normed, head, weights, virtualTokens: o.hooks?.virtualTokens ?? 0, prefixTokens: prefix,
+    get logits() { return (logits ??= head(normed)); },
     ...(positions ? { positions } : {}), ...(pos ? { pos } : {}), ...(kvLen ? { kvLen } : {}), ...(virtualSlot ? { virtualSlot } : {}),
   };
 }

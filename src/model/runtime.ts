@@ -4,11 +4,11 @@
  */
 import type { Backend } from '../backends/backend.js';
 import { type LlamaCheckpoint, isCompactTensor, tensorDType } from '../formats/checkpoint.js';
-import * as F from '../graph/api.js';
 import { Graph, type Tensor } from '../graph/graph.js';
 import { type DType, shapeStr } from '../graph/types.js';
 import { Session } from '../scheduler/session.js';
 import { type LlamaGraph, type ModelHooks, buildLlama } from './llama.js';
+import { nextTokenLoss } from './loss.js';
 import { Sampler, type SamplingOptions } from './sampling.js';
 
 export interface GenerateOptions extends SamplingOptions {
@@ -147,11 +147,9 @@ export class LlamaRuntime {
     const g = new Graph();
     const graph = buildLlama(g, this.config, { batch, seq, weightDtype: checkpointDtypes(this.checkpoint), ...(this.hooks ? { hooks: this.hooks } : {}) });
     const targets = g.input('targets', [batch * seq], 'i32');
-    const V = this.config.vocabSize;
-    const logits = F.reshape(graph.logits, [-1, V]);
-    // Input-side adapters may prepend positions: score only the last `seq` of them.
-    const scored = logits.shape[0] === batch * seq ? logits : F.reshape(F.slice(F.reshape(logits, [batch, -1, V]), 1, logits.shape[0]! / batch - seq, logits.shape[0]! / batch), [-1, V]);
-    const loss = F.crossEntropy(scored, targets);
+    // Input-side adapters may prepend positions: only the last `seq` are scored. Big vocabularies are
+    // scored a chunk of rows at a time, so the whole logits never exist.
+    const { loss } = nextTokenLoss(graph, targets);
     g.markOutput(loss);
     const session = await Session.create(g, this.backend);
     uploadWeights(session, graph.weights, this.checkpoint);

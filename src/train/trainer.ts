@@ -5,6 +5,7 @@
 import type { AdamWHyper, Backend } from '../backends/backend.js';
 import * as F from '../graph/api.js';
 import { gradients } from '../graph/autodiff.js';
+import type { CheckpointSegment } from '../graph/checkpoint.js';
 import { getOp } from '../graph/ops/index.js';
 import type { Graph, Tensor } from '../graph/graph.js';
 import { numel } from '../graph/types.js';
@@ -32,6 +33,8 @@ export interface TrainerSpec {
   optimizer?: OptimizerOptions;
   /** Micro-batches whose gradients are summed before each optimizer step (default 1). */
   accumulate?: number;
+  /** Forward segments the backward pass recomputes instead of keeping their activations (checkpoint.ts). */
+  checkpoint?: readonly CheckpointSegment[];
   /**
    * Called with the 1-based step number after that step's gradients exist and before the optimizer uses
    * them (importance scores that need a parameter and its gradient at the same point: AdaLoRA).
@@ -59,7 +62,7 @@ export class Trainer {
     if (trainable.length === 0) throw new Error('nothing to train: the trainable set is empty');
     const accumulate = spec.accumulate ?? 1;
     if (!(Number.isInteger(accumulate) && accumulate >= 1)) throw new Error(`gradient accumulation must be an integer ≥ 1 (got ${accumulate})`);
-    const grads = gradients(loss, trainable);
+    const grads = gradients(loss, trainable, spec.checkpoint ? { checkpoint: spec.checkpoint } : {});
     // With accumulation, each run adds its gradient into a persistent sum that the optimizer reads.
     const used = trainable.map((t) => {
       const d = grads.get(t);
