@@ -192,7 +192,7 @@ export async function fineTune(o: FineTuneOptions): Promise<FineTuneResult> {
         const tg = b.targets.subarray(i * T, i * T + T);
         return { row, tg };
       });
-      const res = await rt.evalTargets(seqs.map((s) => s.row), seqs.map((s) => Array.from(s.tg)));
+      const res = await rt.evalTargets(seqs.map((s) => s.row), seqs.map((s) => Array.from(s.tg)), { ceChunk: o.ceChunk ?? 'auto' });
       total += res.loss * res.tokens; count += res.tokens;
     }
     rt.dispose();
