@@ -5,22 +5,16 @@
 // model. Tolerances: logits of our graph on the float64 js backend within 1e-5 of the reference (float64
 // on both sides: a real mismatch is orders larger); the loss `adaptkit eval --adapter` computes (the folder
 // loaded back, float32 js) within 1e-5 relative.
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { AdaptedModel } from '../../src/adapters/adapted-model.js';
-import { loadPeft } from '../../src/adapters/peft.js';
 import { createJsBackend } from '../../src/backends/js/index.js';
-import { batchAt } from '../../src/data/dataset.js';
-import { Graph } from '../../src/graph/graph.js';
-import * as F from '../../src/graph/api.js';
-import { buildLlama } from '../../src/model/llama.js';
-import { uploadWeights } from '../../src/model/runtime.js';
-import { Session } from '../../src/scheduler/session.js';
 import { fineTune } from '../../src/train/finetune.js';
 import { heroBlocks, stories } from '../methods/helpers.js';
+import { evalFolder, heldOut, logitsF64, maxGap } from './ours.js';
 import { readF64, runReference, savePeftFolder, writeHfModel } from './python.js';
 
 const LOGIT_TOL = 1e-5, LOSS_TOL = 1e-5;
@@ -54,23 +48,6 @@ interface Ours { logits: Float64Array; loss: number; tokens: number; changed: st
 type Ref = Reference['runs'][number] & { logits: Float64Array };
 interface Reference { runs: { name: string; loss: number; tokens: number }[] }
 
-/** Logits [B, T, V] of the real positions, from our graph on the float64 js backend. */
-async function logitsF64(model: AdaptedModel, ids: Int32Array): Promise<Float64Array> {
-  const g = new Graph();
-  const { hooks } = model.hooks({ training: false });
-  const net = buildLlama(g, model.base.config, { batch: B, seq: T, hooks });
-  const logits = net.virtualTokens ? F.slice(net.logits, 1, net.virtualTokens, net.virtualTokens + T) : net.logits;
-  g.markOutput(logits);
-  const s = await Session.create(g, createJsBackend({ precision: 'f64' }));
-  uploadWeights(s, net.weights, model.effectiveCheckpoint());
-  model.uploadAdapterParams(s);
-  s.set(net.ids, ids);
-  await s.run();
-  const out = Float64Array.from(await s.get(logits));
-  s.dispose();
-  return out;
-}
-
 const dir = mkdtempSync(join(tmpdir(), 'adaptkit-reference-'));
 let prepared: Promise<{ ours: Map<string, Ours>; ref: Map<string, Ref>; base: Float64Array }> | undefined;
 
@@ -78,9 +55,7 @@ let prepared: Promise<{ ours: Map<string, Ours>; ref: Map<string, Ref>; base: Fl
 function prepare() {
   prepared ??= (async () => {
     const ckpt = await stories();
-    const train = heroBlocks(ckpt, T, 12, 7), held = batchAt(heroBlocks(ckpt, T, 4, 99), 0, B);
-    const rows = Array.from({ length: B }, (_, b) => Array.from(held.ids.subarray(b * T, b * T + T)));
-    const targets = Array.from({ length: B }, (_, b) => Array.from(held.targets.subarray(b * T, b * T + T)));
+    const train = heroBlocks(ckpt, T, 12, 7), { ids, rows, targets } = heldOut(ckpt, B, T);
     const modelDir = writeHfModel(ckpt, join(dir, 'hf-model'));
     const ours = new Map<string, Ours>();
     // The base model alone first: the reference's Llama itself (RMSNorm, rotate-half RoPE, GQA, SwiGLU).
@@ -98,25 +73,18 @@ function prepare() {
         (p.data.some((v, i) => v !== init[i]) ? changed : unchanged).push(k);
       }
       const folder = savePeftFolder(model, 't', join(dir, c.name));
-      // As `adaptkit eval --adapter`: the folder loaded back onto the GGUF model, float32.
-      const loaded = new AdaptedModel(ckpt);
-      loadPeft(loaded, 't', { config: readFileSync(join(folder, 'adapter_config.json'), 'utf8'), weights: readFileSync(join(folder, 'adapter_model.safetensors')) }, folder);
-      const rt = loaded.runtime(createJsBackend());
-      const ev = await rt.evalTargets(rows, targets, { batch: B, seq: T });
-      rt.dispose();
-      ours.set(c.name, { logits: await logitsF64(model, held.ids), loss: ev.loss, tokens: ev.tokens, changed, unchanged });
+      const ev = await evalFolder(ckpt, folder, rows, targets);
+      ours.set(c.name, { logits: await logitsF64(model, ids, B, T), loss: ev.loss, tokens: ev.tokens, changed, unchanged });
       runs.push({ name: c.name, adapter: folder, ids: rows, targets, logits: join(dir, `${c.name}.logits.f64`) });
     }
     const out = runReference<Reference>('llama_ref.py', { model: modelDir, runs }, dir);
     const ref = new Map(out.runs.map((r, i) => [r.name, { ...r, logits: readF64(runs[i]!.logits) }]));
-    return { ours, ref, base: await logitsF64(new AdaptedModel(ckpt), held.ids) };
+    return { ours, ref, base: await logitsF64(new AdaptedModel(ckpt), ids, B, T) };
   })();
   return prepared;
 }
 
 test.after(() => rmSync(dir, { recursive: true, force: true }));
-
-const maxGap = (a: Float64Array, b: Float64Array): number => a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i]!)), 0);
 
 test('the base model without an adapter matches the reference (RMSNorm, rotate-half RoPE, GQA, SwiGLU)', async () => {
   const { ref, base } = await prepare();

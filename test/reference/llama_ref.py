@@ -8,7 +8,8 @@ Usage: python3 llama_ref.py JOB.json, where JOB is
   {"model": DIR, "runs": [{"name", "adapter": DIR | null, "ids": [[int]], "targets": [[int]], "logits": FILE}],
    "orientation": [{"saved": FILE, "gguf": FILE, "heads": {module suffix: heads}, "head_dim": int}]}   (optional)
 Each run's logits [B, T, V] are written to its FILE as little-endian float64; stdout is one JSON object:
-  {"runs": [{"name", "loss", "tokens"}], "orientation": [{"key", "max_abs_diff"}]}.
+  {"runs": [{"name", "loss", "tokens"}], "orientation": [{"key", "max_abs_diff", "unpermuted_diff"}]}: each tensor of
+  the GGUF-order file against the saved one, after (max_abs_diff) and without (unpermuted_diff) the rotate-half permutation.
 """
 import json
 import math
@@ -283,9 +284,15 @@ def main():
     for o in job.get('orientation', []):
         saved, gguf = read_safetensors(o['saved']), read_safetensors(o['gguf'])
         for key, t in sorted(gguf.items()):
-            heads = next(h for suffix, h in o['heads'].items() if f'.{suffix}.' in key)
-            expected = pairs_to_half_rows(t, heads, o['head_dim'])
-            result['orientation'].append({'key': key, 'max_abs_diff': (saved[key] - expected).abs().max().item()})
+            # LoRA's output-side tensors follow q_proj/k_proj rows; lora_A (input side) is the same in both layouts.
+            expected = t
+            if key.endswith('.lora_B.weight') or key.endswith('.lora_magnitude_vector'):
+                heads = next(h for suffix, h in o['heads'].items() if f'.{suffix}.' in key)
+                expected = pairs_to_half_rows(t, heads, o['head_dim'])
+            result['orientation'].append({
+                'key': key, 'max_abs_diff': (saved[key] - expected).abs().max().item(),
+                'unpermuted_diff': (saved[key] - t).abs().max().item(),
+            })
     json.dump(result, sys.stdout)
 
 
