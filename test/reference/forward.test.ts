@@ -15,7 +15,7 @@ import { createJsBackend } from '../../src/backends/js/index.js';
 import { fineTune } from '../../src/train/finetune.js';
 import { heroBlocks, stories } from '../methods/helpers.js';
 import { evalFolder, heldOut, logitsF64, maxGap } from './ours.js';
-import { readF64, runReference, savePeftFolder, writeHfModel } from './python.js';
+import { readF64, requireTorch, runReference, savePeftFolder, writeHfModel } from './python.js';
 
 const LOGIT_TOL = 1e-5, LOSS_TOL = 1e-5;
 const B = 2, T = 16;
@@ -54,6 +54,7 @@ let prepared: Promise<{ ours: Map<string, Ours>; ref: Map<string, Ref>; base: Fl
 /** Train and save every case, compute our numbers, then run the reference once on all folders. */
 function prepare() {
   prepared ??= (async () => {
+    requireTorch();
     const ckpt = await stories();
     const train = heroBlocks(ckpt, T, 12, 7), { ids, rows, targets } = heldOut(ckpt, B, T);
     const modelDir = writeHfModel(ckpt, join(dir, 'hf-model'));

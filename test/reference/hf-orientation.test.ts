@@ -15,7 +15,7 @@ import { writeSafetensors } from '../../src/formats/safetensors.js';
 import { fineTune } from '../../src/train/finetune.js';
 import { heroBlocks, stories } from '../methods/helpers.js';
 import { evalFolder, heldOut, logitsF64, maxGap } from './ours.js';
-import { readF64, runReference, savePeftFolder, writeHfModel } from './python.js';
+import { readF64, requireTorch, runReference, savePeftFolder, writeHfModel } from './python.js';
 
 const B = 2, T = 16;
 
@@ -28,6 +28,7 @@ const dir = mkdtempSync(join(tmpdir(), 'adaptkit-orientation-'));
 test.after(() => rmSync(dir, { recursive: true, force: true }));
 
 test('LoRA on q_proj/k_proj of stories260K.gguf: saved in rotate-half order, and the Hugging Face–layout reference gives our logits', async () => {
+  requireTorch();
   const ckpt = await stories();
   assert.is(ckpt.config.ropeLayout, 'pairs');
   const model = new AdaptedModel(ckpt);
