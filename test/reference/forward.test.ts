@@ -33,6 +33,8 @@ const CASES: Case[] = [
   { name: 'ia3', method: 'ia3', config: { targetModules: ['q_proj', 'k_proj', 'v_proj', 'down_proj'] } },
   // Four steps: full budget, two pruning steps, then the target budget: the saved ranks differ per module.
   { name: 'adalora', method: 'adalora', config: { initR: 4, targetR: 2, loraAlpha: 6, tinit: 1, tfinal: 1, deltaT: 1, targetModules: ['q_proj', 'k_proj', 'v_proj', 'down_proj'] }, steps: 4, mayStay: /\.lora_E$/ },
+  // Ranks grow from 1 by one per step after the first: the saved ranks differ per module.
+  { name: 'triadaptlora', method: 'triadaptlora', config: { referenceRank: 3, initRank: 1, maxRank: 4, increRankNum: 1, initWarmup: 1, increInterval: 1, loraAlpha: 6, targetModules: ['q_proj', 'k_proj', 'v_proj', 'up_proj'] }, steps: 4 },
   { name: 'hydra', method: 'hydra', config: { r: 2, scale: 0.5, targetModules: ['q_proj', 'k_proj', 'gate_proj', 'down_proj'] } },
   { name: 'lamda', method: 'lamda', config: { r: 3, scale: 2, freezeSteps: 2, targetModules: ['q_proj', 'k_proj', 'v_proj', 'up_proj'] } },
   { name: 'ssf', method: 'ssf', config: { initStd: 0.05 } },

@@ -117,7 +117,7 @@ class Adapter:
         """A targeted linear module's output; weight [out, in] (x·Wᵀ + b is the frozen layer)."""
         base = lambda xx: xx @ weight.T + (bias if bias is not None else 0)
         c, k = self.cfg, self.kind
-        if k not in ('LORA', 'IA3', 'ADALORA', 'HYDRA', 'LAMDA', 'SSF') or not peft_targets(c, name):
+        if k not in ('LORA', 'IA3', 'ADALORA', 'TRIADAPTLORA', 'HYDRA', 'LAMDA', 'SSF') or not peft_targets(c, name):
             return base(x)
         if k == 'LORA':
             # Hu et al. eq. 3, h = W₀x + (α/r)·B·A·x (PEFT lora.Linear); rsLoRA: α/√r.
@@ -140,6 +140,20 @@ class Adapter:
             # Zhang et al. §3.1, W = W⁽⁰⁾ + PΛQ; PEFT SVDLinear: x·(A⊙E)ᵀ·Bᵀ · lora_alpha / (ranknum + 1e-5), ranknum = init_r.
             A, E, B = self.take(f'{name}.lora_A'), self.take(f'{name}.lora_E'), self.take(f'{name}.lora_B')
             return base(x) + (x @ (A * E).T @ B.T) * c['lora_alpha'] / (c['init_r'] + 1e-5)
+        if k == 'TRIADAPTLORA':
+            # The folder README's update ΔW = (α/r)·B·C·A, C = tril(C_lower) + triu(C_upper, 1), r the module's
+            # saved rank, with r guarded as PEFT's AdaLoRA guards its ranknum (r + 1e-5), which the library's
+            # scaling uses: without the guard the logits differ by ~1e-4 after a few steps at rank 1.
+            A, B = self.take(f'{name}.lora_A'), self.take(f'{name}.lora_B')
+            C = torch.tril(self.take(f'{name}.lora_C_lower')) + torch.triu(self.take(f'{name}.lora_C_upper'), 1)
+            r = A.shape[0]
+            if c['rank_pattern'][name] != r:
+                raise ValueError(f'{self.folder}: {name} has rank {r}, rank_pattern says {c["rank_pattern"][name]}')
+            # The masks select the active block while training; a saved module is cut to it, so they are all on.
+            if not bool((self.take(f'{name}.tri_rank_mask') == 1).all()):
+                raise ValueError(f'{self.folder}: {name}.tri_rank_mask is not all ones in a saved adapter')
+            self.take(f'{name}.tri_mask_lower'), self.take(f'{name}.tri_mask_upper')
+            return base(x) + (x @ A.T @ C.T @ B.T) * c['lora_alpha'] / (r + 1e-5)
         if k == 'HYDRA':
             # Kim et al.: h = W₀x + s·B_pA_p x + s·B_sA_s(W₀x).
             y = base(x)
