@@ -3,7 +3,7 @@
  * Deno (node: built-ins); output meant for programs goes to stdout, progress to stderr.
  */
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AdaptedModel } from '../adapters/adapted-model.js';
 import { loadPeft, savePeft } from '../adapters/peft.js';
@@ -23,6 +23,7 @@ import { fineTune } from '../train/finetune.js';
 import { decodeTrainingState, encodeTrainingState, TRAINING_STATE_FILE, type TrainingState } from '../train/training-state.js';
 import { type FlagSpec, type Flags, UsageError, need, parseFlags, usage } from './args.js';
 import { resolveModel } from './model-source.js';
+import { planOutput, prepareOutput, resolveResume, writeFileAtomic, writeFolderAtomic } from './output.js';
 import { Progress } from './progress.js';
 
 const err = (s: string): void => { process.stderr.write(`${s}\n`); };
@@ -193,8 +194,9 @@ const trainFlags: Record<string, FlagSpec> = {
   'eval-data': { type: 'string', help: 'held-out data in the same formats as --data' },
   'eval-every': { type: 'int', help: 'evaluate every N steps', default: 0 },
   'checkpoint-every': { type: 'int', help: 'save adapter and optimizer state every N steps into OUT/checkpoint-N', default: 0 },
-  resume: { type: 'string', help: 'resume from a checkpoint folder written by --checkpoint-every (its method, config and seed; the other flags as given)' },
-  out: { type: 'string', help: 'output folder for the adapter (PEFT format)' },
+  resume: { type: 'string', help: 'resume from a checkpoint folder written by --checkpoint-every, or from the --out folder holding them (its newest complete one); the checkpoint sets the method, config and seed, the other flags apply as given' },
+  out: { type: 'string', help: 'output folder for the adapter (PEFT format) and its checkpoints; must not hold an adapter already unless --overwrite' },
+  overwrite: { type: 'bool', help: 'replace the adapter and checkpoints already in --out' },
   json: { type: 'bool', help: 'print JSON lines {"step", "loss", …} instead of a progress bar' },
   profile: { type: 'bool', help: 'time every kernel of the last step (GPU timestamps on webgpu) and print time per op and the share of the step spent in kernels' },
   ...common,
@@ -233,39 +235,46 @@ function methodFlag(argv: readonly string[]): (name: string) => boolean {
   return (flag) => options.includes(flag);
 }
 
-async function writePeftDir(model: AdaptedModel, dir: string, base: string): Promise<void> {
+/** The adapter's PEFT files; savePeft runs before anything is written, so a failure leaves no file. */
+function peftFiles(model: AdaptedModel, base: string): [string, Uint8Array | string][] {
   const files = savePeft(model, 'default', { baseModel: base });
+  return [['adapter_config.json', files.config], ['adapter_model.safetensors', files.weights]];
+}
+
+async function writePeftDir(model: AdaptedModel, dir: string, base: string): Promise<void> {
+  const files = peftFiles(model, base);
   await mkdir(dir, { recursive: true });
-  await writeFile(join(dir, 'adapter_config.json'), files.config);
-  await writeFile(join(dir, 'adapter_model.safetensors'), files.weights);
+  for (const [name, data] of files) await writeFileAtomic(join(dir, name), data);
 }
 
 async function train(f: Flags): Promise<void> {
   const out = need(f, 'out', 'train');
-  const { ckpt, tok } = await openModel(f);
-  const seq = Number(f.seq);
-  const { examples, source } = await loadExamples(String(f.data), tok, seq);
-  const data = pack(examples, seq, 0);
   const json = Boolean(f.json);
   const log = (o: Record<string, unknown>): void => { if (json) process.stdout.write(`${JSON.stringify(o)}\n`); };
-  if (!json) err(`data: ${source}: ${examples.length} examples packed into ${data.rows} rows of ${seq} tokens (padding ${(100 * data.paddingRatio).toFixed(1)}%, ${(100 * data.naivePaddingRatio).toFixed(1)}% without packing)`);
-  log({ event: 'data', examples: examples.length, rows: data.rows, paddingRatio: data.paddingRatio, naivePaddingRatio: data.naivePaddingRatio });
-  const evalData = f['eval-data'] ? pack((await loadExamples(String(f['eval-data']), tok, seq)).examples, seq, 0) : undefined;
-  const chosen = await openBackend(f, json);
+  const resumeFrom = f.resume ? resolveResume(String(f.resume)) : undefined;
+  const { ckpt, tok } = await openModel(f);
   const model = new AdaptedModel(ckpt);
   let resume: TrainingState | undefined;
   let seed = Number(f.seed);
-  if (f.resume) {
+  if (resumeFrom) {
     // The checkpoint decides the method, its config and the seed; the flags still set the schedule and data.
-    const path = join(String(f.resume), TRAINING_STATE_FILE);
-    if (!existsSync(path)) throw new Error(`${String(f.resume)}: not a checkpoint written by --checkpoint-every (missing ${TRAINING_STATE_FILE})`);
+    const path = join(resumeFrom.dir, TRAINING_STATE_FILE);
     const restored = decodeTrainingState(model, 'default', new Uint8Array(await readFile(path)), path);
     resume = restored;
     seed = restored.seed;
-    if (!json) err(`resuming at step ${restored.step} from ${String(f.resume)} (${restored.adapter.method.name}, seed ${seed})`);
+    if (!json) err(`resuming at step ${restored.step} from ${resumeFrom.dir}${resumeFrom.note ? ` (${resumeFrom.note})` : ''} (${restored.adapter.method.name}, seed ${seed})`);
   } else {
     model.addAdapter('default', String(f.method), methodConfig(f), { seed });
   }
+  const plan = planOutput(out, { overwrite: Boolean(f.overwrite), ...(resumeFrom ? { resumeDir: resumeFrom.dir, resumeStep: resume!.step } : {}) });
+  const seq = Number(f.seq);
+  const { examples, source } = await loadExamples(String(f.data), tok, seq);
+  const data = pack(examples, seq, 0);
+  if (!json) err(`data: ${source}: ${examples.length} examples packed into ${data.rows} rows of ${seq} tokens (padding ${(100 * data.paddingRatio).toFixed(1)}%, ${(100 * data.naivePaddingRatio).toFixed(1)}% without packing)`);
+  log({ event: 'data', examples: examples.length, rows: data.rows, paddingRatio: data.paddingRatio, naivePaddingRatio: data.naivePaddingRatio });
+  const evalData = f['eval-data'] ? pack((await loadExamples(String(f['eval-data']), tok, seq)).examples, seq, 0) : undefined;
+  await prepareOutput(out, plan);
+  const chosen = await openBackend(f, json);
   if (!json) err(`adapter: ${f.method} on ${model.get('default').modules.length} modules, ${model.parameterCount('default').toLocaleString('en-US')} trainable parameters`);
   const steps = Number(f.steps);
   const bar = new Progress('train', steps, process.stderr, json);
@@ -285,8 +294,8 @@ async function train(f: Flags): Promise<void> {
     checkpointEvery: Number(f['checkpoint-every']),
     onCheckpoint: async (step, run) => {
       const dir = join(out, `checkpoint-${step}`);
-      await writePeftDir(model, dir, String(f.model));
-      await writeFile(join(dir, TRAINING_STATE_FILE), encodeTrainingState(model, 'default', seed, await run.exportState()));
+      const state = encodeTrainingState(model, 'default', seed, await run.exportState());
+      await writeFolderAtomic(dir, [...peftFiles(model, String(f.model)), [TRAINING_STATE_FILE, state]]);
       log({ event: 'checkpoint', step, dir });
     },
   });
@@ -325,21 +334,21 @@ async function merge(f: Flags): Promise<void> {
   await mkdir(out, { recursive: true });
   if (format !== 'gguf') {
     const hf = withRopeLayout(merged, 'half');
-    await writeFile(join(out, 'model.safetensors'), writeSafetensors([...hf.tensors].map(([k, t]) => [k, { shape: t.shape, data: t.data }] as [string, { shape: number[]; data: Float32Array }]), { metadata: { format: 'pt' } }));
-    await writeFile(join(out, 'config.json'), `${JSON.stringify(hfConfigJson(hf), null, 2)}\n`);
+    await writeFileAtomic(join(out, 'model.safetensors'), writeSafetensors([...hf.tensors].map(([k, t]) => [k, { shape: t.shape, data: t.data }] as [string, { shape: number[]; data: Float32Array }]), { metadata: { format: 'pt' } }));
+    await writeFileAtomic(join(out, 'config.json'), `${JSON.stringify(hfConfigJson(hf), null, 2)}\n`);
     const written = ['model.safetensors', 'config.json'];
     if (merged.tokenizer?.kind === 'sentencepiece') {
-      await writeFile(join(out, 'tokenizer.json'), JSON.stringify(sentencePieceToHfJson(merged.tokenizer)));
-      await writeFile(join(out, 'tokenizer_config.json'), `${JSON.stringify(tokenizerConfigJson(merged.tokenizer, merged.config.maxSeqLen), null, 2)}\n`);
+      await writeFileAtomic(join(out, 'tokenizer.json'), JSON.stringify(sentencePieceToHfJson(merged.tokenizer)));
+      await writeFileAtomic(join(out, 'tokenizer_config.json'), `${JSON.stringify(tokenizerConfigJson(merged.tokenizer, merged.config.maxSeqLen), null, 2)}\n`);
       written.push('tokenizer.json', 'tokenizer_config.json');
     } else if (merged.tokenizer?.json) {
-      await writeFile(join(out, 'tokenizer.json'), JSON.stringify(merged.tokenizer.json));
+      await writeFileAtomic(join(out, 'tokenizer.json'), JSON.stringify(merged.tokenizer.json));
       written.push('tokenizer.json');
     }
     err(`wrote ${written.map((w) => `${out}/${w}`).join(', ')}`);
   }
   if (format !== 'safetensors') {
-    await writeFile(join(out, 'model.gguf'), checkpointToGguf(merged));
+    await writeFileAtomic(join(out, 'model.gguf'), checkpointToGguf(merged));
     err(`wrote ${out}/model.gguf`);
   }
 }
