@@ -9,7 +9,8 @@ import { Graph, type Tensor } from '../graph/graph.js';
 import { shapeStr } from '../graph/types.js';
 import { Session } from '../scheduler/session.js';
 import { type LlamaGraph, type ModelHooks, buildLlama } from './llama.js';
-import { Sampler, type SamplingOptions } from './sampling.js';
+import { checkOptions, type Range } from '../util/ranges.js';
+import { SAMPLING_RANGES, Sampler, type SamplingOptions } from './sampling.js';
 
 export interface GenerateOptions extends SamplingOptions {
   maxTokens?: number;
@@ -17,7 +18,12 @@ export interface GenerateOptions extends SamplingOptions {
   stopTokens?: readonly number[];
   /** Called with each new token id as it is produced. */
   onToken?: (id: number) => void;
+  /** Called when generation stops because the model's context is full (before maxTokens or a stop token). */
+  onContextFull?: (context: number) => void;
 }
+
+export const GENERATE_RANGES = { ...SAMPLING_RANGES, maxTokens: { integer: true, min: 1 } } satisfies Record<string, Range>;
+export const EVAL_RANGES = { batch: { integer: true, min: 1 }, seq: { integer: true, min: 1 } } satisfies Record<string, Range>;
 
 /** Upload every weight a graph declares from the checkpoint, checking names and shapes. */
 export function uploadWeights(s: Session, weights: Map<string, Tensor>, ckpt: LlamaCheckpoint): void {
@@ -56,6 +62,7 @@ export class LlamaRuntime {
    */
   async generate(prompt: readonly number[], o: GenerateOptions = {}): Promise<number[]> {
     if (prompt.length === 0) throw new Error('generate needs at least one prompt token (e.g. BOS)');
+    checkOptions('generate', o as Record<string, unknown>, GENERATE_RANGES);
     const maxTokens = o.maxTokens ?? 256;
     // Adapters may occupy positions before the prompt: virtual tokens (in the cache) and an attention prefix.
     const virtual = this.hooks?.virtualTokens ?? 0, prefix = this.hooks?.prefixTokens ?? 0;
@@ -75,7 +82,7 @@ export class LlamaRuntime {
         if (stops.has(tok)) break;
         out.push(tok);
         o.onToken?.(tok);
-        if (out.length >= maxTokens || p >= cacheLen) break;
+        if (out.length >= maxTokens) break;
       }
       session.set(graph.ids, Int32Array.of(tok));
       if (graph.virtualSlot) session.set(graph.virtualSlot, Int32Array.of(Math.min(p, virtual)));
@@ -89,6 +96,8 @@ export class LlamaRuntime {
         history.push(next);
       }
     }
+    // The loop ran out of positions: neither a stop token nor maxTokens ended it.
+    if (out.length < maxTokens && start + out.length >= cacheLen && !stops.has(next)) o.onContextFull?.(this.config.maxSeqLen);
     return out;
   }
 
@@ -108,6 +117,7 @@ export class LlamaRuntime {
    * Rows shorter than the longest are padded.
    */
   async evalTargets(rows: readonly (readonly number[])[], targets: readonly (readonly number[])[], o: { batch?: number; seq?: number; onProgress?: (done: number, total: number) => void } = {}): Promise<{ loss: number; tokens: number }> {
+    checkOptions('evalTargets', o, EVAL_RANGES);
     const seq = o.seq ?? Math.max(1, ...rows.map((r) => r.length));
     const batch = Math.min(o.batch ?? 8, Math.max(1, rows.length));
     const ev = await this.getEvaluator(batch, seq);
