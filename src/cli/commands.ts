@@ -227,7 +227,7 @@ const trainFlags: Record<string, FlagSpec> = {
   dora: { type: 'bool', help: 'DoRA magnitude/direction decomposition' },
   init: { type: 'string', help: 'LoRA init: default | gaussian | pissa', default: 'default', range: { oneOf: ['default', 'gaussian', 'pissa'] } },
   steps: { type: 'int', help: 'optimizer steps', default: 60, range: R.steps },
-  lr: { type: 'number', help: 'peak learning rate', default: 5e-3, range: R.lr },
+  lr: { type: 'number', help: "peak learning rate (default: the method's own, listed in the README's table of methods)", range: R.lr },
   warmup: { type: 'int', help: 'linear warmup steps', default: 5, range: R.warmup },
   decay: { type: 'string', help: 'learning-rate decay after warmup: cosine | linear | constant', default: 'cosine', range: R.decay },
   'weight-decay': { type: 'number', help: 'AdamW decoupled weight decay', default: 0, range: R.weightDecay },
@@ -328,11 +328,12 @@ async function train(f: Flags): Promise<void> {
   const evalData = f['eval-data'] ? pack((await loadExamples(String(f['eval-data']), tok, seq)).examples, seq, 0) : undefined;
   await prepareOutput(out, plan);
   const chosen = await openBackend(f, json);
-  if (!json) err(`adapter: ${f.method} on ${model.get('default').modules.length} modules, ${model.parameterCount('default').toLocaleString('en-US')} trainable parameters`);
+  const method = model.get('default').method;
+  if (!json) err(`adapter: ${method.name} on ${model.get('default').modules.length} modules, ${model.parameterCount('default').toLocaleString('en-US')} trainable parameters; lr ${f.lr ?? `${method.defaultLr.value} (the method's default)`}`);
   const steps = Number(f.steps);
   const bar = new Progress('train', steps, process.stderr, json);
   const { losses, profile } = await fineTune({
-    model, adapter: 'default', backend: chosen.backend, data, steps, batch: Number(f.batch), lr: Number(f.lr),
+    model, adapter: 'default', backend: chosen.backend, data, steps, batch: Number(f.batch), ...(f.lr !== undefined ? { lr: Number(f.lr) } : {}),
     profile: Boolean(f.profile),
     warmup: Number(f.warmup), decay: f.decay as 'cosine', weightDecay: Number(f['weight-decay']),
     ...(Number(f['max-grad-norm']) > 0 ? { maxGradNorm: Number(f['max-grad-norm']) } : {}),

@@ -25,6 +25,7 @@ export interface FineTuneOptions {
   data: PackedBlocks;
   steps: number;
   batch: number;
+  /** Peak learning rate (default: the method's `defaultLr`). */
   lr?: number;
   warmup?: number;
   decay?: DecayKind;
@@ -141,7 +142,7 @@ export async function fineTune(o: FineTuneOptions): Promise<FineTuneResult> {
     graph: g, loss, trainable, backend: o.backend, accumulate: o.accumulate ?? 1,
     ...(controller?.beforeUpdate ? { beforeUpdate: (step: number) => controller.beforeUpdate!(step, access) } : {}),
     optimizer: {
-      lr: o.lr ?? 1e-3, weightDecay: o.weightDecay ?? 0, schedule: lrSchedule(o.decay ?? 'cosine', o.steps, o.warmup ?? 0),
+      lr: o.lr ?? adapter.method.defaultLr.value, weightDecay: o.weightDecay ?? 0, schedule: lrSchedule(o.decay ?? 'cosine', o.steps, o.warmup ?? 0),
       ...(o.maxGradNorm !== undefined ? { maxGradNorm: o.maxGradNorm } : {}),
     },
   });
