@@ -24,7 +24,7 @@ import { FINE_TUNE_RANGES, fineTune } from '../train/finetune.js';
 import { decodeTrainingState, encodeTrainingState, TRAINING_STATE_FILE, type TrainingState } from '../train/training-state.js';
 import { checkModelLimits, type FlagSpec, type Flags, UsageError, need, parseFlags, usage } from './args.js';
 import { resolveModel } from './model-source.js';
-import { planOutput, prepareOutput, resolveResume, writeFileAtomic, writeFolderAtomic } from './output.js';
+import { checkOutput, prepareOutput, resolveResume, writeFileAtomic, writeFolderAtomic } from './output.js';
 import { Progress } from './progress.js';
 
 const err = (s: string): void => { process.stderr.write(`${s}\n`); };
@@ -303,6 +303,8 @@ async function train(f: Flags): Promise<void> {
   const json = Boolean(f.json);
   const log = (o: Record<string, unknown>): void => { if (json) process.stdout.write(`${JSON.stringify(o)}\n`); };
   const resumeFrom = f.resume ? resolveResume(String(f.resume)) : undefined;
+  const outOptions = { overwrite: Boolean(f.overwrite), ...(resumeFrom ? { resumeDir: resumeFrom.dir } : {}) };
+  checkOutput(out, outOptions);
   const { ckpt, tok } = await openModel(f);
   checkModelLimits(f, trainFlags, ckpt.config);
   const model = new AdaptedModel(ckpt);
@@ -318,7 +320,6 @@ async function train(f: Flags): Promise<void> {
   } else {
     model.addAdapter('default', String(f.method), methodConfig(f), { seed });
   }
-  const plan = planOutput(out, { overwrite: Boolean(f.overwrite), ...(resumeFrom ? { resumeDir: resumeFrom.dir, resumeStep: resume!.step } : {}) });
   const seq = Number(f.seq);
   const { examples, source } = await loadExamples(String(f.data), tok, seq);
   const data = pack(examples, seq, 0);
@@ -326,7 +327,7 @@ async function train(f: Flags): Promise<void> {
   if (!json) err(`data: ${source}: ${examples.length} examples packed into ${data.rows} rows of ${seq} tokens (padding ${(100 * data.paddingRatio).toFixed(1)}%, ${(100 * data.naivePaddingRatio).toFixed(1)}% without packing)`);
   log({ event: 'data', examples: examples.length, rows: data.rows, paddingRatio: data.paddingRatio, naivePaddingRatio: data.naivePaddingRatio });
   const evalData = f['eval-data'] ? pack((await loadExamples(String(f['eval-data']), tok, seq)).examples, seq, 0) : undefined;
-  await prepareOutput(out, plan);
+  await prepareOutput(out, { ...outOptions, ...(resume ? { resumeStep: resume.step } : {}) });
   const chosen = await openBackend(f, json);
   const method = model.get('default').method;
   if (!json) err(`adapter: ${method.name} on ${model.get('default').modules.length} modules, ${model.parameterCount('default').toLocaleString('en-US')} trainable parameters; lr ${f.lr ?? `${method.defaultLr.value} (the method's default)`}`);

@@ -119,35 +119,45 @@ const inside = (path: string, dir: string): boolean => {
   return p === d || p.startsWith(`${d}/`);
 };
 
-export interface OutputPlan {
-  /** Remove these before the first step (an old adapter, checkpoints the run will write again). */
-  readonly stale: string[];
+export interface OutputOptions {
+  /** Replace what `out` holds (--overwrite). */
+  overwrite: boolean;
+  /** The checkpoint folder the run resumes from, if any. */
+  resumeDir?: string;
 }
 
 /**
- * Decide, before any work, whether training may write into `out`: an existing adapter folder is refused
- * unless `overwrite`, or unless the run resumes from a checkpoint inside it (it continues that run, and the
- * checkpoints after the resumed step are dropped, as the continued run writes its own).
+ * Refuse, before any work, an `out` that already holds an adapter or checkpoints, unless `overwrite`, or
+ * unless the run resumes from a checkpoint inside it (it continues that run there).
  */
-export function planOutput(out: string, o: { overwrite: boolean; resumeDir?: string; resumeStep?: number }): OutputPlan {
+export function checkOutput(out: string, o: OutputOptions): void {
   const present = existingOutput(out);
   const continuing = o.resumeDir !== undefined && inside(o.resumeDir, out);
   if (present.length && !o.overwrite && !continuing) {
     throw new UsageError(`--out ${out} already holds an adapter (${present.slice(0, 4).join(', ')}${present.length > 4 ? ', …' : ''}); pass --overwrite to replace it, or another --out`);
   }
-  const keepUpTo = continuing ? o.resumeStep ?? 0 : -1;
-  const stale = [
-    ...(o.overwrite || continuing ? ADAPTER_FILES.map((f) => join(out, f)).filter(existsSync) : []),
-    ...(o.overwrite || continuing ? checkpointDirs(out).filter((c) => c.step > keepUpTo && !inside(o.resumeDir ?? '\0', c.dir)).map((c) => c.dir) : []),
-  ];
-  return { stale };
 }
 
 /**
- * Make the output folder ready before step 1: create it, prove it is writable, remove what the plan marks
- * stale and temporaries left by a killed run. An error names --out.
+ * What to remove before the first step: with `overwrite`, the old adapter and every checkpoint; when the run
+ * continues from a checkpoint inside `out`, the old final adapter and the checkpoints after the resumed step
+ * (the continued run writes its own).
  */
-export async function prepareOutput(out: string, plan: OutputPlan): Promise<void> {
+function staleOutput(out: string, o: OutputOptions & { resumeStep?: number }): string[] {
+  const continuing = o.resumeDir !== undefined && inside(o.resumeDir, out);
+  if (!o.overwrite && !continuing) return [];
+  const keepUpTo = continuing ? o.resumeStep ?? 0 : -1;
+  return [
+    ...ADAPTER_FILES.map((f) => join(out, f)).filter(existsSync),
+    ...checkpointDirs(out).filter((c) => c.step > keepUpTo && !(o.resumeDir !== undefined && inside(o.resumeDir, c.dir))).map((c) => c.dir),
+  ];
+}
+
+/**
+ * Make the output folder ready before step 1: create it, prove it is writable, remove what is stale and
+ * temporaries left by a killed run. An error names --out.
+ */
+export async function prepareOutput(out: string, o: OutputOptions & { resumeStep?: number }): Promise<void> {
   try {
     await mkdir(out, { recursive: true });
     await writeFileAtomic(join(out, '.write-test'), '');
@@ -155,6 +165,6 @@ export async function prepareOutput(out: string, plan: OutputPlan): Promise<void
   } catch (e) {
     throw new Error(`--out ${out}: cannot write there (${(e as Error).message})`);
   }
-  for (const p of plan.stale) await rm(p, { recursive: true, force: true });
+  for (const p of staleOutput(out, o)) await rm(p, { recursive: true, force: true });
   for (const name of readdirSync(out)) if (TEMPORARY.test(name)) await rm(join(out, name), { recursive: true, force: true });
 }
