@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { AdaptedModel } from '../../src/adapters/adapted-model.js';
 import { savePeft } from '../../src/adapters/peft.js';
-import { type LlamaCheckpoint, withRopeLayout } from '../../src/formats/checkpoint.js';
+import { type LlamaCheckpoint, tensorF32, withRopeLayout } from '../../src/formats/checkpoint.js';
 import { writeSafetensors } from '../../src/formats/safetensors.js';
 
 export const PYTHON = '/usr/bin/python3';
@@ -40,7 +40,7 @@ export function runReference<T>(script: string, job: unknown, dir: string): T {
 export function writeHfModel(ckpt: LlamaCheckpoint, dir: string): string {
   const hf = withRopeLayout(ckpt, 'half'), c = hf.config;
   mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, 'model.safetensors'), writeSafetensors([...hf.tensors].map(([k, t]) => [k, { shape: t.shape, data: t.data }] as [string, { shape: number[]; data: Float32Array }])));
+  writeFileSync(join(dir, 'model.safetensors'), writeSafetensors([...hf.tensors].map(([k, t]) => [k, { shape: t.shape, data: tensorF32(t) }] as [string, { shape: number[]; data: Float32Array }])));
   writeFileSync(join(dir, 'config.json'), JSON.stringify({
     model_type: 'llama', hidden_size: c.dim, intermediate_size: c.hiddenDim, num_hidden_layers: c.nLayers,
     num_attention_heads: c.nHeads, num_key_value_heads: c.nKvHeads, vocab_size: c.vocabSize, rms_norm_eps: c.normEps,
