@@ -15,6 +15,8 @@ import { paragraphs } from '../data/text.js';
 import { numel } from '../formats/binary.js';
 import { type LlamaCheckpoint, type LlamaConfig, loadCheckpoint, tensorF32, withRopeLayout } from '../formats/checkpoint.js';
 import type { CeChunk } from '../model/loss.js';
+import { formatBytes, formatEstimate, memoryProblem } from '../scheduler/memory.js';
+import { estimateTraining, fittingVariants } from '../train/memory.js';
 import { checkpointToGguf, ggufTokenizerData } from '../formats/gguf-llama.js';
 import { parseGguf } from '../formats/gguf.js';
 import { writeSafetensors } from '../formats/safetensors.js';
@@ -252,10 +254,38 @@ const trainFlags: Record<string, FlagSpec> = {
   overwrite: { type: 'bool', help: 'replace the adapter and checkpoints already in --out' },
   json: { type: 'bool', help: 'print JSON lines {"step", "loss", …} instead of a progress bar' },
   profile: { type: 'bool', help: 'time every kernel of the last step (GPU timestamps on webgpu) and print time per op and the share of the step spent in kernels' },
+  'dry-run': { type: 'bool', help: 'plan the run and print the memory it needs on the chosen backend (weights, activations, optimizer state, workspace) and whether it fits, with settings that would; train nothing (exit 1 when it does not fit)' },
   checkpointing: { type: 'bool', help: "activation checkpointing: keep each layer's input only and recompute the layer in the backward pass (less memory, about a third more compute, same gradients)" },
   'ce-chunk': { type: 'string', help: "rows of the output head and cross-entropy computed at a time so the whole logits never exist: N, 0 (off) or auto (chunks of at most 64 MiB of logits, none when they all fit)", default: 'auto' },
   ...common,
 };
+
+/** train --dry-run: the planned memory of the run and whether it fits; nothing is trained or written. */
+async function dryRun(f: Flags): Promise<number> {
+  const json = Boolean(f.json);
+  const ceChunk = ceChunkFlag(f['ce-chunk']);
+  const { ckpt } = await openModel(f);
+  checkModelLimits(f, trainFlags, ckpt.config);
+  const model = new AdaptedModel(ckpt);
+  model.addAdapter('default', String(f.method), methodConfig(f), { seed: Number(f.seed) });
+  const chosen = await openBackend(f, json);
+  const shape = { batch: Number(f.batch), seq: Number(f.seq), accumulate: Number(f.accumulate), checkpointing: Boolean(f.checkpointing), ceChunk };
+  const e = estimateTraining(model, 'default', chosen.backend, shape);
+  const caps = chosen.backend.memoryCaps?.();
+  const problem = memoryProblem(e, caps);
+  const variants = problem ? fittingVariants(model, 'default', chosen.backend, shape, caps) : [];
+  if (json) {
+    process.stdout.write(`${JSON.stringify({ event: 'estimate', ...e, caps: caps ?? null, fits: !problem, problem: problem ?? null, wouldFit: variants.map((v) => ({ flags: v.label, totalBytes: v.estimate.totalBytes })) })}\n`);
+  } else {
+    process.stdout.write(`plan: batch ${shape.batch} × ${shape.seq}${shape.checkpointing ? ', checkpointing' : ''}, ${model.parameterCount('default').toLocaleString('en-US')} trainable parameters\n`);
+    process.stdout.write(`memory: ${formatEstimate(e)}\n`);
+    process.stdout.write(`host: ${formatBytes(e.hostBytes)} of loaded weights beside the backend\n`);
+    if (caps) process.stdout.write(`limits: ${[caps.totalBytes !== undefined ? `${formatBytes(caps.totalBytes)} in all` : '', caps.bufferBytes !== undefined ? `${formatBytes(caps.bufferBytes)} per buffer` : ''].filter(Boolean).join(', ')}\n`);
+    process.stdout.write(problem ? `does not fit: ${problem}\n${variants.length ? `would fit: ${variants.map((v) => `${v.label} (${formatBytes(v.estimate.totalBytes)})`).join('; ')}` : 'no smaller setting tried fits'}\n` : 'fits\n');
+  }
+  chosen.backend.dispose();
+  return problem ? 1 : 0;
+}
 
 async function loadExamples(spec: string, tok: Tokenizer, seq: number): Promise<{ examples: Example[]; source: string }> {
   if (spec === 'builtin') return { examples: textExamples(heroStories(96), tok, seq), source: `built-in hero task (${JSON.stringify(HERO_OPENING)})` };
@@ -310,7 +340,8 @@ function ceChunkFlag(v: Flags[string]): CeChunk {
   return n;
 }
 
-async function train(f: Flags): Promise<void> {
+async function train(f: Flags): Promise<number | void> {
+  if (f['dry-run']) return dryRun(f);
   const out = need(f, 'out', 'train');
   const json = Boolean(f.json);
   const log = (o: Record<string, unknown>): void => { if (json) process.stdout.write(`${JSON.stringify(o)}\n`); };
@@ -476,7 +507,7 @@ async function quickstart(f: Flags): Promise<void> {
 
 // ---------------------------------------------------------------------------------------------- dispatch
 
-const commands: Record<string, { summary: string; flags: Record<string, FlagSpec>; run: (f: Flags) => Promise<void> }> = {
+const commands: Record<string, { summary: string; flags: Record<string, FlagSpec>; run: (f: Flags) => Promise<number | void> }> = {
   quickstart: { summary: 'fine-tune stories260K on the built-in task and show before/after samples', flags: quickFlags, run: quickstart },
   train: { summary: 'fine-tune an adapter and save it in the PEFT format', flags: trainFlags, run: train },
   generate: { summary: 'generate text (prints only the generated text on stdout)', flags: generateFlags, run: generate },
@@ -504,8 +535,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       }
       return 0;
     }
-    await cmd.run(flags);
-    return 0;
+    return (await cmd.run(flags)) ?? 0;
   } catch (e) {
     err(`adaptkit ${name}: ${(e as Error).message}`);
     if (process.env.ADAPTKIT_DEBUG) err((e as Error).stack ?? '');
