@@ -9,6 +9,7 @@ export { reduce } from './reduce';
 export { sumPartials } from './norm';
 export { crossEntropyFinish } from './loss';
 export { fill32 } from './simd';
+export { dequantize, embeddingCompact } from './compact';
 
 export const JOB_MATMUL = 1;
 export const JOB_ATTENTION = 2;

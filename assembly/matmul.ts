@@ -4,6 +4,7 @@
 // arithmetic. V8 gives a function 15 xmm registers on x64 (it keeps one as scratch); see tile().
 import { hsum, madd } from './simd';
 import { nextTask } from './tasks';
+import { DT_BF16, DT_F16, DT_F32, DT_Q4_0, DT_Q8_0, dequant4, dequant8, dequantOne, dequantRow } from './compact';
 
 // Job descriptor, i32 words (byte pointers into linear memory).
 export const MM_A = 0;
@@ -20,6 +21,8 @@ export const MM_STRIDE_C = 10;
 export const MM_SCRATCH = 11; // per-thread scratch: base + tid * MM_SCRATCH_STRIDE
 export const MM_SCRATCH_STRIDE = 12;
 export const MM_COUNTER = 13;
+export const MM_B_TYPE = 14; // how B is stored: DT_* of assembly/compact.ts (compact B is 2-D, shared)
+export const MM_B_SCALES = 15; // byte pointer to B's block scales (q8_0, q4_0)
 
 const MR = ASC_FEATURE_RELAXED_SIMD ? 6 : 5;
 const NR = 8;
@@ -31,9 +34,10 @@ const NC = 1024;
 const GEMV_ROWS = 4;
 const GEMV_COLS = 1024;
 
-// Bytes of scratch one thread needs for gemm(): a packed A block, a packed B block and one spill tile.
+// Bytes of scratch one thread needs for gemm(): a packed A block, a packed B block, one spill tile and
+// NR rows of a compact B widened before packing.
 export function gemmScratchBytes(): i32 {
-  return (MC * KC + KC * NC + MR * NR) * 4;
+  return (MC * KC + KC * NC + MR * NR + NR * KC) * 4;
 }
 
 // One MR×NR tile over kc steps: C = tile (add false) or C += tile (add true); ldc in bytes. Inlined
@@ -244,16 +248,21 @@ function packB(b: usize, ldb: i32, trans: bool, k0: i32, kc: i32, j0: i32, nc: i
   }
 }
 
-// Two rows of A against four rows of B stored [N, K] (op(B) = Bᵀ): eight dot products over K, written
-// to C (or added to it). a1 == a0 makes it one row (the duplicate results are not stored).
-function dots2x4(a0: usize, a1: usize, b: usize, ldb: usize, K: i32, c0: usize, c1: usize, two: bool, accumulate: bool): void {
+// Two rows of A against four rows of B stored [N, K] (op(B) = Bᵀ), starting at element eb of B: eight
+// dot products over K, written to C (or added to it). a1 == a0 makes it one row (the duplicate results
+// are not stored). `type` is a constant wherever this is inlined, so each weight type gets its own loop.
+@inline function dots2x4(
+  type: i32, a0: usize, a1: usize, b: usize, scales: usize, eb: usize, ldb: usize, K: i32,
+  c0: usize, c1: usize, two: bool, accumulate: bool,
+): void {
   let s00 = f32x4.splat(0), s01 = s00, s02 = s00, s03 = s00, s10 = s00, s11 = s00, s12 = s00, s13 = s00;
-  const b1 = b + ldb, b2 = b1 + ldb, b3 = b2 + ldb;
+  const e1 = eb + ldb, e2 = e1 + ldb, e3 = e2 + ldb;
   let k = 0;
   for (; k + 4 <= K; k += 4) {
     const o = <usize>k << 2;
     const x0 = v128.load(a0 + o), x1 = v128.load(a1 + o);
-    const y0 = v128.load(b + o), y1 = v128.load(b1 + o), y2 = v128.load(b2 + o), y3 = v128.load(b3 + o);
+    const y0 = dequant4(type, b, scales, eb + k), y1 = dequant4(type, b, scales, e1 + k);
+    const y2 = dequant4(type, b, scales, e2 + k), y3 = dequant4(type, b, scales, e3 + k);
     s00 = madd(x0, y0, s00); s01 = madd(x0, y1, s01); s02 = madd(x0, y2, s02); s03 = madd(x0, y3, s03);
     s10 = madd(x1, y0, s10); s11 = madd(x1, y1, s11); s12 = madd(x1, y2, s12); s13 = madd(x1, y3, s13);
   }
@@ -262,7 +271,8 @@ function dots2x4(a0: usize, a1: usize, b: usize, ldb: usize, K: i32, c0: usize, 
   for (; k < K; k++) {
     const o = <usize>k << 2;
     const x0 = load<f32>(a0 + o), x1 = load<f32>(a1 + o);
-    const y0 = load<f32>(b + o), y1 = load<f32>(b1 + o), y2 = load<f32>(b2 + o), y3 = load<f32>(b3 + o);
+    const y0 = dequantOne(type, b, scales, eb + k), y1 = dequantOne(type, b, scales, e1 + k);
+    const y2 = dequantOne(type, b, scales, e2 + k), y3 = dequantOne(type, b, scales, e3 + k);
     r00 += x0 * y0; r01 += x0 * y1; r02 += x0 * y2; r03 += x0 * y3;
     r10 += x1 * y0; r11 += x1 * y1; r12 += x1 * y2; r13 += x1 * y3;
   }
@@ -280,12 +290,12 @@ function dots2x4(a0: usize, a1: usize, b: usize, ldb: usize, K: i32, c0: usize, 
 
 // A few rows of C as matrix-vector products that read B once per row pair, with no packing: decoding
 // one token, or attention for one query. A row of op(A) that is strided (transA) is copied to `tmp`.
-function gemv(
-  a: usize, lda: i32, transA: bool, b: usize, ldb: i32, transB: bool, c: usize, ldcElems: i32,
-  K: i32, accumulate: bool, m0: i32, m1: i32, n0: i32, n1: i32, tmp: usize,
+// B is read in its stored type (assembly/compact.ts), widened value by value.
+@inline function gemvT(
+  type: i32, a: usize, lda: i32, transA: bool, b: usize, scales: usize, ldb: i32, transB: bool, c: usize,
+  ldcElems: i32, K: i32, accumulate: bool, m0: i32, m1: i32, n0: i32, n1: i32, tmp: usize,
 ): void {
   const ldc = <usize>ldcElems << 2;
-  const ldbBytes = <usize>ldb << 2;
   // Contiguous copies of the rows of op(A), each K floats, when A is stored transposed.
   if (transA) {
     for (let i = m0; i < m1; i++) {
@@ -302,15 +312,15 @@ function gemv(
       const c0 = c + <usize>i * ldc, c1 = two ? c0 + ldc : c0;
       let j = n0;
       for (; j + 4 <= n1; j += 4) {
-        dots2x4(a0, a1, b + <usize>j * ldbBytes, ldbBytes, K, c0 + (<usize>j << 2), c1 + (<usize>j << 2), two, accumulate);
+        dots2x4(type, a0, a1, b, scales, <usize>j * ldb, <usize>ldb, K, c0 + (<usize>j << 2), c1 + (<usize>j << 2), two, accumulate);
       }
       for (; j < n1; j++) {
-        const bj = b + <usize>j * ldbBytes;
+        const ej = <usize>j * ldb;
         let r0: f32 = accumulate ? load<f32>(c0 + (<usize>j << 2)) : 0;
         let r1: f32 = two && accumulate ? load<f32>(c1 + (<usize>j << 2)) : 0;
         let s0: f32 = 0, s1: f32 = 0;
         for (let k = 0; k < K; k++) {
-          const y = load<f32>(bj + (<usize>k << 2));
+          const y = dequantOne(type, b, scales, ej + k);
           s0 += load<f32>(a0 + (<usize>k << 2)) * y;
           s1 += load<f32>(a1 + (<usize>k << 2)) * y;
         }
@@ -327,7 +337,7 @@ function gemv(
       if (!accumulate) memory.fill(c + <usize>i * ldc + (<usize>j0 << 2), 0, <usize>nb << 2);
     }
     for (let k = 0; k < K; k++) {
-      const brow = b + <usize>k * ldbBytes + (<usize>j0 << 2);
+      const ek = <usize>k * ldb + j0;
       for (let i = m0; i < m1; i++) {
         const x = load<f32>(rowBase + <usize>(i - m0) * rowStride + (<usize>k << 2));
         const xv = f32x4.splat(x);
@@ -335,12 +345,64 @@ function gemv(
         let j = 0;
         for (; j + 4 <= nb; j += 4) {
           const o = <usize>j << 2;
-          v128.store(crow + o, madd(xv, v128.load(brow + o), v128.load(crow + o)));
+          v128.store(crow + o, madd(xv, dequant4(type, b, scales, ek + j), v128.load(crow + o)));
         }
         for (; j < nb; j++) {
           const o = <usize>j << 2;
-          store<f32>(crow + o, load<f32>(crow + o) + x * load<f32>(brow + o));
+          store<f32>(crow + o, load<f32>(crow + o) + x * dequantOne(type, b, scales, ek + j));
         }
+      }
+    }
+  }
+}
+
+function gemv(
+  type: i32, a: usize, lda: i32, transA: bool, b: usize, scales: usize, ldb: i32, transB: bool, c: usize,
+  ldc: i32, K: i32, accumulate: bool, m0: i32, m1: i32, n0: i32, n1: i32, tmp: usize,
+): void {
+  if (type == DT_F32) gemvT(DT_F32, a, lda, transA, b, scales, ldb, transB, c, ldc, K, accumulate, m0, m1, n0, n1, tmp);
+  else if (type == DT_F16) gemvT(DT_F16, a, lda, transA, b, scales, ldb, transB, c, ldc, K, accumulate, m0, m1, n0, n1, tmp);
+  else if (type == DT_BF16) gemvT(DT_BF16, a, lda, transA, b, scales, ldb, transB, c, ldc, K, accumulate, m0, m1, n0, n1, tmp);
+  else if (type == DT_Q8_0) gemvT(DT_Q8_0, a, lda, transA, b, scales, ldb, transB, c, ldc, K, accumulate, m0, m1, n0, n1, tmp);
+  else gemvT(DT_Q4_0, a, lda, transA, b, scales, ldb, transB, c, ldc, K, accumulate, m0, m1, n0, n1, tmp);
+}
+
+// packB for a compact B: the same panels, of the exact dequantised values. Stored [N, K] (transposed),
+// the panel's rows are widened into `tmp` and packed from there as float32; stored [K, N], the NR
+// values of one k are contiguous and widen straight into place (8 at a time, which for the q types
+// needs the row length to be a multiple of 32, as their layout does).
+@inline function packRowsT(type: i32, b: usize, scales: usize, ldb: usize, k0: i32, kc: i32, col: usize, dst: usize): void {
+  let e = <usize>k0 * ldb + col;
+  for (let k = 0; k < kc; k++) {
+    dequant8(type, b, scales, e, dst);
+    e += ldb;
+    dst += NR * 4;
+  }
+}
+
+function packBCompact(
+  type: i32, b: usize, scales: usize, ldb: i32, trans: bool, k0: i32, kc: i32, j0: i32, nc: i32, dst: usize, tmp: usize,
+): void {
+  for (let jr = 0; jr < nc; jr += NR) {
+    const cols = min(NR, nc - jr);
+    const panel = dst + <usize>jr * kc * 4;
+    if (trans) {
+      for (let j = 0; j < cols; j++) {
+        dequantRow(type, b, scales, <usize>(j0 + jr + j) * ldb + k0, <usize>kc, tmp + <usize>j * kc * 4);
+      }
+      packB(tmp, kc, true, 0, kc, 0, cols, panel);
+    } else if (cols == NR) {
+      const col = <usize>(j0 + jr), ld = <usize>ldb;
+      if (type == DT_F16) packRowsT(DT_F16, b, scales, ld, k0, kc, col, panel);
+      else if (type == DT_BF16) packRowsT(DT_BF16, b, scales, ld, k0, kc, col, panel);
+      else if (type == DT_Q8_0) packRowsT(DT_Q8_0, b, scales, ld, k0, kc, col, panel);
+      else packRowsT(DT_Q4_0, b, scales, ld, k0, kc, col, panel);
+    } else {
+      let d = panel;
+      for (let k = 0; k < kc; k++) {
+        dequantRow(type, b, scales, <usize>(k0 + k) * ldb + j0 + jr, <usize>cols, d);
+        memory.fill(d + (<usize>cols << 2), 0, <usize>(NR - cols) << 2);
+        d += NR * 4;
       }
     }
   }
@@ -348,13 +410,17 @@ function gemv(
 
 // C[m0:m1, n0:n1] (+)= op(A) · op(B). lda, ldb, ldc: elements between rows of A, B, C as stored, so
 // a matrix may be a strided view (one head of a [T, H, D] tensor). scratch: gemmScratchBytes().
+// bType: how B is stored (DT_*); a compact B is widened to the exact float32 values while it is packed,
+// so the result is bit for bit the float32 product of the dequantised weight.
 export function gemm(
   a: usize, lda: i32, transA: bool, b: usize, ldb: i32, transB: bool, c: usize, ldcElems: i32,
   K: i32, accumulate: bool, m0: i32, m1: i32, n0: i32, n1: i32, scratch: usize,
+  bType: i32 = DT_F32, bScales: usize = 0,
 ): void {
   const pa = scratch;
   const pb = pa + MC * KC * 4;
   const spill = pb + KC * NC * 4;
+  const widen = spill + MR * NR * 4;
   const ldc = <usize>ldcElems << 2;
   if (K == 0) {
     if (!accumulate) {
@@ -364,7 +430,7 @@ export function gemm(
   }
   // (A transposed is first copied into the B packing area, which must hold those rows.)
   if (m1 - m0 <= GEMV_ROWS && (!transA || (m1 - m0) * K <= KC * NC)) {
-    gemv(a, lda, transA, b, ldb, transB, c, ldcElems, K, accumulate, m0, m1, n0, n1, pb);
+    gemv(bType, a, lda, transA, b, bScales, ldb, transB, c, ldcElems, K, accumulate, m0, m1, n0, n1, pb);
     return;
   }
   for (let jc = n0; jc < n1; jc += NC) {
@@ -372,7 +438,8 @@ export function gemm(
     for (let pc = 0; pc < K; pc += KC) {
       const kc = min(KC, K - pc);
       const add = accumulate || pc > 0;
-      packB(b, ldb, transB, pc, kc, jc, nc, pb);
+      if (bType == DT_F32) packB(b, ldb, transB, pc, kc, jc, nc, pb);
+      else packBCompact(bType, b, bScales, ldb, transB, pc, kc, jc, nc, pb, widen);
       for (let ic = m0; ic < m1; ic += MC) {
         const mc = min(MC, m1 - ic);
         packA(a, lda, transA, ic, mc, pc, kc, pa);
@@ -421,6 +488,8 @@ export function matmulJob(d: usize, tid: i32, nth: i32): void {
   const sb = <usize>load<i32>(d, MM_STRIDE_B * 4) << 2;
   const sc = <usize>load<i32>(d, MM_STRIDE_C * 4) << 2;
   const scratch = <usize>load<i32>(d, MM_SCRATCH * 4) + <usize>tid * <usize>load<i32>(d, MM_SCRATCH_STRIDE * 4);
+  const bType = load<i32>(d, MM_B_TYPE * 4);
+  const bScales = <usize>load<i32>(d, MM_B_SCALES * 4);
   const mBlocks = (M + MR - 1) / MR;
   const nBlocks = (N + NR - 1) / NR;
   let tm = 1, tn = 1;
@@ -444,7 +513,7 @@ export function matmulJob(d: usize, tid: i32, nth: i32): void {
     const transB = (flags & 2) != 0;
     gemm(
       a + <usize>item * sa, transA ? M : K, transA, b + <usize>item * sb, transB ? K : N, transB,
-      c + <usize>item * sc, N, K, (flags & 4) != 0, m0, m1, n0, n1, scratch,
+      c + <usize>item * sc, N, K, (flags & 4) != 0, m0, m1, n0, n1, scratch, bType, bScales,
     );
   }
 }

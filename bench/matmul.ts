@@ -1,11 +1,14 @@
 /**
  * Matmul throughput (GFLOP/s, square n³): a plain TypeScript loop, the wasm kernel on one thread and on
  * all threads, and native single-thread SGEMM (OpenBLAS through numpy) measured in the same run, so
- * the ratio wasm/native compares like with like on whatever machine this runs on.
+ * the ratio wasm/native compares like with like on whatever machine this runs on. Then the products of
+ * a frozen linear layer at LLM shapes with the weight f32 and compact (f16, bf16, q8_0, q4_0), in the
+ * same run, with each compact type's rate as a ratio of f32's.
  */
 import { spawnSync } from 'node:child_process';
 import { matmul } from '../src/backends/wasm/matmul.js';
 import { WasmRuntime } from '../src/backends/wasm/runtime.js';
+import { compactBytes, type CompactDType } from '../src/quant/types.js';
 
 export interface BenchOptions {
   readonly json: boolean;
@@ -26,8 +29,7 @@ const ROUNDS = 3;
 const JS_BUDGET_SECONDS = 20;
 
 /** Best of ROUNDS rounds, each repeating `fn` until MIN_SECONDS have passed. */
-function gflops(n: number, fn: () => void): number {
-  const flops = 2 * n ** 3;
+function gflops(n: number, fn: () => void, flops = 2 * n ** 3): number {
   let best = 0;
   for (let r = 0; r < ROUNDS; r++) {
     let reps = 0;
@@ -181,6 +183,103 @@ export async function benchMatmul(opts: BenchOptions): Promise<void> {
         ...(all > 1 ? [fmt(w1 && wa !== undefined ? wa / w1 : undefined, 2)] : []),
       ];
       console.log(row.join(''));
+    }
+  }
+  await benchCompactMatmul(opts);
+}
+
+interface CompactResult {
+  bench: 'matmul-compact';
+  /** forward: C[M, N] = x[M, K]·Wᵀ; backward: C[M, K] = dy[M, N]·W; W is [N, K] either way. */
+  product: 'x·Wᵀ' | 'dy·W';
+  M: number;
+  N: number;
+  K: number;
+  dtype: 'f32' | CompactDType;
+  threads: number;
+  gflops: number;
+}
+
+/** A linear layer's weight [N, K] and the rows it meets: Qwen2.5-0.5B's MLP and attention projections. */
+const COMPACT_SHAPES: readonly { M: number; N: number; K: number; products: readonly CompactResult['product'][] }[] = [
+  { M: 512, N: 4864, K: 896, products: ['x·Wᵀ', 'dy·W'] },
+  { M: 512, N: 896, K: 4864, products: ['x·Wᵀ'] },
+  { M: 512, N: 896, K: 896, products: ['x·Wᵀ'] },
+  // Decoding one token: matrix-vector, bound by reading the weight.
+  { M: 1, N: 4864, K: 896, products: ['x·Wᵀ'] },
+];
+const COMPACT_DTYPES: readonly ('f32' | CompactDType)[] = ['f32', 'f16', 'bf16', 'q8_0', 'q4_0'];
+
+/**
+ * Layout bytes of a random [N, K] weight with magnitudes like a trained layer's (about 0.01–0.5):
+ * binary16 / bfloat16 bit patterns with a bounded exponent, or random quants with binary16 scales.
+ */
+function randomWeight(dtype: 'f32' | CompactDType, n: number): Uint8Array {
+  if (dtype === 'f32') return new Uint8Array(random(n).map((x) => x * 0.1).buffer);
+  const bytes = new Uint8Array(compactBytes(dtype, n));
+  const dv = new DataView(bytes.buffer);
+  const bits16 = (expMin: number, expSpan: number, mantBits: number) =>
+    ((Math.random() < 0.5 ? 1 : 0) << 15) | ((expMin + Math.floor(Math.random() * expSpan)) << mantBits) | Math.floor(Math.random() * (1 << mantBits));
+  if (dtype === 'f16' || dtype === 'bf16') {
+    for (let i = 0; i < n; i++) dv.setUint16(2 * i, dtype === 'f16' ? bits16(8, 6, 10) : bits16(120, 6, 7), true);
+    return bytes;
+  }
+  const quants = dtype === 'q8_0' ? n : n / 2;
+  for (let i = 0; i < quants; i++) bytes[i] = Math.floor(Math.random() * 256);
+  for (let b = 0; b < n / 32; b++) dv.setFloat32(quants + 4 * b, 0.002 + Math.random() * 0.004, true);
+  return bytes;
+}
+
+/** x·Wᵀ and dy·W with W f32 or compact, on one thread and all; a table of GFLOP/s and ratios to f32. */
+export async function benchCompactMatmul(opts: BenchOptions): Promise<void> {
+  const rt = await WasmRuntime.create();
+  const results: CompactResult[] = [];
+  const threadCounts = rt.threads > 1 ? [1, rt.threads] : [1];
+  if (!opts.json) console.log(`\nfrozen linear layer, W [N, K] f32 or compact, GFLOP/s (best of ${ROUNDS}, each ≥ ${MIN_SECONDS} s); ${rt.describe()}`);
+  try {
+    for (const { M, N, K, products } of COMPACT_SHAPES) {
+      for (const product of products) {
+        const [inner, outer] = product === 'x·Wᵀ' ? [K, N] : [N, K];
+        const pa = rt.heap.alloc(M * inner * 4);
+        const pc = rt.heap.alloc(M * outer * 4);
+        rt.f32(pa, M * inner).set(random(M * inner));
+        for (const dtype of COMPACT_DTYPES) {
+          const w = randomWeight(dtype, N * K);
+          const pw = rt.heap.alloc(w.length);
+          new Uint8Array(rt.memory.buffer, pw, w.length).set(w);
+          for (const threads of threadCounts) {
+            const call = {
+              a: pa, b: pw, c: pc, batch: 1, M, N: outer, K: inner, transB: product === 'x·Wᵀ',
+              strideA: 0, strideB: 0, strideC: 0, bType: dtype, threads,
+            };
+            const g = gflops(0, () => matmul(rt, call), 2 * M * N * K);
+            const r: CompactResult = { bench: 'matmul-compact', product, M, N, K, dtype, threads, gflops: g };
+            results.push(r);
+            if (opts.json) console.log(JSON.stringify(r));
+          }
+          rt.heap.release(pw);
+        }
+        rt.heap.release(pa);
+        rt.heap.release(pc);
+      }
+    }
+  } finally {
+    rt.dispose();
+  }
+  if (opts.json) return;
+  const head = ['product', 'M', 'N', 'K', 'threads', ...COMPACT_DTYPES, ...COMPACT_DTYPES.slice(1).map((d) => `${d}/f32`)];
+  console.log(head.map((h, i) => (i === 0 ? h.padEnd(7) : h.padStart(9))).join(''));
+  for (const { M, N, K, products } of COMPACT_SHAPES) {
+    for (const product of products) {
+      for (const threads of threadCounts) {
+        const rate = (d: string) => results.find((r) => r.product === product && r.M === M && r.N === N && r.K === K && r.threads === threads && r.dtype === d)!.gflops;
+        const f32 = rate('f32');
+        console.log([
+          product.padEnd(7), ...[M, N, K, threads].map((x) => String(x).padStart(9)),
+          ...COMPACT_DTYPES.map((d) => rate(d).toFixed(1).padStart(9)),
+          ...COMPACT_DTYPES.slice(1).map((d) => (rate(d) / f32).toFixed(2).padStart(9)),
+        ].join(''));
+      }
     }
   }
 }

@@ -22,22 +22,40 @@ export class FormatError extends Error {
 
 const utf8 = new TextDecoder('utf-8', { ignoreBOM: true });
 
-/** Sequential little-endian reader that refuses to read past the end and says what it was reading. */
+/**
+ * Thrown by a `ByteReader` over a prefix of a file when it needs bytes past the prefix that the file
+ * has: the caller reads at least `needed` bytes and parses again (headers of unknown length).
+ */
+export class NeedMoreBytes extends Error {
+  constructor(readonly needed: number) {
+    super(`needs the first ${needed} bytes`);
+    this.name = 'NeedMoreBytes';
+  }
+}
+
+/**
+ * Sequential little-endian reader that refuses to read past the end and says what it was reading.
+ * `bytes` may be a prefix of a file of `size` bytes; reading past the prefix throws `NeedMoreBytes`.
+ */
 export class ByteReader {
   readonly bytes: Uint8Array;
   readonly view: DataView;
   readonly file: string;
+  /** Size of the whole file (`bytes.length` unless `bytes` is a prefix). */
+  readonly size: number;
   pos: number;
 
-  constructor(bytes: Uint8Array, file: string, pos = 0) {
+  constructor(bytes: Uint8Array, file: string, pos = 0, size = bytes.length) {
     this.bytes = bytes;
     this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     this.file = file;
     this.pos = pos;
+    this.size = size;
   }
 
+  /** Bytes of the file after the read position. */
   get remaining(): number {
-    return this.bytes.length - this.pos;
+    return this.size - this.pos;
   }
 
   fail(problem: string): never {
@@ -45,9 +63,10 @@ export class ByteReader {
   }
 
   need(n: number, what: string): void {
-    if (n > this.bytes.length - this.pos) {
-      this.fail(`${what} at byte ${this.pos} needs ${n} bytes but the file has ${this.bytes.length} bytes (truncated?)`);
+    if (n > this.size - this.pos) {
+      this.fail(`${what} at byte ${this.pos} needs ${n} bytes but the file has ${this.size} bytes (truncated?)`);
     }
+    if (n > this.bytes.length - this.pos) throw new NeedMoreBytes(this.pos + n);
   }
 
   u8(what: string): number { this.need(1, what); return this.view.getUint8(this.pos++); }

@@ -1,16 +1,18 @@
 /**
  * The common output of every model loader (GGUF, llama2.c, Hugging Face safetensors): a Llama-family
- * config and float32 tensors under Hugging Face names, rows as the file stores them.
+ * config and tensors (float32, or compact 2-D weights) under Hugging Face names, rows as the file stores them.
  *
  * Browser-safe: a path is only accepted where a Node-compatible `node:fs/promises` exists, loaded on
- * demand; browsers pass bytes or a `FileSource`.
+ * demand; browsers pass bytes, a `File`, a URL or a `FileSource`.
  */
 import { FormatError, numel } from './binary.js';
 import { type CompactDType, compactBytes, isBlockQuant } from '../quant/types.js';
-import { dequantize, gatherRows } from '../quant/codec.js';
-import { GGUF_MAGIC, parseGguf } from './gguf.js';
+import { dequantize, gatherRows, quantize } from '../quant/codec.js';
+import { GGUF_MAGIC } from './gguf.js';
 import { readGgufCheckpoint } from './gguf-llama.js';
 import { readHfCheckpoint, type FileSource } from './hf.js';
+import { type ByteSource, blobSource, bytesSource, fileSource, httpSource } from './source.js';
+import { type BaseDType, LoadNotes, parseBaseDType, targetStorage } from './storage.js';
 import { parseLlama2cHeader, parseLlama2cTokenizer, readLlama2c } from './llama2c.js';
 import { isSafetensors } from './safetensors.js';
 import type { TokenizerData } from '../tokenizer/types.js';
@@ -73,6 +75,8 @@ export interface LlamaCheckpoint {
   tensors: Map<string, NamedTensor>;
   tokenizer?: TokenizerData;
   source: string;
+  /** What loading changed about the stored weights (requantised or widened types), for the user to see. */
+  notes?: string[];
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -225,16 +229,24 @@ export interface LoadCheckpointOptions {
   format?: CheckpointFormat;
   /** llama2.c: the tokenizer.bin bytes or path; a path's siblings tok{vocab}.bin and tokenizer.bin are tried when omitted. */
   tokenizer?: Uint8Array | string;
-  /** For a single safetensors file given as bytes: its config.json (text or parsed). */
+  /** For a single safetensors file given as bytes, a Blob or a URL: its config.json (text or parsed). */
   config?: string | Record<string, unknown>;
   /** Return copies instead of views of the file bytes where alignment allows. */
   copy?: boolean;
+  /**
+   * In-memory type of the 2-D weights (projections, embedding, output head): 'auto' (default) keeps the
+   * stored type (F16, BF16, Q8_0, Q4_0 stay compact; other GGUF block types become q8_0), 'f32' decodes,
+   * 'f16' | 'bf16' | 'q8_0' | 'q4_0' converts on load. Norms and biases are always float32.
+   */
+  baseDtype?: BaseDType;
+  /** Bytes read per step when a tensor is converted on load (default 16 MiB). */
+  chunkBytes?: number;
 }
 
-/** Guess the format of bytes from magic numbers (and the file name as a hint). */
-export function detectFormat(bytes: Uint8Array, name = ''): CheckpointFormat {
+/** Guess the format of a file from its first bytes (magic numbers), its size and its name as a hint. */
+export function detectFormat(bytes: Uint8Array, name = '', size = bytes.length): CheckpointFormat {
   if (bytes.length >= 4 && String.fromCharCode(bytes[0]!, bytes[1]!, bytes[2]!, bytes[3]!) === GGUF_MAGIC) return 'gguf';
-  if (isSafetensors(bytes)) return 'safetensors';
+  if (isSafetensors(bytes, size)) return 'safetensors';
   if (/\.gguf$/i.test(name)) return 'gguf';
   if (/\.safetensors$/i.test(name)) return 'safetensors';
   return 'llama2c';
@@ -252,7 +264,7 @@ async function nodeFs(): Promise<NodeFs> {
   try {
     return (await import(/* @vite-ignore */ spec)) as NodeFs;
   } catch {
-    throw new Error('loadCheckpoint: paths need a runtime with node:fs (Node, Deno, Bun); in a browser pass bytes or a FileSource');
+    throw new Error('loadCheckpoint: paths need a runtime with node:fs (Node, Deno, Bun); in a browser pass bytes, a File or a URL');
   }
 }
 
@@ -265,14 +277,25 @@ function basename(p: string): string {
   return p.slice(Math.max(p.lastIndexOf('/'), p.lastIndexOf('\\')) + 1);
 }
 
-/** A FileSource over a directory on disk (Node-compatible runtimes). */
+async function readIfExists(path: string): Promise<Uint8Array | undefined> {
+  const fs = await nodeFs();
+  try {
+    return await fs.readFile(path);
+  } catch (e) {
+    if ((e as { code?: string }).code === 'ENOENT') return undefined;
+    throw e;
+  }
+}
+
+/** A FileSource over a directory on disk (Node-compatible runtimes); weight shards are read by offset. */
 export function directorySource(dir: string): FileSource {
+  const at = (rel: string) => `${dir.replace(/[/\\]$/, '')}/${rel}`;
   return {
     name: dir,
-    async read(rel: string) {
-      const fs = await nodeFs();
+    read: (rel) => readIfExists(at(rel)),
+    async open(rel) {
       try {
-        return await fs.readFile(`${dir.replace(/[/\\]$/, '')}/${rel}`);
+        return await fileSource(at(rel));
       } catch (e) {
         if ((e as { code?: string }).code === 'ENOENT') return undefined;
         throw e;
@@ -287,74 +310,124 @@ export function memorySource(files: Record<string, Uint8Array> | Map<string, Uin
   return { name, read: async (rel: string) => m.get(rel) };
 }
 
+/** What `loadCheckpoint` reads: bytes, a path or URL, a browser File/Blob, a ByteSource or a Hugging Face FileSource. */
+export type CheckpointInput = Uint8Array | string | URL | Blob | ByteSource | FileSource;
+
+function isByteSource(x: ByteSource | FileSource): x is ByteSource {
+  return typeof (x as ByteSource).size === 'number';
+}
+
 /**
- * Load a Llama-family checkpoint from bytes, a path (file or Hugging Face directory), or a FileSource
- * (Hugging Face layout: config.json + model.safetensors or model.safetensors.index.json).
+ * Load a Llama-family checkpoint from bytes, a path (file or Hugging Face directory), an http(s) URL
+ * (read with range requests), a browser `File`/`Blob`, a `ByteSource`, or a FileSource (Hugging Face
+ * layout: config.json + model.safetensors or model.safetensors.index.json). GGUF and safetensors
+ * files are read a tensor at a time, never whole; llama2.c files (small, float32) are read whole.
  */
-export async function loadCheckpoint(input: Uint8Array | string | FileSource, options: LoadCheckpointOptions = {}): Promise<LlamaCheckpoint> {
-  if (typeof input === 'string') return loadPath(input, options);
-  if (!(input instanceof Uint8Array)) return readHfCheckpoint(input, { copy: options.copy });
+export async function loadCheckpoint(input: CheckpointInput, options: LoadCheckpointOptions = {}): Promise<LlamaCheckpoint> {
+  if (options.baseDtype !== undefined) parseBaseDType(options.baseDtype, 'loadCheckpoint: options.baseDtype');
+  if (input instanceof URL) input = input.href;
+  if (typeof input === 'string') {
+    if (!/^https?:\/\//i.test(input)) return loadPath(input, options);
+    return loadSource(await httpSource(input), { ...options, name: options.name ?? input });
+  }
   const name = options.name ?? 'model';
-  const format = options.format ?? detectFormat(input, name);
+  if (input instanceof Uint8Array) return loadSource(bytesSource(input, name), options);
+  if (typeof Blob !== 'undefined' && input instanceof Blob) return loadSource(blobSource(input, options.name), options);
+  const src = input as ByteSource | FileSource;
+  return isByteSource(src) ? loadSource(src, options) : readHfCheckpoint(src, options);
+}
+
+/**
+ * One model file read by offset. A safetensors file takes its config.json from `siblings` (its
+ * directory) or `options.config`.
+ */
+async function loadSource(src: ByteSource, options: LoadCheckpointOptions, siblings?: FileSource): Promise<LlamaCheckpoint> {
+  const head = await src.read(0, Math.min(src.size, 16));
+  const format = options.format ?? detectFormat(head, src.name, src.size);
   switch (format) {
-    case 'gguf': return readGgufCheckpoint(parseGguf(input, name), { copy: options.copy });
+    case 'gguf': return readGgufCheckpoint(src, options);
     case 'llama2c': {
       const tok = options.tokenizer;
       if (typeof tok === 'string') throw new Error('loadCheckpoint: pass tokenizer bytes along with model bytes');
-      return readLlama2c(input, name, {
+      const ckpt = readLlama2c(await src.read(0, src.size), src.name, {
         copy: options.copy,
         tokenizer: tok ? parseLlama2cTokenizer(tok, 'tokenizer.bin') : undefined,
       });
+      return withBaseDType(ckpt, options.baseDtype ?? 'auto');
     }
     case 'safetensors':
     case 'hf': {
-      if (options.config === undefined) {
-        throw new FormatError(name, 'a safetensors file needs its config.json (options.config) to be read as a model');
+      let config: Uint8Array | undefined;
+      if (options.config !== undefined) {
+        config = new TextEncoder().encode(typeof options.config === 'string' ? options.config : JSON.stringify(options.config));
+      } else if (!siblings) {
+        throw new FormatError(src.name, 'a safetensors file needs its config.json (options.config) to be read as a model');
       }
-      const cfg = typeof options.config === 'string' ? options.config : JSON.stringify(options.config);
-      return readHfCheckpoint(memorySource({ 'config.json': new TextEncoder().encode(cfg), 'model.safetensors': input }, name), { copy: options.copy });
+      const file = basename(src.name);
+      return readHfCheckpoint({
+        name: siblings?.name ?? src.name,
+        read: async (rel) => (rel === 'config.json' && config ? config
+          : rel === 'model.safetensors.index.json' || rel === 'model.safetensors' || rel === file ? undefined : siblings?.read(rel)),
+        open: async (rel) => (rel === 'model.safetensors' || rel === file ? src : undefined),
+      }, options);
     }
   }
 }
 
 async function loadPath(path: string, options: LoadCheckpointOptions): Promise<LlamaCheckpoint> {
   const fs = await nodeFs();
-  if ((await fs.stat(path)).isDirectory()) return readHfCheckpoint(directorySource(path), { copy: options.copy });
-  const bytes = await fs.readFile(path);
-  const format = options.format ?? detectFormat(bytes, path);
-  if (format === 'safetensors' || format === 'hf') {
-    const dir = dirname(path);
-    // One shard of a sharded checkpoint stands for the whole directory.
-    if (/-of-\d+\.safetensors$/.test(path)) return readHfCheckpoint(directorySource(dir), { copy: options.copy });
-    const src = directorySource(dir);
-    const file = basename(path);
-    return readHfCheckpoint({
-      name: path,
-      read: async (rel) => (rel === 'model.safetensors' || rel === file ? bytes : rel === 'model.safetensors.index.json' ? undefined : src.read(rel)),
-    }, { copy: options.copy });
-  }
-  if (format === 'llama2c') {
-    let tok = options.tokenizer;
-    let tokName = 'tokenizer.bin';
-    if (typeof tok === 'string') {
-      tokName = tok;
-      tok = await fs.readFile(tok);
-    } else if (tok === undefined) {
-      // llama2.c's convention: tokenizer.bin beside the model, or tok{vocab}.bin for a custom vocabulary.
-      const vocab = parseLlama2cHeader(bytes, path).vocabSize;
-      for (const cand of [`tok${vocab}.bin`, 'tokenizer.bin']) {
-        const p = `${dirname(path)}/${cand}`;
-        try {
-          tok = await fs.readFile(p);
-          tokName = p;
-          break;
-        } catch { /* try the next name */ }
-      }
+  if ((await fs.stat(path)).isDirectory()) return readHfCheckpoint(directorySource(path), options);
+  const src = await fileSource(path);
+  try {
+    const head = await src.read(0, Math.min(src.size, 16));
+    const format = options.format ?? detectFormat(head, path, src.size);
+    if (format === 'safetensors' || format === 'hf') {
+      // One shard of a sharded checkpoint stands for the whole directory.
+      if (/-of-\d+\.safetensors$/.test(path)) return await readHfCheckpoint(directorySource(dirname(path)), options);
+      return await loadSource(src, { ...options, format }, directorySource(dirname(path)));
     }
-    return readLlama2c(bytes, path, {
-      copy: options.copy,
-      tokenizer: tok ? parseLlama2cTokenizer(tok, tokName) : undefined,
-    });
+    if (format === 'gguf') return await readGgufCheckpoint(src, options);
+  } finally {
+    await src.close?.();
   }
-  return loadCheckpoint(bytes, { ...options, name: path, format });
+  const bytes = await fs.readFile(path);
+  let tok = options.tokenizer;
+  let tokName = 'tokenizer.bin';
+  if (typeof tok === 'string') {
+    tokName = tok;
+    tok = await fs.readFile(tok);
+  } else if (tok === undefined) {
+    // llama2.c's convention: tokenizer.bin beside the model, or tok{vocab}.bin for a custom vocabulary.
+    const vocab = parseLlama2cHeader(bytes, path).vocabSize;
+    for (const cand of [`tok${vocab}.bin`, 'tokenizer.bin']) {
+      const p = `${dirname(path)}/${cand}`;
+      try {
+        tok = await fs.readFile(p);
+        tokName = p;
+        break;
+      } catch { /* try the next name */ }
+    }
+  }
+  const ckpt = readLlama2c(bytes, path, {
+    copy: options.copy,
+    tokenizer: tok ? parseLlama2cTokenizer(tok, tokName) : undefined,
+  });
+  return withBaseDType(ckpt, options.baseDtype ?? 'auto');
+}
+
+/**
+ * The checkpoint with its 2-D weights converted to `base` (see storage.ts; 'auto' returns it as it is).
+ * Tensors already of the target type are shared.
+ */
+export function withBaseDType(ckpt: LlamaCheckpoint, base: BaseDType): LlamaCheckpoint {
+  if (base === 'auto') return ckpt;
+  const notes = new LoadNotes();
+  const tensors = new Map<string, NamedTensor>();
+  for (const [name, t] of ckpt.tensors) {
+    const from = tensorDType(t);
+    const to = targetStorage({ name, shape: t.shape, kind: from }, base, notes);
+    tensors.set(name, to === from ? t : to === 'f32' ? { shape: t.shape, data: tensorF32(t) } : { shape: t.shape, dtype: to, bytes: quantize(to, tensorF32(t)) });
+  }
+  const all = [...(ckpt.notes ?? []), ...notes.list()];
+  return { ...ckpt, tensors, ...(all.length ? { notes: all } : {}) };
 }

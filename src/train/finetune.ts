@@ -6,7 +6,8 @@
 import type { AdaptedModel } from '../adapters/adapted-model.js';
 import { adapterParamName } from '../adapters/adapted-model.js';
 import type { TrainerAccess } from '../adapters/types.js';
-import type { Backend } from '../backends/backend.js';
+import { type Backend, type ExecutionPlan, OutOfMemoryError } from '../backends/backend.js';
+import { adviseOutOfMemory, checkTrainingPlan, type TrainingShape } from './memory.js';
 import { type PackedBlocks, batchAt } from '../data/dataset.js';
 import * as F from '../graph/api.js';
 import { type CheckpointSegment, layerSegments } from '../graph/checkpoint.js';
@@ -60,6 +61,11 @@ export interface FineTuneOptions {
    * logits, and none when the whole logits fit in that).
    */
   ceChunk?: CeChunk;
+  /**
+   * Check the planned memory against the backend's limits before the first step (default true): a run
+   * that cannot fit is refused with a MemoryPlanError naming settings that would fit.
+   */
+  memoryCheck?: boolean;
 }
 
 export interface FineTuneResult {
@@ -134,14 +140,26 @@ export async function fineTune(o: FineTuneOptions): Promise<FineTuneResult> {
     write: (key, data) => trainer.session.set(name(key), data),
     setTrainable: (keys) => trainer.setTrainable(keys.map(name)),
   };
-  const trainer: Trainer = await Trainer.create({
+  const shape: TrainingShape = {
+    batch: o.batch, seq: T, accumulate: o.accumulate ?? 1, ...(o.checkpointing ? { checkpointing: true } : {}), ...(o.ceChunk !== undefined ? { ceChunk: o.ceChunk } : {}),
+  };
+  let plan: ExecutionPlan | undefined;
+  // Running out of memory anyway (a limit the estimate could not see) gets the same advice as a refusal.
+  const advised = <T>(work: () => Promise<T>): Promise<T> => work().catch((e: unknown) => {
+    throw e instanceof OutOfMemoryError && plan ? adviseOutOfMemory(e, plan, o.model, o.adapter, o.backend, shape) : e;
+  });
+  const trainer: Trainer = await advised(() => Trainer.create({
     graph: g, loss, trainable, backend: o.backend, accumulate: o.accumulate ?? 1, checkpoint: segments,
+    checkPlan: (p) => {
+      plan = p;
+      if (o.memoryCheck !== false) checkTrainingPlan(p, o.model, o.adapter, o.backend, shape);
+    },
     ...(controller?.beforeUpdate ? { beforeUpdate: (step: number) => controller.beforeUpdate!(step, access) } : {}),
     optimizer: {
       lr: o.lr ?? 1e-3, weightDecay: o.weightDecay ?? 0, schedule: lrSchedule(o.decay ?? 'cosine', o.steps, o.warmup ?? 0),
       ...(o.maxGradNorm !== undefined ? { maxGradNorm: o.maxGradNorm } : {}),
     },
-  });
+  }));
   uploadWeights(trainer.session, model.weights, weights);
   o.model.uploadAdapterParams(trainer.session);
   if (o.resume) {
@@ -174,7 +192,7 @@ export async function fineTune(o: FineTuneOptions): Promise<FineTuneResult> {
         const tg = b.targets.subarray(i * T, i * T + T);
         return { row, tg };
       });
-      const res = await rt.evalTargets(seqs.map((s) => s.row), seqs.map((s) => Array.from(s.tg)));
+      const res = await rt.evalTargets(seqs.map((s) => s.row), seqs.map((s) => Array.from(s.tg)), { ceChunk: o.ceChunk ?? 'auto' });
       total += res.loss * res.tokens; count += res.tokens;
     }
     rt.dispose();
@@ -203,7 +221,7 @@ export async function fineTune(o: FineTuneOptions): Promise<FineTuneResult> {
     const profiling = o.profile === true && s === o.steps - 1;
     if (profiling) trainer.session.exe.beginProfile();
     const t0 = performance.now();
-    const r = await trainer.step(micro);
+    const r = await advised(() => trainer.step(micro));
     if (profiling) profiled = await trainer.session.exe.endProfile();
     else stepMs.push(performance.now() - t0);
     await controller?.afterUpdate?.(r.step, access);

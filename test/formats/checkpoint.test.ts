@@ -204,7 +204,7 @@ test('loadCheckpoint detects formats from bytes and paths', async () => {
 test('checkpoint → GGUF export round trips (from pairs and from rotate-half sources)', async () => {
   const l = await loadCheckpoint(L2C_PATH);
   const bytes = checkpointToGguf(l, { modelName: 'stories260K' });
-  const back = readGgufCheckpoint(parseGguf(bytes, 'export.gguf'));
+  const back = await readGgufCheckpoint(parseGguf(bytes, 'export.gguf'));
   sameTensors(back, l);
   assert.equal(back.config, l.config);
   // The llama2.c vocabulary becomes a GGUF one (U+2581 spaces, control pieces), encoding the same.
@@ -219,10 +219,10 @@ test('checkpoint → GGUF export round trips (from pairs and from rotate-half so
   }
   // From a rotate-half checkpoint, export converts Q/K back to pairs.
   const h = withRopeLayout(l, 'half');
-  sameTensors(readGgufCheckpoint(parseGguf(checkpointToGguf(h))), l);
+  sameTensors(await readGgufCheckpoint(parseGguf(checkpointToGguf(h))), l);
   // F16 and Q8_0 exports stay close.
   for (const [type, tol] of [['F16', 2e-3], ['Q8_0', 2e-2]] as const) {
-    const q = readGgufCheckpoint(parseGguf(checkpointToGguf(l, { type }), `${type}.gguf`));
+    const q = await readGgufCheckpoint(parseGguf(checkpointToGguf(l, { type }), `${type}.gguf`));
     sameTensors(q, l, tol);
   }
 });

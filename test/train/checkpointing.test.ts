@@ -76,6 +76,25 @@ test('bottleneck adapters (a sublayer hook): checkpointed gradients are bit-iden
   await compare(model, 'bottleneck');
 });
 
+test('every other method (DoRA, AdaLoRA, TriAdaptLoRA, LaMDA, Hydra, (IA)³, SSF, Compacter, prompt and prefix tuning): bit-identical on js', async () => {
+  const ALL = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
+  const methods: [string, Record<string, unknown>][] = [
+    ['lora', { r: 2, useDora: true, targetModules: ['q_proj', 'down_proj'] }], ['adalora', { initR: 4, targetR: 2, targetModules: ALL }],
+    ['triadaptlora', { referenceRank: 4, targetModules: ALL }], ['lamda', { r: 4 }], ['hydra', { r: 2, targetModules: ALL }],
+    ['ia3', {}], ['ssf', {}], ['compacter', {}], ['prompt-tuning', { numVirtualTokens: 3 }], ['prefix-tuning', { numVirtualTokens: 3, projection: true }],
+  ];
+  const js = backends[0]!.backend;
+  for (const [method, config] of methods) {
+    const model = new AdaptedModel(twoLayers);
+    model.addAdapter('t', method, config, { seed: 5 });
+    randomizeParams(model, 't', 0.1);
+    const [plain, ckpt] = [await stepGradients(model, js, false), await stepGradients(model, js, true)];
+    assert.ok(ckpt.recomputed > 0, `${method}: nothing recomputed`);
+    assert.is(ckpt.loss, plain.loss, `${method}: loss`);
+    plain.grads.forEach((g, i) => assert.ok(g.every((v, k) => Object.is(v, ckpt.grads[i]![k])), `${method}: gradient ${i} differs`));
+  }
+});
+
 test('layer segments cover each layer; backward nodes read no activation from inside a layer', () => {
   const model = new AdaptedModel(full);
   model.addAdapter('t', 'lora', { r: 4, targetModules: ['q_proj', 'v_proj', 'down_proj'] }, { seed: 1 });

@@ -148,6 +148,24 @@ test('through the model: LoRA on the untied head, and prompt tuning\'s virtual t
   }
 });
 
+test('evaluation in chunks gives the loss of evaluation in one piece (js, wasm; within 1e-6)', async () => {
+  const model = new AdaptedModel(await untiedStories());
+  model.addAdapter('t', 'lora', { r: 4, targetModules: ['v_proj', 'lm_head'] }, { seed: 2 });
+  randomizeParams(model, 't');
+  const r = rng(12), V = model.base.config.vocabSize;
+  const rows = Array.from({ length: 3 }, () => Array.from({ length: 10 }, () => Math.floor(r() * V)));
+  const targets = rows.map((row) => row.map((_, i) => (i === 0 ? -100 : Math.floor(r() * V))));
+  for (const { name, backend } of backends.slice(1)) {
+    const rt = model.runtime(backend);
+    const whole = await rt.evalTargets(rows, targets, { batch: 2, ceChunk: 0 });
+    const chunked = await rt.evalTargets(rows, targets, { batch: 2, ceChunk: 3 });
+    rt.dispose();
+    assert.is(chunked.tokens, 27);
+    assert.is(whole.tokens, 27);
+    assert.ok(Math.abs(chunked.loss - whole.loss) <= 1e-6 * whole.loss, `${name}: ${chunked.loss} vs ${whole.loss}`);
+  }
+});
+
 test('a vocabulary-heavy model: the planned training arena shrinks by more than the whole logits', () => {
   const config: LlamaConfig = {
     dim: 64, hiddenDim: 172, nLayers: 2, nHeads: 8, nKvHeads: 4, vocabSize: 32000, maxSeqLen: 256, normEps: 1e-5,

@@ -5,7 +5,8 @@
  */
 import type { AdamWHyper, PlanStep } from '../backend.js';
 import { broadcastStrides, strides } from '../js/kernels/types.js';
-import { numel, type Attrs, type Shape } from '../../graph/types.js';
+import { isCompact, numel, type Attrs, type DType, type Shape } from '../../graph/types.js';
+import { dequantize, embedding as embeddingCompact } from './compact.js';
 import { matmul } from './matmul.js';
 import { JOB_ATTENTION, JOB_ATTENTION_BACKWARD, JOB_ROWS, type WasmRuntime } from './runtime.js';
 
@@ -14,6 +15,7 @@ export interface KernelContext {
   /** Byte offset of a value in the wasm memory. */
   ptr(value: number): number;
   shape(value: number): Shape;
+  dtype(value: number): DType;
 }
 
 export type WasmKernel = (ctx: KernelContext, step: PlanStep) => () => void;
@@ -251,9 +253,12 @@ const matmulKernel: WasmKernel = (ctx, s) => {
   const M = sc[sc.length - 2]!, N = sc[sc.length - 1]!;
   const K = sa[transA ? sa.length - 2 : sa.length - 1]!;
   const batch = numel(sc.slice(0, -2));
+  // A compact B (a frozen weight: 2-D, A not transposed, as the graph checks) is read in its own type.
+  const bType = ctx.dtype(b);
   const call = {
     a: ctx.ptr(a), b: ctx.ptr(b), c: ctx.ptr(c), batch, M, N, K, transA, transB,
     strideA: sa.length > 2 ? M * K : 0, strideB: sb.length > 2 ? K * N : 0, strideC: M * N,
+    bType: isCompact(bType) ? bType : 'f32' as const,
   };
   const rt = ctx.rt;
   return () => matmul(rt, call);
@@ -422,8 +427,17 @@ export const wasmKernels: Readonly<Record<string, WasmKernel>> = {
     const [table, ids] = s.inputs as [number, number];
     const [V, D] = ctx.shape(table) as [number, number];
     const n = numel(ctx.shape(ids));
-    const p = [ctx.ptr(table), ctx.ptr(ids), ctx.ptr(s.outputs[0]!)] as const, ex = ctx.rt.exports;
+    const p = [ctx.ptr(table), ctx.ptr(ids), ctx.ptr(s.outputs[0]!)] as const, rt = ctx.rt, ex = rt.exports;
+    const dtype = ctx.dtype(table);
+    if (isCompact(dtype)) return () => embeddingCompact(rt, dtype, ...p, n, V, D);
     return () => ex.embedding(...p, n, V, D);
+  },
+  dequantize: (ctx, s) => {
+    const w = s.inputs[0]!;
+    const dtype = ctx.dtype(w), n = numel(ctx.shape(w));
+    if (!isCompact(dtype)) throw new Error(`dequantize expects a compact weight, got ${dtype}`);
+    const src = ctx.ptr(w), dst = ctx.ptr(s.outputs[0]!), rt = ctx.rt;
+    return () => dequantize(rt, dtype, src, n, dst);
   },
   embedding_backward: (ctx, s) => {
     const [ids, dy] = s.inputs as [number, number];

@@ -42,6 +42,8 @@ export interface WasmExports {
   kvWrite(cache: Ptr, rows: Ptr, pos: Ptr, B: number, T: number, S: number, row: number): void;
   embedding(table: Ptr, ids: Ptr, out: Ptr, n: number, V: number, D: number): void;
   embeddingBackward(ids: Ptr, dy: Ptr, dtable: Ptr, n: number, V: number, D: number): void;
+  embeddingCompact(type: number, table: Ptr, scales: Ptr, ids: Ptr, out: Ptr, n: number, V: number, D: number): void;
+  dequantize(type: number, src: Ptr, scales: Ptr, n: number, dst: Ptr): void;
   reduce(desc: Ptr, out: Ptr, outN: number, divisor: number): void;
   sumPartials(partials: Ptr, parts: number, stride: number, D: number, out: Ptr): void;
   crossEntropyFinish(partials: Ptr, parts: number, targets: Ptr, N: number, V: number, ignore: number, out: Ptr): void;
@@ -57,11 +59,11 @@ async function hardwareThreads(): Promise<number> {
   return 1;
 }
 
-function createMemory(initial: number, shared: boolean): WebAssembly.Memory {
+function createMemory(initial: number, shared: boolean): { memory: WebAssembly.Memory; maxPages: number } {
   let last: unknown;
   for (const maximum of MAX_PAGES) {
     try {
-      return new WebAssembly.Memory({ initial: Math.min(initial, maximum), maximum, shared });
+      return { memory: new WebAssembly.Memory({ initial: Math.min(initial, maximum), maximum, shared }), maxPages: maximum };
     } catch (e) {
       last = e;
     }
@@ -84,6 +86,8 @@ export class WasmRuntime {
     private readonly pool: ThreadPool | undefined,
     ctrl: number,
     heap: Heap,
+    /** The most bytes this memory can grow to. */
+    readonly maxBytes: number,
   ) {
     this.heap = heap;
     this.desc = ctrl + CTRL_BYTES;
@@ -102,14 +106,14 @@ export class WasmRuntime {
     if (threads > 1 && !(hasSharedMemory() && canBlock())) threads = 1;
     const shared = threads > 1;
     const loaded = await loadWasmModule(flavour, shared, opts.wasmDir);
-    const memory = createMemory(16, shared);
+    const { memory, maxPages } = createMemory(16, shared);
     const instance = await WebAssembly.instantiate(loaded.module, { env: { memory } });
     const exports = instance.exports as unknown as WasmExports;
     const heap = new Heap(memory, exports.heapBase());
     const ctrl = heap.alloc(CTRL_BYTES + DESC_BYTES);
     let pool: ThreadPool | undefined;
     if (shared) pool = await ThreadPool.create(threads - 1, loaded.module, loaded.bytes, memory, ctrl);
-    return new WasmRuntime(memory, exports, flavour, pool, ctrl, heap);
+    return new WasmRuntime(memory, exports, flavour, pool, ctrl, heap, maxPages * 65536);
   }
 
   /** Threads a job may use, the caller included. */

@@ -30,6 +30,8 @@ export async function createWebgpuBackend(opts: WebgpuBackendOptions = {}): Prom
     name: 'webgpu',
     context: ctx,
     describe: () => ctx.describe(),
+    // WebGPU does not tell how much device memory there is; what it does bound is each buffer.
+    memoryCaps: () => ({ bufferBytes: Math.min(ctx.limits.maxBufferSize, ctx.limits.maxStorageBufferBindingSize) }),
     async load(plan: ExecutionPlan): Promise<Executable> {
       const exe = await loadPlan(ctx, pipelines, plan, { kernels: webgpuKernels, adamw: recordAdamw, adamwKernel, adamwHyperBytes: ADAMW_HYPER_BYTES });
       loaded.add(exe);
