@@ -1,8 +1,9 @@
 /**
  * WebGPU benchmarks, through the backend as the scheduler uses it.
  *
- * 1. Matmul throughput (GFLOP/s, square n³): a plan with one matmul, loaded once, run repeatedly. Two
- *    timings:
+ * 1. Matmul throughput (GFLOP/s, square n³): a plan with one matmul, loaded once, run repeatedly: A·B
+ *    with both f32, then a linear layer's A·Wᵀ with the weight W stored f32, f16, q8_0 and q4_0 (read
+ *    compact by the kernel, dequantised while its tiles load). Two timings:
  *    - wall: runs submitted back to back, ended by a one-value readback (mapAsync waits for the queue), so
  *      it includes submission and synchronisation costs;
  *    - kernel: GPU timestamps around the matmul's compute pass, where the device has `timestamp-query`.
@@ -20,6 +21,8 @@ import { createWebgpuBackend } from '../src/backends/webgpu/index.js';
 import type { LlamaConfig } from '../src/formats/checkpoint.js';
 import * as F from '../src/graph/api.js';
 import { Graph } from '../src/graph/graph.js';
+import { isCompact, type DType } from '../src/graph/types.js';
+import { quantize } from '../src/quant/index.js';
 import { planGraph } from '../src/scheduler/plan.js';
 import { formatProfile } from '../src/scheduler/profile.js';
 import { SYNTH_512, loadStories, syntheticCheckpoint } from './models.js';
@@ -35,6 +38,9 @@ export interface WebgpuBenchOptions {
 interface MatmulResult {
   suite: 'webgpu';
   bench: 'matmul';
+  /** 'A·B', or 'A·Wᵀ' with the weight stored as `dtype`. */
+  product: 'A·B' | 'A·Wᵀ';
+  dtype: DType;
   adapter: string;
   software: boolean;
   size: number;
@@ -47,6 +53,9 @@ interface MatmulResult {
   wallOfPeak: number | null;
   kernelOfPeak: number | null;
 }
+
+/** Storage types of W in the A·Wᵀ rows. */
+const WEIGHT_DTYPES = ['f32', 'f16', 'q8_0', 'q4_0'] as const;
 
 const MIN_SECONDS = 0.5;
 const MAX_REPS = 200;
@@ -78,6 +87,41 @@ function peakFromArgs(): number | undefined {
   return v;
 }
 
+type Timing = Pick<MatmulResult, 'reps' | 'wallMs' | 'gflops' | 'kernelMs' | 'kernelGflops' | 'peakTflops' | 'wallOfPeak' | 'kernelOfPeak'>;
+
+/** Time a loaded one-matmul plan of `flops`; `probe` is a value to read back (the read waits for the queue). */
+async function timeMatmul(exe: Executable, probe: number, flops: number, peak: number | undefined): Promise<Timing> {
+  // Warm-up (first-use costs stay out of the timing); its duration sizes the timed loop to about
+  // MIN_SECONDS.
+  let t0 = performance.now();
+  await exe.run();
+  await exe.read([probe]);
+  const single = Math.max((performance.now() - t0) / 1e3, 1e-4);
+  const reps = Math.max(1, Math.min(MAX_REPS, Math.round(MIN_SECONDS / single)));
+  t0 = performance.now();
+  for (let r = 0; r < reps; r++) await exe.run();
+  await exe.read([probe]);
+  const wall = (performance.now() - t0) / 1e3 / reps;
+  // Best of a few timed runs: timestamps are noisy on a shared machine.
+  let kernelMs: number | null = null;
+  for (let r = 0; r < 3; r++) {
+    exe.beginProfile();
+    await exe.run();
+    const t = await exe.endProfile();
+    if (!t || !t.length) break;
+    const ms = t.reduce((x, k) => x + k.ms, 0);
+    if (ms > 0) kernelMs = kernelMs === null ? ms : Math.min(kernelMs, ms);
+  }
+  const gflops = flops / wall / 1e9;
+  const kernelGflops = kernelMs ? flops / (kernelMs / 1e3) / 1e9 : null;
+  return {
+    reps, wallMs: wall * 1e3, gflops, kernelMs, kernelGflops,
+    peakTflops: peak ?? null,
+    wallOfPeak: peak ? gflops / (peak * 1e3) : null,
+    kernelOfPeak: peak && kernelGflops ? kernelGflops / (peak * 1e3) : null,
+  };
+}
+
 export async function benchWebgpu(opts: WebgpuBenchOptions): Promise<void> {
   const backend = await createWebgpuBackend();
   const ctx = backend.context;
@@ -89,58 +133,36 @@ export async function benchWebgpu(opts: WebgpuBenchOptions): Promise<void> {
     console.log(adapter);
     console.log(`timestamp-query: ${ctx.timestamps ? 'yes' : 'no'}${software ? '; software adapter: CPU speed, not GPU speed' : ''}`);
     console.log(peak ? `f32 peak: ${peak} TFLOP/s` : 'f32 peak: unknown (pass --peak-tflops=N for fractions of it)');
-    console.log(`     n   reps    wall ms  wall GFLOP/s   kernel ms  kernel GFLOP/s${peak ? '  wall/peak  kernel/peak' : ''}`);
+    console.log(`product         n   reps    wall ms  wall GFLOP/s   kernel ms  kernel GFLOP/s${peak ? '  wall/peak  kernel/peak' : ''}`);
   }
   try {
-    for (const n of sizes) {
-      const g = new Graph();
-      const a = g.input('a', [n, n]), b = g.input('b', [n, n]);
-      const c = F.matmul(a, b);
-      g.markOutput(c);
-      const exe: Executable = await backend.load(planGraph(g));
-      try {
-        exe.write(a.id, random(n * n, 1));
-        exe.write(b.id, random(n * n, 2));
-        const flops = 2 * n ** 3;
-        // Warm-up (first-use costs stay out of the timing); its duration sizes the timed loop to about
-        // MIN_SECONDS.
-        let t0 = performance.now();
-        await exe.run();
-        await exe.read([a.id]);
-        const single = Math.max((performance.now() - t0) / 1e3, 1e-4);
-        const reps = Math.max(1, Math.min(MAX_REPS, Math.round(MIN_SECONDS / single)));
-        t0 = performance.now();
-        for (let r = 0; r < reps; r++) await exe.run();
-        await exe.read([a.id]);
-        const wall = (performance.now() - t0) / 1e3 / reps;
-        // Best of a few timed runs: timestamps are noisy on a shared machine.
-        let kernelMs: number | null = null;
-        for (let r = 0; r < 3; r++) {
-          exe.beginProfile();
-          await exe.run();
-          const t = await exe.endProfile();
-          if (!t || !t.length) break;
-          const ms = t.reduce((x, k) => x + k.ms, 0);
-          if (ms > 0) kernelMs = kernelMs === null ? ms : Math.min(kernelMs, ms);
+    const products = [
+      { product: 'A·B' as const, dtype: 'f32' as DType },
+      ...WEIGHT_DTYPES.map((dtype) => ({ product: 'A·Wᵀ' as const, dtype: dtype as DType })),
+    ];
+    for (const { product, dtype } of products) {
+      for (const n of sizes) {
+        const g = new Graph();
+        const a = g.input('a', [n, n]);
+        const b = product === 'A·B' ? g.input('b', [n, n]) : g.param('w', [n, n], dtype);
+        const c = F.matmul(a, b, { transB: product === 'A·Wᵀ' });
+        g.markOutput(c);
+        const exe: Executable = await backend.load(planGraph(g));
+        try {
+          exe.write(a.id, random(n * n, 1));
+          exe.write(b.id, isCompact(dtype) ? quantize(dtype, random(n * n, 2)) : random(n * n, 2));
+          const res = await timeMatmul(exe, a.id, 2 * n ** 3, peak);
+          const row: MatmulResult = { suite: 'webgpu', bench: 'matmul', product, dtype, adapter, software, size: n, ...res };
+          if (opts.json) console.log(JSON.stringify(row));
+          else {
+            const pct = (x: number | null): string => (x === null ? '-' : `${(100 * x).toFixed(1)}%`);
+            console.log(`${`${product} ${dtype}`.padEnd(10)} ${String(n).padStart(6)} ${String(row.reps).padStart(6)} ${row.wallMs.toFixed(2).padStart(10)} ${row.gflops.toFixed(1).padStart(13)}`
+              + ` ${row.kernelMs === null ? '          -' : row.kernelMs.toFixed(2).padStart(11)} ${row.kernelGflops === null ? '              -' : row.kernelGflops.toFixed(1).padStart(15)}`
+              + (peak ? ` ${pct(row.wallOfPeak).padStart(10)} ${pct(row.kernelOfPeak).padStart(12)}` : ''));
+          }
+        } finally {
+          exe.dispose();
         }
-        const gflops = flops / wall / 1e9;
-        const kernelGflops = kernelMs ? flops / (kernelMs / 1e3) / 1e9 : null;
-        const res: MatmulResult = {
-          suite: 'webgpu', bench: 'matmul', adapter, software, size: n, reps,
-          wallMs: wall * 1e3, gflops, kernelMs, kernelGflops,
-          peakTflops: peak ?? null,
-          wallOfPeak: peak ? gflops / (peak * 1e3) : null,
-          kernelOfPeak: peak && kernelGflops ? kernelGflops / (peak * 1e3) : null,
-        };
-        if (opts.json) console.log(JSON.stringify(res));
-        else {
-          const pct = (x: number | null): string => (x === null ? '-' : `${(100 * x).toFixed(1)}%`);
-          console.log(`${String(n).padStart(6)} ${String(reps).padStart(6)} ${res.wallMs.toFixed(2).padStart(10)} ${gflops.toFixed(1).padStart(13)}`
-            + ` ${kernelMs === null ? '          -' : kernelMs.toFixed(2).padStart(11)} ${kernelGflops === null ? '              -' : kernelGflops.toFixed(1).padStart(15)}`
-            + (peak ? ` ${pct(res.wallOfPeak).padStart(10)} ${pct(res.kernelOfPeak).padStart(12)}` : ''));
-        }
-      } finally {
-        exe.dispose();
       }
     }
 

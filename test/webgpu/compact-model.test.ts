@@ -1,5 +1,5 @@
 // stories260K with compact frozen weights on WebGPU against the js backend on the same compact model:
-// the eval loss of each compact type, and a LoRA run's loss curve on q8_0 and q4_0 bases.
+// the eval loss of each compact type, greedy decoding, and a LoRA run's loss curve on q8_0 and q4_0 bases.
 // Tolerance: relative difference ≤ 1e-4 per loss. Both backends read the same exact dequantised values;
 // they differ only in f32 summation order (js accumulates in float64), about 1e-6 relative on this model.
 // A misread weight moves the loss by far more (the q4_0 model itself differs from the f32 one by ~1e-2).
@@ -57,6 +57,14 @@ for (const dtype of COMPACT_DTYPES) {
     assert.ok(rel(wg.loss, js.loss) <= TOL, `webgpu ${wg.loss} vs js ${js.loss}`);
   });
 }
+
+test('q4_0 base: greedy generation on webgpu (KV-cached decoding) gives the tokens js gives', async () => {
+  if (setupError) throw setupError;
+  const ckpt = compactCopy(base, 'q4_0');
+  const js = await new LlamaRuntime(ckpt, createJsBackend()).generate([tok.bosId!], { maxTokens: 24 });
+  const wg = await new LlamaRuntime(ckpt, gpu).generate([tok.bosId!], { maxTokens: 24 });
+  assert.equal(wg, js);
+});
 
 for (const dtype of ['q8_0', 'q4_0'] as const) {
   test(`LoRA on a ${dtype} base: the loss curve on webgpu equals js within ${TOL} relative`, async () => {

@@ -16,6 +16,9 @@ const LARGE_OUTPUTS = 1 << 18;
 
 export type MatmulKernel = 'small' | 'main' | 'large';
 
+/** B as a plain f32 operand. */
+const F32: WeightLayout = { type: W_TYPES.f32, scales: 0 };
+
 /** Which kernel of wgsl/matmul.wgsl a product runs, and its output tile (0: one thread per output). */
 export function matmulKernel(d: Pick<MatmulDims, 'M' | 'N' | 'batch'>): { entry: MatmulKernel; tile: number } {
   const { M, N, batch } = d;
@@ -70,8 +73,6 @@ export async function recordMatmul(s: StepBuilder, d: MatmulDims, a: Range, b: R
     s.dispatch(kernel, { p: u, a, w: b, c }, [Math.ceil(N / tile), Math.ceil(M / tile), Math.min(zMax, batch - b0)]);
   }
 }
-
-const F32: WeightLayout = { type: W_TYPES.f32, scales: 0 };
 
 export const matmul: KernelImpl = async (s) => {
   const d = matmulDims(s.inShape(0), s.inShape(1), s.outShape(0), s.attrs.transA === true, s.attrs.transB === true);
