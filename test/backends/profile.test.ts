@@ -131,7 +131,7 @@ test('train --profile reports the last step\'s kernels by op and their share of 
   assert.match(r.stderr, /\n  matmul\s+\d+\s+[\d.]+\s+[\d.]+%/);
   // LoRA's A and B on 7 projections of stories260K's 5 layers: 70 AdamW updates.
   assert.match(r.stderr, /\n  adamw\s+70\s/);
-  const j = cli([...args, '--json', '--out', out]);
+  const j = cli([...args, '--json', '--out', out, '--overwrite']);
   assert.is(j.code, 0, j.stderr);
   const ev = j.stdout.trim().split('\n').map((l) => JSON.parse(l)).find((e) => e.event === 'profile');
   assert.ok(ev, 'no profile event');
