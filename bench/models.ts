@@ -1,8 +1,7 @@
 /** Models for benchmarks: stories260K from the shared assets, and synthetic Llamas of a chosen size. */
 import type { LlamaCheckpoint, LlamaConfig } from '../src/formats/checkpoint.js';
 import { loadCheckpoint } from '../src/formats/checkpoint.js';
-import { expectedTensorShapes } from '../src/formats/checkpoint.js';
-import { seededRandom } from '../src/util/random.js';
+import { syntheticCheckpoint as synthetic } from '../src/model/synthetic.js';
 
 export const STORIES = new URL('../../shared/assets/models/stories260K/stories260K.gguf', import.meta.url).pathname;
 
@@ -16,14 +15,7 @@ export const SYNTH_512: LlamaConfig = {
 
 /** A checkpoint with small random weights (norm weights one). */
 export function syntheticCheckpoint(config: LlamaConfig, seed = 1): LlamaCheckpoint {
-  const r = seededRandom(seed);
-  const tensors = new Map<string, { shape: number[]; data: Float32Array }>();
-  for (const [name, shape] of expectedTensorShapes(config)) {
-    const n = shape.reduce((a, b) => a * b, 1);
-    const data = name.endsWith('norm.weight') ? new Float32Array(n).fill(1) : Float32Array.from({ length: n }, () => (r() - 0.5) * 0.04);
-    tensors.set(name, { shape, data });
-  }
-  return { config, tensors, source: `synthetic ${config.dim}x${config.nLayers}` };
+  return synthetic(config, { seed });
 }
 
 /** A WebGPU backend on a hardware adapter, or undefined (none, or only a software one, which is no speed reference). */

@@ -2,6 +2,7 @@
  * Benchmark dispatcher: `npm run bench [-- <suite> [--json]]` runs one suite, or every suite when none
  * is named. With --json each suite prints one JSON object per measurement, one per line.
  */
+import { benchArena } from './arena.js';
 import { benchGenerate } from './generate.js';
 import { benchMatmul } from './matmul.js';
 import { benchMethods } from './methods.js';
@@ -10,7 +11,7 @@ import { benchWebgpu } from './webgpu.js';
 
 type Suite = (opts: { json: boolean }) => Promise<void>;
 
-const SUITES: Record<string, Suite> = { matmul: benchMatmul, train: benchTrain, generate: benchGenerate, webgpu: benchWebgpu, methods: benchMethods };
+const SUITES: Record<string, Suite> = { matmul: benchMatmul, train: benchTrain, generate: benchGenerate, webgpu: benchWebgpu, methods: benchMethods, arena: benchArena };
 
 const args = process.argv.slice(2);
 const json = args.includes('--json');

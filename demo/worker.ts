@@ -189,7 +189,7 @@ async function loadModel(req: { url?: string; files?: readonly File[] }): Promis
   if (!ckpt.tokenizer) throw new Error(`${ckpt.source}: this model has no tokenizer; pick its tokenizer file (e.g. tokenizer.bin) together with the model`);
   const tok = createTokenizer(ckpt.tokenizer);
   let parameters = 0;
-  for (const t of ckpt.tensors.values()) parameters += t.data.length;
+  for (const t of ckpt.tensors.values()) parameters += t.shape.reduce((a, b) => a * b, 1);
   const c = ckpt.config;
   const info: ModelInfo = {
     source: ckpt.source, architecture: c.architecture, layers: c.nLayers, dim: c.dim, vocab: c.vocabSize, context: c.maxSeqLen,

@@ -11,11 +11,16 @@ export { planGraph } from './scheduler/plan.js';
 
 export { Graph, Tensor } from './graph/graph.js';
 export * as ops from './graph/api.js';
-export { gradients } from './graph/autodiff.js';
+export { gradients, type GradientOptions } from './graph/autodiff.js';
+export { layerSegments, type CheckpointSegment } from './graph/checkpoint.js';
 export { graphFromJSON, graphToJSON, type GraphJSON } from './graph/serialize.js';
 export { opNames } from './graph/ops/index.js';
 
-export { loadCheckpoint, memorySource, withRopeLayout, type LlamaCheckpoint, type LlamaConfig } from './formats/checkpoint.js';
+export {
+  isCompactTensor, loadCheckpoint, memorySource, tensorF32, withRopeLayout,
+  type CompactTensor, type F32Tensor, type LlamaCheckpoint, type LlamaConfig, type NamedTensor,
+} from './formats/checkpoint.js';
+export { type CompactDType, compactBytes, dequantize, isCompact, quantize } from './quant/index.js';
 export { parseSafetensors, writeSafetensors } from './formats/safetensors.js';
 export { parseGguf, writeGguf } from './formats/gguf.js';
 export { checkpointToGguf } from './formats/gguf-llama.js';
@@ -23,6 +28,7 @@ export { createTokenizer, type Tokenizer } from './tokenizer/index.js';
 
 export { buildLlama, LLAMA_PROJECTIONS, type ModelHooks } from './model/llama.js';
 export { LlamaRuntime, type GenerateOptions } from './model/runtime.js';
+export { chunkedCrossEntropy, nextTokenLoss, type CeChunk } from './model/loss.js';
 export { Sampler, type SamplingOptions } from './model/sampling.js';
 
 export { AdaptedModel, type Adapter } from './adapters/adapted-model.js';
@@ -31,7 +37,7 @@ export { getMethod, methodNames } from './adapters/registry.js';
 export type { AdapterMethod, ModuleInfo, ParamStore } from './adapters/types.js';
 
 export { Trainer, type OptimizerOptions, type StepResult } from './train/trainer.js';
-export { fineTune, type FineTuneOptions, type FineTuneResult, type FineTuneRun } from './train/finetune.js';
+export { buildTrainingGraph, fineTune, type FineTuneOptions, type FineTuneResult, type FineTuneRun, type TrainingGraph } from './train/finetune.js';
 export { decodeTrainingState, encodeTrainingState, TRAINING_STATE_FILE, type TrainingState } from './train/training-state.js';
 export { formatProfile, summarizeProfile, type OpTime, type StepProfile } from './scheduler/profile.js';
 export { lrSchedule } from './train/schedule.js';

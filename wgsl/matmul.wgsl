@@ -10,6 +10,9 @@
 //
 // A and B are bound as arrays of vec4 so that a load along a contiguous dimension whose length is a
 // multiple of 4 (VEC_A / VEC_B) is one 16-byte access; otherwise the same binding is read per scalar.
+// B may be a frozen weight stored compactly (f16, bf16, q8_0, q4_0: W_TYPE, see compact.wgsl), bound as
+// its raw layout and dequantised while the tiles load; it is then 2-D ([N, K] or [K, N]) and its
+// contiguous dimension a multiple of 32 for the quantised types, so its loads are whole groups of 4.
 //
 // `large` is the same scheme scaled up for big products (a GPU's regime): 128×128 tiles, an 8×8 register
 // tile per thread read from shared memory as vec4s (64 FMAs per 4 shared loads), and the next K-slice
@@ -30,15 +33,18 @@ struct Params {
   // `small`: threads along x of the folded grid, and the whole batch (one dispatch covers it).
   threads: u32,
   batch: u32,
-  _p0: u32,
+  // Word index of B's scale plane (q8_0, q4_0).
+  wScales: u32,
   _p1: u32,
   _p2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> a: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read_write> b: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> w: array<vec4<u32>>;
 @group(0) @binding(3) var<storage, read_write> c: array<f32>;
+
+// #include compact
 
 override TRANS_A: bool = false;
 override TRANS_B: bool = false;
@@ -67,15 +73,15 @@ fn loadA(i: u32, n: u32) -> vec4<f32> {
   return v;
 }
 
+// B's elements come through compact.wgsl's readers, which are plain loads when W_TYPE is f32.
 fn loadB(i: u32, n: u32) -> vec4<f32> {
   if (VEC_B) {
-    if (n == 4u) { return b[i >> 2u]; }
+    if (n == 4u) { return wGroup(i >> 2u, p.wScales); }
     return vec4<f32>(0.0);
   }
   var v = vec4<f32>(0.0);
   for (var e = 0u; e < n; e++) {
-    let j = i + e;
-    v[e] = b[j >> 2u][j & 3u];
+    v[e] = wElem(i + e, p.wScales);
   }
   return v;
 }
@@ -332,7 +338,7 @@ fn large(
 // ---------------------------------------------------------------------------------------------- small
 
 fn elemA(i: u32) -> f32 { return a[i >> 2u][i & 3u]; }
-fn elemB(i: u32) -> f32 { return b[i >> 2u][i & 3u]; }
+fn elemB(i: u32) -> f32 { return wElem(i, p.wScales); }
 
 @compute @workgroup_size(64)
 fn small(@builtin(global_invocation_id) id: vec3<u32>) {

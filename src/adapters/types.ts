@@ -3,13 +3,13 @@
  * their save/load keys and, where the method allows it, a merge into the base weight. Each method lives
  * in a folder of its own (config, layer, method) and registers itself in `registry.ts`.
  */
-import type { LlamaConfig, NamedTensor } from '../formats/checkpoint.js';
+import type { F32Tensor, LlamaConfig, NamedTensor } from '../formats/checkpoint.js';
 import type { Graph, Tensor } from '../graph/graph.js';
 import type { LinearContext, SublayerContext } from '../model/llama.js';
 import type { TokenizerData } from '../tokenizer/types.js';
 
 /** Adapter parameters keyed relative to the model, e.g. `model.layers.0.self_attn.q_proj.lora_A.weight`. */
-export type ParamStore = Map<string, NamedTensor>;
+export type ParamStore = Map<string, F32Tensor>;
 
 export interface ModuleInfo {
   /** Hugging Face module name, e.g. `model.layers.3.mlp.down_proj`. */

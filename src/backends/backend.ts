@@ -98,12 +98,34 @@ export interface Executable {
   dispose(): void;
 }
 
+/** What a backend can hold, for estimates made before a plan is loaded. */
+export interface MemoryCaps {
+  /** All the bytes the backend can hold (wasm: its memory's maximum less what it already uses); undefined when unknown. */
+  readonly totalBytes?: number;
+  /** The largest single buffer (webgpu: the smaller of maxBufferSize and maxStorageBufferBindingSize); undefined when unbounded. */
+  readonly bufferBytes?: number;
+}
+
 export interface Backend {
   readonly name: BackendName;
   /** A one-line description: adapter name, thread count, SIMD flavour. */
   describe(): string;
   load(plan: ExecutionPlan): Promise<Executable>;
+  /** Limits of this backend's memory (absent: no known limit). */
+  memoryCaps?(): MemoryCaps;
+  /** Working memory its kernels use for a plan beyond the plan's own values (scratch, constants). */
+  workspaceBytes?(plan: ExecutionPlan): number;
+  /** Bytes the backend has taken from the system so far (wasm: its memory's size, which never shrinks). */
+  memoryInUse?(): number;
   dispose(): void;
 }
 
 export type { Attrs, DType, NodeInfo, Shape, ValueInfo };
+
+/** Thrown when a backend runs out of memory, so callers can tell it from other failures and advise. */
+export class OutOfMemoryError extends Error {
+  constructor(message: string, readonly backend: BackendName) {
+    super(message);
+    this.name = 'OutOfMemoryError';
+  }
+}

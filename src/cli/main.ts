@@ -1,4 +1,6 @@
 /** Entry point of the adaptkit command (Node and Deno). */
+import { enableRelaxedSimd } from './relaxed-simd.js';
 import { main } from './commands.js';
 
+enableRelaxedSimd();
 main(process.argv.slice(2)).then((code) => { process.exitCode = code; });

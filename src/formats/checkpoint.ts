@@ -1,14 +1,18 @@
 /**
  * The common output of every model loader (GGUF, llama2.c, Hugging Face safetensors): a Llama-family
- * config and float32 tensors under Hugging Face names, rows as the file stores them.
+ * config and tensors (float32, or compact 2-D weights) under Hugging Face names, rows as the file stores them.
  *
  * Browser-safe: a path is only accepted where a Node-compatible `node:fs/promises` exists, loaded on
- * demand; browsers pass bytes or a `FileSource`.
+ * demand; browsers pass bytes, a `File`, a URL or a `FileSource`.
  */
-import { FormatError } from './binary.js';
-import { GGUF_MAGIC, parseGguf } from './gguf.js';
+import { FormatError, numel } from './binary.js';
+import { type CompactDType, compactBytes, isBlockQuant } from '../quant/types.js';
+import { dequantize, gatherRows, quantize } from '../quant/codec.js';
+import { GGUF_MAGIC } from './gguf.js';
 import { readGgufCheckpoint } from './gguf-llama.js';
 import { readHfCheckpoint, type FileSource } from './hf.js';
+import { type ByteSource, blobSource, bytesSource, fileSource, httpSource } from './source.js';
+import { type BaseDType, LoadNotes, parseBaseDType, targetStorage } from './storage.js';
 import { parseLlama2cHeader, parseLlama2cTokenizer, readLlama2c } from './llama2c.js';
 import { isSafetensors } from './safetensors.js';
 import type { TokenizerData } from '../tokenizer/types.js';
@@ -32,9 +36,38 @@ export interface LlamaConfig {
   ropeScaling?: Record<string, unknown>;
 }
 
-export interface NamedTensor {
+/** A float32 tensor, row-major. */
+export interface F32Tensor {
   shape: number[];
   data: Float32Array;
+  dtype?: 'f32';
+}
+
+/** A frozen 2-D weight kept in a compact layout (src/quant/codec.ts), row-major [rows, cols]. */
+export interface CompactTensor {
+  shape: number[];
+  dtype: CompactDType;
+  bytes: Uint8Array;
+}
+
+/** A checkpoint tensor: float32 data, or a compact weight (`dtype` tells which; `tensorF32` decodes either). */
+export type NamedTensor = F32Tensor | CompactTensor;
+
+export function isCompactTensor(t: NamedTensor): t is CompactTensor {
+  return t.dtype !== undefined && t.dtype !== 'f32';
+}
+
+/** Storage type of a checkpoint tensor. */
+export function tensorDType(t: NamedTensor): 'f32' | CompactDType {
+  return t.dtype ?? 'f32';
+}
+
+/**
+ * A tensor's values as float32: the data itself for f32 (not a copy), else a fresh dequantised array
+ * (never cached, so a compact model stays compact).
+ */
+export function tensorF32(t: NamedTensor): Float32Array {
+  return isCompactTensor(t) ? dequantize(t.dtype, t.bytes, numel(t.shape)) : t.data;
 }
 
 export interface LlamaCheckpoint {
@@ -42,6 +75,8 @@ export interface LlamaCheckpoint {
   tensors: Map<string, NamedTensor>;
   tokenizer?: TokenizerData;
   source: string;
+  /** What loading changed about the stored weights (requantised or widened types), for the user to see. */
+  notes?: string[];
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -62,24 +97,37 @@ export function permuteQKHalfToPairs(data: Float32Array, nHeads: number, headDim
   return permuteRows(data, nHeads, headDim, inFeatures, false);
 }
 
-function permuteRows(data: Float32Array, nHeads: number, headDim: number, inFeatures: number, toHalf: boolean): Float32Array {
+/** For each output row, the input row it comes from when converting between the rotary layouts. */
+function qkRowSources(nHeads: number, headDim: number, toHalf: boolean): Int32Array {
   if (headDim % 2 !== 0) throw new RangeError(`rotary head size ${headDim} is odd`);
-  if (data.length !== nHeads * headDim * inFeatures) {
-    throw new RangeError(`Q/K permutation: ${data.length} values is not ${nHeads} heads × ${headDim} rows × ${inFeatures} columns`);
-  }
-  const out = new Float32Array(data.length);
+  const from = new Int32Array(nHeads * headDim);
   const half = headDim / 2;
   for (let h = 0; h < nHeads; h++) {
     for (let i = 0; i < headDim; i++) {
       // Row i of the half layout comes from this row of the pair layout.
       const pairRow = i < half ? 2 * i : 2 * (i - half) + 1;
-      const halfBase = (h * headDim + i) * inFeatures;
-      const pairBase = (h * headDim + pairRow) * inFeatures;
-      if (toHalf) out.set(data.subarray(pairBase, pairBase + inFeatures), halfBase);
-      else out.set(data.subarray(halfBase, halfBase + inFeatures), pairBase);
+      if (toHalf) from[h * headDim + i] = h * headDim + pairRow;
+      else from[h * headDim + pairRow] = h * headDim + i;
     }
   }
+  return from;
+}
+
+function permuteRows(data: Float32Array, nHeads: number, headDim: number, inFeatures: number, toHalf: boolean): Float32Array {
+  const from = qkRowSources(nHeads, headDim, toHalf);
+  if (data.length !== nHeads * headDim * inFeatures) {
+    throw new RangeError(`Q/K permutation: ${data.length} values is not ${nHeads} heads × ${headDim} rows × ${inFeatures} columns`);
+  }
+  const out = new Float32Array(data.length);
+  for (let r = 0; r < from.length; r++) out.set(data.subarray(from[r]! * inFeatures, (from[r]! + 1) * inFeatures), r * inFeatures);
   return out;
+}
+
+/** The Q/K row permutation of a checkpoint tensor of either storage type (a compact row moves whole). */
+function permuteTensorRows(t: NamedTensor, nHeads: number, headDim: number, toHalf: boolean): NamedTensor {
+  const inF = t.shape.length === 2 ? t.shape[1]! : 1;
+  if (!isCompactTensor(t)) return { shape: t.shape, data: permuteRows(t.data, nHeads, headDim, inF, toHalf) };
+  return { shape: t.shape, dtype: t.dtype, bytes: gatherRows(t.dtype, t.bytes, nHeads * headDim, inF, qkRowSources(nHeads, headDim, toHalf)) };
 }
 
 /**
@@ -91,15 +139,12 @@ export function withRopeLayout(ckpt: LlamaCheckpoint, layout: 'pairs' | 'half'):
   if (c.ropeLayout === layout) return ckpt;
   const headDim = c.dim / c.nHeads;
   const tensors = new Map(ckpt.tensors);
-  const convert = layout === 'half' ? permuteQKPairsToHalf : permuteQKHalfToPairs;
   for (let l = 0; l < c.nLayers; l++) {
     for (const [proj, heads] of [['q_proj', c.nHeads], ['k_proj', c.nKvHeads]] as const) {
       for (const kind of ['weight', 'bias'] as const) {
         const key = `model.layers.${l}.self_attn.${proj}.${kind}`;
         const t = tensors.get(key);
-        if (!t) continue;
-        const inF = kind === 'weight' ? t.shape[1]! : 1;
-        tensors.set(key, { shape: t.shape, data: convert(t.data, heads, headDim, inF) });
+        if (t) tensors.set(key, permuteTensorRows(t, heads, headDim, layout === 'half'));
       }
     }
   }
@@ -153,11 +198,23 @@ export function validateCheckpoint(ckpt: LlamaCheckpoint): void {
     if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
       fail(`tensor ${name} has shape [${t.shape.join(', ')}], expected [${shape.join(', ')}]`);
     }
-    if (t.data.length !== shape.reduce((a, b) => a * b, 1)) fail(`tensor ${name} has ${t.data.length} values for shape [${shape.join(', ')}]`);
+    checkTensorStorage(name, t, fail);
   }
   if (ckpt.tokenizer && ckpt.tokenizer.tokens.length > c.vocabSize) {
     fail(`the tokenizer has ${ckpt.tokenizer.tokens.length} tokens but the embedding has ${c.vocabSize} rows`);
   }
+}
+
+/** Throw through `fail` when a tensor's data does not match its shape and storage type. */
+export function checkTensorStorage(name: string, t: NamedTensor, fail: (problem: string) => never): void {
+  const n = numel(t.shape);
+  if (!isCompactTensor(t)) {
+    if (t.data.length !== n) fail(`tensor ${name} has ${t.data.length} values for shape [${t.shape.join(', ')}]`);
+    return;
+  }
+  if (t.shape.length !== 2) fail(`tensor ${name} of shape [${t.shape.join(', ')}] is ${t.dtype}; only 2-D weights are stored compact`);
+  if (isBlockQuant(t.dtype) && t.shape[1]! % 32 !== 0) fail(`tensor ${name} is ${t.dtype} but its rows of ${t.shape[1]} are not whole 32-element blocks`);
+  if (t.bytes.length !== compactBytes(t.dtype, n)) fail(`tensor ${name} has ${t.bytes.length} bytes for ${t.dtype} of shape [${t.shape.join(', ')}], expected ${compactBytes(t.dtype, n)}`);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -172,16 +229,24 @@ export interface LoadCheckpointOptions {
   format?: CheckpointFormat;
   /** llama2.c: the tokenizer.bin bytes or path; a path's siblings tok{vocab}.bin and tokenizer.bin are tried when omitted. */
   tokenizer?: Uint8Array | string;
-  /** For a single safetensors file given as bytes: its config.json (text or parsed). */
+  /** For a single safetensors file given as bytes, a Blob or a URL: its config.json (text or parsed). */
   config?: string | Record<string, unknown>;
   /** Return copies instead of views of the file bytes where alignment allows. */
   copy?: boolean;
+  /**
+   * In-memory type of the 2-D weights (projections, embedding, output head): 'auto' (default) keeps the
+   * stored type (F16, BF16, Q8_0, Q4_0 stay compact; other GGUF block types become q8_0), 'f32' decodes,
+   * 'f16' | 'bf16' | 'q8_0' | 'q4_0' converts on load. Norms and biases are always float32.
+   */
+  baseDtype?: BaseDType;
+  /** Bytes read per step when a tensor is converted on load (default 16 MiB). */
+  chunkBytes?: number;
 }
 
-/** Guess the format of bytes from magic numbers (and the file name as a hint). */
-export function detectFormat(bytes: Uint8Array, name = ''): CheckpointFormat {
+/** Guess the format of a file from its first bytes (magic numbers), its size and its name as a hint. */
+export function detectFormat(bytes: Uint8Array, name = '', size = bytes.length): CheckpointFormat {
   if (bytes.length >= 4 && String.fromCharCode(bytes[0]!, bytes[1]!, bytes[2]!, bytes[3]!) === GGUF_MAGIC) return 'gguf';
-  if (isSafetensors(bytes)) return 'safetensors';
+  if (isSafetensors(bytes, size)) return 'safetensors';
   if (/\.gguf$/i.test(name)) return 'gguf';
   if (/\.safetensors$/i.test(name)) return 'safetensors';
   return 'llama2c';
@@ -199,7 +264,7 @@ async function nodeFs(): Promise<NodeFs> {
   try {
     return (await import(/* @vite-ignore */ spec)) as NodeFs;
   } catch {
-    throw new Error('loadCheckpoint: paths need a runtime with node:fs (Node, Deno, Bun); in a browser pass bytes or a FileSource');
+    throw new Error('loadCheckpoint: paths need a runtime with node:fs (Node, Deno, Bun); in a browser pass bytes, a File or a URL');
   }
 }
 
@@ -212,14 +277,25 @@ function basename(p: string): string {
   return p.slice(Math.max(p.lastIndexOf('/'), p.lastIndexOf('\\')) + 1);
 }
 
-/** A FileSource over a directory on disk (Node-compatible runtimes). */
+async function readIfExists(path: string): Promise<Uint8Array | undefined> {
+  const fs = await nodeFs();
+  try {
+    return await fs.readFile(path);
+  } catch (e) {
+    if ((e as { code?: string }).code === 'ENOENT') return undefined;
+    throw e;
+  }
+}
+
+/** A FileSource over a directory on disk (Node-compatible runtimes); weight shards are read by offset. */
 export function directorySource(dir: string): FileSource {
+  const at = (rel: string) => `${dir.replace(/[/\\]$/, '')}/${rel}`;
   return {
     name: dir,
-    async read(rel: string) {
-      const fs = await nodeFs();
+    read: (rel) => readIfExists(at(rel)),
+    async open(rel) {
       try {
-        return await fs.readFile(`${dir.replace(/[/\\]$/, '')}/${rel}`);
+        return await fileSource(at(rel));
       } catch (e) {
         if ((e as { code?: string }).code === 'ENOENT') return undefined;
         throw e;
@@ -234,74 +310,124 @@ export function memorySource(files: Record<string, Uint8Array> | Map<string, Uin
   return { name, read: async (rel: string) => m.get(rel) };
 }
 
+/** What `loadCheckpoint` reads: bytes, a path or URL, a browser File/Blob, a ByteSource or a Hugging Face FileSource. */
+export type CheckpointInput = Uint8Array | string | URL | Blob | ByteSource | FileSource;
+
+function isByteSource(x: ByteSource | FileSource): x is ByteSource {
+  return typeof (x as ByteSource).size === 'number';
+}
+
 /**
- * Load a Llama-family checkpoint from bytes, a path (file or Hugging Face directory), or a FileSource
- * (Hugging Face layout: config.json + model.safetensors or model.safetensors.index.json).
+ * Load a Llama-family checkpoint from bytes, a path (file or Hugging Face directory), an http(s) URL
+ * (read with range requests), a browser `File`/`Blob`, a `ByteSource`, or a FileSource (Hugging Face
+ * layout: config.json + model.safetensors or model.safetensors.index.json). GGUF and safetensors
+ * files are read a tensor at a time, never whole; llama2.c files (small, float32) are read whole.
  */
-export async function loadCheckpoint(input: Uint8Array | string | FileSource, options: LoadCheckpointOptions = {}): Promise<LlamaCheckpoint> {
-  if (typeof input === 'string') return loadPath(input, options);
-  if (!(input instanceof Uint8Array)) return readHfCheckpoint(input, { copy: options.copy });
+export async function loadCheckpoint(input: CheckpointInput, options: LoadCheckpointOptions = {}): Promise<LlamaCheckpoint> {
+  if (options.baseDtype !== undefined) parseBaseDType(options.baseDtype, 'loadCheckpoint: options.baseDtype');
+  if (input instanceof URL) input = input.href;
+  if (typeof input === 'string') {
+    if (!/^https?:\/\//i.test(input)) return loadPath(input, options);
+    return loadSource(await httpSource(input), { ...options, name: options.name ?? input });
+  }
   const name = options.name ?? 'model';
-  const format = options.format ?? detectFormat(input, name);
+  if (input instanceof Uint8Array) return loadSource(bytesSource(input, name), options);
+  if (typeof Blob !== 'undefined' && input instanceof Blob) return loadSource(blobSource(input, options.name), options);
+  const src = input as ByteSource | FileSource;
+  return isByteSource(src) ? loadSource(src, options) : readHfCheckpoint(src, options);
+}
+
+/**
+ * One model file read by offset. A safetensors file takes its config.json from `siblings` (its
+ * directory) or `options.config`.
+ */
+async function loadSource(src: ByteSource, options: LoadCheckpointOptions, siblings?: FileSource): Promise<LlamaCheckpoint> {
+  const head = await src.read(0, Math.min(src.size, 16));
+  const format = options.format ?? detectFormat(head, src.name, src.size);
   switch (format) {
-    case 'gguf': return readGgufCheckpoint(parseGguf(input, name), { copy: options.copy });
+    case 'gguf': return readGgufCheckpoint(src, options);
     case 'llama2c': {
       const tok = options.tokenizer;
       if (typeof tok === 'string') throw new Error('loadCheckpoint: pass tokenizer bytes along with model bytes');
-      return readLlama2c(input, name, {
+      const ckpt = readLlama2c(await src.read(0, src.size), src.name, {
         copy: options.copy,
         tokenizer: tok ? parseLlama2cTokenizer(tok, 'tokenizer.bin') : undefined,
       });
+      return withBaseDType(ckpt, options.baseDtype ?? 'auto');
     }
     case 'safetensors':
     case 'hf': {
-      if (options.config === undefined) {
-        throw new FormatError(name, 'a safetensors file needs its config.json (options.config) to be read as a model');
+      let config: Uint8Array | undefined;
+      if (options.config !== undefined) {
+        config = new TextEncoder().encode(typeof options.config === 'string' ? options.config : JSON.stringify(options.config));
+      } else if (!siblings) {
+        throw new FormatError(src.name, 'a safetensors file needs its config.json (options.config) to be read as a model');
       }
-      const cfg = typeof options.config === 'string' ? options.config : JSON.stringify(options.config);
-      return readHfCheckpoint(memorySource({ 'config.json': new TextEncoder().encode(cfg), 'model.safetensors': input }, name), { copy: options.copy });
+      const file = basename(src.name);
+      return readHfCheckpoint({
+        name: siblings?.name ?? src.name,
+        read: async (rel) => (rel === 'config.json' && config ? config
+          : rel === 'model.safetensors.index.json' || rel === 'model.safetensors' || rel === file ? undefined : siblings?.read(rel)),
+        open: async (rel) => (rel === 'model.safetensors' || rel === file ? src : undefined),
+      }, options);
     }
   }
 }
 
 async function loadPath(path: string, options: LoadCheckpointOptions): Promise<LlamaCheckpoint> {
   const fs = await nodeFs();
-  if ((await fs.stat(path)).isDirectory()) return readHfCheckpoint(directorySource(path), { copy: options.copy });
-  const bytes = await fs.readFile(path);
-  const format = options.format ?? detectFormat(bytes, path);
-  if (format === 'safetensors' || format === 'hf') {
-    const dir = dirname(path);
-    // One shard of a sharded checkpoint stands for the whole directory.
-    if (/-of-\d+\.safetensors$/.test(path)) return readHfCheckpoint(directorySource(dir), { copy: options.copy });
-    const src = directorySource(dir);
-    const file = basename(path);
-    return readHfCheckpoint({
-      name: path,
-      read: async (rel) => (rel === 'model.safetensors' || rel === file ? bytes : rel === 'model.safetensors.index.json' ? undefined : src.read(rel)),
-    }, { copy: options.copy });
-  }
-  if (format === 'llama2c') {
-    let tok = options.tokenizer;
-    let tokName = 'tokenizer.bin';
-    if (typeof tok === 'string') {
-      tokName = tok;
-      tok = await fs.readFile(tok);
-    } else if (tok === undefined) {
-      // llama2.c's convention: tokenizer.bin beside the model, or tok{vocab}.bin for a custom vocabulary.
-      const vocab = parseLlama2cHeader(bytes, path).vocabSize;
-      for (const cand of [`tok${vocab}.bin`, 'tokenizer.bin']) {
-        const p = `${dirname(path)}/${cand}`;
-        try {
-          tok = await fs.readFile(p);
-          tokName = p;
-          break;
-        } catch { /* try the next name */ }
-      }
+  if ((await fs.stat(path)).isDirectory()) return readHfCheckpoint(directorySource(path), options);
+  const src = await fileSource(path);
+  try {
+    const head = await src.read(0, Math.min(src.size, 16));
+    const format = options.format ?? detectFormat(head, path, src.size);
+    if (format === 'safetensors' || format === 'hf') {
+      // One shard of a sharded checkpoint stands for the whole directory.
+      if (/-of-\d+\.safetensors$/.test(path)) return await readHfCheckpoint(directorySource(dirname(path)), options);
+      return await loadSource(src, { ...options, format }, directorySource(dirname(path)));
     }
-    return readLlama2c(bytes, path, {
-      copy: options.copy,
-      tokenizer: tok ? parseLlama2cTokenizer(tok, tokName) : undefined,
-    });
+    if (format === 'gguf') return await readGgufCheckpoint(src, options);
+  } finally {
+    await src.close?.();
   }
-  return loadCheckpoint(bytes, { ...options, name: path, format });
+  const bytes = await fs.readFile(path);
+  let tok = options.tokenizer;
+  let tokName = 'tokenizer.bin';
+  if (typeof tok === 'string') {
+    tokName = tok;
+    tok = await fs.readFile(tok);
+  } else if (tok === undefined) {
+    // llama2.c's convention: tokenizer.bin beside the model, or tok{vocab}.bin for a custom vocabulary.
+    const vocab = parseLlama2cHeader(bytes, path).vocabSize;
+    for (const cand of [`tok${vocab}.bin`, 'tokenizer.bin']) {
+      const p = `${dirname(path)}/${cand}`;
+      try {
+        tok = await fs.readFile(p);
+        tokName = p;
+        break;
+      } catch { /* try the next name */ }
+    }
+  }
+  const ckpt = readLlama2c(bytes, path, {
+    copy: options.copy,
+    tokenizer: tok ? parseLlama2cTokenizer(tok, tokName) : undefined,
+  });
+  return withBaseDType(ckpt, options.baseDtype ?? 'auto');
+}
+
+/**
+ * The checkpoint with its 2-D weights converted to `base` (see storage.ts; 'auto' returns it as it is).
+ * Tensors already of the target type are shared.
+ */
+export function withBaseDType(ckpt: LlamaCheckpoint, base: BaseDType): LlamaCheckpoint {
+  if (base === 'auto') return ckpt;
+  const notes = new LoadNotes();
+  const tensors = new Map<string, NamedTensor>();
+  for (const [name, t] of ckpt.tensors) {
+    const from = tensorDType(t);
+    const to = targetStorage({ name, shape: t.shape, kind: from }, base, notes);
+    tensors.set(name, to === from ? t : to === 'f32' ? { shape: t.shape, data: tensorF32(t) } : { shape: t.shape, dtype: to, bytes: quantize(to, tensorF32(t)) });
+  }
+  const all = [...(ckpt.notes ?? []), ...notes.list()];
+  return { ...ckpt, tensors, ...(all.length ? { notes: all } : {}) };
 }

@@ -2,13 +2,16 @@
  * Llama-family models in GGUF: tensor and metadata names (llama.cpp's convert_hf_to_gguf.py and
  * gguf-py constants), mapped to and from the Hugging Face names of `LlamaCheckpoint`.
  */
-import { FormatError, shortestF32 } from './binary.js';
+import { FormatError, numel, shortestF32 } from './binary.js';
 import type { LlamaCheckpoint, LlamaConfig, NamedTensor } from './checkpoint.js';
-import { validateCheckpoint, withRopeLayout } from './checkpoint.js';
+import { isCompactTensor, tensorF32, validateCheckpoint, withRopeLayout } from './checkpoint.js';
 import {
-  gguf, ggufMeta, ggufNumber, ggufTensorToF32, writeGguf,
-  type GgufFile, type GgufValue, type GgufWriteTensor, type GgufWriteType,
+  GGML_TYPES, decodeGgmlData, gguf, ggufMeta, ggufNumber, parseGgufHeader, writeGguf,
+  type GgufFile, type GgufHeader, type GgufTensorInfo, type GgufValue, type GgufWriteTensor, type GgufWriteType,
 } from './gguf.js';
+import { type ByteSource, bytesSource, readHeader } from './source.js';
+import { type BaseDType, DEFAULT_CHUNK_BYTES, LoadNotes, type StoredTensor, readStoredTensor, targetStorage } from './storage.js';
+import { GGML_TYPE_OF, compactOfGgml } from '../quant/codec.js';
 import { TokenType, type TokenizerData } from '../tokenizer/types.js';
 
 const LAYER_NAMES: ReadonlyArray<[string, string]> = [
@@ -70,10 +73,17 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
 export interface GgufCheckpointOptions {
   /** Return copies instead of views of the file bytes where alignment allows. */
   copy?: boolean;
+  /** In-memory type of 2-D weights (see storage.ts); default 'auto' keeps the stored type. */
+  baseDtype?: BaseDType;
+  /** Bytes read per step when converting a tensor (default 16 MiB). */
+  chunkBytes?: number;
 }
 
-/** Llama config from GGUF metadata. */
-export function ggufLlamaConfig(file: GgufFile): LlamaConfig {
+/**
+ * Llama config from GGUF metadata. Without `tied`, an `output.weight` counts as tied when it is absent
+ * or (file in memory) byte-identical to `token_embd.weight`.
+ */
+export function ggufLlamaConfig(file: GgufHeader & { bytes?: Uint8Array }, tied?: boolean): LlamaConfig {
   const fail: (p: string) => never = (p) => { throw new FormatError(file.name, p); };
   const arch = ggufMeta(file, 'general.architecture');
   if (typeof arch !== 'string') fail('metadata general.architecture is missing');
@@ -107,8 +117,9 @@ export function ggufLlamaConfig(file: GgufFile): LlamaConfig {
   if (keyLen !== undefined && keyLen !== headDim) fail(`head size ${keyLen} differs from embedding_length / head_count = ${headDim}; not supported`);
   const embd = file.tensorsByName.get('token_embd.weight') ?? fail('tensor token_embd.weight is missing');
   const out = file.tensorsByName.get('output.weight');
-  const tied = out === undefined
-    || (out.type === embd.type && sameBytes(file.bytes.subarray(out.offset, out.offset + out.byteLength), file.bytes.subarray(embd.offset, embd.offset + embd.byteLength)));
+  const bytes = file.bytes;
+  tied ??= out === undefined
+    || (bytes !== undefined && out.type === embd.type && sameBytes(bytes.subarray(out.offset, out.offset + out.byteLength), bytes.subarray(embd.offset, embd.offset + embd.byteLength)));
   return {
     dim,
     hiddenDim: perLayer('feed_forward_length') ?? fail(`metadata ${key('feed_forward_length')} is missing`),
@@ -126,19 +137,58 @@ export function ggufLlamaConfig(file: GgufFile): LlamaConfig {
   };
 }
 
+/** A GGUF tensor as `readStoredTensor` sees it. */
+export function ggufStoredTensor(t: GgufTensorInfo, file: string): StoredTensor {
+  const compact = compactOfGgml(t.typeName);
+  const kind = t.typeName === 'F32' ? 'f32' : compact ?? (GGML_TYPES.get(t.type)!.blockSize > 1 ? 'block' : 'plain');
+  return {
+    name: t.name, shape: t.shape, offset: t.offset, byteLength: t.byteLength, typeName: t.typeName, kind,
+    decode: (raw, count) => decodeGgmlData(raw, 0, count, t.typeName, file, t.name),
+  };
+}
+
+/** Read a GGUF file's header from a source (the first 64 KiB, then more as the header needs). */
+export function readGgufHeader(src: ByteSource): Promise<GgufHeader> {
+  return readHeader(src, (prefix) => parseGgufHeader(prefix, src.name, src.size));
+}
+
 /**
- * A GGUF llama model as a checkpoint. An `output.weight` byte-identical to `token_embd.weight` counts as
- * tied and is dropped. Tensors without a Hugging Face name (e.g. `rope_freqs.weight`) keep their GGUF name.
+ * A GGUF llama model as a checkpoint, read a tensor at a time from a source (or a file in memory).
+ * An `output.weight` byte-identical to `token_embd.weight` counts as tied and is dropped (compared
+ * chunk by chunk while the embedding is read). Tensors without a Hugging Face name (e.g.
+ * `rope_freqs.weight`) keep their GGUF name. 2-D weights keep their stored type or take `baseDtype`.
  */
-export function readGgufCheckpoint(file: GgufFile, options: GgufCheckpointOptions = {}): LlamaCheckpoint {
-  const config = ggufLlamaConfig(file);
+export async function readGgufCheckpoint(input: GgufFile | ByteSource, options: GgufCheckpointOptions = {}): Promise<LlamaCheckpoint> {
+  const src = 'read' in input ? input : bytesSource(input.bytes, input.name);
+  const file = 'read' in input ? await readGgufHeader(src) : input;
+  // Validates the metadata before any tensor is read; tying is settled while reading the embedding.
+  const config = ggufLlamaConfig(file, true);
+  const embd = file.tensorsByName.get('token_embd.weight')!;
+  const out = file.tensorsByName.get('output.weight');
+  let same = out !== undefined && out.type === embd.type && out.byteLength === embd.byteLength;
+  // Piece by piece, so an untied head costs at most one piece of extra reading.
+  const piece = options.chunkBytes ?? DEFAULT_CHUNK_BYTES;
+  const compareWithOutput = async (raw: Uint8Array, at: number) => {
+    for (let p = 0; same && p < raw.length; p += piece) {
+      const part = raw.subarray(p, p + piece);
+      same = sameBytes(await src.read(out!.offset + at + p, part.length), part);
+    }
+  };
+  const notes = new LoadNotes();
+  const base = options.baseDtype ?? 'auto';
   const tensors = new Map<string, NamedTensor>();
-  for (const t of file.tensors) {
+  const order = [embd, ...file.tensors.filter((t) => t !== embd)];
+  for (const t of order) {
+    if (t === out && config.tiedEmbeddings) continue;
     const hf = ggufToHfName(t.name) ?? t.name;
-    if (hf === 'lm_head.weight' && config.tiedEmbeddings) continue;
-    tensors.set(hf, { shape: [...t.shape], data: ggufTensorToF32(file, t, options) });
+    const stored = ggufStoredTensor(t, file.name);
+    tensors.set(hf, await readStoredTensor(src, stored, targetStorage({ ...stored, name: t.name }, base, notes), {
+      copy: options.copy, chunkBytes: options.chunkBytes, ...(t === embd && same ? { onChunk: compareWithOutput } : {}),
+    }));
+    if (t === embd) config.tiedEmbeddings = out === undefined || same;
   }
   const ckpt: LlamaCheckpoint = { config, tensors, source: file.name };
+  if (notes.list().length) ckpt.notes = notes.list();
   const tok = ggufTokenizerData(file);
   if (tok) ckpt.tokenizer = tok;
   validateCheckpoint(ckpt);
@@ -156,13 +206,13 @@ const GGUF_PRE_TOKENIZERS: Record<string, string> = {
   'qwen2': "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
 };
 
-function optId(file: GgufFile, k: string, n: number): number | undefined {
+function optId(file: GgufHeader, k: string, n: number): number | undefined {
   const v = ggufNumber(file, k);
   return v !== undefined && v >= 0 && v < n ? v : undefined;
 }
 
 /** The tokenizer stored in GGUF metadata (`tokenizer.ggml.*`), when there is one this library reads. */
-export function ggufTokenizerData(file: GgufFile): TokenizerData | undefined {
+export function ggufTokenizerData(file: GgufHeader): TokenizerData | undefined {
   const model = ggufMeta(file, 'tokenizer.ggml.model');
   if (model === undefined) return undefined;
   const tokens = ggufMeta(file, 'tokenizer.ggml.tokens');
@@ -233,7 +283,11 @@ export function ggufTokenizerData(file: GgufFile): TokenizerData | undefined {
 // Export
 
 export interface CheckpointToGgufOptions {
-  /** Storage type of matrices (1-D tensors are always F32); default F32. */
+  /**
+   * Storage type of matrices (1-D tensors are always F32). Default: each tensor's own type (float32 as
+   * F32, a compact weight as its GGUF type, bit for bit). Q8_0/Q4_0 matrices whose rows do not split
+   * into 32-element blocks are written as F16.
+   */
   type?: GgufWriteType;
   /** `general.name`. */
   modelName?: string;
@@ -241,19 +295,20 @@ export interface CheckpointToGgufOptions {
   metadata?: Record<string, GgufValue>;
 }
 
-const FILE_TYPE: Record<GgufWriteType, number> = { F32: 0, F16: 1, Q8_0: 7, BF16: 32 };
+// llama.cpp's llama_ftype: the type most weights have.
+const FILE_TYPE: Record<GgufWriteType, number> = { F32: 0, F16: 1, Q4_0: 2, Q8_0: 7, BF16: 32 };
 
 /** Serialise a checkpoint as a llama GGUF file (Q/K rows converted to the adjacent-pair layout). */
 export function checkpointToGguf(ckpt: LlamaCheckpoint, options: CheckpointToGgufOptions = {}): Uint8Array {
   validateCheckpoint(ckpt);
   const c = withRopeLayout(ckpt, 'pairs');
   const cfg = c.config;
-  const type = options.type ?? 'F32';
   const arch = LLAMA_LIKE.has(cfg.architecture) ? cfg.architecture : 'llama';
   const meta = new Map<string, GgufValue>([
     ['general.architecture', gguf.str(arch)],
     ['general.name', gguf.str(options.modelName ?? 'model')],
-    ['general.file_type', gguf.u32(FILE_TYPE[type])],
+    // Set below, once the tensors' types are known.
+    ['general.file_type', gguf.u32(0)],
     [`${arch}.context_length`, gguf.u32(cfg.maxSeqLen)],
     [`${arch}.embedding_length`, gguf.u32(cfg.dim)],
     [`${arch}.block_count`, gguf.u32(cfg.nLayers)],
@@ -292,15 +347,22 @@ export function checkpointToGguf(ckpt: LlamaCheckpoint, options: CheckpointToGgu
     if (tok.addBos !== undefined) meta.set('tokenizer.ggml.add_bos_token', gguf.bool(tok.addBos));
     if (tok.addSpacePrefix !== undefined) meta.set('tokenizer.ggml.add_space_prefix', gguf.bool(tok.addSpacePrefix));
   }
-  for (const [k, v] of Object.entries(options.metadata ?? {})) meta.set(k, v);
-
   const tensors: GgufWriteTensor[] = [];
+  const counts = new Map<GgufWriteType, number>();
   for (const [name, t] of c.tensors) {
     const g = hfToGgufName(name) ?? name;
     if (cfg.tiedEmbeddings && g === 'output.weight') continue;
-    // Q8_0 blocks run along rows; a row that does not split into 32s is stored as F16 instead.
-    const own = t.shape.length < 2 ? 'F32' : type === 'Q8_0' && t.shape[t.shape.length - 1]! % 32 !== 0 ? 'F16' : type;
-    tensors.push({ name: g, shape: t.shape, data: t.data, type: own });
+    const own: GgufWriteType = isCompactTensor(t) ? GGML_TYPE_OF[t.dtype] : 'F32';
+    let type = t.shape.length < 2 ? 'F32' : options.type ?? own;
+    // Q8_0/Q4_0 blocks run along rows; a row that does not split into 32s is stored as F16 instead.
+    if ((type === 'Q8_0' || type === 'Q4_0') && t.shape[t.shape.length - 1]! % 32 !== 0) type = 'F16';
+    if (t.shape.length >= 2) counts.set(type, (counts.get(type) ?? 0) + numel(t.shape));
+    tensors.push(isCompactTensor(t) && type === own
+      ? { name: g, shape: t.shape, dtype: t.dtype, bytes: t.bytes }
+      : { name: g, shape: t.shape, data: tensorF32(t), type });
   }
+  const main = [...counts].sort((a, b) => b[1] - a[1])[0]?.[0] ?? 'F32';
+  meta.set('general.file_type', gguf.u32(FILE_TYPE[main]));
+  for (const [k, v] of Object.entries(options.metadata ?? {})) meta.set(k, v);
   return writeGguf({ metadata: meta, tensors, name: options.modelName ?? ckpt.source });
 }

@@ -12,6 +12,8 @@ import {
   ByteReader, ByteWriter, FormatError, bf16ToF32, f16ToF32, f16ToF32Table,
   f32Bytes, f32ToBf16Bytes, f32ToF16Bytes, f32View, numberToF16Bits,
 } from './binary.js';
+import { GGML_TYPE_OF, compactToGgml, quantize } from '../quant/codec.js';
+import { type CompactDType, compactBytes } from '../quant/types.js';
 
 export const GGUF_MAGIC = 'GGUF';
 export const GGUF_DEFAULT_ALIGNMENT = 32;
@@ -111,7 +113,7 @@ export const GGUF_DECODABLE_TYPES: readonly string[] = [
 ];
 
 /** Types `writeGguf` can encode. */
-export type GgufWriteType = 'F32' | 'F16' | 'BF16' | 'Q8_0';
+export type GgufWriteType = 'F32' | 'F16' | 'BF16' | 'Q8_0' | 'Q4_0';
 
 // ---------------------------------------------------------------------------------------------
 // Reading
@@ -130,7 +132,8 @@ export interface GgufTensorInfo {
   readonly nElements: number;
 }
 
-export interface GgufFile {
+/** A GGUF file's header and tensor table, without the tensor data (read by offset from a `ByteSource`). */
+export interface GgufHeader {
   /** Display name used in error messages. */
   readonly name: string;
   readonly version: number;
@@ -140,6 +143,12 @@ export interface GgufFile {
   readonly tensorsByName: ReadonlyMap<string, GgufTensorInfo>;
   /** Absolute byte offset where tensor data starts. */
   readonly dataOffset: number;
+  /** Size of the whole file. */
+  readonly size: number;
+}
+
+/** A GGUF file in memory. */
+export interface GgufFile extends GgufHeader {
   readonly bytes: Uint8Array;
 }
 
@@ -233,8 +242,18 @@ function readValue(r: ByteReader, type: GgufValueType, what: string): GgufValue 
 
 /** Parse a GGUF file's header, metadata and tensor table, validating every size and offset. */
 export function parseGguf(bytes: Uint8Array, name = 'model.gguf'): GgufFile {
-  const r: ByteReader = new ByteReader(bytes, name);
-  if (bytes.length < 4) r.fail(`file has ${bytes.length} bytes, too short for a GGUF header (truncated?)`);
+  return { ...parseGgufHeader(bytes, name), bytes };
+}
+
+/**
+ * Parse the header of a GGUF file of `size` bytes from its first bytes `prefix`; throws
+ * `NeedMoreBytes` when the header runs past the prefix (see `readGgufHeader`).
+ */
+export function parseGgufHeader(prefix: Uint8Array, name = 'model.gguf', size = prefix.length): GgufHeader {
+  const bytes = prefix;
+  const r: ByteReader = new ByteReader(bytes, name, 0, size);
+  if (size < 4) r.fail(`file has ${size} bytes, too short for a GGUF header (truncated?)`);
+  r.need(4, 'magic');
   const magic = String.fromCharCode(bytes[0]!, bytes[1]!, bytes[2]!, bytes[3]!);
   if (magic !== GGUF_MAGIC) {
     r.fail(`not a GGUF file: magic is ${JSON.stringify(magic)} (bytes ${hex(bytes.subarray(0, 4))}), expected "GGUF"`);
@@ -249,8 +268,8 @@ export function parseGguf(bytes: Uint8Array, name = 'model.gguf'): GgufFile {
   const tensorCount = r.u64n('tensor count');
   const kvCount = r.u64n('metadata count');
   // Each entry takes at least 12 (kv) or 24 (tensor) bytes: reject absurd counts before allocating.
-  if (kvCount * 13 > r.remaining) r.fail(`metadata count ${kvCount} cannot fit in the ${r.remaining} bytes left of a ${bytes.length}-byte file (truncated or corrupt header?)`);
-  if (tensorCount * 24 > r.remaining) r.fail(`tensor count ${tensorCount} cannot fit in the ${r.remaining} bytes left of a ${bytes.length}-byte file (truncated or corrupt header?)`);
+  if (kvCount * 13 > r.remaining) r.fail(`metadata count ${kvCount} cannot fit in the ${r.remaining} bytes left of a ${size}-byte file (truncated or corrupt header?)`);
+  if (tensorCount * 24 > r.remaining) r.fail(`tensor count ${tensorCount} cannot fit in the ${r.remaining} bytes left of a ${size}-byte file (truncated or corrupt header?)`);
 
   const metadata = new Map<string, GgufValue>();
   for (let i = 0; i < kvCount; i++) {
@@ -291,8 +310,8 @@ export function parseGguf(bytes: Uint8Array, name = 'model.gguf'): GgufFile {
   }
 
   const dataOffset = Math.ceil(r.pos / alignment) * alignment;
-  if (tensorCount > 0 && dataOffset > bytes.length) {
-    r.fail(`tensor data should start at byte ${dataOffset} but the file has ${bytes.length} bytes (truncated?)`);
+  if (tensorCount > 0 && dataOffset > size) {
+    r.fail(`tensor data should start at byte ${dataOffset} but the file has ${size} bytes (truncated?)`);
   }
 
   const tensors: GgufTensorInfo[] = raw.map(({ name: tname, dims, type, rel }) => {
@@ -304,8 +323,8 @@ export function parseGguf(bytes: Uint8Array, name = 'model.gguf'): GgufFile {
     }
     const byteLength = (n / type.blockSize) * type.typeSize;
     const offset = dataOffset + rel;
-    if (offset + byteLength > bytes.length) {
-      r.fail(`tensor ${tname} data ends at byte ${offset + byteLength} but the file has ${bytes.length} bytes (truncated?)`);
+    if (offset + byteLength > size) {
+      r.fail(`tensor ${tname} data ends at byte ${offset + byteLength} but the file has ${size} bytes (truncated?)`);
     }
     return {
       name: tname, dims, shape: [...dims].reverse(), type: type.id, typeName: type.name, offset, byteLength, nElements: n,
@@ -321,7 +340,7 @@ export function parseGguf(bytes: Uint8Array, name = 'model.gguf'): GgufFile {
   }
 
   return {
-    name, version, alignment, metadata, tensors, dataOffset, bytes,
+    name, version, alignment, metadata, tensors, dataOffset, size,
     tensorsByName: new Map(tensors.map((t) => [t.name, t])),
   };
 }
@@ -331,15 +350,15 @@ function hex(b: Uint8Array): string {
 }
 
 /** A metadata value as a plain JS value, or undefined when the key is absent. */
-export function ggufMeta(file: GgufFile, key: string): unknown {
+export function ggufMeta(file: GgufHeader, key: string): unknown {
   const v = file.metadata.get(key);
   return v === undefined ? undefined : ggufPlain(v);
 }
 
 /** A numeric metadata value; throws (naming the file) when present with a non-numeric type. */
-export function ggufNumber(file: GgufFile, key: string): number | undefined;
-export function ggufNumber(file: GgufFile, key: string, fallback: number): number;
-export function ggufNumber(file: GgufFile, key: string, fallback?: number): number | undefined {
+export function ggufNumber(file: GgufHeader, key: string): number | undefined;
+export function ggufNumber(file: GgufHeader, key: string, fallback: number): number;
+export function ggufNumber(file: GgufHeader, key: string, fallback?: number): number | undefined {
   const v = file.metadata.get(key);
   if (v === undefined) return fallback;
   if (typeof v.value === 'number') return v.value;
@@ -562,13 +581,19 @@ function dequantQ6K(bytes: Uint8Array, dv: DataView, offset: number, n: number, 
 // ---------------------------------------------------------------------------------------------
 // Writing
 
-export interface GgufWriteTensor {
-  name: string;
-  /** Row-major shape, outermost first ([out, in] for a matrix); written reversed as GGUF's ne. */
-  shape: readonly number[];
-  data: Float32Array;
-  /** Storage type; default F32. */
-  type?: GgufWriteType;
+/**
+ * A tensor to write: float32 `data` encoded as `type` (default F32); a compact layout (`dtype`, `bytes`,
+ * see src/quant/codec.ts) written as its GGUF type bit for bit; or `raw` data already in ggml type `type`.
+ * `shape` is row-major, outermost first ([out, in] for a matrix), written reversed as GGUF's ne.
+ */
+export type GgufWriteTensor =
+  | { name: string; shape: readonly number[]; data: Float32Array; type?: GgufWriteType }
+  | { name: string; shape: readonly number[]; dtype: CompactDType; bytes: Uint8Array }
+  | { name: string; shape: readonly number[]; type: string; raw: Uint8Array };
+
+/** The ggml type name a write tensor is stored as. */
+function writeTypeName(t: GgufWriteTensor): string {
+  return 'dtype' in t ? GGML_TYPE_OF[t.dtype] : t.type ?? 'F32';
 }
 
 export interface GgufWriteOptions {
@@ -581,44 +606,36 @@ export interface GgufWriteOptions {
   name?: string;
 }
 
-function encodeTensor(t: GgufWriteTensor, file: string): Uint8Array {
-  const type = t.type ?? 'F32';
+function encodeTensor(t: GgufWriteTensor, n: number, file: string): Uint8Array {
+  const type = writeTypeName(t);
+  const info = GGML_TYPES.get(GGML_TYPE_ID[type] ?? -1);
+  if (info === undefined) throw new FormatError(file, `tensor ${t.name}: unknown ggml type ${type}`);
+  if ((t.shape[t.shape.length - 1] ?? 1) % info.blockSize !== 0) {
+    throw new FormatError(file, `tensor ${t.name}: ${type} needs rows that are a multiple of ${info.blockSize} elements, got shape [${t.shape.join(', ')}]`);
+  }
+  if ('raw' in t) {
+    if (t.raw.length !== (n / info.blockSize) * info.typeSize) throw new FormatError(file, `tensor ${t.name}: ${type} data of shape [${t.shape.join(', ')}] is ${(n / info.blockSize) * info.typeSize} bytes, got ${t.raw.length}`);
+    return t.raw;
+  }
+  if ('dtype' in t) {
+    if (t.bytes.length !== compactBytes(t.dtype, n)) throw new FormatError(file, `tensor ${t.name}: ${t.dtype} layout of shape [${t.shape.join(', ')}] is ${compactBytes(t.dtype, n)} bytes, got ${t.bytes.length}`);
+    return compactToGgml(t.dtype, t.bytes, n);
+  }
+  if (n !== t.data.length) throw new FormatError(file, `tensor ${t.name}: shape [${t.shape.join(', ')}] has ${n} elements but the data has ${t.data.length}`);
   switch (type) {
     case 'F32': return f32Bytes(t.data);
     case 'F16': return f32ToF16Bytes(t.data);
     case 'BF16': return f32ToBf16Bytes(t.data);
-    case 'Q8_0': {
-      if ((t.shape[t.shape.length - 1] ?? 1) % 32 !== 0) {
-        throw new FormatError(file, `tensor ${t.name}: Q8_0 needs rows that are a multiple of 32 elements, got shape [${t.shape.join(', ')}]`);
-      }
-      return quantizeQ8_0(t.data);
-    }
+    case 'Q8_0': return compactToGgml('q8_0', quantize('q8_0', t.data), n);
+    case 'Q4_0': return compactToGgml('q4_0', quantize('q4_0', t.data), n);
     default:
-      throw new FormatError(file, `tensor ${t.name}: cannot write type ${type as string} (supported: F32, F16, BF16, Q8_0)`);
+      throw new FormatError(file, `tensor ${t.name}: cannot encode float32 data as ${type} (supported: F32, F16, BF16, Q8_0, Q4_0)`);
   }
 }
 
-/**
- * Q8_0 blocks: per 32 values, d = max|x| / 127 stored as binary16 and q = round(x / d) as int8, in float32
- * arithmetic with halves rounded away from zero, as ggml's quantize_row_q8_0_ref does.
- */
+/** Q8_0 blocks of float32 values, rounded as ggml's quantize_row_q8_0_ref does (see src/quant/codec.ts). */
 export function quantizeQ8_0(x: ArrayLike<number>): Uint8Array {
-  const nb = x.length / 32;
-  const out = new Uint8Array(nb * 34);
-  const dv = new DataView(out.buffer);
-  const f = Math.fround;
-  for (let b = 0; b < nb; b++) {
-    let amax = 0;
-    for (let j = 0; j < 32; j++) amax = Math.max(amax, Math.abs(f(x[b * 32 + j]!)));
-    const d = f(amax / 127);
-    const id = d ? f(1 / d) : 0;
-    dv.setUint16(b * 34, numberToF16Bits(d), true);
-    for (let j = 0; j < 32; j++) {
-      const v = f(f(x[b * 32 + j]!) * id);
-      dv.setInt8(b * 34 + 2 + j, Math.sign(v) * Math.floor(Math.abs(v) + 0.5));
-    }
-  }
-  return out;
+  return compactToGgml('q8_0', quantize('q8_0', x), x.length);
 }
 
 function writeString(w: ByteWriter, s: string): void {
@@ -677,9 +694,8 @@ export function writeGguf(options: GgufWriteOptions): Uint8Array {
     names.add(t.name);
     let n = 1;
     for (const d of t.shape) n *= d;
-    if (n !== t.data.length) throw new FormatError(file, `tensor ${t.name}: shape [${t.shape.join(', ')}] has ${n} elements but the data has ${t.data.length}`);
     if (t.shape.length > 4) throw new FormatError(file, `tensor ${t.name}: GGUF allows at most 4 dimensions, got ${t.shape.length}`);
-    return encodeTensor(t, file);
+    return encodeTensor(t, n, file);
   });
 
   const w = new ByteWriter();
@@ -697,7 +713,7 @@ export function writeGguf(options: GgufWriteOptions): Uint8Array {
     writeString(w, t.name);
     w.u32(t.shape.length);
     for (let d = t.shape.length - 1; d >= 0; d--) w.u64(t.shape[d]!);
-    w.u32(GGML_TYPE_ID[t.type ?? 'F32']!);
+    w.u32(GGML_TYPE_ID[writeTypeName(t)]!);
     w.u64(rel);
     rel += Math.ceil(encoded[i]!.length / alignment) * alignment;
   });

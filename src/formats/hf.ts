@@ -6,7 +6,11 @@
 import { FormatError, decodeUtf8 } from './binary.js';
 import type { LlamaCheckpoint, LlamaConfig, NamedTensor } from './checkpoint.js';
 import { validateCheckpoint } from './checkpoint.js';
-import { parseSafetensors, safetensorsTensorToF32 } from './safetensors.js';
+import {
+  decodeSafetensorsData, parseSafetensorsHeader, type SafetensorsHeader, type SafetensorsTensorInfo,
+} from './safetensors.js';
+import { type ByteSource, bytesSource, readHeader } from './source.js';
+import { type BaseDType, LoadNotes, type StoredTensor, readStoredTensor, targetStorage } from './storage.js';
 import { tokenizerDataFromHfJson } from '../tokenizer/hf-json.js';
 
 /** Reads files of a checkpoint by path relative to its root; undefined when a file does not exist. */
@@ -14,6 +18,22 @@ export interface FileSource {
   /** Display name of the root, used in error messages. */
   readonly name: string;
   read(path: string): Promise<Uint8Array | undefined>;
+  /** Open a (large) file for reading by offset instead of whole; weights shards use it when present. */
+  open?(path: string): Promise<ByteSource | undefined>;
+}
+
+/** Read a safetensors header from a source (its 8-byte length, then exactly the JSON). */
+export function readSafetensorsHeader(src: ByteSource): Promise<SafetensorsHeader> {
+  return readHeader(src, (prefix) => parseSafetensorsHeader(prefix, src.name, src.size), Math.min(src.size, 8));
+}
+
+/** A safetensors tensor as `readStoredTensor` sees it. */
+export function safetensorsStoredTensor(t: SafetensorsTensorInfo): StoredTensor {
+  const kind = t.dtype === 'F32' ? 'f32' : t.dtype === 'F16' ? 'f16' : t.dtype === 'BF16' ? 'bf16' : 'plain';
+  return {
+    name: t.name, shape: t.shape, offset: t.offset, byteLength: t.byteLength, typeName: t.dtype, kind,
+    decode: (raw, count) => decodeSafetensorsData(raw, 0, count, t.dtype),
+  };
 }
 
 /** Model types whose weights use llama's Hugging Face names and shapes. */
@@ -74,6 +94,10 @@ function parseJson(bytes: Uint8Array, name: string): Record<string, unknown> {
 export interface HfReadOptions {
   /** Return copies instead of views of the file bytes where alignment allows. */
   copy?: boolean;
+  /** In-memory type of 2-D weights (see storage.ts); default 'auto' keeps the stored type. */
+  baseDtype?: BaseDType;
+  /** Bytes read per step when converting a tensor (default 16 MiB). */
+  chunkBytes?: number;
 }
 
 /** Read a Hugging Face llama-family checkpoint. Tensors keep their stored (rotate-half) rows. */
@@ -83,10 +107,15 @@ export async function readHfCheckpoint(src: FileSource, options: HfReadOptions =
   if (!cfgBytes) throw new FormatError(src.name, 'config.json is missing');
   const config = hfLlamaConfig(parseJson(cfgBytes, at('config.json')), at('config.json'));
 
-  // tensor name → shard file
+  // shard file → the tensors it holds ([] = all of them)
   let plan: Map<string, string[]>;
-  const single = await src.read('model.safetensors');
-  const shards = new Map<string, Uint8Array>();
+  const open = async (file: string): Promise<ByteSource | undefined> => {
+    if (src.open) return src.open(file);
+    const bytes = await src.read(file);
+    return bytes && bytesSource(bytes, at(file));
+  };
+  const shards = new Map<string, ByteSource>();
+  const single = await open('model.safetensors');
   if (single) {
     shards.set('model.safetensors', single);
     plan = new Map([['model.safetensors', []]]);
@@ -105,20 +134,27 @@ export async function readHfCheckpoint(src: FileSource, options: HfReadOptions =
     }
   }
 
+  const notes = new LoadNotes();
+  const base = options.baseDtype ?? 'auto';
   const tensors = new Map<string, NamedTensor>();
   for (const [file, wanted] of plan) {
-    const bytes = shards.get(file) ?? await src.read(file);
-    if (!bytes) throw new FormatError(src.name, `shard ${file} named in model.safetensors.index.json is missing`);
-    const st = parseSafetensors(bytes, at(file));
-    for (const w of wanted) {
-      if (!st.tensorsByName.has(w)) throw new FormatError(at(file), `tensor ${w} is listed in model.safetensors.index.json but not in this shard`);
-    }
-    const names = wanted.length ? wanted : st.tensors.map((t) => t.name);
-    for (const n of names) {
-      // Older checkpoints store the rotary frequencies as a buffer; they are recomputed from ropeTheta.
-      if (n.endsWith('.rotary_emb.inv_freq')) continue;
-      const t = st.tensorsByName.get(n)!;
-      tensors.set(n, { shape: [...t.shape], data: safetensorsTensorToF32(st, t, options) });
+    const shard = shards.get(file) ?? await open(file);
+    if (!shard) throw new FormatError(src.name, `shard ${file} named in model.safetensors.index.json is missing`);
+    try {
+      const st = await readSafetensorsHeader(shard);
+      for (const w of wanted) {
+        if (!st.tensorsByName.has(w)) throw new FormatError(at(file), `tensor ${w} is listed in model.safetensors.index.json but not in this shard`);
+      }
+      const names = wanted.length ? wanted : st.tensors.map((t) => t.name);
+      for (const n of names) {
+        // Older checkpoints store the rotary frequencies as a buffer; they are recomputed from ropeTheta.
+        if (n.endsWith('.rotary_emb.inv_freq')) continue;
+        if (n === 'lm_head.weight' && config.tiedEmbeddings) continue;
+        const stored = safetensorsStoredTensor(st.tensorsByName.get(n)!);
+        tensors.set(n, await readStoredTensor(shard, stored, targetStorage(stored, base, notes), options));
+      }
+    } finally {
+      await shard.close?.();
     }
   }
   if (!tensors.has('lm_head.weight')) config.tiedEmbeddings = true;
@@ -126,6 +162,7 @@ export async function readHfCheckpoint(src: FileSource, options: HfReadOptions =
   if (tensors.has('model.layers.0.self_attn.q_proj.bias')) config.qkvBias = true;
 
   const ckpt: LlamaCheckpoint = { config, tensors, source: src.name };
+  if (notes.list().length) ckpt.notes = notes.list();
   const tokBytes = await src.read('tokenizer.json');
   if (tokBytes) {
     const tcBytes = await src.read('tokenizer_config.json');

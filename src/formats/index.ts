@@ -6,3 +6,5 @@ export * from './safetensors.js';
 export * from './hf.js';
 export * from './llama2c.js';
 export * from './checkpoint.js';
+export * from './source.js';
+export * from './storage.js';

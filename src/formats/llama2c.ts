@@ -16,7 +16,7 @@
  * tokenizer.bin: int32 max_token_length, then per token float32 score, int32 byte length, bytes.
  */
 import { ByteReader, FormatError, f32View } from './binary.js';
-import type { LlamaCheckpoint, LlamaConfig, NamedTensor } from './checkpoint.js';
+import type { F32Tensor, LlamaCheckpoint, LlamaConfig, NamedTensor } from './checkpoint.js';
 import type { TokenizerData } from '../tokenizer/types.js';
 
 const LLAMA2C_MAGIC = 0x616b3432; // "ak42" read as a little-endian int32
@@ -102,7 +102,7 @@ export function readLlama2c(bytes: Uint8Array, name = 'model.bin', options: Llam
   const L = h.nLayers;
   let pos = h.weightsOffset;
   const copy = options.copy ?? false;
-  const take = (shape: number[]): NamedTensor => {
+  const take = (shape: number[]): F32Tensor => {
     let n = 1;
     for (const d of shape) n *= d;
     const data = f32View(bytes, pos, n, copy);
@@ -110,14 +110,14 @@ export function readLlama2c(bytes: Uint8Array, name = 'model.bin', options: Llam
     return { shape, data };
   };
   /** Split a tensor stacked over layers into per-layer tensors. */
-  const perLayer = (t: NamedTensor): NamedTensor[] => {
+  const perLayer = (t: F32Tensor): F32Tensor[] => {
     const inner = t.shape.slice(1);
     const n = inner.reduce((a, b) => a * b, 1);
     return Array.from({ length: L }, (_, l) => ({ shape: inner, data: t.data.subarray(l * n, (l + 1) * n) }));
   };
   const tensors = new Map<string, NamedTensor>();
   const layer = (l: number, s: string) => `model.layers.${l}.${s}.weight`;
-  const setLayers = (suffix: string, t: NamedTensor) => perLayer(t).forEach((x, l) => tensors.set(layer(l, suffix), x));
+  const setLayers = (suffix: string, t: F32Tensor) => perLayer(t).forEach((x, l) => tensors.set(layer(l, suffix), x));
 
   if (h.version === 0) {
     tensors.set('model.embed_tokens.weight', take([h.vocabSize, h.dim]));

@@ -30,27 +30,43 @@ export interface SafetensorsTensorInfo {
   readonly nElements: number;
 }
 
-export interface SafetensorsFile {
+/** A safetensors file's header, without the tensor data (read by offset from a `ByteSource`). */
+export interface SafetensorsHeader {
   readonly name: string;
   readonly metadata: Readonly<Record<string, string>>;
   readonly tensors: readonly SafetensorsTensorInfo[];
   readonly tensorsByName: ReadonlyMap<string, SafetensorsTensorInfo>;
   readonly dataOffset: number;
+  /** Size of the whole file. */
+  readonly size: number;
+}
+
+/** A safetensors file in memory. */
+export interface SafetensorsFile extends SafetensorsHeader {
   readonly bytes: Uint8Array;
 }
 
 /** The same limit the reference implementation applies, so a corrupt length cannot allocate gigabytes. */
 const MAX_HEADER = 100_000_000;
 
-/** Whether bytes look like a safetensors file (a plausible header length followed by '{'). */
-export function isSafetensors(bytes: Uint8Array): boolean {
-  if (bytes.length < 10) return false;
+/** Whether bytes (the start of a file of `size` bytes) look like safetensors: a plausible header length, then '{'. */
+export function isSafetensors(bytes: Uint8Array, size = bytes.length): boolean {
+  if (bytes.length < 9 || size < 10) return false;
   const n = new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true);
-  return n > 1n && n <= BigInt(Math.min(MAX_HEADER, bytes.length - 8)) && bytes[8] === 0x7b;
+  return n > 1n && n <= BigInt(Math.min(MAX_HEADER, size - 8)) && bytes[8] === 0x7b;
 }
 
 export function parseSafetensors(bytes: Uint8Array, name = 'model.safetensors'): SafetensorsFile {
-  const r: ByteReader = new ByteReader(bytes, name);
+  return { ...parseSafetensorsHeader(bytes, name), bytes };
+}
+
+/**
+ * Parse the header of a safetensors file of `size` bytes from its first bytes `prefix`; throws
+ * `NeedMoreBytes` when the header runs past the prefix.
+ */
+export function parseSafetensorsHeader(prefix: Uint8Array, name = 'model.safetensors', size = prefix.length): SafetensorsHeader {
+  const bytes = prefix;
+  const r: ByteReader = new ByteReader(bytes, name, 0, size);
   const n = r.u64n('header length');
   if (n > MAX_HEADER) r.fail(`header length ${n} is over the ${MAX_HEADER}-byte limit (not a safetensors file?)`);
   if (n > r.remaining) r.fail(`header length is ${n} bytes but only ${r.remaining} bytes follow (truncated or not a safetensors file?)`);
@@ -64,7 +80,7 @@ export function parseSafetensors(bytes: Uint8Array, name = 'model.safetensors'):
   }
   if (typeof header !== 'object' || header === null || Array.isArray(header)) r.fail('header is not a JSON object');
   const dataOffset = 8 + n;
-  const dataLen = bytes.length - dataOffset;
+  const dataLen = size - dataOffset;
   let metadata: Record<string, string> = {};
   const tensors: SafetensorsTensorInfo[] = [];
   for (const [key, raw] of Object.entries(header as Record<string, unknown>)) {
@@ -96,7 +112,7 @@ export function parseSafetensors(bytes: Uint8Array, name = 'model.safetensors'):
       r.fail(`tensor ${key} of dtype ${dtype} and shape [${(shape as number[]).join(', ')}] needs ${count * size} bytes but its data_offsets [${begin}, ${end}] span ${end - begin}`);
     }
     if (end > dataLen) {
-      r.fail(`tensor ${key} data ends at byte ${dataOffset + end} but the file has ${bytes.length} bytes (truncated?)`);
+      r.fail(`tensor ${key} data ends at byte ${dataOffset + end} but the file has ${size} bytes (truncated?)`);
     }
     tensors.push({
       name: key, dtype: dtype as SafetensorsDtype, shape: shape as number[], offset: dataOffset + begin, byteLength: end - begin, nElements: count,
@@ -109,7 +125,7 @@ export function parseSafetensors(bytes: Uint8Array, name = 'model.safetensors'):
       r.fail(`tensor ${prev.name} overlaps tensor ${cur.name} in the data buffer`);
     }
   }
-  return { name, metadata, tensors, dataOffset, bytes, tensorsByName: new Map(tensors.map((t) => [t.name, t])) };
+  return { name, metadata, tensors, dataOffset, size, tensorsByName: new Map(tensors.map((t) => [t.name, t])) };
 }
 
 export interface SafetensorsReadOptions {
@@ -140,13 +156,15 @@ export function safetensorsTensorToF64(file: SafetensorsFile, tensor: Safetensor
 export function safetensorsTensorToF32(file: SafetensorsFile, tensor: SafetensorsTensorInfo | string, options: SafetensorsReadOptions = {}): Float32Array {
   const t = typeof tensor === 'string' ? file.tensorsByName.get(tensor) : tensor;
   if (t === undefined) throw new FormatError(file.name, `no tensor named ${tensor as string}`);
-  const { bytes } = file;
-  const n = t.nElements;
+  return decodeSafetensorsData(file.bytes, t.offset, t.nElements, t.dtype, options.copy ?? false);
+}
+
+/** Decode `n` values of `dtype` starting at byte `o` of `bytes` (F32 is a view when aligned, unless `copy`). */
+export function decodeSafetensorsData(bytes: Uint8Array, o: number, n: number, dtype: SafetensorsDtype, copy = true): Float32Array {
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const o = t.offset;
   const out = () => new Float32Array(n);
-  switch (t.dtype) {
-    case 'F32': return f32View(bytes, o, n, options.copy ?? false);
+  switch (dtype) {
+    case 'F32': return f32View(bytes, o, n, copy);
     case 'F16': return f16ToF32(bytes, o, n);
     case 'BF16': return bf16ToF32(bytes, o, n);
     case 'F64': { const a = out(); for (let i = 0; i < n; i++) a[i] = dv.getFloat64(o + 8 * i, true); return a; }

@@ -6,6 +6,7 @@
  */
 import * as F from '../graph/api.js';
 import type { Graph, Tensor } from '../graph/graph.js';
+import type { DType } from '../graph/types.js';
 import type { LlamaConfig } from '../formats/checkpoint.js';
 
 /** The seven projections adapters usually target, in Hugging Face naming. */
@@ -74,18 +75,30 @@ export interface LlamaGraphOptions {
   /** KV-cache length: when set, the graph decodes with persistent caches (state values) instead of training. */
   cacheLen?: number;
   hooks?: ModelHooks;
+  /**
+   * The storage type of each weight, by Hugging Face name (default f32): a compact type (f16, bf16, q8_0,
+   * q4_0) makes that frozen weight a compact param that the matmul and embedding kernels read directly.
+   */
+  weightDtype?: (name: string) => DType;
 }
 
 export interface LlamaGraph {
   /** i32 [B, T] token ids. */
   readonly ids: Tensor;
-  /** f32 [B, T, V]. */
+  /** f32 [B, T, V]: the output head over every position, built on first read. */
   readonly logits: Tensor;
+  /** f32 [B, T, D]: the final normed hidden states the output head reads. */
+  readonly hidden: Tensor;
+  /**
+   * The output head (with its adapters) on rows [..., D] → [..., V]: a loss can apply it a chunk of rows
+   * at a time so the whole logits tensor never exists (chunked cross-entropy); each call adds its nodes.
+   */
+  head(rows: Tensor): Tensor;
   /** Decoding only: rope positions (i32 [T]), cache write position and valid cache length (i32 [1]). */
   readonly positions?: Tensor;
   readonly pos?: Tensor;
   readonly kvLen?: Tensor;
-  /** Frozen weights by Hugging Face name. */
+  /** Frozen weights by Hugging Face name (an untied `lm_head.weight` once the head has been applied). */
   readonly weights: Map<string, Tensor>;
   /** Positions the adapters prepend to the sequence (training logits include them first). */
   readonly virtualTokens: number;
@@ -104,8 +117,11 @@ export function buildLlama(g: Graph, c: LlamaConfig, o: LlamaGraphOptions): Llam
   const { batch: B, seq: T } = o;
   const hd = headDim(c), kvDim = c.nKvHeads * hd;
   const weights = new Map<string, Tensor>();
+  // The output head may be applied several times (a chunk of rows each); its weights are declared once.
   const w = (name: string, shape: number[]): Tensor => {
-    const t = g.param(name, shape);
+    const have = weights.get(name);
+    if (have) return have;
+    const t = g.param(name, shape, o.weightDtype?.(name) ?? 'f32');
     weights.set(name, t);
     return t;
   };
@@ -161,12 +177,14 @@ export function buildLlama(g: Graph, c: LlamaConfig, o: LlamaGraphOptions): Llam
     x = F.add(h, sub('mlp', n2, linear(`${p}.mlp.down_proj`, act, c.hiddenDim, c.dim)));
   }
   const normed = g.within('model.norm', () => F.rmsnorm(x, w('model.norm.weight', [c.dim]), c.normEps));
-  const logits = c.tiedEmbeddings
-    ? g.within('lm_head', () => F.matmul(normed, embed, { transB: true }))
-    : linear('lm_head', normed, c.dim, c.vocabSize);
+  const head = (rows: Tensor): Tensor => (c.tiedEmbeddings
+    ? g.within('lm_head', () => F.matmul(rows, embed, { transB: true }))
+    : linear('lm_head', rows, c.dim, c.vocabSize));
+  let logits: Tensor | undefined;
   const virtualSlot = decoding ? g.byName(VIRTUAL_SLOT_INPUT) : undefined;
   return {
-    ids, logits, weights, virtualTokens: o.hooks?.virtualTokens ?? 0, prefixTokens: prefix,
+    ids, hidden: normed, head, weights, virtualTokens: o.hooks?.virtualTokens ?? 0, prefixTokens: prefix,
+    get logits() { return (logits ??= head(normed)); },
     ...(positions ? { positions } : {}), ...(pos ? { pos } : {}), ...(kvLen ? { kvLen } : {}), ...(virtualSlot ? { virtualSlot } : {}),
   };
 }

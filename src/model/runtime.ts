@@ -3,12 +3,12 @@
  * once per shape and reused; frozen weights are uploaded once per graph.
  */
 import type { Backend } from '../backends/backend.js';
-import type { LlamaCheckpoint } from '../formats/checkpoint.js';
-import * as F from '../graph/api.js';
+import { type LlamaCheckpoint, isCompactTensor, tensorDType } from '../formats/checkpoint.js';
 import { Graph, type Tensor } from '../graph/graph.js';
-import { shapeStr } from '../graph/types.js';
+import { type DType, shapeStr } from '../graph/types.js';
 import { Session } from '../scheduler/session.js';
 import { type LlamaGraph, type ModelHooks, buildLlama } from './llama.js';
+import { type CeChunk, nextTokenLoss } from './loss.js';
 import { Sampler, type SamplingOptions } from './sampling.js';
 
 export interface GenerateOptions extends SamplingOptions {
@@ -19,19 +19,28 @@ export interface GenerateOptions extends SamplingOptions {
   onToken?: (id: number) => void;
 }
 
-/** Upload every weight a graph declares from the checkpoint, checking names and shapes. */
+/** The storage type of each of a checkpoint's weights, for building its graph (buildLlama's weightDtype). */
+export function checkpointDtypes(ckpt: LlamaCheckpoint): (name: string) => DType {
+  return (name) => {
+    const t = ckpt.tensors.get(name);
+    return t ? tensorDType(t) : 'f32';
+  };
+}
+
+/** Upload every weight a graph declares from the checkpoint, checking names, shapes and storage types. */
 export function uploadWeights(s: Session, weights: Map<string, Tensor>, ckpt: LlamaCheckpoint): void {
   for (const [name, t] of weights) {
     const src = ckpt.tensors.get(name);
     if (!src) throw new Error(`${ckpt.source}: the model needs tensor ${name}, which the file does not have`);
     if (src.shape.join() !== t.shape.join()) throw new Error(`${ckpt.source}: tensor ${name} is ${shapeStr(src.shape)}, the model expects ${shapeStr(t.shape)}`);
-    s.set(t, src.data);
+    if (tensorDType(src) !== t.dtype) throw new Error(`${ckpt.source}: tensor ${name} is ${tensorDType(src)}, the graph was built for ${t.dtype}`);
+    s.set(t, isCompactTensor(src) ? src.bytes : src.data);
   }
 }
 
 export class LlamaRuntime {
   private decoder?: { session: Session; graph: LlamaGraph; cacheLen: number };
-  private evaluator?: { session: Session; graph: LlamaGraph; loss: Tensor; targets: Tensor; batch: number; seq: number };
+  private evaluator?: { session: Session; graph: LlamaGraph; loss: Tensor; targets: Tensor; batch: number; seq: number; ceChunk: CeChunk };
 
   constructor(readonly checkpoint: LlamaCheckpoint, readonly backend: Backend, readonly hooks?: ModelHooks, readonly prepare?: (s: Session) => void) {}
 
@@ -41,7 +50,7 @@ export class LlamaRuntime {
     if (this.decoder && this.decoder.cacheLen >= cacheLen) return this.decoder;
     this.decoder?.session.dispose();
     const g = new Graph();
-    const graph = buildLlama(g, this.config, { batch: 1, seq: 1, cacheLen, ...(this.hooks ? { hooks: this.hooks } : {}) });
+    const graph = buildLlama(g, this.config, { batch: 1, seq: 1, cacheLen, weightDtype: checkpointDtypes(this.checkpoint), ...(this.hooks ? { hooks: this.hooks } : {}) });
     g.markOutput(graph.logits);
     const session = await Session.create(g, this.backend);
     uploadWeights(session, graph.weights, this.checkpoint);
@@ -96,7 +105,7 @@ export class LlamaRuntime {
    * Mean next-token cross-entropy over sequences (each already BOS + ids, cut to the wanted length):
    * every position predicts the next id. Returns the mean over all predicted tokens and their count.
    */
-  async evalLoss(sequences: readonly (readonly number[])[], o: { batch?: number; onProgress?: (done: number, total: number) => void } = {}): Promise<{ loss: number; tokens: number }> {
+  async evalLoss(sequences: readonly (readonly number[])[], o: { batch?: number; ceChunk?: CeChunk; onProgress?: (done: number, total: number) => void } = {}): Promise<{ loss: number; tokens: number }> {
     const seq = Math.max(2, ...sequences.map((s) => s.length)) - 1;
     const rows = sequences.map((s) => s.slice(0, -1));
     const targets = sequences.map((s) => s.slice(1));
@@ -105,12 +114,13 @@ export class LlamaRuntime {
 
   /**
    * Mean cross-entropy of explicit (input row, target row) pairs; a target of −100 is not counted.
-   * Rows shorter than the longest are padded.
+   * Rows shorter than the longest are padded. `ceChunk` scores that many rows at a time (see fineTune's
+   * option of that name; default 'auto').
    */
-  async evalTargets(rows: readonly (readonly number[])[], targets: readonly (readonly number[])[], o: { batch?: number; seq?: number; onProgress?: (done: number, total: number) => void } = {}): Promise<{ loss: number; tokens: number }> {
+  async evalTargets(rows: readonly (readonly number[])[], targets: readonly (readonly number[])[], o: { batch?: number; seq?: number; ceChunk?: CeChunk; onProgress?: (done: number, total: number) => void } = {}): Promise<{ loss: number; tokens: number }> {
     const seq = o.seq ?? Math.max(1, ...rows.map((r) => r.length));
     const batch = Math.min(o.batch ?? 8, Math.max(1, rows.length));
-    const ev = await this.getEvaluator(batch, seq);
+    const ev = await this.getEvaluator(batch, seq, o.ceChunk ?? 'auto');
     let total = 0, count = 0;
     for (let i = 0; i < rows.length; i += batch) {
       const ids = new Int32Array(batch * seq), tg = new Int32Array(batch * seq).fill(-100);
@@ -132,22 +142,20 @@ export class LlamaRuntime {
     return { loss: total / Math.max(1, count), tokens: count };
   }
 
-  private async getEvaluator(batch: number, seq: number) {
-    if (this.evaluator && this.evaluator.batch === batch && this.evaluator.seq === seq) return this.evaluator;
+  private async getEvaluator(batch: number, seq: number, ceChunk: CeChunk) {
+    if (this.evaluator && this.evaluator.batch === batch && this.evaluator.seq === seq && this.evaluator.ceChunk === ceChunk) return this.evaluator;
     this.evaluator?.session.dispose();
     const g = new Graph();
-    const graph = buildLlama(g, this.config, { batch, seq, ...(this.hooks ? { hooks: this.hooks } : {}) });
+    const graph = buildLlama(g, this.config, { batch, seq, weightDtype: checkpointDtypes(this.checkpoint), ...(this.hooks ? { hooks: this.hooks } : {}) });
     const targets = g.input('targets', [batch * seq], 'i32');
-    const V = this.config.vocabSize;
-    const logits = F.reshape(graph.logits, [-1, V]);
-    // Input-side adapters may prepend positions: score only the last `seq` of them.
-    const scored = logits.shape[0] === batch * seq ? logits : F.reshape(F.slice(F.reshape(logits, [batch, -1, V]), 1, logits.shape[0]! / batch - seq, logits.shape[0]! / batch), [-1, V]);
-    const loss = F.crossEntropy(scored, targets);
+    // Input-side adapters may prepend positions: only the last `seq` are scored. Big vocabularies are
+    // scored a chunk of rows at a time, so the whole logits never exist.
+    const { loss } = nextTokenLoss(graph, targets, { ceChunk });
     g.markOutput(loss);
     const session = await Session.create(g, this.backend);
     uploadWeights(session, graph.weights, this.checkpoint);
     this.prepare?.(session);
-    this.evaluator = { session, graph, loss, targets, batch, seq };
+    this.evaluator = { session, graph, loss, targets, batch, seq, ceChunk };
     return this.evaluator;
   }
 

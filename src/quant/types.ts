@@ -1,28 +1,32 @@
 /**
- * Compact storage types for frozen weights. Layouts (little-endian, row-major, length padded to a
- * multiple of 4 bytes):
- * - `f16`, `bf16`: one 16-bit value per element.
- * - `q8_0` (rows a multiple of 32): n int8 quants, then n/32 float32 scales (one per block of 32,
- *   binary16-rounded as GGUF stores them); value = scale · q.
- * - `q4_0` (rows a multiple of 32): n/2 bytes of nibbles, block b in bytes [16b, 16b+16), byte j holding
- *   element j in its low nibble and element j+16 in its high one (GGUF's order); then n/32 float32 scales;
- *   value = scale · (nibble − 8).
- * Planar (quants, then scales) rather than GGUF's interleaved 34- and 18-byte blocks, so that every kernel
- * reads aligned 32-bit words.
+ * Compact storage types for frozen weights and their byte sizes. The layouts are described in
+ * `codec.ts`; every layout is a flat little-endian byte string padded to a multiple of 4 bytes.
  */
+
+/** Storage types a frozen 2-D weight may keep instead of float32. */
 export type CompactDType = 'f16' | 'bf16' | 'q8_0' | 'q4_0';
 
 export const COMPACT_DTYPES: readonly CompactDType[] = ['f16', 'bf16', 'q8_0', 'q4_0'];
 
-/** Elements per quantisation block (the row length of a q type must be a multiple of it). */
-export const QK = 32;
+/** Elements per quantisation block of q8_0 and q4_0 (ggml's QK8_0 = QK4_0 = 32). */
+export const QUANT_BLOCK = 32;
 
 export function isCompact(dtype: string): dtype is CompactDType {
   return (COMPACT_DTYPES as readonly string[]).includes(dtype);
 }
 
-/** Bytes of a compact tensor of n elements, rounded up to a multiple of 4. */
+/** Whether a block type needs rows (the innermost dimension) that split into 32-element blocks. */
+export function isBlockQuant(dtype: CompactDType): dtype is 'q8_0' | 'q4_0' {
+  return dtype === 'q8_0' || dtype === 'q4_0';
+}
+
+/**
+ * Bytes of the layout of `n` elements: f16/bf16 2n, q8_0 n + n/8 (int8 quants, then one float32 scale
+ * per block), q4_0 n/2 + n/8 (nibbles, then scales); rounded up to a multiple of 4.
+ */
 export function compactBytes(dtype: CompactDType, n: number): number {
-  const raw = dtype === 'f16' || dtype === 'bf16' ? 2 * n : dtype === 'q8_0' ? n + (n / QK) * 4 : n / 2 + (n / QK) * 4;
+  if (!(Number.isSafeInteger(n) && n >= 0)) throw new RangeError(`compactBytes: element count ${n} is not a non-negative integer`);
+  if (isBlockQuant(dtype) && n % QUANT_BLOCK !== 0) throw new RangeError(`compactBytes: ${dtype} needs a multiple of ${QUANT_BLOCK} elements, got ${n}`);
+  const raw = dtype === 'f16' || dtype === 'bf16' ? 2 * n : dtype === 'q8_0' ? n + n / 8 : n / 2 + n / 8;
   return Math.ceil(raw / 4) * 4;
 }

@@ -12,8 +12,8 @@ export type ValueRef = Tensor | string | number;
 export class Session {
   private constructor(readonly graph: Graph, readonly plan: ExecutionPlan, readonly exe: Executable, readonly backend: Backend) {}
 
-  static async create(graph: Graph, backend: Backend): Promise<Session> {
-    const plan = planGraph(graph);
+  /** Plan the graph (or take a plan already made of it) and load it on the backend. */
+  static async create(graph: Graph, backend: Backend, plan: ExecutionPlan = planGraph(graph)): Promise<Session> {
     return new Session(graph, plan, await backend.load(plan), backend);
   }
 

@@ -6,12 +6,16 @@
 import type { AdaptedModel } from '../adapters/adapted-model.js';
 import { adapterParamName } from '../adapters/adapted-model.js';
 import type { TrainerAccess } from '../adapters/types.js';
-import type { Backend } from '../backends/backend.js';
+import { type Backend, type ExecutionPlan, OutOfMemoryError } from '../backends/backend.js';
+import { adviseOutOfMemory, checkTrainingPlan, type TrainingShape } from './memory.js';
 import { type PackedBlocks, batchAt } from '../data/dataset.js';
 import * as F from '../graph/api.js';
+import { type CheckpointSegment, layerSegments } from '../graph/checkpoint.js';
 import { Graph, type Tensor } from '../graph/graph.js';
-import { buildLlama } from '../model/llama.js';
-import { uploadWeights } from '../model/runtime.js';
+import { type LlamaGraph, buildLlama } from '../model/llama.js';
+import { type CeChunk, nextTokenLoss } from '../model/loss.js';
+import { checkpointDtypes, uploadWeights } from '../model/runtime.js';
+import type { LlamaCheckpoint } from '../formats/checkpoint.js';
 import { type StepProfile, summarizeProfile, typicalStepMs } from '../scheduler/profile.js';
 import { type DecayKind, lrSchedule } from './schedule.js';
 import { type StepResult, Trainer } from './trainer.js';
@@ -46,6 +50,22 @@ export interface FineTuneOptions {
    * clock on js and wasm. The result's `profile` compares their sum with a typical step's wall time.
    */
   profile?: boolean;
+  /**
+   * Activation checkpointing: keep only each layer's input through the forward pass and recompute the
+   * layer in the backward pass (about one more forward's work for much less memory; same gradients).
+   */
+  checkpointing?: boolean;
+  /**
+   * Rows of the output head and cross-entropy computed at a time, so the [tokens × vocabulary] logits never
+   * exist whole: a row count, 0 for all rows at once, or 'auto' (default: chunks of at most 64 MiB of
+   * logits, and none when the whole logits fit in that).
+   */
+  ceChunk?: CeChunk;
+  /**
+   * Check the planned memory against the backend's limits before the first step (default true): a run
+   * that cannot fit is refused with a MemoryPlanError naming settings that would fit.
+   */
+  memoryCheck?: boolean;
 }
 
 export interface FineTuneResult {
@@ -64,24 +84,47 @@ export interface FineTuneRun {
   exportState(): Promise<TrainingState>;
 }
 
-export async function fineTune(o: FineTuneOptions): Promise<FineTuneResult> {
-  const adapter = o.model.get(o.adapter);
-  const T = o.data.seq;
-  const g = new Graph();
-  const { hooks, built, regularizer } = o.model.hooks({ training: true });
-  const model = buildLlama(g, o.model.base.config, { batch: o.batch, seq: T, hooks });
-  const targets = g.input('targets', [o.batch * T], 'i32');
-  const V = o.model.base.config.vocabSize;
-  // Virtual tokens (prompt tuning) come first in the logits and predict nothing.
-  const logits = model.virtualTokens ? F.slice(model.logits, 1, model.virtualTokens, model.virtualTokens + T) : model.logits;
-  const ce = F.crossEntropy(F.reshape(logits, [-1, V]), targets);
-  const reg = regularizer(g);
+export interface TrainingGraph {
+  readonly graph: Graph;
+  readonly model: LlamaGraph;
+  /** i32 [batch · seq]. */
+  readonly targets: Tensor;
+  /** Next-token cross-entropy plus the adapters' loss terms. */
+  readonly loss: Tensor;
+  /** The adapter parameters that train, as graph params. */
+  readonly trainable: Tensor[];
+  /** Segments for `gradients` (Trainer's `checkpoint`): each layer with checkpointing, each cross-entropy chunk. */
+  readonly segments: CheckpointSegment[];
+  /** The weights the graph reads (base with merged adapters and residuals applied), in their stored types. */
+  readonly weights: LlamaCheckpoint;
+}
+
+/** The forward training graph of an adapter on its model, before gradients. */
+export function buildTrainingGraph(m: AdaptedModel, adapterName: string, o: { batch: number; seq: number; checkpointing?: boolean; ceChunk?: CeChunk }): TrainingGraph {
+  const adapter = m.get(adapterName);
+  const graph = new Graph();
+  const { hooks, built, regularizer } = m.hooks({ training: true });
+  const weights = m.effectiveCheckpoint();
+  const model = buildLlama(graph, m.base.config, { batch: o.batch, seq: o.seq, hooks, weightDtype: checkpointDtypes(weights) });
+  const layers = o.checkpointing ? layerSegments(graph) : [];
+  const targets = graph.input('targets', [o.batch * o.seq], 'i32');
+  const { loss: ce, segments: chunks } = nextTokenLoss(model, targets, { ceChunk: o.ceChunk ?? 'auto' });
+  const reg = regularizer(graph);
   const loss = reg ? F.add(ce, reg) : ce;
-  const params = built.get(g) ?? new Map<string, Tensor>();
-  const trainable = [...adapter.params.keys()].filter((k) => o.model.isTrainable(adapter.name, k)).map((k) => {
+  const params = built.get(graph) ?? new Map<string, Tensor>();
+  const trainable = [...adapter.params.keys()].filter((k) => m.isTrainable(adapter.name, k)).map((k) => {
     const t = params.get(adapterParamName(adapter.name, k));
     if (!t) throw new Error(`adapter '${adapter.name}' parameter ${k} is not used by the model graph`);
     return t;
+  });
+  return { graph, model, targets, loss, trainable, segments: [...layers, ...chunks], weights };
+}
+
+export async function fineTune(o: FineTuneOptions): Promise<FineTuneResult> {
+  const adapter = o.model.get(o.adapter);
+  const T = o.data.seq;
+  const { graph: g, model, targets, loss, trainable, segments, weights } = buildTrainingGraph(o.model, o.adapter, {
+    batch: o.batch, seq: T, ...(o.checkpointing ? { checkpointing: true } : {}), ...(o.ceChunk !== undefined ? { ceChunk: o.ceChunk } : {}),
   });
   const controller = o.model.controller(adapter.name, o.steps);
   const name = (key: string): string => adapterParamName(adapter.name, key);
@@ -97,15 +140,27 @@ export async function fineTune(o: FineTuneOptions): Promise<FineTuneResult> {
     write: (key, data) => trainer.session.set(name(key), data),
     setTrainable: (keys) => trainer.setTrainable(keys.map(name)),
   };
-  const trainer: Trainer = await Trainer.create({
-    graph: g, loss, trainable, backend: o.backend, accumulate: o.accumulate ?? 1,
+  const shape: TrainingShape = {
+    batch: o.batch, seq: T, accumulate: o.accumulate ?? 1, ...(o.checkpointing ? { checkpointing: true } : {}), ...(o.ceChunk !== undefined ? { ceChunk: o.ceChunk } : {}),
+  };
+  let plan: ExecutionPlan | undefined;
+  // Running out of memory anyway (a limit the estimate could not see) gets the same advice as a refusal.
+  const advised = <T>(work: () => Promise<T>): Promise<T> => work().catch((e: unknown) => {
+    throw e instanceof OutOfMemoryError && plan ? adviseOutOfMemory(e, plan, o.model, o.adapter, o.backend, shape) : e;
+  });
+  const trainer: Trainer = await advised(() => Trainer.create({
+    graph: g, loss, trainable, backend: o.backend, accumulate: o.accumulate ?? 1, checkpoint: segments,
+    checkPlan: (p) => {
+      plan = p;
+      if (o.memoryCheck !== false) checkTrainingPlan(p, o.model, o.adapter, o.backend, shape);
+    },
     ...(controller?.beforeUpdate ? { beforeUpdate: (step: number) => controller.beforeUpdate!(step, access) } : {}),
     optimizer: {
       lr: o.lr ?? 1e-3, weightDecay: o.weightDecay ?? 0, schedule: lrSchedule(o.decay ?? 'cosine', o.steps, o.warmup ?? 0),
       ...(o.maxGradNorm !== undefined ? { maxGradNorm: o.maxGradNorm } : {}),
     },
-  });
-  uploadWeights(trainer.session, model.weights, o.model.effectiveCheckpoint());
+  }));
+  uploadWeights(trainer.session, model.weights, weights);
   o.model.uploadAdapterParams(trainer.session);
   if (o.resume) {
     trainer.importState({ step: o.resume.step, tensors: o.resume.optimizer });
@@ -137,7 +192,7 @@ export async function fineTune(o: FineTuneOptions): Promise<FineTuneResult> {
         const tg = b.targets.subarray(i * T, i * T + T);
         return { row, tg };
       });
-      const res = await rt.evalTargets(seqs.map((s) => s.row), seqs.map((s) => Array.from(s.tg)));
+      const res = await rt.evalTargets(seqs.map((s) => s.row), seqs.map((s) => Array.from(s.tg)), { ceChunk: o.ceChunk ?? 'auto' });
       total += res.loss * res.tokens; count += res.tokens;
     }
     rt.dispose();
@@ -166,7 +221,7 @@ export async function fineTune(o: FineTuneOptions): Promise<FineTuneResult> {
     const profiling = o.profile === true && s === o.steps - 1;
     if (profiling) trainer.session.exe.beginProfile();
     const t0 = performance.now();
-    const r = await trainer.step(micro);
+    const r = await advised(() => trainer.step(micro));
     if (profiling) profiled = await trainer.session.exe.endProfile();
     else stepMs.push(performance.now() - t0);
     await controller?.afterUpdate?.(r.step, access);

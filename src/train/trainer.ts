@@ -2,9 +2,11 @@
  * The training step: forward, backward (autodiff appended to the same graph), global gradient norm,
  * then a fused AdamW update per trainable tensor. One readback per step (loss and gradient norm).
  */
-import type { AdamWHyper, Backend } from '../backends/backend.js';
+import type { AdamWHyper, Backend, ExecutionPlan } from '../backends/backend.js';
+import { planGraph } from '../scheduler/plan.js';
 import * as F from '../graph/api.js';
 import { gradients } from '../graph/autodiff.js';
+import type { CheckpointSegment } from '../graph/checkpoint.js';
 import { getOp } from '../graph/ops/index.js';
 import type { Graph, Tensor } from '../graph/graph.js';
 import { numel } from '../graph/types.js';
@@ -32,12 +34,19 @@ export interface TrainerSpec {
   optimizer?: OptimizerOptions;
   /** Micro-batches whose gradients are summed before each optimizer step (default 1). */
   accumulate?: number;
+  /** Forward segments the backward pass recomputes instead of keeping their activations (checkpoint.ts). */
+  checkpoint?: readonly CheckpointSegment[];
   /**
    * Called with the 1-based step number after that step's gradients exist and before the optimizer uses
    * them (importance scores that need a parameter and its gradient at the same point: AdaLoRA).
    */
   beforeUpdate?: (step: number) => Promise<void>;
+  /** Called with the plan before the backend loads it (a memory check that refuses to start). */
+  checkPlan?: (plan: ExecutionPlan) => void;
 }
+
+/** One trained tensor's values in the plan: itself, its gradient and squared norm, AdamW's moments. */
+export interface TrainerSlot { param: number; grad: number; m: number; v: number; name: string; sq: number; active: boolean }
 
 export type Feed = [Tensor | string, Int32Array | Float32Array][];
 
@@ -48,18 +57,23 @@ export class Trainer {
   private constructor(
     readonly session: Session,
     private readonly loss: Tensor,
-    private readonly slots: { param: number; grad: number; m: number; v: number; name: string; sq: number; active: boolean }[],
+    private readonly slots: TrainerSlot[],
     private readonly o: Required<Omit<OptimizerOptions, 'maxGradNorm'>> & { maxGradNorm?: number },
     readonly accumulate: number,
     private readonly beforeUpdate?: (step: number) => Promise<void>,
   ) {}
 
-  static async create(spec: TrainerSpec): Promise<Trainer> {
+  /**
+   * Append what a training step needs to the graph: the backward pass (recomputing checkpoint segments),
+   * the gradient norms, accumulation sums and AdamW's moments. `create` runs this; planning it alone
+   * tells what a run will need before any memory is taken.
+   */
+  static prepare(spec: Omit<TrainerSpec, 'backend' | 'optimizer' | 'beforeUpdate'>): TrainerSlot[] {
     const { graph: g, loss, trainable } = spec;
     if (trainable.length === 0) throw new Error('nothing to train: the trainable set is empty');
     const accumulate = spec.accumulate ?? 1;
     if (!(Number.isInteger(accumulate) && accumulate >= 1)) throw new Error(`gradient accumulation must be an integer ≥ 1 (got ${accumulate})`);
-    const grads = gradients(loss, trainable);
+    const grads = gradients(loss, trainable, spec.checkpoint ? { checkpoint: spec.checkpoint } : {});
     // With accumulation, each run adds its gradient into a persistent sum that the optimizer reads.
     const used = trainable.map((t) => {
       const d = grads.get(t);
@@ -69,7 +83,7 @@ export class Trainer {
     // no extra pass and a frozen tensor's share can simply be left out.
     const sq = used.map((d) => F.sum(F.mul(d, d)));
     g.markOutput(loss, ...sq);
-    const slots = trainable.map((t, i) => ({
+    return trainable.map((t, i) => ({
       sq: sq[i]!.id,
       active: true,
       name: t.info.name ?? `%${t.id}`,
@@ -78,7 +92,14 @@ export class Trainer {
       m: g.state(`${t.info.name ?? t.id}.adam_m`, t.shape).id,
       v: g.state(`${t.info.name ?? t.id}.adam_v`, t.shape).id,
     }));
-    const session = await Session.create(g, spec.backend);
+  }
+
+  static async create(spec: TrainerSpec): Promise<Trainer> {
+    const g = spec.graph, loss = spec.loss, accumulate = spec.accumulate ?? 1;
+    const slots = Trainer.prepare(spec);
+    const plan = planGraph(g);
+    spec.checkPlan?.(plan);
+    const session = await Session.create(g, spec.backend, plan);
     for (const s of slots) {
       const zeros = new Float32Array(numel(g.values[s.m]!.shape));
       session.set(s.m, zeros);

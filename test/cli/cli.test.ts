@@ -1,4 +1,5 @@
 // The CLI as a user runs it: output contracts, errors and exit codes.
+import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -56,6 +57,13 @@ test('bad input: a missing file, an unknown option and an unknown command give c
   const e = cli(['generate', '--model', STORIES_GGUF, '--backend', 'quantum']);
   assert.is(e.code, 1);
   assert.match(e.stderr, /unknown backend 'quantum'/);
+});
+
+test('the installed command picks relaxed SIMD on wasm without any node flag (Node 20 needs one, set at start-up)', () => {
+  // The bin wrapper runs the built bundle as a user's `npx adaptkit` does: no --experimental-wasm-relaxed-simd.
+  const r = spawnSync(process.execPath, ['bin/adaptkit.mjs', 'info', '--backend', 'wasm'], { encoding: 'utf8' });
+  assert.is(r.status, 0, r.stderr);
+  assert.match(r.stdout, /backend: wasm \(relaxed SIMD/);
 });
 
 test.run();

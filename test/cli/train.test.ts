@@ -45,6 +45,23 @@ test('checkpoint every 2 steps, resume from step 2: the result equals an uninter
   a.forEach((t, i) => t.forEach((v, k) => assert.ok(Math.abs(v - b[i]![k]!) <= 1e-6 * Math.max(1, Math.abs(v)), `tensor ${i}[${k}]: ${v} vs ${b[i]![k]}`)));
 });
 
+test('--checkpointing gives the same losses and adapter bit for bit; --ce-chunk the same losses within 1e-6; a bad --ce-chunk is refused', () => {
+  const common = ['--model', STORIES_GGUF, '--steps', '3', '--batch', '2', '--seq', '32', '--dropout', '0.1', '--backend', 'wasm', '--json'];
+  const losses = (stdout: string) => stdout.trim().split('\n').map((l) => JSON.parse(l)).filter((e) => 'step' in e && !('event' in e)).map((e) => e.loss as number);
+  const runs = [[], ['--checkpointing'], ['--ce-chunk', '5', '--checkpointing']].map((extra, i) => {
+    const r = cli(['train', ...common, ...extra, '--out', join(dir, `ckpt-${i}`)]);
+    assert.is(r.code, 0, r.stderr);
+    return { losses: losses(r.stdout), weights: weights(join(dir, `ckpt-${i}`)) };
+  });
+  assert.is(runs[0]!.losses.length, 3);
+  assert.equal(runs[1]!.losses, runs[0]!.losses);
+  assert.equal(runs[1]!.weights, runs[0]!.weights);
+  runs[2]!.losses.forEach((l, i) => assert.ok(Math.abs(l - runs[0]!.losses[i]!) <= 1e-6 * runs[0]!.losses[i]!, `step ${i + 1}: ${l} vs ${runs[0]!.losses[i]}`));
+  const bad = cli(['train', ...common, '--ce-chunk', 'many', '--out', join(dir, 'bad')]);
+  assert.is(bad.code, 2, bad.stderr);
+  assert.match(bad.stderr, /--ce-chunk must be/);
+});
+
 test('a model given by URL is downloaded once into $ADAPTKIT_CACHE; an unreachable one says where to put the file', async () => {
   const body = readFileSync(STORIES_GGUF);
   let hits = 0;

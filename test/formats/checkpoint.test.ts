@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   detectFormat, loadCheckpoint, memorySource, permuteQKHalfToPairs, permuteQKPairsToHalf, validateCheckpoint, withRopeLayout,
-  type LlamaCheckpoint,
+  type LlamaCheckpoint, tensorF32,
 } from '../../src/formats/checkpoint.js';
 import { FormatError } from '../../src/formats/binary.js';
 import { parseGguf } from '../../src/formats/gguf.js';
@@ -24,8 +24,9 @@ function sameTensors(a: LlamaCheckpoint, b: LlamaCheckpoint, tol = 0): void {
   for (const [k, t] of a.tensors) {
     const u = b.tensors.get(k)!;
     assert.equal(u.shape, t.shape, k);
-    for (let i = 0; i < t.data.length; i++) {
-      if (Math.abs(t.data[i]! - u.data[i]!) > tol) assert.unreachable(`${k}[${i}]: ${t.data[i]} vs ${u.data[i]}`);
+    const x = tensorF32(t), y = tensorF32(u);
+    for (let i = 0; i < x.length; i++) {
+      if (Math.abs(x[i]! - y[i]!) > tol) assert.unreachable(`${k}[${i}]: ${x[i]} vs ${y[i]}`);
     }
   }
 }
@@ -41,7 +42,7 @@ test('GGUF and llama2.c stories260K give identical tensors and configs', async (
   // rotary, no per-head permutation), so the tensors match with no layout conversion at all.
   sameTensors(g, l);
   for (const k of ['model.layers.0.self_attn.q_proj.weight', 'model.layers.3.self_attn.k_proj.weight']) {
-    assert.equal(Array.from(g.tensors.get(k)!.data), Array.from(l.tensors.get(k)!.data));
+    assert.equal(Array.from(tensorF32(g.tensors.get(k)!)), Array.from(tensorF32(l.tensors.get(k)!)));
   }
   // The one difference is a fact of the files: the GGUF's context_length is 2048, the .bin's seq_len 512.
   assert.is(g.config.maxSeqLen, 2048);
@@ -96,7 +97,7 @@ test('withRopeLayout converts q/k (weights and biases) and leaves the rest share
   const h = withRopeLayout(g, 'half');
   assert.is(h.config.ropeLayout, 'half');
   assert.is(h.tensors.get('model.layers.0.self_attn.v_proj.weight'), g.tensors.get('model.layers.0.self_attn.v_proj.weight'));
-  assert.is.not(h.tensors.get('model.layers.0.self_attn.k_proj.weight')!.data, g.tensors.get('model.layers.0.self_attn.k_proj.weight')!.data);
+  assert.is.not(tensorF32(h.tensors.get('model.layers.0.self_attn.k_proj.weight')!), tensorF32(g.tensors.get('model.layers.0.self_attn.k_proj.weight')!));
   sameTensors(withRopeLayout(h, 'pairs'), g);
   assert.is(withRopeLayout(g, 'pairs'), g);
 });
@@ -109,7 +110,7 @@ const HF_CONFIG = {
 
 function hfTensors(ck: LlamaCheckpoint, dtype?: 'F16' | 'BF16'): Map<string, SafetensorsWriteTensor> {
   const half = withRopeLayout(ck, 'half');
-  return new Map([...half.tensors].map(([k, t]) => [k, { shape: t.shape, data: t.data, ...(dtype ? { dtype } : {}) }]));
+  return new Map([...half.tensors].map(([k, t]) => [k, { shape: t.shape, data: tensorF32(t), ...(dtype ? { dtype } : {}) }]));
 }
 
 test('Hugging Face checkpoint: single file, sharded index, F16, untied head, from disk and memory', async () => {
@@ -130,7 +131,7 @@ test('Hugging Face checkpoint: single file, sharded index, F16, untied head, fro
     mkdirSync(sh);
     const all = hfTensors(g, 'F16');
     const lm = g.tensors.get('model.embed_tokens.weight')!;
-    all.set('lm_head.weight', { shape: lm.shape, data: lm.data.map((v) => v * 2), dtype: 'F16' });
+    all.set('lm_head.weight', { shape: lm.shape, data: tensorF32(lm).map((v) => v * 2), dtype: 'F16' });
     const names = [...all.keys()];
     const parts = [names.slice(0, 20), names.slice(20)];
     const weightMap: Record<string, string> = {};
@@ -146,8 +147,8 @@ test('Hugging Face checkpoint: single file, sharded index, F16, untied head, fro
     assert.equal(s.tensors.get('lm_head.weight')!.shape, [512, 64]);
     const sp = withRopeLayout(s, 'pairs');
     for (const [k, t] of g.tensors) {
-      const u = sp.tensors.get(k)!;
-      for (let i = 0; i < t.data.length; i++) assert.ok(Math.abs(u.data[i]! - t.data[i]!) <= Math.abs(t.data[i]!) * 2 ** -11 + 2 ** -24, k);
+      const x = tensorF32(t), y = tensorF32(sp.tensors.get(k)!);
+      for (let i = 0; i < x.length; i++) assert.ok(Math.abs(y[i]! - x[i]!) <= Math.abs(x[i]!) * 2 ** -11 + 2 ** -24, k);
     }
 
     // In memory (the browser path).
@@ -203,7 +204,7 @@ test('loadCheckpoint detects formats from bytes and paths', async () => {
 test('checkpoint → GGUF export round trips (from pairs and from rotate-half sources)', async () => {
   const l = await loadCheckpoint(L2C_PATH);
   const bytes = checkpointToGguf(l, { modelName: 'stories260K' });
-  const back = readGgufCheckpoint(parseGguf(bytes, 'export.gguf'));
+  const back = await readGgufCheckpoint(parseGguf(bytes, 'export.gguf'));
   sameTensors(back, l);
   assert.equal(back.config, l.config);
   // The llama2.c vocabulary becomes a GGUF one (U+2581 spaces, control pieces), encoding the same.
@@ -218,10 +219,10 @@ test('checkpoint → GGUF export round trips (from pairs and from rotate-half so
   }
   // From a rotate-half checkpoint, export converts Q/K back to pairs.
   const h = withRopeLayout(l, 'half');
-  sameTensors(readGgufCheckpoint(parseGguf(checkpointToGguf(h))), l);
+  sameTensors(await readGgufCheckpoint(parseGguf(checkpointToGguf(h))), l);
   // F16 and Q8_0 exports stay close.
   for (const [type, tol] of [['F16', 2e-3], ['Q8_0', 2e-2]] as const) {
-    const q = readGgufCheckpoint(parseGguf(checkpointToGguf(l, { type }), `${type}.gguf`));
+    const q = await readGgufCheckpoint(parseGguf(checkpointToGguf(l, { type }), `${type}.gguf`));
     sameTensors(q, l, tol);
   }
 });

@@ -6,7 +6,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { readFileSync } from 'node:fs';
-import { loadCheckpoint, withRopeLayout, type LlamaCheckpoint } from '../../src/formats/checkpoint.js';
+import { loadCheckpoint, withRopeLayout, type LlamaCheckpoint, tensorF32 } from '../../src/formats/checkpoint.js';
 import { createTokenizer } from '../../src/tokenizer/index.js';
 import { GGUF_PATH, GREEDY_PATH, L2C_PATH } from './helpers.js';
 
@@ -43,7 +43,7 @@ function rope(v: Float64Array, off: number, headDim: number, pos: number, theta:
 
 function greedy(ck: LlamaCheckpoint, bos: number, steps: number): number[] {
   const c = ck.config;
-  const W = (n: string) => ck.tensors.get(n)!.data;
+  const W = (n: string) => tensorF32(ck.tensors.get(n)!);
   const hd = c.dim / c.nHeads, kvDim = hd * c.nKvHeads, group = c.nHeads / c.nKvHeads;
   const kc: Float64Array[][] = Array.from({ length: c.nLayers }, () => []);
   const vc: Float64Array[][] = Array.from({ length: c.nLayers }, () => []);

@@ -3,6 +3,7 @@ import * as assert from 'uvu/assert';
 import { FormatError } from '../../src/formats/binary.js';
 import { parseLlama2cHeader, parseLlama2cTokenizer, readLlama2c } from '../../src/formats/llama2c.js';
 import { L2C_PATH, L2C_TOK_PATH, readAsset, thrown } from './helpers.js';
+import { tensorF32 } from '../../src/formats/checkpoint.js';
 
 const model = readAsset(L2C_PATH);
 const tok = readAsset(L2C_TOK_PATH);
@@ -33,7 +34,7 @@ test('reads every weight under Hugging Face names with [out, in] shapes', () => 
   assert.equal(ck.tensors.get('model.layers.0.mlp.gate_proj.weight')!.shape, [172, 64]);
   assert.not.ok(ck.tensors.has('lm_head.weight'));
   // The final norm directly precedes the unused RoPE tables (512 × 4 × 2 floats) at the end of the file.
-  const norm = ck.tensors.get('model.norm.weight')!.data;
+  const norm = tensorF32(ck.tensors.get('model.norm.weight')!);
   const end = new Float32Array(model.slice(model.length - 4 * (4096 + 64), model.length - 4 * 4096).buffer);
   assert.equal(Array.from(norm), Array.from(end));
   assert.ok(ms < 500, `${ms} ms`);
@@ -48,7 +49,7 @@ test('separate classifier (negative vocab_size) and version 1 files', () => {
   new DataView(sep.buffer).setInt32(20, -512, true);
   const ck = readLlama2c(sep, 'sep.bin');
   assert.is(ck.config.tiedEmbeddings, false);
-  assert.equal(Array.from(ck.tensors.get('lm_head.weight')!.data.subarray(0, 3)), Array.from(extra.subarray(0, 3)));
+  assert.equal(Array.from(tensorF32(ck.tensors.get('lm_head.weight')!).subarray(0, 3)), Array.from(extra.subarray(0, 3)));
 
   // Version 1: same weights, different order, 256-byte header, no RoPE tables.
   const legacy = readLlama2c(model, NAME);
@@ -59,7 +60,7 @@ test('separate classifier (negative vocab_size) and version 1 files', () => {
     ...['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj', 'self_attn.o_proj', 'mlp.gate_proj', 'mlp.down_proj', 'mlp.up_proj']
       .flatMap((s) => Array.from({ length: 5 }, (_, l) => `model.layers.${l}.${s}.weight`)),
   ];
-  const floats = order.reduce((n, k) => n + legacy.tensors.get(k)!.data.length, 0);
+  const floats = order.reduce((n, k) => n + tensorF32(legacy.tensors.get(k)!).length, 0);
   const v1 = new Uint8Array(256 + 4 * floats);
   const dv = new DataView(v1.buffer);
   dv.setUint32(0, 0x616b3432, true);
@@ -68,13 +69,13 @@ test('separate classifier (negative vocab_size) and version 1 files', () => {
   v1[36] = 1;
   let p = 256;
   for (const k of order) {
-    const d = legacy.tensors.get(k)!.data;
+    const d = tensorF32(legacy.tensors.get(k)!);
     v1.set(new Uint8Array(d.buffer, d.byteOffset, d.byteLength), p);
     p += d.byteLength;
   }
   const ck1 = readLlama2c(v1, 'v1.bin');
   assert.equal([...ck1.tensors.keys()].sort(), [...legacy.tensors.keys()].sort());
-  for (const [k, t] of legacy.tensors) assert.equal(Array.from(ck1.tensors.get(k)!.data), Array.from(t.data), k);
+  for (const [k, t] of legacy.tensors) assert.equal(Array.from(tensorF32(ck1.tensors.get(k)!)), Array.from(tensorF32(t)), k);
   dv.setInt32(4, 2, true);
   assert.match(errOf(() => readLlama2c(v1, 'v2.bin'), 'v2.bin'), /unsupported llama2\.c version 2/);
 });

@@ -9,6 +9,7 @@ import { createJsBackend } from '../../src/backends/js/index.js';
 import { svd } from '../../src/linalg/svd.js';
 import { fineTune } from '../../src/train/finetune.js';
 import { evalLoss, gradientCheck, heroBlocks, hfLayoutGap, mergeGap, randomizeParams, roundTrip, stories, trainHero } from './helpers.js';
+import { tensorF32 } from '../../src/formats/checkpoint.js';
 
 const TOL = 1e-6;
 
@@ -29,7 +30,7 @@ test('spectral init: PMA = V_rᵀ, PMB = U_r, S = 0, so the model starts as the 
   const a = model.addAdapter('t', 'lamda', { r: 4 });
   assert.is(await evalLoss(model, held), base);
   const W = model.base.tensors.get('model.layers.2.mlp.down_proj.weight')!;
-  const d = svd(W.data, 64, 172);
+  const d = svd(tensorF32(W), 64, 172);
   const A = a.params.get('model.layers.2.mlp.down_proj.lamda_A.weight')!.data;
   for (let j = 0; j < 172; j++) assert.ok(Math.abs(A[172 + j]! - d.vt[172 + j]!) < 1e-6);
   const r = await trainHero(model, 't', { steps: 12, lr: 1e-2 });
@@ -74,7 +75,7 @@ test('LaMDA++: ranks from the normalised spectra keep the largest energy fractio
   // Every kept energy fraction is at least every dropped one (beyond each module's first direction).
   let keptMin = Infinity, droppedMax = 0;
   for (const m of a.modules) {
-    const s = svd(model.base.tensors.get(`${m.name}.weight`)!.data, m.outFeatures, m.inFeatures).s;
+    const s = svd(tensorF32(model.base.tensors.get(`${m.name}.weight`)!), m.outFeatures, m.inFeatures).s;
     const total = s.reduce((x, v) => x + v * v, 0);
     s.forEach((v, i) => { if (i === 0) return; const f = (v * v) / total; if (i < ranks[m.name]!) keptMin = Math.min(keptMin, f); else droppedMax = Math.max(droppedMax, f); });
     assert.equal(a.params.get(`${m.name}.lamda_S.weight`)!.shape, [ranks[m.name], ranks[m.name]]);

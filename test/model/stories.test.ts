@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createJsBackend } from '../../src/backends/js/index.js';
-import { loadCheckpoint, memorySource, withRopeLayout } from '../../src/formats/checkpoint.js';
+import { loadCheckpoint, memorySource, withRopeLayout, tensorF32 } from '../../src/formats/checkpoint.js';
 import { writeSafetensors } from '../../src/formats/safetensors.js';
 import { Graph } from '../../src/graph/graph.js';
 import { buildLlama } from '../../src/model/llama.js';
@@ -65,7 +65,7 @@ test('eval over the first 200 TinyStories paragraphs at 256 tokens: 1.43881 ± 0
 test('a Hugging Face-layout safetensors checkpoint (rotate-half Q/K) gives the same logits as the GGUF (≤ 1e-5 relative)', async () => {
   const gguf = await loadCheckpoint(STORIES_GGUF);
   const hf = withRopeLayout(gguf, 'half');
-  const bytes = writeSafetensors([...hf.tensors].map(([k, t]) => [k, { shape: t.shape, data: t.data }] as [string, { shape: number[]; data: Float32Array }]));
+  const bytes = writeSafetensors([...hf.tensors].map(([k, t]) => [k, { shape: t.shape, data: tensorF32(t) }] as [string, { shape: number[]; data: Float32Array }]));
   const c = gguf.config;
   const config = {
     architectures: ['LlamaForCausalLM'], model_type: 'llama', hidden_size: c.dim, intermediate_size: c.hiddenDim, num_hidden_layers: c.nLayers,

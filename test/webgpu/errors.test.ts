@@ -26,8 +26,8 @@ test('a kernel that fails validation at run time is named with its node', async 
     // validated, after the whole plan was encoded.
     const broken: KernelImpl = async (s) => {
       const k = await s.kernel('matmul', 'main', { TRANS_A: false, TRANS_B: false, VEC_A: true, VEC_B: true });
-      const u = s.uniform(new Uint32Array([4, 4, 4, 0, 0, 0, 16, 0]));
-      s.dispatch(k, { p: u, a: { ...s.input(0), size: 4 }, b: s.input(1), c: s.output(0) }, [1, 1, 1]);
+      const u = s.uniform(new Uint32Array([4, 4, 4, 0, 0, 0, 16, 0, 1, 0, 0, 0]));
+      s.dispatch(k, { p: u, a: { ...s.input(0), size: 4 }, w: s.input(1), c: s.output(0) }, [1, 1, 1]);
     };
     const { g } = twoSteps();
     const exe = await loadPlan(ctx, new PipelineCache(ctx), planGraph(g), {

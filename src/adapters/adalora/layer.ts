@@ -7,7 +7,7 @@
  * the regularised matrices (the authors' code and PEFT average over matrices, so γ does not grow with the
  * number of modules).
  */
-import type { NamedTensor } from '../../formats/checkpoint.js';
+import { type NamedTensor, tensorF32 } from '../../formats/checkpoint.js';
 import * as F from '../../graph/api.js';
 import type { Tensor } from '../../graph/graph.js';
 import type { LinearContext } from '../../model/llama.js';
@@ -83,7 +83,7 @@ function adaloraDelta(params: ParamStore, module: ModuleInfo, c: AdaloraConfig):
 
 export function mergeAdalora(module: ModuleInfo, weight: NamedTensor, params: ParamStore, c: AdaloraConfig): Float32Array {
   const d = adaloraDelta(params, module, c);
-  return Float32Array.from(weight.data, (w, i) => w + d[i]!);
+  return Float32Array.from(tensorF32(weight), (w, i) => w + d[i]!);
 }
 
 /**

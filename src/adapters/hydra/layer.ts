@@ -6,7 +6,7 @@
  * start at zero (A ~ N(0, 0.02²), B = 0, as the authors' "lora" init), and the whole is linear in x:
  *   W = W₀ + s·B_p A_p + s·B_s A_s W₀,  b = b₀ + s·B_s A_s b₀   (merge).
  */
-import type { NamedTensor } from '../../formats/checkpoint.js';
+import { type NamedTensor, tensorF32 } from '../../formats/checkpoint.js';
 import * as F from '../../graph/api.js';
 import type { Tensor } from '../../graph/graph.js';
 import type { LinearContext } from '../../model/llama.js';
@@ -61,7 +61,7 @@ function branches(params: ParamStore, module: ModuleInfo, c: HydraConfig): { par
 }
 
 export function mergeHydra(module: ModuleInfo, weight: NamedTensor, params: ParamStore, c: HydraConfig): Float32Array {
-  const { par, seq } = branches(params, module, c), W = weight.data, n = module.inFeatures, m = module.outFeatures;
+  const { par, seq } = branches(params, module, c), W = tensorF32(weight), n = module.inFeatures, m = module.outFeatures;
   const out = new Float32Array(W.length);
   for (let i = 0; i < m; i++) for (let j = 0; j < n; j++) {
     let s = 0;
@@ -75,9 +75,10 @@ export function mergeHydra(module: ModuleInfo, weight: NamedTensor, params: Para
 export function mergeHydraBias(module: ModuleInfo, bias: NamedTensor | undefined, params: ParamStore, c: HydraConfig): Float32Array | undefined {
   if (!bias) return undefined;
   const { seq } = branches(params, module, c), m = module.outFeatures;
-  return Float32Array.from(bias.data, (v, i) => {
+  const b = tensorF32(bias);
+  return Float32Array.from(b, (v, i) => {
     let s = 0;
-    for (let o = 0; o < m; o++) s += seq[i * m + o]! * bias.data[o]!;
+    for (let o = 0; o < m; o++) s += seq[i * m + o]! * b[o]!;
     return v + c.scale * s;
   });
 }

@@ -6,7 +6,7 @@
  * All start at one, so the adapted model starts as the base model. Merging folds the vector into the
  * weight: output scaling scales W's rows (and its bias), input scaling scales W's columns.
  */
-import type { NamedTensor } from '../../formats/checkpoint.js';
+import { type NamedTensor, tensorF32 } from '../../formats/checkpoint.js';
 import * as F from '../../graph/api.js';
 import type { Tensor } from '../../graph/graph.js';
 import type { LinearContext } from '../../model/llama.js';
@@ -40,7 +40,7 @@ function vector(params: ParamStore, module: ModuleInfo): Float32Array {
 }
 
 export function mergeIa3(module: ModuleInfo, weight: NamedTensor, params: ParamStore, c: Ia3Config): Float32Array {
-  const l = vector(params, module), W = weight.data, n = module.inFeatures, out = new Float32Array(W.length);
+  const l = vector(params, module), W = tensorF32(weight), n = module.inFeatures, out = new Float32Array(W.length);
   const ff = isFeedforward(c, module.name);
   for (let i = 0; i < module.outFeatures; i++) for (let j = 0; j < n; j++) out[i * n + j] = W[i * n + j]! * (ff ? l[j]! : l[i]!);
   return out;
@@ -50,5 +50,5 @@ export function mergeIa3(module: ModuleInfo, weight: NamedTensor, params: ParamS
 export function mergeIa3Bias(module: ModuleInfo, bias: NamedTensor | undefined, params: ParamStore, c: Ia3Config): Float32Array | undefined {
   if (!bias || isFeedforward(c, module.name)) return undefined;
   const l = vector(params, module);
-  return Float32Array.from(bias.data, (v, i) => v * l[i]!);
+  return Float32Array.from(tensorF32(bias), (v, i) => v * l[i]!);
 }

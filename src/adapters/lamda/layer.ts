@@ -6,7 +6,7 @@
  * Spectral init: A = V_rᵀ and B = U_r from W = UΣVᵀ (the r leading singular directions), S = 0, so the
  * path starts at zero; B's column j belongs to σ_j. The merge is W + α·B·S·A.
  */
-import type { NamedTensor } from '../../formats/checkpoint.js';
+import { type NamedTensor, tensorF32 } from '../../formats/checkpoint.js';
 import * as F from '../../graph/api.js';
 import type { Tensor } from '../../graph/graph.js';
 import { type Svd, svd } from '../../linalg/svd.js';
@@ -29,7 +29,7 @@ export function createLamdaParams(ctx: InitContext<LamdaConfig>): ParamStore {
   const c = ctx.config;
   const needSvd = c.initMethod === 'svd' || (c.adaptiveRank && !c.rankPattern);
   const svds = new Map<string, Svd>();
-  if (needSvd) for (const m of ctx.modules) svds.set(m.name, svd(ctx.baseWeight(m.name).data, m.outFeatures, m.inFeatures));
+  if (needSvd) for (const m of ctx.modules) svds.set(m.name, svd(tensorF32(ctx.baseWeight(m.name)), m.outFeatures, m.inFeatures));
   if (c.adaptiveRank && !c.rankPattern) {
     const ranks = allocateRanks(ctx.modules.map((m) => svds.get(m.name)!.s), c.r * ctx.modules.length);
     c.rankPattern = Object.fromEntries(ctx.modules.map((m, i) => [m.name, ranks[i]!]));
@@ -74,7 +74,7 @@ export function mergeLamda(module: ModuleInfo, weight: NamedTensor, params: Para
   // BS [out, r], then (BS)·A.
   const bs = new Float64Array(out * r);
   for (let i = 0; i < out; i++) for (let p = 0; p < r; p++) for (let q = 0; q < r; q++) bs[i * r + q]! += B[i * r + p]! * S[p * r + q]!;
-  const W = weight.data, res = new Float32Array(W.length);
+  const W = tensorF32(weight), res = new Float32Array(W.length);
   for (let i = 0; i < out; i++) for (let j = 0; j < n; j++) {
     let d = 0;
     for (let q = 0; q < r; q++) d += bs[i * r + q]! * A[q * n + j]!;

@@ -5,7 +5,7 @@
  *   W' = m · (W₀ + s·B·A) / ‖W₀ + s·B·A‖ (row norms, the norm detached as in its §4.3).
  * PiSSA (Meng et al., 2024): A, B from the top-r singular triplets of W₀; the base becomes W₀ − s·B·A.
  */
-import type { NamedTensor } from '../../formats/checkpoint.js';
+import { type NamedTensor, tensorF32 } from '../../formats/checkpoint.js';
 import * as F from '../../graph/api.js';
 import type { Tensor } from '../../graph/graph.js';
 import type { LinearContext } from '../../model/llama.js';
@@ -43,7 +43,7 @@ export function createLoraParams(ctx: InitContext<LoraConfig>, onBaseChange?: (m
     const k = loraKeys(m.name);
     const A = new Float32Array(c.r * m.inFeatures), B = new Float32Array(m.outFeatures * c.r);
     if (c.init === 'pissa') {
-      const W = ctx.baseWeight(m.name).data, s = loraScaling(c);
+      const W = tensorF32(ctx.baseWeight(m.name)), s = loraScaling(c);
       const d = svd(W, m.outFeatures, m.inFeatures);
       if (c.r > d.k) throw new Error(`lora: rank ${c.r} exceeds ${m.name}'s smaller dimension ${d.k}`);
       for (let q = 0; q < c.r; q++) {
@@ -75,7 +75,7 @@ export function createLoraParams(ctx: InitContext<LoraConfig>, onBaseChange?: (m
     store.set(k.b, { shape: [m.outFeatures, c.r], data: B });
     if (c.useDora) {
       // m starts at ‖W₀ + ΔW‖ row norms so the first forward pass equals the base (+ LoRA) output.
-      const W = ctx.baseWeight(m.name).data, delta = loraDelta(store, m, c);
+      const W = tensorF32(ctx.baseWeight(m.name)), delta = loraDelta(store, m, c);
       const mag = new Float32Array(m.outFeatures);
       for (let i = 0; i < m.outFeatures; i++) {
         let s2 = 0;
@@ -104,7 +104,7 @@ export function loraLinear(ctx: LinearContext, module: ModuleInfo, c: LoraConfig
       return F.add(ctx.base(), delta);
     }
     // DoRA: y = (m / ‖W₀ + s·B·A‖_rows) ⊙ (W₀x + s·B·A·x); the norm carries no gradient (§4.3).
-    const merged = F.add(ctx.weight, F.scale(F.matmul(B!, A!), s));
+    const merged = F.add(F.dequantize(ctx.weight), F.scale(F.matmul(B!, A!), s));
     const norm = F.stopGradient(F.sqrt(F.sum(F.mul(merged, merged), [1])));
     const ratio = F.div(b.param(k.magnitude), norm);
     const lora = F.scale(F.matmul(F.matmul(x, A!, { transB: true }), B!, { transB: true }), s);
@@ -116,7 +116,7 @@ export function loraLinear(ctx: LinearContext, module: ModuleInfo, c: LoraConfig
 
 /** Merged weight W₀ + ΔW (DoRA: m · (W₀ + ΔW)/‖W₀ + ΔW‖). */
 export function mergeLora(module: ModuleInfo, weight: NamedTensor, params: ParamStore, c: LoraConfig): Float32Array {
-  const delta = loraDelta(params, module, c), W = weight.data, out = new Float32Array(W.length);
+  const delta = loraDelta(params, module, c), W = tensorF32(weight), out = new Float32Array(W.length);
   const n = module.inFeatures;
   for (let i = 0; i < module.outFeatures; i++) {
     let s2 = 0;

@@ -13,6 +13,7 @@ import { createTokenizer } from '../../tokenizer/index.js';
 import { TokenType } from '../../tokenizer/types.js';
 import type { BuildContext, EmbeddingsContext, InitContext, ParamStore } from '../types.js';
 import type { PromptTuningConfig } from './config.js';
+import { tensorF32 } from '../../formats/checkpoint.js';
 
 export const PROMPT_KEY = 'prompt_embeddings';
 
@@ -22,7 +23,7 @@ export function createPromptParams(ctx: InitContext<PromptTuningConfig>): ParamS
   if (c.promptInit === 'random') {
     for (let i = 0; i < data.length; i++) data[i] = ctx.random() - 0.5;
   } else {
-    const table = ctx.baseWeight('model.embed_tokens').data;
+    const table = tensorF32(ctx.baseWeight('model.embed_tokens'));
     let ids: number[];
     if (c.promptInit === 'text') {
       if (!ctx.tokenizer) throw new Error('prompt-tuning: init text needs the model\'s tokenizer');

@@ -4,7 +4,7 @@
  * Re-parameterisation (§3.2): γ ⊙ (Wx + b) + β = (diag(γ)·W)x + (γ ⊙ b + β), so a merged SSF is
  * the preceding linear layer with scaled rows and a new bias.
  */
-import type { NamedTensor } from '../../formats/checkpoint.js';
+import { type NamedTensor, tensorF32 } from '../../formats/checkpoint.js';
 import * as F from '../../graph/api.js';
 import type { Tensor } from '../../graph/graph.js';
 import type { LinearContext } from '../../model/llama.js';
@@ -40,10 +40,11 @@ function vectors(params: ParamStore, module: ModuleInfo): { scale: Float32Array;
 
 export function mergeSsf(module: ModuleInfo, weight: NamedTensor, params: ParamStore): Float32Array {
   const { scale } = vectors(params, module), n = module.inFeatures;
-  return Float32Array.from(weight.data, (w, i) => w * scale[Math.floor(i / n)]!);
+  return Float32Array.from(tensorF32(weight), (w, i) => w * scale[Math.floor(i / n)]!);
 }
 
 export function mergeSsfBias(module: ModuleInfo, bias: NamedTensor | undefined, params: ParamStore): Float32Array {
   const { scale, shift } = vectors(params, module);
-  return Float32Array.from(shift, (s, i) => (bias ? bias.data[i]! * scale[i]! : 0) + s);
+  const b = bias && tensorF32(bias);
+  return Float32Array.from(shift, (s, i) => (b ? b[i]! * scale[i]! : 0) + s);
 }

@@ -11,7 +11,7 @@
  * entries get no gradient. Init: A ~ N(0, 0.02²), B = 0, C = I, so ΔW = 0 and B trains from the first step;
  * a newly grown direction also starts with B's column at zero.
  */
-import type { NamedTensor } from '../../formats/checkpoint.js';
+import { type NamedTensor, tensorF32 } from '../../formats/checkpoint.js';
 import * as F from '../../graph/api.js';
 import type { Tensor } from '../../graph/graph.js';
 import type { LinearContext } from '../../model/llama.js';
@@ -110,7 +110,7 @@ function triDelta(params: ParamStore, module: ModuleInfo): Float64Array {
 
 export function mergeTriAdapt(module: ModuleInfo, weight: NamedTensor, params: ParamStore): Float32Array {
   const d = triDelta(params, module);
-  return Float32Array.from(weight.data, (w, i) => w + d[i]!);
+  return Float32Array.from(tensorF32(weight), (w, i) => w + d[i]!);
 }
 
 /** The active rank of a module, from its rank mask. */

@@ -3,6 +3,8 @@
  * multiples of HEAP_ALIGN bytes, so every block starts aligned for SIMD loads and for the arena's
  * ARENA_ALIGN. When nothing fits, the memory grows.
  */
+import { OutOfMemoryError } from '../backend.js';
+
 export const HEAP_ALIGN = 256;
 const PAGE = 65536;
 
@@ -16,11 +18,22 @@ export class Heap {
   private readonly used = new Map<number, number>();
   private end: number;
 
+  /** The first byte the heap manages (below it: the module's static data). */
+  readonly start: number;
+
   constructor(private readonly memory: WebAssembly.Memory, base: number) {
     const start = Math.ceil(base / HEAP_ALIGN) * HEAP_ALIGN;
+    this.start = start;
     this.end = memory.buffer.byteLength;
     if (this.end > start) this.free.push({ start, size: this.end - start });
     else this.end = start;
+  }
+
+  /** Bytes in blocks handed out and not yet released. */
+  get usedBytes(): number {
+    let n = 0;
+    for (const size of this.used.values()) n += size;
+    return n;
   }
 
   /** Returns the byte offset of a zero-filled block of at least `bytes` bytes. */
@@ -69,9 +82,8 @@ export class Heap {
     try {
       this.memory.grow(pages);
     } catch {
-      throw new Error(
-        `wasm backend: out of memory growing by ${pages} pages (${this.memory.buffer.byteLength} bytes in use)`,
-      );
+      const mib = (n: number): string => `${(n / 2 ** 20).toFixed(1)} MiB`;
+      throw new OutOfMemoryError(`wasm backend: out of memory: ${mib(size)} more were needed with ${mib(this.memory.buffer.byteLength)} in use`, 'wasm');
     }
     const added = pages * PAGE;
     if (tailFree) last.size += added;

@@ -7,7 +7,7 @@ import type { AdamWHyper, Backend, ExecutionPlan, Executable, HostArray, StepTim
 import { HostProfiler, stepName, valueName } from '../host-profile.js';
 import { GraphError, isCompact, numel, shapeStr, valueBytes } from '../../graph/types.js';
 import { adamwKernel, wasmKernels, type KernelContext } from './kernels.js';
-import { WasmRuntime, type WasmRuntimeOptions } from './runtime.js';
+import { JOB_ATTENTION, JOB_ATTENTION_BACKWARD, JOB_MATMUL, WasmRuntime, type WasmRuntimeOptions } from './runtime.js';
 
 export type WasmBackendOptions = WasmRuntimeOptions;
 
@@ -17,8 +17,28 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
     name: 'wasm',
     describe: () => rt.describe(),
     load: async (plan) => new WasmExecutable(rt, plan),
+    // What is free: the memory's maximum less static data and the blocks live plans already hold.
+    memoryCaps: () => ({ totalBytes: rt.maxBytes - rt.heap.start - rt.heap.usedBytes }),
+    workspaceBytes: (plan) => wasmWorkspaceBytes(rt, plan),
+    memoryInUse: () => rt.memory.buffer.byteLength,
     dispose: () => rt.dispose(),
   };
+}
+
+/**
+ * The kernels' scratch for a plan: one region per thread, sized by the hungriest step (the matmul's packed
+ * panels, attention's score rows over the key length).
+ */
+function wasmWorkspaceBytes(rt: WasmRuntime, plan: ExecutionPlan): number {
+  let perThread = 0;
+  for (const s of plan.steps) {
+    if (s.op === 'matmul') perThread = Math.max(perThread, rt.exports.scratchBytes(JOB_MATMUL, 0));
+    else if (s.op === 'attention' || s.op === 'attention_backward') {
+      const keys = plan.values[s.inputs[1]!]!.shape[1]!;
+      perThread = Math.max(perThread, rt.exports.scratchBytes(s.op === 'attention' ? JOB_ATTENTION : JOB_ATTENTION_BACKWARD, keys));
+    }
+  }
+  return perThread * rt.threads;
 }
 
 class WasmExecutable implements Executable {

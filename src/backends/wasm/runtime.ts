@@ -59,11 +59,11 @@ async function hardwareThreads(): Promise<number> {
   return 1;
 }
 
-function createMemory(initial: number, shared: boolean): WebAssembly.Memory {
+function createMemory(initial: number, shared: boolean): { memory: WebAssembly.Memory; maxPages: number } {
   let last: unknown;
   for (const maximum of MAX_PAGES) {
     try {
-      return new WebAssembly.Memory({ initial: Math.min(initial, maximum), maximum, shared });
+      return { memory: new WebAssembly.Memory({ initial: Math.min(initial, maximum), maximum, shared }), maxPages: maximum };
     } catch (e) {
       last = e;
     }
@@ -86,6 +86,8 @@ export class WasmRuntime {
     private readonly pool: ThreadPool | undefined,
     ctrl: number,
     heap: Heap,
+    /** The most bytes this memory can grow to. */
+    readonly maxBytes: number,
   ) {
     this.heap = heap;
     this.desc = ctrl + CTRL_BYTES;
@@ -104,14 +106,14 @@ export class WasmRuntime {
     if (threads > 1 && !(hasSharedMemory() && canBlock())) threads = 1;
     const shared = threads > 1;
     const loaded = await loadWasmModule(flavour, shared, opts.wasmDir);
-    const memory = createMemory(16, shared);
+    const { memory, maxPages } = createMemory(16, shared);
     const instance = await WebAssembly.instantiate(loaded.module, { env: { memory } });
     const exports = instance.exports as unknown as WasmExports;
     const heap = new Heap(memory, exports.heapBase());
     const ctrl = heap.alloc(CTRL_BYTES + DESC_BYTES);
     let pool: ThreadPool | undefined;
     if (shared) pool = await ThreadPool.create(threads - 1, loaded.module, loaded.bytes, memory, ctrl);
-    return new WasmRuntime(memory, exports, flavour, pool, ctrl, heap);
+    return new WasmRuntime(memory, exports, flavour, pool, ctrl, heap, maxPages * 65536);
   }
 
   /** Threads a job may use, the caller included. */

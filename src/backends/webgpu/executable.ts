@@ -73,7 +73,7 @@ export class StepBuilder {
   ) {}
 
   get attrs(): PlanStep['attrs'] { return this.step.attrs; }
-  get limits(): GPUSupportedLimits { return this.loader.ctx.limits; }
+  get limits(): LoadLimits { return this.loader.limits; }
   inInfo(i: number): ValueInfo { return this.info(this.step.inputs, i, 'input'); }
   outInfo(i: number): ValueInfo { return this.info(this.step.outputs, i, 'output'); }
   inShape(i: number): Shape { return this.inInfo(i).shape; }
@@ -110,7 +110,7 @@ export class StepBuilder {
   }
 
   kernel(file: string, entry = 'main', constants: OverrideValues = {}): Promise<Kernel> {
-    return this.loader.pipelines.kernel(file, entry, constants);
+    return this.loader.kernels.kernel(file, entry, constants);
   }
 
   /**
@@ -122,7 +122,7 @@ export class StepBuilder {
   dispatch(kernel: Kernel, bindings: Readonly<Record<string, Range>>, workgroups: readonly [number, number?, number?]): void {
     const wg: [number, number, number] = [workgroups[0], workgroups[1] ?? 1, workgroups[2] ?? 1];
     if (wg.some((n) => n === 0)) return;
-    const max = this.loader.ctx.limits.maxComputeWorkgroupsPerDimension;
+    const max = this.loader.limits.maxComputeWorkgroupsPerDimension;
     if (wg.some((n) => n > max || !Number.isInteger(n))) {
       throw new WebgpuError(`${this.label}: ${kernel.label} needs a grid of ${wg.join('×')} workgroups; the device allows ${max} per dimension`);
     }
@@ -158,7 +158,7 @@ export class StepBuilder {
 
   /** A 1-D grid of `groups` workgroups folded into x and y so that neither exceeds the device limit. */
   grid(groups: number): [number, number, number] {
-    const max = this.loader.ctx.limits.maxComputeWorkgroupsPerDimension;
+    const max = this.loader.limits.maxComputeWorkgroupsPerDimension;
     if (groups <= max) return [groups, 1, 1];
     const y = Math.ceil(groups / max);
     return [Math.ceil(groups / y), y, 1];
@@ -166,6 +166,12 @@ export class StepBuilder {
 }
 
 export type KernelImpl = (b: StepBuilder) => Promise<void>;
+
+/** The device limits that decide how steps are recorded. */
+export type LoadLimits = Pick<GPUSupportedLimits, 'maxComputeWorkgroupsPerDimension' | 'maxComputeWorkgroupStorageSize'>;
+
+/** Where a loader gets compiled kernels: the pipeline cache, or a stand-in when only sizes are wanted. */
+type KernelSource = Pick<PipelineCache, 'kernel'>;
 
 /** Shared state while a plan is being loaded. */
 class Loader {
@@ -178,13 +184,15 @@ class Loader {
   readonly constChunks: { offset: number; data: Uint8Array }[] = [];
   uniformBytes = 0;
 
-  constructor(readonly ctx: GpuContext, readonly pipelines: PipelineCache, readonly plan: ExecutionPlan, readonly copyKernel: Kernel) {
+  constructor(readonly limits: LoadLimits, readonly kernels: KernelSource, readonly plan: ExecutionPlan, readonly copyKernel: Kernel) {
     this.valueBytes = alignUp(plan.arenaElems * 4, UNIFORM_ALIGN);
     this.weightBytes = new Map(plan.weights.map((w) => [w.value, alignUp(Math.max(w.bytes, 16), 16)]));
   }
 
   get constBase(): number { return this.valueBytes; }
   get scratchBase(): number { return this.valueBytes + this.constBytes; }
+  /** The arena: values, constants, scratch. */
+  get arenaBytes(): number { return alignUp(Math.max(this.scratchBase + this.scratchBytes, 16), 16); }
 
   addConstant(data: ArrayBufferView): Range {
     const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength).slice();
@@ -240,25 +248,69 @@ export interface LoadOptions {
   readonly adamwKernel: (p: PipelineCache) => Promise<Kernel>;
 }
 
-export async function loadPlan(ctx: GpuContext, pipelines: PipelineCache, plan: ExecutionPlan, opts: LoadOptions): Promise<WebgpuExecutable> {
-  ctx.check('load');
-  const loader = new Loader(ctx, pipelines, plan, await pipelines.kernel('layout', 'copy'));
-  const missing = [...new Set(plan.steps.map((s) => s.op).filter((op) => !opts.kernels[op]))];
+/** Record every step of the plan (the same work whether loading it or only sizing its buffers). */
+async function recordSteps(loader: Loader, kernels: Readonly<Record<string, KernelImpl>>): Promise<StepBuilder[]> {
+  const plan = loader.plan;
+  const missing = [...new Set(plan.steps.map((s) => s.op).filter((op) => !kernels[op]))];
   if (missing.length) throw new WebgpuError(`the webgpu backend has no kernel for ${missing.join(', ')}`);
-  const builders = await Promise.all(plan.steps.map(async (step, i) => {
+  return Promise.all(plan.steps.map(async (step, i) => {
     const label = stepLabel(plan, step, i);
     const b = new StepBuilder(plan, step, label, loader);
     try {
-      await opts.kernels[step.op]!(b);
+      await kernels[step.op]!(b);
     } catch (e) {
       if (e instanceof WebgpuError && e.message.startsWith(label)) throw e;
       throw new WebgpuError(`${label}: ${(e as Error).message}`);
     }
     return b;
   }));
+}
+
+/** The GPU buffers a loaded plan holds, in bytes. */
+export interface PlanBuffers {
+  /** The arena: the plan's values, then constants written at load, then scratch shared by the steps. */
+  readonly arena: { readonly values: number; readonly constants: number; readonly scratch: number; readonly bytes: number };
+  /** Each weight's own buffer (params, frozen or trained, compact in their layout). */
+  readonly weights: readonly { readonly value: number; readonly bytes: number }[];
+  /** Uniform blocks of every dispatch. */
+  readonly uniforms: number;
+  /** The largest single buffer, which must fit maxStorageBufferBindingSize and maxBufferSize. */
+  readonly largest: number;
+  /** Everything above. Not counted: per-parameter AdamW blocks (32 bytes each) and readback buffers (the size of a read). */
+  readonly total: number;
+}
+
+function planBuffers(loader: Loader): PlanBuffers {
+  const weights = [...loader.weightBytes].map(([value, bytes]) => ({ value, bytes }));
+  const bytes = loader.arenaBytes;
+  const w = weights.reduce((a, x) => a + x.bytes, 0);
+  return {
+    arena: { values: loader.valueBytes, constants: loader.constBytes, scratch: loader.scratchBytes, bytes },
+    weights,
+    uniforms: loader.uniformBytes,
+    largest: Math.max(bytes, ...weights.map((x) => x.bytes)),
+    total: bytes + w + loader.uniformBytes,
+  };
+}
+
+/**
+ * The buffers `plan` needs on a WebGPU device, exactly as loading it would allocate them, without a device:
+ * the steps are recorded against stand-in kernels. `limits` defaults to WebGPU's guaranteed minimums.
+ */
+export async function measurePlanBuffers(plan: ExecutionPlan, kernels: Readonly<Record<string, KernelImpl>>, limits: LoadLimits = { maxComputeWorkgroupsPerDimension: 65535, maxComputeWorkgroupStorageSize: 16384 }): Promise<PlanBuffers> {
+  const stub = async (file: string, entry = 'main'): Promise<Kernel> => ({ label: `${file}:${entry}`, pipeline: null!, layout: null!, slots: new Map(), workgroupSize: [1, 1, 1] });
+  const loader = new Loader(limits, { kernel: stub }, plan, await stub('layout', 'copy'));
+  await recordSteps(loader, kernels);
+  return planBuffers(loader);
+}
+
+export async function loadPlan(ctx: GpuContext, pipelines: PipelineCache, plan: ExecutionPlan, opts: LoadOptions): Promise<WebgpuExecutable> {
+  ctx.check('load');
+  const loader = new Loader(ctx.limits, pipelines, plan, await pipelines.kernel('layout', 'copy'));
+  const builders = await recordSteps(loader, opts.kernels);
   const adamwKernel = await opts.adamwKernel(pipelines);
   const device = ctx.device;
-  const arenaBytes = loader.scratchBase + loader.scratchBytes;
+  const arenaBytes = loader.arenaBytes;
   const max = Math.min(ctx.limits.maxBufferSize, ctx.limits.maxStorageBufferBindingSize);
   const mib = (n: number): string => (n / 2 ** 20).toFixed(1);
   if (arenaBytes > max) {
@@ -269,7 +321,7 @@ export async function loadPlan(ctx: GpuContext, pipelines: PipelineCache, plan: 
   }
   return ctx.scoped('loading the plan', () => {
     const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
-    const arena = device.createBuffer({ label: 'arena', size: alignUp(Math.max(arenaBytes, 16), 16), usage });
+    const arena = device.createBuffer({ label: 'arena', size: arenaBytes, usage });
     const weights = new Map([...loader.weightBytes].map(([value, size]) => [value, device.createBuffer({ label: plan.values[value]!.name ?? `weight %${value}`, size, usage })]));
     for (const c of loader.constChunks) device.queue.writeBuffer(arena, loader.constBase + c.offset, c.data);
     const exe = new WebgpuExecutable(ctx, plan, arena, weights, loader, opts, adamwKernel);

@@ -3,7 +3,7 @@
  */
 import type { Backend, ExecutionPlan, Executable } from '../backend.js';
 import { GpuContext, type GpuContextOptions } from './device.js';
-import { loadPlan } from './executable.js';
+import { loadPlan, measurePlanBuffers, type LoadLimits, type PlanBuffers } from './executable.js';
 import { ADAMW_HYPER_BYTES, adamwKernel, recordAdamw } from './kernels/adamw.js';
 import { webgpuKernels } from './kernels/index.js';
 import { PipelineCache } from './pipelines.js';
@@ -30,6 +30,8 @@ export async function createWebgpuBackend(opts: WebgpuBackendOptions = {}): Prom
     name: 'webgpu',
     context: ctx,
     describe: () => ctx.describe(),
+    // WebGPU does not tell how much device memory there is; what it does bound is each buffer.
+    memoryCaps: () => ({ bufferBytes: Math.min(ctx.limits.maxBufferSize, ctx.limits.maxStorageBufferBindingSize) }),
     async load(plan: ExecutionPlan): Promise<Executable> {
       const exe = await loadPlan(ctx, pipelines, plan, { kernels: webgpuKernels, adamw: recordAdamw, adamwKernel, adamwHyperBytes: ADAMW_HYPER_BYTES });
       loaded.add(exe);
@@ -46,6 +48,16 @@ export async function createWebgpuBackend(opts: WebgpuBackendOptions = {}): Prom
   };
 }
 
+/**
+ * The GPU buffers `plan` takes once loaded on the webgpu backend (arena with its constants and scratch, each
+ * weight's own buffer, uniforms), computed without a device by recording the steps as loading would. Pass
+ * an adapter's limits to size for it (they decide some kernels' tiling); the defaults are WebGPU's minimums.
+ */
+export function webgpuPlanBuffers(plan: ExecutionPlan, limits?: LoadLimits): Promise<PlanBuffers> {
+  return measurePlanBuffers(plan, webgpuKernels, limits);
+}
+
 export { GpuContext } from './device.js';
+export type { LoadLimits, PlanBuffers } from './executable.js';
 export type { AdapterSummary, GpuContextOptions } from './device.js';
 export { WebgpuError } from './errors.js';

@@ -5,7 +5,7 @@
 import { WgslReflect } from 'wgsl_reflect/wgsl_reflect.module.js';
 import type { GpuContext } from './device.js';
 import { WebgpuError } from './errors.js';
-import { loadWgsl, type WgslSources } from './wgsl.js';
+import { loadKernelSource, type WgslSources } from './wgsl.js';
 
 /** wgsl_reflect's ResourceType enum values (not exported by its module build). */
 const RESOURCE_UNIFORM = 0;
@@ -44,7 +44,7 @@ export class PipelineCache {
     let f = this.files.get(name);
     if (!f) {
       f = (async () => {
-        const code = await loadWgsl(name, this.sources);
+        const code = await loadKernelSource(name, this.sources);
         let reflect: WgslReflect;
         try {
           reflect = new WgslReflect(code);
@@ -55,7 +55,7 @@ export class PipelineCache {
         const info = await module.getCompilationInfo();
         const errors = info.messages.filter((m) => m.type === 'error');
         if (errors.length) {
-          throw new WebgpuError(`wgsl/${name}.wgsl does not compile:\n${errors.map((m) => `  ${m.lineNum}:${m.linePos} ${m.message}`).join('\n')}`);
+          throw new WebgpuError(`wgsl/${name}.wgsl (lines counted after its includes) does not compile:\n${errors.map((m) => `  ${m.lineNum}:${m.linePos} ${m.message}`).join('\n')}`);
         }
         return { module, reflect };
       })();

@@ -5,6 +5,9 @@
  * A bundle has no folder beside it, so the bundler inlines the folder: it defines the global
  * `__ADAPTKIT_WGSL__` as an object { name: source } (see `wgslDefine` in ./bundle.ts). Callers may also
  * pass sources explicitly.
+ *
+ * WGSL has no modules: code shared by several kernel files (compact.wgsl, the readers of compact weights)
+ * is pulled in by a line `// #include <name>`, replaced by that file's text before compiling.
  */
 import { WebgpuError } from './errors.js';
 
@@ -62,4 +65,24 @@ export function loadWgsl(name: string, sources?: WgslSources): Promise<string> {
     cache.set(name, p);
   }
   return p;
+}
+
+const INCLUDE = /^\/\/ #include (\w+)[ \t]*$/gm;
+
+/** The source of `wgsl/<name>.wgsl` with its `// #include` lines replaced, each file at most once. */
+export async function loadKernelSource(name: string, sources?: WgslSources, seen: Set<string> = new Set([name])): Promise<string> {
+  const code = await loadWgsl(name, sources);
+  const parts: string[] = [];
+  let at = 0;
+  for (const m of code.matchAll(INCLUDE)) {
+    parts.push(code.slice(at, m.index));
+    const inc = m[1]!;
+    if (!seen.has(inc)) {
+      seen.add(inc);
+      parts.push(await loadKernelSource(inc, sources, seen));
+    }
+    at = m.index! + m[0].length;
+  }
+  parts.push(code.slice(at));
+  return parts.join('');
 }

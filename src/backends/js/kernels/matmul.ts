@@ -1,8 +1,8 @@
-import { type JsKernel, f } from './types.js';
+import { type JsKernel, f, floats } from './types.js';
 
-/** C[b] = op(A[b]) · op(B[b]); see src/graph/ops/matmul.ts for the shapes. Accumulates in float64. */
+/** C[b] = op(A[b]) · op(B[b]); see src/graph/ops/matmul.ts for the shapes. Accumulates in float64; a compact B is decoded first. */
 export const matmul: JsKernel = ([va, vb], [vc], attrs) => {
-  const A = f(va), B = f(vb), C = vc!.data;
+  const A = f(va), B = floats(vb), C = vc!.data;
   const tA = attrs.transA === true, tB = attrs.transB === true;
   const sa = va!.shape, sb = vb!.shape, sc = vc!.shape;
   const M = sc[sc.length - 2]!, N = sc[sc.length - 1]!;

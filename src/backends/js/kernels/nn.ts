@@ -1,4 +1,6 @@
-import { type JsKernel, f, i32 } from './types.js';
+import { isCompact } from '../../../graph/types.js';
+import { dequantizeRange } from '../../../quant/codec.js';
+import { type JsKernel, f, floats, i32 } from './types.js';
 
 const last = (s: readonly number[]): number => s[s.length - 1]!;
 
@@ -173,16 +175,24 @@ const attentionBackward: JsKernel = ([vq, vk, vv, vo, vlse, vdo], [vdq, vdk, vdv
   vdq!.data.set(dq); vdk!.data.set(dk); vdv!.data.set(dv);
 };
 
-// embedding: rows of the table by id; an id outside [0, V) gives a zero row.
+// embedding: rows of the table by id; an id outside [0, V) gives a zero row. A compact table is decoded
+// row by row (only the rows asked for).
 const embedding: JsKernel = ([vt, vids], [vo]) => {
-  const Tb = f(vt), ids = i32(vids), O = vo!.data;
+  const ids = i32(vids), O = vo!.data;
   const [V, D] = vt!.shape as [number, number];
+  const dtype = vt!.dtype;
+  const row = dtype !== undefined && isCompact(dtype)
+    ? (id: number) => dequantizeRange(dtype, vt!.data as Uint8Array, V * D, id * D, D)
+    : (id: number) => f(vt).subarray(id * D, id * D + D);
   for (let n = 0; n < ids.length; n++) {
     const id = ids[n]!;
-    if (id >= 0 && id < V) O.set(Tb.subarray(id * D, id * D + D), n * D);
+    if (id >= 0 && id < V) O.set(row(id), n * D);
     else O.fill(0, n * D, n * D + D);
   }
 };
+
+// dequantize: a compact weight decoded to f32 (exact).
+const dequantizeKernel: JsKernel = ([vw], [vo]) => { vo!.data.set(floats(vw)); };
 
 const embeddingBackward: JsKernel = ([vids, vdy], [vdt]) => {
   const ids = i32(vids), DY = f(vdy), DT = vdt!.data;
@@ -253,6 +263,6 @@ const kvWrite: JsKernel = ([, vr, vp], [vc]) => {
 export const nn: Record<string, JsKernel> = {
   kv_write: kvWrite,
   rmsnorm, rmsnorm_backward: rmsnormBackward, layernorm, layernorm_backward: layernormBackward, rope,
-  attention, attention_backward: attentionBackward, embedding, embedding_backward: embeddingBackward,
+  attention, attention_backward: attentionBackward, embedding, embedding_backward: embeddingBackward, dequantize: dequantizeKernel,
   cross_entropy: crossEntropy, cross_entropy_backward: crossEntropyBackward,
 };

@@ -1,4 +1,5 @@
-import type { Attrs, DType } from '../../../graph/types.js';
+import { type Attrs, type DType, isCompact } from '../../../graph/types.js';
+import { dequantize } from '../../../quant/codec.js';
 
 export type FloatArray = Float32Array | Float64Array;
 /** What a value holds on the js backend: floats, i32, or a compact weight's layout bytes. */
@@ -8,6 +9,9 @@ export interface View<A = FloatArray> { readonly data: A; readonly shape: readon
 export type JsKernel = (ins: readonly View<JsData>[], outs: readonly View[], attrs: Attrs) => void;
 
 export const f = (v: View<JsData> | undefined): FloatArray => v!.data as FloatArray;
+/** A float input that may be a compact weight: decoded (exactly) to float32 for this call. */
+export const floats = (v: View<JsData> | undefined): FloatArray =>
+  v!.dtype !== undefined && isCompact(v!.dtype) ? dequantize(v!.dtype, v!.data as Uint8Array, size(v!.shape)) : f(v);
 export const i32 = (v: View<JsData> | undefined): Int32Array => v!.data as Int32Array;
 export const size = (s: readonly number[]): number => s.reduce((a, b) => a * b, 1);
 

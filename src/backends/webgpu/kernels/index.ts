@@ -1,6 +1,7 @@
 /** The webgpu backend's kernel registry: one entry per op of the catalogue (views need none). */
 import type { KernelImpl } from '../executable.js';
 import { attention, attentionBackward } from './attention.js';
+import { dequantize } from './compact.js';
 import { crossEntropy, crossEntropyBackward } from './cross_entropy.js';
 import { elementwise } from './elementwise.js';
 import { embedding, embeddingBackward } from './embedding.js';
@@ -21,6 +22,7 @@ export const webgpuKernels: Readonly<Record<string, KernelImpl>> = {
   attention_backward: attentionBackward,
   embedding,
   embedding_backward: embeddingBackward,
+  dequantize,
   cross_entropy: crossEntropy,
   cross_entropy_backward: crossEntropyBackward,
 };

@@ -1,0 +1,79 @@
+/**
+ * The next-token loss of a Llama graph, with the output head fused into a chunked cross-entropy for big
+ * vocabularies: rows of the final hidden state are taken C at a time, each chunk's logits [C, V] feed
+ * its own cross-entropy, and the chunks combine into the mean over counted targets exactly as the
+ * `cross_entropy` op defines it. Each chunk is a checkpoint segment, so the backward pass recomputes its
+ * logits one chunk at a time and a [tokens × V] logits tensor never exists whole.
+ */
+import * as F from '../graph/api.js';
+import { type CheckpointSegment, segment } from '../graph/checkpoint.js';
+import type { Tensor } from '../graph/graph.js';
+import type { LlamaGraph } from './llama.js';
+
+/** Rows per chunk: a row count, 0 for one cross-entropy over all rows, or 'auto' (see ceChunkRows). */
+export type CeChunk = number | 'auto';
+
+/** Logit elements one chunk may hold under 'auto': 64 MiB of f32. */
+const AUTO_CHUNK_ELEMS = 16 * 1024 * 1024;
+
+/**
+ * Rows per chunk for `rows` rows over vocabulary `vocab`, or 0 when one cross-entropy over all rows is
+ * used: 'auto' chunks only when the whole logits would pass 64 MiB, then as many rows as fit in it.
+ */
+export function ceChunkRows(chunk: CeChunk, rows: number, vocab: number): number {
+  if (chunk !== 'auto' && !(Number.isInteger(chunk) && chunk >= 0)) {
+    throw new Error(`ceChunk must be 'auto', 0 (off) or a positive number of rows (got ${String(chunk)})`);
+  }
+  const c = chunk === 'auto' ? Math.max(1, Math.floor(AUTO_CHUNK_ELEMS / vocab)) : chunk;
+  return c > 0 && c < rows ? c : 0;
+}
+
+export interface ChunkedLoss {
+  /** Mean cross-entropy over rows whose target is in [0, V) and not ignoreIndex (0 when there are none). */
+  readonly loss: Tensor;
+  /** One checkpoint segment per chunk, for `gradients(loss, wrt, { checkpoint })`; empty without chunks. */
+  readonly segments: CheckpointSegment[];
+}
+
+/**
+ * Cross-entropy of head(rows) against targets, `chunk` rows at a time (0: in one piece).
+ * rows [N, D], targets i32 [N], head maps [C, D] → logits [C, V].
+ */
+export function chunkedCrossEntropy(rows: Tensor, head: (rows: Tensor) => Tensor, targets: Tensor, vocab: number, chunk: number, ignoreIndex = -100): ChunkedLoss {
+  const g = rows.graph, N = rows.shape[0]!;
+  if (chunk <= 0 || chunk >= N) return { loss: F.crossEntropy(head(rows), targets, ignoreIndex), segments: [] };
+  // counted[n] = 1 where row n's target counts, by a lookup in a [V, 1] table of ones with the ignored
+  // row zeroed (out-of-range ids read a zero row on every backend, as the op skips them).
+  const ones = (n: number): Tensor[] => (n > 0 ? [F.fill(g, [n, 1], 1)] : []);
+  const table = ignoreIndex >= 0 && ignoreIndex < vocab
+    ? F.concat([...ones(ignoreIndex), F.fill(g, [1, 1], 0), ...ones(vocab - ignoreIndex - 1)], 0)
+    : F.fill(g, [vocab, 1], 1);
+  const counted = F.reshape(F.embedding(table, targets), [N]);
+  const total = F.sum(counted);
+  // max(1, n) for a count n ≥ 0: exp(−1e30·n) is exactly 1 at n = 0 and underflows to 0 from n = 1 on.
+  const denominator = F.add(total, F.exp(F.scale(total, -1e30)));
+  const segments: CheckpointSegment[] = [];
+  let sum: Tensor | undefined;
+  for (let a = 0, k = 0; a < N; a += chunk, k++) {
+    const b = Math.min(N, a + chunk);
+    const n = F.sum(F.slice(counted, 0, a, b));
+    // The chunk's mean times its count is its summed loss.
+    const { value: term, segment: s } = segment(g, `cross_entropy.chunk${k}`, () =>
+      F.mul(F.crossEntropy(head(F.slice(rows, 0, a, b)), F.slice(targets, 0, a, b), ignoreIndex), n));
+    segments.push(s);
+    sum = sum ? F.add(sum, term) : term;
+  }
+  return { loss: F.div(sum!, denominator), segments };
+}
+
+/**
+ * Mean next-token cross-entropy of a Llama graph against targets i32 [B·T] for its last T positions
+ * (input-side adapters put virtual tokens first; they predict nothing).
+ */
+export function nextTokenLoss(net: LlamaGraph, targets: Tensor, o: { ceChunk?: CeChunk } = {}): ChunkedLoss {
+  const [B, positions, D] = net.hidden.shape as [number, number, number];
+  const N = targets.shape[0]!, T = N / B;
+  const V = net.weights.get('model.embed_tokens.weight')!.shape[0]!;
+  const h = T === positions ? net.hidden : F.slice(net.hidden, 1, positions - T, positions);
+  return chunkedCrossEntropy(F.reshape(h, [N, D]), (rows) => net.head(rows), targets, V, ceChunkRows(o.ceChunk ?? 'auto', N, V));
+}
