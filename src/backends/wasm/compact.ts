@@ -3,7 +3,7 @@
  * bfloat16, q8_0 or q4_0 in the wasm memory, in the layouts of src/quant/types.ts, and read there
  * directly by matmul (`MatmulCall.bType`), the embedding gather and `dequantize`.
  */
-import { QK, type CompactDType } from '../../quant/types.js';
+import { QUANT_BLOCK as QK, type CompactDType } from '../../quant/types.js';
 import type { WasmRuntime } from './runtime.js';
 
 /** Type codes, mirrored from assembly/compact.ts. */
