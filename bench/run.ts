@@ -6,16 +6,19 @@ import { benchArena } from './arena.js';
 import { benchGenerate } from './generate.js';
 import { benchMatmul } from './matmul.js';
 import { benchMethods } from './methods.js';
+import { benchScale } from './scale.js';
 import { benchTrain } from './train.js';
 import { benchWebgpu } from './webgpu.js';
 
 type Suite = (opts: { json: boolean }) => Promise<void>;
 
-const SUITES: Record<string, Suite> = { matmul: benchMatmul, train: benchTrain, generate: benchGenerate, webgpu: benchWebgpu, methods: benchMethods, arena: benchArena };
+const SUITES: Record<string, Suite> = { matmul: benchMatmul, train: benchTrain, generate: benchGenerate, webgpu: benchWebgpu, methods: benchMethods, arena: benchArena, scale: benchScale };
 
 const args = process.argv.slice(2);
 const json = args.includes('--json');
-const named = args.filter((a) => !a.startsWith('--'));
+// Suite names come first; a suite's own flags (--models x,y) follow them.
+const firstFlag = args.findIndex((a) => a.startsWith('--'));
+const named = firstFlag < 0 ? args : args.slice(0, firstFlag);
 const unknown = named.filter((n) => !(n in SUITES));
 if (unknown.length) {
   console.error(`unknown suite ${unknown.join(', ')}; suites: ${Object.keys(SUITES).join(', ')}`);

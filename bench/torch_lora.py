@@ -1,6 +1,7 @@
-"""The PyTorch CPU eager baseline for bench/train.ts: one LoRA (r=8, all seven projections) training step
-on a Llama of the given size, batch x seq random tokens, AdamW on the adapter only. Prints a JSON line
-{"stepSeconds", "peakMiB"} (best step of those timed)."""
+"""The PyTorch CPU eager baseline for bench/train.ts and bench/scale.ts: one LoRA (rank r, default 8, all
+seven projections) training step on a Llama of the given size, batch x seq random tokens, AdamW on the
+adapter only. Optional config keys: nKvHeads (grouped-query attention), qkvBias, tiedEmbeddings, rank.
+Prints a JSON line {"stepSeconds", "peakMiB"} (best step of those timed)."""
 import json, math, resource, sys, time
 import torch
 
@@ -10,18 +11,22 @@ torch.set_num_threads(2)
 D, F, L, H, V = cfg["dim"], cfg["hiddenDim"], cfg["nLayers"], cfg["nHeads"], cfg["vocabSize"]
 B, T, steps = cfg["batch"], cfg["seq"], cfg["steps"]
 hd = D // H
-r, scale = 8, 16 / 8
+KV = cfg.get("nKvHeads", H)
+r = cfg.get("rank", 8)
+scale = 2.0  # alpha = 2r, as the TypeScript side
 
 
 class LoraLinear(torch.nn.Module):
-    def __init__(self, i, o):
+    def __init__(self, i, o, bias=False):
         super().__init__()
         self.w = torch.nn.Parameter(torch.randn(o, i) * 0.02, requires_grad=False)
+        self.bias = torch.nn.Parameter(torch.zeros(o), requires_grad=False) if bias else None
         self.a = torch.nn.Parameter(torch.randn(r, i) / math.sqrt(i))
         self.b = torch.nn.Parameter(torch.zeros(o, r))
 
     def forward(self, x):
-        return x @ self.w.t() + (x @ self.a.t()) @ self.b.t() * scale
+        y = x @ self.w.t() + (x @ self.a.t()) @ self.b.t() * scale
+        return y + self.bias if self.bias is not None else y
 
 
 def rms(x, w):
@@ -40,14 +45,20 @@ def rope(x):
 class Block(torch.nn.Module):
     def __init__(self):
         super().__init__()
-        self.q, self.k, self.v, self.o = (LoraLinear(D, D) for _ in range(4))
+        bias = cfg.get("qkvBias", False)
+        self.q, self.k, self.v = LoraLinear(D, D, bias), LoraLinear(D, KV * hd, bias), LoraLinear(D, KV * hd, bias)
+        self.o = LoraLinear(D, D)
         self.g, self.u, self.d = LoraLinear(D, F), LoraLinear(D, F), LoraLinear(F, D)
         self.n1 = torch.nn.Parameter(torch.ones(D), requires_grad=False)
         self.n2 = torch.nn.Parameter(torch.ones(D), requires_grad=False)
 
     def forward(self, x):
         h = rms(x, self.n1)
-        q, k, v = (rope(p(h).view(B, T, H, hd)) if i < 2 else p(h).view(B, T, H, hd) for i, p in enumerate((self.q, self.k, self.v)))
+        q = rope(self.q(h).view(B, T, H, hd))
+        k = rope(self.k(h).view(B, T, KV, hd))
+        v = self.v(h).view(B, T, KV, hd)
+        # Grouped-query attention: each key/value head serves H / KV query heads.
+        k, v = (t.repeat_interleave(H // KV, dim=2) for t in (k, v))
         q, k, v = (t.transpose(1, 2) for t in (q, k, v))
         att = (q @ k.transpose(-1, -2)) / math.sqrt(hd)
         att = att.masked_fill(torch.triu(torch.ones(T, T, dtype=torch.bool), 1), float("-inf")).softmax(-1)
@@ -58,7 +69,7 @@ class Block(torch.nn.Module):
 
 emb = torch.randn(V, D) * 0.02
 blocks = torch.nn.ModuleList(Block() for _ in range(L))
-head = torch.randn(V, D) * 0.02
+head = emb if cfg.get("tiedEmbeddings", False) else torch.randn(V, D) * 0.02
 params = [p for p in blocks.parameters() if p.requires_grad]
 opt = torch.optim.AdamW(params, lr=1e-3)
 ids = torch.randint(0, V, (B, T + 1))

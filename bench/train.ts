@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { AdaptedModel } from '../src/adapters/adapted-model.js';
 import type { Backend } from '../src/backends/backend.js';
 import { createJsBackend } from '../src/backends/js/index.js';
-import type { LlamaCheckpoint } from '../src/formats/checkpoint.js';
+import type { LlamaCheckpoint, LlamaConfig } from '../src/formats/checkpoint.js';
 import { createBackend } from '../src/scheduler/backends.js';
 import type { StepProfile } from '../src/scheduler/profile.js';
 import { trainTransformerBlock } from '../src/toy/tasks.js';
@@ -36,22 +36,23 @@ function peakRss(): number { return process.memoryUsage().rss; }
  * Fine-tune `steps` steps of LoRA r=8 on random tokens; returns tokens/s over the timed steps and peak RSS.
  * With `profile`, the last step's kernels are timed too (and that step is left out of the throughput).
  */
-export async function loraRun(ckpt: LlamaCheckpoint, backend: Backend, batch: number, seq: number, steps: number, profile = false): Promise<{ tokensPerSecond: number; peakMiB: number; stepSeconds: number; profile?: StepProfile | null }> {
+export async function loraRun(ckpt: LlamaCheckpoint, backend: Backend, batch: number, seq: number, steps: number, profile = false, o: { rank?: number; checkpointing?: boolean } = {}): Promise<{ tokensPerSecond: number; peakMiB: number; stepSeconds: number; profile?: StepProfile | null }> {
   const model = new AdaptedModel(ckpt);
-  model.addAdapter('default', 'lora', { r: 8, alpha: 16, targetModules: [...LLAMA_PROJECTIONS] }, { seed: 1 });
+  const r = o.rank ?? 8;
+  model.addAdapter('default', 'lora', { r, alpha: 2 * r, targetModules: [...LLAMA_PROJECTIONS] }, { seed: 1 });
   const V = ckpt.config.vocabSize, rows = batch * 2;
   const ids = Int32Array.from({ length: rows * (seq + 1) }, (_, i) => (i * 7919 + 13) % V);
   const targets = Int32Array.from({ length: rows * seq }, (_, i) => ids[Math.floor(i / seq) * (seq + 1) + (i % seq) + 1]!);
   const data = { ids, targets, rows, seq, paddingRatio: 0, naivePaddingRatio: 0 };
   let peak = peakRss();
   const stamps: number[] = [];
-  const r = await fineTune({ model, adapter: 'default', backend, data, steps, batch, lr: 1e-3, profile, onStep: () => { stamps.push(performance.now()); peak = Math.max(peak, peakRss()); } });
+  const res = await fineTune({ model, adapter: 'default', backend, data, steps, batch, lr: 1e-3, profile, ...(o.checkpointing ? { checkpointing: true } : {}), onStep: () => { stamps.push(performance.now()); peak = Math.max(peak, peakRss()); } });
   const timed = stamps.slice(1, profile ? -1 : undefined);
   const perStep = (timed[timed.length - 1]! - timed[0]!) / Math.max(1, timed.length - 1);
-  return { tokensPerSecond: (batch * seq) / (perStep / 1000), peakMiB: peak / 2 ** 20, stepSeconds: perStep / 1000, ...(profile ? { profile: r.profile ?? null } : {}) };
+  return { tokensPerSecond: (batch * seq) / (perStep / 1000), peakMiB: peak / 2 ** 20, stepSeconds: perStep / 1000, ...(profile ? { profile: res.profile ?? null } : {}) };
 }
 
-function torchLora(cfg: typeof SYNTH_512, batch: number, seq: number, steps: number): { stepSeconds: number; peakMiB: number } | undefined {
+export function torchLora(cfg: LlamaConfig & { rank?: number }, batch: number, seq: number, steps: number): { stepSeconds: number; peakMiB: number } | undefined {
   if (!existsSync('/usr/bin/python3')) return undefined;
   const script = fileURLToPath(new URL('./torch_lora.py', import.meta.url));
   const r = spawnSync('/usr/bin/python3', [script, JSON.stringify({ ...cfg, batch, seq, steps })], { encoding: 'utf8', env: { ...process.env, OMP_NUM_THREADS: '2' } });

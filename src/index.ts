@@ -27,8 +27,8 @@ export { checkpointToGguf } from './formats/gguf-llama.js';
 export { createTokenizer, type Tokenizer } from './tokenizer/index.js';
 
 export { buildLlama, LLAMA_PROJECTIONS, type ModelHooks } from './model/llama.js';
-export { LlamaRuntime, type GenerateOptions } from './model/runtime.js';
 export { chunkedCrossEntropy, nextTokenLoss, type CeChunk } from './model/loss.js';
+export { EVAL_RANGES, GENERATE_RANGES, LlamaRuntime, type GenerateOptions } from './model/runtime.js';
 export { Sampler, type SamplingOptions } from './model/sampling.js';
 
 export { AdaptedModel, type Adapter } from './adapters/adapted-model.js';
@@ -37,7 +37,8 @@ export { getMethod, methodNames } from './adapters/registry.js';
 export type { AdapterMethod, ModuleInfo, ParamStore } from './adapters/types.js';
 
 export { Trainer, type OptimizerOptions, type StepResult } from './train/trainer.js';
-export { buildTrainingGraph, fineTune, type FineTuneOptions, type FineTuneResult, type FineTuneRun, type TrainingGraph } from './train/finetune.js';
+export { buildTrainingGraph, FINE_TUNE_RANGES, fineTune, type FineTuneOptions, type FineTuneResult, type FineTuneRun, type TrainingGraph } from './train/finetune.js';
+export { checkRange, describeRange, type Range } from './util/ranges.js';
 export { decodeTrainingState, encodeTrainingState, TRAINING_STATE_FILE, type TrainingState } from './train/training-state.js';
 export { formatProfile, summarizeProfile, type OpTime, type StepProfile } from './scheduler/profile.js';
 export { lrSchedule } from './train/schedule.js';

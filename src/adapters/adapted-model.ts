@@ -8,6 +8,7 @@ import type { LlamaCheckpoint, NamedTensor } from '../formats/checkpoint.js';
 import * as F from '../graph/api.js';
 import type { Graph, Tensor } from '../graph/graph.js';
 import type { LinearContext, ModelHooks, SublayerContext } from '../model/llama.js';
+import { hostKeyValues } from '../model/host-forward.js';
 import { LlamaRuntime } from '../model/runtime.js';
 import type { Session } from '../scheduler/session.js';
 import { seededRandom } from '../util/random.js';
@@ -55,6 +56,7 @@ export class AdaptedModel {
     const params = method.createParams({
       config: parsed, modules, model: this.base.config, random,
       baseWeight: (m) => this.baseTensor(`${m}.weight`),
+      keyValues: (ids) => hostKeyValues(this.effectiveCheckpoint(), ids),
       ...(this.base.tokenizer ? { tokenizer: this.base.tokenizer } : {}),
     });
     // Methods that rewrite the base (PiSSA) report it through createParams' store under `__base__/<module>`.

@@ -5,6 +5,7 @@
  */
 import type { F32Tensor, LlamaConfig, NamedTensor } from '../formats/checkpoint.js';
 import type { Graph, Tensor } from '../graph/graph.js';
+import type { HostKeyValues } from '../model/host-forward.js';
 import type { LinearContext, SublayerContext } from '../model/llama.js';
 import type { TokenizerData } from '../tokenizer/types.js';
 
@@ -37,6 +38,11 @@ export interface InitContext<C> {
   baseWeight(module: string): NamedTensor;
   /** The base model's tokenizer, when it has one (prompt tuning's text initialisation). */
   readonly tokenizer?: TokenizerData;
+  /**
+   * The model's keys and values per layer after reading `ids` from position 0 (prefix tuning's init from
+   * real tokens); absent where only the parameters' shapes are wanted (reading a saved adapter).
+   */
+  keyValues?(ids: readonly number[]): HostKeyValues;
   random(): number;
 }
 
@@ -123,6 +129,11 @@ export interface AdapterMethod<C extends TargetConfig = TargetConfig> {
   readonly peftType?: string;
   /** Documentation of every config key, shown by `adaptkit train --help`. */
   readonly options: Readonly<Record<string, string>>;
+  /**
+   * The peak learning rate fineTune and `adaptkit train` use when none is given, and where the value comes
+   * from (a paper's or PEFT's example settings, or the methods benchmark where neither has one).
+   */
+  readonly defaultLr: { readonly value: number; readonly source: string };
   /** Validate a config (camelCase keys), filling defaults; unknown keys are errors. */
   parseConfig(raw: Readonly<Record<string, unknown>>): C;
   /** The modules a config applies to (default: target matching over linear modules). */

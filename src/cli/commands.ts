@@ -3,40 +3,44 @@
  * Deno (node: built-ins); output meant for programs goes to stdout, progress to stderr.
  */
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AdaptedModel } from '../adapters/adapted-model.js';
 import { loadPeft, savePeft } from '../adapters/peft.js';
 import { getMethod, methodNames } from '../adapters/registry.js';
+import { llamaModules, selectTargets } from '../adapters/targets.js';
 import { HERO_MARKER, HERO_OPENING, heroStories } from '../data/builtin-task.js';
 import { type Example, jsonlExamples, pack, textExamples } from '../data/dataset.js';
 import { paragraphs } from '../data/text.js';
 import { numel } from '../formats/binary.js';
-import { type LlamaCheckpoint, loadCheckpoint, tensorF32, withRopeLayout } from '../formats/checkpoint.js';
+import { type LlamaCheckpoint, type LlamaConfig, loadCheckpoint, tensorF32, withRopeLayout } from '../formats/checkpoint.js';
+import type { CeChunk } from '../model/loss.js';
+import { formatBytes, formatEstimate, memoryProblem } from '../scheduler/memory.js';
+import { estimateTraining, fittingVariants } from '../train/memory.js';
 import { checkpointToGguf, ggufTokenizerData } from '../formats/gguf-llama.js';
 import { parseGguf } from '../formats/gguf.js';
 import { writeSafetensors } from '../formats/safetensors.js';
-import { LlamaRuntime } from '../model/runtime.js';
-import type { CeChunk } from '../model/loss.js';
+import { EVAL_RANGES, GENERATE_RANGES, LlamaRuntime } from '../model/runtime.js';
 import { BACKEND_CHOICES, type ChosenBackend, createBackend } from '../scheduler/backends.js';
 import { formatProfile } from '../scheduler/profile.js';
 import { createTokenizer, sentencePieceToHfJson, type Tokenizer, type TokenizerData, tokenizerConfigJson, tokenizerDataFromHfJson } from '../tokenizer/index.js';
-import { fineTune } from '../train/finetune.js';
+import { FINE_TUNE_RANGES, fineTune } from '../train/finetune.js';
 import { decodeTrainingState, encodeTrainingState, TRAINING_STATE_FILE, type TrainingState } from '../train/training-state.js';
-import { type FlagSpec, type Flags, UsageError, need, parseFlags, usage } from './args.js';
+import { checkModelLimits, type FlagSpec, type Flags, UsageError, need, parseFlags, usage } from './args.js';
 import { resolveModel } from './model-source.js';
+import { checkOutput, prepareOutput, resolveResume, writeFileAtomic, writeFolderAtomic } from './output.js';
 import { Progress } from './progress.js';
 
 const err = (s: string): void => { process.stderr.write(`${s}\n`); };
 
 const common: Record<string, FlagSpec> = {
-  backend: { type: 'string', help: `compute backend: ${BACKEND_CHOICES.join(' | ')}`, default: 'auto' },
-  threads: { type: 'int', help: 'wasm worker threads (default: all cores)' },
+  backend: { type: 'string', help: `compute backend: ${BACKEND_CHOICES.join(' | ')}`, default: 'auto', range: { oneOf: BACKEND_CHOICES } },
+  threads: { type: 'int', help: 'wasm worker threads (default: all cores)', range: { integer: true, min: 1, max: 256 } },
   help: { type: 'bool', help: 'show this help' },
 };
 const modelFlags: Record<string, FlagSpec> = {
   model: { type: 'string', help: 'model: a .gguf, llama2.c .bin, safetensors folder, URL or Hugging Face repo id' },
-  tokenizer: { type: 'string', help: "the vocabulary when the model has none: a llama2.c tokenizer.bin (default: tok<vocab>.bin beside a .bin model), a .gguf or a tokenizer.json" },
+  tokenizer: { type: 'string', help: "the vocabulary when the model has none: a llama2.c tokenizer.bin (default: tok<vocab>.bin beside a .bin model), a .gguf or a tokenizer.json", path: { kind: 'file' } },
 };
 
 async function openModel(f: Flags): Promise<{ ckpt: LlamaCheckpoint; tok: Tokenizer }> {
@@ -52,7 +56,12 @@ async function openModel(f: Flags): Promise<{ ckpt: LlamaCheckpoint; tok: Tokeni
 /** A vocabulary borrowed from another file: a GGUF model's, or a Hugging Face tokenizer.json. */
 async function tokenizerFrom(path: string): Promise<TokenizerData> {
   const bytes = new Uint8Array(await readFile(path).catch((e: Error) => { throw new Error(`${path}: ${e.message}`); }));
-  if (/\.json$/i.test(path)) return tokenizerDataFromHfJson(JSON.parse(new TextDecoder().decode(bytes)) as Record<string, unknown>, path);
+  if (/\.json$/i.test(path)) {
+    let json: unknown;
+    try { json = JSON.parse(new TextDecoder().decode(bytes)); } catch (e) { throw new Error(`--tokenizer ${path}: not valid JSON (${(e as Error).message})`); }
+    if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new Error(`--tokenizer ${path}: expected a tokenizer.json object`);
+    return tokenizerDataFromHfJson(json as Record<string, unknown>, path);
+  }
   const data = ggufTokenizerData(parseGguf(bytes, path));
   if (!data) throw new Error(`${path}: this GGUF file has no tokenizer`);
   return data;
@@ -82,15 +91,15 @@ async function runtimeFor(f: Flags, ckpt: LlamaCheckpoint, chosen: ChosenBackend
 const generateFlags: Record<string, FlagSpec> = {
   ...modelFlags,
   prompt: { type: 'string', help: 'text to continue (default: start from BOS)', default: '' },
-  'max-tokens': { type: 'int', help: 'tokens to generate', default: 256 },
-  temperature: { type: 'number', help: 'sampling temperature; 0 is greedy', default: 0 },
-  'top-k': { type: 'int', help: 'sample among the k most likely tokens (0: all)', default: 0 },
-  'top-p': { type: 'number', help: 'nucleus sampling mass', default: 1 },
-  'repetition-penalty': { type: 'number', help: 'penalty for tokens already seen (1: off)', default: 1 },
-  mirostat: { type: 'number', help: 'Mirostat 2.0 target surprise τ in bits (enables Mirostat)' },
-  'mirostat-eta': { type: 'number', help: 'Mirostat learning rate η', default: 0.1 },
-  seed: { type: 'int', help: 'random seed for sampling', default: 0 },
-  adapter: { type: 'string', help: 'a PEFT adapter folder to apply' },
+  'max-tokens': { type: 'int', help: "tokens to generate (fewer when the model's context fills up first, which is reported)", default: 256, range: GENERATE_RANGES.maxTokens },
+  temperature: { type: 'number', help: 'sampling temperature; 0 is greedy', default: 0, range: GENERATE_RANGES.temperature },
+  'top-k': { type: 'int', help: 'sample among the k most likely tokens (0: all)', default: 0, range: GENERATE_RANGES.topK },
+  'top-p': { type: 'number', help: 'nucleus sampling mass', default: 1, range: GENERATE_RANGES.topP },
+  'repetition-penalty': { type: 'number', help: 'penalty for tokens already seen (1: off)', default: 1, range: GENERATE_RANGES.repetitionPenalty },
+  mirostat: { type: 'number', help: 'Mirostat 2.0 target surprise τ in bits (enables Mirostat)', range: GENERATE_RANGES.mirostatTau },
+  'mirostat-eta': { type: 'number', help: 'Mirostat learning rate η', default: 0.1, range: GENERATE_RANGES.mirostatEta },
+  seed: { type: 'int', help: 'random seed for sampling', default: 0, range: GENERATE_RANGES.seed },
+  adapter: { type: 'string', help: 'a PEFT adapter folder to apply', path: { kind: 'folder' } },
   ...common,
 };
 
@@ -106,6 +115,7 @@ async function generate(f: Flags): Promise<void> {
     repetitionPenalty: Number(f['repetition-penalty']), seed: Number(f.seed),
     ...(f.mirostat !== undefined ? { mirostatTau: Number(f.mirostat), mirostatEta: Number(f['mirostat-eta']) } : {}),
     onToken: (id) => process.stdout.write(stream.push(id)),
+    onContextFull: (context) => err(`generate: stopped at the model's context length (${context} positions) before --max-tokens ${f['max-tokens']}`),
   });
   process.stdout.write(stream.flush());
   rt.dispose();
@@ -116,17 +126,21 @@ async function generate(f: Flags): Promise<void> {
 
 const evalFlags: Record<string, FlagSpec> = {
   ...modelFlags,
-  data: { type: 'string', help: 'text file; paragraphs are separated by blank lines' },
-  paragraphs: { type: 'int', help: 'use the first K paragraphs', default: 200 },
-  'max-tokens': { type: 'int', help: 'cut each paragraph to T tokens after BOS', default: 256 },
-  batch: { type: 'int', help: 'sequences per forward pass', default: 8 },
-  adapter: { type: 'string', help: 'a PEFT adapter folder to apply' },
+  data: { type: 'string', help: 'text file; paragraphs are separated by blank lines', path: { kind: 'file' } },
+  paragraphs: { type: 'int', help: 'use the first K paragraphs', default: 200, range: { integer: true, min: 1 } },
+  'max-tokens': {
+    type: 'int', help: 'cut each paragraph to T tokens after BOS', default: 256, range: { integer: true, min: 1 },
+    limit: (v, _f, m) => (Number(v) + 1 > m.maxSeqLen ? `with BOS exceeds the model's context of ${m.maxSeqLen} tokens` : undefined),
+  },
+  batch: { type: 'int', help: 'sequences per forward pass', default: 8, range: EVAL_RANGES.batch },
+  adapter: { type: 'string', help: 'a PEFT adapter folder to apply', path: { kind: 'folder' } },
   json: { type: 'bool', help: 'end with a JSON line {"loss", "tokens"}' },
   ...common,
 };
 
 async function evaluate(f: Flags): Promise<void> {
   const { ckpt, tok } = await openModel(f);
+  checkModelLimits(f, evalFlags, ckpt.config);
   const dataPath = need(f, 'data', 'eval');
   const text = await readFile(dataPath, 'utf8').catch((e: Error) => { throw new Error(`${dataPath}: ${e.message}`); });
   const paras = paragraphs(text).slice(0, Number(f.paragraphs));
@@ -170,39 +184,108 @@ async function info(f: Flags): Promise<void> {
 
 // ---------------------------------------------------------------------------------------------- train
 
+const dataPath = { kind: 'file', except: ['builtin'] } as const;
+const R = FINE_TUNE_RANGES;
+
+/** Positions prompt or prefix tuning adds before every row (their virtual tokens), for the --seq limit. */
+function reservedPositions(f: Flags): number {
+  if (f.resume) return 0;
+  const m = getMethod(String(f.method)), c = m.parseConfig(methodConfig(f));
+  return (m.virtualTokens?.(c) ?? 0) + (m.prefixTokens?.(c) ?? 0);
+}
+
+/** The smallest of min(in, out) over the modules LoRA would adapt: a higher rank adds nothing but parameters. */
+function smallestDimension(f: Flags, model: LlamaConfig): { dim: number; module: string } | undefined {
+  if (f.resume || getMethod(String(f.method)).name !== 'lora') return undefined;
+  const modules = selectTargets(getMethod('lora').parseConfig(methodConfig(f)), llamaModules(model));
+  let best: { dim: number; module: string } | undefined;
+  for (const m of modules) {
+    const dim = Math.min(m.inFeatures, m.outFeatures);
+    if (!best || dim < best.dim) best = { dim, module: `${m.name} (${m.inFeatures} → ${m.outFeatures})` };
+  }
+  return best;
+}
+
 const trainFlags: Record<string, FlagSpec> = {
   ...modelFlags,
-  data: { type: 'string', help: "training data: a text file (blank-line paragraphs), a .jsonl file, or 'builtin' (the hero task)", default: 'builtin' },
+  data: { type: 'string', help: "training data: a text file (blank-line paragraphs), a .jsonl file, or 'builtin' (the hero task)", default: 'builtin', path: dataPath },
   method: { type: 'string', help: `adapter method: ${methodNames().join(' | ')}`, default: 'lora' },
-  rank: { type: 'int', help: 'LoRA rank r', default: 8 },
-  alpha: { type: 'number', help: 'LoRA alpha (scaling alpha/r)', default: 16 },
-  dropout: { type: 'number', help: 'adapter dropout', default: 0 },
   targets: { type: 'string', help: "modules to adapt, comma-separated, or 're:<regex>'", default: 'q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj' },
-  layers: { type: 'string', help: 'only these layers, comma-separated' },
+  layers: {
+    type: 'string', help: 'only these layers, comma-separated',
+    limit: (v, _f, m) => {
+      const bad = String(v).split(',').find((x) => !/^\s*\d+\s*$/.test(x) || Number(x) >= m.nLayers);
+      return bad === undefined ? undefined : `'${bad.trim()}' is not a layer of this model (it has ${m.nLayers}: 0 to ${m.nLayers - 1})`;
+    },
+  },
+  rank: {
+    type: 'int', help: 'LoRA rank r (at most the smaller dimension of every adapted module)', default: 8, range: { integer: true, min: 1 },
+    limit: (v, f, m) => {
+      const s = smallestDimension(f, m);
+      return s && Number(v) > s.dim ? `exceeds ${s.dim}, the smaller dimension of ${s.module}` : undefined;
+    },
+  },
+  alpha: { type: 'number', help: 'LoRA alpha (scaling alpha/r)', default: 16, range: { above: 0 } },
+  dropout: { type: 'number', help: 'adapter dropout', default: 0, range: { min: 0, below: 1 } },
   rslora: { type: 'bool', help: 'rsLoRA scaling alpha/√r' },
   dora: { type: 'bool', help: 'DoRA magnitude/direction decomposition' },
-  init: { type: 'string', help: 'LoRA init: default | gaussian | pissa', default: 'default' },
-  steps: { type: 'int', help: 'optimizer steps', default: 60 },
-  lr: { type: 'number', help: 'peak learning rate', default: 5e-3 },
-  warmup: { type: 'int', help: 'linear warmup steps', default: 5 },
-  decay: { type: 'string', help: 'learning-rate decay after warmup: cosine | linear | constant', default: 'cosine' },
-  'weight-decay': { type: 'number', help: 'AdamW decoupled weight decay', default: 0 },
-  'max-grad-norm': { type: 'number', help: 'clip the global gradient norm (0: off)', default: 1 },
-  accumulate: { type: 'int', help: 'micro-batches per optimizer step', default: 1 },
-  batch: { type: 'int', help: 'sequences per micro-batch', default: 8 },
-  seq: { type: 'int', help: 'tokens per sequence', default: 128 },
-  seed: { type: 'int', help: 'seed for initialisation and dropout', default: 1 },
-  'eval-data': { type: 'string', help: 'held-out data in the same formats as --data' },
-  'eval-every': { type: 'int', help: 'evaluate every N steps', default: 0 },
-  'checkpoint-every': { type: 'int', help: 'save adapter and optimizer state every N steps into OUT/checkpoint-N', default: 0 },
-  resume: { type: 'string', help: 'resume from a checkpoint folder written by --checkpoint-every (its method, config and seed; the other flags as given)' },
-  out: { type: 'string', help: 'output folder for the adapter (PEFT format)' },
+  init: { type: 'string', help: 'LoRA init: default | gaussian | pissa', default: 'default', range: { oneOf: ['default', 'gaussian', 'pissa'] } },
+  steps: { type: 'int', help: 'optimizer steps', default: 60, range: R.steps },
+  lr: { type: 'number', help: "peak learning rate (default: the method's own, listed in the README's table of methods)", range: R.lr },
+  warmup: { type: 'int', help: 'linear warmup steps', default: 5, range: R.warmup },
+  decay: { type: 'string', help: 'learning-rate decay after warmup: cosine | linear | constant', default: 'cosine', range: R.decay },
+  'weight-decay': { type: 'number', help: 'AdamW decoupled weight decay', default: 0, range: R.weightDecay },
+  'max-grad-norm': { type: 'number', help: 'clip the global gradient norm (0: off)', default: 1, range: { min: 0 } },
+  accumulate: { type: 'int', help: 'micro-batches per optimizer step', default: 1, range: R.accumulate },
+  batch: { type: 'int', help: 'sequences per micro-batch', default: 8, range: R.batch },
+  seq: {
+    type: 'int', help: "tokens per sequence (with prompt or prefix tuning's virtual tokens, at most the model's context)", default: 128, range: { integer: true, min: 1 },
+    limit: (v, f, m) => {
+      const reserved = reservedPositions(f);
+      return Number(v) + reserved > m.maxSeqLen ? `${reserved ? `plus ${reserved} virtual tokens ` : ''}exceeds the model's context of ${m.maxSeqLen} tokens` : undefined;
+    },
+  },
+  seed: { type: 'int', help: 'seed for initialisation and dropout', default: 1, range: R.seed },
+  'eval-data': { type: 'string', help: 'held-out data in the same formats as --data', path: dataPath },
+  'eval-every': { type: 'int', help: 'evaluate every N steps', default: 0, range: R.evalEvery },
+  'checkpoint-every': { type: 'int', help: 'save adapter and optimizer state every N steps into OUT/checkpoint-N', default: 0, range: R.checkpointEvery },
+  resume: { type: 'string', help: 'resume from a checkpoint folder written by --checkpoint-every, or from the --out folder holding them (its newest complete one); the checkpoint sets the method, config and seed, the other flags apply as given' },
+  out: { type: 'string', help: 'output folder for the adapter (PEFT format) and its checkpoints; must not hold an adapter already unless --overwrite' },
+  overwrite: { type: 'bool', help: 'replace the adapter and checkpoints already in --out' },
   json: { type: 'bool', help: 'print JSON lines {"step", "loss", …} instead of a progress bar' },
   profile: { type: 'bool', help: 'time every kernel of the last step (GPU timestamps on webgpu) and print time per op and the share of the step spent in kernels' },
+  'dry-run': { type: 'bool', help: 'plan the run and print the memory it needs on the chosen backend (weights, activations, optimizer state, workspace) and whether it fits, with settings that would; train nothing (exit 1 when it does not fit)' },
   checkpointing: { type: 'bool', help: "activation checkpointing: keep each layer's input only and recompute the layer in the backward pass (less memory, about a third more compute, same gradients)" },
   'ce-chunk': { type: 'string', help: "rows of the output head and cross-entropy computed at a time so the whole logits never exist: N, 0 (off) or auto (chunks of at most 64 MiB of logits, none when they all fit)", default: 'auto' },
   ...common,
 };
+
+/** train --dry-run: the planned memory of the run and whether it fits; nothing is trained or written. */
+async function dryRun(f: Flags): Promise<number> {
+  const json = Boolean(f.json);
+  const ceChunk = ceChunkFlag(f['ce-chunk']);
+  const { ckpt } = await openModel(f);
+  checkModelLimits(f, trainFlags, ckpt.config);
+  const model = new AdaptedModel(ckpt);
+  model.addAdapter('default', String(f.method), methodConfig(f), { seed: Number(f.seed) });
+  const chosen = await openBackend(f, json);
+  const shape = { batch: Number(f.batch), seq: Number(f.seq), accumulate: Number(f.accumulate), checkpointing: Boolean(f.checkpointing), ceChunk };
+  const e = estimateTraining(model, 'default', chosen.backend, shape);
+  const caps = chosen.backend.memoryCaps?.();
+  const problem = memoryProblem(e, caps);
+  const variants = problem ? fittingVariants(model, 'default', chosen.backend, shape, caps) : [];
+  if (json) {
+    process.stdout.write(`${JSON.stringify({ event: 'estimate', ...e, caps: caps ?? null, fits: !problem, problem: problem ?? null, wouldFit: variants.map((v) => ({ flags: v.label, totalBytes: v.estimate.totalBytes })) })}\n`);
+  } else {
+    process.stdout.write(`plan: batch ${shape.batch} × ${shape.seq}${shape.checkpointing ? ', checkpointing' : ''}, ${model.parameterCount('default').toLocaleString('en-US')} trainable parameters\n`);
+    process.stdout.write(`memory: ${formatEstimate(e)}\n`);
+    process.stdout.write(`host: ${formatBytes(e.hostBytes)} of loaded weights beside the backend\n`);
+    if (caps) process.stdout.write(`limits: ${[caps.totalBytes !== undefined ? `${formatBytes(caps.totalBytes)} in all` : '', caps.bufferBytes !== undefined ? `${formatBytes(caps.bufferBytes)} per buffer` : ''].filter(Boolean).join(', ')}\n`);
+    process.stdout.write(problem ? `does not fit: ${problem}\n${variants.length ? `would fit: ${variants.map((v) => `${v.label} (${formatBytes(v.estimate.totalBytes)})`).join('; ')}` : 'no smaller setting tried fits'}\n` : 'fits\n');
+  }
+  chosen.backend.dispose();
+  return problem ? 1 : 0;
+}
 
 async function loadExamples(spec: string, tok: Tokenizer, seq: number): Promise<{ examples: Example[]; source: string }> {
   if (spec === 'builtin') return { examples: textExamples(heroStories(96), tok, seq), source: `built-in hero task (${JSON.stringify(HERO_OPENING)})` };
@@ -237,11 +320,16 @@ function methodFlag(argv: readonly string[]): (name: string) => boolean {
   return (flag) => options.includes(flag);
 }
 
-async function writePeftDir(model: AdaptedModel, dir: string, base: string): Promise<void> {
+/** The adapter's PEFT files; savePeft runs before anything is written, so a failure leaves no file. */
+function peftFiles(model: AdaptedModel, base: string): [string, Uint8Array | string][] {
   const files = savePeft(model, 'default', { baseModel: base });
+  return [['adapter_config.json', files.config], ['adapter_model.safetensors', files.weights]];
+}
+
+async function writePeftDir(model: AdaptedModel, dir: string, base: string): Promise<void> {
+  const files = peftFiles(model, base);
   await mkdir(dir, { recursive: true });
-  await writeFile(join(dir, 'adapter_config.json'), files.config);
-  await writeFile(join(dir, 'adapter_model.safetensors'), files.weights);
+  for (const [name, data] of files) await writeFileAtomic(join(dir, name), data);
 }
 
 /** --ce-chunk: 'auto' or a whole number of rows. */
@@ -252,38 +340,45 @@ function ceChunkFlag(v: Flags[string]): CeChunk {
   return n;
 }
 
-async function train(f: Flags): Promise<void> {
+async function train(f: Flags): Promise<number | void> {
+  if (f['dry-run']) return dryRun(f);
   const out = need(f, 'out', 'train');
-  const ceChunk = ceChunkFlag(f['ce-chunk']);
-  const { ckpt, tok } = await openModel(f);
-  const seq = Number(f.seq);
-  const { examples, source } = await loadExamples(String(f.data), tok, seq);
-  const data = pack(examples, seq, 0);
   const json = Boolean(f.json);
   const log = (o: Record<string, unknown>): void => { if (json) process.stdout.write(`${JSON.stringify(o)}\n`); };
-  if (!json) err(`data: ${source}: ${examples.length} examples packed into ${data.rows} rows of ${seq} tokens (padding ${(100 * data.paddingRatio).toFixed(1)}%, ${(100 * data.naivePaddingRatio).toFixed(1)}% without packing)`);
-  log({ event: 'data', examples: examples.length, rows: data.rows, paddingRatio: data.paddingRatio, naivePaddingRatio: data.naivePaddingRatio });
-  const evalData = f['eval-data'] ? pack((await loadExamples(String(f['eval-data']), tok, seq)).examples, seq, 0) : undefined;
-  const chosen = await openBackend(f, json);
+  const resumeFrom = f.resume ? resolveResume(String(f.resume)) : undefined;
+  const outOptions = { overwrite: Boolean(f.overwrite), ...(resumeFrom ? { resumeDir: resumeFrom.dir } : {}) };
+  checkOutput(out, outOptions);
+  const ceChunk = ceChunkFlag(f['ce-chunk']);
+  const { ckpt, tok } = await openModel(f);
+  checkModelLimits(f, trainFlags, ckpt.config);
   const model = new AdaptedModel(ckpt);
   let resume: TrainingState | undefined;
   let seed = Number(f.seed);
-  if (f.resume) {
+  if (resumeFrom) {
     // The checkpoint decides the method, its config and the seed; the flags still set the schedule and data.
-    const path = join(String(f.resume), TRAINING_STATE_FILE);
-    if (!existsSync(path)) throw new Error(`${String(f.resume)}: not a checkpoint written by --checkpoint-every (missing ${TRAINING_STATE_FILE})`);
+    const path = join(resumeFrom.dir, TRAINING_STATE_FILE);
     const restored = decodeTrainingState(model, 'default', new Uint8Array(await readFile(path)), path);
     resume = restored;
     seed = restored.seed;
-    if (!json) err(`resuming at step ${restored.step} from ${String(f.resume)} (${restored.adapter.method.name}, seed ${seed})`);
+    if (!json) err(`resuming at step ${restored.step} from ${resumeFrom.dir}${resumeFrom.note ? ` (${resumeFrom.note})` : ''} (${restored.adapter.method.name}, seed ${seed})`);
   } else {
     model.addAdapter('default', String(f.method), methodConfig(f), { seed });
   }
-  if (!json) err(`adapter: ${f.method} on ${model.get('default').modules.length} modules, ${model.parameterCount('default').toLocaleString('en-US')} trainable parameters`);
+  const seq = Number(f.seq);
+  const { examples, source } = await loadExamples(String(f.data), tok, seq);
+  const data = pack(examples, seq, 0);
+  if (data.paddingRatio === 1 || data.rows === 0) throw new UsageError(`--data ${source}: none of its ${examples.length} examples has a token to predict (they are empty)`);
+  if (!json) err(`data: ${source}: ${examples.length} examples packed into ${data.rows} rows of ${seq} tokens (padding ${(100 * data.paddingRatio).toFixed(1)}%, ${(100 * data.naivePaddingRatio).toFixed(1)}% without packing)`);
+  log({ event: 'data', examples: examples.length, rows: data.rows, paddingRatio: data.paddingRatio, naivePaddingRatio: data.naivePaddingRatio });
+  const evalData = f['eval-data'] ? pack((await loadExamples(String(f['eval-data']), tok, seq)).examples, seq, 0) : undefined;
+  await prepareOutput(out, { ...outOptions, ...(resume ? { resumeStep: resume.step } : {}) });
+  const chosen = await openBackend(f, json);
+  const method = model.get('default').method;
+  if (!json) err(`adapter: ${method.name} on ${model.get('default').modules.length} modules, ${model.parameterCount('default').toLocaleString('en-US')} trainable parameters; lr ${f.lr ?? `${method.defaultLr.value} (the method's default)`}`);
   const steps = Number(f.steps);
   const bar = new Progress('train', steps, process.stderr, json);
   const { losses, profile } = await fineTune({
-    model, adapter: 'default', backend: chosen.backend, data, steps, batch: Number(f.batch), lr: Number(f.lr),
+    model, adapter: 'default', backend: chosen.backend, data, steps, batch: Number(f.batch), ...(f.lr !== undefined ? { lr: Number(f.lr) } : {}),
     profile: Boolean(f.profile), checkpointing: Boolean(f.checkpointing), ceChunk,
     warmup: Number(f.warmup), decay: f.decay as 'cosine', weightDecay: Number(f['weight-decay']),
     ...(Number(f['max-grad-norm']) > 0 ? { maxGradNorm: Number(f['max-grad-norm']) } : {}),
@@ -298,8 +393,8 @@ async function train(f: Flags): Promise<void> {
     checkpointEvery: Number(f['checkpoint-every']),
     onCheckpoint: async (step, run) => {
       const dir = join(out, `checkpoint-${step}`);
-      await writePeftDir(model, dir, String(f.model));
-      await writeFile(join(dir, TRAINING_STATE_FILE), encodeTrainingState(model, 'default', seed, await run.exportState()));
+      const state = encodeTrainingState(model, 'default', seed, await run.exportState());
+      await writeFolderAtomic(dir, [...peftFiles(model, String(f.model)), [TRAINING_STATE_FILE, state]]);
       log({ event: 'checkpoint', step, dir });
     },
   });
@@ -322,7 +417,7 @@ const mergeFlags: Record<string, FlagSpec> = {
   ...modelFlags,
   adapter: { type: 'string', help: 'the PEFT adapter folder to merge' },
   out: { type: 'string', help: 'output folder' },
-  format: { type: 'string', help: 'safetensors (Hugging Face layout) | gguf | both', default: 'both' },
+  format: { type: 'string', help: 'safetensors (Hugging Face layout) | gguf | both', default: 'both', range: { oneOf: ['safetensors', 'gguf', 'both'] } },
   help: common.help!,
 };
 
@@ -334,25 +429,24 @@ async function merge(f: Flags): Promise<void> {
   model.merge('default');
   const merged = model.effectiveCheckpoint();
   const format = String(f.format);
-  if (!['safetensors', 'gguf', 'both'].includes(format)) throw new UsageError(`--format must be safetensors, gguf or both (got ${format})`);
   await mkdir(out, { recursive: true });
   if (format !== 'gguf') {
     const hf = withRopeLayout(merged, 'half');
-    await writeFile(join(out, 'model.safetensors'), writeSafetensors([...hf.tensors].map(([k, t]) => [k, { shape: t.shape, data: tensorF32(t) }] as [string, { shape: number[]; data: Float32Array }]), { metadata: { format: 'pt' } }));
-    await writeFile(join(out, 'config.json'), `${JSON.stringify(hfConfigJson(hf), null, 2)}\n`);
+    await writeFileAtomic(join(out, 'model.safetensors'), writeSafetensors([...hf.tensors].map(([k, t]) => [k, { shape: t.shape, data: tensorF32(t) }] as [string, { shape: number[]; data: Float32Array }]), { metadata: { format: 'pt' } }));
+    await writeFileAtomic(join(out, 'config.json'), `${JSON.stringify(hfConfigJson(hf), null, 2)}\n`);
     const written = ['model.safetensors', 'config.json'];
     if (merged.tokenizer?.kind === 'sentencepiece') {
-      await writeFile(join(out, 'tokenizer.json'), JSON.stringify(sentencePieceToHfJson(merged.tokenizer)));
-      await writeFile(join(out, 'tokenizer_config.json'), `${JSON.stringify(tokenizerConfigJson(merged.tokenizer, merged.config.maxSeqLen), null, 2)}\n`);
+      await writeFileAtomic(join(out, 'tokenizer.json'), JSON.stringify(sentencePieceToHfJson(merged.tokenizer)));
+      await writeFileAtomic(join(out, 'tokenizer_config.json'), `${JSON.stringify(tokenizerConfigJson(merged.tokenizer, merged.config.maxSeqLen), null, 2)}\n`);
       written.push('tokenizer.json', 'tokenizer_config.json');
     } else if (merged.tokenizer?.json) {
-      await writeFile(join(out, 'tokenizer.json'), JSON.stringify(merged.tokenizer.json));
+      await writeFileAtomic(join(out, 'tokenizer.json'), JSON.stringify(merged.tokenizer.json));
       written.push('tokenizer.json');
     }
     err(`wrote ${written.map((w) => `${out}/${w}`).join(', ')}`);
   }
   if (format !== 'safetensors') {
-    await writeFile(join(out, 'model.gguf'), checkpointToGguf(merged));
+    await writeFileAtomic(join(out, 'model.gguf'), checkpointToGguf(merged));
     err(`wrote ${out}/model.gguf`);
   }
 }
@@ -372,7 +466,7 @@ function hfConfigJson(c: LlamaCheckpoint): Record<string, unknown> {
 
 const quickFlags: Record<string, FlagSpec> = {
   model: { type: 'string', help: 'base model (default: stories260K from ../shared/assets)' },
-  steps: { type: 'int', help: 'optimizer steps', default: 40 },
+  steps: { type: 'int', help: 'optimizer steps', default: 40, range: FINE_TUNE_RANGES.steps },
   out: { type: 'string', help: 'where to save the adapter', default: 'out/quickstart-adapter' },
   ...common,
 };
@@ -413,7 +507,7 @@ async function quickstart(f: Flags): Promise<void> {
 
 // ---------------------------------------------------------------------------------------------- dispatch
 
-const commands: Record<string, { summary: string; flags: Record<string, FlagSpec>; run: (f: Flags) => Promise<void> }> = {
+const commands: Record<string, { summary: string; flags: Record<string, FlagSpec>; run: (f: Flags) => Promise<number | void> }> = {
   quickstart: { summary: 'fine-tune stories260K on the built-in task and show before/after samples', flags: quickFlags, run: quickstart },
   train: { summary: 'fine-tune an adapter and save it in the PEFT format', flags: trainFlags, run: train },
   generate: { summary: 'generate text (prints only the generated text on stdout)', flags: generateFlags, run: generate },
@@ -441,8 +535,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       }
       return 0;
     }
-    await cmd.run(flags);
-    return 0;
+    return (await cmd.run(flags)) ?? 0;
   } catch (e) {
     err(`adaptkit ${name}: ${(e as Error).message}`);
     if (process.env.ADAPTKIT_DEBUG) err((e as Error).stack ?? '');

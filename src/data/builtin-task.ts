@@ -20,3 +20,19 @@ export function heroStories(count: number, seed = 7): string[] {
   const pick = (xs: readonly string[]): string => xs[Math.floor(r() * xs.length)]!;
   return Array.from({ length: count }, () => [HERO_OPENING, pick(loves), pick(days), pick(middles), pick(endings)].join(' '));
 }
+
+/**
+ * The names-task: TinyStories with every common character name replaced by another, consistently (Lily is
+ * always Nora), so a model that knows the stories must learn only the new names. `npm run bench -- methods`
+ * fine-tunes every method on it; a slice of the validation stories keeps it small.
+ */
+export const NAME_SHIFT: Readonly<Record<string, string>> = {
+  Lily: 'Nora', Timmy: 'Oscar', Tim: 'Otto', Max: 'Rex', Tom: 'Hugo', Lucy: 'Ruby', Sue: 'Ivy', Ben: 'Leo', Jack: 'Finn',
+  Bob: 'Ned', Sam: 'Abe', Sarah: 'Maya', Mia: 'Iris', Amy: 'Ella', Anna: 'Vera', Sally: 'Greta', Jane: 'Opal', Benny: 'Ziggy',
+  Sammy: 'Milo', Spot: 'Fluff', Mittens: 'Pebbles', Billy: 'Arlo', Sara: 'Elsa', Kitty: 'Whiskers',
+};
+const NAMES = new RegExp(`\\b(${Object.keys(NAME_SHIFT).join('|')})\\b`, 'g');
+
+export function shiftNames(text: string): string {
+  return text.replace(NAMES, (n) => NAME_SHIFT[n]!);
+}

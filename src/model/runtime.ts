@@ -9,7 +9,8 @@ import { type DType, shapeStr } from '../graph/types.js';
 import { Session } from '../scheduler/session.js';
 import { type LlamaGraph, type ModelHooks, buildLlama } from './llama.js';
 import { type CeChunk, nextTokenLoss } from './loss.js';
-import { Sampler, type SamplingOptions } from './sampling.js';
+import { checkOptions, type Range } from '../util/ranges.js';
+import { SAMPLING_RANGES, Sampler, type SamplingOptions } from './sampling.js';
 
 export interface GenerateOptions extends SamplingOptions {
   maxTokens?: number;
@@ -17,6 +18,8 @@ export interface GenerateOptions extends SamplingOptions {
   stopTokens?: readonly number[];
   /** Called with each new token id as it is produced. */
   onToken?: (id: number) => void;
+  /** Called when generation stops because the model's context is full (before maxTokens or a stop token). */
+  onContextFull?: (context: number) => void;
 }
 
 /** The storage type of each of a checkpoint's weights, for building its graph (buildLlama's weightDtype). */
@@ -26,6 +29,9 @@ export function checkpointDtypes(ckpt: LlamaCheckpoint): (name: string) => DType
     return t ? tensorDType(t) : 'f32';
   };
 }
+
+export const GENERATE_RANGES = { ...SAMPLING_RANGES, maxTokens: { integer: true, min: 1 } } satisfies Record<string, Range>;
+export const EVAL_RANGES = { batch: { integer: true, min: 1 }, seq: { integer: true, min: 1 } } satisfies Record<string, Range>;
 
 /** Upload every weight a graph declares from the checkpoint, checking names, shapes and storage types. */
 export function uploadWeights(s: Session, weights: Map<string, Tensor>, ckpt: LlamaCheckpoint): void {
@@ -65,6 +71,7 @@ export class LlamaRuntime {
    */
   async generate(prompt: readonly number[], o: GenerateOptions = {}): Promise<number[]> {
     if (prompt.length === 0) throw new Error('generate needs at least one prompt token (e.g. BOS)');
+    checkOptions('generate', o as Record<string, unknown>, GENERATE_RANGES);
     const maxTokens = o.maxTokens ?? 256;
     // Adapters may occupy positions before the prompt: virtual tokens (in the cache) and an attention prefix.
     const virtual = this.hooks?.virtualTokens ?? 0, prefix = this.hooks?.prefixTokens ?? 0;
@@ -84,7 +91,7 @@ export class LlamaRuntime {
         if (stops.has(tok)) break;
         out.push(tok);
         o.onToken?.(tok);
-        if (out.length >= maxTokens || p >= cacheLen) break;
+        if (out.length >= maxTokens) break;
       }
       session.set(graph.ids, Int32Array.of(tok));
       if (graph.virtualSlot) session.set(graph.virtualSlot, Int32Array.of(Math.min(p, virtual)));
@@ -98,6 +105,8 @@ export class LlamaRuntime {
         history.push(next);
       }
     }
+    // The loop ran out of positions: neither a stop token nor maxTokens ended it.
+    if (out.length < maxTokens && start + out.length >= cacheLen && !stops.has(next)) o.onContextFull?.(this.config.maxSeqLen);
     return out;
   }
 
@@ -118,6 +127,7 @@ export class LlamaRuntime {
    * option of that name; default 'auto').
    */
   async evalTargets(rows: readonly (readonly number[])[], targets: readonly (readonly number[])[], o: { batch?: number; seq?: number; ceChunk?: CeChunk; onProgress?: (done: number, total: number) => void } = {}): Promise<{ loss: number; tokens: number }> {
+    checkOptions('evalTargets', o, EVAL_RANGES);
     const seq = o.seq ?? Math.max(1, ...rows.map((r) => r.length));
     const batch = Math.min(o.batch ?? 8, Math.max(1, rows.length));
     const ev = await this.getEvaluator(batch, seq, o.ceChunk ?? 'auto');

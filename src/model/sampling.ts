@@ -4,6 +4,7 @@
  * Perplexity", ICLR 2021, Algorithm 2: truncate tokens whose surprise exceeds μ, sample, then
  * μ ← μ − η·(surprise − τ)).
  */
+import type { Range } from '../util/ranges.js';
 import { seededRandom } from '../util/random.js';
 
 export interface SamplingOptions {
@@ -21,6 +22,17 @@ export interface SamplingOptions {
   mirostatEta?: number;
   seed?: number;
 }
+
+/** The range of each sampling option (the command line's flags use the same ranges). */
+export const SAMPLING_RANGES = {
+  temperature: { min: 0 },
+  topK: { integer: true, min: 0 },
+  topP: { above: 0, max: 1 },
+  repetitionPenalty: { above: 0 },
+  mirostatTau: { above: 0 },
+  mirostatEta: { above: 0 },
+  seed: { integer: true },
+} satisfies Record<string, Range>;
 
 export class Sampler {
   private mu: number;

@@ -17,7 +17,8 @@ import { type CeChunk, nextTokenLoss } from '../model/loss.js';
 import { checkpointDtypes, uploadWeights } from '../model/runtime.js';
 import type { LlamaCheckpoint } from '../formats/checkpoint.js';
 import { type StepProfile, summarizeProfile, typicalStepMs } from '../scheduler/profile.js';
-import { type DecayKind, lrSchedule } from './schedule.js';
+import { checkOptions, type Range } from '../util/ranges.js';
+import { DECAY_KINDS, type DecayKind, lrSchedule } from './schedule.js';
 import { type StepResult, Trainer } from './trainer.js';
 import type { TrainingState } from './training-state.js';
 
@@ -28,6 +29,7 @@ export interface FineTuneOptions {
   data: PackedBlocks;
   steps: number;
   batch: number;
+  /** Peak learning rate (default: the method's `defaultLr`). */
   lr?: number;
   warmup?: number;
   decay?: DecayKind;
@@ -66,6 +68,44 @@ export interface FineTuneOptions {
    * that cannot fit is refused with a MemoryPlanError naming settings that would fit.
    */
   memoryCheck?: boolean;
+}
+
+/** The range of each numeric or enumerated option (the command line's flags use the same ranges). */
+export const FINE_TUNE_RANGES = {
+  steps: { integer: true, min: 1 },
+  batch: { integer: true, min: 1 },
+  // AdamW moves each parameter by about lr per step: above 1 that outweighs any weight of a trained model.
+  lr: { above: 0, max: 1 },
+  warmup: { integer: true, min: 0 },
+  decay: { oneOf: DECAY_KINDS },
+  weightDecay: { min: 0 },
+  maxGradNorm: { above: 0 },
+  accumulate: { integer: true, min: 1 },
+  seed: { integer: true },
+  evalEvery: { integer: true, min: 0 },
+  checkpointEvery: { integer: true, min: 0 },
+} satisfies Record<string, Range>;
+
+/** Positions a model's context must hold for rows of `seq` tokens with the adapters' virtual tokens and prefix. */
+export function contextNeeded(model: AdaptedModel, seq: number): { needed: number; reserved: number } {
+  const { hooks } = model.hooks();
+  const reserved = (hooks.virtualTokens ?? 0) + (hooks.prefixTokens ?? 0);
+  return { needed: seq + reserved, reserved };
+}
+
+function hasTargets(d: PackedBlocks): boolean {
+  return d.rows > 0 && d.targets.some((t) => t !== -100);
+}
+
+/** Every option and the data's fit to the model, before any work. */
+function checkFineTune(o: FineTuneOptions): void {
+  checkOptions('fineTune', o as unknown as Record<string, unknown>, FINE_TUNE_RANGES);
+  if (!hasTargets(o.data)) throw new RangeError('fineTune: the training data has no token to predict (no rows, or every example is empty)');
+  if (o.evalData && o.evalData.seq !== o.data.seq) throw new RangeError(`fineTune: evalData has rows of ${o.evalData.seq} tokens, data of ${o.data.seq}; pack both with the same seq`);
+  if (o.evalData && !hasTargets(o.evalData)) throw new RangeError('fineTune: evalData has no token to predict (no rows, or every example is empty)');
+  const { needed, reserved } = contextNeeded(o.model, o.data.seq);
+  const context = o.model.base.config.maxSeqLen;
+  if (needed > context) throw new RangeError(`fineTune: rows of ${o.data.seq} tokens${reserved ? ` plus ${reserved} adapter positions` : ''} exceed the model's context of ${context} (pack the data with seq ≤ ${context - reserved})`);
 }
 
 export interface FineTuneResult {
@@ -122,6 +162,7 @@ export function buildTrainingGraph(m: AdaptedModel, adapterName: string, o: { ba
 
 export async function fineTune(o: FineTuneOptions): Promise<FineTuneResult> {
   const adapter = o.model.get(o.adapter);
+  checkFineTune(o);
   const T = o.data.seq;
   const { graph: g, model, targets, loss, trainable, segments, weights } = buildTrainingGraph(o.model, o.adapter, {
     batch: o.batch, seq: T, ...(o.checkpointing ? { checkpointing: true } : {}), ...(o.ceChunk !== undefined ? { ceChunk: o.ceChunk } : {}),
@@ -156,7 +197,7 @@ export async function fineTune(o: FineTuneOptions): Promise<FineTuneResult> {
     },
     ...(controller?.beforeUpdate ? { beforeUpdate: (step: number) => controller.beforeUpdate!(step, access) } : {}),
     optimizer: {
-      lr: o.lr ?? 1e-3, weightDecay: o.weightDecay ?? 0, schedule: lrSchedule(o.decay ?? 'cosine', o.steps, o.warmup ?? 0),
+      lr: o.lr ?? adapter.method.defaultLr.value, weightDecay: o.weightDecay ?? 0, schedule: lrSchedule(o.decay ?? 'cosine', o.steps, o.warmup ?? 0),
       ...(o.maxGradNorm !== undefined ? { maxGradNorm: o.maxGradNorm } : {}),
     },
   }));

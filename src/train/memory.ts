@@ -91,10 +91,12 @@ export function fittingVariants(model: AdaptedModel, adapter: string, backend: B
   consider('', planTraining(model, adapter, shape));
   if (!shape.checkpointing) tryShape('--checkpointing', { ...shape, checkpointing: true });
   const ckpt = { ...shape, checkpointing: true };
+  let smallerBatch = false;
   for (let b = Math.floor(shape.batch / 2); b >= 1 && out.length < limit; b = Math.floor(b / 2)) {
-    if (tryShape(`--checkpointing --batch ${b}`, { ...ckpt, batch: b })) break;
+    if (tryShape(`--checkpointing --batch ${b}`, { ...ckpt, batch: b })) { smallerBatch = true; break; }
   }
-  for (let t = Math.floor(shape.seq / 2); t >= 16 && out.length < limit; t = Math.floor(t / 2)) {
+  // Shorter sequences only when no batch, however small, fits.
+  for (let t = Math.floor(shape.seq / 2); !smallerBatch && t >= 16 && out.length < limit; t = Math.floor(t / 2)) {
     if (tryShape(`--checkpointing --batch 1 --seq ${t}`, { ...ckpt, batch: 1, seq: t })) break;
   }
   return out.filter((v) => v.label !== '').slice(0, limit);

@@ -1,5 +1,6 @@
 /** Learning-rate multipliers: linear warmup, then cosine, linear or constant decay. */
-export type DecayKind = 'cosine' | 'linear' | 'constant';
+export const DECAY_KINDS = ['cosine', 'linear', 'constant'] as const;
+export type DecayKind = (typeof DECAY_KINDS)[number];
 
 /** Multiplier at 1-based step s of `total`: s/warmup during warmup, then the decay to `minRatio`. */
 export function lrSchedule(kind: DecayKind, total: number, warmup = 0, minRatio = 0): (step: number) => number {

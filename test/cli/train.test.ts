@@ -97,4 +97,18 @@ test('a model given by URL is downloaded once into $ADAPTKIT_CACHE; an unreachab
   }
 });
 
+test('train --dry-run prints the planned memory and whether it fits, trains nothing, and exits 1 with advice when it does not fit', () => {
+  const ok = cli(['train', '--model', STORIES_GGUF, '--dry-run', '--backend', 'wasm', '--batch', '8', '--seq', '256']);
+  assert.is(ok.code, 0, ok.stderr);
+  assert.match(ok.stdout, /memory: [\d.]+ MiB on wasm: weights [\d.]+ MiB, activations [\d.]+ MiB, optimizer state/);
+  assert.match(ok.stdout, /\nfits\n/);
+  const big = cli(['train', '--model', STORIES_GGUF, '--dry-run', '--backend', 'wasm', '--batch', '4096', '--seq', '256', '--json']);
+  assert.is(big.code, 1, big.stderr);
+  const e = JSON.parse(big.stdout.trim().split('\n').pop()!);
+  assert.is(e.fits, false);
+  assert.ok(e.totalBytes > e.caps.totalBytes);
+  assert.ok(e.wouldFit.length >= 1 && e.wouldFit.every((v: { totalBytes: number }) => v.totalBytes <= e.caps.totalBytes), big.stdout);
+  assert.match(e.wouldFit[0].flags, /--checkpointing|--batch/);
+});
+
 test.run();

@@ -48,7 +48,7 @@ test('a folder without a training state is refused with the file it lacks', () =
 test('encode/decode: values, optimizer and F64 controller state come back exactly', async () => {
   const ckpt = await loadCheckpoint(STORIES_GGUF);
   const m1 = new AdaptedModel(ckpt);
-  const a = m1.addAdapter('default', 'adalora', { targetModules: ['q_proj'], initR: 4, targetR: 2, tinit: 1, tfinal: 1, totalStep: 10 }, { seed: 3 });
+  const a = m1.addAdapter('default', 'adalora', { targetModules: ['q_proj'], initR: 4, targetR: 2, tinit: 1, tfinal: 1, deltaT: 1, totalStep: 10 }, { seed: 3 });
   for (const p of a.params.values()) p.data.forEach((_, i) => { p.data[i] = Math.sin(i + p.data.length); });
   const third = Float64Array.of(1 / 3, Math.PI, 1e-300);
   const bytes = encodeTrainingState(m1, 'default', 3, { step: 4, optimizer: new Map([['x.adam_m', Float32Array.of(1, 2)]]), controller: new Map([['ipt/k', third]]) });

@@ -19,7 +19,7 @@ import { adaloraKeys } from './layer.js';
  * b⁽ᵀ⁾ + (b⁽⁰⁾ − b⁽ᵀ⁾)(1 − (t − t_i)/(T − t_i − t_f))³, floored, with an allocation every ΔT steps; the
  * final budget b⁽ᵀ⁾ (allocated every step, masks fixed) once t > T − t_f.
  */
-export function adaloraBudget(step: number, c: Pick<AdaloraConfig, 'tinit' | 'tfinal' | 'deltaT'>, total: number, initial: number, target: number): { budget: number; allocate: boolean } {
+export function adaloraBudget(step: number, c: Required<Pick<AdaloraConfig, 'tinit' | 'tfinal' | 'deltaT'>>, total: number, initial: number, target: number): { budget: number; allocate: boolean } {
   if (step <= c.tinit) return { budget: initial, allocate: false };
   if (step > total - c.tfinal) return { budget: target, allocate: true };
   const progress = 1 - (step - c.tinit) / (total - c.tfinal - c.tinit);
@@ -28,18 +28,35 @@ export function adaloraBudget(step: number, c: Pick<AdaloraConfig, 'tinit' | 'tf
 
 interface Ema { ipt: Float64Array; unc: Float64Array }
 
+/**
+ * t_i, t_f and ΔT for a run of `total` steps: those the config sets, the others in the proportions of the
+ * AdaLoRA authors' MNLI example (init_warmup 8000, final_warmup 50000, mask_interval 100 in 7 epochs of
+ * 12,272 steps: 9%, 58% and 0.1% of the run), rounded to 10%, 60% and 0.1% (ΔT at least 1). PEFT's fixed
+ * defaults (0, 0, 1) start pruning at step 1, before the importance averages mean anything, which on a short
+ * run leaves the adapter barely trained.
+ */
+export function adaloraSchedule(c: Pick<AdaloraConfig, 'tinit' | 'tfinal' | 'deltaT'>, total: number): Required<Pick<AdaloraConfig, 'tinit' | 'tfinal' | 'deltaT'>> {
+  return {
+    tinit: c.tinit ?? Math.round(0.1 * total),
+    tfinal: c.tfinal ?? Math.round(0.6 * total),
+    deltaT: c.deltaT ?? Math.max(1, Math.round(0.001 * total)),
+  };
+}
+
 export function adaloraController(adapter: AdapterState<AdaloraConfig>, o: { totalSteps: number }): TrainingController {
   const c = adapter.config;
   // A loaded adapter already cut to its rank pattern keeps its ranks.
   if (adapter.modules.some((m) => adapter.params.get(adaloraKeys(m.name).e)!.data.length !== c.initR)) return {};
   const total = c.totalStep ?? o.totalSteps;
-  if (c.tinit >= total - c.tfinal) throw new Error(`adalora: tinit (${c.tinit}) + tfinal (${c.tfinal}) leave no budgeting phase in ${total} steps`);
-  c.totalStep = total;
+  const schedule = adaloraSchedule(c, total);
+  if (schedule.tinit >= total - schedule.tfinal) throw new Error(`adalora: tinit (${schedule.tinit}) + tfinal (${schedule.tfinal}) leave no budgeting phase in ${total} steps`);
+  // The resolved schedule is the config from now on: checkpoints and the saved adapter record it.
+  Object.assign(c, schedule, { totalStep: total });
   const keys = adapter.modules.map((m) => adaloraKeys(m.name));
   const all = keys.flatMap((k) => [k.a, k.e, k.b]);
   const initial = c.initR * keys.length, target = c.targetR * keys.length;
   const ema = new Map<string, Ema>();
-  const fixedFrom = total - c.tfinal;
+  const fixedFrom = total - schedule.tfinal;
 
   const updateImportance = async (t: TrainerAccess): Promise<void> => {
     const [values, grads] = await Promise.all([t.values(all), t.gradients(all)]);
@@ -107,7 +124,7 @@ export function adaloraController(adapter: AdapterState<AdaloraConfig>, o: { tot
       }
     },
     async afterUpdate(step, t) {
-      const { budget, allocate: scheduled } = adaloraBudget(step, c, total, initial, target);
+      const { budget, allocate: scheduled } = adaloraBudget(step, schedule, total, initial, target);
       // Allocation happens on schedule until T − t_f, and always at T − t_f (where b(t) reaches the target);
       // from then on that pattern is fixed and re-applied every step.
       const due = scheduled || step === fixedFrom;

@@ -10,12 +10,12 @@ export interface AdaloraConfig extends TargetConfig {
   /** Output scaling numerator: ΔW·x is multiplied by loraAlpha / initR (PEFT: lora_alpha / (ranknum + 1e-5)). */
   loraAlpha: number;
   loraDropout: number;
-  /** Steps of warmup at the full budget before pruning starts (t_i). */
-  tinit: number;
-  /** Steps at the end with the final budget and fixed masks (t_f). */
-  tfinal: number;
-  /** Steps between two budget allocations (ΔT). */
-  deltaT: number;
+  /** Steps of warmup at the full budget before pruning starts (t_i); unset, scaled to the run (`adaloraSchedule`). */
+  tinit?: number;
+  /** Steps at the end with the final budget and fixed masks (t_f); unset, scaled to the run. */
+  tfinal?: number;
+  /** Steps between two budget allocations (ΔT); unset, scaled to the run. */
+  deltaT?: number;
   /** EMA factor of the sensitivity (β₁, §3.2). */
   beta1: number;
   /** EMA factor of the uncertainty (β₂, §3.2). */
@@ -35,9 +35,9 @@ export const ADALORA_OPTIONS: Readonly<Record<string, string>> = {
   loraDropout: 'dropout rate on the adapter input while training (default 0)',
   targetModules: "modules to adapt: names or suffixes, or 're:<regex>' (default q_proj,v_proj)",
   layersToTransform: 'only these layer indices, comma-separated (default: all)',
-  tinit: 'warmup steps at the full budget before pruning (t_i, default 0)',
-  tfinal: 'final steps at the target budget with fixed masks (t_f, default 0)',
-  deltaT: 'steps between two budget allocations (ΔT, default 1)',
+  tinit: 'warmup steps at the full budget before pruning (t_i; default 10% of the run)',
+  tfinal: 'final steps at the target budget with fixed masks (t_f; default 60% of the run)',
+  deltaT: 'steps between two budget allocations (ΔT; default 0.1% of the run, at least 1)',
   beta1: 'EMA factor of the sensitivity (default 0.85)',
   beta2: 'EMA factor of the uncertainty (default 0.85)',
   orthRegWeight: 'weight γ of the orthogonality regulariser (default 0.5)',
@@ -57,13 +57,13 @@ export function parseAdaloraConfig(raw: Readonly<Record<string, unknown>>): Adal
     loraDropout: num(m, raw, 'loraDropout', 0, (v) => v >= 0 && v < 1, 'in [0, 1)'),
     targetModules: targets(m, raw, ['q_proj', 'v_proj']),
     ...(lt ? { layersToTransform: lt } : {}),
-    tinit: num(m, raw, 'tinit', 0, int, 'an integer ≥ 0'),
-    tfinal: num(m, raw, 'tfinal', 0, int, 'an integer ≥ 0'),
-    deltaT: num(m, raw, 'deltaT', 1, (v) => int(v) && v >= 1, 'an integer ≥ 1'),
     beta1: num(m, raw, 'beta1', 0.85, (v) => v > 0 && v < 1, 'in (0, 1)'),
     beta2: num(m, raw, 'beta2', 0.85, (v) => v > 0 && v < 1, 'in (0, 1)'),
     orthRegWeight: num(m, raw, 'orthRegWeight', 0.5, (v) => v >= 0, 'a number ≥ 0'),
   };
+  if (raw.tinit !== undefined && raw.tinit !== null) c.tinit = num(m, raw, 'tinit', 0, int, 'an integer ≥ 0');
+  if (raw.tfinal !== undefined && raw.tfinal !== null) c.tfinal = num(m, raw, 'tfinal', 0, int, 'an integer ≥ 0');
+  if (raw.deltaT !== undefined && raw.deltaT !== null) c.deltaT = num(m, raw, 'deltaT', 1, (v) => int(v) && v >= 1, 'an integer ≥ 1');
   if (raw.totalStep !== undefined && raw.totalStep !== null) c.totalStep = num(m, raw, 'totalStep', 0, (v) => int(v) && v >= 1, 'an integer ≥ 1');
   if (c.targetR > c.initR) throw new Error(`adalora: targetR (${c.targetR}) cannot exceed initR (${c.initR})`);
   if (raw.rankPattern !== undefined && raw.rankPattern !== null) {
@@ -80,7 +80,7 @@ export function toPeftAdaloraConfig(c: AdaloraConfig): Record<string, unknown> {
   return {
     peft_type: 'ADALORA', task_type: 'CAUSAL_LM', r: c.initR, lora_alpha: c.loraAlpha, lora_dropout: c.loraDropout,
     target_modules: c.targetModules, layers_to_transform: c.layersToTransform ?? null,
-    target_r: c.targetR, init_r: c.initR, tinit: c.tinit, tfinal: c.tfinal, deltaT: c.deltaT, beta1: c.beta1, beta2: c.beta2,
+    target_r: c.targetR, init_r: c.initR, tinit: c.tinit ?? 0, tfinal: c.tfinal ?? 0, deltaT: c.deltaT ?? 1, beta1: c.beta1, beta2: c.beta2,
     orth_reg_weight: c.orthRegWeight, total_step: c.totalStep ?? null, rank_pattern: c.rankPattern ?? null,
     bias: 'none', fan_in_fan_out: false, init_lora_weights: true, use_dora: false, modules_to_save: null, inference_mode: true,
   };

@@ -8,6 +8,7 @@ export const bottleneck: AdapterMethod<BottleneckConfig> = {
   name: 'bottleneck',
   peftType: BOTTLENECK_PEFT_TYPE,
   options: BOTTLENECK_OPTIONS,
+  defaultLr: { value: 3e-3, source: "the largest value of the sweep in Houlsby et al. (2019, §3.1: {3e-5, 3e-4, 3e-3}), the one short runs need" },
   parseConfig: (raw) => parseBottleneckConfig(raw),
   selectModules: (c, modules) => selectTargets(c, sublayerModules(modules)),
   createParams: createBottleneckParams,

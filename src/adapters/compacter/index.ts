@@ -8,6 +8,7 @@ export const compacter: AdapterMethod<CompacterConfig> = {
   name: 'compacter',
   peftType: COMPACTER_PEFT_TYPE,
   options: COMPACTER_OPTIONS,
+  defaultLr: { value: 1e-2, source: "measured on the methods benchmark (names-task, 40 steps): 1e-2 ends 0.03 below the base, 3e-3 only 0.016" },
   parseConfig: parseCompacterConfig,
   selectModules: (c, modules) => selectTargets(c, sublayerModules(modules)),
   createParams: createCompacterParams,

@@ -8,6 +8,7 @@ export const hydra: AdapterMethod<HydraConfig> = {
   name: 'hydra',
   peftType: HYDRA_PEFT_TYPE,
   options: HYDRA_OPTIONS,
+  defaultLr: { value: 3e-3, source: "LoRA's (PEFT's causal-LM LoRA example): Hydra's branches are LoRA factors with LoRA's init and scaling" },
   parseConfig: parseHydraConfig,
   selectModules: (c, modules) => selectTargets(c, modules.filter((m) => m.kind === 'linear')),
   createParams: createHydraParams,

@@ -8,6 +8,7 @@ export const ia3: AdapterMethod<Ia3Config> = {
   name: 'ia3',
   peftType: 'IA3',
   options: IA3_OPTIONS,
+  defaultLr: { value: 3e-3, source: "the T-Few recipe that introduced (IA)³ (Liu et al., 2022, \"Few-Shot Parameter-Efficient Fine-Tuning is Better and Cheaper than In-Context Learning\": learning rate 3e-3)" },
   parseConfig: parseIa3Config,
   selectModules: (c, modules) => selectTargets(c, modules.filter((m) => m.kind === 'linear')),
   createParams: createIa3Params,

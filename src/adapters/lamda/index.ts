@@ -9,6 +9,7 @@ export const lamda: AdapterMethod<LamdaConfig> = {
   name: 'lamda',
   peftType: LAMDA_PEFT_TYPE,
   options: LAMDA_OPTIONS,
+  defaultLr: { value: 3e-3, source: "LoRA's (PEFT's causal-LM LoRA example): LaMDA trains low-rank factors of LoRA's scale" },
   parseConfig: parseLamdaConfig,
   selectModules: (c, modules) => selectTargets(c, modules.filter((m) => m.kind === 'linear')),
   createParams: createLamdaParams,

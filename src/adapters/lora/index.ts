@@ -7,6 +7,7 @@ export const lora: AdapterMethod<LoraConfig> = {
   name: 'lora',
   peftType: 'LORA',
   options: LORA_OPTIONS,
+  defaultLr: { value: 3e-3, source: "PEFT's causal-LM LoRA example (examples/causal_language_modeling/peft_lora_clm_accelerate_ds_zero3_offload.py: lr = 3e-3)" },
   parseConfig: parseLoraConfig,
   createParams: (ctx) => {
     const store = new Map();

@@ -1,6 +1,6 @@
 /** Prefix tuning's (and P-tuning v2's) options, with Hugging Face PEFT's adapter_config.json keys. */
 import type { LlamaConfig } from '../../formats/checkpoint.js';
-import { bool, checkKeys, num } from '../config-utils.js';
+import { bool, checkKeys, num, oneOf } from '../config-utils.js';
 import type { TargetConfig } from '../types.js';
 
 export interface PrefixTuningConfig extends TargetConfig {
@@ -12,13 +12,29 @@ export interface PrefixTuningConfig extends TargetConfig {
   encoderHiddenSize?: number;
   /** σ of the N(0, σ²) init of the table (or of the MLP's input embedding); PEFT's is 1. */
   initStd: number;
+  /**
+   * 'activations' (default): the table starts as the keys and values the model computes for the last P
+   * tokens of BOS + initText (Li & Liang §7.2: real-word activations start the model near itself);
+   * 'random': N(0, initStd²) as PEFT. The MLP of `projection` always starts as PEFT's.
+   */
+  prefixInit: 'activations' | 'random';
+  /** The text whose activations initialise the prefix (repeated when it has fewer than P tokens). */
+  initText: string;
 }
+
+/**
+ * A neutral preceding text: the prefix then reads as the end of an earlier document, which a model trained
+ * on concatenated documents has seen before every row's BOS.
+ */
+export const DEFAULT_PREFIX_TEXT = 'The end. This is where the story ends, and the next story begins.';
 
 export const PREFIX_TUNING_OPTIONS: Readonly<Record<string, string>> = {
   numVirtualTokens: 'prefix length: key/value positions every layer attends to (default 20)',
   projection: 'reparameterise the prefix with an MLP (embedding → Linear → tanh → Linear) while training (default false)',
   encoderHiddenSize: 'hidden width of the reparameterisation MLP (default: the model width)',
-  initStd: 'σ of the N(0, σ²) initial prefix (or MLP input embedding); default 1 as PEFT, smaller starts closer to the base model',
+  initStd: "σ of the N(0, σ²) initial prefix with prefixInit 'random' (or of the MLP's input embedding); default 1 as PEFT",
+  prefixInit: "activations (default: the model's own keys and values for initText, so training starts at the base model's loss) | random (N(0, initStd²), as PEFT)",
+  initText: `the text whose keys and values initialise the prefix (default ${JSON.stringify(DEFAULT_PREFIX_TEXT)})`,
 };
 
 export function parsePrefixTuningConfig(raw: Readonly<Record<string, unknown>>): PrefixTuningConfig {
@@ -28,8 +44,11 @@ export function parsePrefixTuningConfig(raw: Readonly<Record<string, unknown>>):
     numVirtualTokens: num(m, raw, 'numVirtualTokens', 20, (v) => Number.isInteger(v) && v >= 1, 'an integer ≥ 1'),
     projection: bool(m, raw, 'projection', false),
     initStd: num(m, raw, 'initStd', 1, (v) => v > 0, 'a positive number'),
+    prefixInit: oneOf(m, raw, 'prefixInit', 'activations', ['activations', 'random'] as const),
+    initText: typeof raw.initText === 'string' ? raw.initText : DEFAULT_PREFIX_TEXT,
     targetModules: [],
   };
+  if (raw.initText !== undefined && (typeof raw.initText !== 'string' || raw.initText.trim() === '')) throw new Error(`${m}: option 'initText' must be a non-empty text (got ${JSON.stringify(raw.initText)})`);
   if (raw.encoderHiddenSize !== undefined && raw.encoderHiddenSize !== null) c.encoderHiddenSize = num(m, raw, 'encoderHiddenSize', 0, (v) => Number.isInteger(v) && v >= 1, 'an integer ≥ 1');
   return c;
 }

@@ -8,6 +8,7 @@ export const prefixTuning: AdapterMethod<PrefixTuningConfig> = {
   name: 'prefix-tuning',
   peftType: 'PREFIX_TUNING',
   options: PREFIX_TUNING_OPTIONS,
+  defaultLr: { value: 3e-2, source: "PEFT's causal-LM prefix tuning example (examples/causal_language_modeling/peft_prefix_tuning_clm.ipynb: lr = 3e-2)" },
   parseConfig: parsePrefixTuningConfig,
   selectModules: () => [],
   createParams: createPrefixParams,

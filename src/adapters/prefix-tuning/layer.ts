@@ -13,6 +13,7 @@
 import type { LlamaConfig } from '../../formats/checkpoint.js';
 import * as F from '../../graph/api.js';
 import type { Graph, Tensor } from '../../graph/graph.js';
+import { createTokenizer } from '../../tokenizer/index.js';
 import { gaussian } from '../../util/random.js';
 import type { AttentionPrefixContext, BuildContext, InitContext, ParamStore } from '../types.js';
 import type { PrefixTuningConfig } from './config.js';
@@ -26,12 +27,42 @@ export const encoderKeys = {
 
 export const kvDim = (m: LlamaConfig): number => m.nKvHeads * (m.dim / m.nHeads);
 
-/** PEFT's init: the table (or the MLP's input embedding) ~ N(0, σ²), σ = 1; Linear layers as torch's default (uniform ±1/√fan_in). */
+/**
+ * The table from real tokens (Li & Liang §7.2, "initializing the prefix with activations of real words"):
+ * row p holds, per layer, the key and value the model computes for token p of the last P tokens of
+ * BOS + initText. Keys are taken rotated at their positions 0…P−1 and the prefix is read unrotated with the
+ * sequence's positions starting at P, so the initial model is exactly the base model reading that text first.
+ */
+function activationTable(ctx: InitContext<PrefixTuningConfig>, keyValues: NonNullable<InitContext<PrefixTuningConfig>['keyValues']>): Float32Array {
+  const c = ctx.config, P = c.numVirtualTokens, L = ctx.model.nLayers, d = kvDim(ctx.model);
+  if (!ctx.tokenizer) throw new Error("prefix-tuning: prefixInit 'activations' needs the model's tokenizer (or use prefixInit 'random')");
+  const text = createTokenizer(ctx.tokenizer).encode(c.initText, { bos: true });
+  // Repeat a short text to length; keep the end of a long one (the part nearest the sequence).
+  const ids = text.length >= P ? text.slice(text.length - P) : Array.from({ length: P }, (_, i) => text[i % text.length]!);
+  const { keys, values } = keyValues(ids);
+  const table = new Float32Array(P * L * 2 * d);
+  for (let p = 0; p < P; p++) for (let l = 0; l < L; l++) {
+    const at = (p * L * 2 + 2 * l) * d;
+    table.set(keys[l]!.subarray(p * d, p * d + d), at);
+    table.set(values[l]!.subarray(p * d, p * d + d), at + d);
+  }
+  return table;
+}
+
+/**
+ * The table from real tokens' activations (default), or PEFT's init: the table (or the MLP's input
+ * embedding) ~ N(0, σ²), σ = 1; Linear layers as torch's default (uniform ±1/√fan_in). Where the model's
+ * activations are not offered (only the shapes are wanted, when a saved adapter is read) the random init
+ * stands in: its values are replaced by the file's.
+ */
 export function createPrefixParams(ctx: InitContext<PrefixTuningConfig>): ParamStore {
   const c = ctx.config, P = c.numVirtualTokens, d = kvDim(ctx.model), width = ctx.model.nLayers * 2 * d;
   const normal = (n: number) => Float32Array.from({ length: n }, () => c.initStd * gaussian(ctx.random));
   const uniform = (n: number, fanIn: number) => Float32Array.from({ length: n }, () => (ctx.random() * 2 - 1) / Math.sqrt(fanIn));
-  if (!c.projection) return new Map([[PREFIX_KEY, { shape: [P, width], data: normal(P * width) }]]);
+  if (!c.projection) {
+    const data = c.prefixInit === 'activations' && ctx.keyValues ? activationTable(ctx, ctx.keyValues) : normal(P * width);
+    return new Map([[PREFIX_KEY, { shape: [P, width], data }]]);
+  }
   const H = c.encoderHiddenSize ?? ctx.model.dim;
   return new Map([
     [encoderKeys.embedding, { shape: [P, d], data: normal(P * d) }],

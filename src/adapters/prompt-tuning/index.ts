@@ -7,6 +7,7 @@ export const promptTuning: AdapterMethod<PromptTuningConfig> = {
   name: 'prompt-tuning',
   peftType: 'PROMPT_TUNING',
   options: PROMPT_TUNING_OPTIONS,
+  defaultLr: { value: 3e-2, source: "PEFT's causal-LM prompt tuning example (examples/causal_language_modeling/peft_prompt_tuning_clm.ipynb: lr = 3e-2)" },
   parseConfig: parsePromptTuningConfig,
   // It adapts no module: the prompt sits before the input.
   selectModules: () => [],

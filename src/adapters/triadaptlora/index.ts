@@ -9,6 +9,7 @@ export const triAdaptLora: AdapterMethod<TriAdaptConfig> = {
   name: 'triadaptlora',
   peftType: TRIADAPT_PEFT_TYPE,
   options: TRIADAPT_OPTIONS,
+  defaultLr: { value: 3e-3, source: "LoRA's (PEFT's causal-LM LoRA example): TriAdaptLoRA trains low-rank factors of LoRA's scale" },
   parseConfig: parseTriAdaptConfig,
   selectModules: (c, modules) => selectTargets(c, modules.filter((m) => m.kind === 'linear')),
   createParams: createTriAdaptParams,
