@@ -248,21 +248,16 @@ function packB(b: usize, ldb: i32, trans: bool, k0: i32, kc: i32, j0: i32, nc: i
   }
 }
 
-// Two rows of A against four rows of B stored [N, K] (op(B) = Bᵀ), starting at element eb of B: eight
-// dot products over K, written to C (or added to it). a1 == a0 makes it one row (the duplicate results
-// are not stored). `type` is a constant wherever this is inlined, so each weight type gets its own loop.
-@inline function dots2x4(
-  type: i32, a0: usize, a1: usize, b: usize, scales: usize, eb: usize, ldb: usize, K: i32,
-  c0: usize, c1: usize, two: bool, accumulate: bool,
-): void {
+// Two rows of A against four rows of B stored [N, K] (op(B) = Bᵀ): eight dot products over K, written
+// to C (or added to it). a1 == a0 makes it one row (the duplicate results are not stored).
+function dots2x4(a0: usize, a1: usize, b: usize, ldb: usize, K: i32, c0: usize, c1: usize, two: bool, accumulate: bool): void {
   let s00 = f32x4.splat(0), s01 = s00, s02 = s00, s03 = s00, s10 = s00, s11 = s00, s12 = s00, s13 = s00;
-  const e1 = eb + ldb, e2 = e1 + ldb, e3 = e2 + ldb;
+  const b1 = b + ldb, b2 = b1 + ldb, b3 = b2 + ldb;
   let k = 0;
   for (; k + 4 <= K; k += 4) {
     const o = <usize>k << 2;
     const x0 = v128.load(a0 + o), x1 = v128.load(a1 + o);
-    const y0 = dequant4(type, b, scales, eb + k), y1 = dequant4(type, b, scales, e1 + k);
-    const y2 = dequant4(type, b, scales, e2 + k), y3 = dequant4(type, b, scales, e3 + k);
+    const y0 = v128.load(b + o), y1 = v128.load(b1 + o), y2 = v128.load(b2 + o), y3 = v128.load(b3 + o);
     s00 = madd(x0, y0, s00); s01 = madd(x0, y1, s01); s02 = madd(x0, y2, s02); s03 = madd(x0, y3, s03);
     s10 = madd(x1, y0, s10); s11 = madd(x1, y1, s11); s12 = madd(x1, y2, s12); s13 = madd(x1, y3, s13);
   }
@@ -271,8 +266,7 @@ function packB(b: usize, ldb: i32, trans: bool, k0: i32, kc: i32, j0: i32, nc: i
   for (; k < K; k++) {
     const o = <usize>k << 2;
     const x0 = load<f32>(a0 + o), x1 = load<f32>(a1 + o);
-    const y0 = dequantOne(type, b, scales, eb + k), y1 = dequantOne(type, b, scales, e1 + k);
-    const y2 = dequantOne(type, b, scales, e2 + k), y3 = dequantOne(type, b, scales, e3 + k);
+    const y0 = load<f32>(b + o), y1 = load<f32>(b1 + o), y2 = load<f32>(b2 + o), y3 = load<f32>(b3 + o);
     r00 += x0 * y0; r01 += x0 * y1; r02 += x0 * y2; r03 += x0 * y3;
     r10 += x1 * y0; r11 += x1 * y1; r12 += x1 * y2; r13 += x1 * y3;
   }
@@ -290,7 +284,8 @@ function packB(b: usize, ldb: i32, trans: bool, k0: i32, kc: i32, j0: i32, nc: i
 
 // A few rows of C as matrix-vector products that read B once per row pair, with no packing: decoding
 // one token, or attention for one query. A row of op(A) that is strided (transA) is copied to `tmp`.
-// B is read in its stored type (assembly/compact.ts), widened value by value.
+// B is read in its stored type (assembly/compact.ts); tmp holds 4·K floats for the copies of A and
+// 4·K more for widened rows of a compact B stored [N, K].
 @inline function gemvT(
   type: i32, a: usize, lda: i32, transA: bool, b: usize, scales: usize, ldb: i32, transB: bool, c: usize,
   ldcElems: i32, K: i32, accumulate: bool, m0: i32, m1: i32, n0: i32, n1: i32, tmp: usize,
@@ -306,26 +301,38 @@ function packB(b: usize, ldb: i32, trans: bool, k0: i32, kc: i32, j0: i32, nc: i
   const rowBase = transA ? tmp : a + (<usize>m0 * lda << 2);
   const rowStride: usize = transA ? <usize>K << 2 : <usize>lda << 2;
   if (transB) {
-    for (let i = m0; i < m1; i += 2) {
-      const two = i + 1 < m1;
-      const a0 = rowBase + <usize>(i - m0) * rowStride, a1 = two ? a0 + rowStride : a0;
-      const c0 = c + <usize>i * ldc, c1 = two ? c0 + ldc : c0;
-      let j = n0;
-      for (; j + 4 <= n1; j += 4) {
-        dots2x4(type, a0, a1, b, scales, <usize>j * ldb, <usize>ldb, K, c0 + (<usize>j << 2), c1 + (<usize>j << 2), two, accumulate);
+    // Four rows of B at a time, against every row pair. A compact B's four rows are first widened into
+    // tmp (after the copies of A), 8 values at a time, and then read as float32.
+    const wide = tmp + (transA ? <usize>(m1 - m0) * K << 2 : 0);
+    for (let j = n0; j < n1; j += 4) {
+      const rows = min(4, n1 - j);
+      let bj = b + (<usize>j * ldb << 2), ld = <usize>ldb << 2;
+      if (type != DT_F32) {
+        for (let r = 0; r < rows; r++) dequantRow(type, b, scales, <usize>(j + r) * ldb, <usize>K, wide + (<usize>r * K << 2));
+        bj = wide;
+        ld = <usize>K << 2;
       }
-      for (; j < n1; j++) {
-        const ej = <usize>j * ldb;
-        let r0: f32 = accumulate ? load<f32>(c0 + (<usize>j << 2)) : 0;
-        let r1: f32 = two && accumulate ? load<f32>(c1 + (<usize>j << 2)) : 0;
-        let s0: f32 = 0, s1: f32 = 0;
-        for (let k = 0; k < K; k++) {
-          const y = dequantOne(type, b, scales, ej + k);
-          s0 += load<f32>(a0 + (<usize>k << 2)) * y;
-          s1 += load<f32>(a1 + (<usize>k << 2)) * y;
+      for (let i = m0; i < m1; i += 2) {
+        const two = i + 1 < m1;
+        const a0 = rowBase + <usize>(i - m0) * rowStride, a1 = two ? a0 + rowStride : a0;
+        const c0 = c + <usize>i * ldc + (<usize>j << 2), c1 = two ? c0 + ldc : c0;
+        if (rows == 4) {
+          dots2x4(a0, a1, bj, ld, K, c0, c1, two, accumulate);
+          continue;
         }
-        store<f32>(c0 + (<usize>j << 2), r0 + s0);
-        if (two) store<f32>(c1 + (<usize>j << 2), r1 + s1);
+        for (let r = 0; r < rows; r++) {
+          const br = bj + <usize>r * ld, o = <usize>r << 2;
+          let r0: f32 = accumulate ? load<f32>(c0 + o) : 0;
+          let r1: f32 = two && accumulate ? load<f32>(c1 + o) : 0;
+          let s0: f32 = 0, s1: f32 = 0;
+          for (let k = 0; k < K; k++) {
+            const y = load<f32>(br + (<usize>k << 2));
+            s0 += load<f32>(a0 + (<usize>k << 2)) * y;
+            s1 += load<f32>(a1 + (<usize>k << 2)) * y;
+          }
+          store<f32>(c0 + o, r0 + s0);
+          if (two) store<f32>(c1 + o, r1 + s1);
+        }
       }
     }
     return;
@@ -428,8 +435,10 @@ export function gemm(
     }
     return;
   }
-  // (A transposed is first copied into the B packing area, which must hold those rows.)
-  if (m1 - m0 <= GEMV_ROWS && (!transA || (m1 - m0) * K <= KC * NC)) {
+  // (A transposed is first copied into the B packing area, which must hold those rows, and then the
+  // widened rows of a compact B stored transposed.)
+  const gemvTmp = (transA ? (m1 - m0) * K : 0) + (bType != DT_F32 && transB ? 4 * K : 0);
+  if (m1 - m0 <= GEMV_ROWS && gemvTmp <= KC * NC) {
     gemv(bType, a, lda, transA, b, bScales, ldb, transB, c, ldcElems, K, accumulate, m0, m1, n0, n1, pb);
     return;
   }
@@ -495,8 +504,15 @@ export function matmulJob(d: usize, tid: i32, nth: i32): void {
   let tm = 1, tn = 1;
   if (nth > 1) {
     const perItem = (2 * nth + batch - 1) / batch;
-    tm = min(perItem, max(1, mBlocks / 4));
-    tn = min((perItem + tm - 1) / tm, max(1, nBlocks / 4));
+    if (bType == DT_F32) {
+      tm = min(perItem, max(1, mBlocks / 4));
+      tn = min((perItem + tm - 1) / tm, max(1, nBlocks / 4));
+    } else {
+      // Columns first: every task widens the part of a compact B it uses, so tasks over the same
+      // columns would widen it again, while re-packing f32 rows of A costs little.
+      tn = min(perItem, max(1, nBlocks / 4));
+      tm = min((perItem + tn - 1) / tn, max(1, mBlocks / 4));
+    }
   }
   const perItem = tm * tn;
   const total = batch * perItem;

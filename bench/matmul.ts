@@ -29,7 +29,8 @@ const ROUNDS = 3;
 const JS_BUDGET_SECONDS = 20;
 
 /** Best of ROUNDS rounds, each repeating `fn` until MIN_SECONDS have passed. */
-function gflops(n: number, fn: () => void, flops = 2 * n ** 3): number {
+function gflops(n: number, fn: () => void): number {
+  const flops = 2 * n ** 3;
   let best = 0;
   for (let r = 0; r < ROUNDS; r++) {
     let reps = 0;
@@ -197,7 +198,10 @@ interface CompactResult {
   K: number;
   dtype: 'f32' | CompactDType;
   threads: number;
+  /** Per second of wall time. */
   gflops: number;
+  /** Per second of the process's CPU time, all threads. */
+  cpuGflops: number;
 }
 
 /** A linear layer's weight [N, K] and the rows it meets: Qwen2.5-0.5B's MLP and attention projections. */
@@ -230,54 +234,90 @@ function randomWeight(dtype: 'f32' | CompactDType, n: number): Uint8Array {
   return bytes;
 }
 
+/**
+ * Best GFLOP/s of each of `fns` over COMPACT_ROUNDS rounds, per second of wall time and per second of
+ * this process's CPU time (every thread's, spinning included: robust to other load on a shared machine,
+ * where wall time is not). Within a round every function runs for at least COMPACT_SECONDS in turn, so
+ * a change in the machine's load hits all of them alike.
+ */
+function interleaved(flops: number, fns: (() => void)[]): { wall: number; cpu: number }[] {
+  const best = fns.map(() => ({ wall: 0, cpu: 0 }));
+  for (let r = 0; r < COMPACT_ROUNDS; r++) {
+    fns.forEach((fn, i) => {
+      let reps = 0, dt = 0;
+      const t0 = performance.now(), c0 = process.cpuUsage();
+      do {
+        fn();
+        reps++;
+        dt = (performance.now() - t0) / 1e3;
+      } while (dt < COMPACT_SECONDS);
+      const c = process.cpuUsage(c0);
+      const b = best[i]!;
+      b.wall = Math.max(b.wall, (flops * reps) / dt / 1e9);
+      b.cpu = Math.max(b.cpu, (flops * reps) / ((c.user + c.system) / 1e6) / 1e9);
+    });
+  }
+  return best;
+}
+
+const COMPACT_ROUNDS = 5;
+const COMPACT_SECONDS = 0.2;
+
 /** x·Wᵀ and dy·W with W f32 or compact, on one thread and all; a table of GFLOP/s and ratios to f32. */
 export async function benchCompactMatmul(opts: BenchOptions): Promise<void> {
   const rt = await WasmRuntime.create();
   const results: CompactResult[] = [];
   const threadCounts = rt.threads > 1 ? [1, rt.threads] : [1];
-  if (!opts.json) console.log(`\nfrozen linear layer, W [N, K] f32 or compact, GFLOP/s (best of ${ROUNDS}, each ≥ ${MIN_SECONDS} s); ${rt.describe()}`);
+  if (!opts.json) {
+    console.log(`\nfrozen linear layer, W [N, K] f32 or compact, GFLOP/s (best of ${COMPACT_ROUNDS} interleaved rounds, each ≥ ${COMPACT_SECONDS} s per type); ${rt.describe()}`);
+  }
   try {
     for (const { M, N, K, products } of COMPACT_SHAPES) {
+      const weights = COMPACT_DTYPES.map((dtype) => {
+        const w = randomWeight(dtype, N * K);
+        const p = rt.heap.alloc(w.length);
+        new Uint8Array(rt.memory.buffer, p, w.length).set(w);
+        return p;
+      });
       for (const product of products) {
         const [inner, outer] = product === 'x·Wᵀ' ? [K, N] : [N, K];
         const pa = rt.heap.alloc(M * inner * 4);
         const pc = rt.heap.alloc(M * outer * 4);
         rt.f32(pa, M * inner).set(random(M * inner));
-        for (const dtype of COMPACT_DTYPES) {
-          const w = randomWeight(dtype, N * K);
-          const pw = rt.heap.alloc(w.length);
-          new Uint8Array(rt.memory.buffer, pw, w.length).set(w);
-          for (const threads of threadCounts) {
-            const call = {
-              a: pa, b: pw, c: pc, batch: 1, M, N: outer, K: inner, transB: product === 'x·Wᵀ',
-              strideA: 0, strideB: 0, strideC: 0, bType: dtype, threads,
-            };
-            const g = gflops(0, () => matmul(rt, call), 2 * M * N * K);
-            const r: CompactResult = { bench: 'matmul-compact', product, M, N, K, dtype, threads, gflops: g };
+        for (const threads of threadCounts) {
+          const calls = COMPACT_DTYPES.map((dtype, i) => () => matmul(rt, {
+            a: pa, b: weights[i]!, c: pc, batch: 1, M, N: outer, K: inner, transB: product === 'x·Wᵀ',
+            strideA: 0, strideB: 0, strideC: 0, bType: dtype, threads,
+          }));
+          interleaved(2 * M * N * K, calls).forEach((g, i) => {
+            const r: CompactResult = { bench: 'matmul-compact', product, M, N, K, dtype: COMPACT_DTYPES[i]!, threads, gflops: g.wall, cpuGflops: g.cpu };
             results.push(r);
             if (opts.json) console.log(JSON.stringify(r));
-          }
-          rt.heap.release(pw);
+          });
         }
         rt.heap.release(pa);
         rt.heap.release(pc);
       }
+      for (const p of weights) rt.heap.release(p);
     }
   } finally {
     rt.dispose();
   }
   if (opts.json) return;
-  const head = ['product', 'M', 'N', 'K', 'threads', ...COMPACT_DTYPES, ...COMPACT_DTYPES.slice(1).map((d) => `${d}/f32`)];
+  const types = COMPACT_DTYPES.slice(1);
+  console.log('  (GFLOP/s per second of wall time; ratios to f32 also per second of CPU time, which other load on the machine disturbs less)');
+  const head = ['product', 'M', 'N', 'K', 'threads', ...COMPACT_DTYPES, ...types.map((d) => `${d}/f32`), ...types.map((d) => `cpu ${d}`)];
   console.log(head.map((h, i) => (i === 0 ? h.padEnd(7) : h.padStart(9))).join(''));
   for (const { M, N, K, products } of COMPACT_SHAPES) {
     for (const product of products) {
       for (const threads of threadCounts) {
-        const rate = (d: string) => results.find((r) => r.product === product && r.M === M && r.N === N && r.K === K && r.threads === threads && r.dtype === d)!.gflops;
-        const f32 = rate('f32');
+        const row = (d: string) => results.find((r) => r.product === product && r.M === M && r.N === N && r.K === K && r.threads === threads && r.dtype === d)!;
+        const f32 = row('f32');
         console.log([
           product.padEnd(7), ...[M, N, K, threads].map((x) => String(x).padStart(9)),
-          ...COMPACT_DTYPES.map((d) => rate(d).toFixed(1).padStart(9)),
-          ...COMPACT_DTYPES.slice(1).map((d) => (rate(d) / f32).toFixed(2).padStart(9)),
+          ...COMPACT_DTYPES.map((d) => row(d).gflops.toFixed(1).padStart(9)),
+          ...types.map((d) => (row(d).gflops / f32.gflops).toFixed(2).padStart(9)),
+          ...types.map((d) => (row(d).cpuGflops / f32.cpuGflops).toFixed(2).padStart(9)),
         ].join(''));
       }
     }
