@@ -176,6 +176,10 @@ test('import: trainable_token_indices replaces those embedding rows (the tied ou
   const again = new AdaptedModel(base);
   loadPeft(again, 'a', saved);
   assert.ok((await gap(again, edited(merged))) < TOL);
+  // The dict form names the embedding module (matched by the end of its name).
+  const byName = new AdaptedModel(base);
+  loadPeft(byName, 'a', peftFiles(peftLoraConfig({ trainable_token_indices: { embed_tokens: rows } }), tensors));
+  assert.ok((await gap(byName, edited(merged))) < TOL);
   assert.throws(() => loadPeft(new AdaptedModel(base), 'a', peftFiles(peftLoraConfig({ trainable_token_indices: [V] }), tensors)), /trainable_token_indices .* must be token ids in \[0, 512\)/);
 });
 
