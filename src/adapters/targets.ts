@@ -22,6 +22,11 @@ export function llamaModules(c: LlamaConfig): ModuleInfo[] {
   return out;
 }
 
+/** A regex that must match a whole module name; an invalid one is an error naming the option. */
+function wholeName(pattern: string, option: string): RegExp {
+  try { return new RegExp(`^(?:${pattern})$`); } catch (e) { throw new Error(`${option} ${JSON.stringify(pattern)} is not a valid regex (${(e as Error).message})`); }
+}
+
 /** PEFT's list rule: a module whose full name equals an entry or ends with `.entry`. */
 const listed = (list: readonly string[], name: string): boolean => list.some((s) => name === s || name.endsWith(`.${s}`));
 
@@ -36,10 +41,10 @@ export function selectTargets(cfg: TargetConfig, modules: readonly ModuleInfo[])
   const t = cfg.targetModules, ex = cfg.excludeModules;
   const inLayers = (m: ModuleInfo) => !cfg.layersToTransform || (m.layer !== undefined && cfg.layersToTransform.includes(m.layer));
   const matches = typeof t === 'string'
-    ? (() => { const re = new RegExp(`^(?:${t})$`); return (m: ModuleInfo) => re.test(m.name) && inLayers(m); })()
+    ? (() => { const re = wholeName(t, 'target modules'); return (m: ModuleInfo) => re.test(m.name) && inLayers(m); })()
     : (m: ModuleInfo) => t.includes(m.name) || (listed(t, m.name) && inLayers(m));
   const excluded = typeof ex === 'string'
-    ? (() => { const re = new RegExp(`^(?:${ex})$`); return (m: ModuleInfo) => re.test(m.name); })()
+    ? (() => { const re = wholeName(ex, 'excluded modules'); return (m: ModuleInfo) => re.test(m.name); })()
     : (m: ModuleInfo) => !!ex && listed(ex, m.name);
   const picked = modules.filter((m) => !excluded(m) && matches(m));
   if (picked.length === 0) {
