@@ -19,7 +19,7 @@ const lastLoss = (stdout: string): number => JSON.parse(stdout.trim().split('\n'
 
 for (const backend of ['wasm', 'js']) {
   test(`Bun: generate on ${backend} prints exactly greedy-256.txt`, () => {
-    const r = bun(['generate', '--model', STORIES_GGUF, '--backend', backend]);
+    const r = bun(['generate', '--model', STORIES_GGUF, '--backend', backend, ...(backend === 'wasm' ? ['--threads', '2'] : [])]);
     assert.is(r.code, 0, r.stderr);
     assert.is(r.stdout, readFileSync(GREEDY_256, 'utf8'));
     if (backend === 'wasm') assert.match(r.stderr, /backend: wasm \(.*2 threads\)/);
