@@ -7,7 +7,7 @@ import * as assert from 'uvu/assert';
 import { AdaptedModel } from '../../src/adapters/adapted-model.js';
 import { BASE_MODEL_METADATA, huggingFaceModelId, loadPeft, savePeft } from '../../src/adapters/peft.js';
 import { type LlamaCheckpoint, type NamedTensor, withRopeLayout } from '../../src/formats/checkpoint.js';
-import { parseSafetensors } from '../../src/formats/safetensors.js';
+import { parseSafetensors, safetensorsTensorToF32 } from '../../src/formats/safetensors.js';
 import { llamaModules } from '../../src/adapters/targets.js';
 import { randn } from '../helpers.js';
 import { forwardLogits, gradientCheck, randomizeParams, stories } from '../methods/helpers.js';
@@ -158,6 +158,22 @@ test('import: modules_to_save replaces whole modules (a tied lm_head, an MLP blo
   // A missing replaced module is an error that names it.
   delete tensors[`${P}lm_head.weight`];
   assert.throws(() => loadPeft(new AdaptedModel(base), 'a', peftFiles(cfg, tensors)), /missing tensor base_model\.model\.lm_head\.weight \(modules_to_save\)/);
+});
+
+test('import: modules_to_save on a GGUF-loaded model (rotary pairs): saved Q/K rows in Hugging Face order are reordered', async () => {
+  const pairs = await stories();
+  // The saved block is the model's own layer-0 attention as PEFT holds it (rotate-half rows), beside a LoRA on layer 3.
+  const { tensors, merged } = loraTensors(['model.layers.3.self_attn.v_proj'], () => 8, () => 1);
+  for (const p of ['q_proj', 'k_proj', 'v_proj', 'o_proj']) tensors[`${P}model.layers.0.self_attn.${p}.weight`] = base.tensors.get(`model.layers.0.self_attn.${p}.weight`)!;
+  const model = new AdaptedModel(pairs);
+  loadPeft(model, 'a', peftFiles(peftLoraConfig({ target_modules: ['v_proj'], layers_to_transform: [3], modules_to_save: ['layers.0.self_attn'] }), tensors));
+  const reference = new AdaptedModel({ ...pairs, tensors: new Map([...pairs.tensors, ['model.layers.3.self_attn.v_proj.weight', { shape: pairs.tensors.get('model.layers.3.self_attn.v_proj.weight')!.shape, data: merged['model.layers.3.self_attn.v_proj.weight']! }]]) });
+  const [x, y] = [await forwardLogits(model, ids, 2, 10), await forwardLogits(reference, ids, 2, 10)];
+  assert.ok(x.every((v, i) => Math.abs(v - y[i]!) < TOL));
+  // Saved back in Hugging Face order: the file's block equals what was loaded.
+  const back = parseSafetensors(savePeft(model, 'a').weights);
+  const q = back.tensors.find((t) => t.name === `${P}model.layers.0.self_attn.q_proj.weight`)!;
+  assert.equal([...safetensorsTensorToF32(back, q)], [...base.tensors.get('model.layers.0.self_attn.q_proj.weight')!.data]);
 });
 
 test('import: trainable_token_indices replaces those embedding rows (the tied output layer follows); saved back', async () => {
