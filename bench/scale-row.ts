@@ -17,6 +17,6 @@ const backend = await createWasmBackend();
 const probe = new AdaptedModel(ckpt);
 probe.addAdapter('default', 'lora', { r: 16, alpha: 32, targetModules: [...LLAMA_PROJECTIONS] }, { seed: 1 });
 const e = estimateTraining(probe, 'default', backend, { batch: row.batch, seq: row.seq, checkpointing: row.checkpointing });
-const r = await loraRun(ckpt, backend, row.batch, row.seq, Math.max(2, row.steps), false, { rank: 16, checkpointing: row.checkpointing });
+const r = await loraRun(ckpt, backend, row.batch, row.seq, Math.max(3, row.steps), false, { rank: 16, checkpointing: row.checkpointing });
 console.log(JSON.stringify({ tokensPerSecond: r.tokensPerSecond, peakMiB: process.resourceUsage().maxRSS / 1024, estimateMiB: (e.totalBytes + e.hostBytes) / 2 ** 20 }));
 backend.dispose();

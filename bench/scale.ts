@@ -9,7 +9,7 @@
  * planned smaller before anything is allocated (the memory estimate), never discovered by a crash.
  *
  * Flags (after `--`): --models smollm2-135m,qwen2.5-0.5b,qwen2.5-1.5b  --dtypes f32,f16,q8_0,q4_0
- * --checkpointing on,off  --batch 8 --seq 512 --steps 2 (the first is a warm-up)  --no-torch
+ * --checkpointing on,off  --batch 8 --seq 512 --steps 3 (the first is a warm-up; at least 3)  --no-torch
  * --estimate-only (print the planned memory of every row, wasm and webgpu, without running: seconds)
  * A full run of the biggest rows takes hours on 2 cores: narrow it with the flags.
  */
@@ -121,7 +121,7 @@ export async function benchScale(o: { json: boolean }): Promise<void> {
   const models = list('models', Object.keys(SCALE_MODELS));
   const dtypes = list('dtypes', DTYPES);
   const ckpts = list('checkpointing', ['off', 'on'] as const).map((x) => x === 'on');
-  const batch = Number(flag('batch') ?? 8), seq = Number(flag('seq') ?? 512), steps = Number(flag('steps') ?? 2);
+  const batch = Number(flag('batch') ?? 8), seq = Number(flag('seq') ?? 512), steps = Number(flag('steps') ?? 3);
   const rows: Row[] = models.flatMap((model) => dtypes.flatMap((baseDtype) => ckpts.map((checkpointing) => ({ model, baseDtype, checkpointing, batch, seq, steps }))));
   if (process.argv.includes('--estimate-only')) return estimates(rows, o.json);
   const torchDone = new Map<string, { stepSeconds: number; peakMiB: number } | undefined>();

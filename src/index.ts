@@ -1,6 +1,6 @@
 /**
  * AdaptKit's public API: load a model, add adapters, fine-tune, generate, evaluate, save and load
- * PEFT folders, on the js, wasm or webgpu backend. Everything here runs in Node, Deno and browsers;
+ * PEFT folders, on the js, wasm or webgpu backend. Everything here runs in Node, Deno, Bun and browsers;
  * file-system helpers live in the CLI.
  */
 export type { Backend, BackendName, Executable, ExecutionPlan, StepTime } from './backends/backend.js';

@@ -14,7 +14,7 @@ import type { Session } from '../scheduler/session.js';
 import { seededRandom } from '../util/random.js';
 import { getMethod } from './registry.js';
 import { llamaModules, selectTargets } from './targets.js';
-import type { AdapterMethod, BuildContext, ModuleInfo, ParamStore, TargetConfig, TrainingController } from './types.js';
+import type { AdapterMethod, BuildContext, ModuleInfo, ParamStore, PeftExtras, TargetConfig, TrainingController } from './types.js';
 
 export interface Adapter {
   readonly name: string;
@@ -25,8 +25,13 @@ export interface Adapter {
   readonly params: ParamStore;
   /** The values at creation (methods whose saved form depends on them: PiSSA). */
   readonly initial: ParamStore;
-  /** Base weights this adapter replaces while active (PiSSA's residual), by module name. */
-  readonly baseOverrides: Map<string, Float32Array>;
+  /**
+   * Base tensors this adapter replaces while active, by tensor name (`<module>.weight`): PiSSA's residual;
+   * from a PEFT folder, whole modules (modules_to_save), token rows (trainable_token_indices) and saved base layers.
+   */
+  readonly baseOverrides: Map<string, NamedTensor>;
+  /** What of a PEFT folder lives in baseOverrides, to be saved back the same way. */
+  readonly peftExtras?: PeftExtras;
   enabled: boolean;
   merged: boolean;
 }
@@ -52,7 +57,7 @@ export class AdaptedModel {
   addParsedAdapter(name: string, method: AdapterMethod<TargetConfig>, parsed: TargetConfig, o: { seed?: number } = {}): Adapter {
     const modules = method.selectModules ? method.selectModules(parsed, this.modules) : selectTargets(parsed, this.modules);
     const random = seededRandom(o.seed ?? 0);
-    const baseOverrides = new Map<string, Float32Array>();
+    const baseOverrides = new Map<string, NamedTensor>();
     const params = method.createParams({
       config: parsed, modules, model: this.base.config, random,
       baseWeight: (m) => this.baseTensor(`${m}.weight`),
@@ -61,7 +66,11 @@ export class AdaptedModel {
     });
     // Methods that rewrite the base (PiSSA) report it through createParams' store under `__base__/<module>`.
     for (const [k, v] of [...params]) {
-      if (k.startsWith('__base__/')) { baseOverrides.set(k.slice(9), v.data); params.delete(k); }
+      if (k.startsWith('__base__/')) {
+        const name = `${k.slice(9)}.weight`;
+        baseOverrides.set(name, { shape: this.baseTensor(name).shape, data: v.data });
+        params.delete(k);
+      }
     }
     const initial: ParamStore = new Map([...params].map(([k, v]) => [k, { shape: v.shape, data: Float32Array.from(v.data) }]));
     return this.attach({ name, method, config: parsed, modules, params, initial, baseOverrides, enabled: true, merged: false });
@@ -99,9 +108,12 @@ export class AdaptedModel {
   /** The weights a graph should see: base, with active residuals and merged adapters applied. */
   effectiveCheckpoint(): LlamaCheckpoint {
     const tensors = new Map(this.base.tensors);
+    let config = this.base.config;
     for (const a of this.adapters.values()) {
       if (!a.enabled) continue;
-      for (const [m, w] of a.baseOverrides) tensors.set(`${m}.weight`, { shape: tensors.get(`${m}.weight`)!.shape, data: w });
+      for (const [name, t] of a.baseOverrides) tensors.set(name, t);
+      // A replaced output layer (PEFT modules_to_save on lm_head) unties it from the embedding.
+      if (config.tiedEmbeddings && a.baseOverrides.has('lm_head.weight')) config = { ...config, tiedEmbeddings: false };
       if (!a.merged) continue;
       for (const m of a.modules) {
         const key = `${m.name}.weight`, biasKey = `${m.name}.bias`;
@@ -111,7 +123,7 @@ export class AdaptedModel {
         if (bias) tensors.set(biasKey, { shape: [m.outFeatures], data: bias });
       }
     }
-    return { ...this.base, tensors };
+    return { ...this.base, config, tensors };
   }
 
   /** Linear modules whose effective bias the model config does not declare (merged output shifts). */

@@ -3,14 +3,19 @@
  * with keys `base_model.model.<module>.<param>`, in Hugging Face orientation. A GGUF-loaded Llama keeps
  * Q/K rows in rotary pair order, so output-row tensors of q_proj/k_proj adapters are permuted to
  * rotate-half order on save and back on load. Pure functions over bytes: they run in browsers too.
+ *
+ * Besides the method's tensors a folder may carry what PEFT saves with any method: whole replaced modules
+ * (`modules_to_save`: `<module>.<param>`), replaced embedding rows (`trainable_token_indices`:
+ * `<module>.token_adapter.trainable_tokens_delta`) and the base weight of an adapted embedding
+ * (`<module>.base_layer.weight`). They load as base tensors the adapter replaces, and are saved back.
  */
-import { type LlamaCheckpoint, type NamedTensor, permuteQKHalfToPairs, permuteQKPairsToHalf } from '../formats/checkpoint.js';
+import { type LlamaCheckpoint, type NamedTensor, permuteQKHalfToPairs, permuteQKPairsToHalf, tensorF32 } from '../formats/checkpoint.js';
 import { parseSafetensors, safetensorsTensorToF32, writeSafetensors } from '../formats/safetensors.js';
 import { headDim } from '../model/llama.js';
 import { type Adapter, AdaptedModel } from './adapted-model.js';
 import { methodByPeftType } from './registry.js';
 import { selectTargets } from './targets.js';
-import type { ModuleInfo, ParamStore } from './types.js';
+import type { ModuleInfo, ParamStore, PeftExtras } from './types.js';
 
 const PREFIX = 'base_model.model.';
 
@@ -58,47 +63,184 @@ function transpose2d(d: Float32Array, rows: number, cols: number): Float32Array 
   return out;
 }
 
-/** Serialise one adapter as a PEFT folder's two files. */
+/**
+ * The Hugging Face model id a model argument names (`owner/repo`, `hf:owner/repo`, `owner/repo/file.gguf`,
+ * a huggingface.co URL), or null for anything else: a local file or folder, which PEFT could not find on
+ * another machine. `localSource` is where the model was actually read from; an argument equal to it was a
+ * local path, whatever it looks like.
+ */
+export function huggingFaceModelId(spec: string | undefined, localSource?: string): string | null {
+  if (!spec || spec === localSource) return null;
+  const url = /^https:\/\/huggingface\.co\/([\w.-]+)\/([\w.-]+)(?:\/|$)/.exec(spec);
+  if (url) return ['datasets', 'spaces'].includes(url[1]!) ? null : `${url[1]}/${url[2]}`;
+  const id = spec.replace(/^hf:/, '');
+  if (/^[a-z][\w+.-]*:/i.test(id) || /^[.~/\\]/.test(id)) return null;
+  const parts = id.split('/');
+  if (parts.length < 2 || !parts.every((p) => /^[\w.-]+$/.test(p)) || /\.(gguf|bin|safetensors|json)$/i.test(parts[1]!)) return null;
+  return `${parts[0]}/${parts[1]}`;
+}
+
+/** Safetensors metadata key keeping the model argument an adapter was trained from (PEFT ignores metadata). */
+export const BASE_MODEL_METADATA = 'adaptkit.base_model';
+
+/** A base tensor in Hugging Face orientation (toHf) or back: Q/K projection rows follow the rotary layout. */
+function orientBaseTensor(name: string, t: NamedTensor, base: LlamaCheckpoint, toHf: boolean): NamedTensor {
+  const heads = base.config.ropeLayout === 'half' ? undefined : qkHeads(name.slice(0, name.lastIndexOf('.')), base);
+  if (!heads) return t;
+  const rows = t.shape[0]!, data = tensorF32(t);
+  return { shape: t.shape, data: (toHf ? permuteQKPairsToHalf : permuteQKHalfToPairs)(data, heads, headDim(base.config), data.length / rows) };
+}
+
+/** Serialise one adapter as a PEFT folder's two files. `baseModel`: the model argument it was trained from. */
 export function savePeft(model: AdaptedModel, name: string, o: { baseModel?: string } = {}): PeftFiles {
   const a = model.get(name);
   const saved = a.method.exportParams ? a.method.exportParams(a) : { params: a.params, config: a.config };
   const params = reorient({ method: a.method, config: saved.config }, saved.params, a.modules, model.base, true);
-  const config = { ...a.method.toPeftConfig(saved.config, model.base.config), base_model_name_or_path: o.baseModel ?? null, revision: null };
+  const hfId = huggingFaceModelId(o.baseModel, model.base.source);
+  const config: Record<string, unknown> = { ...a.method.toPeftConfig(saved.config, model.base.config, a.modules), base_model_name_or_path: hfId, revision: null };
+  // PromptTuningConfig refuses a TEXT init without the tokenizer to rebuild it from (and would fetch that
+  // tokenizer to build a starting prompt the saved one then replaces): name the model's when it has an id,
+  // else write the RANDOM init, which loads the same saved prompt.
+  if (config.prompt_tuning_init === 'TEXT') {
+    if (hfId) config.tokenizer_name_or_path = hfId;
+    else Object.assign(config, { prompt_tuning_init: 'RANDOM', prompt_tuning_init_text: null });
+  }
   const prefix = a.method.fileKeyPrefix ?? PREFIX;
-  const weights = writeSafetensors([...params].map(([k, t]) => [`${prefix}${k}`, { shape: t.shape, data: t.data }] as [string, { shape: number[]; data: Float32Array }]), {
-    metadata: { format: 'pt' }, name: 'adapter_model.safetensors',
+  const tensors: [string, NamedTensor][] = [...params].map(([k, t]) => [`${prefix}${k}`, t]);
+  const x = a.peftExtras;
+  if (x) {
+    const override = (t: string) => a.baseOverrides.get(t)!;
+    for (const m of x.savedModules) {
+      for (const t of a.baseOverrides.keys()) if (t.startsWith(`${m}.`)) tensors.push([`${PREFIX}${t}`, orientBaseTensor(t, override(t), model.base, true)]);
+    }
+    for (const [m, rows] of x.tokenRows) {
+      const w = override(`${m}.weight`), d = w.shape[1]!, table = tensorF32(w), delta = new Float32Array(rows.length * d);
+      rows.forEach((row, i) => delta.set(table.subarray(row * d, row * d + d), i * d));
+      tensors.push([`${PREFIX}${m}.token_adapter.trainable_tokens_delta`, { shape: [rows.length, d], data: delta }]);
+    }
+    for (const m of x.baseLayers) tensors.push([`${PREFIX}${m}.base_layer.weight`, orientBaseTensor(`${m}.weight`, override(`${m}.weight`), model.base, true)]);
+    config.modules_to_save = x.modulesToSave.length ? [...x.modulesToSave] : null;
+    if (x.trainableTokenIndices !== undefined) config.trainable_token_indices = x.trainableTokenIndices;
+  }
+  // Our provenance (a local path, a URL) goes in the metadata: PEFT's config classes take no unknown keys
+  // (0.20 drops them with a warning, older versions raise).
+  const weights = writeSafetensors(tensors.map(([k, t]) => [k, { shape: t.shape, data: tensorF32(t) }] as [string, { shape: number[]; data: Float32Array }]), {
+    metadata: { format: 'pt', ...(o.baseModel ? { [BASE_MODEL_METADATA]: o.baseModel } : {}) }, name: 'adapter_model.safetensors',
   });
   return { config: `${JSON.stringify(config, null, 2)}\n`, weights };
 }
 
+/** Module names as PyTorch's named_modules() lists them for this model: every prefix of a tensor name. */
+function moduleNames(base: LlamaCheckpoint): string[] {
+  const out = new Set<string>();
+  for (const t of base.tensors.keys()) {
+    const parts = t.split('.');
+    for (let i = 1; i < parts.length; i++) out.add(parts.slice(0, i).join('.'));
+  }
+  // A tied output layer is still a module of its own in transformers.
+  if (base.config.tiedEmbeddings) out.add('lm_head');
+  return [...out];
+}
+
+/** A base tensor by name; a tied model's lm_head.weight is its embedding. */
+function baseTensor(base: LlamaCheckpoint, name: string): NamedTensor | undefined {
+  return base.tensors.get(name) ?? (name === 'lm_head.weight' && base.config.tiedEmbeddings ? base.tensors.get('model.embed_tokens.weight') : undefined);
+}
+
+/** modules_to_save and trainable_token_indices of a config, resolved on this model (PEFT's rules, utils/other.py). */
+function peftExtrasOf(json: Readonly<Record<string, unknown>>, base: LlamaCheckpoint, where: string): { mts: string[]; saved: string[]; tti?: number[] | Record<string, number[]>; tokenRows: Map<string, number[]> } {
+  const mtsRaw = json.modules_to_save ?? [];
+  if (!Array.isArray(mtsRaw) || !mtsRaw.every((m) => typeof m === 'string' && m !== '')) throw new Error(`${where}: modules_to_save must be a list of module names (got ${JSON.stringify(mtsRaw)})`);
+  const mts = mtsRaw as string[];
+  const names = moduleNames(base);
+  // _set_trainable: a module is saved whole when its name ends with an entry; a module inside one already saved goes with it.
+  const matched = names.filter((k) => mts.some((m) => k.endsWith(m)));
+  const saved = matched.filter((k) => !matched.some((p) => k.startsWith(`${p}.`)));
+  for (const m of mts) if (!names.some((k) => k.endsWith(m))) throw new Error(`${where}: modules_to_save entry ${JSON.stringify(m)} matches no module of this model`);
+  const tokenRows = new Map<string, number[]>();
+  const raw = json.trainable_token_indices;
+  if (raw === undefined || raw === null) return { mts, saved, tokenRows };
+  const byModule: Record<string, unknown> = Array.isArray(raw) ? { embed_tokens: raw } : typeof raw === 'object' ? raw as Record<string, unknown> : { '': raw };
+  for (const [m, list] of Object.entries(byModule)) {
+    const module = names.find((k) => k === m) ?? names.find((k) => m !== '' && k.endsWith(m) && baseTensor(base, `${k}.weight`)?.shape.length === 2);
+    const w = module && baseTensor(base, `${module}.weight`);
+    if (!module || !w || w.shape.length !== 2) throw new Error(`${where}: trainable_token_indices ${m ? `key ${JSON.stringify(m)} matches no embedding of this model` : 'must be a list of token ids or {module: [ids]}'}`);
+    const rows = w.shape[0]!;
+    if (!Array.isArray(list) || !list.every((i) => Number.isInteger(i) && i >= 0 && i < rows)) throw new Error(`${where}: trainable_token_indices for ${m} must be token ids in [0, ${rows}) (got ${JSON.stringify(list)})`);
+    if (new Set(list).size !== list.length) throw new Error(`${where}: trainable_token_indices for ${m} lists a token twice`);
+    tokenRows.set(module, list as number[]);
+  }
+  return { mts, saved, tti: raw as number[] | Record<string, number[]>, tokenRows };
+}
+
 /** Read a PEFT folder's two files into a new adapter on `model`. */
 export function loadPeft(model: AdaptedModel, name: string, files: PeftFiles, source = 'adapter'): Adapter {
+  const where = `${source}/adapter_config.json`;
   let json: Record<string, unknown>;
   try { json = JSON.parse(files.config) as Record<string, unknown>; } catch (e) {
-    throw new Error(`${source}/adapter_config.json: not valid JSON (${(e as Error).message})`);
+    throw new Error(`${where}: not valid JSON (${(e as Error).message})`);
   }
-  if (typeof json.peft_type !== 'string') throw new Error(`${source}/adapter_config.json: no peft_type`);
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new Error(`${where}: not a JSON object`);
+  if (typeof json.peft_type !== 'string') throw new Error(`${where}: no peft_type`);
   const method = methodByPeftType(json.peft_type);
+  // PEFT's own rule (tuners/lora/config.py): "`layers_to_transform` cannot be used when `target_modules` is a str."
+  if (typeof json.target_modules === 'string' && json.layers_to_transform !== undefined && json.layers_to_transform !== null) {
+    throw new Error(`${where}: layers_to_transform cannot be used with a regex target_modules (PEFT refuses this config)`);
+  }
+  method.checkPeftImport?.(json);
   const config = method.fromPeftConfig(json);
-  const modules = method.selectModules ? method.selectModules(config, model.modules) : selectTargets(config, model.modules);
+  const extras = peftExtrasOf(json, model.base, where);
+  if (method.fileKeyPrefix === '' && (extras.mts.length || extras.tokenRows.size)) throw new Error(`${where}: modules_to_save and trainable_token_indices are not supported with ${method.name}`);
+  // check_target_module_exists: no adapter on a module that modules_to_save replaces, or inside one.
+  const owned = extras.mts.map((m) => new RegExp(`^(?:.*\\.)?${m}(?:\\..*)?$`));
+  const candidates = model.modules.filter((m) => !owned.some((re) => re.test(m.name)));
+  const modules = method.selectModules ? method.selectModules(config, candidates) : selectTargets(config, candidates);
   // Fresh parameters tell which keys and shapes the file must have.
   const expected = method.createParams({
     config, modules, model: model.base.config, random: () => 0.5, baseWeight: (m) => model.base.tensors.get(`${m}.weight`)!,
     ...(model.base.tokenizer ? { tokenizer: model.base.tokenizer } : {}),
   });
   for (const k of [...expected.keys()]) if (k.startsWith('__base__/')) expected.delete(k);
+  // The other tensors a folder may hold: file key (without the prefix) → the base tensor it replaces.
+  const extra = new Map<string, { tensor: string; shape: readonly number[]; rows?: number[]; optional?: boolean }>();
+  for (const m of extras.saved) {
+    for (const t of [...model.base.tensors.keys(), ...(m === 'lm_head' && model.base.config.tiedEmbeddings ? ['lm_head.weight'] : [])]) {
+      if (t.startsWith(`${m}.`)) extra.set(t, { tensor: t, shape: baseTensor(model.base, t)!.shape });
+    }
+  }
+  for (const [m, rows] of extras.tokenRows) extra.set(`${m}.token_adapter.trainable_tokens_delta`, { tensor: `${m}.weight`, shape: [rows.length, baseTensor(model.base, `${m}.weight`)!.shape[1]!], rows });
+  for (const m of modules) {
+    const w = model.base.tensors.get(`${m.name}.weight`);
+    if (w) extra.set(`${m.name}.base_layer.weight`, { tensor: `${m.name}.weight`, shape: w.shape, optional: true });
+  }
   const file = parseSafetensors(files.weights, `${source}/adapter_model.safetensors`);
   const read: ParamStore = new Map();
+  const baseOverrides = new Map<string, NamedTensor>(), baseLayers: string[] = [];
   for (const t of file.tensors) {
     const key = t.name.startsWith(PREFIX) ? t.name.slice(PREFIX.length) : t.name;
-    const want = expected.get(key);
+    const want = expected.get(key)?.shape ?? extra.get(key)?.shape;
     if (!want) throw new Error(`${source}/adapter_model.safetensors: unexpected tensor ${t.name} for a ${method.name} adapter on this model`);
-    if (want.shape.join() !== t.shape.join()) throw new Error(`${source}/adapter_model.safetensors: ${t.name} is [${t.shape.join(', ')}], expected [${want.shape.join(', ')}]`);
-    read.set(key, { shape: [...t.shape], data: safetensorsTensorToF32(file, t) });
+    if (want.join() !== t.shape.join()) throw new Error(`${source}/adapter_model.safetensors: ${t.name} is [${t.shape.join(', ')}], expected [${want.join(', ')}]`);
+    const data = safetensorsTensorToF32(file, t);
+    const x = extra.get(key);
+    if (!x) { read.set(key, { shape: [...t.shape], data }); continue; }
+    const baseShape = baseTensor(model.base, x.tensor)!.shape;
+    if (x.rows) {
+      const w = Float32Array.from(tensorF32(baseOverrides.get(x.tensor) ?? baseTensor(model.base, x.tensor)!)), d = baseShape[1]!;
+      x.rows.forEach((row, i) => w.set(data.subarray(i * d, i * d + d), row * d));
+      baseOverrides.set(x.tensor, { shape: [...baseShape], data: w });
+    } else {
+      if (x.optional) baseLayers.push(key.slice(0, -'.base_layer.weight'.length));
+      baseOverrides.set(x.tensor, orientBaseTensor(x.tensor, { shape: [...baseShape], data }, model.base, false));
+    }
   }
   for (const k of expected.keys()) if (!read.has(k)) throw new Error(`${source}/adapter_model.safetensors: missing tensor ${method.fileKeyPrefix ?? PREFIX}${k}`);
+  for (const [k, x] of extra) if (!x.optional && !file.tensors.some((t) => t.name === `${PREFIX}${k}`)) throw new Error(`${source}/adapter_model.safetensors: missing tensor ${PREFIX}${k} (${x.rows ? 'trainable_token_indices' : 'modules_to_save'})`);
   const params = reorient({ method, config }, read, modules, model.base, false);
-  return model.attach({ name, method, config, modules, params, initial: params, baseOverrides: new Map(), enabled: true, merged: false });
+  const peftExtras: PeftExtras | undefined = extras.mts.length || extras.tokenRows.size || baseLayers.length
+    ? { modulesToSave: extras.mts, savedModules: extras.saved, ...(extras.tti !== undefined ? { trainableTokenIndices: extras.tti } : {}), tokenRows: extras.tokenRows, baseLayers }
+    : undefined;
+  return model.attach({ name, method, config, modules, params, initial: params, baseOverrides, ...(peftExtras ? { peftExtras } : {}), enabled: true, merged: false });
 }
 
 export type { NamedTensor };

@@ -22,19 +22,34 @@ export function llamaModules(c: LlamaConfig): ModuleInfo[] {
   return out;
 }
 
+/** A regex that must match a whole module name; an invalid one is an error naming the option. */
+function wholeName(pattern: string, option: string): RegExp {
+  try { return new RegExp(`^(?:${pattern})$`); } catch (e) { throw new Error(`${option} ${JSON.stringify(pattern)} is not a valid regex (${(e as Error).message})`); }
+}
+
+/** PEFT's list rule: a module whose full name equals an entry or ends with `.entry`. */
+const listed = (list: readonly string[], name: string): boolean => list.some((s) => name === s || name.endsWith(`.${s}`));
+
 /**
- * PEFT rules: a list matches a module whose full name equals an entry or ends with `.entry`; a single
- * string is a regex that must match the whole name. `layersToTransform` keeps only those layers.
+ * PEFT's rules (tuners_utils.check_target_module_exists): a module matched by `excludeModules` (a list, or a
+ * regex that must match the whole name) is never adapted; a single target string is a regex over the whole
+ * name; a list entry equal to the full name selects that module, a suffix entry selects it only in
+ * `layersToTransform` when given. Unlike PEFT, a regex here also honours `layersToTransform` (PEFT refuses
+ * the pair; saving writes the selected names instead).
  */
 export function selectTargets(cfg: TargetConfig, modules: readonly ModuleInfo[]): ModuleInfo[] {
-  const t = cfg.targetModules;
+  const t = cfg.targetModules, ex = cfg.excludeModules;
+  const inLayers = (m: ModuleInfo) => !cfg.layersToTransform || (m.layer !== undefined && cfg.layersToTransform.includes(m.layer));
   const matches = typeof t === 'string'
-    ? (() => { const re = new RegExp(`^(?:${t})$`); return (m: ModuleInfo) => re.test(m.name); })()
-    : (m: ModuleInfo) => t.some((s) => m.name === s || m.name.endsWith(`.${s}`));
-  const picked = modules.filter((m) => matches(m) && (!cfg.layersToTransform || (m.layer !== undefined && cfg.layersToTransform.includes(m.layer))));
+    ? (() => { const re = wholeName(t, 'target modules'); return (m: ModuleInfo) => re.test(m.name) && inLayers(m); })()
+    : (m: ModuleInfo) => t.includes(m.name) || (listed(t, m.name) && inLayers(m));
+  const excluded = typeof ex === 'string'
+    ? (() => { const re = wholeName(ex, 'excluded modules'); return (m: ModuleInfo) => re.test(m.name); })()
+    : (m: ModuleInfo) => !!ex && listed(ex, m.name);
+  const picked = modules.filter((m) => !excluded(m) && matches(m));
   if (picked.length === 0) {
     const names = [...new Set(modules.map((m) => m.name.split('.').pop()))].join(', ');
-    throw new Error(`target modules ${JSON.stringify(t)} match no module of this model (module names end in: ${names})`);
+    throw new Error(`target modules ${JSON.stringify(t)}${ex ? ` minus excluded ${JSON.stringify(ex)}` : ''} match no module of this model (module names end in: ${names})`);
   }
   return picked;
 }

@@ -28,6 +28,8 @@ export interface TargetConfig {
   targetModules: string[] | string;
   /** Only these layer indices (default: all). */
   layersToTransform?: number[];
+  /** Modules never adapted even when targeted: names or suffixes, or one regex string (PEFT exclude_modules). */
+  excludeModules?: string[] | string;
 }
 
 export interface InitContext<C> {
@@ -113,6 +115,21 @@ export function restoreArray(state: ReadonlyMap<string, Float64Array>, name: str
   into.set(v);
 }
 
+/**
+ * Parts of a PEFT adapter besides the method's own tensors. Their values are base tensors the adapter
+ * replaces (Adapter.baseOverrides).
+ */
+export interface PeftExtras {
+  /** modules_to_save as written, and the modules it resolved to (each replaced whole). */
+  readonly modulesToSave: readonly string[];
+  readonly savedModules: readonly string[];
+  /** trainable_token_indices as written, and per embedding-like module the token rows it replaces. */
+  readonly trainableTokenIndices?: number[] | Record<string, number[]>;
+  readonly tokenRows: ReadonlyMap<string, readonly number[]>;
+  /** Adapted modules whose base weight the folder carried (`<module>.base_layer.weight`). */
+  readonly baseLayers: readonly string[];
+}
+
 /** An adapter as a controller sees it. */
 export interface AdapterState<C> {
   readonly config: C;
@@ -173,10 +190,16 @@ export interface AdapterMethod<C extends TargetConfig = TargetConfig> {
   readonly fileKeyPrefix?: string;
   /** Convert saved tensors between this library's rotary layout and Hugging Face's (default: output rows). */
   reorient?(params: ParamStore, o: { model: LlamaConfig; config: C; toHf: boolean }): ParamStore;
-  /** adapter_config.json contents (PEFT keys); `model` gives the dimensions prompt learning records. */
-  toPeftConfig(config: C, model: LlamaConfig): Record<string, unknown>;
+  /**
+   * adapter_config.json contents (PEFT keys); `model` gives the dimensions prompt learning records, `modules`
+   * the adapted modules (written by name where PEFT could not select them from the config's own fields;
+   * without them, as configured: this library's own files, such as training states, read that back).
+   */
+  toPeftConfig(config: C, model: LlamaConfig, modules?: readonly ModuleInfo[]): Record<string, unknown>;
   /** Parse adapter_config.json back. */
   fromPeftConfig(json: Readonly<Record<string, unknown>>): C;
+  /** Refuse a PEFT folder's config that would load here but compute something else than in PEFT. */
+  checkPeftImport?(json: Readonly<Record<string, unknown>>): void;
   /**
    * What to save when it differs from the live adapter (PiSSA is saved as a plain LoRA of twice the rank
    * that applies to the original base weights).

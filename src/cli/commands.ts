@@ -529,8 +529,11 @@ export async function main(argv: readonly string[]): Promise<number> {
     if (flags.help) {
       process.stdout.write(usage(name, cmd.summary, cmd.flags));
       if (name === 'train') {
-        for (const m of methodNames().filter((x) => x !== 'lora')) {
-          process.stdout.write(`\n--method ${m} options:\n${Object.entries(getMethod(m).options).map(([k, h]) => `  --${kebab(k)}`.padEnd(30) + h).join('\n')}\n`);
+        // LoRA's main options are train's own flags (--rank, --alpha, --targets…); its others are listed as other methods' are.
+        const loraFlagged = ['r', 'alpha', 'dropout', 'targetModules', 'layersToTransform', 'useRslora', 'init', 'useDora'];
+        for (const m of methodNames()) {
+          const options = Object.entries(getMethod(m).options).filter(([k]) => m !== 'lora' || !loraFlagged.includes(k));
+          process.stdout.write(`\n--method ${m} options:\n${options.map(([k, h]) => `  --${kebab(k)}`.padEnd(30) + h).join('\n')}\n`);
         }
       }
       return 0;

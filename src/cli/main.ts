@@ -1,4 +1,4 @@
-/** Entry point of the adaptkit command (Node and Deno). */
+/** Entry point of the adaptkit command (Node, Deno and Bun). */
 import { enableRelaxedSimd } from './relaxed-simd.js';
 import { main } from './commands.js';
 

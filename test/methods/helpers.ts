@@ -125,10 +125,12 @@ export async function trainHero(model: AdaptedModel, name: string, o: { steps: n
 export async function forwardLogits(model: AdaptedModel, ids: Int32Array, batch: number, seq: number): Promise<Float32Array> {
   const g = new Graph();
   const { hooks } = model.hooks({ training: false });
-  const net = buildLlama(g, model.base.config, { batch, seq, hooks });
+  // The effective config: an adapter that replaces the output layer unties it from the embedding.
+  const weights = model.effectiveCheckpoint();
+  const net = buildLlama(g, weights.config, { batch, seq, hooks });
   g.markOutput(net.logits);
   const s = await Session.create(g, createJsBackend());
-  uploadWeights(s, net.weights, model.effectiveCheckpoint());
+  uploadWeights(s, net.weights, weights);
   model.uploadAdapterParams(s);
   s.set(net.ids, ids);
   await s.run();

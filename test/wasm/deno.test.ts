@@ -7,7 +7,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
 const deno = fileURLToPath(new URL('../../node_modules/.bin/deno', import.meta.url));
-const script = fileURLToPath(new URL('./deno-main.ts', import.meta.url));
+const script = fileURLToPath(new URL('./pool-main.ts', import.meta.url));
 
 test('Deno: 2 threads over Web Workers agree with 1 thread, and the process exits', () => {
   assert.ok(existsSync(deno), 'the deno binary (devDependency `deno`) is missing: run npm install');

@@ -1,6 +1,6 @@
 /** AdaLoRA's options, with Hugging Face PEFT's defaults and adapter_config.json keys. */
-import { checkKeys, layers, num, targets } from '../config-utils.js';
-import type { TargetConfig } from '../types.js';
+import { checkKeys, excludes, fromPeftTargets, layers, num, peftTargets, targets } from '../config-utils.js';
+import type { ModuleInfo, TargetConfig } from '../types.js';
 
 export interface AdaloraConfig extends TargetConfig {
   /** Rank of every module's P·Λ·Q at the start (PEFT init_r). */
@@ -42,6 +42,7 @@ export const ADALORA_OPTIONS: Readonly<Record<string, string>> = {
   beta2: 'EMA factor of the uncertainty (default 0.85)',
   orthRegWeight: 'weight γ of the orthogonality regulariser (default 0.5)',
   totalStep: 'T of the cubic budget schedule (default: the number of training steps)',
+  excludeModules: "modules never adapted even when targeted: names or suffixes, or 're:<regex>' (default none)",
 };
 
 const int = (v: number) => Number.isInteger(v) && v >= 0;
@@ -60,6 +61,7 @@ export function parseAdaloraConfig(raw: Readonly<Record<string, unknown>>): Adal
     beta1: num(m, raw, 'beta1', 0.85, (v) => v > 0 && v < 1, 'in (0, 1)'),
     beta2: num(m, raw, 'beta2', 0.85, (v) => v > 0 && v < 1, 'in (0, 1)'),
     orthRegWeight: num(m, raw, 'orthRegWeight', 0.5, (v) => v >= 0, 'a number ≥ 0'),
+    ...excludes(m, raw),
   };
   if (raw.tinit !== undefined && raw.tinit !== null) c.tinit = num(m, raw, 'tinit', 0, int, 'an integer ≥ 0');
   if (raw.tfinal !== undefined && raw.tfinal !== null) c.tfinal = num(m, raw, 'tfinal', 0, int, 'an integer ≥ 0');
@@ -76,12 +78,15 @@ export function parseAdaloraConfig(raw: Readonly<Record<string, unknown>>): Adal
   return c;
 }
 
-export function toPeftAdaloraConfig(c: AdaloraConfig): Record<string, unknown> {
+export function toPeftAdaloraConfig(c: AdaloraConfig, _model: unknown, modules?: readonly ModuleInfo[]): Record<string, unknown> {
   return {
-    peft_type: 'ADALORA', task_type: 'CAUSAL_LM', r: c.initR, lora_alpha: c.loraAlpha, lora_dropout: c.loraDropout,
-    target_modules: c.targetModules, layers_to_transform: c.layersToTransform ?? null,
+    // r is LoraConfig's and unused by AdaLoRA: PEFT warns unless it keeps its default 8 (init_r is the rank).
+    peft_type: 'ADALORA', task_type: 'CAUSAL_LM', r: 8, lora_alpha: c.loraAlpha, lora_dropout: c.loraDropout,
+    ...peftTargets(c, modules),
     target_r: c.targetR, init_r: c.initR, tinit: c.tinit ?? 0, tfinal: c.tfinal ?? 0, deltaT: c.deltaT ?? 1, beta1: c.beta1, beta2: c.beta2,
-    orth_reg_weight: c.orthRegWeight, total_step: c.totalStep ?? null, rank_pattern: c.rankPattern ?? null,
+    // PEFT refuses a missing total_step and one that leaves no budgeting phase (tinit < total_step − tfinal);
+    // before training has set it, the shortest schedule PEFT accepts (inference ignores it).
+    orth_reg_weight: c.orthRegWeight, total_step: c.totalStep ?? (c.tinit ?? 0) + (c.tfinal ?? 0) + 1, rank_pattern: c.rankPattern ?? null,
     bias: 'none', fan_in_fan_out: false, init_lora_weights: true, use_dora: false, modules_to_save: null, inference_mode: true,
   };
 }
@@ -89,11 +94,9 @@ export function toPeftAdaloraConfig(c: AdaloraConfig): Record<string, unknown> {
 export function fromPeftAdaloraConfig(j: Readonly<Record<string, unknown>>): AdaloraConfig {
   if (j.peft_type !== 'ADALORA') throw new Error(`adapter_config.json: peft_type is ${JSON.stringify(j.peft_type)}, expected "ADALORA"`);
   if (j.bias !== undefined && j.bias !== 'none') throw new Error(`adapter_config.json: bias "${String(j.bias)}" is not supported (only "none")`);
-  const lt = j.layers_to_transform;
   return parseAdaloraConfig({
     initR: j.init_r ?? 12, targetR: j.target_r ?? 8, loraAlpha: j.lora_alpha ?? 8, loraDropout: j.lora_dropout ?? 0,
-    targetModules: j.target_modules ?? ['q_proj', 'v_proj'],
-    ...(Array.isArray(lt) ? { layersToTransform: lt } : typeof lt === 'number' ? { layersToTransform: [lt] } : {}),
+    ...fromPeftTargets(j, ['q_proj', 'v_proj']),
     tinit: j.tinit ?? 0, tfinal: j.tfinal ?? 0, deltaT: j.deltaT ?? 1, beta1: j.beta1 ?? 0.85, beta2: j.beta2 ?? 0.85,
     orthRegWeight: j.orth_reg_weight ?? 0.5, totalStep: j.total_step ?? undefined, rankPattern: j.rank_pattern ?? undefined,
   });

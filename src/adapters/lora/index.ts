@@ -1,6 +1,6 @@
 /** LoRA, rsLoRA, DoRA and PiSSA as one adapter method (as in PEFT, where they are LoRA options). */
 import type { AdapterMethod } from '../types.js';
-import { type LoraConfig, LORA_OPTIONS, fromPeftLoraConfig, parseLoraConfig, toPeftLoraConfig } from './config.js';
+import { type LoraConfig, LORA_OPTIONS, checkPeftLoraImport, fromPeftLoraConfig, parseLoraConfig, toPeftLoraConfig } from './config.js';
 import { createLoraParams, loraKeys, loraLinear, mergeLora } from './layer.js';
 
 export const lora: AdapterMethod<LoraConfig> = {
@@ -26,9 +26,8 @@ export const lora: AdapterMethod<LoraConfig> = {
     if (config.init !== 'pissa') return { params, config };
     if (config.useDora) throw new Error('lora: saving a PiSSA-initialised DoRA adapter is not supported');
     const out = new Map();
-    const r = config.r;
     for (const m of modules) {
-      const k = loraKeys(m.name);
+      const k = loraKeys(m.name), r = params.get(k.a)!.shape[0]!;
       const [A, A0, B, B0] = [params.get(k.a)!, initial.get(k.a)!, params.get(k.b)!, initial.get(k.b)!];
       const a2 = new Float32Array(2 * r * m.inFeatures);
       a2.set(A.data, 0); a2.set(A0.data, r * m.inFeatures);
@@ -40,9 +39,16 @@ export const lora: AdapterMethod<LoraConfig> = {
       out.set(k.a, { shape: [2 * r, m.inFeatures], data: a2 });
       out.set(k.b, { shape: [m.outFeatures, 2 * r], data: b2 });
     }
-    return { params: out, config: { ...config, r: 2 * r, alpha: config.useRslora ? config.alpha * Math.SQRT2 : 2 * config.alpha, init: 'default' as const } };
+    const alpha = (a: number) => (config.useRslora ? a * Math.SQRT2 : 2 * a);
+    const each = (p: Record<string, number> | undefined, f: (v: number) => number) => (p ? Object.fromEntries(Object.entries(p).map(([k, v]) => [k, f(v)])) : undefined);
+    const rankByModule = each(config.rankByModule, (v) => 2 * v), alphaByModule = each(config.alphaByModule, alpha);
+    return {
+      params: out,
+      config: { ...config, r: 2 * config.r, alpha: alpha(config.alpha), init: 'default' as const, ...(rankByModule ? { rankByModule } : {}), ...(alphaByModule ? { alphaByModule } : {}) },
+    };
   },
   toPeftConfig: toPeftLoraConfig,
   fromPeftConfig: fromPeftLoraConfig,
+  checkPeftImport: checkPeftLoraImport,
 };
 export type { LoraConfig } from './config.js';

@@ -4,6 +4,9 @@
  * DoRA (Liu et al., "DoRA: Weight-Decomposed Low-Rank Adaptation", 2024, eq. 5):
  *   W' = m · (W₀ + s·B·A) / ‖W₀ + s·B·A‖ (row norms, the norm detached as in its §4.3).
  * PiSSA (Meng et al., 2024): A, B from the top-r singular triplets of W₀; the base becomes W₀ − s·B·A.
+ * On the token embedding (E [V, D], ΔE = s·(B·A)ᵀ) DoRA is PEFT's DoraEmbeddingLayer: the magnitude m [D] is
+ * per embedding dimension, over the norms of E + ΔE's columns: y = m/‖(E + ΔE)[:, d]‖ ⊙ (E + ΔE)[ids].
+ * Ranks and alphas may differ per module (PEFT rank_pattern, alpha_pattern).
  */
 import { type NamedTensor, tensorF32 } from '../../formats/checkpoint.js';
 import * as F from '../../graph/api.js';
@@ -12,7 +15,7 @@ import type { LinearContext } from '../../model/llama.js';
 import { svd } from '../../linalg/svd.js';
 import { gaussian } from '../../util/random.js';
 import type { BuildContext, InitContext, ModuleInfo, ParamStore } from '../types.js';
-import { type LoraConfig, loraScaling } from './config.js';
+import { type LoraConfig, loraModuleConfig, loraScaling } from './config.js';
 
 export const loraKeys = (module: string) => ({
   a: `${module}.lora_A.weight`,
@@ -27,7 +30,7 @@ export function loraDelta(params: ParamStore, module: ModuleInfo, c: LoraConfig)
   const k = loraKeys(module.name);
   const A = params.get(k.a)?.data, B = params.get(k.b)?.data;
   if (!A || !B) throw new Error(`LoRA parameters for ${module.name} are missing`);
-  const { inFeatures: n, outFeatures: m } = module, r = A.length / n, s = loraScaling(c);
+  const { inFeatures: n, outFeatures: m } = module, r = A.length / n, s = loraScaling(loraModuleConfig(c, module.name));
   const d = new Float64Array(m * n);
   for (let i = 0; i < m; i++) for (let q = 0; q < r; q++) {
     const b = B[i * r + q]! * s;
@@ -36,28 +39,43 @@ export function loraDelta(params: ParamStore, module: ModuleInfo, c: LoraConfig)
   return d;
 }
 
+/** ‖(E + s·(B·A)ᵀ)[:, d]‖ for every embedding dimension d: E [V, D], A [r, V], B [D, r]. */
+function embeddingColumnNorms(E: Float32Array, A: Float32Array, B: Float32Array, V: number, D: number, r: number, s: number): Float32Array {
+  const out = new Float32Array(D);
+  for (let d = 0; d < D; d++) {
+    let s2 = 0;
+    for (let v = 0; v < V; v++) {
+      let delta = 0;
+      for (let q = 0; q < r; q++) delta += B[d * r + q]! * A[q * V + v]!;
+      s2 += (E[v * D + d]! + s * delta) ** 2;
+    }
+    out[d] = Math.sqrt(s2);
+  }
+  return out;
+}
+
 export function createLoraParams(ctx: InitContext<LoraConfig>, onBaseChange?: (module: string, w: Float32Array) => void): ParamStore {
   const { config: c } = ctx;
   const store: ParamStore = new Map();
   for (const m of ctx.modules) {
-    const k = loraKeys(m.name);
-    const A = new Float32Array(c.r * m.inFeatures), B = new Float32Array(m.outFeatures * c.r);
+    const k = loraKeys(m.name), mc = loraModuleConfig(c, m.name), r = mc.r, s = loraScaling(mc);
+    const A = new Float32Array(r * m.inFeatures), B = new Float32Array(m.outFeatures * r);
     if (c.init === 'pissa') {
       const W = tensorF32(ctx.baseWeight(m.name)), s = loraScaling(c);
       const d = svd(W, m.outFeatures, m.inFeatures);
-      if (c.r > d.k) throw new Error(`lora: rank ${c.r} exceeds ${m.name}'s smaller dimension ${d.k}`);
-      for (let q = 0; q < c.r; q++) {
+      if (r > d.k) throw new Error(`lora: rank ${r} exceeds ${m.name}'s smaller dimension ${d.k}`);
+      for (let q = 0; q < r; q++) {
         const root = Math.sqrt(d.s[q]! / s);
         for (let j = 0; j < m.inFeatures; j++) A[q * m.inFeatures + j] = root * d.vt[q * m.inFeatures + j]!;
-        for (let i = 0; i < m.outFeatures; i++) B[i * c.r + q] = root * d.u[i * d.k + q]!;
+        for (let i = 0; i < m.outFeatures; i++) B[i * r + q] = root * d.u[i * d.k + q]!;
       }
       const residual = Float32Array.from(W);
-      const tmp: ParamStore = new Map([[k.a, { shape: [c.r, m.inFeatures], data: A }], [k.b, { shape: [m.outFeatures, c.r], data: B }]]);
+      const tmp: ParamStore = new Map([[k.a, { shape: [r, m.inFeatures], data: A }], [k.b, { shape: [m.outFeatures, r], data: B }]]);
       const delta = loraDelta(tmp, m, c);
       for (let i = 0; i < residual.length; i++) residual[i]! -= delta[i]!;
       onBaseChange?.(m.name, residual);
     } else if (c.init === 'gaussian') {
-      for (let i = 0; i < A.length; i++) A[i] = gaussian(ctx.random) / c.r;
+      for (let i = 0; i < A.length; i++) A[i] = gaussian(ctx.random) / r;
     } else {
       // Kaiming-uniform with a = √5 on [r, in], as torch.nn.Linear's default: bound = 1/√in.
       const bound = 1 / Math.sqrt(m.inFeatures);
@@ -65,14 +83,18 @@ export function createLoraParams(ctx: InitContext<LoraConfig>, onBaseChange?: (m
     }
     if (m.kind === 'embedding') {
       // PEFT's embedding LoRA: A [r, V] zero, B [D, r] normal, ΔE = (B·A)ᵀ.
-      const eA = new Float32Array(c.r * m.inFeatures), eB = new Float32Array(m.outFeatures * c.r);
+      const eA = new Float32Array(r * m.inFeatures), eB = new Float32Array(m.outFeatures * r);
       for (let i = 0; i < eB.length; i++) eB[i] = gaussian(ctx.random);
-      store.set(k.embA, { shape: [c.r, m.inFeatures], data: eA });
-      store.set(k.embB, { shape: [m.outFeatures, c.r], data: eB });
+      store.set(k.embA, { shape: [r, m.inFeatures], data: eA });
+      store.set(k.embB, { shape: [m.outFeatures, r], data: eB });
+      if (c.useDora) {
+        const E = tensorF32(ctx.baseWeight(m.name));
+        store.set(k.magnitude, { shape: [m.outFeatures], data: embeddingColumnNorms(E, eA, eB, m.inFeatures, m.outFeatures, r, s) });
+      }
       continue;
     }
-    store.set(k.a, { shape: [c.r, m.inFeatures], data: A });
-    store.set(k.b, { shape: [m.outFeatures, c.r], data: B });
+    store.set(k.a, { shape: [r, m.inFeatures], data: A });
+    store.set(k.b, { shape: [m.outFeatures, r], data: B });
     if (c.useDora) {
       // m starts at ‖W₀ + ΔW‖ row norms so the first forward pass equals the base (+ LoRA) output.
       const W = tensorF32(ctx.baseWeight(m.name)), delta = loraDelta(store, m, c);
@@ -90,14 +112,19 @@ export function createLoraParams(ctx: InitContext<LoraConfig>, onBaseChange?: (m
 
 /** The adapted linear layer's output. x [..., in] → [..., out]. */
 export function loraLinear(ctx: LinearContext, module: ModuleInfo, c: LoraConfig, b: BuildContext): Tensor {
-  const k = loraKeys(module.name), s = loraScaling(c);
+  const k = loraKeys(module.name), s = loraScaling(loraModuleConfig(c, module.name));
   const A = module.kind === 'linear' ? b.param(k.a) : undefined, B = module.kind === 'linear' ? b.param(k.b) : undefined;
   const x = b.training && c.dropout > 0 && b.seed ? F.dropout(ctx.x, b.seed, c.dropout, b.nextSite()) : ctx.x;
   return ctx.graph.within(`${module.name}.lora`, () => {
     if (module.kind === 'embedding') {
       // ΔE = s·(B·A)ᵀ: row id of ΔE is s·B·A[:, id].
       const rows = F.embedding(F.transpose(b.param(k.embA), [1, 0]), ctx.ids!);
-      return F.add(ctx.base(), F.scale(F.matmul(rows, b.param(k.embB), { transB: true }), s));
+      const sum = F.add(ctx.base(), F.scale(F.matmul(rows, b.param(k.embB), { transB: true }), s));
+      if (!c.useDora) return sum;
+      // DoRA on the embedding: (E + ΔE)ᵀ [D, V], its row norms (E's column norms) detached as in §4.3.
+      const merged = F.add(F.transpose(F.dequantize(ctx.weight), [1, 0]), F.scale(F.matmul(b.param(k.embB), b.param(k.embA)), s));
+      const norm = F.stopGradient(F.sqrt(F.sum(F.mul(merged, merged), [1])));
+      return F.mul(sum, F.div(b.param(k.magnitude), norm));
     }
     if (!c.useDora) {
       const delta = F.scale(F.matmul(F.matmul(x, A!, { transB: true }), B!, { transB: true }), s);

@@ -4,7 +4,7 @@
  * generation word and waking the workers; the calling thread runs share 0 itself, closes the job to
  * latecomers and blocks until every worker that joined has finished. Kernels hand out tasks from an
  * atomic counter, so a worker the OS wakes late finds the work done instead of holding the caller up. Works with Node's worker_threads and with Web Workers
- * (Deno, browsers); where the calling thread may not block (a browser's main thread), there is no pool.
+ * (Deno, Bun, browsers); where the calling thread may not block (a browser's main thread), there is no pool.
  */
 import { WORKER_SOURCE } from './worker-source.js';
 
@@ -30,8 +30,14 @@ interface WorkerHandle {
   terminate(): void;
 }
 
+/**
+ * Node proper: Deno and Bun also report `process.versions.node`, but take Web Workers. Bun's
+ * worker_threads worker has a global `self` whose `onmessage` never receives what the parent posts, so a
+ * worker started that way waited for its first message forever.
+ */
 function isNode(): boolean {
-  return typeof process !== 'undefined' && !!process.versions?.node && typeof (globalThis as { Deno?: unknown }).Deno === 'undefined';
+  const g = globalThis as { Deno?: unknown; Bun?: unknown };
+  return typeof process !== 'undefined' && !!process.versions?.node && g.Deno === undefined && g.Bun === undefined;
 }
 
 async function spawnWorker(): Promise<WorkerHandle> {
@@ -52,8 +58,11 @@ async function spawnWorker(): Promise<WorkerHandle> {
     w.onmessage = (e: MessageEvent<{ error?: string }>) => {
       w.onmessage = null;
       URL.revokeObjectURL(url);
-      if (e.data.error) reject(new Error(e.data.error));
-      else resolve();
+      if (e.data.error) return reject(new Error(e.data.error));
+      // Bun's Web Workers keep the process alive as Node's do, unless unref'd (Deno's and browsers' have no
+      // unref); not before this point, or nothing would wait for the first message.
+      (w as { unref?: () => void }).unref?.();
+      resolve();
     };
     w.onerror = (e) => reject(new Error(e.message));
   });

@@ -56,7 +56,35 @@ function detectRuntime(): Runtime {
 }
 
 type NodeEnv = Record<string, string | undefined>;
+const nodePlatform = (): string => (globalThis as unknown as { process: { platform: string } }).process.platform;
 const nodeEnv = (): NodeEnv => (globalThis as unknown as { process: { env: NodeEnv } }).process.env;
+
+/**
+ * Set an environment variable that native code (Dawn, the Vulkan loader) reads. Node's `process.env`
+ * writes through to the C environment; Bun's does not, so there libc's setenv is called as well.
+ */
+async function setNativeEnv(key: string, value: string): Promise<void> {
+  nodeEnv()[key] = value;
+  if ((globalThis as { Bun?: unknown }).Bun === undefined) return;
+  const ffiName = 'bun:ffi';
+  const { dlopen, FFIType } = (await import(ffiName)) as {
+    dlopen(lib: string, s: object): { symbols: { setenv(k: Uint8Array, v: Uint8Array, overwrite: number): number }; close(): void };
+    FFIType: Record<string, number>;
+  };
+  let libc;
+  try {
+    libc = dlopen(nodePlatform() === 'darwin' ? 'libc.dylib' : 'libc.so.6', { setenv: { args: [FFIType.cstring, FFIType.cstring, FFIType.i32], returns: FFIType.i32 } });
+  } catch {
+    // No libc to call: native code keeps the environment it started with, as if the variable were unset.
+    return;
+  }
+  const z = (s: string) => new TextEncoder().encode(`${s}\0`);
+  try {
+    libc.symbols.setenv(z(key), z(value), 1);
+  } finally {
+    libc.close();
+  }
+}
 
 interface DawnModule { create(o: string[]): GPU; globals: object }
 let nodeModule: DawnModule | undefined;
@@ -99,10 +127,10 @@ async function nodeGpuObject(options: readonly string[]): Promise<GPU> {
   const env = nodeEnv();
   // With no GPU device node, the only driver Dawn can use is a software one: point the Vulkan loader at
   // SwiftShader (shipped with Debian's chromium) before Dawn starts. An explicit setting wins.
-  if (!driverChosen(env) && !hasGpuDeviceNode(fs) && fs.existsSync(SWIFTSHADER_ICD)) env.VK_ICD_FILENAMES = SWIFTSHADER_ICD;
+  if (!driverChosen(env) && !hasGpuDeviceNode(fs) && fs.existsSync(SWIFTSHADER_ICD)) await setNativeEnv('VK_ICD_FILENAMES', SWIFTSHADER_ICD);
   // Dawn's Vulkan setup complains on stderr when XDG_RUNTIME_DIR is unset (headless servers, CI); it needs
   // no display, so an existing temporary folder quiets it.
-  if (!env.XDG_RUNTIME_DIR && fs.existsSync('/tmp')) env.XDG_RUNTIME_DIR = '/tmp';
+  if (!env.XDG_RUNTIME_DIR && fs.existsSync('/tmp')) await setNativeEnv('XDG_RUNTIME_DIR', '/tmp');
   return createDawn(options);
 }
 
@@ -142,7 +170,7 @@ async function nodeSwiftshaderRetry(options: readonly string[]): Promise<GPU | n
   const fs = (await import(fsName)) as typeof import('node:fs');
   const env = nodeEnv();
   if (driverChosen(env) || !fs.existsSync(SWIFTSHADER_ICD)) return null;
-  env.VK_ICD_FILENAMES = SWIFTSHADER_ICD;
+  await setNativeEnv('VK_ICD_FILENAMES', SWIFTSHADER_ICD);
   return createDawn(options);
 }
 

@@ -1,5 +1,5 @@
-// Run under Deno by deno.test.ts: the worker pool there uses Web Workers from a Blob URL, the path a
-// browser takes. Prints one line, `ok <backend description>`, or throws.
+// Run under Deno and Bun by deno.test.ts and bun.test.ts: the worker pool there uses Web Workers from a
+// Blob URL, the path a browser takes. Prints one line, `ok <backend description>`, or throws.
 import { matmul } from '../../src/backends/wasm/matmul.js';
 import { WasmRuntime } from '../../src/backends/wasm/runtime.js';
 
