@@ -13,7 +13,7 @@
 import { f32View, numel } from './binary.js';
 import type { NamedTensor } from './checkpoint.js';
 import type { ByteSource } from './source.js';
-import { type CompactDType, compactBytes, isBlockQuant, isCompact } from '../quant/types.js';
+import { type CompactDType, compactBytes, isBlockQuant } from '../quant/types.js';
 import { ggmlToCompactInto, quantizeInto } from '../quant/codec.js';
 
 /** What `baseDtype` may ask for: keep the stored type ('auto'), float32, or a compact type. */
@@ -113,9 +113,4 @@ export async function readStoredTensor(src: ByteSource, t: StoredTensor, target:
     else quantizeInto(target as CompactDType, t.decode(raw, count), bytes!, n, start);
   }
   return data ? { shape, data } : { shape, dtype: target as CompactDType, bytes: bytes! };
-}
-
-/** A compact type name as a `kind`, when it is one. */
-export function compactKind(dtype: string): CompactDType | undefined {
-  return isCompact(dtype) ? dtype : undefined;
 }
