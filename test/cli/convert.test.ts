@@ -40,9 +40,9 @@ async function loss(ck: LlamaCheckpoint, adapter?: string): Promise<number> {
   return r;
 }
 
-// Measured on these 12 paragraphs × 96 tokens: f16 moves the loss by ~1e-5 relative, q8_0 by ~4e-4, q4_0 by ~8%
-// (a 260K-parameter model with rows of 64 has little redundancy to absorb 4-bit weights).
-const TOLERANCE = { f16: 1e-4, q8_0: 3e-3, q4_0: 0.15 } as const;
+// Measured on these 12 paragraphs × 96 tokens (f32 loss 1.48264): f16 moves it by 8.7e-6 relative, q8_0 by
+// 9.1e-6, q4_0 by 7.3% (a 260K-parameter model with rows of 64 has little redundancy to absorb 4-bit weights).
+const TOLERANCE = { f16: 1e-4, q8_0: 1e-3, q4_0: 0.1 } as const;
 
 for (const dtype of ['q8_0', 'q4_0', 'f16'] as const) {
   test(`convert --dtype ${dtype}: reloaded tensors are quantize() of the original; eval within ${TOLERANCE[dtype]} relative`, async () => {
