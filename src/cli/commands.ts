@@ -17,6 +17,7 @@ import { checkpointToGguf, ggufTokenizerData } from '../formats/gguf-llama.js';
 import { parseGguf } from '../formats/gguf.js';
 import { type SafetensorsWriteTensor, writeSafetensors } from '../formats/safetensors.js';
 import { BASE_DTYPES, type BaseDType, parseBaseDType } from '../formats/storage.js';
+import { GGML_TYPE_OF } from '../quant/codec.js';
 import { LlamaRuntime } from '../model/runtime.js';
 import { BACKEND_CHOICES, type ChosenBackend, createBackend } from '../scheduler/backends.js';
 import { formatProfile } from '../scheduler/profile.js';
@@ -384,12 +385,10 @@ async function merge(f: Flags): Promise<void> {
     err(`wrote ${written.map((w) => `${out}/${w}`).join(', ')}`);
   }
   if (format !== 'safetensors') {
-    await writeFile(join(out, 'model.gguf'), checkpointToGguf(merged, { type: GGML_TYPE_OF_DTYPE[dtype] }));
+    await writeFile(join(out, 'model.gguf'), checkpointToGguf(merged, { type: dtype === 'f32' ? 'F32' : GGML_TYPE_OF[dtype] }));
     err(`wrote ${out}/model.gguf`);
   }
 }
-
-const GGML_TYPE_OF_DTYPE = { f32: 'F32', f16: 'F16', bf16: 'BF16', q8_0: 'Q8_0', q4_0: 'Q4_0' } as const;
 
 // ---------------------------------------------------------------------------------------------- convert
 
@@ -403,7 +402,8 @@ const convertFlags: Record<string, FlagSpec> = {
 async function convert(f: Flags): Promise<void> {
   const dtype = need(f, 'dtype', 'convert');
   const out = need(f, 'out', 'convert');
-  if (!(dtype in GGML_TYPE_OF_DTYPE)) throw new UsageError(`--dtype must be one of ${Object.keys(GGML_TYPE_OF_DTYPE).join(', ')} (got ${dtype})`);
+  const dtypes = BASE_DTYPES.filter((d) => d !== 'auto');
+  if (!(dtypes as string[]).includes(dtype)) throw new UsageError(`--dtype must be one of ${dtypes.join(', ')} (got ${dtype})`);
   if (!/\.gguf$/i.test(out)) throw new UsageError(`--out ${out}: convert writes GGUF; name the file *.gguf`);
   const { ckpt } = await openModel(f, dtype as BaseDType);
   const bytes = checkpointToGguf(ckpt, { modelName: ckpt.source.replace(/^.*[/\\]/, '').replace(/\.[^.]*$/, '') });

@@ -206,7 +206,7 @@ export function validateCheckpoint(ckpt: LlamaCheckpoint): void {
 }
 
 /** Throw through `fail` when a tensor's data does not match its shape and storage type. */
-export function checkTensorStorage(name: string, t: NamedTensor, fail: (problem: string) => never): void {
+function checkTensorStorage(name: string, t: NamedTensor, fail: (problem: string) => never): void {
   const n = numel(t.shape);
   if (!isCompactTensor(t)) {
     if (t.data.length !== n) fail(`tensor ${name} has ${t.data.length} values for shape [${t.shape.join(', ')}]`);
