@@ -239,7 +239,7 @@ export interface LoadCheckpointOptions {
    * 'f16' | 'bf16' | 'q8_0' | 'q4_0' converts on load. Norms and biases are always float32.
    */
   baseDtype?: BaseDType;
-  /** Bytes read per step when a tensor is converted on load (default 16 MiB). */
+  /** Bytes read per step when a tensor is converted on load (default 4 MiB). */
   chunkBytes?: number;
 }
 

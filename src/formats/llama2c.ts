@@ -91,7 +91,7 @@ export interface Llama2cReadOptions {
 export interface Llama2cSourceOptions extends Llama2cReadOptions {
   /** In-memory type of 2-D weights (see storage.ts); default 'auto' keeps float32. */
   baseDtype?: BaseDType;
-  /** Bytes read per step when converting a tensor (default 16 MiB). */
+  /** Bytes read per step when converting a tensor (default 4 MiB). */
   chunkBytes?: number;
 }
 
@@ -193,7 +193,7 @@ export async function readLlama2cFrom(src: ByteSource, options: Llama2cSourceOpt
   for (const t of llama2cLayout(h)) {
     const stored: StoredTensor = {
       name: t.name, shape: t.shape, offset: t.offset, byteLength: 4 * numel(t.shape), typeName: 'F32', kind: 'f32',
-      decode: (raw, count) => f32View(raw, 0, count, true),
+      decode: (raw, count) => f32View(raw, 0, count, false),
     };
     tensors.set(t.name, await readStoredTensor(src, stored, targetStorage(stored, options.baseDtype ?? 'auto', notes), options));
   }
