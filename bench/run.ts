@@ -3,6 +3,7 @@
  * is named. With --json each suite prints one JSON object per measurement, one per line.
  */
 import { benchGenerate } from './generate.js';
+import { benchLoad } from './load.js';
 import { benchMatmul } from './matmul.js';
 import { benchMethods } from './methods.js';
 import { benchTrain } from './train.js';
@@ -10,7 +11,7 @@ import { benchWebgpu } from './webgpu.js';
 
 type Suite = (opts: { json: boolean }) => Promise<void>;
 
-const SUITES: Record<string, Suite> = { matmul: benchMatmul, train: benchTrain, generate: benchGenerate, webgpu: benchWebgpu, methods: benchMethods };
+const SUITES: Record<string, Suite> = { matmul: benchMatmul, train: benchTrain, generate: benchGenerate, webgpu: benchWebgpu, methods: benchMethods, load: benchLoad };
 
 const args = process.argv.slice(2);
 const json = args.includes('--json');
