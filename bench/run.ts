@@ -4,6 +4,7 @@
  */
 import { benchArena } from './arena.js';
 import { benchGenerate } from './generate.js';
+import { benchLoad } from './load.js';
 import { benchMatmul } from './matmul.js';
 import { benchMethods } from './methods.js';
 import { benchScale } from './scale.js';
@@ -12,7 +13,7 @@ import { benchWebgpu } from './webgpu.js';
 
 type Suite = (opts: { json: boolean }) => Promise<void>;
 
-const SUITES: Record<string, Suite> = { matmul: benchMatmul, train: benchTrain, generate: benchGenerate, webgpu: benchWebgpu, methods: benchMethods, arena: benchArena, scale: benchScale };
+const SUITES: Record<string, Suite> = { matmul: benchMatmul, train: benchTrain, generate: benchGenerate, webgpu: benchWebgpu, methods: benchMethods, arena: benchArena, load: benchLoad, scale: benchScale };
 
 const args = process.argv.slice(2);
 const json = args.includes('--json');

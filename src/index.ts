@@ -21,6 +21,8 @@ export {
   type CompactTensor, type F32Tensor, type LlamaCheckpoint, type LlamaConfig, type NamedTensor,
 } from './formats/checkpoint.js';
 export { type CompactDType, compactBytes, dequantize, isCompact, quantize } from './quant/index.js';
+export { BASE_DTYPES, type BaseDType } from './formats/storage.js';
+export { type ByteSource, blobSource, bytesSource, httpSource } from './formats/source.js';
 export { parseSafetensors, writeSafetensors } from './formats/safetensors.js';
 export { parseGguf, writeGguf } from './formats/gguf.js';
 export { checkpointToGguf } from './formats/gguf-llama.js';

@@ -1,5 +1,5 @@
 /**
- * The adaptkit commands: generate, eval, info, train, merge, quickstart. The same code runs in Node and
+ * The adaptkit commands: generate, eval, info, train, merge, convert, quickstart. The same code runs in Node and
  * Deno (node: built-ins); output meant for programs goes to stdout, progress to stderr.
  */
 import { existsSync } from 'node:fs';
@@ -13,13 +13,15 @@ import { HERO_MARKER, HERO_OPENING, heroStories } from '../data/builtin-task.js'
 import { type Example, jsonlExamples, pack, textExamples } from '../data/dataset.js';
 import { paragraphs } from '../data/text.js';
 import { numel } from '../formats/binary.js';
-import { type LlamaCheckpoint, type LlamaConfig, loadCheckpoint, tensorF32, withRopeLayout } from '../formats/checkpoint.js';
+import { type LlamaCheckpoint, type LlamaConfig, isCompactTensor, loadCheckpoint, tensorDType, tensorF32, withRopeLayout } from '../formats/checkpoint.js';
 import type { CeChunk } from '../model/loss.js';
 import { formatBytes, formatEstimate, memoryProblem } from '../scheduler/memory.js';
 import { estimateTraining, fittingVariants } from '../train/memory.js';
 import { checkpointToGguf, ggufTokenizerData } from '../formats/gguf-llama.js';
 import { parseGguf } from '../formats/gguf.js';
-import { writeSafetensors } from '../formats/safetensors.js';
+import { type SafetensorsWriteTensor, writeSafetensors } from '../formats/safetensors.js';
+import { BASE_DTYPES, type BaseDType, parseBaseDType } from '../formats/storage.js';
+import { GGML_TYPE_OF } from '../quant/codec.js';
 import { EVAL_RANGES, GENERATE_RANGES, LlamaRuntime } from '../model/runtime.js';
 import { BACKEND_CHOICES, type ChosenBackend, createBackend } from '../scheduler/backends.js';
 import { formatProfile } from '../scheduler/profile.js';
@@ -42,15 +44,44 @@ const modelFlags: Record<string, FlagSpec> = {
   model: { type: 'string', help: 'model: a .gguf, llama2.c .bin, safetensors folder, URL or Hugging Face repo id' },
   tokenizer: { type: 'string', help: "the vocabulary when the model has none: a llama2.c tokenizer.bin (default: tok<vocab>.bin beside a .bin model), a .gguf or a tokenizer.json", path: { kind: 'file' } },
 };
+const baseDtypeFlag: Record<string, FlagSpec> = {
+  'base-dtype': {
+    type: 'string', default: 'auto',
+    help: `type of the frozen base weights in memory: ${BASE_DTYPES.join(' | ')}; auto keeps the file's (F16, BF16, Q8_0, Q4_0 stay compact, other GGUF quants become q8_0), the others convert on load`,
+  },
+};
 
-async function openModel(f: Flags): Promise<{ ckpt: LlamaCheckpoint; tok: Tokenizer }> {
+/** --base-dtype, checked before anything is loaded. */
+function baseDtypeOf(f: Flags): BaseDType {
+  try {
+    return parseBaseDType(f['base-dtype'] ?? 'auto', '--base-dtype');
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+}
+
+async function openModel(f: Flags, baseDtype: BaseDType = baseDtypeOf(f)): Promise<{ ckpt: LlamaCheckpoint; tok?: Tokenizer }> {
   const path = await resolveModel(need(f, 'model', 'model'), err);
   const tokPath = f.tokenizer ? String(f.tokenizer) : undefined;
   const borrowed = tokPath && /\.(gguf|json)$/i.test(tokPath);
-  const ckpt = await loadCheckpoint(path, tokPath && !borrowed ? { tokenizer: tokPath } : {});
+  const ckpt = await loadCheckpoint(path, { ...(tokPath && !borrowed ? { tokenizer: tokPath } : {}), baseDtype });
+  for (const note of ckpt.notes ?? []) err(`note: ${note}`);
   const data = borrowed ? await tokenizerFrom(tokPath) : ckpt.tokenizer;
-  if (!data) throw new Error(`${path}: the model has no tokenizer; pass --tokenizer (a tokenizer.bin, .gguf or tokenizer.json)`);
-  return { ckpt: { ...ckpt, tokenizer: data }, tok: createTokenizer(data) };
+  return data ? { ckpt: { ...ckpt, tokenizer: data }, tok: createTokenizer(data) } : { ckpt };
+}
+
+/** `openModel` for commands that need text: fails when the model has no tokenizer. */
+async function openTextModel(f: Flags): Promise<{ ckpt: LlamaCheckpoint; tok: Tokenizer }> {
+  const { ckpt, tok } = await openModel(f);
+  if (!tok) throw new Error(`${ckpt.source}: the model has no tokenizer; pass --tokenizer (a tokenizer.bin, .gguf or tokenizer.json)`);
+  return { ckpt, tok };
+}
+
+/** How many weights of each storage type a checkpoint holds, e.g. "q8_0 ×30, f16 ×5, f32 ×11". */
+function storageSummary(ckpt: LlamaCheckpoint): string {
+  const counts = new Map<string, number>();
+  for (const t of ckpt.tensors.values()) counts.set(tensorDType(t), (counts.get(tensorDType(t)) ?? 0) + 1);
+  return [...counts].map(([d, n]) => `${d} ×${n}`).join(', ');
 }
 
 /** A vocabulary borrowed from another file: a GGUF model's, or a Hugging Face tokenizer.json. */
@@ -100,11 +131,12 @@ const generateFlags: Record<string, FlagSpec> = {
   'mirostat-eta': { type: 'number', help: 'Mirostat learning rate η', default: 0.1, range: GENERATE_RANGES.mirostatEta },
   seed: { type: 'int', help: 'random seed for sampling', default: 0, range: GENERATE_RANGES.seed },
   adapter: { type: 'string', help: 'a PEFT adapter folder to apply', path: { kind: 'folder' } },
+  ...baseDtypeFlag,
   ...common,
 };
 
 async function generate(f: Flags): Promise<void> {
-  const { ckpt, tok } = await openModel(f);
+  const { ckpt, tok } = await openTextModel(f);
   const chosen = await openBackend(f);
   const rt = await runtimeFor(f, ckpt, chosen);
   const prompt = tok.encode(String(f.prompt ?? ''), { bos: true });
@@ -135,11 +167,12 @@ const evalFlags: Record<string, FlagSpec> = {
   batch: { type: 'int', help: 'sequences per forward pass', default: 8, range: EVAL_RANGES.batch },
   adapter: { type: 'string', help: 'a PEFT adapter folder to apply', path: { kind: 'folder' } },
   json: { type: 'bool', help: 'end with a JSON line {"loss", "tokens"}' },
+  ...baseDtypeFlag,
   ...common,
 };
 
 async function evaluate(f: Flags): Promise<void> {
-  const { ckpt, tok } = await openModel(f);
+  const { ckpt, tok } = await openTextModel(f);
   checkModelLimits(f, evalFlags, ckpt.config);
   const dataPath = need(f, 'data', 'eval');
   const text = await readFile(dataPath, 'utf8').catch((e: Error) => { throw new Error(`${dataPath}: ${e.message}`); });
@@ -163,7 +196,7 @@ async function evaluate(f: Flags): Promise<void> {
 
 async function info(f: Flags): Promise<void> {
   if (f.model) {
-    const { ckpt, tok } = await openModel(f);
+    const { ckpt, tok } = await openTextModel(f);
     const c = ckpt.config;
     let params = 0;
     for (const t of ckpt.tensors.values()) params += numel(t.shape);
@@ -172,7 +205,7 @@ async function info(f: Flags): Promise<void> {
       `architecture: ${c.architecture}, ${c.nLayers} layers, dim ${c.dim}, FFN ${c.hiddenDim}, ${c.nHeads} heads (${c.nKvHeads} key/value heads, head size ${c.dim / c.nHeads})`,
       `vocabulary: ${c.vocabSize}, context ${c.maxSeqLen}, RMSNorm eps ${c.normEps}, RoPE theta ${c.ropeTheta} (${c.ropeLayout === 'pairs' ? 'adjacent pairs' : 'rotate-half'})`,
       `output head: ${c.tiedEmbeddings ? 'tied to the embedding' : 'separate'}${c.qkvBias ? ', q/k/v biases' : ''}`,
-      `parameters: ${params.toLocaleString('en-US')}`,
+      `parameters: ${params.toLocaleString('en-US')} (in memory: ${storageSummary(ckpt)})`,
       `tokenizer: ${tok.vocabSize} tokens, BOS ${tok.bosId}, EOS ${tok.eosId}`,
       '',
     ].join('\n'));
@@ -257,6 +290,7 @@ const trainFlags: Record<string, FlagSpec> = {
   'dry-run': { type: 'bool', help: 'plan the run and print the memory it needs on the chosen backend (weights, activations, optimizer state, workspace) and whether it fits, with settings that would; train nothing (exit 1 when it does not fit)' },
   checkpointing: { type: 'bool', help: "activation checkpointing: keep each layer's input only and recompute the layer in the backward pass (less memory, about a third more compute, same gradients)" },
   'ce-chunk': { type: 'string', help: "rows of the output head and cross-entropy computed at a time so the whole logits never exist: N, 0 (off) or auto (chunks of at most 64 MiB of logits, none when they all fit)", default: 'auto' },
+  ...baseDtypeFlag,
   ...common,
 };
 
@@ -349,7 +383,7 @@ async function train(f: Flags): Promise<number | void> {
   const outOptions = { overwrite: Boolean(f.overwrite), ...(resumeFrom ? { resumeDir: resumeFrom.dir } : {}) };
   checkOutput(out, outOptions);
   const ceChunk = ceChunkFlag(f['ce-chunk']);
-  const { ckpt, tok } = await openModel(f);
+  const { ckpt, tok } = await openTextModel(f);
   checkModelLimits(f, trainFlags, ckpt.config);
   const model = new AdaptedModel(ckpt);
   let resume: TrainingState | undefined;
@@ -418,22 +452,33 @@ const mergeFlags: Record<string, FlagSpec> = {
   adapter: { type: 'string', help: 'the PEFT adapter folder to merge' },
   out: { type: 'string', help: 'output folder' },
   format: { type: 'string', help: 'safetensors (Hugging Face layout) | gguf | both', default: 'both', range: { oneOf: ['safetensors', 'gguf', 'both'] } },
+  dtype: { type: 'string', help: 'type of the merged weights written: f32 | f16, or q8_0 | q4_0 (re-quantised; GGUF only)', default: 'f32', range: { oneOf: ['f32', 'f16', 'q8_0', 'q4_0'] } },
   help: common.help!,
 };
 
+const MERGE_DTYPES = ['f32', 'f16', 'q8_0', 'q4_0'] as const;
+
 async function merge(f: Flags): Promise<void> {
   const out = need(f, 'out', 'merge');
-  const { ckpt } = await openModel(f);
+  const format = String(f.format);
+  const dtype = String(f.dtype) as (typeof MERGE_DTYPES)[number];
+  if (!MERGE_DTYPES.includes(dtype)) throw new UsageError(`--dtype must be one of ${MERGE_DTYPES.join(', ')} (got ${dtype})`);
+  if ((dtype === 'q8_0' || dtype === 'q4_0') && format !== 'gguf') throw new UsageError(`--dtype ${dtype} is written only to GGUF; add --format gguf`);
+  const adapterDir = need(f, 'adapter', 'merge');
+  // The base stays as stored (compact or not); merged modules come out float32 and are written as --dtype.
+  const { ckpt } = await openModel(f, 'auto');
   const model = new AdaptedModel(ckpt);
-  await readAdapterDir(model, need(f, 'adapter', 'merge'));
+  await readAdapterDir(model, adapterDir);
   model.merge('default');
   const merged = model.effectiveCheckpoint();
-  const format = String(f.format);
+  const compactBase = [...ckpt.tensors.values()].some(isCompactTensor);
+  err(`merged weights written as ${dtype}${compactBase ? ` (the base model is ${storageSummary(ckpt)})` : ''}${dtype === 'f32' ? '; --dtype f16 halves the size, --dtype q8_0|q4_0 re-quantises (GGUF)' : ''}`);
   await mkdir(out, { recursive: true });
   if (format !== 'gguf') {
     const hf = withRopeLayout(merged, 'half');
-    await writeFileAtomic(join(out, 'model.safetensors'), writeSafetensors([...hf.tensors].map(([k, t]) => [k, { shape: t.shape, data: tensorF32(t) }] as [string, { shape: number[]; data: Float32Array }]), { metadata: { format: 'pt' } }));
-    await writeFileAtomic(join(out, 'config.json'), `${JSON.stringify(hfConfigJson(hf), null, 2)}\n`);
+    const st = dtype === 'f16' ? 'F16' : 'F32';
+    await writeFileAtomic(join(out, 'model.safetensors'), writeSafetensors([...hf.tensors].map(([k, t]) => [k, { shape: t.shape, data: tensorF32(t), dtype: t.shape.length === 2 ? st : 'F32' }] as [string, SafetensorsWriteTensor]), { metadata: { format: 'pt' } }));
+    await writeFileAtomic(join(out, 'config.json'), `${JSON.stringify(hfConfigJson(hf, dtype === 'f16' ? 'float16' : 'float32'), null, 2)}\n`);
     const written = ['model.safetensors', 'config.json'];
     if (merged.tokenizer?.kind === 'sentencepiece') {
       await writeFileAtomic(join(out, 'tokenizer.json'), JSON.stringify(sentencePieceToHfJson(merged.tokenizer)));
@@ -446,18 +491,39 @@ async function merge(f: Flags): Promise<void> {
     err(`wrote ${written.map((w) => `${out}/${w}`).join(', ')}`);
   }
   if (format !== 'safetensors') {
-    await writeFileAtomic(join(out, 'model.gguf'), checkpointToGguf(merged));
+    await writeFileAtomic(join(out, 'model.gguf'), checkpointToGguf(merged, { type: dtype === 'f32' ? 'F32' : GGML_TYPE_OF[dtype] }));
     err(`wrote ${out}/model.gguf`);
   }
 }
 
-function hfConfigJson(c: LlamaCheckpoint): Record<string, unknown> {
+// ---------------------------------------------------------------------------------------------- convert
+
+const convertFlags: Record<string, FlagSpec> = {
+  ...modelFlags,
+  dtype: { type: 'string', help: 'type of the 2-D weights: f16 | bf16 | q8_0 | q4_0 | f32 (norms stay f32; q rows that are not whole 32-blocks become f16)' },
+  out: { type: 'string', help: 'the GGUF file to write' },
+  help: common.help!,
+};
+
+async function convert(f: Flags): Promise<void> {
+  const dtype = need(f, 'dtype', 'convert');
+  const out = need(f, 'out', 'convert');
+  const dtypes = BASE_DTYPES.filter((d) => d !== 'auto');
+  if (!(dtypes as string[]).includes(dtype)) throw new UsageError(`--dtype must be one of ${dtypes.join(', ')} (got ${dtype})`);
+  if (!/\.gguf$/i.test(out)) throw new UsageError(`--out ${out}: convert writes GGUF; name the file *.gguf`);
+  const { ckpt } = await openModel(f, dtype as BaseDType);
+  const bytes = checkpointToGguf(ckpt, { modelName: ckpt.source.replace(/^.*[/\\]/, '').replace(/\.[^.]*$/, '') });
+  await writeFileAtomic(out, bytes);
+  err(`wrote ${out}: ${(bytes.length / 2 ** 20).toFixed(2)} MiB, weights ${storageSummary(ckpt)}`);
+}
+
+function hfConfigJson(c: LlamaCheckpoint, torchDtype = 'float32'): Record<string, unknown> {
   const k = c.config;
   return {
     architectures: ['LlamaForCausalLM'], model_type: 'llama', hidden_size: k.dim, intermediate_size: k.hiddenDim,
     num_hidden_layers: k.nLayers, num_attention_heads: k.nHeads, num_key_value_heads: k.nKvHeads, vocab_size: k.vocabSize,
     max_position_embeddings: k.maxSeqLen, rms_norm_eps: k.normEps, rope_theta: k.ropeTheta, tie_word_embeddings: k.tiedEmbeddings,
-    attention_bias: k.qkvBias, hidden_act: 'silu', torch_dtype: 'float32',
+    attention_bias: k.qkvBias, hidden_act: 'silu', torch_dtype: torchDtype,
     bos_token_id: c.tokenizer?.bosId ?? 1, eos_token_id: c.tokenizer?.eosId ?? 2,
   };
 }
@@ -468,6 +534,7 @@ const quickFlags: Record<string, FlagSpec> = {
   model: { type: 'string', help: 'base model (default: stories260K from ../shared/assets)' },
   steps: { type: 'int', help: 'optimizer steps', default: 40, range: FINE_TUNE_RANGES.steps },
   out: { type: 'string', help: 'where to save the adapter', default: 'out/quickstart-adapter' },
+  ...baseDtypeFlag,
   ...common,
 };
 
@@ -475,7 +542,7 @@ const quickFlags: Record<string, FlagSpec> = {
 async function quickstart(f: Flags): Promise<void> {
   const modelPath = f.model ? String(f.model) : ['../shared/assets/models/stories260K/stories260K.gguf', 'shared/assets/models/stories260K/stories260K.gguf'].find(existsSync);
   if (!modelPath) throw new Error('quickstart: stories260K.gguf not found in ../shared/assets/models/stories260K/; pass --model PATH (a file, URL or Hugging Face repo id, e.g. ggml-org/models/tinyllamas/stories260K.gguf)');
-  const { ckpt, tok } = await openModel({ ...f, model: modelPath });
+  const { ckpt, tok } = await openTextModel({ ...f, model: modelPath });
   const chosen = await openBackend(f);
   const seq = 96, steps = Number(f.steps);
   const data = pack(textExamples(heroStories(96), tok, seq), seq, 0);
@@ -512,8 +579,9 @@ const commands: Record<string, { summary: string; flags: Record<string, FlagSpec
   train: { summary: 'fine-tune an adapter and save it in the PEFT format', flags: trainFlags, run: train },
   generate: { summary: 'generate text (prints only the generated text on stdout)', flags: generateFlags, run: generate },
   eval: { summary: 'mean next-token cross-entropy over the first K paragraphs of a text file', flags: evalFlags, run: evaluate },
-  info: { summary: 'describe a model and the backend auto would choose', flags: { ...modelFlags, ...common }, run: info },
+  info: { summary: 'describe a model and the backend auto would choose', flags: { ...modelFlags, ...baseDtypeFlag, ...common }, run: info },
   merge: { summary: 'merge an adapter into the base model; write safetensors and/or GGUF', flags: mergeFlags, run: merge },
+  convert: { summary: 'write a GGUF copy of a model with f16, q8_0 or q4_0 weights', flags: convertFlags, run: convert },
 };
 
 export async function main(argv: readonly string[]): Promise<number> {

@@ -13,7 +13,7 @@ import { readGgufCheckpoint } from './gguf-llama.js';
 import { readHfCheckpoint, type FileSource } from './hf.js';
 import { type ByteSource, blobSource, bytesSource, fileSource, httpSource } from './source.js';
 import { type BaseDType, LoadNotes, parseBaseDType, targetStorage } from './storage.js';
-import { parseLlama2cHeader, parseLlama2cTokenizer, readLlama2c } from './llama2c.js';
+import { parseLlama2cHeader, parseLlama2cTokenizer, readLlama2cFrom } from './llama2c.js';
 import { isSafetensors } from './safetensors.js';
 import type { TokenizerData } from '../tokenizer/types.js';
 
@@ -206,7 +206,7 @@ export function validateCheckpoint(ckpt: LlamaCheckpoint): void {
 }
 
 /** Throw through `fail` when a tensor's data does not match its shape and storage type. */
-export function checkTensorStorage(name: string, t: NamedTensor, fail: (problem: string) => never): void {
+function checkTensorStorage(name: string, t: NamedTensor, fail: (problem: string) => never): void {
   const n = numel(t.shape);
   if (!isCompactTensor(t)) {
     if (t.data.length !== n) fail(`tensor ${name} has ${t.data.length} values for shape [${t.shape.join(', ')}]`);
@@ -239,7 +239,7 @@ export interface LoadCheckpointOptions {
    * 'f16' | 'bf16' | 'q8_0' | 'q4_0' converts on load. Norms and biases are always float32.
    */
   baseDtype?: BaseDType;
-  /** Bytes read per step when a tensor is converted on load (default 16 MiB). */
+  /** Bytes read per step when a tensor is converted on load (default 4 MiB). */
   chunkBytes?: number;
 }
 
@@ -320,8 +320,8 @@ function isByteSource(x: ByteSource | FileSource): x is ByteSource {
 /**
  * Load a Llama-family checkpoint from bytes, a path (file or Hugging Face directory), an http(s) URL
  * (read with range requests), a browser `File`/`Blob`, a `ByteSource`, or a FileSource (Hugging Face
- * layout: config.json + model.safetensors or model.safetensors.index.json). GGUF and safetensors
- * files are read a tensor at a time, never whole; llama2.c files (small, float32) are read whole.
+ * layout: config.json + model.safetensors or model.safetensors.index.json). Files are read a tensor at
+ * a time, never whole.
  */
 export async function loadCheckpoint(input: CheckpointInput, options: LoadCheckpointOptions = {}): Promise<LlamaCheckpoint> {
   if (options.baseDtype !== undefined) parseBaseDType(options.baseDtype, 'loadCheckpoint: options.baseDtype');
@@ -349,11 +349,7 @@ async function loadSource(src: ByteSource, options: LoadCheckpointOptions, sibli
     case 'llama2c': {
       const tok = options.tokenizer;
       if (typeof tok === 'string') throw new Error('loadCheckpoint: pass tokenizer bytes along with model bytes');
-      const ckpt = readLlama2c(await src.read(0, src.size), src.name, {
-        copy: options.copy,
-        tokenizer: tok ? parseLlama2cTokenizer(tok, 'tokenizer.bin') : undefined,
-      });
-      return withBaseDType(ckpt, options.baseDtype ?? 'auto');
+      return readLlama2cFrom(src, { ...options, tokenizer: tok ? parseLlama2cTokenizer(tok, 'tokenizer.bin') : undefined });
     }
     case 'safetensors':
     case 'hf': {
@@ -379,7 +375,7 @@ async function loadPath(path: string, options: LoadCheckpointOptions): Promise<L
   if ((await fs.stat(path)).isDirectory()) return readHfCheckpoint(directorySource(path), options);
   const src = await fileSource(path);
   try {
-    const head = await src.read(0, Math.min(src.size, 16));
+    const head = await src.read(0, Math.min(src.size, 256));
     const format = options.format ?? detectFormat(head, path, src.size);
     if (format === 'safetensors' || format === 'hf') {
       // One shard of a sharded checkpoint stands for the whole directory.
@@ -387,32 +383,27 @@ async function loadPath(path: string, options: LoadCheckpointOptions): Promise<L
       return await loadSource(src, { ...options, format }, directorySource(dirname(path)));
     }
     if (format === 'gguf') return await readGgufCheckpoint(src, options);
+    let tok = options.tokenizer;
+    let tokName = 'tokenizer.bin';
+    if (typeof tok === 'string') {
+      tokName = tok;
+      tok = await fs.readFile(tok);
+    } else if (tok === undefined) {
+      // llama2.c's convention: tokenizer.bin beside the model, or tok{vocab}.bin for a custom vocabulary.
+      const vocab = parseLlama2cHeader(head, path).vocabSize;
+      for (const cand of [`tok${vocab}.bin`, 'tokenizer.bin']) {
+        const p = `${dirname(path)}/${cand}`;
+        try {
+          tok = await fs.readFile(p);
+          tokName = p;
+          break;
+        } catch { /* try the next name */ }
+      }
+    }
+    return await readLlama2cFrom(src, { ...options, tokenizer: tok ? parseLlama2cTokenizer(tok, tokName) : undefined });
   } finally {
     await src.close?.();
   }
-  const bytes = await fs.readFile(path);
-  let tok = options.tokenizer;
-  let tokName = 'tokenizer.bin';
-  if (typeof tok === 'string') {
-    tokName = tok;
-    tok = await fs.readFile(tok);
-  } else if (tok === undefined) {
-    // llama2.c's convention: tokenizer.bin beside the model, or tok{vocab}.bin for a custom vocabulary.
-    const vocab = parseLlama2cHeader(bytes, path).vocabSize;
-    for (const cand of [`tok${vocab}.bin`, 'tokenizer.bin']) {
-      const p = `${dirname(path)}/${cand}`;
-      try {
-        tok = await fs.readFile(p);
-        tokName = p;
-        break;
-      } catch { /* try the next name */ }
-    }
-  }
-  const ckpt = readLlama2c(bytes, path, {
-    copy: options.copy,
-    tokenizer: tok ? parseLlama2cTokenizer(tok, tokName) : undefined,
-  });
-  return withBaseDType(ckpt, options.baseDtype ?? 'auto');
 }
 
 /**

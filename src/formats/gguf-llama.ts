@@ -75,7 +75,7 @@ export interface GgufCheckpointOptions {
   copy?: boolean;
   /** In-memory type of 2-D weights (see storage.ts); default 'auto' keeps the stored type. */
   baseDtype?: BaseDType;
-  /** Bytes read per step when converting a tensor (default 16 MiB). */
+  /** Bytes read per step when converting a tensor (default 4 MiB). */
   chunkBytes?: number;
 }
 
@@ -143,7 +143,7 @@ export function ggufStoredTensor(t: GgufTensorInfo, file: string): StoredTensor 
   const kind = t.typeName === 'F32' ? 'f32' : compact ?? (GGML_TYPES.get(t.type)!.blockSize > 1 ? 'block' : 'plain');
   return {
     name: t.name, shape: t.shape, offset: t.offset, byteLength: t.byteLength, typeName: t.typeName, kind,
-    decode: (raw, count) => decodeGgmlData(raw, 0, count, t.typeName, file, t.name),
+    decode: (raw, count) => decodeGgmlData(raw, 0, count, t.typeName, file, t.name, false),
   };
 }
 

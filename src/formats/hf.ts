@@ -32,7 +32,7 @@ export function safetensorsStoredTensor(t: SafetensorsTensorInfo): StoredTensor 
   const kind = t.dtype === 'F32' ? 'f32' : t.dtype === 'F16' ? 'f16' : t.dtype === 'BF16' ? 'bf16' : 'plain';
   return {
     name: t.name, shape: t.shape, offset: t.offset, byteLength: t.byteLength, typeName: t.dtype, kind,
-    decode: (raw, count) => decodeSafetensorsData(raw, 0, count, t.dtype),
+    decode: (raw, count) => decodeSafetensorsData(raw, 0, count, t.dtype, false),
   };
 }
 
@@ -96,7 +96,7 @@ export interface HfReadOptions {
   copy?: boolean;
   /** In-memory type of 2-D weights (see storage.ts); default 'auto' keeps the stored type. */
   baseDtype?: BaseDType;
-  /** Bytes read per step when converting a tensor (default 16 MiB). */
+  /** Bytes read per step when converting a tensor (default 4 MiB). */
   chunkBytes?: number;
 }
 

@@ -15,8 +15,10 @@
  *
  * tokenizer.bin: int32 max_token_length, then per token float32 score, int32 byte length, bytes.
  */
-import { ByteReader, FormatError, f32View } from './binary.js';
-import type { F32Tensor, LlamaCheckpoint, LlamaConfig, NamedTensor } from './checkpoint.js';
+import { ByteReader, FormatError, f32View, numel } from './binary.js';
+import type { LlamaCheckpoint, LlamaConfig, NamedTensor } from './checkpoint.js';
+import type { ByteSource } from './source.js';
+import { type BaseDType, LoadNotes, type StoredTensor, readStoredTensor, targetStorage } from './storage.js';
 import type { TokenizerData } from '../tokenizer/types.js';
 
 const LLAMA2C_MAGIC = 0x616b3432; // "ak42" read as a little-endian int32
@@ -86,67 +88,73 @@ export interface Llama2cReadOptions {
   copy?: boolean;
 }
 
-/** Read a llama2.c model file into Hugging Face-named tensors (rows as stored: rotary on adjacent pairs). */
-export function readLlama2c(bytes: Uint8Array, name = 'model.bin', options: Llama2cReadOptions = {}): LlamaCheckpoint {
-  const h = parseLlama2cHeader(bytes, name);
+export interface Llama2cSourceOptions extends Llama2cReadOptions {
+  /** In-memory type of 2-D weights (see storage.ts); default 'auto' keeps float32. */
+  baseDtype?: BaseDType;
+  /** Bytes read per step when converting a tensor (default 4 MiB). */
+  chunkBytes?: number;
+}
+
+interface Llama2cTensor { name: string; shape: number[]; offset: number }
+
+/** Throw unless a file of `size` bytes is exactly what the header describes. */
+function checkLlama2cSize(h: Llama2cHeader, size: number, name: string): void {
   const need = h.weightsOffset + 4 * expectedFloats(h);
   const desc = `dim ${h.dim}, hidden_dim ${h.hiddenDim}, n_layers ${h.nLayers}, n_heads ${h.nHeads}, n_kv_heads ${h.nKvHeads}, vocab ${h.vocabSize}${h.sharedClassifier ? '' : ' (separate classifier)'}, seq_len ${h.seqLen}`;
-  if (bytes.length < need) {
-    throw new FormatError(name, `header (${desc}) needs ${need} bytes of weights and header but the file has ${bytes.length} bytes (truncated?)`);
+  if (size < need) {
+    throw new FormatError(name, `header (${desc}) needs ${need} bytes of weights and header but the file has ${size} bytes (truncated?)`);
   }
-  if (bytes.length > need) {
-    throw new FormatError(name, `header (${desc}) accounts for ${need} bytes but the file has ${bytes.length} (wrong header or not a llama2.c file?)`);
+  if (size > need) {
+    throw new FormatError(name, `header (${desc}) accounts for ${need} bytes but the file has ${size} (wrong header or not a llama2.c file?)`);
   }
+}
+
+/** Where each Hugging Face-named tensor lies in the file (tensors stacked over layers split per layer). */
+function llama2cLayout(h: Llama2cHeader): Llama2cTensor[] {
   const headSize = h.dim / h.nHeads;
   const kvDim = headSize * h.nKvHeads;
   const L = h.nLayers;
   let pos = h.weightsOffset;
-  const copy = options.copy ?? false;
-  const take = (shape: number[]): F32Tensor => {
-    let n = 1;
-    for (const d of shape) n *= d;
-    const data = f32View(bytes, pos, n, copy);
-    pos += 4 * n;
-    return { shape, data };
+  const out: Llama2cTensor[] = [];
+  const one = (name: string, shape: number[]) => {
+    out.push({ name, shape, offset: pos });
+    pos += 4 * numel(shape);
   };
-  /** Split a tensor stacked over layers into per-layer tensors. */
-  const perLayer = (t: F32Tensor): F32Tensor[] => {
-    const inner = t.shape.slice(1);
-    const n = inner.reduce((a, b) => a * b, 1);
-    return Array.from({ length: L }, (_, l) => ({ shape: inner, data: t.data.subarray(l * n, (l + 1) * n) }));
+  const layers = (suffix: string, inner: number[]) => {
+    for (let l = 0; l < L; l++) one(`model.layers.${l}.${suffix}.weight`, inner);
   };
-  const tensors = new Map<string, NamedTensor>();
-  const layer = (l: number, s: string) => `model.layers.${l}.${s}.weight`;
-  const setLayers = (suffix: string, t: F32Tensor) => perLayer(t).forEach((x, l) => tensors.set(layer(l, suffix), x));
-
   if (h.version === 0) {
-    tensors.set('model.embed_tokens.weight', take([h.vocabSize, h.dim]));
-    setLayers('input_layernorm', take([L, h.dim]));
-    setLayers('self_attn.q_proj', take([L, h.dim, h.dim]));
-    setLayers('self_attn.k_proj', take([L, kvDim, h.dim]));
-    setLayers('self_attn.v_proj', take([L, kvDim, h.dim]));
-    setLayers('self_attn.o_proj', take([L, h.dim, h.dim]));
-    setLayers('post_attention_layernorm', take([L, h.dim]));
-    setLayers('mlp.gate_proj', take([L, h.hiddenDim, h.dim]));
-    setLayers('mlp.down_proj', take([L, h.dim, h.hiddenDim]));
-    setLayers('mlp.up_proj', take([L, h.hiddenDim, h.dim]));
-    tensors.set('model.norm.weight', take([h.dim]));
+    one('model.embed_tokens.weight', [h.vocabSize, h.dim]);
+    layers('input_layernorm', [h.dim]);
+    layers('self_attn.q_proj', [h.dim, h.dim]);
+    layers('self_attn.k_proj', [kvDim, h.dim]);
+    layers('self_attn.v_proj', [kvDim, h.dim]);
+    layers('self_attn.o_proj', [h.dim, h.dim]);
+    layers('post_attention_layernorm', [h.dim]);
+    layers('mlp.gate_proj', [h.hiddenDim, h.dim]);
+    layers('mlp.down_proj', [h.dim, h.hiddenDim]);
+    layers('mlp.up_proj', [h.hiddenDim, h.dim]);
+    one('model.norm.weight', [h.dim]);
+    // The RoPE tables (unused) follow.
     pos += 4 * h.seqLen * headSize;
   } else {
-    setLayers('input_layernorm', take([L, h.dim]));
-    setLayers('post_attention_layernorm', take([L, h.dim]));
-    tensors.set('model.norm.weight', take([h.dim]));
-    tensors.set('model.embed_tokens.weight', take([h.vocabSize, h.dim]));
-    setLayers('self_attn.q_proj', take([L, h.dim, h.dim]));
-    setLayers('self_attn.k_proj', take([L, kvDim, h.dim]));
-    setLayers('self_attn.v_proj', take([L, kvDim, h.dim]));
-    setLayers('self_attn.o_proj', take([L, h.dim, h.dim]));
-    setLayers('mlp.gate_proj', take([L, h.hiddenDim, h.dim]));
-    setLayers('mlp.down_proj', take([L, h.dim, h.hiddenDim]));
-    setLayers('mlp.up_proj', take([L, h.hiddenDim, h.dim]));
+    layers('input_layernorm', [h.dim]);
+    layers('post_attention_layernorm', [h.dim]);
+    one('model.norm.weight', [h.dim]);
+    one('model.embed_tokens.weight', [h.vocabSize, h.dim]);
+    layers('self_attn.q_proj', [h.dim, h.dim]);
+    layers('self_attn.k_proj', [kvDim, h.dim]);
+    layers('self_attn.v_proj', [kvDim, h.dim]);
+    layers('self_attn.o_proj', [h.dim, h.dim]);
+    layers('mlp.gate_proj', [h.hiddenDim, h.dim]);
+    layers('mlp.down_proj', [h.dim, h.hiddenDim]);
+    layers('mlp.up_proj', [h.hiddenDim, h.dim]);
   }
-  if (!h.sharedClassifier) tensors.set('lm_head.weight', take([h.vocabSize, h.dim]));
+  if (!h.sharedClassifier) one('lm_head.weight', [h.vocabSize, h.dim]);
+  return out;
+}
 
+function llama2cCheckpoint(h: Llama2cHeader, tensors: Map<string, NamedTensor>, name: string, tokenizer?: TokenizerData): LlamaCheckpoint {
   const config: LlamaConfig = {
     dim: h.dim, hiddenDim: h.hiddenDim, nLayers: h.nLayers, nHeads: h.nHeads, nKvHeads: h.nKvHeads,
     vocabSize: h.vocabSize, maxSeqLen: h.seqLen,
@@ -154,11 +162,43 @@ export function readLlama2c(bytes: Uint8Array, name = 'model.bin', options: Llam
     normEps: 1e-5, ropeTheta: 10000,
     tiedEmbeddings: h.sharedClassifier, qkvBias: false, ropeLayout: 'pairs', architecture: 'llama',
   };
-  if (options.tokenizer && options.tokenizer.tokens.length !== h.vocabSize) {
-    throw new FormatError(name, `the tokenizer (${options.tokenizer.source ?? 'tokenizer'}) has ${options.tokenizer.tokens.length} tokens but the model's vocab_size is ${h.vocabSize}`);
-  }
   const ckpt: LlamaCheckpoint = { config, tensors, source: name };
-  if (options.tokenizer) ckpt.tokenizer = options.tokenizer;
+  if (tokenizer) ckpt.tokenizer = tokenizer;
+  return ckpt;
+}
+
+function checkTokenizer(h: Llama2cHeader, name: string, tokenizer?: TokenizerData): void {
+  if (tokenizer && tokenizer.tokens.length !== h.vocabSize) {
+    throw new FormatError(name, `the tokenizer (${tokenizer.source ?? 'tokenizer'}) has ${tokenizer.tokens.length} tokens but the model's vocab_size is ${h.vocabSize}`);
+  }
+}
+
+/** Read a llama2.c model file into Hugging Face-named tensors (rows as stored: rotary on adjacent pairs). */
+export function readLlama2c(bytes: Uint8Array, name = 'model.bin', options: Llama2cReadOptions = {}): LlamaCheckpoint {
+  const h = parseLlama2cHeader(bytes, name);
+  checkLlama2cSize(h, bytes.length, name);
+  checkTokenizer(h, name, options.tokenizer);
+  const tensors = new Map<string, NamedTensor>();
+  for (const t of llama2cLayout(h)) tensors.set(t.name, { shape: t.shape, data: f32View(bytes, t.offset, numel(t.shape), options.copy ?? false) });
+  return llama2cCheckpoint(h, tensors, name, options.tokenizer);
+}
+
+/** `readLlama2c` from a source, a tensor at a time (2-D weights converted to `baseDtype` as they are read). */
+export async function readLlama2cFrom(src: ByteSource, options: Llama2cSourceOptions = {}): Promise<LlamaCheckpoint> {
+  const h = parseLlama2cHeader(await src.read(0, Math.min(src.size, 256)), src.name);
+  checkLlama2cSize(h, src.size, src.name);
+  checkTokenizer(h, src.name, options.tokenizer);
+  const notes = new LoadNotes();
+  const tensors = new Map<string, NamedTensor>();
+  for (const t of llama2cLayout(h)) {
+    const stored: StoredTensor = {
+      name: t.name, shape: t.shape, offset: t.offset, byteLength: 4 * numel(t.shape), typeName: 'F32', kind: 'f32',
+      decode: (raw, count) => f32View(raw, 0, count, false),
+    };
+    tensors.set(t.name, await readStoredTensor(src, stored, targetStorage(stored, options.baseDtype ?? 'auto', notes), options));
+  }
+  const ckpt = llama2cCheckpoint(h, tensors, src.name, options.tokenizer);
+  if (notes.list().length) ckpt.notes = notes.list();
   return ckpt;
 }
 

@@ -13,7 +13,7 @@
 import { f32View, numel } from './binary.js';
 import type { NamedTensor } from './checkpoint.js';
 import type { ByteSource } from './source.js';
-import { type CompactDType, compactBytes, isBlockQuant, isCompact } from '../quant/types.js';
+import { type CompactDType, compactBytes, isBlockQuant } from '../quant/types.js';
 import { ggmlToCompactInto, quantizeInto } from '../quant/codec.js';
 
 /** What `baseDtype` may ask for: keep the stored type ('auto'), float32, or a compact type. */
@@ -41,7 +41,7 @@ export interface StoredTensor {
   /** The file's own type name (Q4_K, BF16, …), for notes. */
   readonly typeName: string;
   readonly kind: 'f32' | CompactDType | 'block' | 'plain';
-  /** Decode `count` values from the start of `raw` (whole rows of this tensor) to float32. */
+  /** Decode `count` values from the start of `raw` (whole rows of this tensor) to float32; may be a view of `raw`. */
   decode(raw: Uint8Array, count: number): Float32Array;
 }
 
@@ -78,7 +78,7 @@ export function targetStorage(t: { name: string; shape: readonly number[]; kind:
 }
 
 export interface ReadTensorOptions {
-  /** Bytes read per step for a converted tensor (default 16 MiB; at least one row). */
+  /** Bytes read per step for a converted tensor (default 4 MiB; at least one row). */
   chunkBytes?: number;
   /** An f32 tensor kept as stored: copy instead of viewing the source's bytes. */
   copy?: boolean;
@@ -86,7 +86,7 @@ export interface ReadTensorOptions {
   onChunk?(raw: Uint8Array, at: number): Promise<void>;
 }
 
-export const DEFAULT_CHUNK_BYTES = 16 << 20;
+export const DEFAULT_CHUNK_BYTES = 4 << 20;
 
 /** Read a stored tensor into `target` storage, a chunk of whole rows at a time. */
 export async function readStoredTensor(src: ByteSource, t: StoredTensor, target: 'f32' | CompactDType, options: ReadTensorOptions = {}): Promise<NamedTensor> {
@@ -113,9 +113,4 @@ export async function readStoredTensor(src: ByteSource, t: StoredTensor, target:
     else quantizeInto(target as CompactDType, t.decode(raw, count), bytes!, n, start);
   }
   return data ? { shape, data } : { shape, dtype: target as CompactDType, bytes: bytes! };
-}
-
-/** A compact type name as a `kind`, when it is one. */
-export function compactKind(dtype: string): CompactDType | undefined {
-  return isCompact(dtype) ? dtype : undefined;
 }

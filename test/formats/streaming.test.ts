@@ -10,12 +10,13 @@ import { type LlamaCheckpoint, loadCheckpoint, memorySource, tensorF32, withRope
 import { checkpointToGguf, readGgufCheckpoint, readGgufHeader } from '../../src/formats/gguf-llama.js';
 import { readHfCheckpoint, readSafetensorsHeader } from '../../src/formats/hf.js';
 import { writeSafetensors } from '../../src/formats/safetensors.js';
+import { readLlama2c, readLlama2cFrom } from '../../src/formats/llama2c.js';
 import { type ByteSource, bytesSource } from '../../src/formats/source.js';
 import { LlamaRuntime } from '../../src/model/runtime.js';
 import { createTokenizer } from '../../src/tokenizer/index.js';
 import { paragraphs } from '../../src/data/text.js';
 import { TINYSTORIES_VAL } from '../assets.js';
-import { GGUF_PATH, readAsset } from './helpers.js';
+import { GGUF_PATH, L2C_PATH, readAsset } from './helpers.js';
 
 const real = readAsset(GGUF_PATH);
 
@@ -103,6 +104,19 @@ test('safetensors: a load reads the 8-byte length, the JSON header and each tens
   const ck = await readHfCheckpoint({ ...files, open: async (p) => (p === 'model.safetensors' ? src : undefined) });
   assert.is(src.stats.bytes, header.dataOffset + header.tensors.reduce((n, t) => n + t.byteLength, 0));
   assert.is(ck.tensors.get('model.layers.0.mlp.up_proj.weight')!.dtype, 'f16');
+});
+
+test('llama2.c: a load reads the header and each tensor once (not the unused RoPE tables); baseDtype converts', async () => {
+  const bin = readAsset(L2C_PATH);
+  const src = counting(bytesSource(bin, 'stories260K.bin'));
+  const ck = await readLlama2cFrom(src);
+  const tensorBytes = [...ck.tensors.values()].reduce((n, t) => n + 4 * t.shape.reduce((a, b) => a * b, 1), 0);
+  assert.is(src.stats.bytes, 256 + tensorBytes);
+  assert.ok(src.stats.bytes < bin.length);
+  sameCheckpoint(ck, readLlama2c(bin, 'stories260K.bin'));
+  const q8 = await readLlama2cFrom(bytesSource(bin, 'stories260K.bin'), { baseDtype: 'q8_0' });
+  assert.is(q8.tensors.get('model.layers.0.self_attn.q_proj.weight')!.dtype, 'q8_0');
+  sameCheckpoint(await loadCheckpoint(L2C_PATH, { baseDtype: 'q8_0' }), { ...q8, tokenizer: (await loadCheckpoint(L2C_PATH)).tokenizer });
 });
 
 test('a path, a Blob and an http(s) URL (range requests) load the same checkpoint as bytes', async () => {
