@@ -68,7 +68,9 @@ export function chunkedCrossEntropy(rows: Tensor, head: (rows: Tensor) => Tensor
 
 /**
  * Mean next-token cross-entropy of a Llama graph against targets i32 [B·T] for its last T positions
- * (input-side adapters put virtual tokens first; they predict nothing).
+ * (input-side adapters put virtual tokens first; they predict nothing). Chunked, an adapter on an untied
+ * head runs once per chunk, so its dropout (if any) draws each chunk's mask apart: the same distribution,
+ * not the same draw as in one piece.
  */
 export function nextTokenLoss(net: LlamaGraph, targets: Tensor, o: { ceChunk?: CeChunk } = {}): ChunkedLoss {
   const [B, positions, D] = net.hidden.shape as [number, number, number];
