@@ -7,7 +7,7 @@
 // that crashed, exited non-zero, stopped before uvu's summary or ran no test at all. `.only` in a test
 // file is fatal: it silently turns every other test of that file into a skip.
 //
-// Usage: node scripts/test.mjs [--root DIR] [--suffix .test.ts] [dir-or-pattern]
+// Usage: node scripts/test.mjs [--root DIR] [--suffix .test.ts] [dir-or-pattern…]  (files whose path contains any pattern)
 //   --root    folder searched for test files (default test)
 //   --suffix  how a test file's name ends (default .test.ts)
 import { spawnSync } from 'node:child_process';
@@ -15,7 +15,8 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative, sep } from 'node:path';
 
 const args = process.argv.slice(2);
-let root = 'test', suffix = '.test.ts', filter = '';
+let root = 'test', suffix = '.test.ts';
+const filters = [];
 for (let i = 0; i < args.length; i++) {
   const a = args[i];
   if (a === '--root' || a === '--suffix') {
@@ -25,7 +26,7 @@ for (let i = 0; i < args.length; i++) {
   } else if (a.startsWith('--')) {
     fail(`unknown option ${a} (options: --root DIR, --suffix .test.ts)`);
   } else {
-    filter = a;
+    filters.push(a);
   }
 }
 function fail(message) {
@@ -57,7 +58,7 @@ function usesOnly(file) {
   return ONLY.test(code);
 }
 const withOnly = walk(root, '.ts').filter(usesOnly);
-const files = walk(root, suffix).filter((p) => p.includes(filter));
+const files = walk(root, suffix).filter((p) => filters.length === 0 || filters.some((f) => p.includes(f)));
 
 /** uvu's closing block: the last one printed, so a test's own output cannot be mistaken for it. */
 function summary(text) {
@@ -78,7 +79,7 @@ for (const file of withOnly) {
 }
 if (files.length === 0) {
   failed++;
-  console.log(`no test file under ${root} ends with ${suffix}${filter ? ` and contains '${filter}'` : ''}`);
+  console.log(`no test file under ${root} ends with ${suffix}${filters.length ? ` and contains ${filters.map((f) => `'${f}'`).join(' or ')}` : ''}`);
 }
 for (const file of files) {
   // One process per file: a crash or a leaked handle in one file cannot hide the others' results.
