@@ -69,6 +69,15 @@ test('logits in the thousands stay finite (log-sum-exp subtracts the row maximum
   assert.ok(maxRelErr(got.grad, want.grad) < 1e-9);
 });
 
+test('without an ignoreIndex attribute the kernels ignore -100 only: class 100 of a large vocabulary counts', () => {
+  const W = 128, targets = [100, -100, 3];
+  const logits = randn(targets.length * W, 5);
+  const want = reference(logits, targets, W, -100, 1);
+  const got = kernels(logits, Int32Array.from(targets), W, {}, 1);
+  assert.ok(Math.abs(got.loss - want.loss) < TOL, `loss ${got.loss} vs ${want.loss}`);
+  assert.ok(maxRelErr(got.grad, want.grad) < TOL);
+});
+
 test('a batch with every row ignored has loss 0 and gradient 0', () => {
   const logits = randn(3 * V, 4);
   const got = kernels(logits, Int32Array.of(-100, -100, 9), V, {}, 1);
@@ -92,11 +101,15 @@ test('bad shapes and types are refused with what was expected', () => {
   const g = new Graph();
   const l = g.input('l', [4, 5]), y = g.input('y', [4], 'i32');
   assert.throws(() => F.crossEntropy(g.input('l3', [2, 2, 5]), y), /logits must be f32 \[N, V\]/);
+  assert.throws(() => F.crossEntropy(g.input('li', [4, 5], 'i32'), y), /logits must be f32 \[N, V\]/);
+  assert.throws(() => g.apply1('cross_entropy', [l, y], { ignoreIndex: 'x' }), /attribute ignoreIndex must be a finite number/);
+  assert.throws(() => g.apply1('cross_entropy_backward', [l, y, g.input('d1', [])], { ignoreIndex: NaN }), /attribute ignoreIndex must be a finite number/);
   assert.throws(() => F.crossEntropy(l, g.input('yf', [4])), /targets must be i32 \[N\]/);
   assert.throws(() => F.crossEntropy(l, g.input('y2', [4, 1], 'i32')), /targets must be i32 \[N\]/);
   assert.throws(() => F.crossEntropy(l, g.input('y3', [3], 'i32')), /targets must be i32 \[N\]/);
   assert.throws(() => g.apply1('cross_entropy_backward', [l, y, g.input('d', [1])], { ignoreIndex: -100 }), /dloss must be a scalar/);
-  assert.equal(g.apply1('cross_entropy_backward', [l, y, g.input('d0', [])], { ignoreIndex: -100 }).shape, [4, 5]);
+  const d = g.apply1('cross_entropy_backward', [l, y, g.input('d0', [])], { ignoreIndex: -100 });
+  assert.equal([d.shape, d.dtype], [[4, 5], 'f32']);
 });
 
 test.run();
