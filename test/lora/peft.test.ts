@@ -108,6 +108,15 @@ test('a file whose keys have no base_model.model. prefix (prompt tuning) loads b
   for (const [k, p] of model.get('p').params) assert.equal(Array.from(back.get('p').params.get(k)!.data), Array.from(p.data), k);
 });
 
+test('a prompt initialised from text loads back (the expected tensors are made with the base\'s tokenizer)', () => {
+  const model = new AdaptedModel(ckpt);
+  model.addAdapter('p', 'prompt-tuning', { numVirtualTokens: 3, initText: 'Once upon a time' }, { seed: 3 });
+  const files = savePeft(model, 'p');
+  const back = new AdaptedModel(ckpt);
+  loadPeft(back, 'p', files);
+  for (const [k, p] of model.get('p').params) assert.equal(Array.from(back.get('p').params.get(k)!.data), Array.from(p.data), k);
+});
+
 test('a PEFT config that asks for PiSSA initialisation loads its saved factors (no base rewrite is expected in the file)', () => {
   const model = loraModel({ r: 2, targetModules: ['v_proj'] });
   const files = savePeft(model, 't');
@@ -130,6 +139,7 @@ test('bad folders are refused with the file and the tensor named', () => {
   assert.throws(load(good.config, file([[A, t([2, 64])], [B, t([32, 2])], ['base_model.model.extra', t([1])]])), /adapter\/adapter_model\.safetensors: unexpected tensor base_model\.model\.extra for a lora adapter/);
   assert.throws(load(good.config, file([[A, t([2, 64])], [B, t([32, 3])]])), /adapter_model\.safetensors: base_model\.model\.model\.layers\.0\.self_attn\.v_proj\.lora_B\.weight is \[32, 3\], expected \[32, 2\]/);
   assert.throws(load(good.config, file([[A, t([2, 64])]])), /adapter_model\.safetensors: missing tensor base_model\.model\.model\.layers\.0\.self_attn\.v_proj\.lora_B\.weight/);
+  assert.throws(load(good.config, good.weights.subarray(0, 6), 'dir'), /dir\/adapter_model\.safetensors/);
   assert.not.throws(load(good.config, file([[A, t([2, 64])], [B, t([32, 2])]])));
 });
 
