@@ -60,6 +60,7 @@ function toPrecision(d: HostArray, backend: Backend): HostArray {
 /**
  * Check autodiff gradients of sum(out · w) (w a fixed random weighting) against central finite
  * differences, all in float64 on the js backend. Returns the worst relative error over all f32 leaves.
+ * Throws when a leaf's analytic gradient is all zero: such a check could not fail.
  */
 export async function gradCheck(leaves: LeafSpec[], body: (ts: Tensor[]) => Tensor, opts: { eps?: number; seed?: number; maxProbes?: number } = {}): Promise<number> {
   const { g, ts, out, data } = buildGraph(leaves, body, opts.seed ?? 1);
@@ -72,6 +73,12 @@ export async function gradCheck(leaves: LeafSpec[], body: (ts: Tensor[]) => Tens
   const wData = randn(numel(out.shape), 4242);
   const allT = [...ts, weight], allD = [...data, wData];
   const analytic = await runOnce(g, backend, allT, allD, wrt.map((t) => grads.get(t)));
+  // Finite differences of a function that ignores a leaf are zero too, so an all-zero gradient would
+  // pass the comparison while checking nothing (a leaf cut off from the output, or initialised so that
+  // its gradient vanishes, like LoRA's A beside a zero B).
+  for (const [wi, t] of wrt.entries()) {
+    if (analytic[wi]!.every((v) => v === 0)) throw new Error(`gradient check of ${t}: the analytic gradient is all zero, so there is nothing to check; give the leaves values that make it non-zero`);
+  }
   const s = await Session.create(g, backend);
   allT.forEach((t, i) => s.set(t, allD[i]!));
   const lossAt = async (): Promise<number> => { await s.run(); return (await s.get(loss))[0]!; };

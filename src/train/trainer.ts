@@ -58,7 +58,7 @@ export class Trainer {
     readonly session: Session,
     private readonly loss: Tensor,
     private readonly slots: TrainerSlot[],
-    private readonly o: Required<Omit<OptimizerOptions, 'maxGradNorm'>> & { maxGradNorm?: number },
+    private readonly o: Required<OptimizerOptions>,
     readonly accumulate: number,
     private readonly beforeUpdate?: (step: number) => Promise<void>,
   ) {}
@@ -109,8 +109,7 @@ export class Trainer {
     const o = spec.optimizer ?? {};
     return new Trainer(session, loss, slots, {
       lr: o.lr ?? 1e-3, beta1: o.beta1 ?? 0.9, beta2: o.beta2 ?? 0.999, eps: o.eps ?? 1e-8,
-      weightDecay: o.weightDecay ?? 0, schedule: o.schedule ?? (() => 1),
-      ...(o.maxGradNorm !== undefined ? { maxGradNorm: o.maxGradNorm } : {}),
+      weightDecay: o.weightDecay ?? 0, schedule: o.schedule ?? (() => 1), maxGradNorm: o.maxGradNorm ?? Infinity,
     }, accumulate, spec.beforeUpdate);
   }
 
@@ -119,7 +118,8 @@ export class Trainer {
    * inputs already set), then update. The loss reported is the mean over the micro-batches.
    */
   async step(micro: Feed[] | Feed = []): Promise<StepResult> {
-    const feeds: Feed[] = micro.length > 0 && Array.isArray(micro[0]) && Array.isArray((micro[0] as unknown[])[0]) ? (micro as Feed[]) : [micro as Feed];
+    // A list of feeds has arrays (feeds) as entries of its entries; a feed has a tensor or name there.
+    const feeds: Feed[] = Array.isArray((micro[0] as unknown[] | undefined)?.[0]) ? (micro as Feed[]) : [micro as Feed];
     if (feeds.length !== this.accumulate) throw new Error(`step needs ${this.accumulate} micro-batches (gradient accumulation), got ${feeds.length}`);
     let lossSum = 0, gn2 = 0;
     const active = this.slots.filter((s) => s.active);
@@ -139,7 +139,8 @@ export class Trainer {
     this.stepCount++;
     await this.beforeUpdate?.(this.stepCount);
     const lr = this.o.lr * this.o.schedule(this.stepCount);
-    const clip = this.o.maxGradNorm !== undefined && gradNorm > this.o.maxGradNorm ? this.o.maxGradNorm / gradNorm : 1;
+    // Scale the gradient down to norm maxGradNorm when it is longer (never up; no limit is Infinity).
+    const clip = Math.min(1, this.o.maxGradNorm / gradNorm);
     const hyper: AdamWHyper = {
       lr, beta1: this.o.beta1, beta2: this.o.beta2, eps: this.o.eps, weightDecay: this.o.weightDecay, step: this.stepCount,
       gradScale: clip / this.accumulate,

@@ -1,21 +1,33 @@
 /** The backends a parity test compares against js: wasm always; webgpu where an adapter exists. */
+import { existsSync } from 'node:fs';
 import type { Backend } from '../../src/backends/backend.js';
 import { createJsBackend } from '../../src/backends/js/index.js';
 import { createBackend } from '../../src/scheduler/backends.js';
+
+/** The Vulkan driver scripts/setup.sh installs (Debian's chromium ships SwiftShader's), which gives Dawn an adapter. */
+export const SWIFTSHADER_ICD = '/usr/lib/chromium/vk_swiftshader_icd.json';
+
+/**
+ * Why this machine must have a WebGPU adapter, or null where none is promised. Where setup installed
+ * SwiftShader, or in CI (which runs setup), a missing adapter is a failure, never a skip.
+ */
+export function webgpuRequired(): string | null {
+  if (existsSync(SWIFTSHADER_ICD)) return `${SWIFTSHADER_ICD} is installed (scripts/setup.sh)`;
+  if (process.env.CI) return 'CI is set';
+  return null;
+}
 
 export async function otherBackends(): Promise<{ name: string; backend: Backend }[]> {
   const out = [
     { name: 'wasm 1 thread', backend: (await createBackend('wasm', { threads: 1 })).backend },
     { name: 'wasm 2 threads', backend: (await createBackend('wasm', { threads: 2 })).backend },
   ];
-  if (process.env.ADAPTKIT_TEST_WEBGPU !== '0') {
-    try {
-      out.push({ name: 'webgpu', backend: (await createBackend('webgpu')).backend });
-    } catch (e) {
-      // CI installs SwiftShader, so a missing adapter there is a failure, not a skip.
-      if (process.env.CI) throw e;
-      console.warn(`webgpu not available here: ${(e as Error).message}`);
-    }
+  try {
+    out.push({ name: 'webgpu', backend: (await createBackend('webgpu')).backend });
+  } catch (e) {
+    const required = webgpuRequired();
+    if (required) throw new Error(`no WebGPU adapter, though ${required}: ${(e as Error).message}`);
+    console.warn(`webgpu left out: no adapter and no Vulkan driver installed here (run scripts/setup.sh): ${(e as Error).message}`);
   }
   return out;
 }

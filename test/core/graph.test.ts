@@ -9,7 +9,7 @@ import { graphFromJSON, graphToJSON } from '../../src/graph/serialize.js';
 import { planGraph } from '../../src/scheduler/plan.js';
 import { Session } from '../../src/scheduler/session.js';
 import { trainTransformerBlock } from '../../src/toy/tasks.js';
-import { gradCheck, maxRelErr, randn } from '../helpers.js';
+import { gradCheck, maxRelErr, randn, rejection } from '../helpers.js';
 
 test('a shape mismatch names the node, the op and both shapes', () => {
   const g = new Graph();
@@ -70,14 +70,36 @@ test('a NaN in a gradient check is an error naming the tensor', async () => {
   }
 });
 
-test('the planner reuses dead memory: a long chain needs far less than the sum of its values', () => {
+test('a gradient check refuses an all-zero analytic gradient, which finite differences cannot contradict', async () => {
+  const unused = await rejection(gradCheck([{ name: 'a', shape: [3] }, { name: 'b', shape: [2] }], ([a]) => F.exp(a!)));
+  assert.match(unused.message, /gradient check of %1\(b\)\[2\]: the analytic gradient is all zero/);
+  const zeroed = await rejection(gradCheck([{ name: 'a', shape: [4] }], ([a]) => F.scale(a!, 0)));
+  assert.match(zeroed.message, /gradient check of %0\(a\)\[4\]: the analytic gradient is all zero/);
+  // The same graphs with the leaf in use pass.
+  assert.ok((await gradCheck([{ name: 'a', shape: [3] }, { name: 'b', shape: [2] }], ([a, b]) => F.add(F.sum(F.exp(a!)), F.sum(b!)))) < 1e-6);
+});
+
+test('the planner reuses dead memory: a long chain needs far less than the sum of its values', async () => {
   const g = new Graph();
-  let x = g.input('x', [1024]);
-  for (let i = 0; i < 50; i++) x = F.exp(x);
+  const input = g.input('x', [1024]);
+  // Distinct factors (a chain of exp would overflow to Infinity and leave nothing to check): a step
+  // that read memory already reused, or wrote over a live value, changes the product.
+  const factors = Array.from({ length: 50 }, (_, i) => 1 + i / 50);
+  let x = input;
+  for (const f of factors) x = F.scale(x, f);
   g.markOutput(x);
   const plan = planGraph(g);
   assert.ok(plan.arenaElems <= 4 * 1024, `arena ${plan.arenaElems} elements for 51 values of 1024`);
-  // The chain still computes the right thing after reuse.
+  // The chain still computes the right thing after reuse: x·∏factors, in float64 here.
+  const data = Float32Array.from(randn(1024, 11));
+  const s = await Session.create(g, createJsBackend());
+  s.set(input, data);
+  await s.run();
+  const got = await s.get(x);
+  const product = factors.reduce((a, f) => a * f, 1);
+  // 50 float32 roundings: relative error ≤ 50·2⁻²⁴ ≈ 3e-6.
+  assert.ok(maxRelErr(got, Array.from(data, (v) => v * product)) < 1e-5, `max relative error ${maxRelErr(got, Array.from(data, (v) => v * product))}`);
+  s.dispose();
 });
 
 test('memory reuse changes nothing: a training graph gives bit-identical results with and without reuse', async () => {

@@ -4,6 +4,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { AdaptedModel } from '../../src/adapters/adapted-model.js';
+import { rejection } from '../helpers.js';
 import { gradientCheck, randomizeParams, stories } from '../methods/helpers.js';
 
 const TOL = 1e-6;
@@ -32,6 +33,13 @@ test('DoRA with rsLoRA scaling (magnitude gradients), and LoRA on the embedding:
   const emb = await gradientCheck(adapter({ r: 3, targetModules: ['embed_tokens', 'v_proj'] }), 't', { stride: 3 });
   assert.ok(emb.keys.some((k) => k.endsWith('lora_embedding_A')));
   assert.ok(emb.worst < TOL, `embedding: relative error ${emb.worst}`);
+});
+
+test('a freshly initialised LoRA (B = 0, so A\'s gradient is zero) is refused by the gradient check', async () => {
+  const model = new AdaptedModel(ckpt);
+  model.addAdapter('t', 'lora', { r: 2, targetModules: ['v_proj'], layersToTransform: [1] }, { seed: 3 });
+  const e = await rejection(gradientCheck(model, 't'));
+  assert.match(e.message, /the gradient of t\/model\.layers\.1\.self_attn\.v_proj\.lora_A\.weight is all zero/);
 });
 
 test.run();

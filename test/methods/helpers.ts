@@ -45,7 +45,8 @@ export function randomizeParams(model: AdaptedModel, name: string, scale = 0.05,
  * Central finite differences against autodiff for every parameter tensor the adapter puts in the graph
  * (six random entries each; every `stride`-th tensor), in float64 on the js backend, with the adapter's
  * loss terms included.
- * Returns the worst error relative to the largest probed gradient of each tensor.
+ * Returns the worst error relative to the largest probed gradient of each tensor. Throws when a tensor's
+ * gradient is all zero: such a check could not fail.
  */
 export async function gradientCheck(model: AdaptedModel, name: string, o: { batch?: number; seq?: number; probe?: (key: string) => boolean; eps?: number; stride?: number } = {}): Promise<{ worst: number; keys: string[] }> {
   const B = o.batch ?? 2, T = o.seq ?? 6;
@@ -72,6 +73,11 @@ export async function gradientCheck(model: AdaptedModel, name: string, o: { batc
   const eps = o.eps ?? 1e-5;
   // All analytic gradients at the unperturbed point, before any probe moves a parameter.
   const analytics = await s.getMany(params.map((t) => grads.get(t)));
+  // Finite differences of a loss that ignores a tensor are zero too: an all-zero gradient would pass
+  // while checking nothing (a factor beside a zero-initialised one, like LoRA's A beside B = 0).
+  params.forEach((t, i) => {
+    if (analytics[i]!.every((v) => v === 0)) throw new Error(`gradientCheck: the gradient of ${t.info.name} is all zero, so there is nothing to check (randomizeParams gives zero-initialised factors values)`);
+  });
   let worst = 0;
   for (const [ti, t] of params.entries()) {
     // Every stride-th tensor is probed (all of them get an analytic gradient above).

@@ -9,6 +9,7 @@ import type { FloatArray } from './types.js';
 export function adamw(p: FloatArray, g: FloatArray, m: FloatArray, v: FloatArray, h: AdamWHyper): void {
   const bc1 = 1 - Math.pow(h.beta1, h.step), bc2 = 1 - Math.pow(h.beta2, h.step);
   const decay = 1 - h.lr * h.weightDecay;
+  // Stryker disable next-line EqualityOperator: `i <= p.length` only adds writes one past the end of typed arrays, which JavaScript ignores
   for (let i = 0; i < p.length; i++) {
     const gi = g[i]! * h.gradScale;
     const mi = h.beta1 * m[i]! + (1 - h.beta1) * gi;

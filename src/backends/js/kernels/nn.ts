@@ -209,6 +209,7 @@ const embeddingBackward: JsKernel = ([vids, vdy], [vdt]) => {
 /** Rows that count: target within [0, V) and not the ignore index. */
 function counted(T: Int32Array, V: number, ignore: number): number {
   let c = 0;
+  // Stryker disable next-line EqualityOperator: `n <= T.length` reads T[T.length] = undefined, which no comparison counts
   for (let n = 0; n < T.length; n++) if (T[n] !== ignore && T[n]! >= 0 && T[n]! < V) c++;
   return c;
 }
@@ -239,10 +240,12 @@ const crossEntropyBackward: JsKernel = ([vl, vt, vdl], [vd], attrs) => {
   const [N, V] = vl!.shape as [number, number];
   const ignore = (attrs.ignoreIndex as number | undefined) ?? -100;
   const scale = dl / Math.max(1, counted(T, V, ignore));
+  // Stryker disable next-line EqualityOperator: with `n <= N` the extra row only writes past the end of the typed array, which is ignored
   for (let n = 0; n < N; n++) {
     const t = T[n]!;
     if (t === ignore || t < 0 || t >= V) { DL.fill(0, n * V, n * V + V); continue; }
     const lse = logSumExp(L, n * V, V);
+    // Stryker disable next-line EqualityOperator: `j <= V` writes the next row's first element, which that row rewrites (or past the end)
     for (let j = 0; j < V; j++) DL[n * V + j] = (Math.exp(L[n * V + j]! - lse) - (j === t ? 1 : 0)) * scale;
   }
 };
