@@ -274,6 +274,16 @@ test('Force stop ends the engine mid-run; a fresh one starts, reloads the model 
   lap('force stop, restart');
 });
 
+test('base weights f16 stores the served model compact when it loads from its URL', async () => {
+  await page.selectOption('#base-dtype', 'f16');
+  await page.click('#load-url');
+  const d = await idle();
+  lap('load the URL as f16');
+  assert.is(d.model?.source, 'stories260K.gguf', d.errors.at(-1));
+  assert.match(d.model!.dtypes, /f16 × \d+/);
+  assert.ok(d.model!.weightBytes < 0.6 * d.model!.parameters * 4, `${d.model!.weightBytes} bytes for ${d.model!.parameters} parameters`);
+});
+
 test('a Q8_0 GGUF picked as a file loads compact and trains on wasm with checkpointing; the loss falls', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'adaptkit-demo-'));
   try {
