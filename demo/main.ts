@@ -4,7 +4,7 @@
  */
 import { drawChart } from './chart.js';
 import type {
-  AdapterFiles, BackendChoice, DemoState, EvalSettings, ModelInfo, ProbeResult, Reply, Request, RunState, TrainResult,
+  AdapterFiles, BackendChoice, BaseChoice, DemoState, EstimateResult, EvalSettings, ModelInfo, ProbeResult, Reply, Request, RunState, TrainResult,
   TrainSettings, WorkerEvent,
 } from './protocol.js';
 import { zipStored } from './zip.js';
@@ -24,7 +24,7 @@ let worker: Worker;
 let nextId = 1;
 let crashes = 0;
 /** The last model that loaded, to load again after a restart. */
-let lastModel: { url?: string; files?: File[] } | undefined;
+let lastModel: { url?: string; files?: File[]; baseDtype: BaseChoice } | undefined;
 const pending = new Map<number, { resolve(v: unknown): void; reject(e: Error): void }>();
 
 function startWorker(): void {
@@ -91,7 +91,7 @@ function showError(msg: string): void {
 
 function status(text: string): void { $('status').textContent = text; }
 
-const controls = ['load-url', 'model-files', 'train', 'generate', 'adapter-files', 'evaluate', 'backend'];
+const controls = ['load-url', 'model-files', 'base-dtype', 'train', 'generate', 'adapter-files', 'evaluate', 'backend'];
 
 /** Runs one job with the controls locked; its error shows on the page and leaves the page usable. */
 async function job<T>(what: string, f: () => Promise<T>): Promise<T | undefined> {
@@ -209,16 +209,41 @@ async function probe(): Promise<void> {
   }
 }
 
-async function loadModel(req: { url?: string; files?: File[] }): Promise<void> {
+async function loadModel(req: { url?: string; files?: File[]; baseDtype: BaseChoice }): Promise<void> {
   await job('loading the model', async () => {
     const info = await call<ModelInfo>({ kind: 'load-model', ...req });
     state.model = info;
     state.adapter = undefined;
     lastModel = req;
-    $('model-info').textContent = `${info.source}: ${info.architecture}, ${info.layers} layers, dim ${info.dim}, vocabulary ${info.vocab}, context ${info.context}; ${info.parameters.toLocaleString('en-US')} parameters (${MB(info.weightBytes)} as float32).`;
+    $('model-info').textContent = `${info.source}: ${info.architecture}, ${info.layers} layers, dim ${info.dim}, vocabulary ${info.vocab}, context ${info.context}; ${info.parameters.toLocaleString('en-US')} parameters, ${MB(info.weightBytes)} as loaded (${info.dtypes}).`;
     $('downloads').replaceChildren(Object.assign(document.createElement('span'), { className: 'hint', textContent: 'Train or load an adapter to download it.' }));
     log(`loaded ${info.source}`);
   });
+  void showEstimate();
+}
+
+/**
+ * The memory the run the form describes will need on its backend, the backend's limits and, when it
+ * will not fit, settings that would. Returns undefined when the form or the estimate failed.
+ */
+async function showEstimate(): Promise<EstimateResult | undefined> {
+  if (!state.model) return undefined;
+  let s: TrainSettings;
+  try { s = settings(); } catch { return undefined; }
+  let e: EstimateResult;
+  try {
+    e = await call<EstimateResult>({ kind: 'estimate', settings: s });
+  } catch (err) {
+    $('estimate').textContent = `No estimate: ${(err as Error).message}`;
+    return undefined;
+  }
+  state.estimate = e;
+  $('estimate').textContent = `Memory estimate: ${e.text}. ${e.limits}.`;
+  $('advice').hidden = !e.problem;
+  $('advice').textContent = e.problem
+    ? `This run will not fit: ${e.problem}.\n${e.advice.length ? `Would fit: ${e.advice.join('; ')}` : 'No smaller setting tried fits either: use a smaller model, or another backend.'}`
+    : '';
+  return e;
 }
 
 function settings(): TrainSettings {
@@ -228,7 +253,7 @@ function settings(): TrainSettings {
   const s: TrainSettings = {
     backend: $<HTMLSelectElement>('backend').value as BackendChoice, method: $<HTMLSelectElement>('method').value,
     rank: num('rank'), targets: input('targets').value, steps: num('steps'), lr: num('lr'), batch: num('batch'), seq: num('seq'),
-    seed: num('seed'), data: fromFile ? file! : 'builtin', sampleTokens: num('sample-tokens'),
+    seed: num('seed'), checkpointing: input('checkpointing').checked, data: fromFile ? file! : 'builtin', sampleTokens: num('sample-tokens'),
   };
   for (const k of ['rank', 'steps', 'batch', 'seq', 'sampleTokens'] as const) {
     if (!(Number.isInteger(s[k]) && s[k] >= 1)) throw new Error(`${k} must be a whole number ≥ 1 (got ${s[k]})`);
@@ -240,6 +265,13 @@ function settings(): TrainSettings {
 async function train(): Promise<void> {
   let s: TrainSettings;
   try { s = settings(); } catch (e) { showError((e as Error).message); return; }
+  if (state.busy) return;
+  // A run that will not fit is refused here, with the estimate's advice, before anything starts.
+  const e = await job('estimating memory', showEstimate);
+  if (e?.problem) {
+    showError(`This run will not fit on ${s.backend}: ${e.problem}. ${e.advice.length ? `Would fit: ${e.advice.join('; ')}` : 'No smaller setting tried fits either.'}`);
+    return;
+  }
   if (state.busy) return;
   const run: RunState = { label: `run ${state.runs.length + 1} · ${s.backend}`, backend: s.backend, losses: [], status: 'running' };
   state.runs.push(run);
@@ -340,15 +372,17 @@ async function serverAssets(): Promise<void> {
 $('error-close').onclick = () => { $('error').hidden = true; };
 $('load-url').onclick = () => {
   const url = input('model-url').value.trim();
-  if (url) void loadModel({ url });
+  if (url) void loadModel({ url, baseDtype: baseChoice() });
   else showError('enter the URL of a model, or pick files');
 };
 input('model-files').onchange = () => {
   const files = [...(input('model-files').files ?? [])];
   input('model-files').value = '';
-  if (files.length) void loadModel({ files });
+  if (files.length) void loadModel({ files, baseDtype: baseChoice() });
 };
-$('method').onchange = methodChanged;
+const baseChoice = (): BaseChoice => $<HTMLSelectElement>('base-dtype').value as BaseChoice;
+$('method').onchange = () => { methodChanged(); void showEstimate(); };
+for (const id of ['backend', 'rank', 'targets', 'batch', 'seq', 'checkpointing']) $(id).addEventListener('change', () => { if (!state.busy) void showEstimate(); });
 /** A select whose last option picks a file through a hidden input; the option shows the file's name. */
 function fileOption(selectId: string, inputId: string): void {
   const sel = $<HTMLSelectElement>(selectId), last = sel.options[sel.options.length - 1]!, label = last.textContent;

@@ -30,7 +30,24 @@ export interface ModelInfo {
   readonly vocab: number;
   readonly context: number;
   readonly parameters: number;
+  /** Bytes of the weights as loaded (compact ones in their layouts). */
   readonly weightBytes: number;
+  /** The weights' types as loaded, with how many tensors each ("q8_0 × 15, f32 × 11"). */
+  readonly dtypes: string;
+}
+
+/** What the loader does with the frozen 2-D weights: keep the stored type, or store them as one. */
+export type BaseChoice = 'auto' | 'f16' | 'q8_0' | 'q4_0';
+
+export interface EstimateResult {
+  /** formatEstimate of the run's plan on the chosen backend. */
+  readonly text: string;
+  /** The backend's memory limits, in words. */
+  readonly limits: string;
+  /** Why the run will not fit; undefined when it fits. */
+  readonly problem?: string;
+  /** Settings that would fit (when it does not), cheapest change first. */
+  readonly advice: readonly string[];
 }
 
 export interface TrainSettings {
@@ -43,6 +60,8 @@ export interface TrainSettings {
   readonly batch: number;
   readonly seq: number;
   readonly seed: number;
+  /** Per-layer activation checkpointing (recompute each layer's forward in backward). */
+  readonly checkpointing: boolean;
   /** Built-in hero task, or a text (.txt: blank-line paragraphs; .jsonl) file. */
   readonly data: 'builtin' | File;
   readonly sampleTokens: number;
@@ -58,7 +77,8 @@ export interface EvalSettings {
 
 export type Request =
   | { readonly kind: 'probe' }
-  | { readonly kind: 'load-model'; readonly url?: string; readonly files?: readonly File[] }
+  | { readonly kind: 'load-model'; readonly url?: string; readonly files?: readonly File[]; readonly baseDtype: BaseChoice }
+  | { readonly kind: 'estimate'; readonly settings: TrainSettings }
   | { readonly kind: 'train'; readonly settings: TrainSettings }
   | { readonly kind: 'pause' }
   | { readonly kind: 'resume' }
@@ -126,6 +146,8 @@ export interface DemoState {
   methods: readonly MethodInfo[];
   probe?: ProbeResult;
   model?: ModelInfo;
+  /** The memory estimate of the run the form describes, as last shown. */
+  estimate?: EstimateResult;
   runs: RunState[];
   samples: { before?: string; after?: string; generated?: string };
   evals: { paragraphs: number; maxTokens: number; loss: number; tokens: number; backend: string }[];

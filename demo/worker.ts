@@ -8,8 +8,12 @@ import {
   createBackend, createTokenizer, fineTune, getMethod, heroStories, jsonlExamples, loadCheckpoint, loadPeft, memorySource,
   methodNames, pack, paragraphs, savePeft, textExamples,
 } from '../src/index.js';
+import { isCompactTensor } from '../src/formats/checkpoint.js';
+import { httpSource } from '../src/formats/source.js';
+import { formatBytes, formatEstimate, memoryProblem } from '../src/scheduler/memory.js';
+import { checkpointBytes, estimateTraining, fittingVariants } from '../src/train/memory.js';
 import type {
-  AdapterFiles, BackendChoice, BackendName, BackendProbe, EvalSettings, MemoryInfo, ModelInfo, ProbeResult, Reply, Request,
+  AdapterFiles, BackendChoice, BackendName, BackendProbe, BaseChoice, EstimateResult, EvalSettings, MemoryInfo, ModelInfo, ProbeResult, Reply, Request,
   TrainResult, TrainSettings, WorkerEvent,
 } from './protocol.js';
 
@@ -163,11 +167,25 @@ async function fetchBytes(url: string, what: string): Promise<Uint8Array<ArrayBu
 
 const fileBytes = async (f: File): Promise<Uint8Array<ArrayBuffer>> => new Uint8Array(await f.arrayBuffer());
 
-/** A GGUF file; a llama2.c model.bin with its tokenizer.bin; or a Hugging Face folder's files. */
-async function readModel(req: { url?: string; files?: readonly File[] }): Promise<LlamaCheckpoint> {
+/**
+ * A GGUF file or URL is read a tensor at a time (File slices; HTTP range requests), so only the weights,
+ * in their compact types, are ever held; a llama2.c model.bin with its tokenizer.bin, or a Hugging Face
+ * folder's files, are small enough to read whole.
+ */
+async function readModel(req: { url?: string; files?: readonly File[]; baseDtype: BaseChoice }): Promise<LlamaCheckpoint> {
+  const base = { baseDtype: req.baseDtype };
   if (req.url) {
     const name = decodeURIComponent(new URL(req.url, self.location.href).pathname.split('/').pop() || 'model');
-    return loadCheckpoint(await fetchBytes(req.url, name), { name });
+    const url = new URL(req.url, self.location.href).href;
+    progress(`reading ${name} by range requests`);
+    try {
+      // The file's name, not its URL, names the model (as for a picked file).
+      return await loadCheckpoint({ ...await httpSource(url), name }, base);
+    } catch (e) {
+      // A server without range requests still serves the whole file.
+      if (!/ignores HTTP range requests/.test((e as Error).message)) throw e;
+      return loadCheckpoint(await fetchBytes(url, name), { ...base, name });
+    }
   }
   const files = [...(req.files ?? [])];
   if (files.length === 0) throw new Error('pick a model file');
@@ -175,25 +193,30 @@ async function readModel(req: { url?: string; files?: readonly File[] }): Promis
   if (files.some((f) => f.name === 'config.json')) {
     const map = new Map<string, Uint8Array>();
     for (const f of files) map.set(f.name, await fileBytes(f));
-    return loadCheckpoint(memorySource(map, files.find((f) => /safetensors/.test(f.name))?.name ?? 'model'));
+    return loadCheckpoint(memorySource(map, files.find((f) => /safetensors/.test(f.name))?.name ?? 'model'), base);
   }
   const gguf = files.find((f) => /\.gguf$/i.test(f.name));
-  if (gguf) return loadCheckpoint(await fileBytes(gguf), { name: gguf.name });
+  if (gguf) return loadCheckpoint(gguf, { ...base, name: gguf.name });
   // llama2.c: the model is the larger file, its tokenizer.bin the smaller.
   const [model, tokenizer] = [...files].sort((a, b) => b.size - a.size);
-  return loadCheckpoint(await fileBytes(model!), { name: model!.name, ...(tokenizer ? { tokenizer: await fileBytes(tokenizer) } : {}) });
+  return loadCheckpoint(await fileBytes(model!), { ...base, name: model!.name, ...(tokenizer ? { tokenizer: await fileBytes(tokenizer) } : {}) });
 }
 
-async function loadModel(req: { url?: string; files?: readonly File[] }): Promise<ModelInfo> {
+async function loadModel(req: { url?: string; files?: readonly File[]; baseDtype: BaseChoice }): Promise<ModelInfo> {
   const ckpt = await readModel(req);
   if (!ckpt.tokenizer) throw new Error(`${ckpt.source}: this model has no tokenizer; pick its tokenizer file (e.g. tokenizer.bin) together with the model`);
   const tok = createTokenizer(ckpt.tokenizer);
   let parameters = 0;
-  for (const t of ckpt.tensors.values()) parameters += t.shape.reduce((a, b) => a * b, 1);
+  const dtypes = new Map<string, number>();
+  for (const t of ckpt.tensors.values()) {
+    parameters += t.shape.reduce((a, b) => a * b, 1);
+    const d = isCompactTensor(t) ? t.dtype : 'f32';
+    dtypes.set(d, (dtypes.get(d) ?? 0) + 1);
+  }
   const c = ckpt.config;
   const info: ModelInfo = {
     source: ckpt.source, architecture: c.architecture, layers: c.nLayers, dim: c.dim, vocab: c.vocabSize, context: c.maxSeqLen,
-    parameters, weightBytes: parameters * 4,
+    parameters, weightBytes: checkpointBytes(ckpt), dtypes: [...dtypes].map(([d, n]) => `${d} × ${n}`).join(', '),
   };
   loaded = { ckpt, tok, info };
   current = new AdaptedModel(ckpt);
@@ -250,6 +273,27 @@ function nextTask(): Promise<void> {
 
 class Stopped extends Error {}
 
+/** The memory the run will need on its backend (planned, nothing allocated), and, when it will not fit, what would. */
+async function estimate(s: TrainSettings): Promise<EstimateResult> {
+  const { ckpt } = need();
+  const { backend } = await backendFor(s.backend);
+  const model = new AdaptedModel(ckpt);
+  model.addAdapter('default', s.method, methodConfig(s), { seed: s.seed });
+  const shape = { batch: s.batch, seq: s.seq, checkpointing: s.checkpointing };
+  const e = estimateTraining(model, 'default', backend, shape);
+  const caps = backend.memoryCaps?.();
+  const limits = [
+    caps?.totalBytes !== undefined ? `${formatBytes(caps.totalBytes)} in all` : 'no known total',
+    caps?.bufferBytes !== undefined ? `${formatBytes(caps.bufferBytes)} per buffer` : '',
+  ].filter(Boolean).join(', ');
+  const problem = memoryProblem(e, caps);
+  const advice = problem ? fittingVariants(model, 'default', backend, shape, caps).map((v) => `${v.label} (${formatBytes(v.estimate.totalBytes)})`) : [];
+  return {
+    text: `${formatEstimate(e)}; the page also holds the base weights (${formatBytes(e.hostBytes)})`,
+    limits: `${backend.name} limits: ${limits}`, ...(problem ? { problem } : {}), advice,
+  };
+}
+
 async function train(s: TrainSettings): Promise<TrainResult> {
   const { ckpt, tok } = need();
   progress(`starting the ${s.backend} backend`);
@@ -268,7 +312,7 @@ async function train(s: TrainSettings): Promise<TrainResult> {
   try {
     await fineTune({
       model, adapter: 'default', backend: h.backend, data, steps: s.steps, batch: s.batch, lr: s.lr,
-      warmup: Math.min(4, Math.floor(s.steps / 5)), maxGradNorm: 1, seed: s.seed,
+      warmup: Math.min(4, Math.floor(s.steps / 5)), maxGradNorm: 1, seed: s.seed, checkpointing: s.checkpointing,
       onStep: (r) => {
         losses.push(r.loss);
         post({ event: 'step', step: r.step, steps: s.steps, loss: r.loss, lr: r.lr, tokens: r.tokens, seconds: r.seconds });
@@ -356,7 +400,7 @@ function explain(e: unknown, what: string): string {
 }
 
 const WHAT: Record<Request['kind'], string> = {
-  'probe': 'probing backends', 'load-model': 'loading the model', 'train': 'training', 'generate': 'generating',
+  'probe': 'probing backends', 'load-model': 'loading the model', 'estimate': 'estimating memory', 'train': 'training', 'generate': 'generating',
   'eval': 'evaluating', 'save': 'saving the adapter', 'load-adapter': 'loading the adapter', 'pause': 'pausing',
   'resume': 'resuming', 'stop': 'stopping',
 };
@@ -365,6 +409,7 @@ async function handle(req: Request): Promise<unknown> {
   switch (req.kind) {
     case 'probe': return probe();
     case 'load-model': return loadModel(req);
+    case 'estimate': return estimate(req.settings);
     case 'train': return train(req.settings);
     case 'generate': return sample(current ?? new AdaptedModel(need().ckpt), (await backendFor(req.backend)).backend, req.maxTokens, req.prompt);
     case 'eval': return evaluate(req.settings);
@@ -394,7 +439,7 @@ port.onmessage = (e: MessageEvent<Request & { id: number }>) => {
     } catch (err) {
       console.error(err);
       const message = explain(err, WHAT[req.kind]);
-      const choice = req.kind === 'train' || req.kind === 'eval' ? req.settings.backend : req.kind === 'generate' ? req.backend : undefined;
+      const choice = req.kind === 'train' || req.kind === 'eval' || req.kind === 'estimate' ? req.settings.backend : req.kind === 'generate' ? req.backend : undefined;
       // A failed training run may leave its session behind; a lost device or exhausted memory leaves the backend unusable.
       if (choice && (req.kind === 'train' || /^(Out of memory|The GPU device was lost)/.test(message))) await drop(choice);
       post({ id: req.id, ok: false, error: message });

@@ -68,7 +68,20 @@ export async function startDemoServer({ port = 8787, host = '127.0.0.1', isolate
       sent.set(path, (sent.get(path) ?? 0) + c.body.length);
       return req.method === 'HEAD' ? res.end() : res.end(c.body);
     }
-    res.writeHead(200, headers(type, { 'Content-Length': info.size }));
+    // Range requests let the page read a model a tensor at a time instead of downloading it whole.
+    const range = /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? '');
+    if (range) {
+      const start = Number(range[1]), end = Math.min(range[2] ? Number(range[2]) : info.size - 1, info.size - 1);
+      if (start > end) {
+        res.writeHead(416, headers('text/plain; charset=utf-8', { 'Content-Range': `bytes */${info.size}` }));
+        return res.end();
+      }
+      res.writeHead(206, headers(type, { 'Content-Length': end - start + 1, 'Content-Range': `bytes ${start}-${end}/${info.size}`, 'Accept-Ranges': 'bytes' }));
+      sent.set(path, (sent.get(path) ?? 0) + end - start + 1);
+      if (req.method === 'HEAD') return res.end();
+      return void createReadStream(file, { start, end }).pipe(res);
+    }
+    res.writeHead(200, headers(type, { 'Content-Length': info.size, 'Accept-Ranges': 'bytes' }));
     sent.set(path, (sent.get(path) ?? 0) + info.size);
     if (req.method === 'HEAD') return res.end();
     createReadStream(file).pipe(res);

@@ -1,7 +1,8 @@
 // The browser demo in headless Chromium (SwiftShader WebGPU): train on webgpu and on wasm from the same
 // seed and compare the curves, download the adapter and check `adaptkit eval` on it against the page's
-// own evaluation, load it back, recover from a bad file, pause/resume/stop. Writes out/test-browser/.
-import { mkdirSync, readFileSync, rmSync } from 'node:fs';
+// own evaluation, load it back, recover from a bad file, refuse a run that will not fit with advice,
+// pause/resume/stop, load a Q8_0 GGUF from a file and train it. Writes out/test-browser/.
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Browser, type Page, chromium } from 'playwright-core';
@@ -10,6 +11,7 @@ import * as assert from 'uvu/assert';
 import type { DemoState } from '../../demo/protocol.js';
 import { type DemoServer, prepareDemo, startDemoServer } from '../../scripts/demo.mjs';
 import { STORIES_GGUF, TINYSTORIES_VAL } from '../assets.js';
+import { checkpointToGguf, loadCheckpoint } from '../../src/index.js';
 import { cli } from '../cli/run.js';
 
 const OUT = 'out/test-browser';
@@ -202,24 +204,27 @@ test('a broken model file shows a readable error and the page stays usable', asy
   lap('bad file, recover');
 });
 
-test('a run too big for memory shows an out-of-memory message; the next run works', async () => {
-  const errors = (await demo()).errors.length;
+test('a run that will not fit is refused before it starts, with the estimate and what would fit; the next run works', async () => {
+  const { errors, runs } = await demo();
   await page.selectOption('#backend', 'wasm');
   await page.fill('#steps', '2');
-  await page.fill('#batch', '4096');
-  await page.fill('#seq', '2048');
+  await page.fill('#batch', '65536');
+  await page.fill('#seq', '512');
   await page.click('#train');
   const d = await idle();
-  assert.is(d.errors.length, errors + 1, JSON.stringify(d.errors));
-  assert.match(d.errors.at(-1)!, /^Out of memory while training: .*Try a smaller batch/);
-  assert.is(d.runs.at(-1)!.status, 'failed');
+  assert.is(d.errors.length, errors.length + 1, JSON.stringify(d.errors));
+  assert.match(d.errors.at(-1)!, /^This run will not fit on wasm: .*Would fit: .*--checkpointing --batch \d+/);
+  assert.is(d.runs.length, runs.length, 'a run started');
+  assert.match(d.estimate?.text ?? '', /GiB on wasm: weights .*activations/);
+  assert.ok(await page.isVisible('#advice'), 'the advice is not shown');
   await page.fill('#batch', '1');
   await page.fill('#seq', '32');
   await page.click('#train');
   const ok = await idle();
   assert.is(ok.runs.at(-1)!.status, 'done');
-  assert.is(ok.errors.length, errors + 1);
-  lap('out of memory, recover');
+  assert.is(ok.errors.length, errors.length + 1);
+  assert.not.ok(await page.isVisible('#advice'), 'the advice stays after a run that fits');
+  lap('refused run, recover');
 });
 
 test('pause holds training between steps; resume continues; stop ends early and keeps the adapter', async () => {
@@ -267,6 +272,42 @@ test('Force stop ends the engine mid-run; a fresh one starts, reloads the model 
   const g = await idle();
   assert.ok((g.samples.generated ?? '').startsWith('Once upon a time'), g.samples.generated);
   lap('force stop, restart');
+});
+
+test('base weights f16 stores the served model compact when it loads from its URL', async () => {
+  await page.selectOption('#base-dtype', 'f16');
+  await page.click('#load-url');
+  const d = await idle();
+  lap('load the URL as f16');
+  assert.is(d.model?.source, 'stories260K.gguf', d.errors.at(-1));
+  assert.match(d.model!.dtypes, /f16 × \d+/);
+  assert.ok(d.model!.weightBytes < 0.6 * d.model!.parameters * 4, `${d.model!.weightBytes} bytes for ${d.model!.parameters} parameters`);
+});
+
+test('a Q8_0 GGUF picked as a file loads compact and trains on wasm with checkpointing; the loss falls', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'adaptkit-demo-'));
+  try {
+    const file = join(dir, 'stories260K-q8_0.gguf');
+    writeFileSync(file, checkpointToGguf(await loadCheckpoint(STORIES_GGUF, { baseDtype: 'q8_0' })));
+    await page.selectOption('#base-dtype', 'auto');
+    await page.setInputFiles('#model-files', file);
+    const m = await idle();
+    assert.is(m.model?.source, 'stories260K-q8_0.gguf', m.errors.at(-1));
+    assert.match(m.model!.dtypes, /q8_0 × \d+/);
+    // Kept compact: a Q8_0 weight is 1.125 bytes an element, the f32 norms a small part.
+    assert.ok(m.model!.weightBytes < 0.4 * m.model!.parameters * 4, `${m.model!.weightBytes} bytes for ${m.model!.parameters} parameters`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  await page.check('#checkpointing');
+  const run = await trainRun('wasm').finally(() => lap('load Q8_0 file, train on wasm'));
+  assert.is(run.status, 'done', `the run ${run.status}: ${run.error}`);
+  assert.is(run.losses.length, STEPS);
+  assert.ok(run.losses[STEPS - 1]! < 0.5 * run.losses[0]!, `loss ${run.losses[0]} → ${run.losses[STEPS - 1]}`);
+  const d = await demo();
+  assert.match(d.estimate?.text ?? '', /on wasm: weights [\d.]+ KiB/);
+  assert.match(await page.textContent('#estimate') ?? '', /Memory estimate: .* wasm limits: /);
+  assert.match(d.samples.after ?? '', /dragon named Pip/);
 });
 
 test('no uncaught errors in the page', () => {
