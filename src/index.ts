@@ -44,6 +44,10 @@ export { checkRange, describeRange, type Range } from './util/ranges.js';
 export { decodeTrainingState, encodeTrainingState, TRAINING_STATE_FILE, type TrainingState } from './train/training-state.js';
 export { formatProfile, summarizeProfile, type OpTime, type StepProfile } from './scheduler/profile.js';
 export { lrSchedule } from './train/schedule.js';
+export { checkTrainingPlan, estimateTraining, fittingVariants, MemoryPlanError, planTraining, type TrainingEstimate, type TrainingShape } from './train/memory.js';
+export { estimatePlanMemory, formatBytes, formatEstimate, memoryProblem, type MemoryEstimate } from './scheduler/memory.js';
+export { OutOfMemoryError, type MemoryCaps } from './backends/backend.js';
+export { syntheticCheckpoint, type SyntheticOptions } from './model/synthetic.js';
 
 export { jsonlExamples, pack, textExamples, type Example, type PackedBlocks } from './data/dataset.js';
 export { paragraphs } from './data/text.js';
