@@ -3,6 +3,7 @@
  * is named. With --json each suite prints one JSON object per measurement, one per line.
  */
 import { benchArena } from './arena.js';
+import { benchData } from './data.js';
 import { benchGenerate } from './generate.js';
 import { benchMatmul } from './matmul.js';
 import { benchMethods } from './methods.js';
@@ -11,7 +12,7 @@ import { benchWebgpu } from './webgpu.js';
 
 type Suite = (opts: { json: boolean }) => Promise<void>;
 
-const SUITES: Record<string, Suite> = { matmul: benchMatmul, train: benchTrain, generate: benchGenerate, webgpu: benchWebgpu, methods: benchMethods, arena: benchArena };
+const SUITES: Record<string, Suite> = { matmul: benchMatmul, train: benchTrain, generate: benchGenerate, webgpu: benchWebgpu, methods: benchMethods, arena: benchArena, data: benchData };
 
 const args = process.argv.slice(2);
 const json = args.includes('--json');
