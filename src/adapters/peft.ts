@@ -4,7 +4,7 @@
  * Q/K rows in rotary pair order, so output-row tensors of q_proj/k_proj adapters are permuted to
  * rotate-half order on save and back on load. Pure functions over bytes: they run in browsers too.
  */
-import { type LlamaCheckpoint, type NamedTensor, permuteQKHalfToPairs, permuteQKPairsToHalf } from '../formats/checkpoint.js';
+import { type LlamaCheckpoint, type LlamaConfig, type NamedTensor, permuteQKHalfToPairs, permuteQKPairsToHalf } from '../formats/checkpoint.js';
 import { parseSafetensors, safetensorsTensorToF32, writeSafetensors } from '../formats/safetensors.js';
 import { headDim } from '../model/llama.js';
 import { type Adapter, AdaptedModel } from './adapted-model.js';
@@ -73,13 +73,21 @@ export function savePeft(model: AdaptedModel, name: string, o: { baseModel?: str
 
 /** Read a PEFT folder's two files into a new adapter on `model`. */
 export function loadPeft(model: AdaptedModel, name: string, files: PeftFiles, source = 'adapter'): Adapter {
-  let json: Record<string, unknown>;
-  try { json = JSON.parse(files.config) as Record<string, unknown>; } catch (e) {
-    throw new Error(`${source}/adapter_config.json: not valid JSON (${(e as Error).message})`);
+  const at = `${source}/adapter_config.json`;
+  let parsed: unknown;
+  try { parsed = JSON.parse(files.config); } catch (e) {
+    throw new Error(`${at}: not valid JSON (${(e as Error).message})`);
   }
-  if (typeof json.peft_type !== 'string') throw new Error(`${source}/adapter_config.json: no peft_type`);
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Error(`${at}: is ${JSON.stringify(parsed)?.slice(0, 40)}, expected a JSON object`);
+  const json = parsed as Record<string, unknown>;
+  if (typeof json.peft_type !== 'string') throw new Error(`${at}: no peft_type`);
+  checkPeftSizes(json, model.base.config, at);
   const method = methodByPeftType(json.peft_type);
-  const config = method.fromPeftConfig(json);
+  let config: ReturnType<typeof method.fromPeftConfig>;
+  try { config = method.fromPeftConfig(json); } catch (e) {
+    const m = (e as Error).message;
+    throw new Error(m.startsWith(at) ? m : `${at}: ${m}`);
+  }
   const modules = method.selectModules ? method.selectModules(config, model.modules) : selectTargets(config, model.modules);
   // Fresh parameters tell which keys and shapes the file must have.
   const expected = method.createParams({
@@ -99,6 +107,23 @@ export function loadPeft(model: AdaptedModel, name: string, files: PeftFiles, so
   for (const k of expected.keys()) if (!read.has(k)) throw new Error(`${source}/adapter_model.safetensors: missing tensor ${method.fileKeyPrefix ?? PREFIX}${k}`);
   const params = reorient({ method, config }, read, modules, model.base, false);
   return model.attach({ name, method, config, modules, params, initial: params, baseOverrides: new Map(), enabled: true, merged: false });
+}
+
+/**
+ * Sizes in adapter_config.json that set how much is allocated, checked against the model before anything
+ * is: a rank above the model's largest dimension, or more virtual tokens than its context, is corrupt.
+ */
+function checkPeftSizes(json: Readonly<Record<string, unknown>>, c: LlamaConfig, at: string): void {
+  const largest = Math.max(c.dim, c.hiddenDim, c.vocabSize);
+  const limits: [string, number, string][] = [
+    ['r', largest, "the model's largest dimension"], ['init_r', largest, "the model's largest dimension"], ['target_r', largest, "the model's largest dimension"],
+    ['num_virtual_tokens', c.maxSeqLen, "the model's context length"],
+  ];
+  for (const [k, max, what] of limits) {
+    const v = json[k];
+    if (v === undefined || v === null) continue;
+    if (!(Number.isSafeInteger(v) && (v as number) >= 0 && (v as number) <= max)) throw new Error(`${at}: ${k} is ${JSON.stringify(v)}, expected a whole number from 0 to ${max} (${what})`);
+  }
 }
 
 export type { NamedTensor };
