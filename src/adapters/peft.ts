@@ -83,17 +83,18 @@ export function loadPeft(model: AdaptedModel, name: string, files: PeftFiles, so
   if (typeof json.peft_type !== 'string') throw new Error(`${at}: no peft_type`);
   checkPeftSizes(json, model.base.config, at);
   const method = methodByPeftType(json.peft_type);
-  let config: ReturnType<typeof method.fromPeftConfig>;
-  try { config = method.fromPeftConfig(json); } catch (e) {
-    const m = (e as Error).message;
-    throw new Error(m.startsWith(at) ? m : `${at}: ${m}`);
+  let config: ReturnType<typeof method.fromPeftConfig>, modules: ModuleInfo[], expected: ParamStore;
+  try {
+    config = method.fromPeftConfig(json);
+    modules = method.selectModules ? method.selectModules(config, model.modules) : selectTargets(config, model.modules);
+    // Fresh parameters tell which keys and shapes the file must have.
+    expected = method.createParams({
+      config, modules, model: model.base.config, random: () => 0.5, baseWeight: (m) => model.base.tensors.get(`${m}.weight`)!,
+      ...(model.base.tokenizer ? { tokenizer: model.base.tokenizer } : {}),
+    });
+  } catch (e) {
+    throw namedError(e, at);
   }
-  const modules = method.selectModules ? method.selectModules(config, model.modules) : selectTargets(config, model.modules);
-  // Fresh parameters tell which keys and shapes the file must have.
-  const expected = method.createParams({
-    config, modules, model: model.base.config, random: () => 0.5, baseWeight: (m) => model.base.tensors.get(`${m}.weight`)!,
-    ...(model.base.tokenizer ? { tokenizer: model.base.tokenizer } : {}),
-  });
   for (const k of [...expected.keys()]) if (k.startsWith('__base__/')) expected.delete(k);
   const file = parseSafetensors(files.weights, `${source}/adapter_model.safetensors`);
   const read: ParamStore = new Map();
@@ -113,7 +114,7 @@ export function loadPeft(model: AdaptedModel, name: string, files: PeftFiles, so
  * Sizes in adapter_config.json that set how much is allocated, checked against the model before anything
  * is: a rank above the model's largest dimension, or more virtual tokens than its context, is corrupt.
  */
-function checkPeftSizes(json: Readonly<Record<string, unknown>>, c: LlamaConfig, at: string): void {
+export function checkPeftSizes(json: Readonly<Record<string, unknown>>, c: LlamaConfig, at: string): void {
   const largest = Math.max(c.dim, c.hiddenDim, c.vocabSize);
   const limits: [string, number, string][] = [
     ['r', largest, "the model's largest dimension"], ['init_r', largest, "the model's largest dimension"], ['target_r', largest, "the model's largest dimension"],
@@ -124,6 +125,15 @@ function checkPeftSizes(json: Readonly<Record<string, unknown>>, c: LlamaConfig,
     if (v === undefined || v === null) continue;
     if (!(Number.isSafeInteger(v) && (v as number) >= 0 && (v as number) <= max)) throw new Error(`${at}: ${k} is ${JSON.stringify(v)}, expected a whole number from 0 to ${max} (${what})`);
   }
+}
+
+/**
+ * `e` as an Error whose message starts with `file` (the config's problems are found by code that does not
+ * know it). Engine errors (TypeError, RangeError) are bugs, not bad input, and pass through unchanged.
+ */
+export function namedError(e: unknown, file: string): unknown {
+  if (!(e instanceof Error) || e instanceof TypeError || e instanceof RangeError || e.message.startsWith(file)) return e;
+  return new Error(`${file}: ${e.message}`);
 }
 
 export type { NamedTensor };
