@@ -3,6 +3,7 @@
  * is named. With --json each suite prints one JSON object per measurement, one per line.
  */
 import { benchArena } from './arena.js';
+import { benchData } from './data.js';
 import { benchGenerate } from './generate.js';
 import { benchLoad } from './load.js';
 import { benchMatmul } from './matmul.js';
@@ -13,7 +14,7 @@ import { benchWebgpu } from './webgpu.js';
 
 type Suite = (opts: { json: boolean }) => Promise<void>;
 
-const SUITES: Record<string, Suite> = { matmul: benchMatmul, train: benchTrain, generate: benchGenerate, webgpu: benchWebgpu, methods: benchMethods, arena: benchArena, load: benchLoad, scale: benchScale };
+const SUITES: Record<string, Suite> = { matmul: benchMatmul, train: benchTrain, generate: benchGenerate, webgpu: benchWebgpu, methods: benchMethods, arena: benchArena, load: benchLoad, data: benchData, scale: benchScale };
 
 const args = process.argv.slice(2);
 const json = args.includes('--json');

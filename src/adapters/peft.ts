@@ -9,7 +9,7 @@
  * `<module>.token_adapter.trainable_tokens_delta`) and the base weight of an adapted embedding
  * (`<module>.base_layer.weight`). They load as base tensors the adapter replaces, and are saved back.
  */
-import { type LlamaCheckpoint, type NamedTensor, permuteQKHalfToPairs, permuteQKPairsToHalf, tensorF32 } from '../formats/checkpoint.js';
+import { type LlamaCheckpoint, type LlamaConfig, type NamedTensor, permuteQKHalfToPairs, permuteQKPairsToHalf, tensorF32 } from '../formats/checkpoint.js';
 import { parseSafetensors, safetensorsTensorToF32, writeSafetensors } from '../formats/safetensors.js';
 import { headDim } from '../model/llama.js';
 import { type Adapter, AdaptedModel } from './adapted-model.js';
@@ -180,32 +180,39 @@ function peftExtrasOf(json: Readonly<Record<string, unknown>>, base: LlamaCheckp
 /** Read a PEFT folder's two files into a new adapter on `model`. */
 export function loadPeft(model: AdaptedModel, name: string, files: PeftFiles, source = 'adapter'): Adapter {
   const where = `${source}/adapter_config.json`;
-  let json: Record<string, unknown>;
-  try { json = JSON.parse(files.config) as Record<string, unknown>; } catch (e) {
+  let parsed: unknown;
+  try { parsed = JSON.parse(files.config); } catch (e) {
     throw new Error(`${where}: not valid JSON (${(e as Error).message})`);
   }
-  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new Error(`${where}: not a JSON object`);
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Error(`${where}: is ${JSON.stringify(parsed)?.slice(0, 40)}, expected a JSON object`);
+  const json = parsed as Record<string, unknown>;
   if (typeof json.peft_type !== 'string') throw new Error(`${where}: no peft_type`);
+  checkPeftSizes(json, model.base.config, where);
   const method = methodByPeftType(json.peft_type);
   // PEFT's own rule (tuners/lora/config.py): "`layers_to_transform` cannot be used when `target_modules` is a str."
   if (typeof json.target_modules === 'string' && json.layers_to_transform !== undefined && json.layers_to_transform !== null) {
     throw new Error(`${where}: layers_to_transform cannot be used with a regex target_modules (PEFT refuses this config)`);
   }
   method.checkPeftImport?.(json);
-  const config = method.fromPeftConfig(json);
-  const extras = peftExtrasOf(json, model.base, where);
-  if (method.fileKeyPrefix === '' && (extras.mts.length || extras.tokenRows.size)) throw new Error(`${where}: modules_to_save and trainable_token_indices are not supported with ${method.name}`);
-  // check_target_module_exists: no adapter on a module that modules_to_save replaces, or inside one.
-  const owned = extras.mts.map((m) => new RegExp(`^(?:.*\\.)?${m}(?:\\..*)?$`));
-  const candidates = model.modules.filter((m) => !owned.some((re) => re.test(m.name)));
-  const modules = method.selectModules ? method.selectModules(config, candidates) : selectTargets(config, candidates);
-  // Fresh parameters tell which keys and shapes the file must have.
-  const expected = method.createParams({
-    config, modules, model: model.base.config, baseWeight: (m) => model.base.tensors.get(`${m}.weight`)!,
-    // Stryker disable next-line ArrowFunction: only the keys and shapes of these parameters are used, never their random values
-    random: () => 0.5,
-    ...(model.base.tokenizer ? { tokenizer: model.base.tokenizer } : {}),
-  });
+  let config: ReturnType<typeof method.fromPeftConfig>, modules: ModuleInfo[], expected: ParamStore, extras: ReturnType<typeof peftExtrasOf>;
+  try {
+    config = method.fromPeftConfig(json);
+    extras = peftExtrasOf(json, model.base, where);
+    if (method.fileKeyPrefix === '' && (extras.mts.length || extras.tokenRows.size)) throw new Error(`${where}: modules_to_save and trainable_token_indices are not supported with ${method.name}`);
+    // check_target_module_exists: no adapter on a module that modules_to_save replaces, or inside one.
+    const owned = extras.mts.map((m) => new RegExp(`^(?:.*\\.)?${m}(?:\\..*)?$`));
+    const candidates = model.modules.filter((m) => !owned.some((re) => re.test(m.name)));
+    modules = method.selectModules ? method.selectModules(config, candidates) : selectTargets(config, candidates);
+    // Fresh parameters tell which keys and shapes the file must have.
+    expected = method.createParams({
+      config, modules, model: model.base.config, baseWeight: (m) => model.base.tensors.get(`${m}.weight`)!,
+      // Stryker disable next-line ArrowFunction: only the keys and shapes of these parameters are used, never their random values
+      random: () => 0.5,
+      ...(model.base.tokenizer ? { tokenizer: model.base.tokenizer } : {}),
+    });
+  } catch (e) {
+    throw namedError(e, where);
+  }
   for (const k of [...expected.keys()]) if (k.startsWith('__base__/')) expected.delete(k);
   // The other tensors a folder may hold: file key (without the prefix) → the base tensor it replaces.
   const extra = new Map<string, { tensor: string; shape: readonly number[]; rows?: number[]; optional?: boolean }>();
@@ -247,6 +254,32 @@ export function loadPeft(model: AdaptedModel, name: string, files: PeftFiles, so
     ? { modulesToSave: extras.mts, savedModules: extras.saved, ...(extras.tti !== undefined ? { trainableTokenIndices: extras.tti } : {}), tokenRows: extras.tokenRows, baseLayers }
     : undefined;
   return model.attach({ name, method, config, modules, params, initial: params, baseOverrides, ...(peftExtras ? { peftExtras } : {}), enabled: true, merged: false });
+}
+
+/**
+ * Sizes in adapter_config.json that set how much is allocated, checked against the model before anything
+ * is: a rank above the model's largest dimension, or more virtual tokens than its context, is corrupt.
+ */
+export function checkPeftSizes(json: Readonly<Record<string, unknown>>, c: LlamaConfig, at: string): void {
+  const largest = Math.max(c.dim, c.hiddenDim, c.vocabSize);
+  const limits: [string, number, string][] = [
+    ['r', largest, "the model's largest dimension"], ['init_r', largest, "the model's largest dimension"], ['target_r', largest, "the model's largest dimension"],
+    ['num_virtual_tokens', c.maxSeqLen, "the model's context length"],
+  ];
+  for (const [k, max, what] of limits) {
+    const v = json[k];
+    if (v === undefined || v === null) continue;
+    if (!(Number.isSafeInteger(v) && (v as number) >= 0 && (v as number) <= max)) throw new Error(`${at}: ${k} is ${JSON.stringify(v)}, expected a whole number from 0 to ${max} (${what})`);
+  }
+}
+
+/**
+ * `e` as an Error whose message starts with `file` (the config's problems are found by code that does not
+ * know it). Engine errors (TypeError, RangeError) are bugs, not bad input, and pass through unchanged.
+ */
+export function namedError(e: unknown, file: string): unknown {
+  if (!(e instanceof Error) || e instanceof TypeError || e instanceof RangeError || e.message.startsWith(file)) return e;
+  return new Error(`${file}: ${e.message}`);
 }
 
 export type { NamedTensor };

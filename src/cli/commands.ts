@@ -2,15 +2,15 @@
  * The adaptkit commands: generate, eval, info, train, merge, convert, quickstart. The same code runs in Node and
  * Deno (node: built-ins); output meant for programs goes to stdout, progress to stderr.
  */
-import { existsSync } from 'node:fs';
-import { mkdir, readFile } from 'node:fs/promises';
+import { createReadStream, existsSync } from 'node:fs';
+import { mkdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AdaptedModel } from '../adapters/adapted-model.js';
 import { loadPeft, savePeft } from '../adapters/peft.js';
 import { getMethod, methodNames } from '../adapters/registry.js';
 import { llamaModules, selectTargets } from '../adapters/targets.js';
 import { HERO_MARKER, HERO_OPENING, heroStories } from '../data/builtin-task.js';
-import { type Example, jsonlExamples, pack, textExamples } from '../data/dataset.js';
+import { type Example, pack, streamExamples, textExamples } from '../data/dataset.js';
 import { paragraphs } from '../data/text.js';
 import { numel } from '../formats/binary.js';
 import { type LlamaCheckpoint, type LlamaConfig, isCompactTensor, loadCheckpoint, tensorDType, tensorF32, withRopeLayout } from '../formats/checkpoint.js';
@@ -321,13 +321,27 @@ async function dryRun(f: Flags): Promise<number> {
   return problem ? 1 : 0;
 }
 
-async function loadExamples(spec: string, tok: Tokenizer, seq: number): Promise<{ examples: Example[]; source: string }> {
+/**
+ * --data's examples, read and tokenised a chunk at a time; with `quiet` false, progress (bytes read, examples)
+ * goes to stderr about once a second.
+ */
+async function loadExamples(spec: string, tok: Tokenizer, seq: number, quiet = true): Promise<{ examples: Example[]; source: string }> {
   if (spec === 'builtin') return { examples: textExamples(heroStories(96), tok, seq), source: `built-in hero task (${JSON.stringify(HERO_OPENING)})` };
-  const text = await readFile(spec, 'utf8').catch((e: Error) => { throw new Error(`${spec}: ${e.message}`); });
-  if (/\.jsonl$/i.test(spec)) return { examples: jsonlExamples(text, spec, tok, seq), source: spec };
-  const paras = paragraphs(text);
-  if (!paras.length) throw new Error(`${spec}: no paragraphs`);
-  return { examples: textExamples(paras, tok, seq), source: spec };
+  const fail = (e: Error): never => { throw new Error(`${spec}: ${e.message}`); };
+  const size = (await stat(spec).catch(fail)).size;
+  const stream = createReadStream(spec, { encoding: 'utf8', highWaterMark: 1 << 20 });
+  const chunks = (async function* () {
+    try { for await (const c of stream) yield c as string; } catch (e) { fail(e as Error); }
+  })();
+  const mb = (n: number): string => (n / 1e6).toFixed(1);
+  let last = Date.now();
+  const progress = (n: number): void => {
+    if (quiet || Date.now() - last < 1000) return;
+    last = Date.now();
+    err(`data: ${spec}: read ${mb(stream.bytesRead)} of ${mb(size)} MB, ${n.toLocaleString('en-US')} examples`);
+  };
+  const examples = await streamExamples(chunks, { file: spec, jsonl: /\.jsonl$/i.test(spec), tok, maxLen: seq, progress, every: 1000 });
+  return { examples, source: spec };
 }
 
 const kebab = (s: string): string => s.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
@@ -399,7 +413,7 @@ async function train(f: Flags): Promise<number | void> {
     model.addAdapter('default', String(f.method), methodConfig(f), { seed });
   }
   const seq = Number(f.seq);
-  const { examples, source } = await loadExamples(String(f.data), tok, seq);
+  const { examples, source } = await loadExamples(String(f.data), tok, seq, json);
   const data = pack(examples, seq, 0);
   if (data.paddingRatio === 1 || data.rows === 0) throw new UsageError(`--data ${source}: none of its ${examples.length} examples has a token to predict (they are empty)`);
   if (!json) err(`data: ${source}: ${examples.length} examples packed into ${data.rows} rows of ${seq} tokens (padding ${(100 * data.paddingRatio).toFixed(1)}%, ${(100 * data.naivePaddingRatio).toFixed(1)}% without packing)`);

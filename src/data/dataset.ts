@@ -8,6 +8,7 @@
  * ones may attend to earlier ones in the row; only padding is masked out of the loss.
  */
 import type { Tokenizer } from '../tokenizer/types.js';
+import { lines, streamParagraphs } from './text.js';
 
 export interface Example {
   /** Token ids, BOS first. */
@@ -32,26 +33,53 @@ export function textExamples(paras: readonly string[], tok: Tokenizer, maxLen: n
 export function jsonlExamples(text: string, file: string, tok: Tokenizer, maxLen: number): Example[] {
   const out: Example[] = [];
   text.split(/\r?\n/).forEach((line, i) => {
-    if (!line.trim()) return;
-    const where = `${file}:${i + 1}`;
-    let row: unknown;
-    try { row = JSON.parse(line); } catch (e) { throw new DataError(`${where}: not valid JSON (${(e as Error).message})`); }
-    if (typeof row !== 'object' || row === null || Array.isArray(row)) throw new DataError(`${where}: each line must be a JSON object`);
-    const r = row as Record<string, unknown>;
-    if (typeof r.text === 'string') {
-      out.push(...textExamples([r.text], tok, maxLen));
-    } else if (typeof r.prompt === 'string' && typeof r.completion === 'string') {
-      const p = tok.encode(r.prompt, { bos: true });
-      // The completion continues the prompt's text, so it is encoded without a second dummy-prefix space.
-      const full = tok.encode(r.prompt + r.completion, { bos: true });
-      const ids = full.slice(0, maxLen + 1);
-      const start = commonPrefix(p, full);
-      out.push({ ids, target: Uint8Array.from(ids, (_, k) => (k >= Math.max(1, start) ? 1 : 0)) });
-    } else {
-      throw new DataError(`${where}: expected {"text": string} or {"prompt": string, "completion": string}, got keys ${Object.keys(r).join(', ') || 'none'}`);
-    }
+    const e = jsonlExample(line, `${file}:${i + 1}`, tok, maxLen);
+    if (e) out.push(e);
   });
   if (out.length === 0) throw new DataError(`${file}: no examples`);
+  return out;
+}
+
+/** One JSONL line's example (undefined for a blank line); `where` (file:line) names it in errors. */
+export function jsonlExample(line: string, where: string, tok: Tokenizer, maxLen: number): Example | undefined {
+  if (!line.trim()) return undefined;
+  let row: unknown;
+  try { row = JSON.parse(line); } catch (e) { throw new DataError(`${where}: not valid JSON (${(e as Error).message})`); }
+  if (typeof row !== 'object' || row === null || Array.isArray(row)) throw new DataError(`${where}: each line must be a JSON object`);
+  const r = row as Record<string, unknown>;
+  if (typeof r.text === 'string') return textExamples([r.text], tok, maxLen)[0];
+  if (typeof r.prompt === 'string' && typeof r.completion === 'string') {
+    const p = tok.encode(r.prompt, { bos: true });
+    // The completion continues the prompt's text, so it is encoded without a second dummy-prefix space.
+    const full = tok.encode(r.prompt + r.completion, { bos: true });
+    const ids = full.slice(0, maxLen + 1);
+    const start = commonPrefix(p, full);
+    return { ids, target: Uint8Array.from(ids, (_, k) => (k >= Math.max(1, start) ? 1 : 0)) };
+  }
+  throw new DataError(`${where}: expected {"text": string} or {"prompt": string, "completion": string}, got keys ${Object.keys(r).join(', ') || 'none'}`);
+}
+
+/**
+ * Examples from a data file read in chunks: JSONL lines or blank-line paragraphs, each tokenised as it is
+ * read, so only the token ids are held, never the whole text. `progress` is called every `every` examples.
+ */
+export async function streamExamples(
+  chunks: AsyncIterable<string>, o: { file: string; jsonl: boolean; tok: Tokenizer; maxLen: number; progress?: (examples: number) => void; every?: number },
+): Promise<Example[]> {
+  const out: Example[] = [];
+  const every = o.every ?? 10_000;
+  const add = (e: Example | undefined): void => {
+    if (!e) return;
+    out.push(e);
+    if (o.progress && out.length % every === 0) o.progress(out.length);
+  };
+  if (o.jsonl) {
+    let n = 0;
+    for await (const line of lines(chunks)) add(jsonlExample(line.replace(/\r?\n$/, ''), `${o.file}:${++n}`, o.tok, o.maxLen));
+  } else {
+    for await (const p of streamParagraphs(chunks)) add(textExamples([p], o.tok, o.maxLen)[0]);
+  }
+  if (out.length === 0) throw new DataError(`${o.file}: no ${o.jsonl ? 'examples' : 'paragraphs'}`);
   return out;
 }
 
@@ -74,37 +102,90 @@ export interface PackedBlocks {
   naivePaddingRatio: number;
 }
 
-/** Pack examples into rows of T+1 tokens (first-fit decreasing by length). */
-export function pack(examples: readonly Example[], seq: number, padId = 0): PackedBlocks {
+/** Counters a caller may pass to `pack` to see how much work placing the examples took. */
+export interface PackStats {
+  /** Tree nodes visited while finding each example's row (O(log rows) per example). */
+  nodeVisits: number;
+}
+
+/**
+ * Pack examples into rows of T+1 tokens: first-fit decreasing by length. Lengths are at most T+1, so
+ * they are ordered by a counting sort (stable, O(n + T)); the first row with room is found in a max-tree
+ * over the rows' free space (O(log rows)), so packing n examples costs O(n log n) instead of the
+ * O(n · rows) of scanning every row.
+ */
+export function pack(examples: readonly Example[], seq: number, padId = 0, stats?: PackStats): PackedBlocks {
   const cap = seq + 1;
-  const order = examples.map((e, i) => [e.ids.length, i] as const).filter(([n]) => n >= 2).sort((a, b) => b[0] - a[0]);
-  const rows: { used: number; items: number[] }[] = [];
-  for (const [n, i] of order) {
-    const len = Math.min(n, cap);
-    const row = rows.find((r) => r.used + len <= cap);
-    if (row) { row.used += len; row.items.push(i); } else rows.push({ used: len, items: [i] });
-  }
-  const ids = new Int32Array(rows.length * cap).fill(padId), targets = new Int32Array(rows.length * seq).fill(-100);
-  let real = 0;
-  rows.forEach((r, ri) => {
-    let at = 0;
-    for (const i of r.items) {
-      const e = examples[i]!, len = Math.min(e.ids.length, cap);
-      for (let k = 0; k < len; k++) {
-        ids[ri * cap + at + k] = e.ids[k]!;
-        // Position at+k−1 predicts token at+k when that token is a target of the same example.
-        if (k >= 1 && e.target[k]) { targets[ri * seq + at + k - 1] = e.ids[k]!; real++; }
-      }
-      at += len;
+  const order = lengthOrder(examples, cap);
+  const fit = new FirstFitTree(order.length, cap, stats);
+  const rowOf = new Int32Array(order.length);
+  for (let j = 0; j < order.length; j++) rowOf[j] = fit.place(Math.min(examples[order[j]!]!.ids.length, cap));
+  const rows = fit.rows;
+  const ids = new Int32Array(rows * cap).fill(padId), targets = new Int32Array(rows * seq).fill(-100);
+  const at = new Int32Array(rows);
+  let real = 0, naiveReal = 0;
+  for (let j = 0; j < order.length; j++) {
+    const e = examples[order[j]!]!, ri = rowOf[j]!, len = Math.min(e.ids.length, cap), start = at[ri]!;
+    for (let k = 0; k < len; k++) {
+      ids[ri * cap + start + k] = e.ids[k]!;
+      // Position start+k−1 predicts token start+k when that token is a target of the same example.
+      if (k >= 1 && e.target[k]) { targets[ri * seq + start + k - 1] = e.ids[k]!; real++; }
     }
-  });
+    naiveReal += countTargets(e, cap);
+    at[ri] = start + len;
+  }
   const naiveSlots = order.length * seq;
-  const naiveReal = order.reduce((acc, [, i]) => acc + countTargets(examples[i]!, cap), 0);
   return {
-    ids, targets, rows: rows.length, seq,
-    paddingRatio: rows.length ? 1 - real / (rows.length * seq) : 0,
+    ids, targets, rows, seq,
+    paddingRatio: rows ? 1 - real / (rows * seq) : 0,
     naivePaddingRatio: naiveSlots ? 1 - naiveReal / naiveSlots : 0,
   };
+}
+
+/** Indices of the examples with at least two tokens, longest first (capped at `cap`), ties in input order. */
+function lengthOrder(examples: readonly Example[], cap: number): Int32Array {
+  const count = new Int32Array(cap + 2);
+  for (const e of examples) if (e.ids.length >= 2) count[Math.min(e.ids.length, cap)]!++;
+  // Start of each length's run, longest first.
+  let at = 0;
+  for (let n = cap; n >= 2; n--) { const c = count[n]!; count[n] = at; at += c; }
+  const order = new Int32Array(at);
+  examples.forEach((e, i) => { if (e.ids.length >= 2) order[count[Math.min(e.ids.length, cap)]!++] = i; });
+  return order;
+}
+
+/**
+ * Rows of capacity `cap` in a complete binary tree whose nodes hold the most free space below them;
+ * `place` walks from the root to the leftmost row with room, which is the row a linear first-fit scan
+ * would pick.
+ */
+class FirstFitTree {
+  private readonly free: Int32Array;
+  private readonly leaves: number;
+  rows = 0;
+
+  constructor(maxRows: number, private readonly cap: number, private readonly stats?: PackStats) {
+    let leaves = 1;
+    while (leaves < Math.max(1, maxRows)) leaves *= 2;
+    this.leaves = leaves;
+    // Rows not opened yet count as empty ones: the leftmost of them is the next new row.
+    this.free = new Int32Array(2 * leaves).fill(cap);
+  }
+
+  /** The row that takes `len` tokens (a new one when none has room); returns its index. */
+  place(len: number): number {
+    const f = this.free;
+    let node = 1;
+    while (node < this.leaves) {
+      node = f[2 * node]! >= len ? 2 * node : 2 * node + 1;
+      if (this.stats) this.stats.nodeVisits++;
+    }
+    const row = node - this.leaves;
+    if (row >= this.rows) this.rows = row + 1;
+    f[node] = f[node]! - len;
+    for (node >>= 1; node >= 1; node >>= 1) f[node] = Math.max(f[2 * node]!, f[2 * node + 1]!);
+    return row;
+  }
 }
 
 function countTargets(e: Example, cap: number): number {

@@ -189,6 +189,11 @@ export function validateCheckpoint(ckpt: LlamaCheckpoint): void {
   for (const k of ['dim', 'hiddenDim', 'nLayers', 'nHeads', 'nKvHeads', 'vocabSize', 'maxSeqLen'] as const) {
     if (!(Number.isSafeInteger(c[k]) && c[k] > 0)) fail(`config ${k} is ${c[k]}, expected a positive integer`);
   }
+  for (const k of ['normEps', 'ropeTheta'] as const) {
+    if (!(Number.isFinite(c[k]) && c[k] > 0)) fail(`config ${k} is ${c[k]}, expected a positive finite number`);
+  }
+  // Every layer has at least nine tensors: a corrupt layer count is refused before a name is listed for each.
+  if (c.nLayers * 9 > ckpt.tensors.size) fail(`config nLayers ${c.nLayers} needs at least ${c.nLayers * 9} tensors but the checkpoint has ${ckpt.tensors.size}`);
   if (c.dim % c.nHeads !== 0) fail(`config dim ${c.dim} is not a multiple of nHeads ${c.nHeads}`);
   if (c.nHeads % c.nKvHeads !== 0) fail(`config nHeads ${c.nHeads} is not a multiple of nKvHeads ${c.nKvHeads}`);
   if ((c.dim / c.nHeads) % 2 !== 0) fail(`head size ${c.dim / c.nHeads} is odd; rotary embedding needs pairs`);

@@ -120,15 +120,22 @@ export function ggufLlamaConfig(file: GgufHeader & { bytes?: Uint8Array }, tied?
   const bytes = file.bytes;
   tied ??= out === undefined
     || (bytes !== undefined && out.type === embd.type && sameBytes(bytes.subarray(out.offset, out.offset + out.byteLength), bytes.subarray(embd.offset, embd.offset + embd.byteLength)));
+  const nLayers = req('block_count');
+  // Each layer has at least nine tensors, so the count is checked against the file before anything is sized by it.
+  if (!(Number.isSafeInteger(nLayers) && nLayers > 0 && nLayers * 9 <= file.tensors.length)) {
+    fail(`metadata ${key('block_count')} is ${nLayers} but the file has ${file.tensors.length} tensors (at least 9 per layer)`);
+  }
+  const normEps = req('attention.layer_norm_rms_epsilon');
+  if (!(Number.isFinite(normEps) && normEps > 0)) fail(`metadata ${key('attention.layer_norm_rms_epsilon')} is ${normEps}, expected a positive finite number`);
   return {
     dim,
     hiddenDim: perLayer('feed_forward_length') ?? fail(`metadata ${key('feed_forward_length')} is missing`),
-    nLayers: req('block_count'),
+    nLayers,
     nHeads,
     nKvHeads,
     vocabSize: embd.shape[0]!,
     maxSeqLen: req('context_length'),
-    normEps: shortestF32(req('attention.layer_norm_rms_epsilon')),
+    normEps: shortestF32(normEps),
     ropeTheta: shortestF32(ggufNumber(file, key('rope.freq_base'), 10000)),
     tiedEmbeddings: tied,
     qkvBias: file.tensorsByName.has('blk.0.attn_q.bias'),

@@ -76,6 +76,12 @@ export function hfLlamaConfig(cfg: Record<string, unknown>, name = 'config.json'
     ropeLayout: 'half',
     architecture,
   };
+  for (const [k, v] of [['num_hidden_layers', config.nLayers], ['hidden_size', dim], ['intermediate_size', config.hiddenDim], ['num_attention_heads', nHeads], ['num_key_value_heads', config.nKvHeads], ['vocab_size', config.vocabSize], ['max_position_embeddings', config.maxSeqLen]] as const) {
+    if (!(Number.isSafeInteger(v) && v > 0)) fail(`${k} is ${v}, expected a positive integer`);
+  }
+  for (const [k, v] of [['rms_norm_eps', config.normEps], ['rope_theta', config.ropeTheta]] as const) {
+    if (!(v > 0)) fail(`${k} is ${v}, expected a positive number`);
+  }
   if (cfg.rope_scaling && typeof cfg.rope_scaling === 'object') config.ropeScaling = cfg.rope_scaling as Record<string, unknown>;
   return config;
 }

@@ -118,13 +118,20 @@ export function parseSafetensorsHeader(prefix: Uint8Array, name = 'model.safeten
       name: key, dtype: dtype as SafetensorsDtype, shape: shape as number[], offset: dataOffset + begin, byteLength: end - begin, nElements: count,
     });
   }
-  const byStart = [...tensors].sort((a, b) => a.offset - b.offset);
-  for (let i = 1; i < byStart.length; i++) {
-    const prev = byStart[i - 1]!, cur = byStart[i]!;
-    if (prev.offset + prev.byteLength > cur.offset && prev.byteLength > 0 && cur.byteLength > 0) {
-      r.fail(`tensor ${prev.name} overlaps tensor ${cur.name} in the data buffer`);
+  // As the reference implementation requires, the tensors tile the data buffer exactly: a header length off
+  // by even one byte shifts every offset and is caught here instead of reading every weight off by one.
+  const byStart = [...tensors].sort((a, b) => a.offset - b.offset || a.byteLength - b.byteLength);
+  let end = dataOffset, prev = '';
+  for (const t of byStart) {
+    if (t.offset !== end) {
+      r.fail(t.offset > end
+        ? `tensor ${t.name} starts at data byte ${t.offset - dataOffset} but the previous tensor ends at ${end - dataOffset}: the data buffer has a gap (wrong header length or data_offsets?)`
+        : `tensor ${prev} overlaps tensor ${t.name} in the data buffer`);
     }
+    end = t.offset + t.byteLength;
+    prev = t.name;
   }
+  if (end !== size) r.fail(`the tensors' data ends at byte ${end} but the file has ${size} bytes (header length ${n} does not match the data_offsets, or trailing bytes)`);
   return { name, metadata, tensors, dataOffset, size, tensorsByName: new Map(tensors.map((t) => [t.name, t])) };
 }
 

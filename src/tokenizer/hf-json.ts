@@ -68,8 +68,69 @@ function str(v: unknown): string | undefined {
   return undefined;
 }
 
+/**
+ * Refuse a tokenizer.json whose fields have the wrong JSON types, ids that would size the vocabulary past
+ * its own entries, or regexes that do not compile, naming the field; runs before anything is allocated.
+ */
+export function checkHfTokenizerJson(json: unknown, name = 'tokenizer.json'): void {
+  const fail: (p: string) => never = (p) => { throw new FormatError(name, p); };
+  const isObj = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
+  if (!isObj(json)) fail('is not a JSON object');
+  const model = json.model;
+  if (!isObj(model)) fail('has no model object');
+  const vocab = model.vocab;
+  if (!isObj(vocab)) fail('model.vocab is missing or not an object');
+  const added = json.added_tokens ?? [];
+  if (!Array.isArray(added)) fail(`added_tokens is ${typeof added}, expected an array`);
+  // The vocabulary is sized by its largest id: ids may leave gaps (reserved ids), but not gaps out of all
+  // proportion to the entries the file holds.
+  const entries = Object.keys(vocab).length + added.length, limit = 4 * entries + 65536;
+  const checkId = (id: unknown, field: string): void => {
+    if (!(Number.isSafeInteger(id) && (id as number) >= 0 && (id as number) < limit)) {
+      fail(`${field} has id ${JSON.stringify(id)}; ids must be whole numbers below ${limit} (4 × the ${entries} entries of model.vocab and added_tokens + 65536)`);
+    }
+  };
+  for (const [t, id] of Object.entries(vocab)) checkId(id, `model.vocab entry ${JSON.stringify(t)}`);
+  added.forEach((a: unknown, i) => {
+    if (!isObj(a)) fail(`added_tokens[${i}] is ${JSON.stringify(a)}, expected an object`);
+    checkId(a.id, `added_tokens[${i}]`);
+    if (typeof a.content !== 'string') fail(`added_tokens[${i}].content is ${JSON.stringify(a.content)}, expected a string`);
+  });
+  const merges = model.merges ?? [];
+  if (!Array.isArray(merges)) fail(`model.merges is ${typeof merges}, expected an array`);
+  merges.forEach((m: unknown, i) => {
+    if (!(typeof m === 'string' || (Array.isArray(m) && m.length === 2 && typeof m[0] === 'string' && typeof m[1] === 'string'))) {
+      fail(`model.merges[${i}] is ${JSON.stringify(m)}, expected "a b" or ["a", "b"]`);
+    }
+  });
+  for (const [field, key] of [['normalizer', 'normalizers'], ['pre_tokenizer', 'pretokenizers'], ['decoder', 'decoders'], ['post_processor', 'processors']] as const) {
+    const walk = (n: unknown, at: string, depth: number): void => {
+      if (n === null || n === undefined) return;
+      if (!isObj(n)) fail(`${at} is ${JSON.stringify(n)}, expected an object`);
+      if (typeof n.type !== 'string') fail(`${at}.type is ${JSON.stringify(n.type)}, expected a string`);
+      if (n.type === 'Sequence') {
+        const kids = n[key] ?? [];
+        if (!Array.isArray(kids)) fail(`${at}.${key} is ${typeof kids}, expected an array`);
+        if (depth > 32) fail(`${at} nests Sequences more than 32 deep`);
+        kids.forEach((k: unknown, i) => walk(k, `${at}.${key}[${i}]`, depth + 1));
+        return;
+      }
+      if (n.pattern !== undefined) {
+        const pat = n.pattern;
+        if (!isObj(pat) || !(typeof pat.Regex === 'string' || typeof pat.String === 'string')) fail(`${at}.pattern is ${JSON.stringify(pat)}, expected {"Regex": string} or {"String": string}`);
+        if (typeof pat.Regex === 'string') {
+          try { toJsRegex(pat.Regex); } catch (e) { fail(`${at}.pattern.Regex ${JSON.stringify(pat.Regex)} is not a valid regular expression (${(e as Error).message})`); }
+        }
+      }
+      if (n.type === 'Replace' && typeof n.content !== 'string') fail(`${at}.content is ${JSON.stringify(n.content)}, expected a string`);
+    };
+    walk(json[field], field, 0);
+  }
+}
+
 /** Build TokenizerData from a parsed tokenizer.json (and, optionally, tokenizer_config.json). */
 export function tokenizerDataFromHfJson(json: Json, name = 'tokenizer.json', tokenizerConfig?: Json): TokenizerData {
+  checkHfTokenizerJson(json, name);
   const model = json.model as Json | undefined;
   if (!model || typeof model !== 'object') throw new FormatError(name, 'has no model');
   if (model.type !== 'BPE' && !(model.type === undefined && model.merges)) {
@@ -169,6 +230,7 @@ export class HfBpeTokenizer implements Tokenizer {
     const json = data.json as Json;
     const name = data.source ?? 'tokenizer.json';
     const fail: (p: string) => never = (p) => { throw new FormatError(name, p); };
+    checkHfTokenizerJson(json, name);
     this.data = data;
     this.vocabSize = data.tokens.length;
     this.bosId = data.bosId;

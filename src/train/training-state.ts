@@ -10,6 +10,7 @@
  * re-expressed (PiSSA as a plain LoRA), so it cannot carry training on by itself.
  */
 import type { Adapter, AdaptedModel } from '../adapters/adapted-model.js';
+import { checkPeftSizes, namedError } from '../adapters/peft.js';
 import { getMethod } from '../adapters/registry.js';
 import { parseSafetensors, safetensorsTensorToF32, safetensorsTensorToF64, writeSafetensors, type SafetensorsWriteTensor } from '../formats/safetensors.js';
 
@@ -52,18 +53,25 @@ export function decodeTrainingState(model: AdaptedModel, adapterName: string, by
   if (meta.version !== '1') throw new Error(`${source}: training state version ${meta.version} is not supported (this version reads 1)`);
   const step = Number(meta.step), seed = Number(meta.seed);
   if (!Number.isInteger(step) || step < 0 || !Number.isInteger(seed)) throw new Error(`${source}: bad step or seed in the metadata`);
-  const method = getMethod(meta.method ?? '');
-  let json: Record<string, unknown>;
-  try { json = JSON.parse(meta.config ?? '') as Record<string, unknown>; } catch (e) {
+  let json: unknown;
+  try { json = JSON.parse(meta.config ?? ''); } catch (e) {
     throw new Error(`${source}: the metadata's config is not valid JSON (${(e as Error).message})`);
   }
-  // A config with a rank pattern (AdaLoRA, TriAdaptLoRA once ranks are allocated) sizes the parameters
-  // to the kept ranks, as in a saved PEFT adapter. Training keeps all ranks: the adapter is created
-  // without the pattern, which the config then gets back for the controller.
-  const config = method.fromPeftConfig(json) as ReturnType<typeof method.fromPeftConfig> & { rankPattern?: unknown };
-  const pattern = config.rankPattern;
-  delete config.rankPattern;
-  const adapter = model.addParsedAdapter(adapterName, method, config, { seed });
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new Error(`${source}: the metadata's config is not a JSON object`);
+  let adapter: Adapter, pattern: unknown;
+  try {
+    const method = getMethod(meta.method ?? '');
+    checkPeftSizes(json as Record<string, unknown>, model.base.config, `${source} (metadata config)`);
+    // A config with a rank pattern (AdaLoRA, TriAdaptLoRA once ranks are allocated) sizes the parameters
+    // to the kept ranks, as in a saved PEFT adapter. Training keeps all ranks: the adapter is created
+    // without the pattern, which the config then gets back for the controller.
+    const config = method.fromPeftConfig(json as Record<string, unknown>) as ReturnType<typeof method.fromPeftConfig> & { rankPattern?: unknown };
+    pattern = config.rankPattern;
+    delete config.rankPattern;
+    adapter = model.addParsedAdapter(adapterName, method, config, { seed });
+  } catch (e) {
+    throw namedError(e, source);
+  }
   if (pattern !== undefined) (adapter.config as { rankPattern?: unknown }).rankPattern = pattern;
   try {
     return { adapter, seed, step, ...readTensors(file, adapter, source) };

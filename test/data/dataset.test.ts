@@ -1,8 +1,9 @@
 // Training data: JSONL prompt/completion masking, errors naming file:line, and packing against naive padding.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { DataError, batchAt, jsonlExamples, pack, textExamples } from '../../src/data/dataset.js';
-import { paragraphs } from '../../src/data/text.js';
+import { DataError, type Example, batchAt, jsonlExamples, pack, type PackStats, streamExamples, textExamples } from '../../src/data/dataset.js';
+import { paragraphs, streamParagraphs } from '../../src/data/text.js';
+import { rng } from '../helpers.js';
 import { loadCheckpoint } from '../../src/formats/checkpoint.js';
 import { createTokenizer } from '../../src/tokenizer/index.js';
 import { STORIES_GGUF } from '../assets.js';
@@ -45,6 +46,103 @@ test('packing: every target survives in order, padding is far below naive paddin
   }
   const b = batchAt(p, p.rows - 1, 2);
   assert.equal(Array.from(b.ids.subarray(40, 80)), Array.from(p.ids.subarray(0, 40)));
+});
+
+async function* chunked(text: string, r: () => number): AsyncGenerator<string> {
+  for (let i = 0; i < text.length;) { const n = 1 + Math.floor(r() * 7); yield text.slice(i, i + n); i += n; }
+}
+
+async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
+  const out: T[] = [];
+  for await (const x of it) out.push(x);
+  return out;
+}
+
+test('paragraphs read in chunks equal paragraphs of the whole text, wherever the chunks split', async () => {
+  const r = rng(7), pieces = ['a', 'b c', ' ', '\t', '\n', '\r\n', '\n\n', '\n \n', '\r', 'xyz'];
+  for (let c = 0; c < 300; c++) {
+    let text = '';
+    for (let k = Math.floor(r() * 30); k > 0; k--) text += pieces[Math.floor(r() * pieces.length)];
+    assert.equal(await collect(streamParagraphs(chunked(text, r))), paragraphs(text), JSON.stringify(text));
+  }
+});
+
+test('examples streamed from chunks equal the whole-text ones (JSONL and paragraphs); errors still name file:line', async () => {
+  const jsonl = '{"prompt": "Once upon a time,", "completion": " there was a cat."}\r\n\n{"text": "The end."}\n{"text": "Hi."}';
+  const got = await streamExamples(chunked(jsonl, rng(1)), { file: 'd.jsonl', jsonl: true, tok, maxLen: 64 });
+  assert.equal(got, jsonlExamples(jsonl, 'd.jsonl', tok, 64));
+  const text = 'Tom ran.\n\nThe cat was happy.\n \nShe smiled.\n';
+  assert.equal(await streamExamples(chunked(text, rng(2)), { file: 'd.txt', jsonl: false, tok, maxLen: 64 }), textExamples(paragraphs(text), tok, 64));
+  const bad = '{"text": "ok"}\n{"text": broken\n';
+  try {
+    await streamExamples(chunked(bad, rng(3)), { file: 'train.jsonl', jsonl: true, tok, maxLen: 32 });
+    assert.unreachable('a malformed line was accepted');
+  } catch (e) {
+    assert.ok(e instanceof DataError && /^train\.jsonl:2: not valid JSON/.test((e as Error).message), String(e));
+  }
+});
+
+/** The packing the library used before the tree: scan every row for the first with room. */
+function linearFirstFitRows(examples: readonly Example[], cap: number): number {
+  const order = examples.map((e, i) => [e.ids.length, i] as const).filter(([n]) => n >= 2).sort((a, b) => b[0] - a[0]);
+  const used: number[] = [];
+  for (const [n] of order) {
+    const len = Math.min(n, cap), row = used.findIndex((u) => u + len <= cap);
+    if (row >= 0) used[row] += len; else used.push(len);
+  }
+  return used.length;
+}
+
+/** Examples whose token k of example i is i·1000 + k, so a packed row says where each token came from. */
+function taggedExamples(n: number, maxLen: number, seed: number): Example[] {
+  const r = rng(seed);
+  return Array.from({ length: n }, (_, i) => {
+    const len = Math.floor(r() * (maxLen + 1));
+    return { ids: Array.from({ length: len }, (_, k) => i * 1000 + k), target: Uint8Array.from({ length: len }, (_, k) => (k > 0 && r() < 0.8 ? 1 : 0)) };
+  });
+}
+
+test('packing: every token of every example appears once, contiguous and in order; targets aligned; rows as first-fit', () => {
+  for (const [seq, maxLen, seed] of [[16, 40, 1], [64, 30, 2], [128, 200, 3]] as const) {
+    const ex = taggedExamples(400, maxLen, seed), cap = seq + 1;
+    const p = pack(ex, seq, -1);
+    assert.is(p.rows, linearFirstFitRows(ex, cap), `seq ${seq}: same rows as a linear first-fit scan`);
+    const seen = ex.map((e) => new Uint8Array(Math.min(e.ids.length, cap)));
+    let realTargets = 0;
+    for (let r = 0; r < p.rows; r++) {
+      let prev: [number, number] | undefined;
+      for (let t = 0; t < cap; t++) {
+        const id = p.ids[r * cap + t]!;
+        if (id === -1) { prev = undefined; continue; }
+        const i = Math.floor(id / 1000), k = id % 1000;
+        assert.is(seen[i]![k], 0, `token ${k} of example ${i} packed twice`);
+        seen[i]![k] = 1;
+        // Within a row an example's tokens follow each other: k = 0 starts it, otherwise it continues the previous one.
+        if (k > 0) assert.equal(prev, [i, k - 1], `row ${r} position ${t}`);
+        prev = [i, k];
+        if (t > 0) {
+          const tg = p.targets[r * seq + t - 1]!;
+          assert.is(tg, k > 0 && ex[i]!.target[k] ? id : -100, `target at row ${r} position ${t - 1}`);
+          if (tg !== -100) realTargets++;
+        }
+      }
+    }
+    ex.forEach((e, i) => { if (e.ids.length >= 2) assert.ok(seen[i]!.every((x) => x === 1), `example ${i} fully packed`); });
+    assert.is(Array.from(p.targets).filter((t) => t !== -100).length, realTargets);
+  }
+});
+
+test('packing finds each row in O(log rows): tree nodes visited per example grow with log n, not with n', () => {
+  const visits = (n: number): number => {
+    const stats: PackStats = { nodeVisits: 0 };
+    const ex = taggedExamples(n, 60, 9).filter((e) => e.ids.length >= 2);
+    pack(ex, 64, 0, stats);
+    return stats.nodeVisits / ex.length;
+  };
+  const small = visits(1_000), large = visits(16_000);
+  // A linear scan over the rows visits a number proportional to the rows (thousands here); the tree visits its depth.
+  assert.ok(small <= Math.ceil(Math.log2(1_000)) && large <= Math.ceil(Math.log2(16_000)), `${small}, ${large} per example`);
+  assert.ok(large - small <= 5, `16× the examples adds ${large - small} visits per example (log2 16 = 4)`);
 });
 
 test.run();
