@@ -67,8 +67,10 @@ test('LoRA with DoRA on a GGUF base: every key as PEFT names it, q_proj/k_proj o
   }
   assert.is(permuted, 2 * 2 * 2);
   const config = JSON.parse(files.config) as Record<string, unknown>;
-  assert.equal([config.peft_type, config.r, config.lora_alpha, config.use_dora, config.base_model_name_or_path, config.revision], ['LORA', 2, 4, true, 'stories260K', null]);
+  assert.equal([config.peft_type, config.r, config.lora_alpha, config.use_dora, config.base_model_name_or_path, config.revision], ['LORA', 2, 4, true, null, null]);
+  // A local name is no Hugging Face id (PEFT would try to fetch it): null; an owner/repo id is written as given.
   assert.is(JSON.parse(savePeft(model, 't').config).base_model_name_or_path, null);
+  assert.is(JSON.parse(savePeft(model, 't', { baseModel: 'owner/repo' }).config).base_model_name_or_path, 'owner/repo');
   assert.ok(files.config.endsWith('}\n'));
 });
 
