@@ -5,6 +5,8 @@ import { gradients } from '../src/graph/autodiff.js';
 import { Graph, type Tensor } from '../src/graph/graph.js';
 import { numel } from '../src/graph/types.js';
 import { Session } from '../src/scheduler/session.js';
+import { type LlamaCheckpoint, type NamedTensor, tensorF32 } from '../src/formats/checkpoint.js';
+import { type CompactDType, quantize } from '../src/quant/index.js';
 
 export { seededRandom as rng } from '../src/util/random.js';
 import { gaussian, seededRandom } from '../src/util/random.js';
@@ -115,3 +117,16 @@ function pickProbes(n: number, max: number, seed: number): number[] {
 }
 
 export { runOnce };
+
+/**
+ * A copy whose 2-D weights are stored as `dtype` (quantised from the float32 file); a q type needs rows of
+ * whole 32-blocks, so weights whose rows are not (stories260K's down_proj, FFN 172) are f16, as the loader does.
+ */
+export function compactCopy(ckpt: LlamaCheckpoint, dtype: CompactDType): LlamaCheckpoint {
+  const tensors = new Map<string, NamedTensor>();
+  for (const [name, t] of ckpt.tensors) {
+    const d = dtype.startsWith('q') && t.shape[t.shape.length - 1]! % 32 !== 0 ? 'f16' : dtype;
+    tensors.set(name, t.shape.length === 2 ? { shape: t.shape, dtype: d, bytes: quantize(d, tensorF32(t)) } : t);
+  }
+  return { ...ckpt, tensors };
+}

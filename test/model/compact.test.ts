@@ -8,30 +8,19 @@ import { AdaptedModel } from '../../src/adapters/adapted-model.js';
 import { createJsBackend } from '../../src/backends/js/index.js';
 import { paragraphs } from '../../src/data/text.js';
 import { pack, textExamples } from '../../src/data/dataset.js';
-import { type LlamaCheckpoint, type NamedTensor, loadCheckpoint, tensorF32 } from '../../src/formats/checkpoint.js';
+import { type LlamaCheckpoint, loadCheckpoint, tensorF32 } from '../../src/formats/checkpoint.js';
 import * as F from '../../src/graph/api.js';
 import { gradients } from '../../src/graph/autodiff.js';
 import { Graph } from '../../src/graph/graph.js';
 import { LlamaRuntime } from '../../src/model/runtime.js';
-import { type CompactDType, COMPACT_DTYPES, quantize } from '../../src/quant/index.js';
+import { type CompactDType, COMPACT_DTYPES } from '../../src/quant/index.js';
 import { planGraph } from '../../src/scheduler/plan.js';
 import { createTokenizer } from '../../src/tokenizer/index.js';
 import { fineTune } from '../../src/train/finetune.js';
 import { STORIES_GGUF, TINYSTORIES_VAL } from '../assets.js';
+import { compactCopy } from '../helpers.js';
 import { readFileSync } from 'node:fs';
 
-/**
- * A copy whose 2-D weights are stored as `dtype` (quantised from the float32 file); a q type needs rows of
- * whole 32-blocks, so down_proj (rows of FFN 172) is f16 there, as the loader does.
- */
-function compactCopy(ckpt: LlamaCheckpoint, dtype: CompactDType): LlamaCheckpoint {
-  const tensors = new Map<string, NamedTensor>();
-  for (const [name, t] of ckpt.tensors) {
-    const d = dtype.startsWith('q') && t.shape[t.shape.length - 1]! % 32 !== 0 ? 'f16' : dtype;
-    tensors.set(name, t.shape.length === 2 ? { shape: t.shape, dtype: d, bytes: quantize(d, tensorF32(t)) } : t);
-  }
-  return { ...ckpt, tensors };
-}
 
 /** The float32 checkpoint holding exactly the values a compact one stores. */
 function dequantisedCopy(ckpt: LlamaCheckpoint): LlamaCheckpoint {

@@ -11,25 +11,17 @@ import { createJsBackend } from '../../src/backends/js/index.js';
 import { createWebgpuBackend, type WebgpuBackend } from '../../src/backends/webgpu/index.js';
 import { pack, textExamples } from '../../src/data/dataset.js';
 import { paragraphs } from '../../src/data/text.js';
-import { type LlamaCheckpoint, loadCheckpoint, type NamedTensor, tensorF32 } from '../../src/formats/checkpoint.js';
+import { loadCheckpoint } from '../../src/formats/checkpoint.js';
 import { LlamaRuntime } from '../../src/model/runtime.js';
-import { COMPACT_DTYPES, type CompactDType, quantize } from '../../src/quant/index.js';
+import { COMPACT_DTYPES } from '../../src/quant/index.js';
 import { createTokenizer } from '../../src/tokenizer/index.js';
 import { fineTune } from '../../src/train/finetune.js';
 import { STORIES_GGUF, TINYSTORIES_VAL } from '../assets.js';
+import { compactCopy } from '../helpers.js';
 
 const TOL = 1e-4;
 const rel = (a: number, b: number): number => Math.abs(a - b) / Math.max(Math.abs(b), 1e-30);
 
-/** Every 2-D weight stored as `dtype`; rows that are not whole 32-blocks (down_proj's 172) as f16. */
-function compactCopy(ckpt: LlamaCheckpoint, dtype: CompactDType): LlamaCheckpoint {
-  const tensors = new Map<string, NamedTensor>();
-  for (const [name, t] of ckpt.tensors) {
-    const d = dtype.startsWith('q') && t.shape[t.shape.length - 1]! % 32 !== 0 ? 'f16' : dtype;
-    tensors.set(name, t.shape.length === 2 ? { shape: t.shape, dtype: d, bytes: quantize(d, tensorF32(t)) } : t);
-  }
-  return { ...ckpt, tensors };
-}
 
 const base = await loadCheckpoint(STORIES_GGUF);
 const tok = createTokenizer(base.tokenizer!);
