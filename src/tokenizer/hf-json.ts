@@ -9,6 +9,7 @@
  */
 import { FormatError } from '../formats/binary.js';
 import { decodeIds, streamDecoder, tokenEntry, utf8Bytes, type DecodeTable } from './decode.js';
+import { appendIds, WordCache } from './word-cache.js';
 import {
   TokenType, type DecodeOptions, type EncodeOptions, type StreamDecoder, type Tokenizer, type TokenizerData,
 } from './types.js';
@@ -223,7 +224,7 @@ export class HfBpeTokenizer implements Tokenizer {
   private readonly preTokenizers: Json[];
   private readonly byteLevel: boolean;
   private readonly table: DecodeTable;
-  private readonly cache = new Map<string, number[]>();
+  private readonly cache = new WordCache();
 
   constructor(data: TokenizerData) {
     if (data.kind !== 'hf-json' || !data.json) throw new Error('HfBpeTokenizer needs tokenizer.json data');
@@ -419,7 +420,7 @@ export class HfBpeTokenizer implements Tokenizer {
 
   private bpeWord(word: string, out: number[]): void {
     const hit = this.cache.get(word);
-    if (hit) { out.push(...hit); return; }
+    if (hit) { appendIds(out, hit); return; }
     const ids: number[] = [];
     const whole = this.vocab.get(word);
     if (this.ignoreMerges && whole !== undefined) {
@@ -467,8 +468,8 @@ export class HfBpeTokenizer implements Tokenizer {
         lastUnk = true;
       }
     }
-    if (word.length < 64) this.cache.set(word, ids);
-    out.push(...ids);
+    this.cache.set(word, ids);
+    appendIds(out, ids);
   }
 
   decode(ids: ArrayLike<number>, options?: DecodeOptions): string {

@@ -5,6 +5,7 @@
  * merges; a symbol that is not a piece falls back to its UTF-8 bytes as `<0xXX>` tokens.
  */
 import { decodeIds, streamDecoder, tokenEntry, utf8Bytes, type DecodeTable } from './decode.js';
+import { appendIds, WordCache } from './word-cache.js';
 import {
   TokenType, type DecodeOptions, type EncodeOptions, type StreamDecoder, type Tokenizer, type TokenizerData,
 } from './types.js';
@@ -93,6 +94,15 @@ export class SentencePieceTokenizer implements Tokenizer {
   private readonly pieceIds = new Map<string, number>();
   private readonly byteIds = new Int32Array(256).fill(-1);
   private readonly table: DecodeTable;
+  /**
+   * True when no piece joins a symbol to a space after it (pieces carry spaces only in front, as
+   * SentencePiece's whitespace splitting makes them). No merge can then cross the start of a word, so BPE
+   * over each word — its leading spaces and what follows up to the next space — gives exactly the ids of
+   * BPE over the whole text (merges inside one word happen in the same order either way), and words can
+   * be cached.
+   */
+  private readonly wordwise: boolean;
+  private readonly words = new WordCache();
 
   constructor(data: TokenizerData) {
     this.data = data;
@@ -136,6 +146,11 @@ export class SentencePieceTokenizer implements Tokenizer {
         if (!this.pieceIds.has(piece)) this.pieceIds.set(piece, id);
       }
     }
+    const sp = this.spaceSymbol;
+    this.wordwise = [...this.pieceIds.keys()].every((p) => {
+      for (let i = 1; i < p.length; i++) if (p[i] === sp && p[i - 1] !== sp) return false;
+      return true;
+    });
     this.table = {
       bytes, specialBytes, bosId: data.bosId, dummyPrefix: data.addSpacePrefix ?? true,
       isByte: (id) => this.types[id] === TokenType.BYTE,
@@ -161,13 +176,31 @@ export class SentencePieceTokenizer implements Tokenizer {
     if (text.length > 0) {
       let s = (this.data.addSpacePrefix ?? true) ? ' ' + text : text;
       if (this.spaceSymbol !== ' ') s = s.replaceAll(' ', this.spaceSymbol);
-      this.bpe(s, out);
+      if (this.wordwise) this.bpeWords(s, out);
+      else this.bpe(s, out);
     }
     if (options.eos) {
       if (this.eosId === undefined) throw new Error('encode: this tokenizer has no EOS token');
       out.push(this.eosId);
     }
     return out;
+  }
+
+  /** BPE word by word through the cache (see `wordwise`); a word starts at a space after a non-space. */
+  private bpeWords(s: string, out: number[]): void {
+    const space = this.spaceSymbol.charCodeAt(0);
+    let start = 0;
+    for (let i = 1; i <= s.length; i++) {
+      if (i < s.length && !(s.charCodeAt(i) === space && s.charCodeAt(i - 1) !== space)) continue;
+      const word = s.slice(start, i);
+      start = i;
+      const hit = this.words.get(word);
+      if (hit) { appendIds(out, hit); continue; }
+      const ids: number[] = [];
+      this.bpe(word, ids);
+      this.words.set(word, ids);
+      appendIds(out, ids);
+    }
   }
 
   private bpe(s: string, out: number[]): void {

@@ -134,6 +134,27 @@ test('both sources give identical ids on the TinyStories validation text; speed'
   for (const p of paragraphs.slice(0, 40)) assert.equal(g.encode(p), llama2cEncode(ggufData, p, true));
 });
 
+test('word-by-word encoding through the cache equals the whole-text oracle, and is off when a piece spans a word start', () => {
+  const r = rng(7);
+  const words = ['Once', 'upon', 'a', 'time', 'Lily', 'dog.', 'the', 'xyz', '日本', '🦙', 'ab\ncd', '', '\t'];
+  const tok = createTokenizer(ggufData);
+  for (let k = 0; k < 300; k++) {
+    const n = 1 + Math.floor(r() * 12);
+    const text = Array.from({ length: n }, () => words[Math.floor(r() * words.length)]!).join(' '.repeat(1 + Math.floor(r() * 3)));
+    const want = llama2cEncode(ggufData, text, true);
+    assert.equal(tok.encode(text), want, JSON.stringify(text));
+    assert.equal(tok.encode(text), want, `again, from the cache: ${JSON.stringify(text)}`);
+  }
+  // A piece 'e▁u' (symbol, space, symbol) with the highest score merges across the word start in 'Once upon':
+  // encoding word by word would miss it, so such a vocabulary is encoded whole.
+  const tokens = [...ggufData.tokens, 'e\u2581u'];
+  const scores = Float32Array.from([...ggufData.scores!, 1e9]);
+  const odd: TokenizerData = { ...ggufData, tokens, scores, types: ggufData.types ? Int32Array.from([...ggufData.types, 1]) : undefined };
+  const ids = createTokenizer(odd).encode('Once upon');
+  assert.ok(ids.includes(tokens.length - 1), 'the spanning piece is used');
+  assert.equal(ids, llama2cEncode(odd, 'Once upon', true));
+});
+
 test('token types drive piece handling', () => {
   const tok = sources[0]![1] as SentencePieceTokenizer;
   assert.is(tok.spaceSymbol, '\u2581');
