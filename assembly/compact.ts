@@ -1,8 +1,9 @@
-// Compact frozen weights, read where they lie: binary16, bfloat16 and the planar q8_0 / q4_0 layouts of
-// src/quant/types.ts (quants first, then one float32 scale per block of 32 elements; `scales` points at
-// the first scale). Every value a kernel sees is the exact dequantised weight: binary16 and bfloat16
-// widen exactly, and scale · q is exact in float32 (a binary16-rounded scale has 11 significant bits,
-// q at most 8). Kernels that take a `type` accept DT_F32 too, so one body serves plain weights.
+// Compact frozen weights, read where they lie: binary16, bfloat16 and the planar q8_0 / q4_0 / q4_1
+// layouts of src/quant/codec.ts (quants first, then one float32 scale per block of 32 elements — for q4_1
+// a scale and a minimum; `scales` points at the first scale). Every value a kernel sees is the exact
+// dequantised weight: binary16 and bfloat16 widen exactly, scale · q is exact in float32 (a scale has at
+// most 17 significant bits, q at most 8), so q4_1's scale · q + min rounds once, as the codec's does.
+// Kernels that take a `type` accept DT_F32 too, so one body serves plain weights.
 //
 // Why widen to float32 rather than multiply integers (quantising each 32-block of activations to int8,
 // as llama.cpp does): measured on one-token decoding (x·Wᵀ, W [4864, 896]), i16 and relaxed i8×i7 dot
@@ -16,6 +17,7 @@ export const DT_F16 = 1;
 export const DT_BF16 = 2;
 export const DT_Q8_0 = 3;
 export const DT_Q4_0 = 4;
+export const DT_Q4_1 = 5;
 
 // binary16 bits in the low half of each i32 lane → float32, exact for every input: normals by moving
 // the exponent bias (15 → 127), subnormals as m · 2^-24 (no float32 subnormal operand, which costs a
@@ -38,14 +40,26 @@ export const DT_Q4_0 = 4;
   return reinterpret<f32>(bits | sign);
 }
 
-// A q4_0 nibble vector (i16 lanes 0..255 holding whole bytes) → the signed quants of the low nibbles
-// (elements p < 16 of a block) or of the high ones.
-@inline function nibbles(raw: v128, high: bool): v128 {
-  return i16x8.sub(high ? i16x8.shr_u(raw, 4) : v128.and(raw, i16x8.splat(15)), i16x8.splat(8));
+// A nibble vector (i16 lanes 0..255 holding whole bytes) → the quants of the low nibbles (elements p < 16
+// of a block) or of the high ones: signed for q4_0 (nibble − 8), as stored for q4_1.
+@inline function nibbles(raw: v128, high: bool, signed: bool): v128 {
+  const q = high ? i16x8.shr_u(raw, 4) : v128.and(raw, i16x8.splat(15));
+  return signed ? i16x8.sub(q, i16x8.splat(8)) : q;
 }
 
-@inline function blockScale(scales: usize, e: usize): v128 {
-  return f32x4.splat(load<f32>(scales + ((e >> 5) << 2)));
+// Byte offset of element e's block scale: q4_1 keeps (scale, minimum) pairs, the others one scale.
+@inline function scaleAt(type: i32, scales: usize, e: usize): usize {
+  return scales + (type == DT_Q4_1 ? (e >> 5) << 3 : (e >> 5) << 2);
+}
+
+@inline function blockScale(type: i32, scales: usize, e: usize): v128 {
+  return f32x4.splat(load<f32>(scaleAt(type, scales, e)));
+}
+
+// scale · q (+ min for q4_1), four lanes of int32 quants.
+@inline function scaled(type: i32, q32: v128, scales: usize, e: usize): v128 {
+  const v = f32x4.mul(f32x4.convert_i32x4_s(q32), blockScale(type, scales, e));
+  return type == DT_Q4_1 ? f32x4.add(v, f32x4.splat(load<f32>(scaleAt(type, scales, e), 4))) : v;
 }
 
 /** Element e of a tensor of the given type. */
@@ -53,11 +67,14 @@ export const DT_Q4_0 = 4;
   if (type == DT_F32) return load<f32>(base + (e << 2));
   if (type == DT_F16) return halfToF32(load<u16>(base + (e << 1)));
   if (type == DT_BF16) return reinterpret<f32>(<u32>load<u16>(base + (e << 1)) << 16);
-  const s = load<f32>(scales + ((e >> 5) << 2));
+  const at = scaleAt(type, scales, e);
+  const s = load<f32>(at);
   if (type == DT_Q8_0) return s * <f32>load<i8>(base + e);
   const p = e & 31;
   const byte = <i32>load<u8>(base + ((e >> 5) << 4) + (p & 15));
-  return s * <f32>((p < 16 ? byte & 15 : byte >> 4) - 8);
+  const nib = p < 16 ? byte & 15 : byte >> 4;
+  if (type == DT_Q4_1) return s * <f32>nib + load<f32>(at, 4);
+  return s * <f32>(nib - 8);
 }
 
 /** Elements e..e+3 (e a multiple of 4 for the q types, so that all four share a block and a nibble half). */
@@ -69,9 +86,9 @@ export const DT_Q4_0 = 4;
   if (type == DT_Q8_0) q = i16x8.extend_low_i8x16_s(v128.load32_zero(base + e));
   else {
     const p = e & 31;
-    q = nibbles(i16x8.extend_low_i8x16_u(v128.load32_zero(base + ((e >> 5) << 4) + (p & 15))), p >= 16);
+    q = nibbles(i16x8.extend_low_i8x16_u(v128.load32_zero(base + ((e >> 5) << 4) + (p & 15))), p >= 16, type == DT_Q4_0);
   }
-  return f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(q)), blockScale(scales, e));
+  return scaled(type, i32x4.extend_low_i16x8_s(q), scales, e);
 }
 
 /** Elements e..e+7 to dst (e a multiple of 8 for the q types). */
@@ -91,11 +108,10 @@ export const DT_Q4_0 = 4;
   if (type == DT_Q8_0) q = v128.load8x8_s(base + e);
   else {
     const p = e & 31;
-    q = nibbles(v128.load8x8_u(base + ((e >> 5) << 4) + (p & 15)), p >= 16);
+    q = nibbles(v128.load8x8_u(base + ((e >> 5) << 4) + (p & 15)), p >= 16, type == DT_Q4_0);
   }
-  const s = blockScale(scales, e);
-  v128.store(dst, f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(q)), s));
-  v128.store(dst, f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(q)), s), 16);
+  v128.store(dst, scaled(type, i32x4.extend_low_i16x8_s(q), scales, e));
+  v128.store(dst, scaled(type, i32x4.extend_high_i16x8_s(q), scales, e), 16);
 }
 
 @inline function rowT(type: i32, base: usize, scales: usize, e0: usize, n: usize, dst: usize): void {
@@ -112,6 +128,7 @@ export function dequantRow(type: i32, base: usize, scales: usize, e0: usize, n: 
   else if (type == DT_BF16) rowT(DT_BF16, base, scales, e0, n, dst);
   else if (type == DT_Q8_0) rowT(DT_Q8_0, base, scales, e0, n, dst);
   else if (type == DT_Q4_0) rowT(DT_Q4_0, base, scales, e0, n, dst);
+  else if (type == DT_Q4_1) rowT(DT_Q4_1, base, scales, e0, n, dst);
   else memory.copy(dst, base + (e0 << 2), n << 2);
 }
 

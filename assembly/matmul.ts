@@ -4,7 +4,7 @@
 // arithmetic. V8 gives a function 15 xmm registers on x64 (it keeps one as scratch); see tile().
 import { hsum, madd } from './simd';
 import { nextTask } from './tasks';
-import { DT_BF16, DT_F16, DT_F32, DT_Q4_0, DT_Q8_0, dequant4, dequant8, dequantOne, dequantRow } from './compact';
+import { DT_BF16, DT_F16, DT_F32, DT_Q4_0, DT_Q4_1, DT_Q8_0, dequant4, dequant8, dequantOne, dequantRow } from './compact';
 
 // Job descriptor, i32 words (byte pointers into linear memory).
 export const MM_A = 0;
@@ -371,7 +371,8 @@ function gemv(
   else if (type == DT_F16) gemvT(DT_F16, a, lda, transA, b, scales, ldb, transB, c, ldc, K, accumulate, m0, m1, n0, n1, tmp);
   else if (type == DT_BF16) gemvT(DT_BF16, a, lda, transA, b, scales, ldb, transB, c, ldc, K, accumulate, m0, m1, n0, n1, tmp);
   else if (type == DT_Q8_0) gemvT(DT_Q8_0, a, lda, transA, b, scales, ldb, transB, c, ldc, K, accumulate, m0, m1, n0, n1, tmp);
-  else gemvT(DT_Q4_0, a, lda, transA, b, scales, ldb, transB, c, ldc, K, accumulate, m0, m1, n0, n1, tmp);
+  else if (type == DT_Q4_0) gemvT(DT_Q4_0, a, lda, transA, b, scales, ldb, transB, c, ldc, K, accumulate, m0, m1, n0, n1, tmp);
+  else gemvT(DT_Q4_1, a, lda, transA, b, scales, ldb, transB, c, ldc, K, accumulate, m0, m1, n0, n1, tmp);
 }
 
 // packB for a compact B: the same panels, of the exact dequantised values. Stored [N, K] (transposed),
@@ -403,7 +404,8 @@ function packBCompact(
       if (type == DT_F16) packRowsT(DT_F16, b, scales, ld, k0, kc, col, panel);
       else if (type == DT_BF16) packRowsT(DT_BF16, b, scales, ld, k0, kc, col, panel);
       else if (type == DT_Q8_0) packRowsT(DT_Q8_0, b, scales, ld, k0, kc, col, panel);
-      else packRowsT(DT_Q4_0, b, scales, ld, k0, kc, col, panel);
+      else if (type == DT_Q4_0) packRowsT(DT_Q4_0, b, scales, ld, k0, kc, col, panel);
+      else packRowsT(DT_Q4_1, b, scales, ld, k0, kc, col, panel);
     } else {
       let d = panel;
       for (let k = 0; k < kc; k++) {

@@ -11,7 +11,7 @@ struct Params {
   V: u32,
   // Threads along x of the folded grid.
   stride: u32,
-  // Word index of the table's scale plane (q8_0, q4_0).
+  // Word index of the table's scale plane (q8_0, q4_0, q4_1).
   scales: u32,
   _p0: u32,
   _p1: u32,

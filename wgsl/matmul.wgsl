@@ -10,7 +10,7 @@
 //
 // A and B are bound as arrays of vec4 so that a load along a contiguous dimension whose length is a
 // multiple of 4 (VEC_A / VEC_B) is one 16-byte access; otherwise the same binding is read per scalar.
-// B may be a frozen weight stored compactly (f16, bf16, q8_0, q4_0: W_TYPE, see compact.wgsl), bound as
+// B may be a frozen weight stored compactly (f16, bf16, q8_0, q4_0, q4_1: W_TYPE, see compact.wgsl), bound as
 // its raw layout and dequantised while the tiles load; it is then 2-D ([N, K] or [K, N]) and its
 // contiguous dimension a multiple of 32 for the quantised types, so its loads are whole groups of 4.
 //
@@ -33,7 +33,7 @@ struct Params {
   // `small`: threads along x of the folded grid, and the whole batch (one dispatch covers it).
   threads: u32,
   batch: u32,
-  // Word index of B's scale plane (q8_0, q4_0).
+  // Word index of B's scale plane (q8_0, q4_0, q4_1).
   wScales: u32,
   _p1: u32,
   _p2: u32,

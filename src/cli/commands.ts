@@ -47,7 +47,7 @@ const modelFlags: Record<string, FlagSpec> = {
 const baseDtypeFlag: Record<string, FlagSpec> = {
   'base-dtype': {
     type: 'string', default: 'auto',
-    help: `type of the frozen base weights in memory: ${BASE_DTYPES.join(' | ')}; auto keeps the file's (F16, BF16, Q8_0, Q4_0 stay compact, other GGUF quants become q8_0), the others convert on load`,
+    help: `type of the frozen base weights in memory: ${BASE_DTYPES.join(' | ')}; auto keeps the file's values (F16, BF16, Q8_0, Q4_0, Q4_1 as stored; Q4_K as q4_1 and Q5_0 as q8_0, exactly; other GGUF quants are requantised to q8_0), the others convert on load`,
   },
 };
 
@@ -514,7 +514,7 @@ async function merge(f: Flags): Promise<void> {
 
 const convertFlags: Record<string, FlagSpec> = {
   ...modelFlags,
-  dtype: { type: 'string', help: 'type of the 2-D weights: f16 | bf16 | q8_0 | q4_0 | f32 (norms stay f32; q rows that are not whole 32-blocks become f16)' },
+  dtype: { type: 'string', help: 'type of the 2-D weights: f16 | bf16 | q8_0 | q4_0 | q4_1 | f32 (norms stay f32; q rows that are not whole 32-blocks become f16)' },
   out: { type: 'string', help: 'the GGUF file to write' },
   help: common.help!,
 };
@@ -595,7 +595,7 @@ const commands: Record<string, { summary: string; flags: Record<string, FlagSpec
   eval: { summary: 'mean next-token cross-entropy over the first K paragraphs of a text file', flags: evalFlags, run: evaluate },
   info: { summary: 'describe a model and the backend auto would choose', flags: { ...modelFlags, ...baseDtypeFlag, ...common }, run: info },
   merge: { summary: 'merge an adapter into the base model; write safetensors and/or GGUF', flags: mergeFlags, run: merge },
-  convert: { summary: 'write a GGUF copy of a model with f16, q8_0 or q4_0 weights', flags: convertFlags, run: convert },
+  convert: { summary: 'write a GGUF copy of a model with f16, bf16, q8_0, q4_0 or q4_1 weights', flags: convertFlags, run: convert },
 };
 
 export async function main(argv: readonly string[]): Promise<number> {

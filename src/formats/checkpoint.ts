@@ -241,7 +241,7 @@ export interface LoadCheckpointOptions {
   /**
    * In-memory type of the 2-D weights (projections, embedding, output head): 'auto' (default) keeps the
    * stored type (F16, BF16, Q8_0, Q4_0 stay compact; other GGUF block types become q8_0), 'f32' decodes,
-   * 'f16' | 'bf16' | 'q8_0' | 'q4_0' converts on load. Norms and biases are always float32.
+   * 'f16' | 'bf16' | 'q8_0' | 'q4_0' | 'q4_1' converts on load. Norms and biases are always float32.
    */
   baseDtype?: BaseDType;
   /** Bytes read per step when a tensor is converted on load (default 4 MiB). */

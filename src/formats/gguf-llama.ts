@@ -11,7 +11,7 @@ import {
 } from './gguf.js';
 import { type ByteSource, bytesSource, readHeader } from './source.js';
 import { type BaseDType, DEFAULT_CHUNK_BYTES, LoadNotes, type StoredTensor, readStoredTensor, targetStorage } from './storage.js';
-import { GGML_TYPE_OF, compactOfGgml } from '../quant/codec.js';
+import { GGML_TYPE_OF, compactOfGgml, q4_1FitsGgml } from '../quant/codec.js';
 import { TokenType, type TokenizerData } from '../tokenizer/types.js';
 
 const LAYER_NAMES: ReadonlyArray<[string, string]> = [
@@ -303,7 +303,7 @@ export interface CheckpointToGgufOptions {
 }
 
 // llama.cpp's llama_ftype: the type most weights have.
-const FILE_TYPE: Record<GgufWriteType, number> = { F32: 0, F16: 1, Q4_0: 2, Q8_0: 7, BF16: 32 };
+const FILE_TYPE: Record<GgufWriteType, number> = { F32: 0, F16: 1, Q4_0: 2, Q4_1: 3, Q8_0: 7, BF16: 32 };
 
 /** Serialise a checkpoint as a llama GGUF file (Q/K rows converted to the adjacent-pair layout). */
 export function checkpointToGguf(ckpt: LlamaCheckpoint, options: CheckpointToGgufOptions = {}): Uint8Array {
@@ -360,11 +360,13 @@ export function checkpointToGguf(ckpt: LlamaCheckpoint, options: CheckpointToGgu
     const g = hfToGgufName(name) ?? name;
     if (cfg.tiedEmbeddings && g === 'output.weight') continue;
     const own: GgufWriteType = isCompactTensor(t) ? GGML_TYPE_OF[t.dtype] : 'F32';
+    // q4_1 converted from Q4_K has float32 scales that GGUF Q4_1 cannot hold: it is re-quantised to Q4_1.
+    const asStored = isCompactTensor(t) && !(t.dtype === 'q4_1' && !q4_1FitsGgml(t.bytes, numel(t.shape)));
     let type = t.shape.length < 2 ? 'F32' : options.type ?? own;
     // Q8_0/Q4_0 blocks run along rows; a row that does not split into 32s is stored as F16 instead.
-    if ((type === 'Q8_0' || type === 'Q4_0') && t.shape[t.shape.length - 1]! % 32 !== 0) type = 'F16';
+    if ((type === 'Q8_0' || type === 'Q4_0' || type === 'Q4_1') && t.shape[t.shape.length - 1]! % 32 !== 0) type = 'F16';
     if (t.shape.length >= 2) counts.set(type, (counts.get(type) ?? 0) + numel(t.shape));
-    tensors.push(isCompactTensor(t) && type === own
+    tensors.push(asStored && type === own
       ? { name: g, shape: t.shape, dtype: t.dtype, bytes: t.bytes }
       : { name: g, shape: t.shape, data: tensorF32(t), type });
   }

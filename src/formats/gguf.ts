@@ -12,7 +12,7 @@ import {
   ByteReader, ByteWriter, FormatError, bf16ToF32, f16ToF32, f16ToF32Table,
   f32Bytes, f32ToBf16Bytes, f32ToF16Bytes, f32View, numberToF16Bits,
 } from './binary.js';
-import { GGML_TYPE_OF, compactToGgml, quantize } from '../quant/codec.js';
+import { GGML_TYPE_OF, compactToGgml, quantize, scaleMinK4 } from '../quant/codec.js';
 import { type CompactDType, compactBytes } from '../quant/types.js';
 
 export const GGUF_MAGIC = 'GGUF';
@@ -113,7 +113,7 @@ export const GGUF_DECODABLE_TYPES: readonly string[] = [
 ];
 
 /** Types `writeGguf` can encode. */
-export type GgufWriteType = 'F32' | 'F16' | 'BF16' | 'Q8_0' | 'Q4_0';
+export type GgufWriteType = 'F32' | 'F16' | 'BF16' | 'Q8_0' | 'Q4_0' | 'Q4_1';
 
 // ---------------------------------------------------------------------------------------------
 // Reading
@@ -517,15 +517,6 @@ function dequantQ3K(bytes: Uint8Array, dv: DataView, offset: number, n: number, 
   return o;
 }
 
-/** 6-bit scale and min number j of a Q4_K/Q5_K super-block (get_scale_min_k4). */
-function scaleMinK4(bytes: Uint8Array, q: number, j: number): [number, number] {
-  if (j < 4) return [bytes[q + j]! & 63, bytes[q + j + 4]! & 63];
-  return [
-    (bytes[q + j + 4]! & 15) | ((bytes[q + j - 4]! >> 6) << 4),
-    (bytes[q + j + 4]! >> 4) | ((bytes[q + j]! >> 6) << 4),
-  ];
-}
-
 function dequantQ45K(bytes: Uint8Array, offset: number, n: number, half: (p: number) => number, five: boolean): Float32Array {
   const o = new Float32Array(n);
   // block_q4_K: f16 d, f16 dmin, scales[12], qs[128]; block_q5_K adds qh[32] before qs.
@@ -628,8 +619,9 @@ function encodeTensor(t: GgufWriteTensor, n: number, file: string): Uint8Array {
     case 'BF16': return f32ToBf16Bytes(t.data);
     case 'Q8_0': return compactToGgml('q8_0', quantize('q8_0', t.data), n);
     case 'Q4_0': return compactToGgml('q4_0', quantize('q4_0', t.data), n);
+    case 'Q4_1': return compactToGgml('q4_1', quantize('q4_1', t.data), n);
     default:
-      throw new FormatError(file, `tensor ${t.name}: cannot encode float32 data as ${type} (supported: F32, F16, BF16, Q8_0, Q4_0)`);
+      throw new FormatError(file, `tensor ${t.name}: cannot encode float32 data as ${type} (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1)`);
   }
 }
 

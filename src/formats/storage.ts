@@ -4,11 +4,12 @@
  *
  * Rules (`baseDtype`, default 'auto'):
  * - Only 2-D tensors (projections, embedding, output head) may be compact; norms and biases are float32.
- * - 'auto' keeps the stored type: F32 stays f32; F16, BF16 (GGUF, safetensors), Q8_0, Q4_0 (GGUF) stay as
- *   they are, bit for bit. Other GGUF block types (Q4_K, Q6_K, Q5_0, …) are dequantised and requantised
- *   to q8_0 (a small extra loss, noted in `LlamaCheckpoint.notes`); other plain types become f32.
- * - 'f32' decodes everything; 'f16' | 'bf16' | 'q8_0' | 'q4_0' converts 2-D weights to that type.
- * - A q8_0/q4_0 target for a tensor whose rows are not a multiple of 32 gives f16 instead (noted).
+ * - 'auto' keeps the stored values: F32 stays f32; F16, BF16 (GGUF, safetensors), Q8_0, Q4_0, Q4_1 (GGUF)
+ *   stay as they are, bit for bit; GGUF Q4_K becomes q4_1 and Q5_0 q8_0 with every value unchanged (see
+ *   src/quant/codec.ts). Other GGUF block types (Q6_K, Q5_1, Q5_K, …) are dequantised and requantised to
+ *   q8_0 (a small extra loss, noted in `LlamaCheckpoint.notes`); other plain types become f32.
+ * - 'f32' decodes everything; 'f16' | 'bf16' | 'q8_0' | 'q4_0' | 'q4_1' converts 2-D weights to that type.
+ * - A q8_0/q4_0/q4_1 target for a tensor whose rows are not a multiple of 32 gives f16 instead (noted).
  */
 import { f32View, numel } from './binary.js';
 import type { NamedTensor } from './checkpoint.js';
@@ -19,7 +20,7 @@ import { ggmlToCompactInto, quantizeInto } from '../quant/codec.js';
 /** What `baseDtype` may ask for: keep the stored type ('auto'), float32, or a compact type. */
 export type BaseDType = 'auto' | 'f32' | CompactDType;
 
-export const BASE_DTYPES: readonly BaseDType[] = ['auto', 'f32', 'f16', 'bf16', 'q8_0', 'q4_0'];
+export const BASE_DTYPES: readonly BaseDType[] = ['auto', 'f32', 'f16', 'bf16', 'q8_0', 'q4_0', 'q4_1'];
 
 /** Throw (naming the option) unless `v` is a base dtype. */
 export function parseBaseDType(v: unknown, option = 'baseDtype'): BaseDType {
@@ -109,7 +110,7 @@ export async function readStoredTensor(src: ByteSource, t: StoredTensor, target:
     await options.onChunk?.(raw, r0 * rowBytes);
     const start = r0 * cols, count = (r1 - r0) * cols;
     if (data) data.set(t.decode(raw, count), start);
-    else if (t.kind === target) ggmlToCompactInto(target as CompactDType, raw, bytes!, n, start);
+    else if (t.kind === target) ggmlToCompactInto(target as CompactDType, raw, bytes!, n, start, t.typeName);
     else quantizeInto(target as CompactDType, t.decode(raw, count), bytes!, n, start);
   }
   return data ? { shape, data } : { shape, dtype: target as CompactDType, bytes: bytes! };

@@ -37,7 +37,7 @@ export class Graph {
   /** A weight; a compact dtype makes it a frozen weight read by the kernels in its packed layout. */
   param(name: string, shape: Shape, dtype: DType = 'f32'): Tensor {
     if (dtype === 'i32') throw new GraphError(`param ${name}: parameters are f32 or a compact type, not i32`);
-    if ((dtype === 'q8_0' || dtype === 'q4_0') && (shape[shape.length - 1] ?? 0) % 32 !== 0) {
+    if ((dtype === 'q8_0' || dtype === 'q4_0' || dtype === 'q4_1') && (shape[shape.length - 1] ?? 0) % 32 !== 0) {
       throw new GraphError(`param ${name}: ${dtype} needs rows that are a multiple of 32 elements, got ${shapeStr(shape)}`);
     }
     return this.addValue(shape, dtype, 'param', -1, name);

@@ -8,8 +8,18 @@
  * - q4_0 (planar): block b's 32 nibbles at bytes [16b, 16b+16), byte j holding element 32b+j in its low
  *   nibble and 32b+j+16 in its high one (GGUF's order); then at byte n/2 the float32 scales.
  *   value = scale_b · (nibble − 8).
- * Scales are float32 holding a binary16 value, so a GGUF block (binary16 scale, then quants) converts
- * both ways bit for bit. Quants and scales are apart so kernels read each as an aligned array.
+ * - q4_1 (planar): nibbles as q4_0; then at byte n/2, per block b, a float32 scale (byte n/2 + 8b) and a
+ *   float32 minimum (byte n/2 + 8b + 4). value = scale_b · nibble + min_b.
+ * q8_0/q4_0 scales are float32 holding a binary16 value, so a GGUF block (binary16 scale, then quants)
+ * converts both ways bit for bit; so do GGUF Q4_1 blocks. Quants and scales are apart so kernels read each
+ * as an aligned array. Every value is exact in float32: scale · q is (a binary16 scale has 11 significant
+ * bits, q at most 8), so `scale · q + min` rounds once, the same with or without a fused multiply-add.
+ *
+ * Two more GGUF types convert without changing a value: Q5_0 (5-bit quants −16…15 with a binary16 scale)
+ * is q8_0, and Q4_K (super-blocks of 256: a binary16 d and dmin, eight 6-bit scales and minimums, 4-bit
+ * quants) is q4_1 with scale = d·sc and min = −dmin·m per 32 values — the products ggml's own
+ * dequantiser forms (d·sc has at most 17 significant bits, so d·sc·q is exact as well). That q4_1 costs 6
+ * bits a weight against Q4_K's 4.5, in exchange for kernels that read one layout for both.
  *
  * Quantising follows ggml's reference code (ggml-quants.c quantize_row_q8_0_ref, quantize_row_q4_0_ref),
  * in float32 arithmetic:
@@ -25,19 +35,27 @@ import { LITTLE_ENDIAN_HOST, f16ToF32, bf16ToF32, f16ToF32Table, numberToBf16Bit
 import { type CompactDType, QUANT_BLOCK, compactBytes, isBlockQuant } from './types.js';
 
 /** GGUF type name of each compact type. */
-export const GGML_TYPE_OF: Readonly<Record<CompactDType, 'F16' | 'BF16' | 'Q8_0' | 'Q4_0'>> = {
-  f16: 'F16', bf16: 'BF16', q8_0: 'Q8_0', q4_0: 'Q4_0',
+export const GGML_TYPE_OF: Readonly<Record<CompactDType, 'F16' | 'BF16' | 'Q8_0' | 'Q4_0' | 'Q4_1'>> = {
+  f16: 'F16', bf16: 'BF16', q8_0: 'Q8_0', q4_0: 'Q4_0', q4_1: 'Q4_1',
 };
 
-/** Compact type of a GGUF type name, when it has one. */
+/** GGUF types a compact layout holds without changing a value: the layout, and bytes and elements per block. */
+const LOSSLESS: Readonly<Record<string, { to: CompactDType; unit: number; per: number }>> = {
+  F16: { to: 'f16', unit: 2, per: 1 }, BF16: { to: 'bf16', unit: 2, per: 1 },
+  Q8_0: { to: 'q8_0', unit: 34, per: 32 }, Q4_0: { to: 'q4_0', unit: 18, per: 32 }, Q4_1: { to: 'q4_1', unit: 20, per: 32 },
+  Q5_0: { to: 'q8_0', unit: 22, per: 32 }, Q4_K: { to: 'q4_1', unit: 144, per: 256 },
+};
+
+/** The compact type that holds a GGUF type's values exactly, when there is one. */
 export function compactOfGgml(typeName: string): CompactDType | undefined {
-  return (Object.keys(GGML_TYPE_OF) as CompactDType[]).find((d) => GGML_TYPE_OF[d] === typeName);
+  return Object.hasOwn(LOSSLESS, typeName) ? LOSSLESS[typeName]!.to : undefined;
 }
 
-/** Bytes of n elements in GGUF's block layout (F16/BF16 2n, Q8_0 34 per 32, Q4_0 18 per 32). */
+/** Bytes of n elements in GGUF's block layout (F16/BF16 2n, Q8_0 34 per 32, Q4_0 18 per 32, Q4_1 20 per 32). */
 export function ggmlBytes(dtype: CompactDType, n: number): number {
   checkCount(dtype, n);
-  return dtype === 'q8_0' ? (n / QUANT_BLOCK) * 34 : dtype === 'q4_0' ? (n / QUANT_BLOCK) * 18 : 2 * n;
+  const { unit, per } = LOSSLESS[GGML_TYPE_OF[dtype]]!;
+  return (n / per) * unit;
 }
 
 function checkCount(dtype: CompactDType, n: number): void {
@@ -49,8 +67,8 @@ function checkLayout(dtype: CompactDType, bytes: Uint8Array, n: number): void {
   if (bytes.length !== want) throw new RangeError(`${dtype} layout of ${n} elements is ${want} bytes, got ${bytes.length}`);
 }
 
-/** Byte offset of the scales in a q8_0 / q4_0 layout of n elements. */
-export function scalesOffset(dtype: 'q8_0' | 'q4_0', n: number): number {
+/** Byte offset of the scales (q4_1: scale and minimum pairs) in a q8_0 / q4_0 / q4_1 layout of n elements. */
+export function scalesOffset(dtype: 'q8_0' | 'q4_0' | 'q4_1', n: number): number {
   return dtype === 'q8_0' ? n : n / 2;
 }
 
@@ -117,6 +135,17 @@ export function quantizeInto(dtype: CompactDType, x: ArrayLike<number>, out: Uin
         const v = fr(blk[j]! * id);
         dv.setInt8(gb * QUANT_BLOCK + j, Math.sign(v) * Math.floor(Math.abs(v) + 0.5));
       }
+    } else if (dtype === 'q4_1') {
+      // quantize_row_q4_1_ref: d = (max − min)/15, q = min(15, trunc((x − min)·id + 0.5)).
+      let lo = Infinity, hi = -Infinity;
+      for (let j = 0; j < QUANT_BLOCK; j++) { lo = Math.min(lo, blk[j]!); hi = Math.max(hi, blk[j]!); }
+      d = fr(fr(hi - lo) / 15);
+      const id = d ? fr(1 / d) : 0;
+      const q = (v: number) => Math.min(15, Math.trunc(fr(fr(fr(v - lo) * id) + 0.5)));
+      for (let j = 0; j < QUANT_BLOCK / 2; j++) out[gb * 16 + j] = q(blk[j]!) | (q(blk[j + 16]!) << 4);
+      dv.setUint32(sOff + 8 * gb, halfToFloatBits(numberToF16Bits(d)), true);
+      dv.setUint32(sOff + 8 * gb + 4, halfToFloatBits(numberToF16Bits(lo)), true);
+      continue;
     } else {
       let amax = 0, max = 0;
       for (let j = 0; j < QUANT_BLOCK; j++) {
@@ -160,6 +189,18 @@ export function dequantizeRange(dtype: CompactDType, bytes: Uint8Array, n: numbe
   if (dtype === 'bf16') return bf16ToF32(bytes, 2 * start, count, out);
   if (start % QUANT_BLOCK !== 0 || count % QUANT_BLOCK !== 0) throw new RangeError(`dequantize ${dtype}: elements [${start}, ${start + count}) do not start and end on 32-element blocks`);
   const b0 = start / QUANT_BLOCK, nb = count / QUANT_BLOCK;
+  if (dtype === 'q4_1') {
+    const sm = scalesView(bytes, scalesOffset(dtype, n) + 8 * b0, 2 * nb);
+    for (let b = 0; b < nb; b++) {
+      const d = sm[2 * b]!, m = sm[2 * b + 1]!, p = (b0 + b) * 16, o = b * QUANT_BLOCK;
+      for (let j = 0; j < 16; j++) {
+        const v = bytes[p + j]!;
+        out[o + j] = d * (v & 15) + m;
+        out[o + j + 16] = d * (v >> 4) + m;
+      }
+    }
+    return out;
+  }
   const scales = scalesView(bytes, scalesOffset(dtype, n) + 4 * b0, nb);
   if (dtype === 'q8_0') {
     const q = new Int8Array(bytes.buffer, bytes.byteOffset + start, count);
@@ -189,17 +230,19 @@ export function dequantize(dtype: CompactDType, bytes: Uint8Array, n: number, ou
 // GGUF blocks <-> planar
 
 /**
- * Convert GGUF data (`raw`: F16/BF16 values or whole Q8_0/Q4_0 blocks) holding elements
- * [start, start + count) into the layout `out` of a tensor of n elements; the bits are kept.
+ * Convert GGUF data of type `source` (`raw`: F16/BF16 values or whole blocks of Q8_0, Q4_0, Q4_1, Q5_0 or
+ * Q4_K; by default the type written for `dtype`) holding elements [start, start + count) into the layout
+ * `out` of a tensor of n elements. No value changes: `source` must be one `compactOfGgml` maps to `dtype`.
  */
-export function ggmlToCompactInto(dtype: CompactDType, raw: Uint8Array, out: Uint8Array, n: number, start = 0): void {
+export function ggmlToCompactInto(dtype: CompactDType, raw: Uint8Array, out: Uint8Array, n: number, start = 0, source: string = GGML_TYPE_OF[dtype]): void {
   checkCount(dtype, n);
   checkLayout(dtype, out, n);
-  const unit = dtype === 'q8_0' ? 34 : dtype === 'q4_0' ? 18 : 2;
-  const per = isBlockQuant(dtype) ? QUANT_BLOCK : 1;
-  if (raw.length % unit !== 0) throw new RangeError(`GGUF ${GGML_TYPE_OF[dtype]} data of ${raw.length} bytes is not whole ${unit}-byte ${per > 1 ? 'blocks' : 'values'}`);
+  const src = Object.hasOwn(LOSSLESS, source) ? LOSSLESS[source]! : undefined;
+  if (!src || src.to !== dtype) throw new RangeError(`GGUF ${source} data cannot be held as ${dtype} without changing values`);
+  const { unit, per } = src;
+  if (raw.length % unit !== 0) throw new RangeError(`GGUF ${source} data of ${raw.length} bytes is not whole ${unit}-byte ${per > 1 ? 'blocks' : 'values'}`);
   const count = (raw.length / unit) * per;
-  if (start % per !== 0 || start + count > n) throw new RangeError(`GGUF ${GGML_TYPE_OF[dtype]}: elements [${start}, ${start + count}) do not fit a tensor of ${n}`);
+  if (start % per !== 0 || start + count > n) throw new RangeError(`GGUF ${source}: elements [${start}, ${start + count}) do not fit a tensor of ${n}`);
   if (!isBlockQuant(dtype)) {
     out.set(raw, 2 * start);
     return;
@@ -207,24 +250,91 @@ export function ggmlToCompactInto(dtype: CompactDType, raw: Uint8Array, out: Uin
   const rv = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
   const ov = new DataView(out.buffer, out.byteOffset, out.byteLength);
   const sOff = scalesOffset(dtype, n), b0 = start / QUANT_BLOCK;
+  const scaleBits = (p: number) => halfToFloatBits(rv.getUint16(p, true));
+  const setF32 = (at: number, v: number) => ov.setFloat32(at, v, true);
+  if (source === 'Q4_K') {
+    // Super-block: d, dmin (binary16), 12 bytes of 6-bit scales and minimums, then 128 bytes holding four
+    // 64-value chunks, each 32 bytes whose low nibbles are the chunk's first 32 values, high ones the next 32.
+    for (let sb = 0; sb < raw.length / unit; sb++) {
+      const p = sb * unit, d = f16Value(rv.getUint16(p, true)), dmin = f16Value(rv.getUint16(p + 2, true));
+      for (let j = 0; j < 8; j++) {
+        const [sc, m] = scaleMinK4(raw, p + 4, j);
+        const blk = b0 + sb * 8 + j, qs = p + 16 + 32 * (j >> 1), shift = (j & 1) * 4;
+        for (let k = 0; k < 16; k++) {
+          out[blk * 16 + k] = ((raw[qs + k]! >> shift) & 15) | (((raw[qs + k + 16]! >> shift) & 15) << 4);
+        }
+        setF32(sOff + 8 * blk, d * sc);
+        setF32(sOff + 8 * blk + 4, -(dmin * m));
+      }
+    }
+    return;
+  }
   for (let b = 0; b < raw.length / unit; b++) {
-    const p = b * unit;
-    ov.setUint32(sOff + 4 * (b0 + b), halfToFloatBits(rv.getUint16(p, true)), true);
-    if (dtype === 'q8_0') out.set(raw.subarray(p + 2, p + 34), (b0 + b) * QUANT_BLOCK);
-    else out.set(raw.subarray(p + 2, p + 18), (b0 + b) * 16);
+    const p = b * unit, blk = b0 + b;
+    if (source === 'Q5_0') {
+      // d, 32 high bits, then low nibbles as Q4_0: value = d·(q − 16), q of 5 bits.
+      ov.setUint32(sOff + 4 * blk, scaleBits(p), true);
+      const qh = rv.getUint32(p + 2, true);
+      for (let k = 0; k < 16; k++) {
+        const v = raw[p + 6 + k]!;
+        ov.setInt8(blk * 32 + k, ((v & 15) | (((qh >>> k) & 1) << 4)) - 16);
+        ov.setInt8(blk * 32 + k + 16, ((v >> 4) | (((qh >>> (k + 16)) & 1) << 4)) - 16);
+      }
+    } else if (dtype === 'q4_1') {
+      ov.setUint32(sOff + 8 * blk, scaleBits(p), true);
+      ov.setUint32(sOff + 8 * blk + 4, scaleBits(p + 2), true);
+      out.set(raw.subarray(p + 4, p + 20), blk * 16);
+    } else {
+      ov.setUint32(sOff + 4 * blk, scaleBits(p), true);
+      if (dtype === 'q8_0') out.set(raw.subarray(p + 2, p + 34), blk * QUANT_BLOCK);
+      else out.set(raw.subarray(p + 2, p + 18), blk * 16);
+    }
   }
 }
 
-/** GGUF F16/BF16/Q8_0/Q4_0 data of n elements as a compact layout (bit-exact). */
-export function ggmlToCompact(dtype: CompactDType, raw: Uint8Array, n: number): Uint8Array {
-  const want = ggmlBytes(dtype, n);
-  if (raw.length !== want) throw new RangeError(`GGUF ${GGML_TYPE_OF[dtype]} data of ${n} elements is ${want} bytes, got ${raw.length}`);
+/** The value of binary16 bits. */
+function f16Value(h: number): number {
+  cvtU32[0] = halfToFloatBits(h);
+  return cvtF32[0]!;
+}
+
+/** 6-bit scale and minimum number j of a Q4_K super-block whose scale bytes start at q (ggml's get_scale_min_k4). */
+export function scaleMinK4(bytes: Uint8Array, q: number, j: number): [number, number] {
+  if (j < 4) return [bytes[q + j]! & 63, bytes[q + j + 4]! & 63];
+  return [
+    (bytes[q + j + 4]! & 15) | ((bytes[q + j - 4]! >> 6) << 4),
+    (bytes[q + j + 4]! >> 4) | ((bytes[q + j]! >> 6) << 4),
+  ];
+}
+
+/** GGUF data of n elements (by default of the type written for `dtype`) as a compact layout, no value changed. */
+export function ggmlToCompact(dtype: CompactDType, raw: Uint8Array, n: number, source: string = GGML_TYPE_OF[dtype]): Uint8Array {
+  const src = Object.hasOwn(LOSSLESS, source) ? LOSSLESS[source]! : undefined;
+  if (src && n % src.per !== 0) throw new RangeError(`GGUF ${source} needs a multiple of ${src.per} elements, got ${n}`);
+  const want = src ? (n / src.per) * src.unit : NaN;
+  if (raw.length !== want) throw new RangeError(`GGUF ${source} data of ${n} elements is ${want} bytes, got ${raw.length}`);
   const out = new Uint8Array(compactBytes(dtype, n));
-  ggmlToCompactInto(dtype, raw, out, n);
+  ggmlToCompactInto(dtype, raw, out, n, 0, source);
   return out;
 }
 
-/** A compact layout of n elements as GGUF data (F16/BF16 values or Q8_0/Q4_0 blocks); inverse of `ggmlToCompact`. */
+/**
+ * Whether a q4_1 layout's scales and minimums are all binary16 values, as GGUF Q4_1 stores them (those
+ * converted from Q4_K are float32 products, which Q4_1 cannot hold).
+ */
+export function q4_1FitsGgml(bytes: Uint8Array, n: number): boolean {
+  checkLayout('q4_1', bytes, n);
+  const sm = scalesView(bytes, scalesOffset('q4_1', n), 2 * (n / QUANT_BLOCK));
+  const u = new Uint32Array(sm.buffer, sm.byteOffset, sm.length);
+  for (let i = 0; i < u.length; i++) if (halfToFloatBits(floatBitsToHalf(u[i]!)) !== u[i]) return false;
+  return true;
+}
+
+/**
+ * A compact layout of n elements as GGUF data (F16/BF16 values or Q8_0/Q4_0/Q4_1 blocks); inverse of
+ * `ggmlToCompact`. A q4_1 whose scales are not binary16 values (`q4_1FitsGgml`) is refused: Q4_1 would
+ * round them.
+ */
 export function compactToGgml(dtype: CompactDType, bytes: Uint8Array, n: number): Uint8Array {
   checkLayout(dtype, bytes, n);
   const out = new Uint8Array(ggmlBytes(dtype, n));
@@ -232,13 +342,21 @@ export function compactToGgml(dtype: CompactDType, bytes: Uint8Array, n: number)
     out.set(bytes.subarray(0, 2 * n));
     return out;
   }
-  const unit = dtype === 'q8_0' ? 34 : 18;
+  if (dtype === 'q4_1' && !q4_1FitsGgml(bytes, n)) throw new RangeError('q4_1 weights with float32 scales (converted from Q4_K) cannot be written as GGUF Q4_1 without rounding them; write them as F32 or re-quantise');
+  const unit = LOSSLESS[GGML_TYPE_OF[dtype]]!.unit;
   const iv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const ov = new DataView(out.buffer);
   const sOff = scalesOffset(dtype, n);
+  const half = (at: number) => floatBitsToHalf(iv.getUint32(at, true));
   for (let b = 0; b < n / QUANT_BLOCK; b++) {
     const p = b * unit;
-    ov.setUint16(p, floatBitsToHalf(iv.getUint32(sOff + 4 * b, true)), true);
+    if (dtype === 'q4_1') {
+      ov.setUint16(p, half(sOff + 8 * b), true);
+      ov.setUint16(p + 2, half(sOff + 8 * b + 4), true);
+      out.set(bytes.subarray(b * 16, b * 16 + 16), p + 4);
+      continue;
+    }
+    ov.setUint16(p, half(sOff + 4 * b), true);
     if (dtype === 'q8_0') out.set(bytes.subarray(b * QUANT_BLOCK, (b + 1) * QUANT_BLOCK), p + 2);
     else out.set(bytes.subarray(b * 16, b * 16 + 16), p + 2);
   }
@@ -260,7 +378,7 @@ export function gatherRows(dtype: CompactDType, bytes: Uint8Array, rows: number,
   const out = new Uint8Array(bytes.length);
   const regions: [number, number][] = dtype === 'f16' || dtype === 'bf16' ? [[0, 2 * cols]]
     : dtype === 'q8_0' ? [[0, cols], [n, (cols / QUANT_BLOCK) * 4]]
-      : [[0, cols / 2], [n / 2, (cols / QUANT_BLOCK) * 4]];
+      : [[0, cols / 2], [n / 2, (cols / QUANT_BLOCK) * (dtype === 'q4_1' ? 8 : 4)]];
   for (let r = 0; r < rows; r++) {
     const s = from[r]!;
     if (!(Number.isInteger(s) && s >= 0 && s < rows)) throw new RangeError(`gatherRows: row index ${s} is outside [0, ${rows})`);

@@ -71,12 +71,12 @@ for (const dtype of ['q8_0', 'q4_0', 'f16'] as const) {
 test('convert and --base-dtype refuse bad values before loading, with the option named', () => {
   const a = cli(['convert', '--model', STORIES_GGUF, '--dtype', 'q5_k', '--out', join(dir, 'x.gguf')]);
   assert.is(a.code, 2);
-  assert.match(a.stderr, /--dtype must be one of f32, f16, bf16, q8_0, q4_0 \(got q5_k\)/);
+  assert.match(a.stderr, /--dtype must be one of f32, f16, bf16, q8_0, q4_0, q4_1 \(got q5_k\)/);
   const b = cli(['convert', '--model', STORIES_GGUF, '--dtype', 'q8_0', '--out', join(dir, 'x.bin')]);
   assert.match(b.stderr, /convert writes GGUF; name the file \*\.gguf/);
   const c = cli(['eval', '--model', STORIES_GGUF, '--data', TINYSTORIES_VAL, '--base-dtype', 'int4', '--backend', 'js']);
   assert.is(c.code, 2);
-  assert.match(c.stderr, /--base-dtype must be one of auto, f32, f16, bf16, q8_0, q4_0 \(got "int4"\)/);
+  assert.match(c.stderr, /--base-dtype must be one of auto, f32, f16, bf16, q8_0, q4_0, q4_1 \(got "int4"\)/);
 });
 
 test('eval --base-dtype q8_0 on the f32 file equals eval of the q8_0 copy', () => {

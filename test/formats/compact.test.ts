@@ -6,12 +6,14 @@ import { join } from 'node:path';
 import {
   type LlamaCheckpoint, isCompactTensor, loadCheckpoint, memorySource, permuteQKPairsToHalf, tensorF32, withBaseDType, withRopeLayout,
 } from '../../src/formats/checkpoint.js';
-import { checkpointToGguf, ggufToHfName, hfToGgufName, readGgufCheckpoint } from '../../src/formats/gguf-llama.js';
-import { decodeGgmlData, parseGguf, writeGguf, type GgufWriteTensor } from '../../src/formats/gguf.js';
+import { checkpointToGguf, ggufStoredTensor, ggufToHfName, hfToGgufName, readGgufCheckpoint } from '../../src/formats/gguf-llama.js';
+import { bytesSource } from '../../src/formats/source.js';
+import { readStoredTensor, targetStorage } from '../../src/formats/storage.js';
+import { decodeGgmlData, parseGguf, writeGguf, type GgufTensorInfo, type GgufWriteTensor } from '../../src/formats/gguf.js';
 import { writeSafetensors } from '../../src/formats/safetensors.js';
 import { readHfCheckpoint } from '../../src/formats/hf.js';
 import { ggmlToCompact, quantize } from '../../src/quant/index.js';
-import { GGUF_PATH, randomBlocks, readAsset } from './helpers.js';
+import { GGUF_PATH, QUANT_LAYOUT, randomBlocks, readAsset } from './helpers.js';
 
 const real = readAsset(GGUF_PATH);
 const DOWN = 'model.layers.0.mlp.down_proj.weight';
@@ -80,38 +82,58 @@ test('baseDtype converts 2-D weights on load (quantize of the f32 values); q on 
 
 test('loadCheckpoint rejects an unknown baseDtype before reading, naming the option', async () => {
   const e = await loadCheckpoint(real, { baseDtype: 'q5' as never }).catch((x: Error) => x);
-  assert.match((e as Error).message, /baseDtype must be one of auto, f32, f16, bf16, q8_0, q4_0 \(got "q5"\)/);
+  assert.match((e as Error).message, /baseDtype must be one of auto, f32, f16, bf16, q8_0, q4_0, q4_1 \(got "q5"\)/);
 });
 
-test("other GGUF block types (Q5_0, Q4_1) are dequantised and requantised to q8_0 under 'auto', with a note", async () => {
+test("GGUF Q4_1 loads as q4_1 bit for bit and Q5_0 as q8_0 with every value kept; other block types (Q5_1) are requantised to q8_0 with a note ('auto')", async () => {
   const f32 = await loadCheckpoint(real);
   const file = parseGguf(real);
-  const raws = new Map<string, Uint8Array>();
+  const raws = new Map<string, [string, Uint8Array]>();
+  const typeOf = (name: string) => (name.includes('attn') ? 'Q5_0' : name.includes('ffn_up') ? 'Q5_1' : 'Q4_1');
   const tensors: GgufWriteTensor[] = file.tensors.map((info) => {
     const data = decodeGgmlData(real, info.offset, info.nElements, info.typeName);
     if (info.shape.length !== 2 || info.shape[1]! % 32 !== 0) return { name: info.name, shape: info.shape, data };
-    const type = info.name.includes('attn') ? 'Q5_0' : 'Q4_1';
+    const type = typeOf(info.name);
     const raw = randomBlocks(type, info.nElements / 32);
-    raws.set(info.name, raw);
+    raws.set(info.name, [type, raw]);
     return { name: info.name, shape: info.shape, type, raw };
   });
   const bytes = writeGguf({ metadata: file.metadata, tensors });
   const ck = await loadCheckpoint(bytes, { name: 'mixed.gguf' });
-  for (const [gname, raw] of raws) {
+  for (const [gname, [type, raw]] of raws) {
     // randomBlocks is seeded by the type, so output.weight repeats token_embd.weight byte for byte: tied.
     if (gname === 'output.weight') continue;
     const t = ck.tensors.get(ggufToHfName(gname)!)!;
-    const type = gname.includes('attn') ? 'Q5_0' : 'Q4_1';
-    assert.ok(isCompactTensor(t) && t.dtype === 'q8_0', gname);
-    assert.ok(sameBytes((t as { bytes: Uint8Array }).bytes, quantize('q8_0', decodeGgmlData(raw, 0, raw.length / (type === 'Q5_0' ? 22 : 20) * 32, type))), gname);
+    const n = (raw.length / QUANT_LAYOUT[type]![0]) * 32;
+    assert.ok(isCompactTensor(t), gname);
+    const got = tensorF32(t), want = decodeGgmlData(raw, 0, n, type);
+    if (type === 'Q4_1') assert.ok(t.dtype === 'q4_1' && sameBytes(t.bytes, ggmlToCompact('q4_1', raw, n)), gname);
+    else if (type === 'Q5_0') {
+      assert.is(t.dtype, 'q8_0', gname);
+      // Every value kept (−0 and 0 alike: ggml's d·q − 16d and d·(q − 16) differ only there).
+      for (let i = 0; i < n; i++) if (got[i] !== want[i]) assert.unreachable(`${gname}[${i}]: ${got[i]} vs ${want[i]}`);
+    } else assert.ok(t.dtype === 'q8_0' && sameBytes(t.bytes, quantize('q8_0', want)), gname);
   }
-  // Q4_1: the embedding and gate/up of 5 layers; Q5_0: q, k, v, o of 5 layers.
+  // Q5_1: the up projections of 5 layers.
   assert.equal(ck.notes!.map((n) => n.replace(/ \([^)]*\)$/, '')).sort(), [
-    "Q4_1 weights were dequantised and requantised to q8_0 (baseDtype 'auto'): 11 tensors",
-    "Q5_0 weights were dequantised and requantised to q8_0 (baseDtype 'auto'): 20 tensors",
+    "Q5_1 weights were dequantised and requantised to q8_0 (baseDtype 'auto'): 5 tensors",
   ]);
   assert.is(ck.config.tiedEmbeddings, true);
   assert.is(f32.tensors.size, ck.tensors.size);
+});
+
+test('a Q4_K tensor read by offset a few rows at a time becomes the q4_1 of its values, bit for bit', async () => {
+  const rows = 6, cols = 512, n = rows * cols;
+  const raw = randomBlocks('Q4_K', n / 256);
+  const info = { name: 'blk.0.ffn_up.weight', shape: [rows, cols], offset: 100, byteLength: raw.length, typeName: 'Q4_K', type: 12 };
+  const file = new Uint8Array(100 + raw.length + 50);
+  file.set(raw, 100);
+  const stored = ggufStoredTensor(info as unknown as GgufTensorInfo, 'k.gguf');
+  assert.is(stored.kind, 'q4_1');
+  const t = await readStoredTensor(bytesSource(file, 'k.gguf'), stored, targetStorage(stored, 'auto'), { chunkBytes: 2 * (raw.length / rows) });
+  assert.ok(isCompactTensor(t) && t.dtype === 'q4_1' && sameBytes(t.bytes, ggmlToCompact('q4_1', raw, n, 'Q4_K')));
+  const v = tensorF32(t), want = decodeGgmlData(raw, 0, n, 'Q4_K');
+  for (let i = 0; i < n; i++) if (v[i] !== want[i]) assert.unreachable(`element ${i}: ${v[i]} vs ${want[i]}`);
 });
 
 test('withRopeLayout moves whole compact rows: the decoded result equals the f32 permutation, and back is bit-exact', async () => {
@@ -166,6 +188,15 @@ test('a compact checkpoint exported to GGUF keeps its bits; validateCheckpoint c
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+
+test('a q4_1 base written to GGUF is Q4_1 and reads back bit for bit', async () => {
+  const ck = await loadCheckpoint(real, { baseDtype: 'q4_1' });
+  const back = await loadCheckpoint(checkpointToGguf(ck), { name: 'q41.gguf' });
+  const a = ck.tensors.get(Q)!, b = back.tensors.get(Q)!;
+  assert.ok(isCompactTensor(a) && a.dtype === 'q4_1' && isCompactTensor(b) && b.dtype === 'q4_1' && sameBytes(a.bytes, b.bytes));
+  assert.is(parseGguf(checkpointToGguf(ck)).tensors.find((t) => t.name === 'blk.1.attn_q.weight')?.typeName, 'Q4_1');
 });
 
 test.run();

@@ -1,4 +1,4 @@
-// Compact frozen weights (f16, bf16, q8_0, q4_0) in the model graph: the kernels read them directly, and
+// Compact frozen weights (f16, bf16, q8_0, q4_0, q4_1) in the model graph: the kernels read them directly, and
 // a compact model must compute exactly what its dequantised float32 copy computes (dequantisation is
 // exact, so on one backend the two runs do the same arithmetic), and within the float32/float64 gap of a
 // float64 evaluation. The same on wasm and webgpu: test/wasm/compact-model.test.ts, test/webgpu/compact-model.test.ts.

@@ -1,8 +1,8 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import {
-  compactBytes, compactToGgml, dequantize, dequantizeRange, gatherRows, ggmlToCompact, quantize, quantizeInto,
-  type CompactDType,
+  compactBytes, compactToGgml, dequantize, dequantizeRange, gatherRows, ggmlToCompact, ggmlToCompactInto, q4_1FitsGgml,
+  quantize, quantizeInto, type CompactDType,
 } from '../../src/quant/index.js';
 import { decodeGgmlData } from '../../src/formats/gguf.js';
 import { randomBlocks, rng, thrown } from '../formats/helpers.js';
@@ -23,13 +23,14 @@ test('compactBytes: the layout sizes of the spec, padded to 4', () => {
   assert.is(compactBytes('bf16', 64), 128);
   assert.is(compactBytes('q8_0', 64), 64 + 8);
   assert.is(compactBytes('q4_0', 64), 32 + 8);
+  assert.is(compactBytes('q4_1', 64), 32 + 16);
   assert.match(thrown(() => compactBytes('q4_0', 48)).message, /multiple of 32/);
 });
 
 // ---------------------------------------------------------------------------------------------
 // GGUF blocks <-> planar, against the GGUF dequantiser of src/formats/gguf.ts
 
-for (const [ggml, dtype] of [['Q8_0', 'q8_0'], ['Q4_0', 'q4_0']] as const) {
+for (const [ggml, dtype] of [['Q8_0', 'q8_0'], ['Q4_0', 'q4_0'], ['Q4_1', 'q4_1']] as const) {
   test(`${ggml}: planar layout dequantises exactly as the GGUF reader and converts back byte for byte`, () => {
     const nb = 96;
     const raw = randomBlocks(ggml, nb);
@@ -41,6 +42,52 @@ for (const [ggml, dtype] of [['Q8_0', 'q8_0'], ['Q4_0', 'q4_0']] as const) {
     sameValues(dequantizeRange(dtype, planar, nb * 32, 64, 96), decodeGgmlData(raw, 0, nb * 32, ggml).subarray(64, 160), `${ggml} range`);
   });
 }
+
+// Q4_K and Q5_0 have no layout of their own: their values are exactly those of a q4_1 / q8_0 layout.
+for (const [ggml, dtype, per] of [['Q4_K', 'q4_1', 256], ['Q5_0', 'q8_0', 32]] as const) {
+  test(`${ggml} held as ${dtype}: every value equals the GGUF reader's (−0 = 0)`, () => {
+    const nb = 12, n = nb * per;
+    const raw = randomBlocks(ggml, nb);
+    const c = ggmlToCompact(dtype, raw, n, ggml);
+    sameValues(dequantize(dtype, c, n), decodeGgmlData(raw, 0, n, ggml), `${ggml} values`);
+    // Converted a chunk at a time (a loader reading rows), the same bytes.
+    const parts = new Uint8Array(c.length);
+    for (let s = 0; s < n; s += 2 * per) ggmlToCompactInto(dtype, raw.subarray((s / per) * raw.length / nb, ((s + 2 * per) / per) * raw.length / nb), parts, n, s, ggml);
+    assert.ok(Buffer.from(parts).equals(Buffer.from(c)), `${ggml} chunked`);
+    assert.match(thrown(() => ggmlToCompact('q4_0', raw, n, ggml)).message, new RegExp(`${ggml} data cannot be held as q4_0`));
+  });
+}
+
+test('q4_1 from Q4_K has float32 scales: GGUF Q4_1 would round them, so writing it refuses; a Q4_1 file round-trips', () => {
+  const n = 4 * 256;
+  const fromK = ggmlToCompact('q4_1', randomBlocks('Q4_K', 4), n, 'Q4_K');
+  assert.not.ok(q4_1FitsGgml(fromK, n));
+  assert.match(thrown(() => compactToGgml('q4_1', fromK, n)).message, /cannot be written as GGUF Q4_1 without rounding/);
+  assert.ok(q4_1FitsGgml(ggmlToCompact('q4_1', randomBlocks('Q4_1', 32), n), n));
+});
+
+test('q4_1: d = (max − min)/15, m = min, q = min(15, trunc((x − min)/d + 0.5)), both stored as binary16 (ggml quantize_row_q4_1_ref)', () => {
+  // Block 0: values −1 … 2 in steps of 3/31 (max − min = 3, d = 0.2); block 1 constant (d = 0, every q 0).
+  const x = new Float32Array(64);
+  for (let j = 0; j < 32; j++) x[j] = -1 + (3 * j) / 31;
+  x.fill(0.7, 32);
+  const b = quantize('q4_1', x);
+  const dv = new DataView(b.buffer);
+  assert.is(dv.getFloat32(32, true), Math.fround(0.199951171875), 'd = 0.2 rounded to binary16');
+  assert.is(dv.getFloat32(36, true), -1, 'min');
+  assert.is(dv.getFloat32(44, true), 0.7001953125, 'min of block 1: 0.7 rounded to binary16');
+  assert.is(dv.getFloat32(40, true), 0, 'constant block: d = 0');
+  const d32 = Math.fround(Math.fround(3) / 15), id = Math.fround(1 / d32);
+  for (let j = 0; j < 32; j++) {
+    const want = Math.min(15, Math.trunc(Math.fround(Math.fround(Math.fround(x[j]! + 1) * id) + 0.5)));
+    const byte = b[j & 15]!;
+    assert.is(j < 16 ? byte & 15 : byte >> 4, want, `q[${j}]`);
+  }
+  for (let j = 16; j < 32; j++) assert.is(b[j]!, 0, 'constant block: every nibble 0');
+  // Each value is within d/2 (plus the rounding of d and min to binary16) of the input.
+  const y = dequantize('q4_1', b, 64);
+  for (let j = 0; j < 32; j++) assert.ok(Math.abs(y[j]! - x[j]!) <= 0.1 + 15 * Math.abs(0.2 - 0.199951171875) + 1e-6, `error at ${j}`);
+});
 
 test('GGUF scales keep their exact bits (infinity, NaN payloads, subnormals, −0) through planar and back', () => {
   const raw = randomBlocks('Q8_0', 5);
@@ -156,7 +203,7 @@ test('error bounds: q8_0 |x − x̂| ≤ |d|/2 + 127·|d − d̂|, q4_0 |x − x
 test('quantizeInto a few rows at a time equals quantising the whole tensor', () => {
   const r = rng(5);
   const x = Float32Array.from({ length: 32 * 12 }, () => r() * 2 - 1);
-  for (const dtype of ['f16', 'bf16', 'q8_0', 'q4_0'] as CompactDType[]) {
+  for (const dtype of ['f16', 'bf16', 'q8_0', 'q4_0', 'q4_1'] as CompactDType[]) {
     const whole = quantize(dtype, x);
     const parts = new Uint8Array(whole.length);
     for (let s = 0; s < x.length; s += 96) quantizeInto(dtype, x.subarray(s, s + 96), parts, x.length, s);
@@ -170,7 +217,7 @@ test('gatherRows permutes whole rows (quants with their scales) like the float32
   const rows = 6, cols = 64;
   const x = Float32Array.from({ length: rows * cols }, () => r() * 2 - 1);
   const from = [3, 0, 5, 1, 4, 2];
-  for (const dtype of ['f16', 'bf16', 'q8_0', 'q4_0'] as CompactDType[]) {
+  for (const dtype of ['f16', 'bf16', 'q8_0', 'q4_0', 'q4_1'] as CompactDType[]) {
     const y = dequantize(dtype, gatherRows(dtype, quantize(dtype, x), rows, cols, from), rows * cols);
     const full = dequantize(dtype, quantize(dtype, x), rows * cols);
     for (let i = 0; i < rows; i++) sameValues(y.subarray(i * cols, (i + 1) * cols), full.subarray(from[i]! * cols, (from[i]! + 1) * cols), `${dtype} row ${i}`);

@@ -42,7 +42,7 @@ for (const dtype of COMPACT_DTYPES) {
   });
 }
 
-for (const dtype of ['q8_0', 'q4_0'] as const) {
+for (const dtype of ['q8_0', 'q4_0', 'q4_1'] as const) {
   test(`LoRA on a ${dtype} base: the wasm loss curve follows js within 1e-4 relative, and falls`, async () => {
     const data = pack(textExamples(text.slice(0, 24), tok, 32), 32);
     const ckpt = await loadCheckpoint(STORIES_GGUF, { baseDtype: dtype });

@@ -1,4 +1,4 @@
-// Compact frozen weights read directly by the wasm kernels (f16, bf16, q8_0, q4_0): matmul in both
+// Compact frozen weights read directly by the wasm kernels (f16, bf16, q8_0, q4_0, q4_1): matmul in both
 // orientations against a float64 product of the weight dequantised here, from the layout description
 // alone; the embedding gather and dequantize exactly.
 import { test } from 'uvu';
@@ -12,9 +12,9 @@ import { Session } from '../../src/scheduler/session.js';
 import { hasRelaxedSimd } from '../../src/backends/wasm/loader.js';
 import { matmul } from '../../src/backends/wasm/matmul.js';
 import { WasmRuntime } from '../../src/backends/wasm/runtime.js';
-import type { CompactDType } from '../../src/quant/types.js';
+import { COMPACT_DTYPES, isBlockQuant, type CompactDType } from '../../src/quant/types.js';
 
-const DTYPES: CompactDType[] = ['f16', 'bf16', 'q8_0', 'q4_0'];
+const DTYPES = COMPACT_DTYPES;
 
 function rng(seed: number): () => number {
   let s = seed >>> 0;
@@ -69,12 +69,21 @@ function randomCompact(dtype: CompactDType, n: number, r: () => number, special 
   }
   const blocks = n / 32;
   const quantBytes = dtype === 'q8_0' ? n : n / 2;
-  const bytes = new Uint8Array(Math.ceil((quantBytes + 4 * blocks) / 4) * 4);
+  // q4_1 keeps a (scale, minimum) pair per block, the others a scale.
+  const perBlock = dtype === 'q4_1' ? 8 : 4;
+  const bytes = new Uint8Array(Math.ceil((quantBytes + perBlock * blocks) / 4) * 4);
   const dv = new DataView(bytes.buffer);
   for (let b = 0; b < blocks; b++) {
-    // Scales are binary16 values stored as float32, the layout's contract.
-    const scale = half(randomHalf(r, special ? 0 : 5, special ? 30 : 13));
-    dv.setFloat32(quantBytes + 4 * b, scale, true);
+    // Scales are binary16 values stored as float32, the layout's contract; q4_1's may also be a binary16
+    // value times a 6-bit integer (Q4_K's d·sc), and its minimum −dmin·m.
+    let scale = half(randomHalf(r, special ? 0 : 5, special ? 30 : 13));
+    let min = 0;
+    if (dtype === 'q4_1' && !special) {
+      scale *= 1 + int(r, 63);
+      min = -half(randomHalf(r, 5, 13)) * int(r, 64);
+    } else if (dtype === 'q4_1') min = half(randomHalf(r, 0, 30));
+    dv.setFloat32(quantBytes + perBlock * b, scale, true);
+    if (dtype === 'q4_1') dv.setFloat32(quantBytes + 8 * b + 4, min, true);
     for (let j = 0; j < 32; j++) {
       const i = 32 * b + j;
       if (dtype === 'q8_0') {
@@ -86,7 +95,8 @@ function randomCompact(dtype: CompactDType, n: number, r: () => number, special 
         const nibble = int(r, 16);
         const at = 16 * b + (j & 15);
         bytes[at] = j < 16 ? (bytes[at]! & 0xf0) | nibble : (bytes[at]! & 0x0f) | (nibble << 4);
-        values[i] = scale * (nibble - 8);
+        // q4_1: scale · nibble is exact, so the value is the sum rounded once to float32.
+        values[i] = dtype === 'q4_1' ? Math.fround(scale * nibble + min) : scale * (nibble - 8);
       }
     }
   }
@@ -162,7 +172,7 @@ function check(c: Case, dtype: string, a: Float32Array, w: Float64Array, got: Fl
 
 /** Ragged shapes: M ≤ 4 takes the matrix-vector path, more rows the packed one; K and N cross blocks. */
 function casesFor(dtype: CompactDType): Case[] {
-  const q = dtype === 'q8_0' || dtype === 'q4_0';
+  const q = isBlockQuant(dtype);
   const Ks = q ? [32, 96, 288, 544] : [1, 7, 33, 300];
   const out: Case[] = [];
   let n = 0;

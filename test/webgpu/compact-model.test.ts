@@ -58,7 +58,7 @@ test('q4_0 base: greedy generation on webgpu (KV-cached decoding) gives the toke
   assert.equal(wg, js);
 });
 
-for (const dtype of ['q8_0', 'q4_0'] as const) {
+for (const dtype of ['q8_0', 'q4_0', 'q4_1'] as const) {
   test(`LoRA on a ${dtype} base: the loss curve on webgpu equals js within ${TOL} relative`, async () => {
     if (setupError) throw setupError;
     const data = pack(textExamples(text.slice(0, 16), tok, 32), 32);

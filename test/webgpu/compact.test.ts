@@ -1,4 +1,4 @@
-// Frozen weights read by the WebGPU kernels in their compact layouts (f16, bf16, q8_0, q4_0), against a
+// Frozen weights read by the WebGPU kernels in their compact layouts (f16, bf16, q8_0, q4_0, q4_1), against a
 // float64 reference computed here from the weight as dequantised by an independent reader of the layouts
 // (written below from the byte layouts in src/quant/types.ts).
 // - matmul x·Wᵀ (W [N, K], a layer's forward) and dy·W (W [K, N], its activation gradient), every type,
@@ -21,11 +21,11 @@ import * as F from '../../src/graph/api.js';
 import { gradients } from '../../src/graph/autodiff.js';
 import { Graph, type Tensor } from '../../src/graph/graph.js';
 import { numel, type CompactDType } from '../../src/graph/types.js';
-import { compactBytes } from '../../src/quant/types.js';
+import { COMPACT_DTYPES, compactBytes, isBlockQuant } from '../../src/quant/types.js';
 import { planGraph } from '../../src/scheduler/plan.js';
 import { randn, rng } from '../helpers.js';
 
-const DTYPES: CompactDType[] = ['f16', 'bf16', 'q8_0', 'q4_0'];
+const DTYPES = COMPACT_DTYPES;
 
 // ------------------------------------------------------------------------------------ layouts, by hand
 
@@ -49,7 +49,9 @@ function dequantizeRef(dtype: CompactDType, bytes: Uint8Array, n: number): Float
       const b = Math.floor(i / 32), j = i % 32;
       const byte = view.getUint8(16 * b + (j % 16));
       const q = j < 16 ? byte & 15 : byte >> 4;
-      out[i] = view.getFloat32(n / 2 + 4 * b, true) * (q - 8);
+      // q4_1: scale · q + min (scale · q exact, the sum rounded once to float32); q4_0: scale · (q − 8).
+      if (dtype === 'q4_1') out[i] = Math.fround(view.getFloat32(n / 2 + 8 * b, true) * q + view.getFloat32(n / 2 + 8 * b + 4, true));
+      else out[i] = view.getFloat32(n / 2 + 4 * b, true) * (q - 8);
     }
   }
   return out;
@@ -73,7 +75,14 @@ function randomCompact(dtype: CompactDType, n: number, seed: number): Uint8Array
   } else {
     const quantBytes = dtype === 'q8_0' ? n : n / 2;
     for (let i = 0; i < quantBytes; i++) bytes[i] = int(256);
-    for (let b = 0; b < n / 32; b++) view.setFloat32(quantBytes + 4 * b, f16Value(f16Bits(8, 14)), true);
+    for (let b = 0; b < n / 32; b++) {
+      if (dtype !== 'q4_1') view.setFloat32(quantBytes + 4 * b, f16Value(f16Bits(8, 14)), true);
+      else {
+        // Q4_K's products: d·sc with a 6-bit sc, and −dmin·m.
+        view.setFloat32(quantBytes + 8 * b, f16Value(f16Bits(8, 14)) * (1 + int(63)), true);
+        view.setFloat32(quantBytes + 8 * b + 4, -f16Value(f16Bits(8, 14)) * int(64), true);
+      }
+    }
   }
   return bytes;
 }
@@ -92,7 +101,7 @@ interface MatCase {
 
 const matCases: MatCase[] = [];
 for (const dtype of DTYPES) {
-  const quant = dtype === 'q8_0' || dtype === 'q4_0';
+  const quant = isBlockQuant(dtype);
   // The weight's row length (its contiguous dimension): a multiple of 32 for the quantised types; for
   // f16/bf16 sometimes not a multiple of 4 (element-wise loads) and sometimes one (vector loads).
   const ragged = quant ? 64 : 37, aligned = quant ? 96 : 64;

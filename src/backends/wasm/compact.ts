@@ -7,7 +7,7 @@ import { QUANT_BLOCK as QK, type CompactDType } from '../../quant/types.js';
 import type { WasmRuntime } from './runtime.js';
 
 /** Type codes, mirrored from assembly/compact.ts. */
-export const DTYPE_CODE: Readonly<Record<'f32' | CompactDType, number>> = { f32: 0, f16: 1, bf16: 2, q8_0: 3, q4_0: 4 };
+export const DTYPE_CODE: Readonly<Record<'f32' | CompactDType, number>> = { f32: 0, f16: 1, bf16: 2, q8_0: 3, q4_0: 4, q4_1: 5 };
 
 /**
  * Byte address of the block scales of a compact tensor of n elements at `ptr` (the quants come first);
@@ -15,13 +15,13 @@ export const DTYPE_CODE: Readonly<Record<'f32' | CompactDType, number>> = { f32:
  */
 export function scalesOf(dtype: 'f32' | CompactDType, ptr: number, n: number): number {
   if (dtype === 'q8_0') return ptr + n;
-  if (dtype === 'q4_0') return ptr + n / 2;
+  if (dtype === 'q4_0' || dtype === 'q4_1') return ptr + n / 2;
   return 0;
 }
 
 /** Throws unless a [rows, cols] tensor can be stored as `dtype` (q types: cols a multiple of 32). */
 export function checkCompactShape(dtype: 'f32' | CompactDType, rows: number, cols: number, what: string): void {
-  if ((dtype === 'q8_0' || dtype === 'q4_0') && cols % QK !== 0) {
+  if ((dtype === 'q8_0' || dtype === 'q4_0' || dtype === 'q4_1') && cols % QK !== 0) {
     throw new Error(`${what}: a ${dtype} tensor [${rows}, ${cols}] needs rows whose length is a multiple of ${QK}`);
   }
 }
