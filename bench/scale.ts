@@ -133,8 +133,9 @@ export async function benchScale(o: { json: boolean }): Promise<void> {
     }
     const row = { ...asked, batch: b };
     const ours = runRow(row);
-    const key = `${row.model} ${b}`;
-    if (!process.argv.includes('--no-torch') && !torchDone.has(key)) torchDone.set(key, torchLora({ ...SCALE_MODELS[row.model]!, rank: RANK }, b, seq, steps));
+    // PyTorch runs each (model, batch, checkpointing) once: the base type is ours alone (its weights stay fp32).
+    const key = `${row.model} ${b} ${row.checkpointing}`;
+    if (!process.argv.includes('--no-torch') && !torchDone.has(key)) torchDone.set(key, torchLora({ ...SCALE_MODELS[row.model]!, rank: RANK, checkpointing: row.checkpointing }, b, seq, steps));
     const torch = torchDone.get(key);
     const torchTps = torch ? (b * seq) / torch.stepSeconds : null;
     const out = {

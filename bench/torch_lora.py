@@ -1,9 +1,17 @@
 """The PyTorch CPU eager baseline for bench/train.ts and bench/scale.ts: one LoRA (rank r, default 8, all
 seven projections) training step on a Llama of the given size, batch x seq random tokens, AdamW on the
-adapter only. Optional config keys: nKvHeads (grouped-query attention), qkvBias, tiedEmbeddings, rank.
-Prints a JSON line {"stepSeconds", "peakMiB"} (best step of those timed)."""
+adapter only. Optional config keys: nKvHeads (grouped-query attention), qkvBias, tiedEmbeddings, rank,
+checkpointing (recompute each block's forward in backward: torch.utils.checkpoint, as our --checkpointing).
+Prints a JSON line {"stepSeconds", "peakMiB"} (best step of those after the first, a warm-up).
+The address space is capped at the memory available when it starts, so a row too big for this machine ends
+in a MemoryError (the caller reports no PyTorch figure) instead of waking the kernel's OOM killer."""
 import json, math, resource, sys, time
 import torch
+import torch.utils.checkpoint
+
+with open("/proc/meminfo") as f:
+    avail = next(int(l.split()[1]) * 1024 for l in f if l.startswith("MemAvailable:"))
+resource.setrlimit(resource.RLIMIT_AS, (int(avail * 0.9), resource.RLIM_INFINITY))
 
 cfg = json.loads(sys.argv[1])
 torch.manual_seed(0)
@@ -74,11 +82,11 @@ params = [p for p in blocks.parameters() if p.requires_grad]
 opt = torch.optim.AdamW(params, lr=1e-3)
 ids = torch.randint(0, V, (B, T + 1))
 best = float("inf")
-for step in range(steps + 1):
+for step in range(max(2, steps)):
     t0 = time.perf_counter()
     x = emb[ids[:, :-1]]
     for b in blocks:
-        x = b(x)
+        x = torch.utils.checkpoint.checkpoint(b, x, use_reentrant=False) if cfg.get("checkpointing") else b(x)
     logits = rms(x, torch.ones(D)) @ head.t()
     loss = torch.nn.functional.cross_entropy(logits.reshape(-1, V), ids[:, 1:].reshape(-1))
     opt.zero_grad()

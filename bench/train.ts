@@ -52,7 +52,7 @@ export async function loraRun(ckpt: LlamaCheckpoint, backend: Backend, batch: nu
   return { tokensPerSecond: (batch * seq) / (perStep / 1000), peakMiB: peak / 2 ** 20, stepSeconds: perStep / 1000, ...(profile ? { profile: res.profile ?? null } : {}) };
 }
 
-export function torchLora(cfg: LlamaConfig & { rank?: number }, batch: number, seq: number, steps: number): { stepSeconds: number; peakMiB: number } | undefined {
+export function torchLora(cfg: LlamaConfig & { rank?: number; checkpointing?: boolean }, batch: number, seq: number, steps: number): { stepSeconds: number; peakMiB: number } | undefined {
   if (!existsSync('/usr/bin/python3')) return undefined;
   const script = fileURLToPath(new URL('./torch_lora.py', import.meta.url));
   const r = spawnSync('/usr/bin/python3', [script, JSON.stringify({ ...cfg, batch, seq, steps })], { encoding: 'utf8', env: { ...process.env, OMP_NUM_THREADS: '2' } });
