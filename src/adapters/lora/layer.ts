@@ -60,8 +60,11 @@ export function createLoraParams(ctx: InitContext<LoraConfig>, onBaseChange?: (m
   for (const m of ctx.modules) {
     const k = loraKeys(m.name), mc = loraModuleConfig(c, m.name), r = mc.r, s = loraScaling(mc);
     const A = new Float32Array(r * m.inFeatures), B = new Float32Array(m.outFeatures * r);
+    // PiSSA replaces the base by its residual; DoRA's magnitude below is measured on what the forward uses.
+    let residual: Float32Array | undefined;
     if (c.init === 'pissa') {
-      const W = tensorF32(ctx.baseWeight(m.name)), s = loraScaling(c);
+      // s is this module's scaling (alpha_pattern / rank_pattern apply), so that s·B·A is exactly W's top-r part.
+      const W = tensorF32(ctx.baseWeight(m.name));
       const d = svd(W, m.outFeatures, m.inFeatures);
       if (r > d.k) throw new Error(`lora: rank ${r} exceeds ${m.name}'s smaller dimension ${d.k}`);
       for (let q = 0; q < r; q++) {
@@ -69,7 +72,7 @@ export function createLoraParams(ctx: InitContext<LoraConfig>, onBaseChange?: (m
         for (let j = 0; j < m.inFeatures; j++) A[q * m.inFeatures + j] = root * d.vt[q * m.inFeatures + j]!;
         for (let i = 0; i < m.outFeatures; i++) B[i * r + q] = root * d.u[i * d.k + q]!;
       }
-      const residual = Float32Array.from(W);
+      residual = Float32Array.from(W);
       const tmp: ParamStore = new Map([[k.a, { shape: [r, m.inFeatures], data: A }], [k.b, { shape: [m.outFeatures, r], data: B }]]);
       const delta = loraDelta(tmp, m, c);
       for (let i = 0; i < residual.length; i++) residual[i]! -= delta[i]!;
@@ -96,8 +99,9 @@ export function createLoraParams(ctx: InitContext<LoraConfig>, onBaseChange?: (m
     store.set(k.a, { shape: [r, m.inFeatures], data: A });
     store.set(k.b, { shape: [m.outFeatures, r], data: B });
     if (c.useDora) {
-      // m starts at ‖W₀ + ΔW‖ row norms so the first forward pass equals the base (+ LoRA) output.
-      const W = tensorF32(ctx.baseWeight(m.name)), delta = loraDelta(store, m, c);
+      // m starts at ‖W₀ + ΔW‖ row norms so the first forward pass equals the base (+ LoRA) output; with
+      // PiSSA, W₀ is the residual (as PEFT, which initialises DoRA after PiSSA has replaced the base).
+      const W = residual ?? tensorF32(ctx.baseWeight(m.name)), delta = loraDelta(store, m, c);
       const mag = new Float32Array(m.outFeatures);
       for (let i = 0; i < m.outFeatures; i++) {
         let s2 = 0;
