@@ -123,6 +123,9 @@ export class Trainer {
     if (feeds.length !== this.accumulate) throw new Error(`step needs ${this.accumulate} micro-batches (gradient accumulation), got ${feeds.length}`);
     let lossSum = 0, gn2 = 0;
     const active = this.slots.filter((s) => s.active);
+    // Accumulated gradients are sums kept between runs: clear them as a step begins (not after the last
+    // update, so that the last step's gradients stay readable through gradientValues).
+    if (this.accumulate > 1) for (const s of active) this.session.set(s.grad, new Float32Array(numel(this.session.graph.values[s.grad]!.shape)));
     for (const feed of feeds) {
       for (const [ref, data] of feed) this.session.set(ref, data);
       await this.session.run(this.skip);
@@ -145,10 +148,7 @@ export class Trainer {
       lr, beta1: this.o.beta1, beta2: this.o.beta2, eps: this.o.eps, weightDecay: this.o.weightDecay, step: this.stepCount,
       gradScale: clip / this.accumulate,
     };
-    for (const s of active) {
-      this.session.exe.adamw(s.param, s.grad, s.m, s.v, hyper);
-      if (this.accumulate > 1) this.session.set(s.grad, new Float32Array(numel(this.session.graph.values[s.grad]!.shape)));
-    }
+    for (const s of active) this.session.exe.adamw(s.param, s.grad, s.m, s.v, hyper);
     return { step: this.stepCount, loss, gradNorm, lr };
   }
 
