@@ -11,7 +11,7 @@ export interface TriAdaptConfig extends TargetConfig {
   initRank: number;
   /** Largest rank a module may grow to (its tensors are allocated at this size while training). */
   maxRank: number;
-  /** Output scaling numerator: ΔW = loraAlpha / r_k · B·C·A with r_k the module's current rank. */
+  /** Output scaling numerator: ΔW = loraAlpha / (r_k + 1e-5) · B·C·A with r_k the module's current rank. */
   loraAlpha: number;
   loraDropout: number;
   /** Steps before the first growth. */
@@ -34,7 +34,7 @@ export const TRIADAPT_OPTIONS: Readonly<Record<string, string>> = {
   referenceRank: 'average rank per module that growth aims at; budget = referenceRank × modules (default 8)',
   initRank: 'rank of every module at the start (default 1)',
   maxRank: 'largest rank one module may reach (default 2 × referenceRank, at most the module\'s smaller dimension)',
-  loraAlpha: 'scaling numerator: ΔW · loraAlpha / r_k, r_k the current rank (default 8)',
+  loraAlpha: 'scaling numerator: ΔW · loraAlpha / (r_k + 1e-5), r_k the current rank (default 8)',
   loraDropout: 'dropout rate on the adapter input while training (default 0)',
   targetModules: "modules to adapt: names or suffixes, or 're:<regex>' (default q_proj,v_proj)",
   layersToTransform: 'only these layer indices, comma-separated (default: all)',

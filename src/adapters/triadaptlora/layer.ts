@@ -1,13 +1,14 @@
 /**
  * TriAdaptLoRA (Liang, Wang, Zeng, "TriAdaptLoRA: Brain-Inspired Triangular Adaptive Low-Rank Adaptation for
  * Parameter-Efficient Fine-Tuning", 2025), as the authors' released code computes it:
- *   ΔW = (α / r) · B · C · A,   A [r, in], B [out, r], C [r, r], r the module's current rank,
+ *   ΔW = α / (r + 10⁻⁵) · B · C · A,   A [r, in], B [out, r], C [r, r], r the module's current rank
+ * (the guard is AdaLoRA's `ranknum + 1e-5`, on whose code the reference builds),
  * where the transformation matrix C is split into a lower-triangular part (the rows each growth adds, up to
  * and including the diagonal) and an upper-triangular part (the columns it adds, above the diagonal):
  * C = tril(C_lower) + triu(C_upper, 1), so every entry of C is one parameter and growing the rank by Δ adds
  * Δ new rows to the lower part and Δ new columns to the upper part.
  * Ranks only grow, so tensors are allocated at maxRank and the active block is selected by masks
- * (`tri_mask_lower`, `tri_mask_upper` [R, R] carrying the scaling α/r, `tri_rank_mask` [R]); inactive
+ * (`tri_mask_lower`, `tri_mask_upper` [R, R] carrying the scaling α/(r + 10⁻⁵), `tri_rank_mask` [R]); inactive
  * entries get no gradient. Init: A ~ N(0, 0.02²), B = 0, C = I, so ΔW = 0 and B trains from the first step;
  * a newly grown direction also starts with B's column at zero.
  */
