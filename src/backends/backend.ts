@@ -98,6 +98,9 @@ export interface Executable {
   dispose(): void;
 }
 
+/** Frozen weights given to `Backend.load`: param value id → its data (f32 values, or a compact layout's bytes). */
+export type WeightSources = ReadonlyMap<number, HostArray>;
+
 /** What a backend can hold, for estimates made before a plan is loaded. */
 export interface MemoryCaps {
   /** All the bytes the backend can hold (wasm: its memory's maximum less what it already uses); undefined when unknown. */
@@ -110,7 +113,12 @@ export interface Backend {
   readonly name: BackendName;
   /** A one-line description: adapter name, thread count, SIMD flavour. */
   describe(): string;
-  load(plan: ExecutionPlan): Promise<Executable>;
+  /**
+   * Load a plan. `weights` gives frozen weights (param value id → data) to load with it: plans loaded with
+   * the same host array for a weight share one copy of it on this backend (training, evaluation and
+   * generation graphs of one model), and writing a weight that another plan shares is refused.
+   */
+  load(plan: ExecutionPlan, weights?: WeightSources): Promise<Executable>;
   /** Limits of this backend's memory (absent: no known limit). */
   memoryCaps?(): MemoryCaps;
   /** Working memory its kernels use for a plan beyond the plan's own values (scratch, constants). */

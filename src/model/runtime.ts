@@ -2,7 +2,7 @@
  * A loaded model on a backend: KV-cached generation and next-token loss evaluation. Graphs are built
  * once per shape and reused; frozen weights are uploaded once per graph.
  */
-import type { Backend } from '../backends/backend.js';
+import type { Backend, HostArray } from '../backends/backend.js';
 import { type LlamaCheckpoint, isCompactTensor, tensorDType } from '../formats/checkpoint.js';
 import { Graph, type Tensor } from '../graph/graph.js';
 import { type DType, shapeStr } from '../graph/types.js';
@@ -33,15 +33,25 @@ export function checkpointDtypes(ckpt: LlamaCheckpoint): (name: string) => DType
 export const GENERATE_RANGES = { ...SAMPLING_RANGES, maxTokens: { integer: true, min: 1 } } satisfies Record<string, Range>;
 export const EVAL_RANGES = { batch: { integer: true, min: 1 }, seq: { integer: true, min: 1 } } satisfies Record<string, Range>;
 
-/** Upload every weight a graph declares from the checkpoint, checking names, shapes and storage types. */
-export function uploadWeights(s: Session, weights: Map<string, Tensor>, ckpt: LlamaCheckpoint): void {
+/**
+ * The data of every weight a graph declares, from the checkpoint (names, shapes and storage types
+ * checked), for `Session.create`: sessions loaded from one checkpoint share its weights on the backend.
+ */
+export function weightSources(weights: Map<string, Tensor>, ckpt: LlamaCheckpoint): Map<Tensor, HostArray> {
+  const out = new Map<Tensor, HostArray>();
   for (const [name, t] of weights) {
     const src = ckpt.tensors.get(name);
     if (!src) throw new Error(`${ckpt.source}: the model needs tensor ${name}, which the file does not have`);
     if (src.shape.join() !== t.shape.join()) throw new Error(`${ckpt.source}: tensor ${name} is ${shapeStr(src.shape)}, the model expects ${shapeStr(t.shape)}`);
     if (tensorDType(src) !== t.dtype) throw new Error(`${ckpt.source}: tensor ${name} is ${tensorDType(src)}, the graph was built for ${t.dtype}`);
-    s.set(t, isCompactTensor(src) ? src.bytes : src.data);
+    out.set(t, isCompactTensor(src) ? src.bytes : src.data);
   }
+  return out;
+}
+
+/** Write every weight a graph declares into a loaded session (a copy of its own: nothing is shared). */
+export function uploadWeights(s: Session, weights: Map<string, Tensor>, ckpt: LlamaCheckpoint): void {
+  for (const [t, data] of weightSources(weights, ckpt)) s.set(t, data);
 }
 
 export class LlamaRuntime {
@@ -58,8 +68,7 @@ export class LlamaRuntime {
     const g = new Graph();
     const graph = buildLlama(g, this.config, { batch: 1, seq: 1, cacheLen, weightDtype: checkpointDtypes(this.checkpoint), ...(this.hooks ? { hooks: this.hooks } : {}) });
     g.markOutput(graph.logits);
-    const session = await Session.create(g, this.backend);
-    uploadWeights(session, graph.weights, this.checkpoint);
+    const session = await Session.create(g, this.backend, undefined, weightSources(graph.weights, this.checkpoint));
     this.prepare?.(session);
     this.decoder = { session, graph, cacheLen };
     return this.decoder;
@@ -162,8 +171,7 @@ export class LlamaRuntime {
     // scored a chunk of rows at a time, so the whole logits never exist.
     const { loss } = nextTokenLoss(graph, targets, { ceChunk });
     g.markOutput(loss);
-    const session = await Session.create(g, this.backend);
-    uploadWeights(session, graph.weights, this.checkpoint);
+    const session = await Session.create(g, this.backend, undefined, weightSources(graph.weights, this.checkpoint));
     this.prepare?.(session);
     this.evaluator = { session, graph, loss, targets, batch, seq, ceChunk };
     return this.evaluator;

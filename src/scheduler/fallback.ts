@@ -6,7 +6,7 @@
  * batch also reads them and the gradients, and each AdamW update is mirrored on the host copies. A
  * fallback then resumes from the last completed step (from the start when it happens in the first step).
  */
-import type { AdamWHyper, Backend, Executable, ExecutionPlan, HostArray, StepTime } from '../backends/backend.js';
+import type { AdamWHyper, Backend, Executable, ExecutionPlan, HostArray, StepTime, WeightSources } from '../backends/backend.js';
 import { adamw as hostAdamw } from '../backends/js/kernels/adamw.js';
 
 export function withFallback(primary: Backend, fallback: () => Promise<Backend>, warn: (message: string) => void): Backend {
@@ -15,12 +15,12 @@ export function withFallback(primary: Backend, fallback: () => Promise<Backend>,
   return {
     name: primary.name,
     describe: () => (second ? `${second.describe()} (fell back from ${primary.describe()})` : primary.describe()),
-    async load(plan) {
+    async load(plan, weights) {
       try {
-        return new FallbackExecutable(plan, await primary.load(plan), secondary, warn);
+        return new FallbackExecutable(plan, await primary.load(plan, weights), secondary, warn, weights);
       } catch (e) {
         warn(`${primary.describe()} could not load the graph (${(e as Error).message}); using the fallback backend`);
-        return (await secondary()).load(plan);
+        return (await secondary()).load(plan, weights);
       }
     },
     dispose() { primary.dispose(); second?.dispose(); },
@@ -35,7 +35,7 @@ class FallbackExecutable implements Executable {
   private readonly owned = new Map<number, Float32Array | Float64Array>();
   private fellBack = false;
 
-  constructor(private readonly plan: ExecutionPlan, private exe: Executable, private readonly secondary: () => Promise<Backend>, private readonly warn: (m: string) => void) {}
+  constructor(private readonly plan: ExecutionPlan, private exe: Executable, private readonly secondary: () => Promise<Backend>, private readonly warn: (m: string) => void, private readonly weights?: WeightSources) {}
 
   get backend() { return this.exe.backend; }
 
@@ -53,7 +53,7 @@ class FallbackExecutable implements Executable {
       const backend = await this.secondary();
       this.warn(`${this.exe.backend} failed during ${what} (${(e as Error).message.split('\n')[0]}); continuing on ${backend.describe()}`);
       try { this.exe.dispose(); } catch { /* the device is gone already */ }
-      this.exe = await backend.load(this.plan);
+      this.exe = await backend.load(this.plan, this.weights);
       for (const [v, data] of this.replay) this.exe.write(v, data);
       return fn();
     }

@@ -13,8 +13,13 @@ export class Session {
   private constructor(readonly graph: Graph, readonly plan: ExecutionPlan, readonly exe: Executable, readonly backend: Backend) {}
 
   /** Plan the graph (or take a plan already made of it) and load it on the backend. */
-  static async create(graph: Graph, backend: Backend, plan: ExecutionPlan = planGraph(graph)): Promise<Session> {
-    return new Session(graph, plan, await backend.load(plan), backend);
+  /**
+   * Load `graph` on `backend`. `weights` (param tensor or value id → data) are loaded with it; sessions
+   * given the same host array for a weight share one copy on the backend (see Backend.load).
+   */
+  static async create(graph: Graph, backend: Backend, plan: ExecutionPlan = planGraph(graph), weights?: ReadonlyMap<Tensor | number, HostArray>): Promise<Session> {
+    const byId = weights ? new Map([...weights].map(([k, v]) => [typeof k === 'number' ? k : k.id, v])) : undefined;
+    return new Session(graph, plan, await backend.load(plan, byId), backend);
   }
 
   id(ref: ValueRef): number {

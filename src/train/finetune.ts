@@ -14,7 +14,7 @@ import { type CheckpointSegment, layerSegments } from '../graph/checkpoint.js';
 import { Graph, type Tensor } from '../graph/graph.js';
 import { type LlamaGraph, buildLlama } from '../model/llama.js';
 import { type CeChunk, nextTokenLoss } from '../model/loss.js';
-import { checkpointDtypes, uploadWeights } from '../model/runtime.js';
+import { checkpointDtypes, weightSources } from '../model/runtime.js';
 import type { LlamaCheckpoint } from '../formats/checkpoint.js';
 import { type StepProfile, summarizeProfile, typicalStepMs } from '../scheduler/profile.js';
 import { checkOptions, type Range } from '../util/ranges.js';
@@ -190,7 +190,7 @@ export async function fineTune(o: FineTuneOptions): Promise<FineTuneResult> {
     throw e instanceof OutOfMemoryError && plan ? adviseOutOfMemory(e, plan, o.model, o.adapter, o.backend, shape) : e;
   });
   const trainer: Trainer = await advised(() => Trainer.create({
-    graph: g, loss, trainable, backend: o.backend, accumulate: o.accumulate ?? 1, checkpoint: segments,
+    graph: g, loss, trainable, backend: o.backend, accumulate: o.accumulate ?? 1, checkpoint: segments, weights: weightSources(model.weights, weights),
     checkPlan: (p) => {
       plan = p;
       if (o.memoryCheck !== false) checkTrainingPlan(p, o.model, o.adapter, o.backend, shape);
@@ -201,7 +201,6 @@ export async function fineTune(o: FineTuneOptions): Promise<FineTuneResult> {
       ...(o.maxGradNorm !== undefined ? { maxGradNorm: o.maxGradNorm } : {}),
     },
   }));
-  uploadWeights(trainer.session, model.weights, weights);
   o.model.uploadAdapterParams(trainer.session);
   if (o.resume) {
     trainer.importState({ step: o.resume.step, tensors: o.resume.optimizer });

@@ -2,7 +2,7 @@
  * The training step: forward, backward (autodiff appended to the same graph), global gradient norm,
  * then a fused AdamW update per trainable tensor. One readback per step (loss and gradient norm).
  */
-import type { AdamWHyper, Backend, ExecutionPlan } from '../backends/backend.js';
+import type { AdamWHyper, Backend, ExecutionPlan, HostArray } from '../backends/backend.js';
 import { planGraph } from '../scheduler/plan.js';
 import * as F from '../graph/api.js';
 import { gradients } from '../graph/autodiff.js';
@@ -43,6 +43,8 @@ export interface TrainerSpec {
   beforeUpdate?: (step: number) => Promise<void>;
   /** Called with the plan before the backend loads it (a memory check that refuses to start). */
   checkPlan?: (plan: ExecutionPlan) => void;
+  /** Frozen weights loaded with the graph (see Session.create: shared with other sessions loaded from the same arrays). */
+  weights?: ReadonlyMap<Tensor | number, HostArray>;
 }
 
 /** One trained tensor's values in the plan: itself, its gradient and squared norm, AdamW's moments. */
@@ -99,7 +101,7 @@ export class Trainer {
     const slots = Trainer.prepare(spec);
     const plan = planGraph(g);
     spec.checkPlan?.(plan);
-    const session = await Session.create(g, spec.backend, plan);
+    const session = await Session.create(g, spec.backend, plan, spec.weights);
     for (const s of slots) {
       const zeros = new Float32Array(numel(g.values[s.m]!.shape));
       session.set(s.m, zeros);

@@ -3,7 +3,8 @@
  * validates it), on a worker pool over one shared memory where threads are available. The plan's arena
  * lives in the wasm memory, so kernels read and write values in place.
  */
-import type { AdamWHyper, Backend, ExecutionPlan, Executable, HostArray, StepTime } from '../backend.js';
+import type { AdamWHyper, Backend, ExecutionPlan, Executable, HostArray, StepTime, WeightSources } from '../backend.js';
+import { WeightPool, sharedWriteMessage } from '../weight-pool.js';
 import { HostProfiler, stepName, valueName } from '../host-profile.js';
 import { GraphError, isCompact, numel, shapeStr, valueBytes } from '../../graph/types.js';
 import { adamwKernel, wasmKernels, type KernelContext } from './kernels.js';
@@ -13,10 +14,11 @@ export type WasmBackendOptions = WasmRuntimeOptions;
 
 export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<Backend> {
   const rt = await WasmRuntime.create(opts);
+  const pool = new WeightPool<number>();
   return {
     name: 'wasm',
     describe: () => rt.describe(),
-    load: async (plan) => new WasmExecutable(rt, plan),
+    load: async (plan, weights) => new WasmExecutable(rt, plan, pool, weights),
     // What is free: the memory's maximum less static data and the blocks live plans already hold.
     memoryCaps: () => ({ totalBytes: rt.maxBytes - rt.heap.start - rt.heap.usedBytes }),
     workspaceBytes: (plan) => wasmWorkspaceBytes(rt, plan),
@@ -46,16 +48,35 @@ class WasmExecutable implements Executable {
   private readonly arena: number;
   /** Heap block of each weight (params live outside the arena), by value id. */
   private readonly weightPtrs = new Map<number, number>();
+  /** The host array each weight loaded with `weights` came from (its key in the pool), by value id. */
+  private readonly sources = new Map<number, HostArray>();
   private readonly runners: (() => void)[];
   private disposed = false;
   private readonly profiler = new HostProfiler();
 
-  constructor(private readonly rt: WasmRuntime, private readonly plan: ExecutionPlan) {
+  constructor(private readonly rt: WasmRuntime, private readonly plan: ExecutionPlan, private readonly pool: WeightPool<number>, weights?: WeightSources) {
     for (const s of plan.steps) {
       if (!wasmKernels[s.op]) throw new GraphError(`node #${s.node} ${s.op}: the wasm backend has no kernel for this op`);
     }
+    for (const [value, data] of weights ?? []) {
+      if (!plan.weights.some((w) => w.value === value)) throw new GraphError(`weights: ${this.label(value)} is not a weight of this plan`);
+      this.checkLength(value, data);
+    }
     this.arena = rt.heap.alloc(plan.arenaElems * 4);
-    for (const w of plan.weights) this.weightPtrs.set(w.value, rt.heap.alloc(w.bytes));
+    for (const w of plan.weights) {
+      const src = weights?.get(w.value);
+      if (!src) {
+        this.weightPtrs.set(w.value, rt.heap.alloc(w.bytes));
+        continue;
+      }
+      this.sources.set(w.value, src);
+      this.weightPtrs.set(w.value, pool.acquire(src, w.bytes, () => {
+        const p = rt.heap.alloc(w.bytes);
+        this.weightPtrs.set(w.value, p);
+        this.view(w.value).set(src);
+        return p;
+      }));
+    }
     const ctx: KernelContext = { rt, ptr: (v) => this.ptr(v), shape: (v) => plan.values[v]!.shape, dtype: (v) => plan.values[v]!.dtype };
     this.runners = plan.steps.map((s) => {
       try {
@@ -68,12 +89,23 @@ class WasmExecutable implements Executable {
   }
 
   write(value: number, data: HostArray): void {
+    this.checkLength(value, data);
+    const root = this.plan.roots[value]!, src = this.sources.get(root);
+    if (src && this.pool.owns(src, this.weightPtrs.get(root)!)) {
+      const holders = this.pool.holders(src);
+      if (holders > 1) throw new GraphError(sharedWriteMessage(this.label(value), holders));
+      this.pool.forget(src);
+      this.sources.delete(root);
+    }
+    this.view(value).set(data);
+  }
+
+  private checkLength(value: number, data: HostArray): void {
     const info = this.plan.values[value];
     const n = info && isCompact(info.dtype) ? valueBytes(info.dtype, info.shape) : this.size(value);
     if (data.length !== n) {
       throw new GraphError(`write to ${this.label(value)}: got ${data.length} elements, the value ${shapeStr(this.plan.values[value]!.shape)} holds ${n}`);
     }
-    this.view(value).set(data);
   }
 
   async read(values: readonly number[]): Promise<HostArray[]> {
@@ -105,7 +137,10 @@ class WasmExecutable implements Executable {
     if (this.disposed) return;
     this.disposed = true;
     this.rt.heap.release(this.arena);
-    for (const p of this.weightPtrs.values()) this.rt.heap.release(p);
+    for (const [value, p] of this.weightPtrs) {
+      const src = this.sources.get(value);
+      if (!src || !this.pool.owns(src, p) || this.pool.release(src)) this.rt.heap.release(p);
+    }
   }
 
   /** Byte address of a value: in its weight's own block, or in the arena. */

@@ -4,7 +4,8 @@
  * GPUBuffer (the arena). Each kernel binds sub-ranges of these, and every step's bind groups and uniforms are made once at load time, so `run()` only
  * records dispatches: one command encoder, one compute pass, one submit.
  */
-import type { AdamWHyper, Executable, ExecutionPlan, HostArray, PlanStep, StepTime } from '../backend.js';
+import type { AdamWHyper, Executable, ExecutionPlan, HostArray, PlanStep, StepTime, WeightSources } from '../backend.js';
+import { type WeightPool, sharedWriteMessage } from '../weight-pool.js';
 import { stepName, valueName } from '../host-profile.js';
 import { isCompact, numel, shapeStr, valueBytes, type Shape, type ValueInfo } from '../../graph/types.js';
 import type { GpuContext } from './device.js';
@@ -246,6 +247,10 @@ export interface LoadOptions {
   readonly adamw: (b: StepBuilder, kernel: Kernel, hyper: Range) => (h: AdamWHyper) => ArrayBuffer;
   readonly adamwHyperBytes: number;
   readonly adamwKernel: (p: PipelineCache) => Promise<Kernel>;
+  /** Weight buffers shared by the plans loaded from the same host arrays (see Backend.load). */
+  readonly pool?: WeightPool<GPUBuffer>;
+  /** Frozen weights to load with the plan. */
+  readonly weights?: WeightSources;
 }
 
 /** Record every step of the plan (the same work whether loading it or only sizing its buffers). */
@@ -322,9 +327,17 @@ export async function loadPlan(ctx: GpuContext, pipelines: PipelineCache, plan: 
   return ctx.scoped('loading the plan', () => {
     const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
     const arena = device.createBuffer({ label: 'arena', size: arenaBytes, usage });
-    const weights = new Map([...loader.weightBytes].map(([value, size]) => [value, device.createBuffer({ label: plan.values[value]!.name ?? `weight %${value}`, size, usage })]));
+    const make = (value: number, size: number) => device.createBuffer({ label: plan.values[value]!.name ?? `weight %${value}`, size, usage });
+    const fresh: number[] = [];
+    const weights = new Map([...loader.weightBytes].map(([value, size]) => {
+      const src = opts.weights?.get(value);
+      if (!src || !opts.pool) return [value, make(value, size)];
+      return [value, opts.pool.acquire(src, size, () => { fresh.push(value); return make(value, size); })];
+    }));
     for (const c of loader.constChunks) device.queue.writeBuffer(arena, loader.constBase + c.offset, c.data);
     const exe = new WebgpuExecutable(ctx, plan, arena, weights, loader, opts, adamwKernel);
+    // A weight given without a pool, or the first plan to load a pooled one, uploads it.
+    for (const [value, src] of opts.weights ?? []) if (!opts.pool || fresh.includes(value)) exe.upload(value, src);
     exe.steps = builders.map((b) => ({ label: b.label, op: b.step.op, name: stepName(plan, b.step), dispatches: b.dispatches.map((d) => exe.bind(d, b.label)) }));
     return exe;
   });
@@ -404,6 +417,17 @@ export class WebgpuExecutable implements Executable {
 
   write(value: number, data: HostArray): void {
     this.check('write');
+    const root = this.plan.roots[value]!, src = this.opts.weights?.get(root), pool = this.opts.pool;
+    if (src && pool?.owns(src, this.weights.get(root)!)) {
+      const holders = pool.holders(src);
+      if (holders > 1) throw new WebgpuError(sharedWriteMessage(this.name(value), holders));
+      pool.forget(src);
+    }
+    this.upload(value, data);
+  }
+
+  /** @internal Copy host data into a value (checked for size), whether or not its buffer is shared. */
+  upload(value: number, data: HostArray): void {
     const v = this.valueInfo(value);
     const compact = isCompact(v.dtype);
     const n = compact ? valueBytes(v.dtype, v.shape) : numel(v.shape);
@@ -624,7 +648,11 @@ export class WebgpuExecutable implements Executable {
     this.flushOptimizer();
     this.disposed = true;
     this.arena.destroy();
-    for (const b of this.weights.values()) b.destroy();
+    const pool = this.opts.pool;
+    for (const [value, b] of this.weights) {
+      const src = this.opts.weights?.get(value);
+      if (!src || !pool?.owns(src, b) || pool.release(src)) b.destroy();
+    }
     this.uniformBuffer?.destroy();
     for (const e of this.adamwSteps.values()) e.hyper.destroy();
   }

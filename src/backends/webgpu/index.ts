@@ -1,7 +1,9 @@
 /**
  * The webgpu backend: WGSL kernels (wgsl/*.wgsl) on a WebGPU device, in Node (Dawn), Deno and browsers.
  */
-import type { Backend, ExecutionPlan, Executable } from '../backend.js';
+import type { Backend, ExecutionPlan, Executable, WeightSources } from '../backend.js';
+import { WeightPool } from '../weight-pool.js';
+import { WebgpuError } from './errors.js';
 import { GpuContext, type GpuContextOptions } from './device.js';
 import { loadPlan, measurePlanBuffers, type LoadLimits, type PlanBuffers } from './executable.js';
 import { ADAMW_HYPER_BYTES, adamwKernel, recordAdamw } from './kernels/adamw.js';
@@ -26,14 +28,18 @@ export async function createWebgpuBackend(opts: WebgpuBackendOptions = {}): Prom
   const owned = opts.context === undefined;
   const pipelines = new PipelineCache(ctx, opts.wgsl);
   const loaded = new Set<Executable>();
+  const pool = new WeightPool<GPUBuffer>();
   return {
     name: 'webgpu',
     context: ctx,
     describe: () => ctx.describe(),
     // WebGPU does not tell how much device memory there is; what it does bound is each buffer.
     memoryCaps: () => ({ bufferBytes: Math.min(ctx.limits.maxBufferSize, ctx.limits.maxStorageBufferBindingSize) }),
-    async load(plan: ExecutionPlan): Promise<Executable> {
-      const exe = await loadPlan(ctx, pipelines, plan, { kernels: webgpuKernels, adamw: recordAdamw, adamwKernel, adamwHyperBytes: ADAMW_HYPER_BYTES });
+    async load(plan: ExecutionPlan, weights?: WeightSources): Promise<Executable> {
+      for (const value of weights?.keys() ?? []) {
+        if (!plan.weights.some((w) => w.value === value)) throw new WebgpuError(`weights: %${value} is not a weight of this plan`);
+      }
+      const exe = await loadPlan(ctx, pipelines, plan, { kernels: webgpuKernels, adamw: recordAdamw, adamwKernel, adamwHyperBytes: ADAMW_HYPER_BYTES, pool, ...(weights ? { weights } : {}) });
       loaded.add(exe);
       // Forgotten once disposed, so a long-lived backend does not pin every plan it ever loaded.
       const dispose = exe.dispose.bind(exe);
