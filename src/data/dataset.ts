@@ -8,7 +8,7 @@
  * ones may attend to earlier ones in the row; only padding is masked out of the loss.
  */
 import type { Tokenizer } from '../tokenizer/types.js';
-import { lines, streamParagraphs } from './text.js';
+import { lineBatches, paragraphBatches } from './text.js';
 
 export interface Example {
   /** Token ids, BOS first. */
@@ -24,8 +24,12 @@ export class DataError extends Error {
 /** One example per paragraph; every token after BOS is a target. */
 export function textExamples(paras: readonly string[], tok: Tokenizer, maxLen: number): Example[] {
   return paras.map((p) => {
-    const ids = tok.encode(p, { bos: true }).slice(0, maxLen + 1);
-    return { ids, target: Uint8Array.from(ids, (_, i) => (i === 0 ? 0 : 1)) };
+    const all = tok.encode(p, { bos: true });
+    const ids = all.length > maxLen + 1 ? all.slice(0, maxLen + 1) : all;
+    // Every token but BOS is a target (filled, not mapped: this runs once per example of a large corpus).
+    const target = new Uint8Array(ids.length).fill(1);
+    target[0] = 0;
+    return { ids, target };
   });
 }
 
@@ -54,7 +58,8 @@ export function jsonlExample(line: string, where: string, tok: Tokenizer, maxLen
     const full = tok.encode(r.prompt + r.completion, { bos: true });
     const ids = full.slice(0, maxLen + 1);
     const start = commonPrefix(p, full);
-    return { ids, target: Uint8Array.from(ids, (_, k) => (k >= Math.max(1, start) ? 1 : 0)) };
+    const target = new Uint8Array(ids.length).fill(1, Math.max(1, start));
+    return { ids, target };
   }
   throw new DataError(`${where}: expected {"text": string} or {"prompt": string, "completion": string}, got keys ${Object.keys(r).join(', ') || 'none'}`);
 }
@@ -75,9 +80,9 @@ export async function streamExamples(
   };
   if (o.jsonl) {
     let n = 0;
-    for await (const line of lines(chunks)) add(jsonlExample(line.replace(/\r?\n$/, ''), `${o.file}:${++n}`, o.tok, o.maxLen));
+    for await (const batch of lineBatches(chunks)) for (const line of batch) add(jsonlExample(line.replace(/\r?\n$/, ''), `${o.file}:${++n}`, o.tok, o.maxLen));
   } else {
-    for await (const p of streamParagraphs(chunks)) add(textExamples([p], o.tok, o.maxLen)[0]);
+    for await (const batch of paragraphBatches(chunks)) for (const p of textExamples(batch, o.tok, o.maxLen)) add(p);
   }
   if (out.length === 0) throw new DataError(`${o.file}: no ${o.jsonl ? 'examples' : 'paragraphs'}`);
   return out;

@@ -7,36 +7,55 @@ export function paragraphs(text: string): string[] {
 
 /**
  * Lines of text arriving in chunks, each with its line ending ('\n', the '\r' of '\r\n' kept), the last one
- * possibly without; a line is only ever held whole, never the text around it.
+ * possibly without; a line is only ever held whole, never the text around it. Yields the lines of each
+ * chunk together (one await per chunk, not per line: a large corpus has millions of lines).
  */
-export async function* lines(chunks: AsyncIterable<string>): AsyncGenerator<string> {
+export async function* lineBatches(chunks: AsyncIterable<string>): AsyncGenerator<string[]> {
   let tail = '';
   for await (const chunk of chunks) {
-    let text = tail + chunk, from = 0;
+    const text = tail + chunk, batch: string[] = [];
+    let from = 0;
     for (let nl = text.indexOf('\n'); nl >= 0; nl = text.indexOf('\n', from)) {
-      yield text.slice(from, nl + 1);
+      batch.push(text.slice(from, nl + 1));
       from = nl + 1;
     }
     tail = text.slice(from);
-    text = '';
+    if (batch.length) yield batch;
   }
-  if (tail) yield tail;
+  if (tail) yield [tail];
+}
+
+/** `lineBatches`, a line at a time. */
+export async function* lines(chunks: AsyncIterable<string>): AsyncGenerator<string> {
+  for await (const batch of lineBatches(chunks)) yield* batch;
 }
 
 const BLANK = /^[ \t]*\r?\n?$/;
 
-/** `paragraphs` over text arriving in chunks: the same paragraphs, each yielded once its blank line is read. */
-export async function* streamParagraphs(chunks: AsyncIterable<string>): AsyncGenerator<string> {
+/**
+ * `paragraphs` over text arriving in chunks: the same paragraphs, each once its blank line is read, in
+ * batches (the paragraphs completed by one chunk).
+ */
+export async function* paragraphBatches(chunks: AsyncIterable<string>): AsyncGenerator<string[]> {
   let para: string[] = [];
   const flush = (): string => { const p = para.join('').trim(); para = []; return p; };
-  for await (const line of lines(chunks)) {
-    if (BLANK.test(line)) {
-      const p = flush();
-      if (p) yield p;
-    } else {
-      para.push(line);
+  for await (const batch of lineBatches(chunks)) {
+    const done: string[] = [];
+    for (const line of batch) {
+      if (BLANK.test(line)) {
+        const p = flush();
+        if (p) done.push(p);
+      } else {
+        para.push(line);
+      }
     }
+    if (done.length) yield done;
   }
   const p = flush();
-  if (p) yield p;
+  if (p) yield [p];
+}
+
+/** `paragraphBatches`, a paragraph at a time. */
+export async function* streamParagraphs(chunks: AsyncIterable<string>): AsyncGenerator<string> {
+  for await (const batch of paragraphBatches(chunks)) yield* batch;
 }

@@ -5,7 +5,7 @@
  * merges; a symbol that is not a piece falls back to its UTF-8 bytes as `<0xXX>` tokens.
  */
 import { decodeIds, streamDecoder, tokenEntry, utf8Bytes, type DecodeTable } from './decode.js';
-import { appendIds, WordCache } from './word-cache.js';
+import { appendIds, HASH_START, hashStep, WordTable } from './word-cache.js';
 import {
   TokenType, type DecodeOptions, type EncodeOptions, type StreamDecoder, type Tokenizer, type TokenizerData,
 } from './types.js';
@@ -102,7 +102,7 @@ export class SentencePieceTokenizer implements Tokenizer {
    * be cached.
    */
   private readonly wordwise: boolean;
-  private readonly words = new WordCache();
+  private readonly words = new WordTable();
 
   constructor(data: TokenizerData) {
     this.data = data;
@@ -174,10 +174,9 @@ export class SentencePieceTokenizer implements Tokenizer {
       out.push(this.bosId);
     }
     if (text.length > 0) {
-      let s = (this.data.addSpacePrefix ?? true) ? ' ' + text : text;
-      if (this.spaceSymbol !== ' ') s = s.replaceAll(' ', this.spaceSymbol);
+      const s = (this.data.addSpacePrefix ?? true) ? ' ' + text : text;
       if (this.wordwise) this.bpeWords(s, out);
-      else this.bpe(s, out);
+      else this.bpe(this.spaceSymbol === ' ' ? s : s.replaceAll(' ', this.spaceSymbol), out);
     }
     if (options.eos) {
       if (this.eosId === undefined) throw new Error('encode: this tokenizer has no EOS token');
@@ -186,20 +185,29 @@ export class SentencePieceTokenizer implements Tokenizer {
     return out;
   }
 
-  /** BPE word by word through the cache (see `wordwise`); a word starts at a space after a non-space. */
+  /**
+   * BPE word by word through the cache (see `wordwise`); a word starts at a space after a non-space. The
+   * text keeps its spaces (words are cached as written) and a word becomes the vocabulary's spelling only
+   * when it is not in the cache: the text stays one byte per character and is never copied whole.
+   */
   private bpeWords(s: string, out: number[]): void {
-    const space = this.spaceSymbol.charCodeAt(0);
-    let start = 0;
-    for (let i = 1; i <= s.length; i++) {
-      if (i < s.length && !(s.charCodeAt(i) === space && s.charCodeAt(i - 1) !== space)) continue;
-      const word = s.slice(start, i);
-      start = i;
-      const hit = this.words.get(word);
-      if (hit) { appendIds(out, hit); continue; }
-      const ids: number[] = [];
-      this.bpe(word, ids);
-      this.words.set(word, ids);
-      appendIds(out, ids);
+    const space = 32, sym = this.spaceSymbol;
+    let start = 0, h = HASH_START;
+    for (let i = 0; i <= s.length; i++) {
+      const c = i < s.length ? s.charCodeAt(i) : -1;
+      if (i > start && (c === -1 || (c === space && s.charCodeAt(i - 1) !== space))) {
+        const hit = this.words.find(s, start, i, h);
+        if (hit) appendIds(out, hit);
+        else {
+          const word = s.slice(start, i), ids: number[] = [];
+          this.bpe(sym === ' ' ? word : word.replaceAll(' ', sym), ids);
+          this.words.add(word, h, ids);
+          appendIds(out, ids);
+        }
+        start = i;
+        h = HASH_START;
+      }
+      h = hashStep(h, c);
     }
   }
 
