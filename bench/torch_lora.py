@@ -1,7 +1,10 @@
 """The PyTorch CPU eager baseline for bench/train.ts and bench/scale.ts: one LoRA (rank r, default 8, all
 seven projections) training step on a Llama of the given size, batch x seq random tokens, AdamW on the
 adapter only. Optional config keys: nKvHeads (grouped-query attention), qkvBias, tiedEmbeddings, rank,
-checkpointing (recompute each block's forward in backward: torch.utils.checkpoint, as our --checkpointing).
+checkpointing (recompute each block's forward in backward: torch.utils.checkpoint, as our --checkpointing;
+then the output head and cross-entropy also run a chunk of rows at a time, each chunk's logits recomputed in
+backward, as ours do: 2^24 logits per chunk. PyTorch's one-piece loss over a 151,936-word vocabulary needs
+three [tokens × vocabulary] float32 tensors, 7.5 GB at 8 × 512, and does not fit in 24 GB with the rest).
 Prints a JSON line {"stepSeconds", "peakMiB"} (best step of those after the first, a warm-up).
 The address space is capped at the memory available when it starts, so a row too big for this machine ends
 in a MemoryError (the caller reports no PyTorch figure) instead of waking the kernel's OOM killer."""
@@ -87,8 +90,14 @@ for step in range(max(2, steps)):
     x = emb[ids[:, :-1]]
     for b in blocks:
         x = torch.utils.checkpoint.checkpoint(b, x, use_reentrant=False) if cfg.get("checkpointing") else b(x)
-    logits = rms(x, torch.ones(D)) @ head.t()
-    loss = torch.nn.functional.cross_entropy(logits.reshape(-1, V), ids[:, 1:].reshape(-1))
+    h = rms(x, torch.ones(D)).reshape(-1, D)
+    tgt = ids[:, 1:].reshape(-1)
+    if cfg.get("checkpointing"):
+        rows = max(1, (1 << 24) // V)
+        chunk = lambda hc, tc: torch.nn.functional.cross_entropy(hc @ head.t(), tc, reduction="sum")
+        loss = sum(torch.utils.checkpoint.checkpoint(chunk, h[i : i + rows], tgt[i : i + rows], use_reentrant=False) for i in range(0, h.shape[0], rows)) / h.shape[0]
+    else:
+        loss = torch.nn.functional.cross_entropy(h @ head.t(), tgt)
     opt.zero_grad()
     loss.backward()
     opt.step()

@@ -55,8 +55,12 @@ export async function loraRun(ckpt: LlamaCheckpoint, backend: Backend, batch: nu
 export function torchLora(cfg: LlamaConfig & { rank?: number; checkpointing?: boolean }, batch: number, seq: number, steps: number): { stepSeconds: number; peakMiB: number } | undefined {
   if (!existsSync('/usr/bin/python3')) return undefined;
   const script = fileURLToPath(new URL('./torch_lora.py', import.meta.url));
-  const r = spawnSync('/usr/bin/python3', [script, JSON.stringify({ ...cfg, batch, seq, steps })], { encoding: 'utf8', env: { ...process.env, OMP_NUM_THREADS: '2' } });
-  if (r.status !== 0) return undefined;
+  const r = spawnSync('/usr/bin/python3', [script, JSON.stringify({ ...cfg, batch, seq, steps })], { encoding: 'utf8', env: { ...process.env, OMP_NUM_THREADS: '2' }, maxBuffer: 16 << 20 });
+  if (r.status !== 0) {
+    // Said on stderr, so a row without a PyTorch figure shows why (no torch, or a MemoryError on a big row).
+    console.error(`PyTorch baseline (batch ${batch} × ${seq}) did not finish: ${(r.stderr || r.error?.message || `exit ${r.status}`).trim().split('\n').pop()}`);
+    return undefined;
+  }
   return JSON.parse(r.stdout.trim().split('\n').pop()!);
 }
 
