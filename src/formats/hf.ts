@@ -168,7 +168,11 @@ export async function readHfCheckpoint(src: FileSource, options: HfReadOptions =
   if (tensors.has('model.layers.0.self_attn.q_proj.bias')) config.qkvBias = true;
 
   const ckpt: LlamaCheckpoint = { config, tensors, source: src.name };
-  if (notes.list().length) ckpt.notes = notes.list();
+  const said = notes.list();
+  // RoPE scaling is kept for writing config.json back but not computed yet: say so rather than differ silently.
+  const scaling = config.ropeScaling, kind = scaling ? String(scaling.rope_type ?? scaling.type ?? 'unknown') : undefined;
+  if (kind && kind !== 'default') said.push(`config.json asks for rope_scaling "${kind}", which is not applied: rotary positions use rope_theta alone, so outputs differ from the reference model's (little at short contexts, more with length)`);
+  if (said.length) ckpt.notes = said;
   const tokBytes = await src.read('tokenizer.json');
   if (tokBytes) {
     const tcBytes = await src.read('tokenizer_config.json');
