@@ -139,8 +139,13 @@ export interface TrainingGraph {
   readonly weights: LlamaCheckpoint;
 }
 
-/** The forward training graph of an adapter on its model, before gradients. */
-export function buildTrainingGraph(m: AdaptedModel, adapterName: string, o: { batch: number; seq: number; checkpointing?: boolean; ceChunk?: CeChunk }): TrainingGraph {
+/**
+ * The forward training graph of an adapter on its model, before gradients. With a chunked loss and a head
+ * that nothing trained feeds (a frozen output layer), each chunk's gradient is formed in the forward pass
+ * (`rowsOnly` of chunkedCrossEntropy: one pass over the head fewer); a trained head gets the recomputing
+ * chunks instead.
+ */
+export function buildTrainingGraph(m: AdaptedModel, adapterName: string, o: { batch: number; seq: number; checkpointing?: boolean; ceChunk?: CeChunk }, rowsOnly = true): TrainingGraph {
   const adapter = m.get(adapterName);
   const graph = new Graph();
   const { hooks, built, regularizer } = m.hooks({ training: true });
@@ -148,7 +153,7 @@ export function buildTrainingGraph(m: AdaptedModel, adapterName: string, o: { ba
   const model = buildLlama(graph, m.base.config, { batch: o.batch, seq: o.seq, hooks, weightDtype: checkpointDtypes(weights) });
   const layers = o.checkpointing ? layerSegments(graph) : [];
   const targets = graph.input('targets', [o.batch * o.seq], 'i32');
-  const { loss: ce, segments: chunks } = nextTokenLoss(model, targets, { ceChunk: o.ceChunk ?? 'auto' });
+  const { loss: ce, segments: chunks, logits } = nextTokenLoss(model, targets, { ceChunk: o.ceChunk ?? 'auto', rowsOnly });
   const reg = regularizer(graph);
   const loss = reg ? F.add(ce, reg) : ce;
   const params = built.get(graph) ?? new Map<string, Tensor>();
@@ -157,7 +162,22 @@ export function buildTrainingGraph(m: AdaptedModel, adapterName: string, o: { ba
     if (!t) throw new Error(`adapter '${adapter.name}' parameter ${k} is not used by the model graph`);
     return t;
   });
+  if (rowsOnly && logits.length > 1 && feeds(logits, new Set(trainable.map((t) => t.id)), model.hidden.id)) return buildTrainingGraph(m, adapterName, o, false);
   return { graph, model, targets, loss, trainable, segments: [...layers, ...chunks], weights };
+}
+
+/** Whether any of `values` is computed from one of `params` other than through `through` (walking producers back). */
+function feeds(values: readonly Tensor[], params: ReadonlySet<number>, through: number): boolean {
+  const g = values[0]!.graph, seen = new Set<number>([through]), stack = values.map((v) => v.id);
+  while (stack.length) {
+    const id = stack.pop()!;
+    if (seen.has(id)) continue;
+    seen.add(id);
+    if (params.has(id)) return true;
+    const producer = g.values[id]!.producer;
+    if (producer >= 0) stack.push(...g.nodes[producer]!.inputs);
+  }
+  return false;
 }
 
 export async function fineTune(o: FineTuneOptions): Promise<FineTuneResult> {
