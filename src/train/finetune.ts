@@ -150,7 +150,8 @@ export function buildTrainingGraph(m: AdaptedModel, adapterName: string, o: { ba
   const graph = new Graph();
   const { hooks, built, regularizer } = m.hooks({ training: true });
   const weights = m.effectiveCheckpoint();
-  const model = buildLlama(graph, m.base.config, { batch: o.batch, seq: o.seq, hooks, weightDtype: checkpointDtypes(weights) });
+  // The effective config: a saved lm_head (PEFT modules_to_save) unties the head from the embedding.
+  const model = buildLlama(graph, weights.config, { batch: o.batch, seq: o.seq, hooks, weightDtype: checkpointDtypes(weights) });
   const layers = o.checkpointing ? layerSegments(graph) : [];
   const targets = graph.input('targets', [o.batch * o.seq], 'i32');
   const { loss: ce, segments: chunks, logits } = nextTokenLoss(model, targets, { ceChunk: o.ceChunk ?? 'auto', rowsOnly });
