@@ -4,7 +4,7 @@
  * pool (the caller has to block in Atomics.wait, which a page's main thread may not).
  */
 import {
-  AdaptedModel, type Backend, type ExecutionPlan, type Executable, type LlamaCheckpoint, type Tokenizer,
+  AdaptedModel, type Backend, type ExecutionPlan, type Executable, type LlamaCheckpoint, type Tokenizer, type WeightSources,
   createBackend, createTokenizer, fineTune, getMethod, heroStories, jsonlExamples, loadCheckpoint, loadPeft, memorySource,
   methodNames, pack, paragraphs, savePeft, textExamples,
 } from '../src/index.js';
@@ -44,8 +44,9 @@ function memory(h: Held): MemoryInfo {
  */
 function tracked(b: Backend): Held {
   const h: Held = { backend: b, live: new Map() };
-  const load = async (plan: ExecutionPlan): Promise<Executable> => {
-    const exe = await b.load(plan);
+  const load = async (plan: ExecutionPlan, weights?: WeightSources): Promise<Executable> => {
+    // The weights travel with the plan: they are how sessions of one model share one copy.
+    const exe = await b.load(plan, weights);
     h.live.set(exe, plan.arenaElems * 4);
     post({ event: 'memory', memory: memory(h) });
     return new Proxy(exe, {

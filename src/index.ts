@@ -3,7 +3,7 @@
  * PEFT folders, on the js, wasm or webgpu backend. Everything here runs in Node, Deno, Bun and browsers;
  * file-system helpers live in the CLI.
  */
-export type { Backend, BackendName, Executable, ExecutionPlan, StepTime } from './backends/backend.js';
+export type { Backend, BackendName, Executable, ExecutionPlan, StepTime, WeightSources } from './backends/backend.js';
 export { createJsBackend } from './backends/js/index.js';
 export { createBackend, BACKEND_CHOICES, type BackendChoice, type ChosenBackend } from './scheduler/backends.js';
 export { Session } from './scheduler/session.js';
