@@ -61,7 +61,8 @@ export function createLoraParams(ctx: InitContext<LoraConfig>, onBaseChange?: (m
     const k = loraKeys(m.name), mc = loraModuleConfig(c, m.name), r = mc.r, s = loraScaling(mc);
     const A = new Float32Array(r * m.inFeatures), B = new Float32Array(m.outFeatures * r);
     if (c.init === 'pissa') {
-      const W = tensorF32(ctx.baseWeight(m.name)), s = loraScaling(c);
+      // With the module's own scaling (alphaByModule, rankByModule), as PEFT's pissa_init uses self.scaling.
+      const W = tensorF32(ctx.baseWeight(m.name));
       const d = svd(W, m.outFeatures, m.inFeatures);
       if (r > d.k) throw new Error(`lora: rank ${r} exceeds ${m.name}'s smaller dimension ${d.k}`);
       for (let q = 0; q < r; q++) {
