@@ -32,9 +32,12 @@ export const lora: AdapterMethod<LoraConfig> = {
       const a2 = new Float32Array(2 * r * m.inFeatures);
       a2.set(A.data, 0); a2.set(A0.data, r * m.inFeatures);
       const b2 = new Float32Array(m.outFeatures * 2 * r);
-      for (let i = 0; i < m.outFeatures; i++) for (let q = 0; q < r; q++) {
-        b2[i * 2 * r + q] = B.data[i * r + q]!;
-        b2[i * 2 * r + r + q] = -B0.data[i * r + q]!;
+      // Stryker disable next-line EqualityOperator: `i <= outFeatures` only adds writes past the end of b2, which are ignored
+      for (let i = 0; i < m.outFeatures; i++) {
+        for (let q = 0; q < r; q++) {
+          b2[i * 2 * r + q] = B.data[i * r + q]!;
+          b2[i * 2 * r + r + q] = -B0.data[i * r + q]!;
+        }
       }
       out.set(k.a, { shape: [2 * r, m.inFeatures], data: a2 });
       out.set(k.b, { shape: [m.outFeatures, 2 * r], data: b2 });

@@ -32,9 +32,12 @@ export function loraDelta(params: ParamStore, module: ModuleInfo, c: LoraConfig)
   if (!A || !B) throw new Error(`LoRA parameters for ${module.name} are missing`);
   const { inFeatures: n, outFeatures: m } = module, r = A.length / n, s = loraScaling(loraModuleConfig(c, module.name));
   const d = new Float64Array(m * n);
-  for (let i = 0; i < m; i++) for (let q = 0; q < r; q++) {
-    const b = B[i * r + q]! * s;
-    if (b !== 0) for (let j = 0; j < n; j++) d[i * n + j]! += b * A[q * n + j]!;
+  // Stryker disable next-line EqualityOperator: `i <= m` only adds writes past the end of d, which are ignored
+  for (let i = 0; i < m; i++) {
+    for (let q = 0; q < r; q++) {
+      const b = B[i * r + q]! * s;
+      for (let j = 0; j < n; j++) d[i * n + j]! += b * A[q * n + j]!;
+    }
   }
   return d;
 }
@@ -67,12 +70,15 @@ export function createLoraParams(ctx: InitContext<LoraConfig>, onBaseChange?: (m
       if (r > d.k) throw new Error(`lora: rank ${r} exceeds ${m.name}'s smaller dimension ${d.k}`);
       for (let q = 0; q < r; q++) {
         const root = Math.sqrt(d.s[q]! / s);
+        // Stryker disable next-line EqualityOperator: `j <= inFeatures` writes the next row's first element, which the next q rewrites (or past the end)
         for (let j = 0; j < m.inFeatures; j++) A[q * m.inFeatures + j] = root * d.vt[q * m.inFeatures + j]!;
+        // Stryker disable next-line EqualityOperator: `i <= outFeatures` only adds a write past the end of the typed array, which is ignored
         for (let i = 0; i < m.outFeatures; i++) B[i * r + q] = root * d.u[i * d.k + q]!;
       }
       const residual = Float32Array.from(W);
       const tmp: ParamStore = new Map([[k.a, { shape: [r, m.inFeatures], data: A }], [k.b, { shape: [m.outFeatures, r], data: B }]]);
       const delta = loraDelta(tmp, m, c);
+      // Stryker disable next-line EqualityOperator: `i <= residual.length` only adds a write past the end, which is ignored
       for (let i = 0; i < residual.length; i++) residual[i]! -= delta[i]!;
       onBaseChange?.(m.name, residual);
     } else if (c.init === 'gaussian') {
@@ -150,6 +156,7 @@ export function mergeLora(module: ModuleInfo, weight: NamedTensor, params: Param
     let s2 = 0;
     for (let j = 0; j < n; j++) s2 += (W[i * n + j]! + delta[i * n + j]!) ** 2;
     const ratio = c.useDora ? params.get(loraKeys(module.name).magnitude)!.data[i]! / Math.sqrt(s2) : 1;
+    // Stryker disable next-line EqualityOperator: `j <= n` writes the next row's first element, which that row rewrites (or past the end)
     for (let j = 0; j < n; j++) out[i * n + j] = (W[i * n + j]! + delta[i * n + j]!) * ratio;
   }
   return out;
