@@ -43,11 +43,14 @@ export const lora: AdapterMethod<LoraConfig> = {
       out.set(k.b, { shape: [m.outFeatures, 2 * r], data: b2 });
     }
     const alpha = (a: number) => (config.useRslora ? a * Math.SQRT2 : 2 * a);
-    const each = (p: Record<string, number> | undefined, f: (v: number) => number) => (p ? Object.fromEntries(Object.entries(p).map(([k, v]) => [k, f(v)])) : undefined);
-    const rankByModule = each(config.rankByModule, (v) => 2 * v), alphaByModule = each(config.alphaByModule, alpha);
+    const each = (p: Record<string, number>, f: (v: number) => number) => Object.fromEntries(Object.entries(p).map(([k, v]) => [k, f(v)]));
     return {
       params: out,
-      config: { ...config, r: 2 * config.r, alpha: alpha(config.alpha), init: 'default' as const, ...(rankByModule ? { rankByModule } : {}), ...(alphaByModule ? { alphaByModule } : {}) },
+      config: {
+        ...config, r: 2 * config.r, alpha: alpha(config.alpha), init: 'default' as const,
+        ...(config.rankByModule ? { rankByModule: each(config.rankByModule, (v) => 2 * v) } : {}),
+        ...(config.alphaByModule ? { alphaByModule: each(config.alphaByModule, alpha) } : {}),
+      },
     };
   },
   toPeftConfig: toPeftLoraConfig,
