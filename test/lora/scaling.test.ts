@@ -101,9 +101,11 @@ test('the scaling is alpha/r, or alpha/√r with rsLoRA', () => {
   assert.is(loraScaling({ r: 16, alpha: 8, useRslora: false }), 0.5);
 });
 
-test('LoRA r=4 alpha=12: logits of W + 3·B·A, unmerged and merged', async () => {
+test('LoRA r=4 alpha=12: logits of W + 3·B·A, unmerged and merged; saved as it is', async () => {
   const model = adapted({ r: 4, alpha: 12 });
   await expectLogitsOf(model, byHand(model, 3, false), 'LoRA');
+  const cfg = JSON.parse(savePeft(model, 't').config) as { r: number; lora_alpha: number };
+  assert.equal([cfg.r, cfg.lora_alpha], [4, 12]);
 });
 
 test('rsLoRA r=4 alpha=12: logits of W + 6·B·A, unmerged and merged', async () => {
@@ -120,24 +122,36 @@ test('DoRA r=2 alpha=5 with a random magnitude on a base with q/k/v biases: logi
   await expectLogitsOf(model, byHand(model, 2.5, true), 'DoRA');
 });
 
-test('LoRA on the embedding r=3 alpha=6: rows of E + 2·(B·A)ᵀ (output head left as it was)', async () => {
-  // stories260K ties its output head to the embedding; untie it so that only the lookup changes.
-  const E = ckpt.tensors.get('model.embed_tokens.weight')!;
-  const untied: LlamaCheckpoint = { ...ckpt, config: { ...ckpt.config, tiedEmbeddings: false }, tensors: new Map([...ckpt.tensors, ['lm_head.weight', E]]) };
-  const model = new AdaptedModel(untied);
-  model.addAdapter('t', 'lora', { r: 3, alpha: 6, targetModules: ['embed_tokens'] }, { seed: 5 });
-  const p = model.get('t').params;
-  const eA = p.get('model.embed_tokens.lora_embedding_A')!.data, eB = p.get('model.embed_tokens.lora_embedding_B')!.data;
-  eA.set(randn(eA.length, 1, 0.3));
-  const [, D] = E.shape as [number, number];
-  // ΔE [V, D] = 2·(B [D, r] · A [r, V])ᵀ.
-  const dEt = plusBA(new Float64Array(D * V), eA, eB, D, V, 2);
-  const want = Float64Array.from(tensorF32(E), (x, k) => x + dEt[(k % D) * V + Math.floor(k / D)]!);
-  const got = await forwardLogits(model, ids, 1, 8);
-  const ref = await forwardLogits(new AdaptedModel(withWeights(untied, new Map([['model.embed_tokens.weight', want]]))), ids, 1, 8);
-  assert.ok(maxRelErr(got, ref) < TOL, `embedding LoRA: ${maxRelErr(got, ref)}`);
-  assert.ok(maxRelErr(got, await forwardLogits(new AdaptedModel(untied), ids, 1, 8)) > 100 * TOL);
-});
+for (const useDora of [false, true]) {
+  test(`${useDora ? 'DoRA' : 'LoRA'} on the embedding r=3 alpha=6: rows of E + 2·(B·A)ᵀ${useDora ? ', each column d scaled to m_d/‖column‖' : ''} (output head left as it was)`, async () => {
+    // stories260K ties its output head to the embedding; untie it so that only the lookup changes.
+    const E = ckpt.tensors.get('model.embed_tokens.weight')!;
+    const untied: LlamaCheckpoint = { ...ckpt, config: { ...ckpt.config, tiedEmbeddings: false }, tensors: new Map([...ckpt.tensors, ['lm_head.weight', E]]) };
+    const model = new AdaptedModel(untied);
+    model.addAdapter('t', 'lora', { r: 3, alpha: 6, useDora, targetModules: ['embed_tokens'] }, { seed: 5 });
+    const p = model.get('t').params;
+    const eA = p.get('model.embed_tokens.lora_embedding_A')!.data, eB = p.get('model.embed_tokens.lora_embedding_B')!.data;
+    eA.set(randn(eA.length, 1, 0.3));
+    const [, D] = E.shape as [number, number];
+    // ΔE [V, D] = 2·(B [D, r] · A [r, V])ᵀ.
+    const dEt = plusBA(new Float64Array(D * V), eA, eB, D, V, 2);
+    const want = Float64Array.from(tensorF32(E), (x, k) => x + dEt[(k % D) * V + Math.floor(k / D)]!);
+    if (useDora) {
+      // PEFT's DoraEmbeddingLayer: the magnitude is per embedding dimension, over E + ΔE's columns.
+      const m = p.get('model.embed_tokens.lora_magnitude_vector')!.data;
+      m.set(Array.from({ length: D }, (_, d) => 0.5 + ((d * 7) % 11) / 10));
+      for (let d = 0; d < D; d++) {
+        let s2 = 0;
+        for (let v = 0; v < V; v++) s2 += want[v * D + d]! ** 2;
+        for (let v = 0; v < V; v++) want[v * D + d] = (want[v * D + d]! * m[d]!) / Math.sqrt(s2);
+      }
+    }
+    const got = await forwardLogits(model, ids, 1, 8);
+    const ref = await forwardLogits(new AdaptedModel(withWeights(untied, new Map([['model.embed_tokens.weight', want]]))), ids, 1, 8);
+    assert.ok(maxRelErr(got, ref) < TOL, `embedding ${useDora ? 'DoRA' : 'LoRA'}: ${maxRelErr(got, ref)}`);
+    assert.ok(maxRelErr(got, await forwardLogits(new AdaptedModel(untied), ids, 1, 8)) > 100 * TOL);
+  });
+}
 
 for (const useRslora of [false, true]) {
   const scaling = (alpha: number, r: number) => (useRslora ? alpha / Math.sqrt(r) : alpha / r);

@@ -122,6 +122,7 @@ export function loraLinear(ctx: LinearContext, module: ModuleInfo, c: LoraConfig
   const k = loraKeys(module.name), s = loraScaling(loraModuleConfig(c, module.name));
   const A = module.kind === 'linear' ? b.param(k.a) : undefined, B = module.kind === 'linear' ? b.param(k.b) : undefined;
   const x = b.training && c.dropout > 0 && b.seed ? F.dropout(ctx.x, b.seed, c.dropout, b.nextSite()) : ctx.x;
+  // Stryker disable next-line StringLiteral: the scope only labels nodes for error messages; unlabelled, they join the open layer's checkpoint segment, as labelled they do
   return ctx.graph.within(`${module.name}.lora`, () => {
     if (module.kind === 'embedding') {
       // ΔE = s·(B·A)ᵀ: row id of ΔE is s·B·A[:, id].
