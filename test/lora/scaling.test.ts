@@ -180,17 +180,17 @@ for (const useRslora of [false, true]) {
   });
 
   // With rsLoRA also a per-module rank and alpha on q_proj (PEFT's rank_pattern, alpha_pattern), doubled likewise.
-  const patterns = useRslora ? { rankByModule: { q_proj: 1 }, alphaByModule: { q_proj: 3 } } : {};
+  const patterns = useRslora ? { rankByModule: { q_proj: 3 }, alphaByModule: { q_proj: 5 } } : {};
   test(`PiSSA${useRslora ? ' rsLoRA with a per-module rank and alpha' : ''} saved after training loads as a plain LoRA of rank 2r with the same scaling and logits`, async () => {
     const model = new AdaptedModel(ckpt);
     model.addAdapter('t', 'lora', { r: 2, alpha: 8, useRslora, init: 'pissa', targetModules: ['v_proj', 'q_proj'], ...patterns }, { seed: 5 });
     for (const [, p] of model.get('t').params) p.data.set(Array.from(p.data, (x, k) => x * (1 + 0.3 * Math.sin(k))));
     const files = savePeft(model, 't');
     const cfg = JSON.parse(files.config) as { r: number; lora_alpha: number; use_rslora: boolean; init_lora_weights: unknown; rank_pattern: Record<string, number>; alpha_pattern: Record<string, number> };
-    assert.equal([cfg.r, cfg.use_rslora, cfg.init_lora_weights, cfg.rank_pattern], [4, useRslora, true, useRslora ? { q_proj: 2 } : {}]);
+    assert.equal([cfg.r, cfg.use_rslora, cfg.init_lora_weights, cfg.rank_pattern], [4, useRslora, true, useRslora ? { q_proj: 6 } : {}]);
     assert.equal(Object.keys(cfg.alpha_pattern), useRslora ? ['q_proj'] : []);
     assert.ok(Math.abs(loraScaling({ r: cfg.r, alpha: cfg.lora_alpha, useRslora }) - scaling(8, 2)) < 1e-12, `saved scaling alpha ${cfg.lora_alpha} / r ${cfg.r}`);
-    if (useRslora) assert.ok(Math.abs(loraScaling({ r: 2, alpha: cfg.alpha_pattern.q_proj!, useRslora }) - scaling(3, 1)) < 1e-12, `saved q_proj scaling alpha ${cfg.alpha_pattern.q_proj} / r 2`);
+    if (useRslora) assert.ok(Math.abs(loraScaling({ r: 6, alpha: cfg.alpha_pattern.q_proj!, useRslora }) - scaling(5, 3)) < 1e-12, `saved q_proj scaling alpha ${cfg.alpha_pattern.q_proj} / r 6`);
     const fresh = new AdaptedModel(ckpt);
     loadPeft(fresh, 't', files);
     const [a, b] = [await forwardLogits(model, ids, 1, 8), await forwardLogits(fresh, ids, 1, 8)];

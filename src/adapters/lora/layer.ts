@@ -57,7 +57,7 @@ function embeddingColumnNorms(E: Float32Array, A: Float32Array, B: Float32Array,
   return out;
 }
 
-export function createLoraParams(ctx: InitContext<LoraConfig>, onBaseChange?: (module: string, w: Float32Array) => void): ParamStore {
+export function createLoraParams(ctx: InitContext<LoraConfig>, onBaseChange: (module: string, w: Float32Array) => void): ParamStore {
   const { config: c } = ctx;
   const store: ParamStore = new Map();
   for (const m of ctx.modules) {
@@ -76,11 +76,12 @@ export function createLoraParams(ctx: InitContext<LoraConfig>, onBaseChange?: (m
         for (let i = 0; i < m.outFeatures; i++) B[i * r + q] = root * d.u[i * d.k + q]!;
       }
       const residual = Float32Array.from(W);
+      // Stryker disable next-line ArrayDeclaration: loraDelta reads only the factors' data, never their shapes
       const tmp: ParamStore = new Map([[k.a, { shape: [r, m.inFeatures], data: A }], [k.b, { shape: [m.outFeatures, r], data: B }]]);
       const delta = loraDelta(tmp, m, c);
       // Stryker disable next-line EqualityOperator: `i <= residual.length` only adds a write past the end, which is ignored
       for (let i = 0; i < residual.length; i++) residual[i]! -= delta[i]!;
-      onBaseChange?.(m.name, residual);
+      onBaseChange(m.name, residual);
     } else if (c.init === 'gaussian') {
       for (let i = 0; i < A.length; i++) A[i] = gaussian(ctx.random) / r;
     } else {
@@ -153,6 +154,7 @@ export function loraLinear(ctx: LinearContext, module: ModuleInfo, c: LoraConfig
 export function mergeLora(module: ModuleInfo, weight: NamedTensor, params: ParamStore, c: LoraConfig): Float32Array {
   const delta = loraDelta(params, module, c), W = tensorF32(weight), out = new Float32Array(W.length);
   const n = module.inFeatures;
+  // Stryker disable next-line EqualityOperator: `i <= outFeatures` only adds writes past the end of out, which are ignored
   for (let i = 0; i < module.outFeatures; i++) {
     let s2 = 0;
     for (let j = 0; j < n; j++) s2 += (W[i * n + j]! + delta[i * n + j]!) ** 2;
