@@ -112,10 +112,11 @@ for (const m of modules) {
     // tsx strips types without checking them, so mutated files need no `// @ts-nocheck`; in place,
     // adding it would rewrite every file of the project for the run.
     disableTypeChecks: false,
-    // Two mutants at a time, one per core (each test run is a single-threaded node process). A mutant that loops forever (`i++` → `i--` in a kernel's
-    // loop) is cut off after twice the unmutated run plus 5 s, and counts as detected; an unmutated run
-    // takes 1–3 s, and the unmutated run it is timed on also compiles the instrumented files, so a
-    // mutant that merely runs slower on a busy machine is not mistaken for one that never ends.
+    // Two mutants at a time, one per core (each test run is a single-threaded node process). A mutant
+    // that loops forever (`i++` → `i--` in a kernel's loop) is cut off after twice the unmutated run
+    // plus 5 s, and counts as detected; an unmutated run takes 1–3 s, and the unmutated run it is timed
+    // on also compiles the instrumented files, so a mutant that merely runs slower on a busy machine is
+    // not mistaken for one that never ends.
     concurrency: 2,
     timeoutMS: 5000,
     timeoutFactor: 2,
