@@ -46,7 +46,7 @@ function reorient(a: Pick<Adapter, 'method' | 'config'>, params: ParamStore, mod
     const module = modules.find((m) => key.startsWith(`${m.name}.`));
     const heads = module && qkHeads(module.name, base);
     const first = t.shape[0]!, last = t.shape[t.shape.length - 1]!;
-    // Stryker disable next-line ConditionalExpression: guards; every method's output-row tensors have the output size first, its output-column tensors are 2-D with the output size last
+    // Stryker disable next-line ConditionalExpression,LogicalOperator: guards; every method's output-row tensors have the output size first, its output-column tensors are 2-D with the output size last
     const rowsFit = first === module?.outFeatures, columnsFit = t.shape.length === 2 && last === module?.outFeatures;
     if (heads && rows.test(key) && rowsFit) {
       out.set(key, { shape: t.shape, data: f(t.data, heads, headDim(base.config), t.data.length / first) });
