@@ -224,8 +224,11 @@ export function loadPeft(model: AdaptedModel, name: string, files: PeftFiles, so
     }
   }
   for (const [m, rows] of extras.tokenRows) extra.set(`${m}.token_adapter.trainable_tokens_delta`, { tensor: `${m}.weight`, shape: [rows.length, baseTensor(model.base, `${m}.weight`)!.shape[1]!], rows });
-  // Every adaptable module is a weight of the base (a tied lm_head is no module of its own).
-  for (const m of modules) extra.set(`${m.name}.base_layer.weight`, { tensor: `${m.name}.weight`, shape: model.base.tensors.get(`${m.name}.weight`)!.shape, optional: true });
+  // Block-level modules (bottleneck adapters, Compacter) have no weight of their own.
+  for (const m of modules) {
+    const w = model.base.tensors.get(`${m.name}.weight`);
+    if (w) extra.set(`${m.name}.base_layer.weight`, { tensor: `${m.name}.weight`, shape: w.shape, optional: true });
+  }
   const file = parseSafetensors(files.weights, `${source}/adapter_model.safetensors`);
   const read: ParamStore = new Map();
   const baseOverrides = new Map<string, NamedTensor>(), baseLayers: string[] = [];
