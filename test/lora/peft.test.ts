@@ -128,6 +128,15 @@ test('replaced base tensors: a q_proj base_layer.weight and a modules_to_save k_
   }
 });
 
+test('a block-level adapter (bottleneck: modules without a weight of their own) loads back', () => {
+  const model = new AdaptedModel(ckpt);
+  model.addAdapter('b', 'bottleneck', {}, { seed: 3 });
+  randomizeParams(model, 'b', 0.5);
+  const back = new AdaptedModel(ckpt);
+  loadPeft(back, 'b', savePeft(model, 'b'));
+  for (const [k, p] of model.get('b').params) assert.equal(Array.from(back.get('b').params.get(k)!.data), Array.from(p.data), k);
+});
+
 test('a file whose keys have no base_model.model. prefix (prompt tuning) loads back', () => {
   const model = new AdaptedModel(ckpt);
   model.addAdapter('p', 'prompt-tuning', { numVirtualTokens: 2 }, { seed: 3 });
