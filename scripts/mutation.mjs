@@ -29,8 +29,11 @@ const MODULES = [
     mutate: [
       span(`${LORA}/config.ts`, /^export function loraScaling/, /^}/),
       span(`${LORA}/layer.ts`, /^export function loraDelta/, /^}/),
-      span(`${LORA}/layer.ts`, /if \(c\.init === 'pissa'\)/, /onBaseChange\?\./),
-      span(`${LORA}/layer.ts`, /^export function loraLinear/, /^}/),
+      span(`${LORA}/layer.ts`, /if \(c\.init === 'pissa'\)/, /onBaseChange\(m\.name, residual\)/),
+      // loraLinear without its dropout line: dropout is not scaling (test/train/training-state.test.ts
+      // trains with it); the scaling test runs the layer in eval mode, where that line is a no-op.
+      span(`${LORA}/layer.ts`, /^export function loraLinear/, /const A = module\.kind === 'linear'/),
+      span(`${LORA}/layer.ts`, /return ctx\.graph\.within\(`\$\{module\.name\}\.lora`/, /^}/),
       span(`${LORA}/layer.ts`, /^export function mergeLora/, /^}/),
       span(`${LORA}/index.ts`, /exportParams\(/, /^  },/),
     ],
@@ -39,8 +42,19 @@ const MODULES = [
   {
     name: 'peft',
     what: 'PEFT folder keys and Hugging Face orientation of q_proj/k_proj rows (src/adapters/peft.ts)',
-    mutate: ['src/adapters/peft.ts'],
-    tests: ['test/lora/peft.test.ts'],
+    // The keys and orientation only: the adapter's own tensors (reorient), whole base tensors
+    // (modules_to_save, base_layer.weight) and replaced embedding rows, both ways. Reading the config
+    // (JSON, PEFT's module matching, huggingFaceModelId, checkPeftSizes) is checked against PEFT's own rules
+    // in peft-interchange.test.ts and the CLI tests, and is no arithmetic on tensors.
+    mutate: [
+      span('src/adapters/peft.ts', /^const LORA_OUTPUT_ROWS/, /^function transpose2d/),
+      span('src/adapters/peft.ts', /^function transpose2d/, /^}/),
+      span('src/adapters/peft.ts', /^function orientBaseTensor/, /^}/),
+      span('src/adapters/peft.ts', /^export function savePeft/, /^}/),
+      span('src/adapters/peft.ts', /\/\/ The other tensors a folder may hold/, /^}/),
+    ],
+    // peft.test.ts first: it kills most mutants, and `&&` stops at the first failing file.
+    tests: ['test/lora/peft.test.ts', 'test/lora/peft-interchange.test.ts'],
   },
   {
     name: 'adamw',
@@ -98,10 +112,13 @@ for (const m of modules) {
     // tsx strips types without checking them, so mutated files need no `// @ts-nocheck`; in place,
     // adding it would rewrite every file of the project for the run.
     disableTypeChecks: false,
-    // Two shared cores: one mutant at a time; a mutant that loops forever is cut off after twice the
-    // normal run plus 15 s (and counts as detected).
-    concurrency: 1,
-    timeoutMS: 15000,
+    // Two mutants at a time, one per core (each test run is a single-threaded node process). A mutant
+    // that loops forever (`i++` → `i--` in a kernel's loop) is cut off after twice the unmutated run
+    // plus 5 s, and counts as detected; an unmutated run takes 1–3 s, and the unmutated run it is timed
+    // on also compiles the instrumented files, so a mutant that merely runs slower on a busy machine is
+    // not mistaken for one that never ends.
+    concurrency: 2,
+    timeoutMS: 5000,
     timeoutFactor: 2,
     reporters: ['clear-text', 'progress-append-only'],
     clearTextReporter: { allowColor: false, logTests: false, reportScoreTable: false },

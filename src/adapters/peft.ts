@@ -46,11 +46,11 @@ function reorient(a: Pick<Adapter, 'method' | 'config'>, params: ParamStore, mod
     const module = modules.find((m) => key.startsWith(`${m.name}.`));
     const heads = module && qkHeads(module.name, base);
     const first = t.shape[0]!, last = t.shape[t.shape.length - 1]!;
-    // Stryker disable next-line ConditionalExpression: a guard; every method's output-row tensors have the output size first
-    if (heads && rows.test(key) && first === module!.outFeatures) {
+    // Stryker disable next-line ConditionalExpression,LogicalOperator: guards; every method's output-row tensors have the output size first, its output-column tensors are 2-D with the output size last
+    const rowsFit = first === module?.outFeatures, columnsFit = t.shape.length === 2 && last === module?.outFeatures;
+    if (heads && rows.test(key) && rowsFit) {
       out.set(key, { shape: t.shape, data: f(t.data, heads, headDim(base.config), t.data.length / first) });
-      // Stryker disable next-line ConditionalExpression: a guard; every method's output-column tensors are 2-D with the output size last
-    } else if (heads && columns?.test(key) && t.shape.length === 2 && last === module!.outFeatures) {
+    } else if (heads && columns?.test(key) && columnsFit) {
       out.set(key, { shape: t.shape, data: transpose2d(f(transpose2d(t.data, first, last), heads, headDim(base.config), first), last, first) });
     } else {
       out.set(key, t);
@@ -124,11 +124,13 @@ export function savePeft(model: AdaptedModel, name: string, o: { baseModel?: str
     }
     for (const m of x.baseLayers) tensors.push([`${PREFIX}${m}.base_layer.weight`, orientBaseTensor(`${m}.weight`, override(`${m}.weight`), model.base, true)]);
     config.modules_to_save = x.modulesToSave.length ? [...x.modulesToSave] : null;
-    if (x.trainableTokenIndices !== undefined) config.trainable_token_indices = x.trainableTokenIndices;
+    // Left out of the JSON when undefined.
+    config.trainable_token_indices = x.trainableTokenIndices;
   }
   // Our provenance (a local path, a URL) goes in the metadata: PEFT's config classes take no unknown keys
   // (0.20 drops them with a warning, older versions raise).
   const weights = writeSafetensors(tensors.map(([k, t]) => [k, { shape: t.shape, data: tensorF32(t) }] as [string, { shape: number[]; data: Float32Array }]), {
+    // Stryker disable next-line StringLiteral: the name only labels writeSafetensors' errors (a tensor named __metadata__), which prefixed PEFT keys never raise
     metadata: { format: 'pt', ...(o.baseModel ? { [BASE_MODEL_METADATA]: o.baseModel } : {}) }, name: 'adapter_model.safetensors',
   });
   return { config: `${JSON.stringify(config, null, 2)}\n`, weights };
@@ -213,15 +215,16 @@ export function loadPeft(model: AdaptedModel, name: string, files: PeftFiles, so
   } catch (e) {
     throw namedError(e, where);
   }
-  for (const k of [...expected.keys()]) if (k.startsWith('__base__/')) expected.delete(k);
   // The other tensors a folder may hold: file key (without the prefix) → the base tensor it replaces.
   const extra = new Map<string, { tensor: string; shape: readonly number[]; rows?: number[]; optional?: boolean }>();
   for (const m of extras.saved) {
-    for (const t of [...model.base.tensors.keys(), ...(m === 'lm_head' && model.base.config.tiedEmbeddings ? ['lm_head.weight'] : [])]) {
+    // A tied model's lm_head.weight is its embedding (baseTensor); for an untied model it is listed twice, to the same entry.
+    for (const t of [...model.base.tensors.keys(), 'lm_head.weight']) {
       if (t.startsWith(`${m}.`)) extra.set(t, { tensor: t, shape: baseTensor(model.base, t)!.shape });
     }
   }
   for (const [m, rows] of extras.tokenRows) extra.set(`${m}.token_adapter.trainable_tokens_delta`, { tensor: `${m}.weight`, shape: [rows.length, baseTensor(model.base, `${m}.weight`)!.shape[1]!], rows });
+  // Block-level modules (bottleneck adapters, Compacter) have no weight of their own.
   for (const m of modules) {
     const w = model.base.tensors.get(`${m.name}.weight`);
     if (w) extra.set(`${m.name}.base_layer.weight`, { tensor: `${m.name}.weight`, shape: w.shape, optional: true });
@@ -250,10 +253,8 @@ export function loadPeft(model: AdaptedModel, name: string, files: PeftFiles, so
   for (const k of expected.keys()) if (!read.has(k)) throw new Error(`${source}/adapter_model.safetensors: missing tensor ${method.fileKeyPrefix ?? PREFIX}${k}`);
   for (const [k, x] of extra) if (!x.optional && !file.tensors.some((t) => t.name === `${PREFIX}${k}`)) throw new Error(`${source}/adapter_model.safetensors: missing tensor ${PREFIX}${k} (${x.rows ? 'trainable_token_indices' : 'modules_to_save'})`);
   const params = reorient({ method, config }, read, modules, model.base, false);
-  const peftExtras: PeftExtras | undefined = extras.mts.length || extras.tokenRows.size || baseLayers.length
-    ? { modulesToSave: extras.mts, savedModules: extras.saved, ...(extras.tti !== undefined ? { trainableTokenIndices: extras.tti } : {}), tokenRows: extras.tokenRows, baseLayers }
-    : undefined;
-  return model.attach({ name, method, config, modules, params, initial: params, baseOverrides, ...(peftExtras ? { peftExtras } : {}), enabled: true, merged: false });
+  const peftExtras: PeftExtras = { modulesToSave: extras.mts, savedModules: extras.saved, trainableTokenIndices: extras.tti, tokenRows: extras.tokenRows, baseLayers };
+  return model.attach({ name, method, config, modules, params, initial: params, baseOverrides, peftExtras, enabled: true, merged: false });
 }
 
 /**

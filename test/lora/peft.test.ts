@@ -9,7 +9,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { AdaptedModel } from '../../src/adapters/adapted-model.js';
 import { loadPeft, savePeft } from '../../src/adapters/peft.js';
-import { withRopeLayout } from '../../src/formats/checkpoint.js';
+import { tensorF32, withRopeLayout } from '../../src/formats/checkpoint.js';
 import { parseSafetensors, safetensorsTensorToF32, writeSafetensors } from '../../src/formats/safetensors.js';
 import { randn } from '../helpers.js';
 import { hfLayoutGap, randomizeParams, stories } from '../methods/helpers.js';
@@ -101,6 +101,42 @@ test('other methods\' oriented tensors: Hydra\'s output columns and prefix tunin
   assert.ok(await hfLayoutGap(prefix, 'p') < 1e-4);
 });
 
+test('replaced base tensors: a q_proj base_layer.weight and a modules_to_save k_proj are reordered on a GGUF base (and saved back as read), kept as they are on a Hugging Face–layout one', () => {
+  const q = 'model.layers.0.self_attn.q_proj', k = 'model.layers.1.self_attn.k_proj';
+  const lora = savePeft(loraModel({ r: 2, targetModules: ['q_proj'], layersToTransform: [0] }), 't');
+  const file = parseSafetensors(lora.weights);
+  const hf = new Map([[`${q}.weight`, Float32Array.from(randn(dim * dim, 8, 0.1))], [`${k}.weight`, Float32Array.from(randn(nKvHeads * headDim * dim, 9, 0.1))]]);
+  const folder = {
+    config: JSON.stringify({ ...JSON.parse(lora.config), modules_to_save: [k] }),
+    weights: writeSafetensors([
+      ...file.tensors.map((t) => [t.name, { shape: [...t.shape], data: safetensorsTensorToF32(file, t) }] as [string, { shape: number[]; data: Float32Array }]),
+      [`base_model.model.${q}.base_layer.weight`, { shape: [dim, dim], data: hf.get(`${q}.weight`)! }],
+      [`base_model.model.${k}.weight`, { shape: [nKvHeads * headDim, dim], data: hf.get(`${k}.weight`)! }],
+    ], {}),
+  };
+  for (const layout of ['pairs', 'half'] as const) {
+    const model = new AdaptedModel(layout === 'half' ? withRopeLayout(ckpt, 'half') : ckpt);
+    const a = loadPeft(model, 't', folder);
+    for (const [name, data] of hf) {
+      const got = tensorF32(a.baseOverrides.get(name)!);
+      assert.equal(Array.from(layout === 'half' ? got : toHalfOrder(got, dim)), Array.from(data), `${layout}: ${name}`);
+      if (layout === 'pairs') assert.not.equal(Array.from(got), Array.from(data), `${name} should be reordered`);
+    }
+    const back = saved(savePeft(model, 't'));
+    assert.equal(Array.from(back.get(`base_model.model.${q}.base_layer.weight`)!.data), Array.from(hf.get(`${q}.weight`)!), `${layout}: saved base layer`);
+    assert.equal(Array.from(back.get(`base_model.model.${k}.weight`)!.data), Array.from(hf.get(`${k}.weight`)!), `${layout}: saved module`);
+  }
+});
+
+test('a block-level adapter (bottleneck: modules without a weight of their own) loads back', () => {
+  const model = new AdaptedModel(ckpt);
+  model.addAdapter('b', 'bottleneck', {}, { seed: 3 });
+  randomizeParams(model, 'b', 0.5);
+  const back = new AdaptedModel(ckpt);
+  loadPeft(back, 'b', savePeft(model, 'b'));
+  for (const [k, p] of model.get('b').params) assert.equal(Array.from(back.get('b').params.get(k)!.data), Array.from(p.data), k);
+});
+
 test('a file whose keys have no base_model.model. prefix (prompt tuning) loads back', () => {
   const model = new AdaptedModel(ckpt);
   model.addAdapter('p', 'prompt-tuning', { numVirtualTokens: 2 }, { seed: 3 });
@@ -144,6 +180,8 @@ test('bad folders are refused with the file and the tensor named', () => {
   assert.throws(load(good.config, file([[A, t([2, 64])], [B, t([32, 3])]])), /adapter_model\.safetensors: base_model\.model\.model\.layers\.0\.self_attn\.v_proj\.lora_B\.weight is \[32, 3\], expected \[32, 2\]/);
   assert.throws(load(good.config, file([[A, t([2, 64])]])), /adapter_model\.safetensors: missing tensor base_model\.model\.model\.layers\.0\.self_attn\.v_proj\.lora_B\.weight/);
   assert.throws(load(good.config, good.weights.subarray(0, 6), 'dir'), /dir\/adapter_model\.safetensors/);
+  const tokens = JSON.stringify({ ...JSON.parse(good.config), trainable_token_indices: [3] });
+  assert.throws(load(tokens), /missing tensor base_model\.model\.model\.embed_tokens\.token_adapter\.trainable_tokens_delta \(trainable_token_indices\)/);
   assert.not.throws(load(good.config, file([[A, t([2, 64])], [B, t([32, 2])]])));
 });
 

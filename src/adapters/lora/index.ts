@@ -32,19 +32,25 @@ export const lora: AdapterMethod<LoraConfig> = {
       const a2 = new Float32Array(2 * r * m.inFeatures);
       a2.set(A.data, 0); a2.set(A0.data, r * m.inFeatures);
       const b2 = new Float32Array(m.outFeatures * 2 * r);
-      for (let i = 0; i < m.outFeatures; i++) for (let q = 0; q < r; q++) {
-        b2[i * 2 * r + q] = B.data[i * r + q]!;
-        b2[i * 2 * r + r + q] = -B0.data[i * r + q]!;
+      // Stryker disable next-line EqualityOperator: `i <= outFeatures` only adds writes past the end of b2, which are ignored
+      for (let i = 0; i < m.outFeatures; i++) {
+        for (let q = 0; q < r; q++) {
+          b2[i * 2 * r + q] = B.data[i * r + q]!;
+          b2[i * 2 * r + r + q] = -B0.data[i * r + q]!;
+        }
       }
       out.set(k.a, { shape: [2 * r, m.inFeatures], data: a2 });
       out.set(k.b, { shape: [m.outFeatures, 2 * r], data: b2 });
     }
     const alpha = (a: number) => (config.useRslora ? a * Math.SQRT2 : 2 * a);
-    const each = (p: Record<string, number> | undefined, f: (v: number) => number) => (p ? Object.fromEntries(Object.entries(p).map(([k, v]) => [k, f(v)])) : undefined);
-    const rankByModule = each(config.rankByModule, (v) => 2 * v), alphaByModule = each(config.alphaByModule, alpha);
+    const each = (p: Record<string, number>, f: (v: number) => number) => Object.fromEntries(Object.entries(p).map(([k, v]) => [k, f(v)]));
     return {
       params: out,
-      config: { ...config, r: 2 * config.r, alpha: alpha(config.alpha), init: 'default' as const, ...(rankByModule ? { rankByModule } : {}), ...(alphaByModule ? { alphaByModule } : {}) },
+      config: {
+        ...config, r: 2 * config.r, alpha: alpha(config.alpha), init: 'default' as const,
+        ...(config.rankByModule ? { rankByModule: each(config.rankByModule, (v) => 2 * v) } : {}),
+        ...(config.alphaByModule ? { alphaByModule: each(config.alphaByModule, alpha) } : {}),
+      },
     };
   },
   toPeftConfig: toPeftLoraConfig,
