@@ -23,6 +23,7 @@ import { LLAMA_PROJECTIONS } from '../src/model/llama.js';
 import { type CompactDType, compactBytes } from '../src/quant/types.js';
 import { estimatePlanMemory, formatBytes, memoryProblem } from '../src/scheduler/memory.js';
 import { planTraining } from '../src/train/memory.js';
+import { planMatmulFlops, torchSgemm, wasmFmaPeak } from './peak.js';
 import { torchLora } from './train.js';
 
 const base = { maxSeqLen: 4096, normEps: 1e-6, ropeTheta: 1e6, tiedEmbeddings: true, ropeLayout: 'half' as const };
@@ -125,6 +126,11 @@ export async function benchScale(o: { json: boolean }): Promise<void> {
   const rows: Row[] = models.flatMap((model) => dtypes.flatMap((baseDtype) => ckpts.map((checkpointing) => ({ model, baseDtype, checkpointing, batch, seq, steps }))));
   if (process.argv.includes('--estimate-only')) return estimates(rows, o.json);
   const torchDone = new Map<string, { stepSeconds: number; peakMiB: number } | undefined>();
+  // The ceilings both sides run under on this CPU, measured before the rows so they share its state.
+  const fmaPeak = await wasmFmaPeak(2);
+  const torchPeak = process.argv.includes('--no-torch') ? undefined : torchSgemm(2);
+  if (o.json) console.log(JSON.stringify({ bench: 'scale-peak', threads: 2, wasmFmaGflops: fmaPeak, torchSgemmGflops: torchPeak ?? null }));
+  else console.log(`ceilings, 2 threads: wasm f32x4 FMA ${fmaPeak.toFixed(0)} GFLOP/s${torchPeak ? `; PyTorch SGEMM (torch.mm 2048², its BLAS) ${torchPeak.toFixed(0)} GFLOP/s = ${(torchPeak / fmaPeak).toFixed(2)}× wasm's` : ''}`);
   for (const asked of rows) {
     const b = await fittingBatch(asked);
     if (b === 0) {
@@ -133,6 +139,10 @@ export async function benchScale(o: { json: boolean }): Promise<void> {
     }
     const row = { ...asked, batch: b };
     const ours = runRow(row);
+    const model = loraModel(shapeOnly(SCALE_MODELS[row.model]!, row.baseDtype));
+    // Matmul work per token of one training step as planned; at the FMA peak no step could go faster than this.
+    const flopsPerToken = planMatmulFlops(planTraining(model, 'default', { batch: b, seq, checkpointing: row.checkpointing })) / (b * seq);
+    const ceiling = (fmaPeak * 1e9) / flopsPerToken;
     // PyTorch runs each (model, batch, checkpointing) once: the base type is ours alone (its weights stay fp32).
     const key = `${row.model} ${b} ${row.checkpointing}`;
     if (!process.argv.includes('--no-torch') && !torchDone.has(key)) torchDone.set(key, torchLora({ ...SCALE_MODELS[row.model]!, rank: RANK, checkpointing: row.checkpointing }, b, seq, steps));
@@ -141,12 +151,14 @@ export async function benchScale(o: { json: boolean }): Promise<void> {
     const out = {
       bench: 'scale', model: row.model, backend: 'wasm', baseDtype: row.baseDtype, checkpointing: row.checkpointing, batch: b, seq,
       tokensPerSecond: ours.tokensPerSecond ?? null, peakMiB: ours.peakMiB ?? null, estimateMiB: ours.estimateMiB ?? null,
-      torchTokensPerSecond: torchTps, torchPeakMiB: torch?.peakMiB ?? null, ...(ours.error ? { error: ours.error } : {}),
+      torchTokensPerSecond: torchTps, torchPeakMiB: torch?.peakMiB ?? null, matmulGflopPerToken: flopsPerToken / 1e9, fmaCeilingTokensPerSecond: ceiling,
+      ...(ours.error ? { error: ours.error } : {}),
     };
     if (o.json) console.log(JSON.stringify(out));
     else {
       const tps = out.tokensPerSecond as number | null;
       console.log(`${row.model.padEnd(13)} ${row.baseDtype.padEnd(5)} ${row.checkpointing ? 'ckpt' : '    '} ${b}×${seq}${b < asked.batch ? ` (batch ${asked.batch} does not fit)` : ''}: ${tps ? `${tps.toFixed(1)} tok/s, peak ${(out.peakMiB as number).toFixed(0)} MiB (estimate ${(out.estimateMiB as number).toFixed(0)} MiB)` : `error ${String(out.error)}`}${torchTps ? `; PyTorch fp32 eager ${torchTps.toFixed(1)} tok/s, ${torch!.peakMiB.toFixed(0)} MiB → ${tps ? (tps / torchTps).toFixed(2) : '–'}×` : ''}`);
+      console.log(`  matmul work ${(flopsPerToken / 1e9).toFixed(2)} GFLOP/token: at the wasm FMA peak ≤ ${ceiling.toFixed(1)} tok/s${tps ? `; measured ${((100 * tps) / ceiling).toFixed(0)}% of that` : ''}`);
     }
   }
 }
