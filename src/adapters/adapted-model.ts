@@ -140,10 +140,11 @@ export class AdaptedModel {
   /**
    * The graph transform applying every enabled, unmerged adapter. Adapters on the same module chain:
    * each one's `base(x)` is the previous ones applied to x (so an adapter that rescales the input, like
-   * (IA)³ on down_proj, composes with one that adds to the output). `regularizer(g)` is the sum of the
-   * active adapters' loss terms for a training graph built with these hooks.
+   * (IA)³ on down_proj, composes with one that adds to the output). `regularizers(g)` are the active
+   * adapters' loss terms for a training graph built with these hooks, by the name each is logged under
+   * (the method's `regularizerName`, prefixed with the adapter's name when two would share one).
    */
-  hooks(o: { training: boolean } = { training: false }): { hooks: ModelHooks; built: Map<Graph, Map<string, Tensor>>; regularizer(g: Graph): Tensor | undefined } {
+  hooks(o: { training: boolean } = { training: false }): { hooks: ModelHooks; built: Map<Graph, Map<string, Tensor>>; regularizers(g: Graph): Map<string, Tensor> } {
     const built = new Map<Graph, Map<string, Tensor>>();
     const active = [...this.adapters.values()].filter((a) => a.enabled && !a.merged);
     const byModule = new Map<string, { a: Adapter; m: ModuleInfo }[]>();
@@ -213,15 +214,18 @@ export class AdaptedModel {
       } : {}),
       ...(biases.size ? { biases } : {}),
     };
-    const regularizer = (g: Graph): Tensor | undefined => {
-      let total: Tensor | undefined;
+    const regularizers = (g: Graph): Map<string, Tensor> => {
+      const terms = new Map<string, Tensor>();
       for (const a of active) {
         const r = a.method.regularizer?.(a.modules, a.config, context(a, g));
-        if (r) total = total ? F.add(total, r) : r;
+        if (!r) continue;
+        const name = a.method.regularizerName ?? 'regularizer';
+        const shared = active.filter((b) => b.method.regularizer && (b.method.regularizerName ?? 'regularizer') === name).length > 1;
+        terms.set(shared ? `${a.name}.${name}` : name, r);
       }
-      return total;
+      return terms;
     };
-    return { hooks, built, regularizer };
+    return { hooks, built, regularizers };
   }
 
   /** Per-step training logic of an adapter's method, if it has any. */

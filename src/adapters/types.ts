@@ -173,6 +173,8 @@ export interface AdapterMethod<C extends TargetConfig = TargetConfig> {
   prefixTokens?(config: C): number;
   /** A term added to the training loss (AdaLoRA's orthogonality regulariser). */
   regularizer?(modules: readonly ModuleInfo[], config: C, b: BuildContext): Tensor | undefined;
+  /** The name the regulariser is logged under, beside the task loss (default 'regularizer'). */
+  regularizerName?: string;
   /** Per-step training logic (rank allocation, scheduled freezing); `totalSteps` is the run's length. */
   controller?(adapter: AdapterState<C>, o: { totalSteps: number }): TrainingController;
   /** The base weight with the adapter merged in (mergeable methods). */

@@ -285,7 +285,7 @@ const trainFlags: Record<string, FlagSpec> = {
   resume: { type: 'string', help: 'resume from a checkpoint folder written by --checkpoint-every, or from the --out folder holding them (its newest complete one); the checkpoint sets the method, config and seed, the other flags apply as given' },
   out: { type: 'string', help: 'output folder for the adapter (PEFT format) and its checkpoints; must not hold an adapter already unless --overwrite' },
   overwrite: { type: 'bool', help: 'replace the adapter and checkpoints already in --out' },
-  json: { type: 'bool', help: 'print JSON lines {"step", "loss", …} instead of a progress bar' },
+  json: { type: 'bool', help: 'print JSON lines {"step", "loss", …} instead of a progress bar ("loss" is the task loss; a method\'s regulariser follows by name, e.g. "orth_reg", with "objective")' },
   profile: { type: 'bool', help: 'time every kernel of the last step (GPU timestamps on webgpu) and print time per op and the share of the step spent in kernels' },
   'dry-run': { type: 'bool', help: 'plan the run and print the memory it needs on the chosen backend (weights, activations, optimizer state, workspace) and whether it fits, with settings that would; train nothing (exit 1 when it does not fit)' },
   checkpointing: { type: 'bool', help: "activation checkpointing: keep each layer's input only and recompute the layer in the backward pass (less memory, about a third more compute, same gradients)" },
@@ -434,8 +434,10 @@ async function train(f: Flags): Promise<number | void> {
     ...(evalData ? { evalData, evalEvery: Number(f['eval-every']) } : {}),
     ...(resume ? { resume } : {}),
     onStep: (r) => {
-      log({ step: r.step, loss: r.loss, lr: r.lr, gradNorm: r.gradNorm, tokensPerSecond: r.tokens / r.seconds });
-      bar.update(r.step, `loss ${r.loss.toFixed(4)} ${(r.tokens / r.seconds).toFixed(0)} tok/s`);
+      // "loss" is the task loss; a method's regularisers follow by name, with the objective they sum to.
+      const terms = Object.keys(r.terms).length ? { ...r.terms, objective: r.objective } : {};
+      log({ step: r.step, loss: r.loss, ...terms, lr: r.lr, gradNorm: r.gradNorm, tokensPerSecond: r.tokens / r.seconds });
+      bar.update(r.step, `loss ${r.loss.toFixed(4)}${Object.entries(r.terms).map(([k, v]) => ` ${k} ${v.toFixed(4)}`).join('')} ${(r.tokens / r.seconds).toFixed(0)} tok/s`);
     },
     onEval: (e) => { log({ event: 'eval', step: e.step, loss: e.loss }); if (!json) err(`eval at step ${e.step}: loss ${e.loss.toFixed(4)}`); },
     checkpointEvery: Number(f['checkpoint-every']),

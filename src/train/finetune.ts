@@ -129,8 +129,12 @@ export interface TrainingGraph {
   readonly model: LlamaGraph;
   /** i32 [batch · seq]. */
   readonly targets: Tensor;
-  /** Next-token cross-entropy plus the adapters' loss terms. */
+  /** The objective: next-token cross-entropy plus the adapters' loss terms. */
   readonly loss: Tensor;
+  /** The next-token cross-entropy alone (the task loss, logged as "loss"). */
+  readonly taskLoss: Tensor;
+  /** The adapters' loss terms by the name they are logged under (empty for most methods). */
+  readonly terms: ReadonlyMap<string, Tensor>;
   /** The adapter parameters that train, as graph params. */
   readonly trainable: Tensor[];
   /** Segments for `gradients` (Trainer's `checkpoint`): each layer with checkpointing, each cross-entropy chunk. */
@@ -148,15 +152,16 @@ export interface TrainingGraph {
 export function buildTrainingGraph(m: AdaptedModel, adapterName: string, o: { batch: number; seq: number; checkpointing?: boolean; ceChunk?: CeChunk }, rowsOnly = true): TrainingGraph {
   const adapter = m.get(adapterName);
   const graph = new Graph();
-  const { hooks, built, regularizer } = m.hooks({ training: true });
+  const { hooks, built, regularizers } = m.hooks({ training: true });
   const weights = m.effectiveCheckpoint();
   // The effective config: a saved lm_head (PEFT modules_to_save) unties the head from the embedding.
   const model = buildLlama(graph, weights.config, { batch: o.batch, seq: o.seq, hooks, weightDtype: checkpointDtypes(weights) });
   const layers = o.checkpointing ? layerSegments(graph) : [];
   const targets = graph.input('targets', [o.batch * o.seq], 'i32');
   const { loss: ce, segments: chunks, logits } = nextTokenLoss(model, targets, { ceChunk: o.ceChunk ?? 'auto', rowsOnly });
-  const reg = regularizer(graph);
-  const loss = reg ? F.add(ce, reg) : ce;
+  // The objective is the task loss plus each adapter's regulariser; the trainer reads every part by name.
+  const terms = regularizers(graph);
+  const loss = [...terms.values()].reduce((sum, r) => F.add(sum, r), ce);
   const params = built.get(graph) ?? new Map<string, Tensor>();
   const trainable = [...adapter.params.keys()].filter((k) => m.isTrainable(adapter.name, k)).map((k) => {
     const t = params.get(adapterParamName(adapter.name, k));
@@ -164,7 +169,7 @@ export function buildTrainingGraph(m: AdaptedModel, adapterName: string, o: { ba
     return t;
   });
   if (rowsOnly && logits.length > 1 && feeds(logits, new Set(trainable.map((t) => t.id)), model.hidden.id)) return buildTrainingGraph(m, adapterName, o, false);
-  return { graph, model, targets, loss, trainable, segments: [...layers, ...chunks], weights };
+  return { graph, model, targets, loss, taskLoss: ce, terms, trainable, segments: [...layers, ...chunks], weights };
 }
 
 /** Whether any of `values` is computed from one of `params` other than through `through` (walking producers back). */
@@ -185,7 +190,7 @@ export async function fineTune(o: FineTuneOptions): Promise<FineTuneResult> {
   const adapter = o.model.get(o.adapter);
   checkFineTune(o);
   const T = o.data.seq;
-  const { graph: g, model, targets, loss, trainable, segments, weights } = buildTrainingGraph(o.model, o.adapter, {
+  const { graph: g, model, targets, loss, taskLoss, terms, trainable, segments, weights } = buildTrainingGraph(o.model, o.adapter, {
     batch: o.batch, seq: T, ...(o.checkpointing ? { checkpointing: true } : {}), ...(o.ceChunk !== undefined ? { ceChunk: o.ceChunk } : {}),
   });
   const controller = o.model.controller(adapter.name, o.steps);
@@ -211,7 +216,7 @@ export async function fineTune(o: FineTuneOptions): Promise<FineTuneResult> {
     throw e instanceof OutOfMemoryError && plan ? adviseOutOfMemory(e, plan, o.model, o.adapter, o.backend, shape) : e;
   });
   const trainer: Trainer = await advised(() => Trainer.create({
-    graph: g, loss, trainable, backend: o.backend, accumulate: o.accumulate ?? 1, checkpoint: segments, weights: weightSources(model.weights, weights),
+    graph: g, loss, task: taskLoss, terms, trainable, backend: o.backend, accumulate: o.accumulate ?? 1, checkpoint: segments, weights: weightSources(model.weights, weights),
     checkPlan: (p) => {
       plan = p;
       if (o.memoryCheck !== false) checkTrainingPlan(p, o.model, o.adapter, o.backend, shape);

@@ -28,7 +28,15 @@ export interface OptimizerOptions {
 
 export interface TrainerSpec {
   graph: Graph;
+  /** The objective the gradients are taken of. */
   loss: Tensor;
+  /**
+   * The task loss when the objective adds other terms: reported as `loss`, with the objective as
+   * `objective` (default: the objective itself).
+   */
+  task?: Tensor;
+  /** Named parts of the objective (regularisers), read with it each step and reported in `terms`. */
+  terms?: ReadonlyMap<string, Tensor>;
   trainable: readonly Tensor[];
   backend: Backend;
   optimizer?: OptimizerOptions;
@@ -52,13 +60,25 @@ export interface TrainerSlot { param: number; grad: number; m: number; v: number
 
 export type Feed = [Tensor | string, Int32Array | Float32Array][];
 
-export interface StepResult { step: number; loss: number; gradNorm: number; lr: number }
+export interface StepResult {
+  step: number;
+  /** The task loss (mean over micro-batches). */
+  loss: number;
+  /** What the optimizer minimised: the task loss plus every term. */
+  objective: number;
+  /** Each regulariser's value by name (empty when the objective is the task loss alone). */
+  terms: Record<string, number>;
+  gradNorm: number;
+  lr: number;
+}
 
 export class Trainer {
   private stepCount = 0;
   private constructor(
     readonly session: Session,
     private readonly loss: Tensor,
+    private readonly task: Tensor,
+    private readonly terms: readonly [string, Tensor][],
     private readonly slots: TrainerSlot[],
     private readonly o: Required<OptimizerOptions>,
     readonly accumulate: number,
@@ -84,7 +104,7 @@ export class Trainer {
     // Each gradient's squared norm is a graph output, read with the loss in one batch, so clipping costs
     // no extra pass and a frozen tensor's share can simply be left out.
     const sq = used.map((d) => F.sum(F.mul(d, d)));
-    g.markOutput(loss, ...sq);
+    g.markOutput(loss, ...(spec.task ? [spec.task] : []), ...(spec.terms?.values() ?? []), ...sq);
     return trainable.map((t, i) => ({
       sq: sq[i]!.id,
       active: true,
@@ -109,7 +129,7 @@ export class Trainer {
       if (accumulate > 1) session.set(s.grad, zeros);
     }
     const o = spec.optimizer ?? {};
-    return new Trainer(session, loss, slots, {
+    return new Trainer(session, loss, spec.task ?? loss, [...(spec.terms ?? [])], slots, {
       lr: o.lr ?? 1e-3, beta1: o.beta1 ?? 0.9, beta2: o.beta2 ?? 0.999, eps: o.eps ?? 1e-8,
       weightDecay: o.weightDecay ?? 0, schedule: o.schedule ?? (() => 1), maxGradNorm: o.maxGradNorm ?? Infinity,
     }, accumulate, spec.beforeUpdate);
@@ -123,7 +143,8 @@ export class Trainer {
     // A list of feeds has arrays (feeds) as entries of its entries; a feed has a tensor or name there.
     const feeds: Feed[] = Array.isArray((micro[0] as unknown[] | undefined)?.[0]) ? (micro as Feed[]) : [micro as Feed];
     if (feeds.length !== this.accumulate) throw new Error(`step needs ${this.accumulate} micro-batches (gradient accumulation), got ${feeds.length}`);
-    let lossSum = 0, gn2 = 0;
+    let lossSum = 0, objectiveSum = 0, gn2 = 0;
+    const termSums = this.terms.map(() => 0);
     const active = this.slots.filter((s) => s.active);
     // Accumulated gradients are sums kept between runs: clear them as a step begins (not after the last
     // update, so that the last step's gradients stay readable through gradientValues).
@@ -131,15 +152,19 @@ export class Trainer {
     for (const feed of feeds) {
       for (const [ref, data] of feed) this.session.set(ref, data);
       await this.session.run(this.skip);
-      const [lossArr, ...sqs] = await this.session.getMany([this.loss, ...active.map((s) => s.sq)]);
-      lossSum += lossArr![0]!;
+      const [objArr, taskArr, ...rest] = await this.session.getMany([this.loss, this.task, ...this.terms.map(([, t]) => t), ...active.map((s) => s.sq)]);
+      objectiveSum += objArr![0]!;
+      lossSum += taskArr![0]!;
+      this.terms.forEach((_, i) => { termSums[i]! += rest[i]![0]!; });
+      const sqs = rest.slice(this.terms.length);
       gn2 = sqs.reduce((a, x) => a + x[0]!, 0);
     }
-    const loss = lossSum / feeds.length;
+    const loss = lossSum / feeds.length, objective = objectiveSum / feeds.length;
+    const terms = Object.fromEntries(this.terms.map(([name], i) => [name, termSums[i]! / feeds.length]));
     // The summed gradient is averaged over micro-batches: its norm scales by 1/k.
     const gradNorm = Math.sqrt(gn2) / this.accumulate;
-    if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) {
-      throw new Error(`step ${this.stepCount + 1}: the loss or gradient is not finite (loss ${loss}, gradient norm ${gradNorm}); lower the learning rate or check the data`);
+    if (!Number.isFinite(objective) || !Number.isFinite(gradNorm)) {
+      throw new Error(`step ${this.stepCount + 1}: the loss or gradient is not finite (loss ${loss}${this.terms.length ? `, objective ${objective}` : ''}, gradient norm ${gradNorm}); lower the learning rate or check the data`);
     }
     this.stepCount++;
     await this.beforeUpdate?.(this.stepCount);
@@ -151,7 +176,7 @@ export class Trainer {
       gradScale: clip / this.accumulate,
     };
     for (const s of active) this.session.exe.adamw(s.param, s.grad, s.m, s.v, hyper);
-    return { step: this.stepCount, loss, gradNorm, lr };
+    return { step: this.stepCount, loss, objective, terms, gradNorm, lr };
   }
 
   /**
@@ -164,7 +189,7 @@ export class Trainer {
     for (const s of this.slots) s.active = want.has(s.name);
     const plan = this.session.plan;
     // Walk the plan backwards from what is still read: the loss and the active gradients and norms.
-    const needed = new Set<number>([this.loss.id]);
+    const needed = new Set<number>([this.loss.id, this.task.id, ...this.terms.map(([, t]) => t.id)]);
     const root = (id: number): number => {
       const p = plan.nodes[plan.values[id]!.producer];
       return p && getOp(p.op).view ? root(p.inputs[0]!) : id;

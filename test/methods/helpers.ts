@@ -52,13 +52,12 @@ export async function gradientCheck(model: AdaptedModel, name: string, o: { batc
   const B = o.batch ?? 2, T = o.seq ?? 6;
   const cfg = model.base.config;
   const g = new Graph();
-  const { hooks, built, regularizer } = model.hooks({ training: false });
+  const { hooks, built, regularizers } = model.hooks({ training: false });
   const net = buildLlama(g, cfg, { batch: B, seq: T, hooks });
   const targets = g.input('targets', [B * T], 'i32');
   const logits = net.virtualTokens ? F.slice(net.logits, 1, net.virtualTokens, net.virtualTokens + T) : net.logits;
   const ce = F.crossEntropy(F.reshape(logits, [-1, cfg.vocabSize]), targets);
-  const reg = regularizer(g);
-  const loss = reg ? F.add(ce, reg) : ce;
+  const loss = [...regularizers(g).values()].reduce((sum, r) => F.add(sum, r), ce);
   const prefix = `${name}/`;
   const params = [...built.get(g)!.entries()].filter(([n]) => n.startsWith(prefix) && (o.probe?.(n.slice(prefix.length)) ?? true)).map(([, t]) => t);
   const grads = gradients(loss, params);

@@ -29,7 +29,7 @@ test('a step takes one feed, a list of micro-batch feeds, or nothing (inputs alr
   }
   // Step 1 of AdamW from zero moments moves each weight by lr against the sign of its gradient.
   for (const { r, w } of results) {
-    assert.equal(r, { step: 1, loss: 1 - 4 + 1.5, gradNorm: Math.hypot(1, -2, 0.5), lr: 0.1 });
+    assert.equal(r, { step: 1, loss: 1 - 4 + 1.5, objective: 1 - 4 + 1.5, terms: {}, gradNorm: Math.hypot(1, -2, 0.5), lr: 0.1 });
     // (ε = 1e-8 shortens it by a relative 1e-8/|g|.)
     w.forEach((v, i) => assert.ok(Math.abs(v - ([1, 2, 3][i]! - 0.1 * Math.sign(xs[i]!))) < 1e-8, `w[${i}] = ${v}`));
   }

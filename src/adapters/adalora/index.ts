@@ -15,6 +15,7 @@ export const adalora: AdapterMethod<AdaloraConfig> = {
   createParams: createAdaloraParams,
   linear: adaloraLinear,
   regularizer: adaloraRegularizer,
+  regularizerName: 'orth_reg',
   controller: adaloraController,
   merge: mergeAdalora,
   outputRowKeys: /\.lora_B$/,

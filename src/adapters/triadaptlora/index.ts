@@ -16,6 +16,7 @@ export const triAdaptLora: AdapterMethod<TriAdaptConfig> = {
   trainable: (key) => !isMask(key),
   linear: triAdaptLinear,
   regularizer: triAdaptRegularizer,
+  regularizerName: 'orth_reg',
   controller: triAdaptController,
   merge: mergeTriAdapt,
   outputRowKeys: /\.lora_B$/,
