@@ -32,6 +32,7 @@ import { checkModelLimits, type FlagSpec, type Flags, UsageError, need, parseFla
 import { resolveModel } from './model-source.js';
 import { checkOutput, prepareOutput, resolveResume, writeFileAtomic, writeFolderAtomic } from './output.js';
 import { Progress } from './progress.js';
+import { checkDpoFlags, trainDpoCommand } from './train-dpo.js';
 
 const err = (s: string): void => { process.stderr.write(`${s}\n`); };
 
@@ -289,6 +290,11 @@ const trainFlags: Record<string, FlagSpec> = {
   profile: { type: 'bool', help: 'time every kernel of the last step (GPU timestamps on webgpu) and print time per op and the share of the step spent in kernels' },
   'dry-run': { type: 'bool', help: 'plan the run and print the memory it needs on the chosen backend (weights, activations, optimizer state, workspace) and whether it fits, with settings that would; train nothing (exit 1 when it does not fit)' },
   checkpointing: { type: 'bool', help: "activation checkpointing: keep each layer's input only and recompute the layer in the backward pass (less memory, about a third more compute, same gradients)" },
+  objective: {
+    type: 'string', default: 'lm', range: { oneOf: ['lm', 'dpo'] },
+    help: 'what to train for: lm (next-token loss on --data) | dpo (Direct Preference Optimization on --data JSONL lines {"prompt", "chosen", "rejected"}; the reference is the model without the adapter; logs loss, margin and accuracy)',
+  },
+  beta: { type: 'number', help: "DPO's β: how strongly the policy is held to the reference (--objective dpo)", default: 0.1, range: { above: 0 } },
   'ce-chunk': { type: 'string', help: "rows of the output head and cross-entropy computed at a time so the whole logits never exist: N, 0 (off) or auto (chunks of at most 64 MiB of logits, none when they all fit)", default: 'auto' },
   ...baseDtypeFlag,
   ...common,
@@ -389,6 +395,8 @@ function ceChunkFlag(v: Flags[string]): CeChunk {
 }
 
 async function train(f: Flags): Promise<number | void> {
+  const dpo = f.objective === 'dpo';
+  if (dpo) checkDpoFlags(f);
   if (f['dry-run']) return dryRun(f);
   const out = need(f, 'out', 'train');
   const json = Boolean(f.json);
@@ -413,6 +421,16 @@ async function train(f: Flags): Promise<number | void> {
     model.addAdapter('default', String(f.method), methodConfig(f), { seed });
   }
   const seq = Number(f.seq);
+  if (dpo) {
+    await prepareOutput(out, outOptions);
+    const chosen = await openBackend(f, json);
+    await trainDpoCommand(f, { model, tok, backend: chosen.backend, json, log, err });
+    await writePeftDir(model, out, String(f.model));
+    log({ event: 'saved', dir: out });
+    if (!json) err(`saved the adapter to ${out}/ (adapter_config.json, adapter_model.safetensors)`);
+    chosen.backend.dispose();
+    return;
+  }
   const { examples, source } = await loadExamples(String(f.data), tok, seq, json);
   const data = pack(examples, seq, 0);
   if (data.paddingRatio === 1 || data.rows === 0) throw new UsageError(`--data ${source}: none of its ${examples.length} examples has a token to predict (they are empty)`);
