@@ -42,6 +42,8 @@ export { Trainer, type OptimizerOptions, type StepResult } from './train/trainer
 export { buildTrainingGraph, FINE_TUNE_RANGES, fineTune, type FineTuneOptions, type FineTuneResult, type FineTuneRun, type TrainingGraph } from './train/finetune.js';
 export { buildDpoGraph, DPO_RANGES, trainDpo, type DpoOptions, type DpoStep } from './objectives/dpo/train.js';
 export { preferencePairs, type PreferenceData } from './objectives/dpo/data.js';
+export { distill, DISTILL_METHODS, type DistillOptions, type DistillStep } from './objectives/distill/train.js';
+export { TaidSchedule, type TaidOptions } from './objectives/distill/targets.js';
 export { checkRange, describeRange, type Range } from './util/ranges.js';
 export { decodeTrainingState, encodeTrainingState, TRAINING_STATE_FILE, type TrainingState } from './train/training-state.js';
 export { formatProfile, summarizeProfile, type OpTime, type StepProfile } from './scheduler/profile.js';

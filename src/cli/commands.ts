@@ -32,7 +32,8 @@ import { checkModelLimits, type FlagSpec, type Flags, UsageError, need, parseFla
 import { resolveModel } from './model-source.js';
 import { checkOutput, prepareOutput, resolveResume, writeFileAtomic, writeFolderAtomic } from './output.js';
 import { Progress } from './progress.js';
-import { checkDpoFlags, trainDpoCommand } from './train-dpo.js';
+import { checkObjectiveFlags, distillCommand, trainDpoCommand } from './train-objectives.js';
+import { checkTeacher } from '../objectives/distill/train.js';
 
 const err = (s: string): void => { process.stderr.write(`${s}\n`); };
 
@@ -291,9 +292,14 @@ const trainFlags: Record<string, FlagSpec> = {
   'dry-run': { type: 'bool', help: 'plan the run and print the memory it needs on the chosen backend (weights, activations, optimizer state, workspace) and whether it fits, with settings that would; train nothing (exit 1 when it does not fit)' },
   checkpointing: { type: 'bool', help: "activation checkpointing: keep each layer's input only and recompute the layer in the backward pass (less memory, about a third more compute, same gradients)" },
   objective: {
-    type: 'string', default: 'lm', range: { oneOf: ['lm', 'dpo'] },
-    help: 'what to train for: lm (next-token loss on --data) | dpo (Direct Preference Optimization on --data JSONL lines {"prompt", "chosen", "rejected"}; the reference is the model without the adapter; logs loss, margin and accuracy)',
+    type: 'string', default: 'lm', range: { oneOf: ['lm', 'dpo', 'kd', 'taid'] },
+    help: 'what to train for: lm (next-token loss on --data) | dpo (Direct Preference Optimization on --data JSONL lines {"prompt", "chosen", "rejected"}; the reference is the model without the adapter; logs loss, margin and accuracy) | kd (forward-KL distillation of --teacher on the positions --data scores; logs the KL) | taid (TAID: the target moves from the student to the teacher as t rises; logs the KL to it and t)',
   },
+  teacher: { type: 'string', help: 'the teacher for --objective kd|taid: a model with the same tokenizer (.gguf, llama2.c .bin, safetensors folder, URL or Hugging Face repo id); runs forward only' },
+  'taid-t-start': { type: 'number', help: "TAID's t at the first step (default 0.4)", range: { min: 0, below: 1 } },
+  'taid-t-end': { type: 'number', help: "TAID's final t (default 1)", range: { above: 0, max: 1 } },
+  'taid-alpha': { type: 'number', help: "TAID's step size α of the adaptive increase of t (default 5e-4)", range: { min: 0, max: 1 } },
+  'taid-beta': { type: 'number', help: "TAID's momentum β of the loss's relative change (default 0.99)", range: { min: 0, below: 1 } },
   beta: { type: 'number', help: "DPO's β: how strongly the policy is held to the reference (--objective dpo)", default: 0.1, range: { above: 0 } },
   'ce-chunk': { type: 'string', help: "rows of the output head and cross-entropy computed at a time so the whole logits never exist: N, 0 (off) or auto (chunks of at most 64 MiB of logits, none when they all fit)", default: 'auto' },
   ...baseDtypeFlag,
@@ -396,7 +402,7 @@ function ceChunkFlag(v: Flags[string]): CeChunk {
 
 async function train(f: Flags): Promise<number | void> {
   const dpo = f.objective === 'dpo';
-  if (dpo) checkDpoFlags(f);
+  checkObjectiveFlags(f);
   if (f['dry-run']) return dryRun(f);
   const out = need(f, 'out', 'train');
   const json = Boolean(f.json);
@@ -436,6 +442,18 @@ async function train(f: Flags): Promise<number | void> {
   if (data.paddingRatio === 1 || data.rows === 0) throw new UsageError(`--data ${source}: none of its ${examples.length} examples has a token to predict (they are empty)`);
   if (!json) err(`data: ${source}: ${examples.length} examples packed into ${data.rows} rows of ${seq} tokens (padding ${(100 * data.paddingRatio).toFixed(1)}%, ${(100 * data.naivePaddingRatio).toFixed(1)}% without packing)`);
   log({ event: 'data', examples: examples.length, rows: data.rows, paddingRatio: data.paddingRatio, naivePaddingRatio: data.naivePaddingRatio });
+  if (f.objective === 'kd' || f.objective === 'taid') {
+    const teacher = await loadCheckpoint(await resolveModel(String(f.teacher), err), { baseDtype: baseDtypeOf(f) });
+    checkTeacher(ckpt, teacher);
+    await prepareOutput(out, outOptions);
+    const chosen = await openBackend(f, json);
+    await distillCommand(f, { model, teacher, data, backend: chosen.backend, json, log, err });
+    await writePeftDir(model, out, String(f.model));
+    log({ event: 'saved', dir: out });
+    if (!json) err(`saved the adapter to ${out}/ (adapter_config.json, adapter_model.safetensors)`);
+    chosen.backend.dispose();
+    return;
+  }
   const evalData = f['eval-data'] ? pack((await loadExamples(String(f['eval-data']), tok, seq)).examples, seq, 0) : undefined;
   await prepareOutput(out, { ...outOptions, ...(resume ? { resumeStep: resume.step } : {}) });
   const chosen = await openBackend(f, json);

@@ -5,6 +5,7 @@
 import type { Backend, HostArray } from '../backends/backend.js';
 import { type LlamaCheckpoint, isCompactTensor, tensorDType } from '../formats/checkpoint.js';
 import { Graph, type Tensor } from '../graph/graph.js';
+import * as F from '../graph/api.js';
 import { type DType, shapeStr } from '../graph/types.js';
 import { Session } from '../scheduler/session.js';
 import { type LlamaGraph, type ModelHooks, buildLlama } from './llama.js';
@@ -177,8 +178,34 @@ export class LlamaRuntime {
     return this.evaluator;
   }
 
+  /**
+   * The model's logits for `batch` rows of `seq` token ids, f32 [batch·seq·vocab] (the positions adapters
+   * prepend left out). The adapters' current values are uploaded on every call, so a caller that changes
+   * them between calls (a training loop) reads the model as it is now.
+   */
+  async logits(ids: Int32Array, batch: number, seq: number): Promise<Float32Array> {
+    if (ids.length !== batch * seq) throw new RangeError(`logits: ${ids.length} ids for ${batch} rows of ${seq}`);
+    if (!this.forward || this.forward.batch !== batch || this.forward.seq !== seq) {
+      this.forward?.session.dispose();
+      const g = new Graph();
+      const graph = buildLlama(g, this.config, { batch, seq, weightDtype: checkpointDtypes(this.checkpoint), ...(this.hooks ? { hooks: this.hooks } : {}) });
+      const logits = graph.virtualTokens ? F.slice(graph.logits, 1, graph.virtualTokens, graph.virtualTokens + seq) : graph.logits;
+      g.markOutput(logits);
+      const session = await Session.create(g, this.backend, undefined, weightSources(graph.weights, this.checkpoint));
+      this.forward = { session, graph, logits, batch, seq };
+    }
+    const fw = this.forward;
+    this.prepare?.(fw.session);
+    fw.session.set(fw.graph.ids, ids);
+    await fw.session.run();
+    return Float32Array.from(await fw.session.get(fw.logits));
+  }
+
+  private forward?: { session: Session; graph: LlamaGraph; logits: Tensor; batch: number; seq: number };
+
   dispose(): void {
     this.decoder?.session.dispose();
     this.evaluator?.session.dispose();
+    this.forward?.session.dispose();
   }
 }

@@ -1,6 +1,7 @@
-// `adaptkit train --objective dpo` as users run it: JSON step lines with the DPO loss, reward margin and
-// accuracy; the margin rises; the adapter is saved as a PEFT folder; options DPO does not drive and bad
-// data are refused before any work, by name.
+// `adaptkit train --objective dpo|kd|taid` as users run it. DPO: JSON step lines with the loss, reward
+// margin and accuracy; the margin rises; the adapter is saved as a PEFT folder. KD and TAID: the KL to the
+// teacher's (or the interpolated) target per step, t for TAID. Options an objective does not drive, a
+// missing teacher and bad data are refused before any work, by name.
 import { mkdtempSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -48,6 +49,31 @@ test('options DPO does not drive, a non-JSONL file and a bad line are refused be
   assert.not.ok(existsSync(join(dir, 'z', 'adapter_model.safetensors')));
   r = cli(['train', ...common, '--beta', '0', '--out', join(dir, 'w')]);
   assert.match(r.stderr, /--beta/);
+});
+
+test('KD from a teacher: the KL per step falls; TAID logs t; a missing or stray --teacher is refused', () => {
+  const data = join(dir, 'stories.txt');
+  writeFileSync(data, ['Lily and Tom went to the park. They saw a big dog.', 'The sun was warm. Mia played with her ball all day.', 'Once upon a time there was a little cat who liked milk.'].join('\n\n'));
+  const base = ['train', '--model', STORIES_GGUF, '--data', data, '--batch', '2', '--seq', '16', '--backend', 'wasm', '--json', '--warmup', '0', '--decay', 'constant'];
+  // The teacher is the model itself and the student starts equal to it (LoRA's B = 0): the KL starts at 0.
+  let r = cli([...base, '--objective', 'kd', '--teacher', STORIES_GGUF, '--steps', '2', '--out', join(dir, 'kd')]);
+  assert.is(r.code, 0, r.stderr);
+  const kd = r.stdout.trim().split('\n').map((l) => JSON.parse(l)).filter((e) => e.step !== undefined);
+  assert.ok(Math.abs(kd[0].loss) < 1e-5, JSON.stringify(kd[0]));
+  assert.ok(existsSync(join(dir, 'kd', 'adapter_model.safetensors')));
+  r = cli([...base, '--objective', 'taid', '--teacher', STORIES_GGUF, '--taid-alpha', '0.1', '--steps', '3', '--out', join(dir, 'taid')]);
+  assert.is(r.code, 0, r.stderr);
+  const taid = r.stdout.trim().split('\n').map((l) => JSON.parse(l)).filter((e) => e.step !== undefined);
+  assert.equal(taid.map((e) => typeof e.t), ['number', 'number', 'number']);
+  assert.is(taid[0].t, 0.4);
+  r = cli([...base, '--objective', 'kd', '--steps', '1', '--out', join(dir, 'k2')]);
+  assert.match(r.stderr, /--objective kd needs --teacher MODEL/);
+  r = cli([...base, '--teacher', STORIES_GGUF, '--steps', '1', '--out', join(dir, 'k3')]);
+  assert.match(r.stderr, /--teacher needs --objective kd or taid/);
+  r = cli([...base, '--objective', 'kd', '--teacher', join(dir, 'nowhere.gguf'), '--steps', '1', '--out', join(dir, 'k4')]);
+  assert.is.not(r.code, 0);
+  assert.match(r.stderr, /nowhere\.gguf/);
+  assert.not.ok(existsSync(join(dir, 'k4')));
 });
 
 test.run();
