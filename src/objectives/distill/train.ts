@@ -4,44 +4,29 @@
  * logits are read back each step. The targets are formed on the host (targets.ts) and enter the training
  * graph as inputs of a soft cross-entropy (loss.ts); the reported loss is KL(target ‖ student).
  */
-import type { AdaptedModel } from '../../adapters/adapted-model.js';
-import { adapterParamName } from '../../adapters/adapted-model.js';
-import type { Backend } from '../../backends/backend.js';
 import { batchAt, type PackedBlocks } from '../../data/dataset.js';
 import type { LlamaCheckpoint } from '../../formats/checkpoint.js';
 import * as F from '../../graph/api.js';
-import { Graph, type Tensor } from '../../graph/graph.js';
-import { buildLlama } from '../../model/llama.js';
-import { checkpointDtypes, LlamaRuntime, weightSources } from '../../model/runtime.js';
-import { contextNeeded, FINE_TUNE_RANGES } from '../../train/finetune.js';
-import { type DecayKind, lrSchedule } from '../../train/schedule.js';
-import { Trainer } from '../../train/trainer.js';
+import type { Tensor } from '../../graph/graph.js';
+import { LlamaRuntime } from '../../model/runtime.js';
+import { FINE_TUNE_RANGES } from '../../train/finetune.js';
 import { checkOptions } from '../../util/ranges.js';
+import { buildObjectiveGraph, checkObjectiveRun, dropoutFeed, type ObjectiveRun, objectiveTrainer, syncAdapter } from '../adapter-trainer.js';
 import { softCrossEntropy } from './loss.js';
 import { interpolatedTargets, softTargetInputs, TaidSchedule, type TaidOptions } from './targets.js';
 
 export const DISTILL_METHODS = ['kd', 'taid'] as const;
 export type DistillMethod = (typeof DISTILL_METHODS)[number];
 
-export interface DistillOptions {
-  model: AdaptedModel;
-  adapter: string;
-  backend: Backend;
+export interface DistillOptions extends ObjectiveRun {
   /** The teacher: any model with the student's vocabulary (and, where both carry one, the same tokens). */
   teacher: LlamaCheckpoint;
   /** Packed rows: the positions whose next token the data scores are the positions distilled. */
   data: PackedBlocks;
-  steps: number;
   batch: number;
   /** 'kd' (default): the teacher's distribution; 'taid': TAID's interpolation with its adaptive t. */
   method?: DistillMethod;
   taid?: TaidOptions;
-  lr?: number;
-  warmup?: number;
-  decay?: DecayKind;
-  weightDecay?: number;
-  maxGradNorm?: number;
-  seed?: number;
   onStep?: (r: DistillStep) => void;
 }
 
@@ -76,44 +61,27 @@ export function checkTeacher(student: LlamaCheckpoint, teacher: LlamaCheckpoint)
 export async function distill(o: DistillOptions): Promise<{ steps: DistillStep[] }> {
   checkOptions('distill', o as unknown as Record<string, unknown>, { ...FINE_TUNE_RANGES, method: { oneOf: DISTILL_METHODS } });
   const { model, backend, data } = o;
-  const adapter = model.get(o.adapter);
   checkTeacher(model.base, o.teacher);
   const B = o.batch, T = data.seq, V = model.base.config.vocabSize, N = B * T;
-  const { needed, reserved } = contextNeeded(model, T);
-  if (needed > model.base.config.maxSeqLen) throw new RangeError(`distill: rows of ${T} tokens${reserved ? ` plus ${reserved} adapter positions` : ''} exceed the model's context of ${model.base.config.maxSeqLen}`);
+  checkObjectiveRun('distill', o, T);
   if (T > o.teacher.config.maxSeqLen) throw new RangeError(`distill: rows of ${T} tokens exceed the teacher's context of ${o.teacher.config.maxSeqLen}`);
   if (3 * N * V * 4 > MAX_TARGET_BYTES) throw new RangeError(`distill: ${B} rows × ${T} tokens × ${V} vocabulary entries need ${((3 * N * V * 4) / 2 ** 30).toFixed(1)} GiB of targets per step on the host (limit 1 GiB): use a smaller batch or seq`);
-  if (model.controller(adapter.name, o.steps)) throw new Error(`distill: ${adapter.method.name} steers its training with a controller, which distillation does not run; use a method without one (LoRA, DoRA, IA3, …)`);
   const method = o.method ?? 'kd';
   const schedule = method === 'taid' ? new TaidSchedule(o.taid) : undefined;
 
-  const g = new Graph();
-  const { hooks, built, regularizers } = model.hooks({ training: true });
-  const weights = model.effectiveCheckpoint();
-  const net = buildLlama(g, weights.config, { batch: B, seq: T, hooks, weightDtype: checkpointDtypes(weights) });
-  const logits = F.reshape(net.virtualTokens ? F.slice(net.logits, 1, net.virtualTokens, net.virtualTokens + T) : net.logits, [N, V]);
-  const classes = g.input('soft_classes', [N], 'i32'), targetWeights = g.input('soft_weights', [N, V], 'f32');
-  const task = softCrossEntropy(logits, classes, targetWeights);
-  const terms = regularizers(g);
-  const objective = [...terms.values()].reduce((sum, r) => F.add(sum, r), task);
-  const params = built.get(g) ?? new Map<string, Tensor>();
-  const trainable = [...adapter.params.keys()].filter((k) => model.isTrainable(adapter.name, k)).map((k) => params.get(adapterParamName(adapter.name, k))!);
-  const trainer = await Trainer.create({
-    graph: g, loss: objective, task, terms, trainable, backend, weights: weightSources(net.weights, weights),
-    optimizer: {
-      lr: o.lr ?? adapter.method.defaultLr.value, weightDecay: o.weightDecay ?? 0, schedule: lrSchedule(o.decay ?? 'cosine', o.steps, o.warmup ?? 0),
-      ...(o.maxGradNorm !== undefined ? { maxGradNorm: o.maxGradNorm } : {}),
-    },
+  let classes: Tensor | undefined, targetWeights: Tensor | undefined;
+  const d = buildObjectiveGraph(model, o.adapter, B, T, (g, net) => {
+    const logits = F.reshape(net.virtualTokens ? F.slice(net.logits, 1, net.virtualTokens, net.virtualTokens + T) : net.logits, [N, V]);
+    classes = g.input('soft_classes', [N], 'i32');
+    targetWeights = g.input('soft_weights', [N, V], 'f32');
+    return softCrossEntropy(logits, classes, targetWeights);
   });
-  model.uploadAdapterParams(trainer.session);
+  const trainer = await objectiveTrainer(o, d);
   const teacher = new LlamaRuntime(o.teacher, backend);
   const student = schedule ? model.runtime(backend) : undefined;
-  const seedInput = g.byName('dropout_seed');
   const out: DistillStep[] = [];
   const started = performance.now();
-  const sync = async () => {
-    for (const [name, values] of await trainer.trainableValues()) adapter.params.get(name.slice(adapter.name.length + 1))!.data.set(values);
-  };
+  const sync = () => syncAdapter(o, trainer);
   try {
     let row = 0;
     for (let s = 0; s < o.steps; s++) {
@@ -127,8 +95,7 @@ export async function distill(o: DistillOptions): Promise<{ steps: DistillStep[]
       if (student && t < 1) { await sync(); studentLogits = await student.logits(b.ids, B, T); }
       const inputs = softTargetInputs(interpolatedTargets(teacherLogits, studentLogits, t, mask, V), mask, V);
       if (inputs.scored === 0) throw new Error(`distill: the batch at row ${row} has no scored position`);
-      const feed: [Tensor, Int32Array | Float32Array][] = [[net.ids, b.ids], [classes, inputs.classes], [targetWeights, inputs.weights]];
-      if (seedInput) feed.push([seedInput, Int32Array.of(((o.seed ?? 0) * 1000003 + s * 7919) | 0)]);
+      const feed: [Tensor, Int32Array | Float32Array][] = [[d.net.ids, b.ids], [classes!, inputs.classes], [targetWeights!, inputs.weights], ...dropoutFeed(d, o.seed, s)];
       const r = await trainer.step(feed);
       const step: DistillStep = {
         step: r.step, loss: r.loss - inputs.entropy, objective: r.objective, terms: r.terms, t, lr: r.lr, gradNorm: r.gradNorm, seconds: (performance.now() - started) / 1000,

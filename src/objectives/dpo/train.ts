@@ -4,38 +4,22 @@
  * run on each batch before the training step. Its log-probabilities enter the training graph as inputs.
  */
 import type { AdaptedModel } from '../../adapters/adapted-model.js';
-import { adapterParamName } from '../../adapters/adapted-model.js';
-import type { Backend } from '../../backends/backend.js';
-import * as F from '../../graph/api.js';
 import { Graph, type Tensor } from '../../graph/graph.js';
-import { type LlamaGraph, buildLlama } from '../../model/llama.js';
-import type { LlamaCheckpoint } from '../../formats/checkpoint.js';
+import { buildLlama } from '../../model/llama.js';
 import { checkpointDtypes, weightSources } from '../../model/runtime.js';
 import { Session } from '../../scheduler/session.js';
-import { contextNeeded, FINE_TUNE_RANGES } from '../../train/finetune.js';
-import { type DecayKind, lrSchedule } from '../../train/schedule.js';
-import { Trainer } from '../../train/trainer.js';
+import { FINE_TUNE_RANGES } from '../../train/finetune.js';
 import { checkOptions } from '../../util/ranges.js';
+import { buildObjectiveGraph, checkObjectiveRun, dropoutFeed, type ObjectiveGraph, type ObjectiveRun, objectiveTrainer, syncAdapter } from '../adapter-trainer.js';
 import { type PreferenceData, preferenceBatch } from './data.js';
 import { dpoLoss, sequenceLogProbs } from './loss.js';
 
-export interface DpoOptions {
-  model: AdaptedModel;
-  adapter: string;
-  backend: Backend;
+export interface DpoOptions extends ObjectiveRun {
   data: PreferenceData;
-  steps: number;
   /** Preference pairs per step (each is two rows: chosen and rejected). */
   batch: number;
   /** β, the strength of the implicit KL constraint to the reference (default 0.1, the paper's). */
   beta?: number;
-  /** Peak learning rate (default: the method's `defaultLr`). */
-  lr?: number;
-  warmup?: number;
-  decay?: DecayKind;
-  weightDecay?: number;
-  maxGradNorm?: number;
-  seed?: number;
   onStep?: (r: DpoStep) => void;
 }
 
@@ -55,9 +39,7 @@ export interface DpoStep {
   seconds: number;
 }
 
-export interface DpoGraph {
-  readonly graph: Graph;
-  readonly net: LlamaGraph;
+export interface DpoGraph extends ObjectiveGraph {
   /** i32 [2B·T]: chosen rows' targets, then rejected rows' (−100: not scored). */
   readonly targets: Tensor;
   /** f32 [2B]: scored tokens per row. */
@@ -68,36 +50,25 @@ export interface DpoGraph {
   readonly zeroClass: Tensor;
   /** The policy's summed log-probabilities, f32 [2B]. */
   readonly logps: Tensor;
+  /** The DPO loss (the task loss). */
   readonly loss: Tensor;
   readonly margins: Tensor;
-  readonly terms: ReadonlyMap<string, Tensor>;
-  readonly objective: Tensor;
-  readonly trainable: Tensor[];
-  readonly weights: LlamaCheckpoint;
 }
 
 /** The policy's DPO graph for `pairs` pairs of `seq` tokens: the adapter's forward, sequence log-probabilities, loss. */
 export function buildDpoGraph(model: AdaptedModel, adapterName: string, pairs: number, seq: number, beta: number): DpoGraph {
-  const adapter = model.get(adapterName);
-  const g = new Graph();
-  const { hooks, built, regularizers } = model.hooks({ training: true });
-  const weights = model.effectiveCheckpoint();
-  const R = 2 * pairs;
-  const net = buildLlama(g, weights.config, { batch: R, seq, hooks, weightDtype: checkpointDtypes(weights) });
-  const targets = g.input('targets', [R * seq], 'i32'), counts = g.input('counts', [R], 'f32');
-  const reference = g.input('reference_logps', [R], 'f32'), zeroClass = g.input('zero_class', [pairs], 'i32');
-  const logps = sequenceLogProbs(net, targets, counts, R, seq, weights.config.vocabSize);
-  const { loss, margins } = dpoLoss(g, logps, reference, pairs, beta, zeroClass);
-  const terms = regularizers(g);
-  const objective = [...terms.values()].reduce((sum, r) => F.add(sum, r), loss);
-  g.markOutput(margins, logps);
-  const params = built.get(g) ?? new Map<string, Tensor>();
-  const trainable = [...adapter.params.keys()].filter((k) => model.isTrainable(adapter.name, k)).map((k) => {
-    const t = params.get(adapterParamName(adapter.name, k));
-    if (!t) throw new Error(`adapter '${adapter.name}' parameter ${k} is not used by the model graph`);
-    return t;
+  const R = 2 * pairs, V = model.base.config.vocabSize;
+  let extra: Omit<DpoGraph, keyof ObjectiveGraph | 'loss'> | undefined;
+  const d = buildObjectiveGraph(model, adapterName, R, seq, (g, net) => {
+    const targets = g.input('targets', [R * seq], 'i32'), counts = g.input('counts', [R], 'f32');
+    const reference = g.input('reference_logps', [R], 'f32'), zeroClass = g.input('zero_class', [pairs], 'i32');
+    const logps = sequenceLogProbs(net, targets, counts, R, seq, V);
+    const { loss, margins } = dpoLoss(g, logps, reference, pairs, beta, zeroClass);
+    g.markOutput(margins, logps);
+    extra = { targets, counts, reference, zeroClass, logps, margins };
+    return loss;
   });
-  return { graph: g, net, targets, counts, reference, zeroClass, logps, loss, margins, terms, objective, trainable, weights };
+  return { ...d, ...extra!, loss: d.task };
 }
 
 export const DPO_RANGES = { ...FINE_TUNE_RANGES, beta: { above: 0 } } as const;
@@ -105,11 +76,8 @@ export const DPO_RANGES = { ...FINE_TUNE_RANGES, beta: { above: 0 } } as const;
 export async function trainDpo(o: DpoOptions): Promise<{ steps: DpoStep[] }> {
   checkOptions('trainDpo', o as unknown as Record<string, unknown>, DPO_RANGES);
   const { model, backend, data } = o;
-  const adapter = model.get(o.adapter);
   const B = o.batch, T = data.seq, R = 2 * B, beta = o.beta ?? 0.1;
-  const { needed, reserved } = contextNeeded(model, T);
-  if (needed > model.base.config.maxSeqLen) throw new RangeError(`trainDpo: rows of ${T} tokens${reserved ? ` plus ${reserved} adapter positions` : ''} exceed the model's context of ${model.base.config.maxSeqLen}`);
-  if (model.controller(adapter.name, o.steps)) throw new Error(`trainDpo: ${adapter.method.name} steers its training with a controller (rank allocation or scheduled freezing), which DPO training does not run; use a method without one (LoRA, DoRA, IA3, …)`);
+  const adapter = checkObjectiveRun('trainDpo', o, T);
   const V = model.base.config.vocabSize;
 
   // The reference: this adapter disabled, every other adapter as it is.
@@ -131,16 +99,7 @@ export async function trainDpo(o: DpoOptions): Promise<{ steps: DpoStep[] }> {
   }
 
   const d = buildDpoGraph(model, adapter.name, B, T, beta);
-  const { graph: g, net, targets, counts, reference, zeroClass, loss, margins, terms, objective, trainable, weights } = d;
-  const trainer = await Trainer.create({
-    graph: g, loss: objective, task: loss, terms, trainable, backend, weights: weightSources(net.weights, weights),
-    optimizer: {
-      lr: o.lr ?? adapter.method.defaultLr.value, weightDecay: o.weightDecay ?? 0, schedule: lrSchedule(o.decay ?? 'cosine', o.steps, o.warmup ?? 0),
-      ...(o.maxGradNorm !== undefined ? { maxGradNorm: o.maxGradNorm } : {}),
-    },
-  });
-  model.uploadAdapterParams(trainer.session);
-  const seedInput = g.byName('dropout_seed');
+  const trainer = await objectiveTrainer(o, d);
   const zeros = new Int32Array(B);
   const out: DpoStep[] = [];
   const started = performance.now();
@@ -152,17 +111,16 @@ export async function trainDpo(o: DpoOptions): Promise<{ steps: DpoStep[] }> {
       refSession.set(ref.counts, batch.counts);
       await refSession.run();
       const refLogps = Float32Array.from(await refSession.get(ref.logps));
-      const feed: [Tensor, Int32Array | Float32Array][] = [[net.ids, batch.ids], [targets, batch.targets], [counts, batch.counts], [reference, refLogps], [zeroClass, zeros]];
-      if (seedInput) feed.push([seedInput, Int32Array.of(((o.seed ?? 0) * 1000003 + s * 7919) | 0)]);
+      const feed: [Tensor, Int32Array | Float32Array][] = [[d.net.ids, batch.ids], [d.targets, batch.targets], [d.counts, batch.counts], [d.reference, refLogps], [d.zeroClass, zeros], ...dropoutFeed(d, o.seed, s)];
       const r = await trainer.step(feed);
-      const z = await trainer.session.get(margins);
+      const z = await trainer.session.get(d.margins);
       let sum = 0, wins = 0;
       for (let i = 0; i < B; i++) { sum += z[i]!; if (z[i]! > 0) wins++; }
       const step: DpoStep = { step: r.step, loss: r.loss, objective: r.objective, terms: r.terms, margin: sum / B, accuracy: wins / B, lr: r.lr, gradNorm: r.gradNorm, seconds: (performance.now() - started) / 1000 };
       out.push(step);
       o.onStep?.(step);
     }
-    for (const [name, values] of await trainer.trainableValues()) adapter.params.get(name.slice(adapter.name.length + 1))!.data.set(values);
+    await syncAdapter(o, trainer);
   } finally {
     refSession.dispose();
     trainer.session.dispose();
