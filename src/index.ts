@@ -44,6 +44,8 @@ export { buildDpoGraph, DPO_RANGES, trainDpo, type DpoOptions, type DpoStep } fr
 export { preferencePairs, type PreferenceData } from './objectives/dpo/data.js';
 export { distill, DISTILL_METHODS, type DistillOptions, type DistillStep } from './objectives/distill/train.js';
 export { TaidSchedule, type TaidOptions } from './objectives/distill/targets.js';
+export { trainMultiObjective, type MultiObjectiveOptions, type MultiObjectiveStep, type WeightedObjective } from './objectives/multi/train.js';
+export { multiObjectiveData } from './objectives/multi/data.js';
 export { checkRange, describeRange, type Range } from './util/ranges.js';
 export { decodeTrainingState, encodeTrainingState, TRAINING_STATE_FILE, type TrainingState } from './train/training-state.js';
 export { formatProfile, summarizeProfile, type OpTime, type StepProfile } from './scheduler/profile.js';

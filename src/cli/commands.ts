@@ -6,6 +6,7 @@ import { createReadStream, existsSync } from 'node:fs';
 import { mkdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AdaptedModel } from '../adapters/adapted-model.js';
+import type { Backend } from '../backends/backend.js';
 import { loadPeft, savePeft } from '../adapters/peft.js';
 import { getMethod, methodNames } from '../adapters/registry.js';
 import { llamaModules, selectTargets } from '../adapters/targets.js';
@@ -32,7 +33,7 @@ import { checkModelLimits, type FlagSpec, type Flags, UsageError, need, parseFla
 import { resolveModel } from './model-source.js';
 import { checkOutput, prepareOutput, resolveResume, writeFileAtomic, writeFolderAtomic } from './output.js';
 import { Progress } from './progress.js';
-import { checkObjectiveFlags, distillCommand, trainDpoCommand } from './train-objectives.js';
+import { checkObjectiveFlags, distillCommand, multiCommand, trainDpoCommand } from './train-objectives.js';
 import { checkTeacher } from '../objectives/distill/train.js';
 
 const err = (s: string): void => { process.stderr.write(`${s}\n`); };
@@ -292,9 +293,10 @@ const trainFlags: Record<string, FlagSpec> = {
   'dry-run': { type: 'bool', help: 'plan the run and print the memory it needs on the chosen backend (weights, activations, optimizer state, workspace) and whether it fits, with settings that would; train nothing (exit 1 when it does not fit)' },
   checkpointing: { type: 'bool', help: "activation checkpointing: keep each layer's input only and recompute the layer in the backward pass (less memory, about a third more compute, same gradients)" },
   objective: {
-    type: 'string', default: 'lm', range: { oneOf: ['lm', 'dpo', 'kd', 'taid'] },
-    help: 'what to train for: lm (next-token loss on --data) | dpo (Direct Preference Optimization on --data JSONL lines {"prompt", "chosen", "rejected"}; the reference is the model without the adapter; logs loss, margin and accuracy) | kd (forward-KL distillation of --teacher on the positions --data scores; logs the KL) | taid (TAID: the target moves from the student to the teacher as t rises; logs the KL to it and t)',
+    type: 'string', default: 'lm', range: { oneOf: ['lm', 'dpo', 'kd', 'taid', 'multi'] },
+    help: 'what to train for: lm (next-token loss on --data) | dpo (Direct Preference Optimization on --data JSONL lines {"prompt", "chosen", "rejected"}; the reference is the model without the adapter; logs loss, margin and accuracy) | kd (forward-KL distillation of --teacher on the positions --data scores; logs the KL) | taid (TAID: the target moves from the student to the teacher as t rises; logs the KL to it and t) | multi (several weighted next-token losses on fields of --data JSONL lines, see --losses; logs each)',
   },
+  losses: { type: 'string', help: 'for --objective multi: FIELD:WEIGHT,… — one next-token loss per field of the JSONL lines (each line has a "prompt" and these fields), minimised as the weighted sum, e.g. completion:1,rationale:0.5' },
   teacher: { type: 'string', help: 'the teacher for --objective kd|taid: a model with the same tokenizer (.gguf, llama2.c .bin, safetensors folder, URL or Hugging Face repo id); runs forward only' },
   'taid-t-start': { type: 'number', help: "TAID's t at the first step (default 0.4)", range: { min: 0, below: 1 } },
   'taid-t-end': { type: 'number', help: "TAID's final t (default 1)", range: { above: 0, max: 1 } },
@@ -427,16 +429,22 @@ async function train(f: Flags): Promise<number | void> {
     model.addAdapter('default', String(f.method), methodConfig(f), { seed });
   }
   const seq = Number(f.seq);
-  if (dpo) {
+  // Objectives with data of their own (src/objectives): the same output folder, backend and saved adapter.
+  const other = async (load: Promise<(backend: Backend) => Promise<void>>): Promise<void> => {
+    const run = await load;
     await prepareOutput(out, outOptions);
     const chosen = await openBackend(f, json);
-    await trainDpoCommand(f, { model, tok, backend: chosen.backend, json, log, err });
+    try {
+      await run(chosen.backend);
+    } finally {
+      chosen.backend.dispose();
+    }
     await writePeftDir(model, out, String(f.model));
     log({ event: 'saved', dir: out });
     if (!json) err(`saved the adapter to ${out}/ (adapter_config.json, adapter_model.safetensors)`);
-    chosen.backend.dispose();
-    return;
-  }
+  };
+  if (f.objective === 'multi') return other(multiCommand(f, { model, tok, json, log, err }));
+  if (dpo) return other(trainDpoCommand(f, { model, tok, json, log, err }));
   const { examples, source } = await loadExamples(String(f.data), tok, seq, json);
   const data = pack(examples, seq, 0);
   if (data.paddingRatio === 1 || data.rows === 0) throw new UsageError(`--data ${source}: none of its ${examples.length} examples has a token to predict (they are empty)`);
@@ -445,14 +453,7 @@ async function train(f: Flags): Promise<number | void> {
   if (f.objective === 'kd' || f.objective === 'taid') {
     const teacher = await loadCheckpoint(await resolveModel(String(f.teacher), err), { baseDtype: baseDtypeOf(f) });
     checkTeacher(ckpt, teacher);
-    await prepareOutput(out, outOptions);
-    const chosen = await openBackend(f, json);
-    await distillCommand(f, { model, teacher, data, backend: chosen.backend, json, log, err });
-    await writePeftDir(model, out, String(f.model));
-    log({ event: 'saved', dir: out });
-    if (!json) err(`saved the adapter to ${out}/ (adapter_config.json, adapter_model.safetensors)`);
-    chosen.backend.dispose();
-    return;
+    return other(distillCommand(f, { model, tok, teacher, data, json, log, err }));
   }
   const evalData = f['eval-data'] ? pack((await loadExamples(String(f['eval-data']), tok, seq)).examples, seq, 0) : undefined;
   await prepareOutput(out, { ...outOptions, ...(resume ? { resumeStep: resume.step } : {}) });

@@ -76,4 +76,26 @@ test('KD from a teacher: the KL per step falls; TAID logs t; a missing or stray 
   assert.not.ok(existsSync(join(dir, 'k4')));
 });
 
+test('multi-objective training logs each weighted loss by name; --losses is checked', () => {
+  const data = join(dir, 'repair.jsonl');
+  writeFileSync(data, [
+    { prompt: 'Tom had a red ball.', completion: ' He threw it to Lily.', rationale: ' He wanted to play.' },
+    { prompt: 'The cat was hungry.', completion: ' It drank some milk.', rationale: ' Milk is good.' },
+  ].map((l) => JSON.stringify(l)).join('\n'));
+  const base = ['train', '--model', STORIES_GGUF, '--data', data, '--objective', 'multi', '--batch', '2', '--seq', '24', '--backend', 'wasm', '--json'];
+  let r = cli([...base, '--losses', 'completion:1,rationale:0.5', '--steps', '3', '--lr', '1e-2', '--out', join(dir, 'multi')]);
+  assert.is(r.code, 0, r.stderr);
+  const steps = r.stdout.trim().split('\n').map((l) => JSON.parse(l)).filter((e) => e.step !== undefined);
+  assert.is(steps.length, 3);
+  for (const s of steps) assert.ok(Math.abs(s.loss - (s.losses.completion + 0.5 * s.losses.rationale)) < 1e-5, JSON.stringify(s));
+  assert.ok(existsSync(join(dir, 'multi', 'adapter_model.safetensors')));
+  r = cli([...base, '--steps', '1', '--out', join(dir, 'm2')]);
+  assert.match(r.stderr, /--objective multi needs --losses/);
+  r = cli([...base, '--losses', 'completion:-1', '--steps', '1', '--out', join(dir, 'm3')]);
+  assert.match(r.stderr, /--losses: "completion:-1" is not FIELD or FIELD:WEIGHT/);
+  r = cli([...base, '--losses', 'completion,missing', '--steps', '1', '--out', join(dir, 'm4')]);
+  assert.match(r.stderr, /repair\.jsonl:1: the objective field "missing" is missing/);
+  assert.not.ok(existsSync(join(dir, 'm4')));
+});
+
 test.run();
