@@ -46,6 +46,8 @@ export { distill, DISTILL_METHODS, type DistillOptions, type DistillStep } from 
 export { TaidSchedule, type TaidOptions } from './objectives/distill/targets.js';
 export { trainMultiObjective, type MultiObjectiveOptions, type MultiObjectiveStep, type WeightedObjective } from './objectives/multi/train.js';
 export { multiObjectiveData } from './objectives/multi/data.js';
+export { augmentExamples, augmentTokens, type TokenAugmentOptions } from './objectives/augment/tokens.js';
+export { trainAugmented, type AugmentedOptions, type AugmentedStep } from './objectives/augment/train.js';
 export { checkRange, describeRange, type Range } from './util/ranges.js';
 export { decodeTrainingState, encodeTrainingState, TRAINING_STATE_FILE, type TrainingState } from './train/training-state.js';
 export { formatProfile, summarizeProfile, type OpTime, type StepProfile } from './scheduler/profile.js';

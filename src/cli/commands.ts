@@ -33,7 +33,8 @@ import { checkModelLimits, type FlagSpec, type Flags, UsageError, need, parseFla
 import { resolveModel } from './model-source.js';
 import { checkOutput, prepareOutput, resolveResume, writeFileAtomic, writeFolderAtomic } from './output.js';
 import { Progress } from './progress.js';
-import { checkObjectiveFlags, distillCommand, multiCommand, trainDpoCommand } from './train-objectives.js';
+import { augmentedCommand, checkObjectiveFlags, distillCommand, multiCommand, parseAugment, trainDpoCommand } from './train-objectives.js';
+import { augmentExamples } from '../objectives/augment/tokens.js';
 import { checkTeacher } from '../objectives/distill/train.js';
 
 const err = (s: string): void => { process.stderr.write(`${s}\n`); };
@@ -296,6 +297,10 @@ const trainFlags: Record<string, FlagSpec> = {
     type: 'string', default: 'lm', range: { oneOf: ['lm', 'dpo', 'kd', 'taid', 'multi'] },
     help: 'what to train for: lm (next-token loss on --data) | dpo (Direct Preference Optimization on --data JSONL lines {"prompt", "chosen", "rejected"}; the reference is the model without the adapter; logs loss, margin and accuracy) | kd (forward-KL distillation of --teacher on the positions --data scores; logs the KL) | taid (TAID: the target moves from the student to the teacher as t rises; logs the KL to it and t) | multi (several weighted next-token losses on fields of --data JSONL lines, see --losses; logs each)',
   },
+  augment: { type: 'string', help: 'token-level augmentation of the training examples before packing (EDA on token ids): insert=R,swap=R,delete=P,copies=N — R a fraction of each example\'s length, P the deletion probability, N augmented copies per example (default 1); with --contrastive, the rates that make each row\'s second view (default delete=0.1)' },
+  mixup: { type: 'number', help: 'mixup on the token embeddings: rows mixed in random pairs with λ ~ Beta(ALPHA, ALPHA) per step, the loss mixed likewise (logs lambda)', range: { above: 0 } },
+  contrastive: { type: 'number', help: 'add WEIGHT × an InfoNCE term between each row and its token-augmented view (mean-pooled final hidden states, cosine similarity over the batch); logged as "contrastive"', range: { min: 0 } },
+  'contrastive-temperature': { type: 'number', help: 'temperature τ of --contrastive (default 0.05)', range: { above: 0 } },
   losses: { type: 'string', help: 'for --objective multi: FIELD:WEIGHT,… — one next-token loss per field of the JSONL lines (each line has a "prompt" and these fields), minimised as the weighted sum, e.g. completion:1,rationale:0.5' },
   teacher: { type: 'string', help: 'the teacher for --objective kd|taid: a model with the same tokenizer (.gguf, llama2.c .bin, safetensors folder, URL or Hugging Face repo id); runs forward only' },
   'taid-t-start': { type: 'number', help: "TAID's t at the first step (default 0.4)", range: { min: 0, below: 1 } },
@@ -445,11 +450,15 @@ async function train(f: Flags): Promise<number | void> {
   };
   if (f.objective === 'multi') return other(multiCommand(f, { model, tok, json, log, err }));
   if (dpo) return other(trainDpoCommand(f, { model, tok, json, log, err }));
-  const { examples, source } = await loadExamples(String(f.data), tok, seq, json);
+  const loaded = await loadExamples(String(f.data), tok, seq, json);
+  const source = loaded.source;
+  // --augment adds augmented copies before packing (with --contrastive its rates make the views instead).
+  const examples = f.augment !== undefined && f.contrastive === undefined ? augmentExamples(loaded.examples, { ...parseAugment(f.augment), seed }) : loaded.examples;
   const data = pack(examples, seq, 0);
   if (data.paddingRatio === 1 || data.rows === 0) throw new UsageError(`--data ${source}: none of its ${examples.length} examples has a token to predict (they are empty)`);
   if (!json) err(`data: ${source}: ${examples.length} examples packed into ${data.rows} rows of ${seq} tokens (padding ${(100 * data.paddingRatio).toFixed(1)}%, ${(100 * data.naivePaddingRatio).toFixed(1)}% without packing)`);
   log({ event: 'data', examples: examples.length, rows: data.rows, paddingRatio: data.paddingRatio, naivePaddingRatio: data.naivePaddingRatio });
+  if (f.mixup !== undefined || f.contrastive !== undefined) return other(augmentedCommand(f, { model, tok, data, json, log, err }));
   if (f.objective === 'kd' || f.objective === 'taid') {
     const teacher = await loadCheckpoint(await resolveModel(String(f.teacher), err), { baseDtype: baseDtypeOf(f) });
     checkTeacher(ckpt, teacher);

@@ -10,6 +10,8 @@ import { preferencePairs } from '../objectives/dpo/data.js';
 import { trainDpo } from '../objectives/dpo/train.js';
 import { distill, type DistillMethod } from '../objectives/distill/train.js';
 import { multiObjectiveData } from '../objectives/multi/data.js';
+import type { TokenAugmentOptions } from '../objectives/augment/tokens.js';
+import { trainAugmented } from '../objectives/augment/train.js';
 import { trainMultiObjective } from '../objectives/multi/train.js';
 import type { PackedBlocks } from '../data/dataset.js';
 import type { LlamaCheckpoint } from '../formats/checkpoint.js';
@@ -18,32 +20,74 @@ import type { DecayKind } from '../train/schedule.js';
 import { type Flags, UsageError } from './args.js';
 import { Progress } from './progress.js';
 
-/** Training options that an objective other than lm does not drive, refused by name before anything is read. */
-export function checkObjectiveFlags(f: Flags): void {
-  const objective = String(f.objective);
-  if (objective === 'lm') {
-    const stray = ['teacher', 'taid-t-start', 'taid-t-end', 'taid-alpha', 'taid-beta'].filter((k) => f[k] !== undefined);
-    if (stray.length) throw new UsageError(`--${stray[0]} needs --objective kd or taid`);
-    if (f.losses !== undefined) throw new UsageError('--losses needs --objective multi');
-    return;
-  }
-  if (objective === 'multi') parseLosses(f.losses);
-  else if (f.losses !== undefined) throw new UsageError('--losses needs --objective multi');
-  if ((objective === 'kd' || objective === 'taid') && f.teacher === undefined) throw new UsageError(`--objective ${objective} needs --teacher MODEL (a model with the same tokenizer)`);
-  if (objective === 'kd' && ['taid-t-start', 'taid-t-end', 'taid-alpha', 'taid-beta'].some((k) => f[k] !== undefined)) throw new UsageError('the --taid-* options need --objective taid');
+/** Context of an objective command; each reads its data first and returns the run, so bad data stops it before any output exists. */
+interface CommandContext { model: AdaptedModel; tok: Tokenizer; json: boolean; log: (x: Record<string, unknown>) => void; err: (s: string) => void }
+
+/** Options of the plain training loop that the objectives here do not drive (refused by name). */
+function unsupported(f: Flags): string[] {
   const given: [string, boolean][] = [
     ['--dry-run', Boolean(f['dry-run'])], ['--resume', f.resume !== undefined], ['--checkpoint-every', Number(f['checkpoint-every']) > 0],
     ['--eval-data', f['eval-data'] !== undefined], ['--checkpointing', Boolean(f.checkpointing)], ['--profile', Boolean(f.profile)],
     ['--accumulate', Number(f.accumulate) > 1],
   ];
-  const bad = given.filter(([, on]) => on).map(([name]) => name);
-  if (bad.length) throw new UsageError(`${bad.join(', ')} ${bad.length > 1 ? 'are' : 'is'} not available with --objective ${objective}`);
+  return given.filter(([, on]) => on).map(([name]) => name);
+}
+
+/** Checks the objective's options against each other before anything is read. */
+export function checkObjectiveFlags(f: Flags): void {
+  const objective = String(f.objective);
+  const inGraph = f.mixup !== undefined || f.contrastive !== undefined;
+  if (inGraph && objective !== 'lm') throw new UsageError('--mixup and --contrastive go with --objective lm');
+  if (f.mixup !== undefined && f.contrastive !== undefined) throw new UsageError('--mixup and --contrastive are separate options; use one at a time');
+  if (f['contrastive-temperature'] !== undefined && f.contrastive === undefined) throw new UsageError('--contrastive-temperature needs --contrastive');
+  if (f.augment !== undefined) parseAugment(f.augment);
+  if (objective !== 'kd' && objective !== 'taid' && f.teacher !== undefined) throw new UsageError('--teacher needs --objective kd or taid');
+  if (objective !== 'taid' && ['taid-t-start', 'taid-t-end', 'taid-alpha', 'taid-beta'].some((k) => f[k] !== undefined)) throw new UsageError('the --taid-* options need --objective taid');
+  if (objective !== 'multi' && f.losses !== undefined) throw new UsageError('--losses needs --objective multi');
+  if (objective === 'lm' && !inGraph) return;
+  const bad = unsupported(f);
+  const what = objective === 'lm' ? (f.mixup !== undefined ? '--mixup' : '--contrastive') : `--objective ${objective}`;
+  if (bad.length) throw new UsageError(`${bad.join(', ')} ${bad.length > 1 ? 'are' : 'is'} not available with ${what}`);
+  if (objective === 'multi') parseLosses(f.losses);
+  if ((objective === 'kd' || objective === 'taid') && f.teacher === undefined) throw new UsageError(`--objective ${objective} needs --teacher MODEL (a model with the same tokenizer)`);
   if (objective === 'multi' && !/\.jsonl$/i.test(String(f.data))) throw new UsageError(`--objective multi reads JSONL lines with a "prompt" and one field per loss; got --data ${String(f.data)}`);
   if (objective === 'dpo' && !/\.jsonl$/i.test(String(f.data))) throw new UsageError(`--objective dpo reads preference pairs from a .jsonl file ({"prompt", "chosen", "rejected"} per line); got --data ${String(f.data)}`);
 }
 
-/** Context of an objective command; each reads its data first and returns the run, so bad data stops it before any output exists. */
-interface CommandContext { model: AdaptedModel; tok: Tokenizer; json: boolean; log: (x: Record<string, unknown>) => void; err: (s: string) => void }
+/** --augment "insert=0.1,swap=0.1,delete=0.1,copies=1": token-level augmentation rates (see src/objectives/augment). */
+export function parseAugment(v: Flags[string]): TokenAugmentOptions {
+  const out: Record<string, number> = {};
+  for (const part of String(v).split(',')) {
+    const [k, x] = part.trim().split('=');
+    const n = Number(x);
+    if (!k || !['insert', 'swap', 'delete', 'copies'].includes(k) || x === undefined || !Number.isFinite(n)) throw new UsageError(`--augment: "${part}" is not insert=R, swap=R, delete=P or copies=N`);
+    if (k === 'copies' ? !(Number.isInteger(n) && n >= 0) : !(n >= 0 && n <= 1)) throw new UsageError(`--augment: ${k} must be ${k === 'copies' ? 'a whole number ≥ 0' : 'in [0, 1]'} (got ${x})`);
+    out[k] = n;
+  }
+  return out as TokenAugmentOptions;
+}
+
+/** --mixup ALPHA or --contrastive WEIGHT: fine-tuning with augmentation in the training graph. */
+export async function augmentedCommand(f: Flags, o: CommandContext & { data: PackedBlocks }): Promise<(backend: Backend) => Promise<void>> {
+  const steps = Number(f.steps);
+  const views = f.augment !== undefined ? parseAugment(f.augment) : { delete: 0.1 };
+  const bar = new Progress(f.mixup !== undefined ? 'mixup' : 'contrastive', steps, process.stderr, o.json);
+  return (backend) => trainAugmented({
+    model: o.model, adapter: 'default', backend, data: o.data, steps, batch: Number(f.batch),
+    ...(f.mixup !== undefined ? { mixup: { alpha: Number(f.mixup) } } : {
+      contrastive: { weight: Number(f.contrastive), augment: views, ...(f['contrastive-temperature'] !== undefined ? { temperature: Number(f['contrastive-temperature']) } : {}) },
+    }),
+    ...(f.lr !== undefined ? { lr: Number(f.lr) } : {}),
+    warmup: Number(f.warmup), decay: f.decay as DecayKind, weightDecay: Number(f['weight-decay']),
+    ...(Number(f['max-grad-norm']) > 0 ? { maxGradNorm: Number(f['max-grad-norm']) } : {}), seed: Number(f.seed),
+    onStep: (r) => {
+      const terms = Object.keys(r.terms).length ? { ...r.terms, objective: r.objective } : {};
+      o.log({ step: r.step, loss: r.loss, ...terms, ...(f.mixup !== undefined ? { lambda: r.lambda } : {}), lr: r.lr, gradNorm: r.gradNorm });
+      bar.update(r.step, `loss ${r.loss.toFixed(4)}${Object.entries(r.terms).map(([k, v]) => ` ${k} ${v.toFixed(4)}`).join('')}`);
+    },
+  }).then(() => undefined);
+}
+
 
 export async function trainDpoCommand(f: Flags, o: CommandContext): Promise<(backend: Backend) => Promise<void>> {
   const file = String(f.data), seq = Number(f.seq), batch = Number(f.batch), steps = Number(f.steps);

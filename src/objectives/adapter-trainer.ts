@@ -50,11 +50,21 @@ export function checkObjectiveRun(who: string, o: ObjectiveRun, seq: number): Ad
   return adapter;
 }
 
-/** The model on `rows` × `seq` tokens with the adapter, and `task(graph, net)` on it. */
-export function buildObjectiveGraph(model: AdaptedModel, adapterName: string, rows: number, seq: number, task: (g: Graph, net: LlamaGraph) => Tensor): ObjectiveGraph {
+/**
+ * The model on `rows` × `seq` tokens with the adapter, and `task(graph, net)` on it. `embeddings`, when
+ * given, transforms the token embeddings [rows, seq, D] before any input-side adapter sees them (mixup).
+ */
+export function buildObjectiveGraph(
+  model: AdaptedModel, adapterName: string, rows: number, seq: number, task: (g: Graph, net: LlamaGraph) => Tensor,
+  o: { embeddings?: (x: Tensor, g: Graph) => Tensor } = {},
+): ObjectiveGraph {
   const adapter = model.get(adapterName);
   const g = new Graph();
-  const { hooks, built, regularizers } = model.hooks({ training: true });
+  const { hooks: adapterHooks, built, regularizers } = model.hooks({ training: true });
+  const wrap = o.embeddings;
+  const hooks = wrap
+    ? { ...adapterHooks, embeddings: (x: Tensor, graph: Graph, e: { decoding: boolean; batch: number }) => (adapterHooks.embeddings ? adapterHooks.embeddings(wrap(x, graph), graph, e) : wrap(x, graph)) }
+    : adapterHooks;
   const weights = model.effectiveCheckpoint();
   const net = buildLlama(g, weights.config, { batch: rows, seq, hooks, weightDtype: checkpointDtypes(weights) });
   const t = task(g, net);

@@ -98,4 +98,29 @@ test('multi-objective training logs each weighted loss by name; --losses is chec
   assert.not.ok(existsSync(join(dir, 'm4')));
 });
 
+test('augmentation options: --augment adds copies, --mixup logs λ, --contrastive logs its term; conflicts refused', () => {
+  const data = join(dir, 'stories2.txt');
+  writeFileSync(data, ['Lily and Tom went to the park. They saw a big dog.', 'The sun was warm. Mia played with her ball all day.', 'Once upon a time there was a little cat who liked milk.'].join('\n\n'));
+  const base = ['train', '--model', STORIES_GGUF, '--data', data, '--batch', '2', '--seq', '16', '--backend', 'wasm', '--json', '--steps', '2'];
+  let r = cli([...base, '--augment', 'swap=0.1,delete=0.1,copies=2', '--out', join(dir, 'aug')]);
+  assert.is(r.code, 0, r.stderr);
+  assert.is(JSON.parse(r.stdout.split('\n')[0]!).examples, 9, 'three examples and two augmented copies of each');
+  r = cli([...base, '--mixup', '0.4', '--out', join(dir, 'mix')]);
+  assert.is(r.code, 0, r.stderr);
+  const mix = r.stdout.trim().split('\n').map((l) => JSON.parse(l)).filter((e) => e.step !== undefined);
+  assert.ok(mix.every((e) => e.lambda >= 0 && e.lambda <= 1), JSON.stringify(mix));
+  r = cli([...base, '--contrastive', '0.5', '--augment', 'delete=0.2', '--out', join(dir, 'con')]);
+  assert.is(r.code, 0, r.stderr);
+  const con = r.stdout.trim().split('\n').map((l) => JSON.parse(l)).filter((e) => e.step !== undefined);
+  assert.ok(con.every((e) => e.contrastive > 0 && Math.abs(e.objective - e.loss - e.contrastive) < 1e-5), JSON.stringify(con));
+  r = cli([...base, '--mixup', '0.4', '--contrastive', '1', '--out', join(dir, 'x1')]);
+  assert.match(r.stderr, /separate options; use one at a time/);
+  r = cli([...base, '--mixup', '0.4', '--eval-data', data, '--out', join(dir, 'x2')]);
+  assert.match(r.stderr, /--eval-data is not available with --mixup/);
+  r = cli([...base, '--augment', 'swap=2', '--out', join(dir, 'x3')]);
+  assert.match(r.stderr, /--augment: swap must be in \[0, 1\]/);
+  r = cli([...base, '--augment', 'shuffle=0.1', '--out', join(dir, 'x4')]);
+  assert.match(r.stderr, /"shuffle=0.1" is not insert=R/);
+});
+
 test.run();
