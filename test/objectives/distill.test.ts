@@ -111,7 +111,7 @@ test('a student equal to its teacher: zero KL and zero gradient (KD and TAID)', 
   }
 });
 
-test('KD lowers the KL to a different teacher; TAID raises t; the same KD curve on js, wasm and webgpu', async () => {
+test('KD lowers the KL to a different teacher; TAID raises t; the same KD and TAID curves on js, wasm and webgpu', async () => {
   const run = async (backend: ReturnType<typeof js>, steps: number, method: 'kd' | 'taid' = 'kd') => {
     const { model, teacher, data } = await students(true);
     return (await distill({ model, adapter: 's', backend, teacher, data, steps, batch: 2, lr: 1e-2, decay: 'constant', method, taid: { alpha: 0.05 } })).steps;
@@ -123,10 +123,13 @@ test('KD lowers the KL to a different teacher; TAID raises t; the same KD curve 
   // The first update only records the loss; from the second on, t is at least the linear schedule.
   for (let i = 1; i < 6; i++) assert.ok(taid[i]!.t >= taid[i - 1]!.t && (i < 2 || taid[i]!.t >= 0.4 + 0.6 * (i / 6) - 1e-12), `t ${taid.map((s) => s.t)}`);
   assert.ok(taid[5]!.t > 0.4, 't rose');
+  const taid3 = (await run(js(), 3, 'taid')).map((s) => s.loss);
   for (const { name, backend } of await otherBackends()) {
     const other = await run(backend, 3);
     const diff = curveDiff(kd.slice(0, 3).map((s) => s.loss), other.map((s) => s.loss));
     assert.ok(diff < 1e-4, `${name}: KL curve differs by ${diff}`);
+    const taidDiff = curveDiff(taid3, (await run(backend, 3, 'taid')).map((s) => s.loss));
+    assert.ok(taidDiff < 1e-4, `${name}: TAID curve differs by ${taidDiff}`);
     backend.dispose();
   }
 });
