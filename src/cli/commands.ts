@@ -23,7 +23,8 @@ import { parseGguf } from '../formats/gguf.js';
 import { type SafetensorsWriteTensor, writeSafetensors } from '../formats/safetensors.js';
 import { BASE_DTYPES, type BaseDType, parseBaseDType } from '../formats/storage.js';
 import { GGML_TYPE_OF } from '../quant/codec.js';
-import { EVAL_RANGES, GENERATE_RANGES, LlamaRuntime } from '../model/runtime.js';
+import { EVAL_RANGES, GENERATE_RANGES, type GenerateOptions, LlamaRuntime } from '../model/runtime.js';
+import { proxyGenerate } from '../decoding/proxy.js';
 import { BACKEND_CHOICES, type ChosenBackend, createBackend } from '../scheduler/backends.js';
 import { formatProfile } from '../scheduler/profile.js';
 import { createTokenizer, sentencePieceToHfJson, type Tokenizer, type TokenizerData, tokenizerConfigJson, tokenizerDataFromHfJson } from '../tokenizer/index.js';
@@ -135,18 +136,39 @@ const generateFlags: Record<string, FlagSpec> = {
   'mirostat-eta': { type: 'number', help: 'Mirostat learning rate η', default: 0.1, range: GENERATE_RANGES.mirostatEta },
   seed: { type: 'int', help: 'random seed for sampling', default: 0, range: GENERATE_RANGES.seed },
   adapter: { type: 'string', help: 'a PEFT adapter folder to apply', path: { kind: 'folder' } },
+  'proxy-expert': { type: 'string', help: 'proxy-tuning: the tuned small model, a model or a PEFT adapter folder (applied to --proxy-anti); each step decodes base + α·(expert − anti-expert) logits' },
+  'proxy-anti': { type: 'string', help: 'proxy-tuning: the untuned small model (the anti-expert); all three models must share the tokenizer' },
+  'proxy-alpha': { type: 'number', help: 'proxy-tuning: α, how much of the expert\'s change is applied', default: 1 },
   ...baseDtypeFlag,
   ...common,
 };
 
+/** --proxy-expert / --proxy-anti: the expert's and anti-expert's runtimes on the chosen backend. */
+async function proxyRuntimes(f: Flags, chosen: ChosenBackend): Promise<{ expert: LlamaRuntime; anti: LlamaRuntime } | undefined> {
+  const [e, a] = [f['proxy-expert'], f['proxy-anti']];
+  if (e === undefined && a === undefined) return undefined;
+  if (e === undefined || a === undefined) throw new UsageError('proxy-tuning needs both --proxy-expert and --proxy-anti');
+  const anti = await loadCheckpoint(await resolveModel(String(a), err), { baseDtype: baseDtypeOf(f) });
+  if (existsSync(join(String(e), 'adapter_config.json'))) {
+    const tuned = new AdaptedModel(anti);
+    await readAdapterDir(tuned, String(e));
+    return { expert: tuned.runtime(chosen.backend), anti: new LlamaRuntime(anti, chosen.backend) };
+  }
+  const expert = await loadCheckpoint(await resolveModel(String(e), err), { baseDtype: baseDtypeOf(f) });
+  return { expert: new LlamaRuntime(expert, chosen.backend), anti: new LlamaRuntime(anti, chosen.backend) };
+}
+
 async function generate(f: Flags): Promise<void> {
   const { ckpt, tok } = await openTextModel(f);
+  if ((f['proxy-expert'] === undefined) !== (f['proxy-anti'] === undefined)) throw new UsageError('proxy-tuning needs both --proxy-expert and --proxy-anti');
   const chosen = await openBackend(f);
   const rt = await runtimeFor(f, ckpt, chosen);
+  const proxy = await proxyRuntimes(f, chosen);
   const prompt = tok.encode(String(f.prompt ?? ''), { bos: true });
   const stream = tok.streamDecoder({ stripLeadingSpace: !f.prompt });
   if (f.prompt) process.stdout.write(String(f.prompt));
-  await rt.generate(prompt, {
+  const run = (o: GenerateOptions) => (proxy ? proxyGenerate(rt, proxy.expert, proxy.anti, prompt, { ...o, alpha: Number(f['proxy-alpha']) }) : rt.generate(prompt, o));
+  await run({
     maxTokens: Number(f['max-tokens']), temperature: Number(f.temperature), topK: Number(f['top-k']), topP: Number(f['top-p']),
     repetitionPenalty: Number(f['repetition-penalty']), seed: Number(f.seed),
     ...(f.mirostat !== undefined ? { mirostatTau: Number(f.mirostat), mirostatEta: Number(f['mirostat-eta']) } : {}),
@@ -155,6 +177,8 @@ async function generate(f: Flags): Promise<void> {
   });
   process.stdout.write(stream.flush());
   rt.dispose();
+  proxy?.expert.dispose();
+  proxy?.anti.dispose();
   chosen.backend.dispose();
 }
 

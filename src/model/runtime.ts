@@ -121,6 +121,35 @@ export class LlamaRuntime {
   }
 
   /**
+   * Incremental decoding with the KV cache, for callers that combine several models' logits per step
+   * (proxy-tuning): `feed(tokens)` runs the tokens at the next positions and returns the logits after the
+   * last, f32 [vocab]. Runtimes whose adapters add positions (prompt or prefix tuning) are refused.
+   */
+  async decoding(cacheLen: number): Promise<{ feed(tokens: readonly number[]): Promise<Float32Array>; readonly position: number }> {
+    if ((this.hooks?.virtualTokens ?? 0) + (this.hooks?.prefixTokens ?? 0) > 0) throw new Error('step-by-step decoding does not take adapters that add positions (prompt or prefix tuning)');
+    if (!(Number.isInteger(cacheLen) && cacheLen >= 1 && cacheLen <= this.config.maxSeqLen)) throw new RangeError(`decoding: a cache of ${cacheLen} positions (the model's context is ${this.config.maxSeqLen})`);
+    const { session, graph } = await this.getDecoder(cacheLen);
+    this.prepare?.(session);
+    let p = 0;
+    return {
+      get position() { return p; },
+      async feed(tokens) {
+        if (tokens.length === 0) throw new Error('decoding: feed at least one token');
+        if (p + tokens.length > cacheLen) throw new RangeError(`decoding: ${p + tokens.length} positions exceed the cache of ${cacheLen}`);
+        for (const tok of tokens) {
+          session.set(graph.ids, Int32Array.of(tok));
+          session.set(graph.positions!, Int32Array.of(p));
+          session.set(graph.pos!, Int32Array.of(p));
+          session.set(graph.kvLen!, Int32Array.of(p + 1));
+          await session.run();
+          p++;
+        }
+        return Float32Array.from(await session.get(graph.logits));
+      },
+    };
+  }
+
+  /**
    * Mean next-token cross-entropy over sequences (each already BOS + ids, cut to the wanted length):
    * every position predicts the next id. Returns the mean over all predicted tokens and their count.
    */
