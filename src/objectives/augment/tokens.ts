@@ -5,6 +5,7 @@
  * and random deletion (each token with probability p). The first token (BOS) stays in place.
  */
 import type { Example } from '../../data/dataset.js';
+import { seededRandom } from '../../util/random.js';
 
 export interface TokenAugmentOptions {
   /** Insertions per example, as a fraction of its length (EDA's α_ri; default 0). */
@@ -16,18 +17,6 @@ export interface TokenAugmentOptions {
   /** Augmented copies added per example (EDA's n_aug; default 1). */
   copies?: number;
   seed?: number;
-}
-
-/** A small seeded generator (mulberry32), so a seed gives the same augmented data everywhere. */
-export function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** One augmented view of a token sequence (ids and their target flags move together). */
@@ -64,7 +53,7 @@ export function augmentExamples(examples: readonly Example[], o: TokenAugmentOpt
   }
   const copies = o.copies ?? 1;
   if (!(Number.isInteger(copies) && copies >= 0)) throw new RangeError(`augmentation copies must be a whole number ≥ 0 (got ${copies})`);
-  const rand = seeded(o.seed ?? 1);
+  const rand = seededRandom(o.seed ?? 1);
   const out: Example[] = [...examples];
   for (let c = 0; c < copies; c++) for (const e of examples) out.push(augmentTokens(e.ids, e.target, o, rand));
   return out;

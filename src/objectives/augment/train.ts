@@ -14,7 +14,8 @@ import type { Tensor } from '../../graph/graph.js';
 import { FINE_TUNE_RANGES } from '../../train/finetune.js';
 import { checkOptions } from '../../util/ranges.js';
 import { buildObjectiveGraph, checkObjectiveRun, dropoutFeed, type ObjectiveGraph, type ObjectiveRun, objectiveTrainer, syncAdapter } from '../adapter-trainer.js';
-import { augmentTokens, seeded, type TokenAugmentOptions } from './tokens.js';
+import { gaussian, seededRandom } from '../../util/random.js';
+import { augmentTokens, type TokenAugmentOptions } from './tokens.js';
 
 export interface AugmentedOptions extends ObjectiveRun {
   data: PackedBlocks;
@@ -48,8 +49,7 @@ export function betaSample(a: number, rand: () => number): number {
     for (;;) {
       let x: number, v: number;
       do {
-        // A standard normal by Box–Muller.
-        x = Math.sqrt(-2 * Math.log(1 - rand())) * Math.cos(2 * Math.PI * rand());
+        x = gaussian(rand);
         v = 1 + c * x;
       } while (v <= 0);
       v = v * v * v;
@@ -159,7 +159,7 @@ export async function trainAugmented(o: AugmentedOptions): Promise<{ steps: Augm
   if (!(tau > 0)) throw new RangeError(`trainAugmented: the contrastive temperature must be > 0 (got ${tau})`);
   const B = o.batch, T = o.data.seq, V = o.model.base.config.vocabSize;
   checkObjectiveRun('trainAugmented', o, T);
-  const rand = seeded((o.seed ?? 1) * 7919 + 17);
+  const rand = seededRandom((o.seed ?? 1) * 7919 + 17);
   const g = buildAugmentedGraph(o);
   const { d, contrastive, objective } = g;
   const trainer = await objectiveTrainer(o, { ...d, objective }, contrastive ? new Map([['contrastive', contrastive]]) : new Map());

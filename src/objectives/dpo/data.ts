@@ -4,6 +4,7 @@
  * prompt/completion rule of src/data/dataset.ts, so a response continues its prompt's text).
  */
 import { DataError, jsonlExample } from '../../data/dataset.js';
+import { forEachJsonlObject } from '../../data/jsonl.js';
 import type { Tokenizer } from '../../tokenizer/types.js';
 
 export interface PreferenceRows {
@@ -26,13 +27,8 @@ export interface PreferenceData {
 export function preferencePairs(text: string, file: string, tok: Tokenizer, seq: number): PreferenceData {
   const rows: { chosen: { ids: number[]; target: Uint8Array }; rejected: { ids: number[]; target: Uint8Array } }[] = [];
   let truncated = 0;
-  text.split(/\r?\n/).forEach((line, i) => {
-    if (!line.trim()) return;
-    const where = `${file}:${i + 1}`;
-    let row: unknown;
-    try { row = JSON.parse(line); } catch (e) { throw new DataError(`${where}: not valid JSON (${(e as Error).message})`); }
-    const r = row as Record<string, unknown>;
-    if (typeof r !== 'object' || r === null || Array.isArray(r) || typeof r.prompt !== 'string' || typeof r.chosen !== 'string' || typeof r.rejected !== 'string') {
+  forEachJsonlObject(text, file, (r, where) => {
+    if (typeof r.prompt !== 'string' || typeof r.chosen !== 'string' || typeof r.rejected !== 'string') {
       throw new DataError(`${where}: expected {"prompt": string, "chosen": string, "rejected": string}`);
     }
     const side = (response: string, name: string) => {
