@@ -37,6 +37,8 @@ import { Progress } from './progress.js';
 import { augmentedCommand, checkObjectiveFlags, distillCommand, multiCommand, parseAugment, trainDpoCommand } from './train-objectives.js';
 import { augmentExamples } from '../objectives/augment/tokens.js';
 import { checkTeacher } from '../objectives/distill/train.js';
+import { type ModelFormat, writeModel } from './write-model.js';
+import { pruneVocabCommand, pruneVocabFlags } from './prune-vocab.js';
 
 const err = (s: string): void => { process.stderr.write(`${s}\n`); };
 
@@ -559,27 +561,7 @@ async function merge(f: Flags): Promise<void> {
   const merged = model.effectiveCheckpoint();
   const compactBase = [...ckpt.tensors.values()].some(isCompactTensor);
   err(`merged weights written as ${dtype}${compactBase ? ` (the base model is ${storageSummary(ckpt)})` : ''}${dtype === 'f32' ? '; --dtype f16 halves the size, --dtype q8_0|q4_0 re-quantises (GGUF)' : ''}`);
-  await mkdir(out, { recursive: true });
-  if (format !== 'gguf') {
-    const hf = withRopeLayout(merged, 'half');
-    const st = dtype === 'f16' ? 'F16' : 'F32';
-    await writeFileAtomic(join(out, 'model.safetensors'), writeSafetensors([...hf.tensors].map(([k, t]) => [k, { shape: t.shape, data: tensorF32(t), dtype: t.shape.length === 2 ? st : 'F32' }] as [string, SafetensorsWriteTensor]), { metadata: { format: 'pt' } }));
-    await writeFileAtomic(join(out, 'config.json'), `${JSON.stringify(hfConfigJson(hf, dtype === 'f16' ? 'float16' : 'float32'), null, 2)}\n`);
-    const written = ['model.safetensors', 'config.json'];
-    if (merged.tokenizer?.kind === 'sentencepiece') {
-      await writeFileAtomic(join(out, 'tokenizer.json'), JSON.stringify(sentencePieceToHfJson(merged.tokenizer)));
-      await writeFileAtomic(join(out, 'tokenizer_config.json'), `${JSON.stringify(tokenizerConfigJson(merged.tokenizer, merged.config.maxSeqLen), null, 2)}\n`);
-      written.push('tokenizer.json', 'tokenizer_config.json');
-    } else if (merged.tokenizer?.json) {
-      await writeFileAtomic(join(out, 'tokenizer.json'), JSON.stringify(merged.tokenizer.json));
-      written.push('tokenizer.json');
-    }
-    err(`wrote ${written.map((w) => `${out}/${w}`).join(', ')}`);
-  }
-  if (format !== 'safetensors') {
-    await writeFileAtomic(join(out, 'model.gguf'), checkpointToGguf(merged, { type: dtype === 'f32' ? 'F32' : GGML_TYPE_OF[dtype] }));
-    err(`wrote ${out}/model.gguf`);
-  }
+  await writeModel(merged, out, format as ModelFormat, dtype);
 }
 
 // ---------------------------------------------------------------------------------------------- convert
@@ -601,17 +583,6 @@ async function convert(f: Flags): Promise<void> {
   const bytes = checkpointToGguf(ckpt, { modelName: ckpt.source.replace(/^.*[/\\]/, '').replace(/\.[^.]*$/, '') });
   await writeFileAtomic(out, bytes);
   err(`wrote ${out}: ${(bytes.length / 2 ** 20).toFixed(2)} MiB, weights ${storageSummary(ckpt)}`);
-}
-
-function hfConfigJson(c: LlamaCheckpoint, torchDtype = 'float32'): Record<string, unknown> {
-  const k = c.config;
-  return {
-    architectures: ['LlamaForCausalLM'], model_type: 'llama', hidden_size: k.dim, intermediate_size: k.hiddenDim,
-    num_hidden_layers: k.nLayers, num_attention_heads: k.nHeads, num_key_value_heads: k.nKvHeads, vocab_size: k.vocabSize,
-    max_position_embeddings: k.maxSeqLen, rms_norm_eps: k.normEps, rope_theta: k.ropeTheta, tie_word_embeddings: k.tiedEmbeddings,
-    attention_bias: k.qkvBias, hidden_act: 'silu', torch_dtype: torchDtype,
-    bos_token_id: c.tokenizer?.bosId ?? 1, eos_token_id: c.tokenizer?.eosId ?? 2,
-  };
 }
 
 // ---------------------------------------------------------------------------------------------- quickstart
@@ -663,6 +634,7 @@ async function quickstart(f: Flags): Promise<void> {
 const commands: Record<string, { summary: string; flags: Record<string, FlagSpec>; run: (f: Flags) => Promise<number | void> }> = {
   quickstart: { summary: 'fine-tune stories260K on the built-in task and show before/after samples', flags: quickFlags, run: quickstart },
   train: { summary: 'fine-tune an adapter and save it in the PEFT format', flags: trainFlags, run: train },
+  'prune-vocab': { summary: 'keep the tokens a corpus uses: a smaller model with its embedding, head and tokenizer rewritten', flags: pruneVocabFlags, run: pruneVocabCommand },
   generate: { summary: 'generate text (prints only the generated text on stdout)', flags: generateFlags, run: generate },
   eval: { summary: 'mean next-token cross-entropy over the first K paragraphs of a text file', flags: evalFlags, run: evaluate },
   info: { summary: 'describe a model and the backend auto would choose', flags: { ...modelFlags, ...baseDtypeFlag, ...common }, run: info },

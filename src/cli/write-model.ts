@@ -1,0 +1,58 @@
+/** Writing a whole model (merge, prune-vocab): Hugging Face layout and/or GGUF. */
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { type LlamaCheckpoint, tensorF32, withRopeLayout } from '../formats/checkpoint.js';
+import { checkpointToGguf } from '../formats/gguf-llama.js';
+import { type SafetensorsWriteTensor, writeSafetensors } from '../formats/safetensors.js';
+import { GGML_TYPE_OF } from '../quant/codec.js';
+import { sentencePieceToHfJson, tokenizerConfigJson } from '../tokenizer/index.js';
+import { writeFileAtomic } from './output.js';
+
+export const MODEL_DTYPES = ['f32', 'f16', 'q8_0', 'q4_0'] as const;
+const err = (s: string): void => { process.stderr.write(`${s}\n`); };
+
+export type ModelFormat = 'safetensors' | 'gguf' | 'both';
+
+/**
+ * A whole model into folder `out`: Hugging Face layout (model.safetensors, config.json, tokenizer.json and
+ * tokenizer_config.json) and/or model.gguf; 2-D weights as `dtype` (f32 or f16; q8_0/q4_0 in GGUF only).
+ */
+export async function writeModel(ckpt: LlamaCheckpoint, out: string, format: ModelFormat, dtype: (typeof MODEL_DTYPES)[number]): Promise<string[]> {
+  await mkdir(out, { recursive: true });
+  const written: string[] = [];
+  if (format !== 'gguf') {
+    const hf = withRopeLayout(ckpt, 'half');
+    const st = dtype === 'f16' ? 'F16' : 'F32';
+    await writeFileAtomic(join(out, 'model.safetensors'), writeSafetensors([...hf.tensors].map(([k, t]) => [k, { shape: t.shape, data: tensorF32(t), dtype: t.shape.length === 2 ? st : 'F32' }] as [string, SafetensorsWriteTensor]), { metadata: { format: 'pt' } }));
+    await writeFileAtomic(join(out, 'config.json'), `${JSON.stringify(hfConfigJson(hf, dtype === 'f16' ? 'float16' : 'float32'), null, 2)}\n`);
+    written.push('model.safetensors', 'config.json');
+    if (ckpt.tokenizer?.kind === 'sentencepiece') {
+      await writeFileAtomic(join(out, 'tokenizer.json'), JSON.stringify(sentencePieceToHfJson(ckpt.tokenizer)));
+      await writeFileAtomic(join(out, 'tokenizer_config.json'), `${JSON.stringify(tokenizerConfigJson(ckpt.tokenizer, ckpt.config.maxSeqLen), null, 2)}\n`);
+      written.push('tokenizer.json', 'tokenizer_config.json');
+    } else if (ckpt.tokenizer?.json) {
+      await writeFileAtomic(join(out, 'tokenizer.json'), JSON.stringify(ckpt.tokenizer.json));
+      written.push('tokenizer.json');
+    }
+    err(`wrote ${written.map((w) => `${out}/${w}`).join(', ')}`);
+  }
+  if (format !== 'safetensors') {
+    await writeFileAtomic(join(out, 'model.gguf'), checkpointToGguf(ckpt, { type: dtype === 'f32' ? 'F32' : GGML_TYPE_OF[dtype] }));
+    written.push('model.gguf');
+    err(`wrote ${out}/model.gguf`);
+  }
+  return written;
+}
+
+
+export function hfConfigJson(c: LlamaCheckpoint, torchDtype = 'float32'): Record<string, unknown> {
+  const k = c.config;
+  return {
+    architectures: ['LlamaForCausalLM'], model_type: 'llama', hidden_size: k.dim, intermediate_size: k.hiddenDim,
+    num_hidden_layers: k.nLayers, num_attention_heads: k.nHeads, num_key_value_heads: k.nKvHeads, vocab_size: k.vocabSize,
+    max_position_embeddings: k.maxSeqLen, rms_norm_eps: k.normEps, rope_theta: k.ropeTheta, tie_word_embeddings: k.tiedEmbeddings,
+    attention_bias: k.qkvBias, hidden_act: 'silu', torch_dtype: torchDtype,
+    bos_token_id: c.tokenizer?.bosId ?? 1, eos_token_id: c.tokenizer?.eosId ?? 2,
+  };
+}
+
