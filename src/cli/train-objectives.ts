@@ -1,7 +1,8 @@
 /**
- * `adaptkit train --objective dpo|kd|taid`: the objectives of src/objectives beside the next-token loss.
- * DPO reads preference pairs from a JSONL file ({"prompt", "chosen", "rejected"}), the reference being the
- * model without the adapter; KD and TAID distil `--teacher` on the positions `--data` scores.
+ * `adaptkit train` with the objectives of src/objectives beside the plain next-token loss:
+ * `--objective dpo` (preference pairs from JSONL, the reference being the model without the adapter),
+ * `--objective kd|taid` (distilling `--teacher` on the positions `--data` scores), `--objective multi`
+ * (weighted losses on fields of JSONL lines), and `--mixup` / `--contrastive` (augmentation in the graph).
  */
 import { readFile } from 'node:fs/promises';
 import type { AdaptedModel } from '../adapters/adapted-model.js';
