@@ -5,6 +5,7 @@ import { compacter } from './compacter/index.js';
 import { hydra } from './hydra/index.js';
 import { ia3 } from './ia3/index.js';
 import { lamda } from './lamda/index.js';
+import { lingo } from './lingo/index.js';
 import { lora } from './lora/index.js';
 import { prefixTuning } from './prefix-tuning/index.js';
 import { promptTuning } from './prompt-tuning/index.js';
@@ -13,7 +14,7 @@ import { triAdaptLora } from './triadaptlora/index.js';
 import type { AdapterMethod, TargetConfig } from './types.js';
 
 const methods = new Map<string, AdapterMethod<TargetConfig>>(
-  [lora, ia3, ssf, adalora, hydra, lamda, triAdaptLora, bottleneck, compacter, promptTuning, prefixTuning].map((m) => [m.name, m as unknown as AdapterMethod<TargetConfig>]),
+  [lora, ia3, ssf, adalora, hydra, lamda, triAdaptLora, bottleneck, compacter, promptTuning, prefixTuning, lingo].map((m) => [m.name, m as unknown as AdapterMethod<TargetConfig>]),
 );
 
 /** Short names accepted on the command line. */

@@ -36,6 +36,7 @@ import { checkOutput, prepareOutput, resolveResume, writeFileAtomic, writeFolder
 import { Progress } from './progress.js';
 import { augmentedCommand, checkObjectiveFlags, distillCommand, multiCommand, parseAugment, trainDpoCommand } from './train-objectives.js';
 import { augmentExamples } from '../objectives/augment/tokens.js';
+import { withTextPrefix } from '../data/text-prefix.js';
 import { checkTeacher } from '../objectives/distill/train.js';
 import { type ModelFormat, writeModel } from './write-model.js';
 import { pruneVocabCommand, pruneVocabFlags } from './prune-vocab.js';
@@ -323,6 +324,7 @@ const trainFlags: Record<string, FlagSpec> = {
     type: 'string', default: 'lm', range: { oneOf: ['lm', 'dpo', 'kd', 'taid', 'multi'] },
     help: 'what to train for: lm (next-token loss on --data) | dpo (Direct Preference Optimization on --data JSONL lines {"prompt", "chosen", "rejected"}; the reference is the model without the adapter; logs loss, margin and accuracy) | kd (forward-KL distillation of --teacher on the positions --data scores; logs the KL) | taid (TAID: the target moves from the student to the teacher as t rises; logs the KL to it and t) | multi (several weighted next-token losses on fields of --data JSONL lines, see --losses; logs each)',
   },
+  'text-prefix': { type: 'string', help: 'a text put before every training and evaluation example (before the prompt of prompt/completion lines): Lingo\'s language prefix for sequences that are not natural language, e.g. "DNA sequence: "' },
   augment: { type: 'string', help: 'token-level augmentation of the training examples before packing (EDA on token ids): insert=R,swap=R,delete=P,copies=N — R a fraction of each example\'s length, P the deletion probability, N augmented copies per example (default 1); with --contrastive, the rates that make each row\'s second view (default delete=0.1)' },
   mixup: { type: 'number', help: 'mixup on the token embeddings: rows mixed in random pairs with λ ~ Beta(ALPHA, ALPHA) per step, the loss mixed likewise (logs lambda)', range: { above: 0 } },
   contrastive: { type: 'number', help: 'add WEIGHT × an InfoNCE term between each row and its token-augmented view (mean-pooled final hidden states, cosine similarity over the batch); logged as "contrastive"', range: { min: 0 } },
@@ -476,7 +478,8 @@ async function train(f: Flags): Promise<number | void> {
   };
   if (f.objective === 'multi') return other(multiCommand(f, { model, tok, json, log, err }));
   if (dpo) return other(trainDpoCommand(f, { model, tok, json, log, err }));
-  const loaded = await loadExamples(String(f.data), tok, seq, json);
+  const dataTok = f['text-prefix'] !== undefined ? withTextPrefix(tok, String(f['text-prefix'])) : tok;
+  const loaded = await loadExamples(String(f.data), dataTok, seq, json);
   const source = loaded.source;
   // --augment adds augmented copies before packing (with --contrastive its rates make the views instead).
   const examples = f.augment !== undefined && f.contrastive === undefined ? augmentExamples(loaded.examples, { ...parseAugment(f.augment), seed }) : loaded.examples;
@@ -490,7 +493,7 @@ async function train(f: Flags): Promise<number | void> {
     checkTeacher(ckpt, teacher);
     return other(distillCommand(f, { model, tok, teacher, data, json, log, err }));
   }
-  const evalData = f['eval-data'] ? pack((await loadExamples(String(f['eval-data']), tok, seq)).examples, seq, 0) : undefined;
+  const evalData = f['eval-data'] ? pack((await loadExamples(String(f['eval-data']), dataTok, seq)).examples, seq, 0) : undefined;
   await prepareOutput(out, { ...outOptions, ...(resume ? { resumeStep: resume.step } : {}) });
   const chosen = await openBackend(f, json);
   const method = model.get('default').method;

@@ -10,6 +10,7 @@
  * follows the cubic schedule of §3.3 (see `adaloraBudget`). The current allocation is kept in the config as
  * PEFT's rank_pattern (`<module>.lora_E` → kept flags).
  */
+import { seededRandom } from '../../util/random.js';
 import { type AdapterState, restoreArray, type TrainerAccess, type TrainingController } from '../types.js';
 import type { AdaloraConfig } from './config.js';
 import { adaloraKeys } from './layer.js';
@@ -83,13 +84,33 @@ export function adaloraController(adapter: AdapterState<AdaloraConfig>, o: { tot
     });
   });
 
-  /** Keep the `budget` highest-scoring triplets over all modules (ties broken by module order, then index). */
-  const allocate = (budget: number): void => {
+  // Triplets whose singular value is zeroed at the next mask although the pattern keeps them (Lingo's
+  // re-introduced ones start again from zero, as in its reference code).
+  let restart: Record<string, boolean[]> | undefined;
+
+  /**
+   * Keep the `budget` highest-scoring triplets over all modules (ties broken by module order, then index).
+   * With rank sampling p (Lingo), each pruned triplet is kept anyway with probability p, its singular value
+   * restarting from zero, and each kept one is dropped with probability p; the draws are seeded by the step.
+   */
+  const allocate = (budget: number, step: number): void => {
     const scores = tripletScores();
     const ranked = scores.flatMap((s, mi) => Array.from(s, (v, q) => ({ v, mi, q }))).sort((x, y) => y.v - x.v || x.mi - y.mi || x.q - y.q);
     const pattern: Record<string, boolean[]> = {};
     keys.forEach((k) => { pattern[k.e] = new Array<boolean>(c.initR).fill(false); });
     for (const { mi, q } of ranked.slice(0, budget)) pattern[keys[mi]!.e]![q] = true;
+    const p = c.rankSampling ?? 0;
+    if (p > 0) {
+      const rand = seededRandom(step * 7919 + 17);
+      restart = {};
+      for (const k of keys) {
+        const row = pattern[k.e]!, again = (restart[k.e] = new Array<boolean>(c.initR).fill(false));
+        for (let q = 0; q < c.initR; q++) {
+          const back = rand() < p, drop = rand() < p;
+          if (!row[q] && back) { row[q] = true; again[q] = true; } else if (row[q] && drop) row[q] = false;
+        }
+      }
+    }
     c.rankPattern = pattern;
   };
 
@@ -97,9 +118,10 @@ export function adaloraController(adapter: AdapterState<AdaloraConfig>, o: { tot
     const pattern = c.rankPattern!;
     const values = await t.values(keys.map((k) => k.e));
     for (const k of keys) {
-      const e = values.get(k.e)!, keep = pattern[k.e]!;
-      t.write(k.e, e.map((v, q) => (keep[q] ? v : 0)));
+      const e = values.get(k.e)!, keep = pattern[k.e]!, again = restart?.[k.e];
+      t.write(k.e, e.map((v, q) => (keep[q] && !again?.[q] ? v : 0)));
     }
+    restart = undefined;
   };
 
   return {
@@ -128,7 +150,7 @@ export function adaloraController(adapter: AdapterState<AdaloraConfig>, o: { tot
       // Allocation happens on schedule until T − t_f, and always at T − t_f (where b(t) reaches the target);
       // from then on that pattern is fixed and re-applied every step.
       const due = scheduled || step === fixedFrom;
-      if (due && step <= fixedFrom) allocate(budget);
+      if (due && step <= fixedFrom) allocate(budget, step);
       if (c.rankPattern && (due || step === o.totalSteps)) await applyMask(t);
     },
   };

@@ -24,6 +24,11 @@ export interface AdaloraConfig extends TargetConfig {
   orthRegWeight: number;
   /** T of the budget schedule; defaults to the run's number of steps. */
   totalStep?: number;
+  /**
+   * Lingo's adaptive rank sampling: at each allocation a pruned triplet comes back (its singular value from
+   * zero) and a kept one is dropped, each with this probability (0: AdaLoRA exactly; `--method lingo`: 0.1).
+   */
+  rankSampling?: number;
   /** Kept triplets per module (PEFT rank_pattern), set by the rank allocator or read from a saved adapter. */
   rankPattern?: Record<string, boolean[]>;
 }
@@ -42,6 +47,7 @@ export const ADALORA_OPTIONS: Readonly<Record<string, string>> = {
   beta2: 'EMA factor of the uncertainty (default 0.85)',
   orthRegWeight: 'weight γ of the orthogonality regulariser (default 0.5)',
   totalStep: 'T of the cubic budget schedule (default: the number of training steps)',
+  rankSampling: "Lingo's rank sampling: probability that an allocation brings back a pruned triplet, and that it drops a kept one (default 0: AdaLoRA; 0.1 with --method lingo)",
   excludeModules: "modules never adapted even when targeted: names or suffixes, or 're:<regex>' (default none)",
 };
 
@@ -67,6 +73,7 @@ export function parseAdaloraConfig(raw: Readonly<Record<string, unknown>>): Adal
   if (raw.tfinal !== undefined && raw.tfinal !== null) c.tfinal = num(m, raw, 'tfinal', 0, int, 'an integer ≥ 0');
   if (raw.deltaT !== undefined && raw.deltaT !== null) c.deltaT = num(m, raw, 'deltaT', 1, (v) => int(v) && v >= 1, 'an integer ≥ 1');
   if (raw.totalStep !== undefined && raw.totalStep !== null) c.totalStep = num(m, raw, 'totalStep', 0, (v) => int(v) && v >= 1, 'an integer ≥ 1');
+  if (raw.rankSampling !== undefined && raw.rankSampling !== null) c.rankSampling = num(m, raw, 'rankSampling', 0, (v) => v >= 0 && v < 1, 'in [0, 1)');
   if (c.targetR > c.initR) throw new Error(`adalora: targetR (${c.targetR}) cannot exceed initR (${c.initR})`);
   if (raw.rankPattern !== undefined && raw.rankPattern !== null) {
     const p = raw.rankPattern;
