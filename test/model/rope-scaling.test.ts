@@ -16,6 +16,8 @@ import type { Backend } from '../../src/backends/backend.js';
 import { createJsBackend } from '../../src/backends/js/index.js';
 import { type LlamaCheckpoint, loadCheckpoint } from '../../src/formats/checkpoint.js';
 import { writeSafetensors } from '../../src/formats/safetensors.js';
+import { type GgufValue, gguf, parseGguf } from '../../src/formats/gguf.js';
+import { checkpointToGguf, readGgufCheckpoint } from '../../src/formats/gguf-llama.js';
 import * as F from '../../src/graph/api.js';
 import { Graph } from '../../src/graph/graph.js';
 import { buildLlama, headDim } from '../../src/model/llama.js';
@@ -160,6 +162,45 @@ test('config errors: unknown type, missing or non-positive factor, refused by na
     const e = await rejection(loadCheckpoint(writeModel(join(dir, `bad-${bad.findIndex((b) => b[0] === s)}`), 64, s)));
     assert.match(e.message, re);
   }
+});
+
+// GGUF: llama.cpp's keys and Llama 3.1's rope_freqs.weight, written by our exporter from the Hugging Face models
+// above and read back (adjacent-pair layout): the same reference logits, on float64 js. rope_freqs.weight is
+// float32, so that case is held to 1e-6 (f32 rounding of the divisors moves the angles by ~1e-6 rad).
+test('GGUF: rope.scaling.* keys and rope_freqs.weight round-trip and match the reference', async () => {
+  const { ckpts, ref } = await prepare();
+  const at = (name: string) => CASES.findIndex((c) => c.name === name);
+  for (const [name, tol] of [['linear', F64_TOL], ['yarn', F64_TOL], ['yarn-explicit', 1e-6], ['llama3', 1e-6]] as const) {
+    const i = at(name), ck = ckpts[i]!;
+    const back = await readGgufCheckpoint(parseGguf(checkpointToGguf(ck), `${name}.gguf`));
+    if (name === 'llama3') {
+      assert.is(back.config.ropeScaling, undefined);
+      assert.is(back.config.ropeFreqFactors?.length, headDim(ck.config) / 2);
+    } else {
+      assert.is(back.config.ropeScaling?.rope_type, name.startsWith('yarn') ? 'yarn' : 'linear');
+    }
+    const e = maxRelErr(await logits(back, createJsBackend({ precision: 'f64' })), ref[i]!);
+    assert.ok(e < tol, `${name}: ${e}`);
+  }
+  // Hand-written keys: llama.cpp's attn_factor multiplies YaRN's 0.1·ln(factor) + 1; unknown types are refused.
+  const base = ckpts[at('linear')]!;
+  const plain = { ...base, config: { ...base.config, ropeScaling: undefined } };
+  const withMeta = (metadata: Record<string, GgufValue>) => readGgufCheckpoint(parseGguf(checkpointToGguf(plain, { metadata }), 'm.gguf'));
+  const y = await withMeta({
+    'llama.rope.scaling.type': gguf.str('yarn'), 'llama.rope.scaling.factor': gguf.f32(4),
+    'llama.rope.scaling.original_context_length': gguf.u32(64), 'llama.rope.scaling.attn_factor': gguf.f32(0.5),
+  });
+  const t = ropeTable(y.config, headDim(y.config), T)!;
+  assert.ok(Math.abs(t.scale - 0.5 * (0.1 * Math.log(4) + 1)) < 1e-7, String(t.scale));
+  assert.equal(y.config.ropeScaling?.original_max_position_embeddings, 64);
+  const old = await withMeta({ 'llama.rope.scale_linear': gguf.f32(2) });
+  assert.equal(old.config.ropeScaling, { rope_type: 'linear', factor: 2 });
+  assert.match((await rejection(withMeta({ 'llama.rope.scaling.type': gguf.str('longrope'), 'llama.rope.scaling.factor': gguf.f32(2) }))).message, /rope scaling "longrope" is not supported/);
+  assert.match((await rejection(withMeta({ 'llama.rope.scaling.type': gguf.str('linear') }))).message, /rope\.scaling\.factor is missing/);
+  assert.match((await rejection(withMeta({ 'llama.rope.scaling.type': gguf.str('linear'), 'llama.rope.scaling.factor': gguf.f32(-1) }))).message, /factor is -1, expected a positive number/);
+  // Dynamic NTK has no GGUF form: the export says so.
+  const dyn = ckpts[at('dynamic')]!;
+  assert.throws(() => checkpointToGguf(dyn), /rope_scaling "dynamic" has no GGUF form/);
 });
 
 const ROPE_LEAVES = (positions: boolean) => [
