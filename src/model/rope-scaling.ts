@@ -43,7 +43,14 @@ export function validateRopeScaling(s: Record<string, unknown>, maxSeqLen: numbe
     if (!((s.high_freq_factor as number) > (s.low_freq_factor as number))) throw new Error('rope_scaling llama3 needs high_freq_factor > low_freq_factor');
   }
   if (kind === 'yarn' || kind === 'dynamic') pos('original_max_position_embeddings', false);
-  if (kind === 'yarn') { pos('beta_fast', false); pos('beta_slow', false); pos('attention_factor', false); }
+  if (kind === 'yarn') {
+    pos('beta_fast', false); pos('beta_slow', false); pos('attention_factor', false);
+    // DeepSeek's mscale variants and untruncated correction dimensions would change the result: refused, not ignored.
+    for (const k of ['mscale', 'mscale_all_dim']) {
+      if (s[k] !== undefined && s[k] !== null && s.attention_factor === undefined) throw new Error(`rope_scaling yarn with ${k} is not supported (give attention_factor instead)`);
+    }
+    if (s.truncate === false) throw new Error('rope_scaling yarn with truncate: false is not supported');
+  }
   if (!(maxSeqLen > 0)) throw new Error(`max_position_embeddings is ${maxSeqLen}`);
   return kind;
 }

@@ -157,6 +157,7 @@ test('config errors: unknown type, missing or non-positive factor, refused by na
     [{ rope_type: 'yarn', factor: 0 }, /factor is 0, expected a positive number/],
     [{ rope_type: 'dynamic', factor: -2 }, /factor is -2, expected a positive number/],
     [{ rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4 }, /needs original_max_position_embeddings/],
+    [{ rope_type: 'yarn', factor: 4, mscale: 0.7 }, /yarn with mscale is not supported/],
   ];
   for (const [s, re] of bad) {
     const e = await rejection(loadCheckpoint(writeModel(join(dir, `bad-${bad.findIndex((b) => b[0] === s)}`), 64, s)));
