@@ -3,7 +3,8 @@
 // small random-weight Llama in Hugging Face layout is loaded through the Hugging Face loader and its logits
 // computed on js (float64), wasm and webgpu (float32). Tolerances, as the largest |difference| over the
 // largest |reference logit|: 1e-9 on float64 js (only summation order differs), 2e-5 on the float32
-// backends (f32 rounding of a 1-layer model; an unscaled rope differs by > 1e-2). The scaled frequency
+// backends (f32 rounding of a 1-layer model; an unscaled rope differs by > 1e-2). Dynamic NTK is sized by the
+// sequence when training or evaluating and by the KV cache length when decoding; both are compared. The scaled frequency
 // tables themselves agree with the reference's to 1e-12 relative. The op's gradient (the inverse rotation
 // with the same table and factor) is checked against finite differences, and its forward and inverse on
 // wasm and webgpu against js, 1e-5 relative.
@@ -89,15 +90,38 @@ async function logits(ckpt: LlamaCheckpoint, backend: Backend): Promise<Float64A
   return out;
 }
 
-let prepared: Promise<{ ckpts: LlamaCheckpoint[]; ref: Float64Array[]; refFreqs: { inv_freq: number[]; attention_factor: number }[] }> | undefined;
+/** Logits of the decoding graph (KV cache of `cacheLen`) run on the T tokens at positions 0…T−1 in one step. */
+async function decodingLogits(ckpt: LlamaCheckpoint, backend: Backend, cacheLen: number): Promise<Float64Array> {
+  const g = new Graph();
+  const net = buildLlama(g, ckpt.config, { batch: B, seq: T, cacheLen });
+  g.markOutput(net.logits);
+  const s = await Session.create(g, backend);
+  uploadWeights(s, net.weights, ckpt);
+  s.set(net.ids, ids);
+  s.set(net.positions!, Int32Array.from({ length: T }, (_, t) => t));
+  s.set(net.pos!, Int32Array.of(0));
+  s.set(net.kvLen!, Int32Array.of(T));
+  await s.run();
+  const out = Float64Array.from(await s.get(net.logits));
+  s.dispose();
+  return out;
+}
+
+// Decoding sizes dynamic NTK by the KV cache length: the reference is run with that length.
+const CACHE = 40;
+let prepared: Promise<{ ckpts: LlamaCheckpoint[]; ref: Float64Array[]; refFreqs: { inv_freq: number[]; attention_factor: number }[]; refCache: Float64Array }> | undefined;
 function prepare() {
   prepared ??= (async () => {
     const folders = CASES.map((c) => writeModel(join(dir, c.name), c.maxPos, c.scaling));
+    const dynamic = folders[CASES.findIndex((c) => c.name === 'dynamic')]!;
     const out = runReference<{ runs: { inv_freq: number[]; attention_factor: number }[] }>('rope_scaling_ref.py', {
-      runs: folders.map((m, i) => ({ model: m, ids: rows, logits: join(dir, `${CASES[i]!.name}.f64`) })),
+      runs: [
+        ...folders.map((m, i) => ({ model: m, ids: rows, logits: join(dir, `${CASES[i]!.name}.f64`) })),
+        { model: dynamic, ids: rows, logits: join(dir, 'dynamic-cache.f64'), rope_length: CACHE },
+      ],
     }, dir);
     const ckpts = await Promise.all(folders.map((f) => loadCheckpoint(f)));
-    return { ckpts, ref: CASES.map((c) => readF64(join(dir, `${c.name}.f64`))), refFreqs: out.runs };
+    return { ckpts, ref: CASES.map((c) => readF64(join(dir, `${c.name}.f64`))), refFreqs: out.runs, refCache: readF64(join(dir, 'dynamic-cache.f64')) };
   })();
   return prepared;
 }
@@ -147,6 +171,19 @@ test('dynamic NTK: unscaled up to original_max_position_embeddings; training use
   const fs = ropeFreqs(dec);
   assert.ok(fs.length > 0);
   for (const f of fs) assert.equal(f, at(40));
+});
+
+test('dynamic NTK when decoding: logits of the KV-cached graph (cache 40) match the reference sized by 40', async () => {
+  const { ckpts, ref, refCache } = await prepare();
+  const i = CASES.findIndex((x) => x.name === 'dynamic');
+  const ours = await decodingLogits(ckpts[i]!, createJsBackend({ precision: 'f64' }), CACHE);
+  assert.ok(maxRelErr(ours, refCache) < F64_TOL, `decoding: ${maxRelErr(ours, refCache)}`);
+  // Sized by 40, not by the 24 tokens: far from the training graph's logits.
+  assert.ok(maxRelErr(ours, ref[i]!) > 100 * F32_TOL, `cache-sized and sequence-sized logits too close: ${maxRelErr(ours, ref[i]!)}`);
+  for (const { name, backend } of await otherBackends()) {
+    const err = maxRelErr(await decodingLogits(ckpts[i]!, backend, CACHE), refCache);
+    assert.ok(err < F32_TOL, `${name}: ${err}`);
+  }
 });
 
 test('config errors: unknown type, missing or non-positive factor, refused by name at load', async () => {

@@ -4,7 +4,8 @@ config.json's rope_scaling, written from the formulas of Hugging Face's rope ini
 (linear, dynamic NTK, YaRN, Llama 3) and the YaRN paper, not from this library's code.
 
 Usage: python3 rope_scaling_ref.py JOB.json, where JOB is
-  {"runs": [{"model": DIR, "ids": [[int]], "logits": FILE}]}
+  {"runs": [{"model": DIR, "ids": [[int]], "logits": FILE, "rope_length": int (optional)}]}
+rope_length: the sequence length dynamic NTK is sized by (default the number of tokens).
 Each run's logits [B, T, V] are written to FILE as little-endian float64; stdout is
   {"runs": [{"inv_freq": [float], "attention_factor": float}]}.
 """
@@ -70,14 +71,14 @@ def inv_freq_and_factor(c, seq_len):
     raise ValueError(f'rope_scaling type {kind} not in this reference')
 
 
-def forward(folder, ids):
+def forward(folder, ids, rope_length=None):
     with open(os.path.join(folder, 'config.json')) as f:
         c = json.load(f)
     w = read_safetensors(os.path.join(folder, 'model.safetensors'))
     dim, heads = c['hidden_size'], c['num_attention_heads']
     kv, hd, eps = c.get('num_key_value_heads', heads), dim // heads, c['rms_norm_eps']
     b, n = ids.shape
-    inv, att = inv_freq_and_factor(c, n)
+    inv, att = inv_freq_and_factor(c, rope_length or n)
     angles = torch.arange(n, dtype=F64)[:, None] * inv[None, :]
     emb = torch.cat([angles, angles], -1)
     cos, sin = (emb.cos() * att)[None, :, None, :], (emb.sin() * att)[None, :, None, :]
@@ -108,7 +109,7 @@ def main():
         job = json.load(f)
     out = []
     for r in job['runs']:
-        logits, inv, att = forward(r['model'], torch.tensor(r['ids'], dtype=torch.long))
+        logits, inv, att = forward(r['model'], torch.tensor(r['ids'], dtype=torch.long), r.get('rope_length'))
         with open(r['logits'], 'wb') as f:
             f.write(logits.contiguous().numpy().astype('<f8').tobytes())
         out.append({'inv_freq': inv.tolist(), 'attention_factor': att})
