@@ -100,10 +100,11 @@ export function rowsJob(d: usize, tid: i32, nth: i32): void {
         crossEntropyBackward(p(d, 0), p(d, 1), p(d, 2), p(d, 3), n(d, 4), n(d, 5), n(d, 6), s, e);
         break;
       case R_ROPE:
-        // x, positions, y, B, T, H, D, theta, offset, inverse, pairs, scratch (D doubles + 16 bytes per task)
+        // x, positions, y, B, T, H, D, theta, offset, inverse, pairs, scratch (D doubles + 16 bytes per task),
+        // freqs (D/2 doubles, or 0: θ^(−2i/D)), scale (on cos and sin)
         rope(
           p(d, 0), p(d, 1), p(d, 2), n(d, 3), n(d, 4), n(d, 5), n(d, 6), f(d, 7), n(d, 8), n(d, 9) != 0, n(d, 10) != 0,
-          p(d, 11) + <usize>t * ((<usize>n(d, 6) << 3) + 16), s, e,
+          p(d, 11) + <usize>t * ((<usize>n(d, 6) << 3) + 16), s, e, p(d, 12), f(d, 13),
         );
         break;
       case R_REDUCE_ROWS:

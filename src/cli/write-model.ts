@@ -51,7 +51,7 @@ export function hfConfigJson(c: LlamaCheckpoint, torchDtype = 'float32'): Record
     architectures: ['LlamaForCausalLM'], model_type: 'llama', hidden_size: k.dim, intermediate_size: k.hiddenDim,
     num_hidden_layers: k.nLayers, num_attention_heads: k.nHeads, num_key_value_heads: k.nKvHeads, vocab_size: k.vocabSize,
     max_position_embeddings: k.maxSeqLen, rms_norm_eps: k.normEps, rope_theta: k.ropeTheta, tie_word_embeddings: k.tiedEmbeddings,
-    attention_bias: k.qkvBias, hidden_act: 'silu', torch_dtype: torchDtype,
+    attention_bias: k.qkvBias, hidden_act: 'silu', torch_dtype: torchDtype, ...(k.ropeScaling ? { rope_scaling: k.ropeScaling } : {}),
     bos_token_id: c.tokenizer?.bosId ?? 1, eos_token_id: c.tokenizer?.eosId ?? 2,
   };
 }

@@ -34,6 +34,8 @@ export interface LlamaConfig {
   architecture: string;
   /** Hugging Face `rope_scaling` as given in config.json (e.g. Llama 3.1's `rope_type: "llama3"`), when set. */
   ropeScaling?: Record<string, unknown>;
+  /** Per-pair divisors of the rotary frequencies (GGUF `rope_freqs.weight`, as Llama 3.1 files carry), when set. */
+  ropeFreqFactors?: number[];
 }
 
 /** A float32 tensor, row-major. */

@@ -13,6 +13,7 @@ import { type ByteSource, bytesSource, readHeader } from './source.js';
 import { type BaseDType, DEFAULT_CHUNK_BYTES, LoadNotes, type StoredTensor, readStoredTensor, targetStorage } from './storage.js';
 import { GGML_TYPE_OF, compactOfGgml, q4_1FitsGgml } from '../quant/codec.js';
 import { TokenType, type TokenizerData } from '../tokenizer/types.js';
+import { ropeTable, validateRopeScaling } from '../model/rope-scaling.js';
 
 const LAYER_NAMES: ReadonlyArray<[string, string]> = [
   ['attn_q', 'self_attn.q_proj'],
@@ -127,7 +128,12 @@ export function ggufLlamaConfig(file: GgufHeader & { bytes?: Uint8Array }, tied?
   }
   const normEps = req('attention.layer_norm_rms_epsilon');
   if (!(Number.isFinite(normEps) && normEps > 0)) fail(`metadata ${key('attention.layer_norm_rms_epsilon')} is ${normEps}, expected a positive finite number`);
+  const ropeScaling = ggufRopeScaling(file, arch as string, fail);
+  if (ropeScaling) {
+    try { validateRopeScaling(ropeScaling, req('context_length')); } catch (e) { fail((e as Error).message); }
+  }
   return {
+    ...(ropeScaling ? { ropeScaling } : {}),
     dim,
     hiddenDim: perLayer('feed_forward_length') ?? fail(`metadata ${key('feed_forward_length')} is missing`),
     nLayers,
@@ -142,6 +148,45 @@ export function ggufLlamaConfig(file: GgufHeader & { bytes?: Uint8Array }, tied?
     ropeLayout: 'pairs',
     architecture: arch as string,
   };
+}
+
+/**
+ * `{arch}.rope.scaling.*` (or the older `{arch}.rope.scale_linear`) as a Hugging Face `rope_scaling` object:
+ * type none, linear or yarn (factor, original_context_length, yarn_beta_fast/slow; llama.cpp's attn_factor
+ * multiplies YaRN's 0.1·ln(factor) + 1). Other types, and YaRN variants this library does not compute
+ * (yarn_log_multiplier, an extrapolation factor other than 1), are refused by name.
+ */
+function ggufRopeScaling(file: GgufHeader, arch: string, fail: (p: string) => never): Record<string, unknown> | undefined {
+  const key = (k: string) => `${arch}.rope.${k}`;
+  const num = (k: string): number | undefined => ggufNumber(file, key(k));
+  const type = ggufMeta(file, key('scaling.type'));
+  const factor = num('scaling.factor');
+  if (type === undefined) {
+    const linear = num('scale_linear');
+    return linear !== undefined && linear !== 1 ? { rope_type: 'linear', factor: shortestF32(linear) } : undefined;
+  }
+  if (typeof type !== 'string') fail(`metadata ${key('scaling.type')} is not a string`);
+  if (type === 'none') return undefined;
+  if (type !== 'linear' && type !== 'yarn') fail(`metadata ${key('scaling.type')}: rope scaling "${type as string}" is not supported (supported: none, linear, yarn)`);
+  if (factor === undefined) fail(`metadata ${key('scaling.factor')} is missing (rope scaling "${type as string}")`);
+  const out: Record<string, unknown> = { rope_type: type, factor: shortestF32(factor!) };
+  if (type === 'linear') return out;
+  const orig = num('scaling.original_context_length');
+  if (orig !== undefined) out.original_max_position_embeddings = orig;
+  for (const [g, h] of [['scaling.yarn_beta_fast', 'beta_fast'], ['scaling.yarn_beta_slow', 'beta_slow']] as const) {
+    const v = num(g);
+    if (v !== undefined) out[h] = shortestF32(v);
+  }
+  for (const k of ['scaling.yarn_log_multiplier', 'scaling.yarn_ext_factor'] as const) {
+    const v = num(k);
+    if (v !== undefined && v !== (k === 'scaling.yarn_ext_factor' ? 1 : 0)) fail(`metadata ${key(k)} = ${v} is not supported (a YaRN variant this library does not compute)`);
+  }
+  const attn = num('scaling.attn_factor');
+  if (attn !== undefined && attn !== 1) {
+    const f = out.factor as number;
+    out.attention_factor = attn * (f <= 1 ? 1 : 0.1 * Math.log(f) + 1);
+  }
+  return out;
 }
 
 /** A GGUF tensor as `readStoredTensor` sees it. */
@@ -193,6 +238,13 @@ export async function readGgufCheckpoint(input: GgufFile | ByteSource, options: 
       copy: options.copy, chunkBytes: options.chunkBytes, ...(t === embd && same ? { onChunk: compareWithOutput } : {}),
     }));
     if (t === embd) config.tiedEmbeddings = out === undefined || same;
+  }
+  // Llama 3.1 files carry their rotary frequency divisors as a tensor (kept too, for writing back).
+  const freqs = tensors.get('rope_freqs.weight');
+  if (freqs) {
+    const d = Array.from(tensorF32(freqs)), half = config.dim / config.nHeads / 2;
+    if (d.length !== half || !d.every((v) => Number.isFinite(v) && v > 0)) throw new FormatError(file.name, `tensor rope_freqs.weight should hold ${half} positive values (one per rotary pair)`);
+    config.ropeFreqFactors = d;
   }
   const ckpt: LlamaCheckpoint = { config, tensors, source: file.name };
   if (notes.list().length) ckpt.notes = notes.list();
@@ -326,6 +378,30 @@ export function checkpointToGguf(ckpt: LlamaCheckpoint, options: CheckpointToGgu
     [`${arch}.attention.layer_norm_rms_epsilon`, gguf.f32(cfg.normEps)],
     [`${arch}.rope.freq_base`, gguf.f32(cfg.ropeTheta)],
   ]);
+  // RoPE scaling: linear and YaRN as llama.cpp's keys, Llama 3 as per-pair divisors (rope_freqs.weight);
+  // dynamic NTK has no GGUF form.
+  const extra: GgufWriteTensor[] = [];
+  const scaling = cfg.ropeScaling, kind = scaling ? validateRopeScaling(scaling, cfg.maxSeqLen) : 'default';
+  if (kind === 'linear' || kind === 'yarn') {
+    const factor = scaling!.factor as number;
+    meta.set(`${arch}.rope.scaling.type`, gguf.str(kind));
+    meta.set(`${arch}.rope.scaling.factor`, gguf.f32(factor));
+    if (kind === 'yarn') {
+      const orig = scaling!.original_max_position_embeddings as number | undefined;
+      if (orig !== undefined) meta.set(`${arch}.rope.scaling.original_context_length`, gguf.u32(orig));
+      if (scaling!.beta_fast !== undefined) meta.set(`${arch}.rope.scaling.yarn_beta_fast`, gguf.f32(scaling!.beta_fast as number));
+      if (scaling!.beta_slow !== undefined) meta.set(`${arch}.rope.scaling.yarn_beta_slow`, gguf.f32(scaling!.beta_slow as number));
+      const att = scaling!.attention_factor as number | undefined;
+      if (att !== undefined) meta.set(`${arch}.rope.scaling.attn_factor`, gguf.f32(att / (factor <= 1 ? 1 : 0.1 * Math.log(factor) + 1)));
+    }
+  } else if (kind === 'llama3') {
+    if (c.tensors.has('rope_freqs.weight')) throw new Error('the checkpoint has both rope_scaling "llama3" and a rope_freqs.weight tensor');
+    const hd = cfg.dim / cfg.nHeads, table = ropeTable({ ...cfg, ropeFreqFactors: undefined }, hd, 0)!;
+    const divisors = table.freqs.map((f, i) => Math.pow(cfg.ropeTheta, (-2 * i) / hd) / f);
+    extra.push({ name: 'rope_freqs.weight', shape: [hd / 2], data: Float32Array.from(divisors), type: 'F32' });
+  } else if (kind !== 'default') {
+    throw new Error(`rope_scaling "${kind}" has no GGUF form (llama.cpp reads linear, yarn and Llama 3's rope_freqs.weight)`);
+  }
   const tok = c.tokenizer;
   if (tok && tok.kind === 'sentencepiece') {
     // llama.cpp expects SentencePiece's U+2581 for spaces; llama2.c vocabularies use ' '.
@@ -354,7 +430,7 @@ export function checkpointToGguf(ckpt: LlamaCheckpoint, options: CheckpointToGgu
     if (tok.addBos !== undefined) meta.set('tokenizer.ggml.add_bos_token', gguf.bool(tok.addBos));
     if (tok.addSpacePrefix !== undefined) meta.set('tokenizer.ggml.add_space_prefix', gguf.bool(tok.addSpacePrefix));
   }
-  const tensors: GgufWriteTensor[] = [];
+  const tensors: GgufWriteTensor[] = [...extra];
   const counts = new Map<GgufWriteType, number>();
   for (const [name, t] of c.tensors) {
     const g = hfToGgufName(name) ?? name;

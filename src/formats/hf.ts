@@ -12,6 +12,7 @@ import {
 import { type ByteSource, bytesSource, readHeader } from './source.js';
 import { type BaseDType, LoadNotes, type StoredTensor, readStoredTensor, targetStorage } from './storage.js';
 import { tokenizerDataFromHfJson } from '../tokenizer/hf-json.js';
+import { validateRopeScaling } from '../model/rope-scaling.js';
 
 /** Reads files of a checkpoint by path relative to its root; undefined when a file does not exist. */
 export interface FileSource {
@@ -82,7 +83,11 @@ export function hfLlamaConfig(cfg: Record<string, unknown>, name = 'config.json'
   for (const [k, v] of [['rms_norm_eps', config.normEps], ['rope_theta', config.ropeTheta]] as const) {
     if (!(v > 0)) fail(`${k} is ${v}, expected a positive number`);
   }
-  if (cfg.rope_scaling && typeof cfg.rope_scaling === 'object') config.ropeScaling = cfg.rope_scaling as Record<string, unknown>;
+  if (cfg.rope_scaling && typeof cfg.rope_scaling === 'object') {
+    config.ropeScaling = cfg.rope_scaling as Record<string, unknown>;
+    // Checked now, before any weight is read: unknown types and bad factors are refused by name.
+    try { validateRopeScaling(config.ropeScaling, config.maxSeqLen); } catch (e) { fail((e as Error).message); }
+  }
   return config;
 }
 
@@ -169,9 +174,6 @@ export async function readHfCheckpoint(src: FileSource, options: HfReadOptions =
 
   const ckpt: LlamaCheckpoint = { config, tensors, source: src.name };
   const said = notes.list();
-  // RoPE scaling is kept for writing config.json back but not computed yet: say so rather than differ silently.
-  const scaling = config.ropeScaling, kind = scaling ? String(scaling.rope_type ?? scaling.type ?? 'unknown') : undefined;
-  if (kind && kind !== 'default') said.push(`config.json asks for rope_scaling "${kind}", which is not applied: rotary positions use rope_theta alone, so outputs differ from the reference model's (little at short contexts, more with length)`);
   if (said.length) ckpt.notes = said;
   const tokBytes = await src.read('tokenizer.json');
   if (tokBytes) {

@@ -60,10 +60,17 @@ export interface RopeOptions {
   layout: 'pairs' | 'half';
   /** Position of the first row when `positions` is not given. */
   offset?: number;
+  /** Per-pair inverse frequencies (D/2 of them) replacing θ^(−2i/D): RoPE scaling (src/model/rope-scaling.ts). */
+  freqs?: readonly number[];
+  /** Factor on cos and sin (YaRN's attention factor); 1 unless freqs is given. */
+  scale?: number;
 }
 /** Rotary position embedding on x [B, T, H, D]; positions (i32 [T]) override offset + 0..T-1. */
 export const rope = (x: Tensor, o: RopeOptions, positions?: Tensor): Tensor =>
-  x.graph.apply1('rope', positions ? [x, positions] : [x], { theta: o.theta, layout: o.layout, offset: o.offset ?? 0, inverse: false });
+  x.graph.apply1('rope', positions ? [x, positions] : [x], {
+    theta: o.theta, layout: o.layout, offset: o.offset ?? 0, inverse: false,
+    ...(o.freqs ? { freqs: [...o.freqs], scale: o.scale ?? 1 } : {}),
+  });
 
 export interface AttentionOptions { causal?: boolean; scale?: number }
 /**

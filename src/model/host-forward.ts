@@ -7,6 +7,7 @@
  */
 import { type LlamaCheckpoint, tensorF32 } from '../formats/checkpoint.js';
 import { headDim } from './llama.js';
+import { type RopeTable, ropeTable } from './rope-scaling.js';
 
 export interface HostKeyValues {
   /** Per layer, [n, nKvHeads·headDim]: the keys as a KV cache holds them (rotated at positions 0…n−1). */
@@ -18,6 +19,8 @@ export interface HostKeyValues {
 /** The keys and values every layer computes for `ids` read from position 0. */
 export function hostKeyValues(ckpt: LlamaCheckpoint, ids: readonly number[]): HostKeyValues {
   const c = ckpt.config, n = ids.length, D = c.dim, hd = headDim(c), kv = c.nKvHeads * hd, H = c.hiddenDim;
+  // RoPE scaling as the graph applies it (dynamic NTK sized by these n tokens).
+  const table = ropeTable(c, hd, n);
   const get = (name: string): Float32Array => {
     const t = ckpt.tensors.get(name);
     if (!t) throw new Error(`${ckpt.source}: no tensor ${name}`);
@@ -37,8 +40,8 @@ export function hostKeyValues(ckpt: LlamaCheckpoint, ids: readonly number[]): Ho
     const q = linear(n1, get(`${p}.self_attn.q_proj.weight`), bias('q_proj'), n, D, D);
     const k = linear(n1, get(`${p}.self_attn.k_proj.weight`), bias('k_proj'), n, D, kv);
     const v = linear(n1, get(`${p}.self_attn.v_proj.weight`), bias('v_proj'), n, D, kv);
-    rope(q, n, c.nHeads, hd, c.ropeTheta, c.ropeLayout);
-    rope(k, n, c.nKvHeads, hd, c.ropeTheta, c.ropeLayout);
+    rope(q, n, c.nHeads, hd, c.ropeTheta, c.ropeLayout, table);
+    rope(k, n, c.nKvHeads, hd, c.ropeTheta, c.ropeLayout, table);
     keys.push(k);
     values.push(v);
     const attn = attention(q, k, v, n, c.nHeads, c.nKvHeads, hd);
@@ -79,11 +82,11 @@ function linear(x: Float64Array, w: Float32Array, b: Float32Array | undefined, n
 }
 
 /** In place on [n, heads, hd]; the same pairing and angles as the graph's rope op. */
-function rope(x: Float64Array, n: number, heads: number, hd: number, theta: number, layout: 'pairs' | 'half'): void {
-  const half = hd / 2;
+function rope(x: Float64Array, n: number, heads: number, hd: number, theta: number, layout: 'pairs' | 'half', table?: RopeTable): void {
+  const half = hd / 2, m = table ? table.scale : 1;
   for (let t = 0; t < n; t++) {
     for (let i = 0; i < half; i++) {
-      const angle = t * Math.pow(theta, (-2 * i) / hd), cos = Math.cos(angle), sin = Math.sin(angle);
+      const angle = table ? t * table.freqs[i]! : t * Math.pow(theta, (-2 * i) / hd), cos = m * Math.cos(angle), sin = m * Math.sin(angle);
       const i0 = layout === 'pairs' ? 2 * i : i, i1 = layout === 'pairs' ? 2 * i + 1 : i + half;
       for (let h = 0; h < heads; h++) {
         const o = (t * heads + h) * hd, a = x[o + i0]!, b = x[o + i1]!;

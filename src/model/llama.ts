@@ -8,6 +8,7 @@ import * as F from '../graph/api.js';
 import type { Graph, Tensor } from '../graph/graph.js';
 import type { DType } from '../graph/types.js';
 import type { LlamaConfig } from '../formats/checkpoint.js';
+import { ropeTable } from './rope-scaling.js';
 
 /** The seven projections adapters usually target, in Hugging Face naming. */
 export const LLAMA_PROJECTIONS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] as const;
@@ -150,7 +151,8 @@ export function buildLlama(g: Graph, c: LlamaConfig, o: LlamaGraphOptions): Llam
   if (o.hooks?.embeddings) x = o.hooks.embeddings(x, g, { decoding, batch: B });
   const seqLen = x.shape[1]!;
   const prefix = o.hooks?.prefixTokens ?? 0;
-  const ropeOpts = { theta: c.ropeTheta, layout: c.ropeLayout, offset: prefix };
+  // RoPE scaling; dynamic NTK sizes itself by the whole sequence: prefix + T, or the KV cache when decoding.
+  const ropeOpts = { theta: c.ropeTheta, layout: c.ropeLayout, offset: prefix, ...ropeTable(c, hd, decoding ? o.cacheLen! : prefix + seqLen) };
 
   for (let l = 0; l < c.nLayers; l++) {
     const p = `model.layers.${l}`;

@@ -158,12 +158,13 @@ test('Hugging Face checkpoint: single file, sharded index, F16, untied head, fro
     }, 'upload'));
     sameTensors(mem, h);
     assert.not.ok(mem.notes?.some((n) => n.includes('rope_scaling')), 'a note about RoPE scaling the config does not ask for');
-    // RoPE scaling is not computed: loading says so instead of differing silently.
+    // RoPE scaling is applied (test/model/rope-scaling.test.ts): kept in the config, no note.
     const scaled = await readHfCheckpoint(memorySource({
       'config.json': new TextEncoder().encode(JSON.stringify({ ...HF_CONFIG, rope_scaling: { rope_type: 'llama3', factor: 32, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 8192 } })),
       'model.safetensors': writeSafetensors(hfTensors(g)),
     }, 'upload'));
-    assert.ok(scaled.notes?.some((n) => /rope_scaling "llama3", which is not applied/.test(n)), String(scaled.notes));
+    assert.not.ok(scaled.notes?.some((n) => n.includes('rope_scaling')), String(scaled.notes));
+    assert.is(scaled.config.ropeScaling?.rope_type, 'llama3');
 
     // Errors: missing shard, missing tensor, wrong shape, unsupported model type.
     rmSync(join(sh, 'model-00002-of-00002.safetensors'));

@@ -410,8 +410,15 @@ export const wasmKernels: Readonly<Record<string, WasmKernel>> = {
       s.attrs.theta as number, (s.attrs.offset as number | undefined) ?? 0, s.attrs.inverse === true ? 1 : 0,
       s.attrs.layout === 'pairs' ? 1 : 0,
     ];
-    const rt = ctx.rt;
-    return () => runRows(rt, R.rope, T, block, [...args, rt.scratch(parts * (D * 8 + 16)).base], Bn * T * H * D);
+    const rt = ctx.rt, freqs = s.attrs.freqs as number[] | undefined, scale = (s.attrs.scale as number | undefined) ?? 1;
+    const cs = parts * (D * 8 + 16);
+    if (!freqs) return () => runRows(rt, R.rope, T, block, [...args, rt.scratch(cs).base, 0, 1], Bn * T * H * D);
+    // RoPE scaling: the frequency table (float64) follows the tasks' cos/sin scratch.
+    return () => {
+      const base = rt.scratch(cs + freqs.length * 8).base;
+      new Float64Array(rt.memory.buffer, base + cs, freqs.length).set(freqs);
+      runRows(rt, R.rope, T, block, [...args, base, base + cs, scale], Bn * T * H * D);
+    };
   },
   attention,
   attention_backward: attentionBackward,

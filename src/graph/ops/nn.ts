@@ -60,7 +60,9 @@ defineOp({
 });
 
 // rope(x [B, T, H, D], positions? i32 [T]) → [B, T, H, D]. A rotation by angle p·θ^(−2i/D) per pair;
-// its adjoint is the rotation by the opposite angle (attribute inverse).
+// its adjoint is the rotation by the opposite angle (attribute inverse). Optional attributes freqs (D/2 per-pair
+// inverse frequencies replacing θ^(−2i/D)) and scale (a factor on cos and sin) carry RoPE scaling; the
+// adjoint keeps both (scale·R(−α) is the transpose of scale·R(α)).
 defineOp({
   name: 'rope',
   infer(ins, attrs) {
@@ -69,6 +71,13 @@ defineOp({
     numAttr(attrs, 'theta'); numAttr(attrs, 'offset', 0);
     if (attrs.layout !== 'pairs' && attrs.layout !== 'half') throw new Error(`layout must be 'pairs' or 'half' (got ${JSON.stringify(attrs.layout)})`);
     if (x.shape.length !== 4 || lastDim(x.shape) % 2 !== 0) throw new Error('x must be [B, T, H, D] with D even');
+    if (attrs.freqs !== undefined) {
+      const f = attrs.freqs;
+      if (!Array.isArray(f) || f.length !== lastDim(x.shape) / 2 || !f.every((v) => typeof v === 'number' && Number.isFinite(v))) {
+        throw new Error(`freqs must be ${lastDim(x.shape) / 2} finite numbers (one per rotary pair)`);
+      }
+      numAttr(attrs, 'scale', 1);
+    }
     if (ins[1] && (ins[1].dtype !== 'i32' || ins[1].shape.length !== 1 || ins[1].shape[0] !== x.shape[1])) throw new Error('positions must be i32 [T]');
     return [{ shape: x.shape, dtype: 'f32' }];
   },

@@ -80,12 +80,14 @@ const rope: JsKernel = ([vx, vpos], [vy], attrs) => {
   const theta = attrs.theta as number, offset = (attrs.offset as number | undefined) ?? 0;
   const sign = attrs.inverse === true ? -1 : 1, half = D / 2, pairs = attrs.layout === 'pairs';
   const pos = vpos ? i32(vpos) : null;
+  // RoPE scaling: a per-pair frequency table and a factor on cos and sin.
+  const freqs = attrs.freqs as number[] | undefined, m = freqs ? ((attrs.scale as number | undefined) ?? 1) : 1;
   for (let b = 0; b < B; b++) {
     for (let t = 0; t < T; t++) {
       const p = pos ? pos[t]! : offset + t;
       for (let i = 0; i < half; i++) {
-        const angle = p * Math.pow(theta, (-2 * i) / D);
-        const c = Math.cos(angle), s = sign * Math.sin(angle);
+        const angle = freqs ? p * freqs[i]! : p * Math.pow(theta, (-2 * i) / D);
+        const c = m * Math.cos(angle), s = m * sign * Math.sin(angle);
         const i0 = pairs ? 2 * i : i, i1 = pairs ? 2 * i + 1 : i + half;
         for (let h = 0; h < H; h++) {
           const o = ((b * T + t) * H + h) * D;

@@ -12,7 +12,10 @@ export const rope: KernelImpl = async (s) => {
   const p = s.uniform(new UniformWriter().u32(B, T, H, D).f32(sign).u32(stride, 0, 0).bytes());
   const constants = { HALF_LAYOUT: s.attrs.layout === 'half' };
   // Frequencies θ^(−2i/D) in float64, as the reference computes them.
-  const freq = Array.from({ length: half }, (_, i) => Math.pow(theta, (-2 * i) / D));
+  // RoPE scaling: a per-pair table replaces them, and cos and sin carry the factor `scale` (in the dynamic
+  // kernel on level 0 only: the angle-sum composition is bilinear, so the product carries it once).
+  const table = s.attrs.freqs as number[] | undefined, m = table ? ((s.attrs.scale as number | undefined) ?? 1) : 1;
+  const freq = table ?? Array.from({ length: half }, (_, i) => Math.pow(theta, (-2 * i) / D));
   if (s.inputCount > 1) {
     // Five levels of 7-bit position digits: entry (level, digit, i) is the rotation by digit·128^level·freq[i].
     const cos = new Float32Array(5 * 128 * half), sin = new Float32Array(5 * 128 * half);
@@ -21,8 +24,9 @@ export const rope: KernelImpl = async (s) => {
         for (let i = 0; i < half; i++) {
           // Reduced modulo 2π in float64 first: digit·128⁴ reaches 2³⁴ radians.
           const angle = (digit * 128 ** lv * freq[i]!) % (2 * Math.PI);
-          cos[(lv * 128 + digit) * half + i] = Math.cos(angle);
-          sin[(lv * 128 + digit) * half + i] = Math.sin(angle);
+          const f = lv === 0 ? m : 1;
+          cos[(lv * 128 + digit) * half + i] = f * Math.cos(angle);
+          sin[(lv * 128 + digit) * half + i] = f * Math.sin(angle);
         }
       }
     }
@@ -38,8 +42,8 @@ export const rope: KernelImpl = async (s) => {
   for (let t = 0; t < T; t++) {
     for (let i = 0; i < half; i++) {
       const angle = (offset + t) * freq[i]!;
-      cos[t * half + i] = Math.cos(angle);
-      sin[t * half + i] = Math.sin(angle);
+      cos[t * half + i] = m * Math.cos(angle);
+      sin[t * half + i] = m * Math.sin(angle);
     }
   }
   const k = await s.kernel('rope', 'table', constants);
