@@ -49,6 +49,7 @@ export { multiObjectiveData } from './objectives/multi/data.js';
 export { augmentExamples, augmentTokens, type TokenAugmentOptions } from './objectives/augment/tokens.js';
 export { trainAugmented, type AugmentedOptions, type AugmentedStep } from './objectives/augment/train.js';
 export { checkSameTokenizer, proxyGenerate, type ProxyOptions } from './decoding/proxy.js';
+export { RuleModel, rulesGenerate, type RuleOptions } from './decoding/rules.js';
 export { keptIds, pruneVocabulary, usedTokenIds, type PruneResult } from './vocab/prune.js';
 export { checkRange, describeRange, type Range } from './util/ranges.js';
 export { decodeTrainingState, encodeTrainingState, TRAINING_STATE_FILE, type TrainingState } from './train/training-state.js';

@@ -25,6 +25,7 @@ import { BASE_DTYPES, type BaseDType, parseBaseDType } from '../formats/storage.
 import { GGML_TYPE_OF } from '../quant/codec.js';
 import { EVAL_RANGES, GENERATE_RANGES, type GenerateOptions, LlamaRuntime } from '../model/runtime.js';
 import { proxyGenerate } from '../decoding/proxy.js';
+import { RuleModel, rulesGenerate } from '../decoding/rules.js';
 import { BACKEND_CHOICES, type ChosenBackend, createBackend } from '../scheduler/backends.js';
 import { formatProfile } from '../scheduler/profile.js';
 import { createTokenizer, sentencePieceToHfJson, type Tokenizer, type TokenizerData, tokenizerConfigJson, tokenizerDataFromHfJson } from '../tokenizer/index.js';
@@ -142,6 +143,8 @@ const generateFlags: Record<string, FlagSpec> = {
   'proxy-expert': { type: 'string', help: 'proxy-tuning: the tuned small model, a model or a PEFT adapter folder (applied to --proxy-anti); each step decodes base + α·(expert − anti-expert) logits' },
   'proxy-anti': { type: 'string', help: 'proxy-tuning: the untuned small model (the anti-expert); all three models must share the tokenizer' },
   'proxy-alpha': { type: 'number', help: 'proxy-tuning: α, how much of the expert\'s change is applied', default: 1 },
+  rules: { type: 'bool', help: 'decode the model as a product of experts with a hand-written rule model (Hewitt et al. 2024): an EOS ramp over the first --rules-eos-end tokens, biases against "I", "What", "should", "We" and prompt markup, for list and heading markup, and a first token that is a word' },
+  'rules-eos-end': { type: 'int', help: 'with --rules: generated tokens over which the EOS bias rises to its top', default: 250, range: { integer: true, min: 1 } },
   ...baseDtypeFlag,
   ...common,
 };
@@ -170,7 +173,9 @@ async function generate(f: Flags): Promise<void> {
   const prompt = tok.encode(String(f.prompt ?? ''), { bos: true });
   const stream = tok.streamDecoder({ stripLeadingSpace: !f.prompt });
   if (f.prompt) process.stdout.write(String(f.prompt));
-  const run = (o: GenerateOptions) => (proxy ? proxyGenerate(rt, proxy.expert, proxy.anti, prompt, { ...o, alpha: Number(f['proxy-alpha']) }) : rt.generate(prompt, o));
+  if (f.rules && proxy) throw new UsageError('--rules and proxy-tuning are separate decoders; use one at a time');
+  const rules = f.rules ? new RuleModel(ckpt.tokenizer!, { eosEnd: Number(f['rules-eos-end']) }) : undefined;
+  const run = (o: GenerateOptions) => (proxy ? proxyGenerate(rt, proxy.expert, proxy.anti, prompt, { ...o, alpha: Number(f['proxy-alpha']) }) : rules ? rulesGenerate(rt, rules, prompt, o) : rt.generate(prompt, o));
   await run({
     maxTokens: Number(f['max-tokens']), temperature: Number(f.temperature), topK: Number(f['top-k']), topP: Number(f['top-p']),
     repetitionPenalty: Number(f['repetition-penalty']), seed: Number(f.seed),
