@@ -49,7 +49,7 @@ export class RuleModel {
   private readonly always: Float32Array;
   private readonly first: Float32Array;
   private readonly eosId: number;
-  private readonly o: Required<RuleOptions>;
+  private readonly o: Required<Omit<RuleOptions, 'tokenBiases'>>;
 
   constructor(tokenizer: TokenizerData, o: RuleOptions = {}) {
     this.o = { eosStart: o.eosStart ?? 0, eosEnd: o.eosEnd ?? 250, scale: o.scale ?? 5, firstWeight: o.firstWeight ?? 5 };
