@@ -10,7 +10,7 @@ import { loadPeft, savePeft } from '../adapters/peft.js';
 import { getMethod, methodNames } from '../adapters/registry.js';
 import { llamaModules, selectTargets } from '../adapters/targets.js';
 import { HERO_MARKER, HERO_OPENING, heroStories } from '../data/builtin-task.js';
-import { type Example, pack, streamExamples, textExamples } from '../data/dataset.js';
+import { type ChatData, type Example, pack, streamExamples, textExamples } from '../data/dataset.js';
 import { paragraphs } from '../data/text.js';
 import { numel } from '../formats/binary.js';
 import { type LlamaCheckpoint, type LlamaConfig, isCompactTensor, loadCheckpoint, tensorDType, tensorF32, withRopeLayout } from '../formats/checkpoint.js';
@@ -25,6 +25,7 @@ import { GGML_TYPE_OF } from '../quant/codec.js';
 import { EVAL_RANGES, GENERATE_RANGES, LlamaRuntime } from '../model/runtime.js';
 import { BACKEND_CHOICES, type ChosenBackend, createBackend } from '../scheduler/backends.js';
 import { formatProfile } from '../scheduler/profile.js';
+import { type ChatTemplate, chatTemplateFor, endOfTurnIds, SpecialSplitter } from '../tokenizer/chat-template.js';
 import { createTokenizer, sentencePieceToHfJson, type Tokenizer, type TokenizerData, tokenizerConfigJson, tokenizerDataFromHfJson } from '../tokenizer/index.js';
 import { FINE_TUNE_RANGES, fineTune } from '../train/finetune.js';
 import { decodeTrainingState, encodeTrainingState, TRAINING_STATE_FILE, type TrainingState } from '../train/training-state.js';
@@ -119,9 +120,22 @@ async function runtimeFor(f: Flags, ckpt: LlamaCheckpoint, chosen: ChosenBackend
 
 // ---------------------------------------------------------------------------------------------- generate
 
+const chatTemplateFlag: Record<string, FlagSpec> = {
+  'chat-template': { type: 'string', help: "a Jinja chat template file, used instead of the model's (tokenizer_config.json chat_template, GGUF tokenizer.chat_template)", path: { kind: 'file' } },
+};
+
+/** The chat template: --chat-template FILE, else the model's; a clear error naming what is missing. */
+async function chatTemplateOf(f: Flags, data: TokenizerData): Promise<ChatTemplate> {
+  const file = f['chat-template'] === undefined ? undefined : String(f['chat-template']);
+  const text = file === undefined ? undefined : await readFile(file, 'utf8');
+  return chatTemplateFor(data, text === undefined ? undefined : { text, name: file! });
+}
+
 const generateFlags: Record<string, FlagSpec> = {
   ...modelFlags,
   prompt: { type: 'string', help: 'text to continue (default: start from BOS)', default: '' },
+  chat: { type: 'bool', help: "render --prompt as one user message with the chat template and its generation prompt; stop at the template's end-of-turn token" },
+  ...chatTemplateFlag,
   'max-tokens': { type: 'int', help: "tokens to generate (fewer when the model's context fills up first, which is reported)", default: 256, range: GENERATE_RANGES.maxTokens },
   temperature: { type: 'number', help: 'sampling temperature; 0 is greedy', default: 0, range: GENERATE_RANGES.temperature },
   'top-k': { type: 'int', help: 'sample among the k most likely tokens (0: all)', default: 0, range: GENERATE_RANGES.topK },
@@ -137,12 +151,15 @@ const generateFlags: Record<string, FlagSpec> = {
 
 async function generate(f: Flags): Promise<void> {
   const { ckpt, tok } = await openTextModel(f);
+  // The chat template is checked before the backend starts: a model without one fails at once.
+  const chat = f.chat ? chatPrompt(await chatTemplateOf(f, ckpt.tokenizer!), ckpt.tokenizer!, tok, String(f.prompt ?? '')) : undefined;
   const chosen = await openBackend(f);
   const rt = await runtimeFor(f, ckpt, chosen);
-  const prompt = tok.encode(String(f.prompt ?? ''), { bos: true });
-  const stream = tok.streamDecoder({ stripLeadingSpace: !f.prompt });
-  if (f.prompt) process.stdout.write(String(f.prompt));
+  const prompt = chat ? chat.ids : tok.encode(String(f.prompt ?? ''), { bos: true });
+  const stream = tok.streamDecoder({ stripLeadingSpace: !f.prompt || !!chat });
+  if (f.prompt && !chat) process.stdout.write(String(f.prompt));
   await rt.generate(prompt, {
+    ...(chat ? { stopTokens: chat.stops } : {}),
     maxTokens: Number(f['max-tokens']), temperature: Number(f.temperature), topK: Number(f['top-k']), topP: Number(f['top-p']),
     repetitionPenalty: Number(f['repetition-penalty']), seed: Number(f.seed),
     ...(f.mirostat !== undefined ? { mirostatTau: Number(f.mirostat), mirostatEta: Number(f['mirostat-eta']) } : {}),
@@ -152,6 +169,12 @@ async function generate(f: Flags): Promise<void> {
   process.stdout.write(stream.flush());
   rt.dispose();
   chosen.backend.dispose();
+}
+
+/** `generate --chat`: the prompt as one user message with the generation prompt, and the end-of-turn stop ids. */
+export function chatPrompt(tmpl: ChatTemplate, data: TokenizerData, tok: Tokenizer, text: string): { ids: number[]; stops: number[]; rendered: string } {
+  const rendered = tmpl.render([{ role: 'user', content: text }], true);
+  return { ids: new SpecialSplitter(data).encode(rendered, tok), stops: endOfTurnIds(data, tmpl), rendered };
 }
 
 // ---------------------------------------------------------------------------------------------- eval
@@ -241,7 +264,8 @@ function smallestDimension(f: Flags, model: LlamaConfig): { dim: number; module:
 
 const trainFlags: Record<string, FlagSpec> = {
   ...modelFlags,
-  data: { type: 'string', help: "training data: a text file (blank-line paragraphs), a .jsonl file, or 'builtin' (the hero task)", default: 'builtin', path: dataPath },
+  data: { type: 'string', help: "training data: a text file (blank-line paragraphs), a .jsonl file ({\"text\"}, {\"prompt\",\"completion\"} or chat {\"messages\": [{\"role\",\"content\"}]}, loss on the assistant turns), or 'builtin' (the hero task)", default: 'builtin', path: dataPath },
+  ...chatTemplateFlag,
   method: { type: 'string', help: `adapter method: ${methodNames().join(' | ')}`, default: 'lora' },
   targets: { type: 'string', help: "modules to adapt, comma-separated, or 're:<regex>'", default: 'q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj' },
   layers: {
@@ -325,7 +349,7 @@ async function dryRun(f: Flags): Promise<number> {
  * --data's examples, read and tokenised a chunk at a time; with `quiet` false, progress (bytes read, examples)
  * goes to stderr about once a second.
  */
-async function loadExamples(spec: string, tok: Tokenizer, seq: number, quiet = true): Promise<{ examples: Example[]; source: string }> {
+async function loadExamples(spec: string, tok: Tokenizer, seq: number, quiet = true, chat?: ChatData): Promise<{ examples: Example[]; source: string }> {
   if (spec === 'builtin') return { examples: textExamples(heroStories(96), tok, seq), source: `built-in hero task (${JSON.stringify(HERO_OPENING)})` };
   const fail = (e: Error): never => { throw new Error(`${spec}: ${e.message}`); };
   const size = (await stat(spec).catch(fail)).size;
@@ -340,8 +364,14 @@ async function loadExamples(spec: string, tok: Tokenizer, seq: number, quiet = t
     last = Date.now();
     err(`data: ${spec}: read ${mb(stream.bytesRead)} of ${mb(size)} MB, ${n.toLocaleString('en-US')} examples`);
   };
-  const examples = await streamExamples(chunks, { file: spec, jsonl: /\.jsonl$/i.test(spec), tok, maxLen: seq, progress, every: 1000 });
+  const examples = await streamExamples(chunks, { file: spec, jsonl: /\.jsonl$/i.test(spec), tok, maxLen: seq, progress, every: 1000, ...(chat ? { chat } : {}) });
   return { examples, source: spec };
+}
+
+/** Chat data's template: --chat-template or the model's (none is fine until a "messages" line needs one). */
+async function chatDataOf(f: Flags, data: TokenizerData): Promise<ChatData> {
+  if (f['chat-template'] !== undefined || data.chatTemplate !== undefined) return { template: await chatTemplateOf(f, data), data };
+  return { data };
 }
 
 const kebab = (s: string): string => s.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
@@ -413,12 +443,13 @@ async function train(f: Flags): Promise<number | void> {
     model.addAdapter('default', String(f.method), methodConfig(f), { seed });
   }
   const seq = Number(f.seq);
-  const { examples, source } = await loadExamples(String(f.data), tok, seq, json);
+  const chat = await chatDataOf(f, ckpt.tokenizer!);
+  const { examples, source } = await loadExamples(String(f.data), tok, seq, json, chat);
   const data = pack(examples, seq, 0);
   if (data.paddingRatio === 1 || data.rows === 0) throw new UsageError(`--data ${source}: none of its ${examples.length} examples has a token to predict (they are empty)`);
   if (!json) err(`data: ${source}: ${examples.length} examples packed into ${data.rows} rows of ${seq} tokens (padding ${(100 * data.paddingRatio).toFixed(1)}%, ${(100 * data.naivePaddingRatio).toFixed(1)}% without packing)`);
   log({ event: 'data', examples: examples.length, rows: data.rows, paddingRatio: data.paddingRatio, naivePaddingRatio: data.naivePaddingRatio });
-  const evalData = f['eval-data'] ? pack((await loadExamples(String(f['eval-data']), tok, seq)).examples, seq, 0) : undefined;
+  const evalData = f['eval-data'] ? pack((await loadExamples(String(f['eval-data']), tok, seq, true, chat)).examples, seq, 0) : undefined;
   await prepareOutput(out, { ...outOptions, ...(resume ? { resumeStep: resume.step } : {}) });
   const chosen = await openBackend(f, json);
   const method = model.get('default').method;
