@@ -362,6 +362,7 @@ export function checkpointToGguf(ckpt: LlamaCheckpoint, options: CheckpointToGgu
     if (tok.padId !== undefined) meta.set('tokenizer.ggml.padding_token_id', gguf.u32(tok.padId));
     if (tok.addBos !== undefined) meta.set('tokenizer.ggml.add_bos_token', gguf.bool(tok.addBos));
     if (tok.addSpacePrefix !== undefined) meta.set('tokenizer.ggml.add_space_prefix', gguf.bool(tok.addSpacePrefix));
+    if (tok.chatTemplate !== undefined) meta.set('tokenizer.chat_template', gguf.str(tok.chatTemplate));
   }
   const tensors: GgufWriteTensor[] = [];
   const counts = new Map<GgufWriteType, number>();
