@@ -1,18 +1,19 @@
 /**
- * Training examples from plain text (blank-line paragraphs) or JSONL ({"text"} or {"prompt","completion"},
- * loss on the completion only), and packing into fixed [rows, T+1] token blocks.
+ * Training examples from plain text (blank-line paragraphs) or JSONL ({"text"}, {"prompt","completion"} with
+ * the loss on the completion only, or chat {"messages"} with the loss on the assistant turns only), and
+ * packing into fixed [rows, T+1] token blocks.
  *
  * Packing follows the dynamic pack idea of CodeACT (Lv et al., 2024, "Dynamic Pack padding"): order
  * examples by length and fill each row with as many as fit (first-fit decreasing), so few positions are
  * padding. Packed examples share a row the way pretraining documents do: each starts with BOS and later
  * ones may attend to earlier ones in the row; only padding is masked out of the loss.
  */
-import { type ChatMessage, type ChatTemplate, ChatTemplateError, SpecialSplitter, missingTemplateMessage } from '../tokenizer/chat-template.js';
+import { type ChatMessage, type ChatTemplate, SpecialSplitter, missingTemplateMessage } from '../tokenizer/chat-template.js';
 import type { Tokenizer, TokenizerData } from '../tokenizer/types.js';
 import { lineBatches, paragraphBatches } from './text.js';
 
 export interface Example {
-  /** Token ids, BOS first. */
+  /** Token ids, BOS first (chat examples: as the template renders them, e.g. `<|im_start|>` first). */
   ids: number[];
   /** 1 where the token is a prediction target (the loss counts it), per position of `ids`. */
   target: Uint8Array;
@@ -35,8 +36,8 @@ export function textExamples(paras: readonly string[], tok: Tokenizer, maxLen: n
 }
 
 /**
- * What chat data ({"messages": […]}) needs: the model's template and the tokenizer description (for its
- * special tokens). `missing` names the model when it has no template.
+ * What chat data ({"messages": […]}) needs: the template (absent when the model has none; a "messages"
+ * line is then an error) and the tokenizer description (its special tokens, its name for messages).
  */
 export interface ChatData {
   template?: ChatTemplate;
@@ -151,8 +152,6 @@ export function chatExample(messages: readonly ChatMessage[], chat: ChatData, to
   target[0] = 0;
   return { ids: ids.slice(0, n), target };
 }
-
-export { ChatTemplateError };
 
 function commonPrefix(a: readonly number[], b: readonly number[]): number {
   let i = 0;
