@@ -230,6 +230,7 @@ async function info(f: Flags): Promise<void> {
       `output head: ${c.tiedEmbeddings ? 'tied to the embedding' : 'separate'}${c.qkvBias ? ', q/k/v biases' : ''}`,
       `parameters: ${params.toLocaleString('en-US')} (in memory: ${storageSummary(ckpt)})`,
       `tokenizer: ${tok.vocabSize} tokens, BOS ${tok.bosId}, EOS ${tok.eosId}`,
+      `chat template: ${ckpt.tokenizer?.chatTemplate === undefined ? 'none (generate --chat and messages data need --chat-template FILE)' : `${ckpt.tokenizer.chatTemplate.length} characters`}`,
       '',
     ].join('\n'));
   }
@@ -429,6 +430,8 @@ async function train(f: Flags): Promise<number | void> {
   const ceChunk = ceChunkFlag(f['ce-chunk']);
   const { ckpt, tok } = await openTextModel(f);
   checkModelLimits(f, trainFlags, ckpt.config);
+  // A --chat-template file is read and parsed before any work starts.
+  const chat = await chatDataOf(f, ckpt.tokenizer!);
   const model = new AdaptedModel(ckpt);
   let resume: TrainingState | undefined;
   let seed = Number(f.seed);
@@ -443,7 +446,6 @@ async function train(f: Flags): Promise<number | void> {
     model.addAdapter('default', String(f.method), methodConfig(f), { seed });
   }
   const seq = Number(f.seq);
-  const chat = await chatDataOf(f, ckpt.tokenizer!);
   const { examples, source } = await loadExamples(String(f.data), tok, seq, json, chat);
   const data = pack(examples, seq, 0);
   if (data.paddingRatio === 1 || data.rows === 0) throw new UsageError(`--data ${source}: none of its ${examples.length} examples has a token to predict (they are empty)`);

@@ -67,6 +67,13 @@ test('templates travel in GGUF metadata (tokenizer.chat_template) and tokenizer_
   const path = join(dir, 'with-template.gguf');
   writeFileSync(path, checkpointToGguf({ ...ckpt, tokenizer: { ...data, chatTemplate: STORY } }, { modelName: 'stories' }));
   assert.is((await loadCheckpoint(path)).tokenizer!.chatTemplate, STORY);
+  assert.match(cli(['info', '--model', path, '--backend', 'js']).stdout, new RegExp(`chat template: ${STORY.length} characters`));
+  assert.match(cli(['info', '--model', STORIES_GGUF, '--backend', 'js']).stdout, /chat template: none \(generate --chat and messages data need --chat-template FILE\)/);
+  const bad = join(dir, 'bad.jinja');
+  writeFileSync(bad, '{% for m in messages %}');
+  const t = cli(['train', '--model', STORIES_GGUF, '--chat-template', bad, '--steps', '1', '--backend', 'js', '--out', join(dir, 'bad')]);
+  assert.is.not(t.code, 0);
+  assert.match(t.stderr, /bad\.jinja: cannot parse the Jinja template/);
   assert.is(tokenizerConfigJson({ ...data, chatTemplate: STORY }).chat_template, STORY);
   assert.is(tokenizerDataFromHfJson(chatTokenizerJson(), 't.json', { chat_template: CHATML }).chatTemplate, CHATML);
   assert.is(tokenizerDataFromHfJson(chatTokenizerJson(), 't.json', {}).chatTemplate, undefined);
