@@ -39,7 +39,8 @@ export class ChatTemplate {
   /** `source` is Jinja text; bos/eos token strings come from the tokenizer. */
   constructor(readonly source: string, data: Pick<TokenizerData, 'tokens' | 'bosId' | 'eosId'>, readonly name = 'chat template') {
     try { this.template = new Template(source); } catch (e) { throw new ChatTemplateError(`${name}: cannot parse the Jinja template (${(e as Error).message})`); }
-    const piece = (id: number | undefined): string => (id === undefined ? '' : data.tokens[id] ?? '');
+    // llama2.c vocabularies store BOS/EOS as "\n<s>\n"; the token is "<s>".
+    const piece = (id: number | undefined): string => (id === undefined ? '' : (data.tokens[id] ?? '').trim());
     this.vars = { bos_token: piece(data.bosId), eos_token: piece(data.eosId) };
   }
 
@@ -89,7 +90,11 @@ export class SpecialSplitter {
       if (t !== undefined) return t === TokenType.CONTROL || t === TokenType.USER_DEFINED;
       return id === data.bosId || id === data.eosId || id === data.unkId;
     };
-    data.tokens.forEach((t, id) => { if (t.length > 0 && special(id) && !this.ids.has(t)) this.ids.set(t, id); });
+    // Control pieces are matched without surrounding whitespace (llama2.c stores BOS as "\n<s>\n").
+    data.tokens.forEach((p, id) => {
+      const t = p.trim() || p;
+      if (t.length > 0 && special(id) && !this.ids.has(t)) this.ids.set(t, id);
+    });
     const esc = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
     const contents = [...this.ids.keys()].sort((a, b) => b.length - a.length);
     this.re = contents.length ? new RegExp(contents.map(esc).join('|'), 'gu') : null;

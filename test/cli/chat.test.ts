@@ -9,7 +9,7 @@ import { chatPrompt } from '../../src/cli/commands.js';
 import { loadCheckpoint } from '../../src/formats/checkpoint.js';
 import { checkpointToGguf } from '../../src/formats/gguf-llama.js';
 import { ChatTemplate, createTokenizer, tokenizerConfigJson, tokenizerDataFromHfJson } from '../../src/tokenizer/index.js';
-import { STORIES_GGUF } from '../assets.js';
+import { STORIES_BIN, STORIES_GGUF } from '../assets.js';
 import { CHATML, chatTokenizerJson } from '../data/chat-fixtures.js';
 import { cli } from './run.js';
 
@@ -23,11 +23,16 @@ writeFileSync(templateFile, STORY);
 const ckpt = await loadCheckpoint(STORIES_GGUF);
 const data = ckpt.tokenizer!, tok = createTokenizer(data);
 
-test('generate --chat prompt: the template rendered with the generation prompt, <s> as its id, stopping at </s>', () => {
+test('generate --chat prompt: the template rendered with the generation prompt, <s> as its id, stopping at </s>', async () => {
   const p = chatPrompt(new ChatTemplate(STORY, data), data, tok, 'Who is Lily?');
   assert.is(p.rendered, '<s>Q: Who is Lily?\nA:');
   assert.equal(p.ids, [data.bosId!, ...tok.encode('Q: Who is Lily?\nA:', { bos: false })]);
   assert.equal(p.stops, [data.eosId!]);
+  // A llama2.c vocabulary stores BOS as "\n<s>\n": the template still sees "<s>", which maps to its id.
+  const bin = (await loadCheckpoint(STORIES_BIN)).tokenizer!;
+  const q = chatPrompt(new ChatTemplate(STORY, bin), bin, createTokenizer(bin), 'Who is Lily?');
+  assert.is(q.rendered, '<s>Q: Who is Lily?\nA:');
+  assert.equal(q.ids, p.ids);
 });
 
 test('a model without a template: generate --chat and training on messages data fail first, naming the missing template', () => {
