@@ -27,6 +27,7 @@ export { parseSafetensors, writeSafetensors } from './formats/safetensors.js';
 export { parseGguf, writeGguf } from './formats/gguf.js';
 export { checkpointToGguf } from './formats/gguf-llama.js';
 export { createTokenizer, type Tokenizer } from './tokenizer/index.js';
+export { ChatTemplate, ChatTemplateError, type ChatMessage, chatTemplateFor, endOfTurnIds, SpecialSplitter } from './tokenizer/chat-template.js';
 
 export { buildLlama, LLAMA_PROJECTIONS, type ModelHooks } from './model/llama.js';
 export { chunkedCrossEntropy, nextTokenLoss, type CeChunk } from './model/loss.js';
@@ -60,6 +61,6 @@ export { estimatePlanMemory, formatBytes, formatEstimate, memoryProblem, type Me
 export { OutOfMemoryError, type MemoryCaps } from './backends/backend.js';
 export { syntheticCheckpoint, type SyntheticOptions } from './model/synthetic.js';
 
-export { jsonlExamples, pack, textExamples, type Example, type PackedBlocks } from './data/dataset.js';
+export { chatExample, type ChatData, jsonlExamples, pack, textExamples, type Example, type PackedBlocks } from './data/dataset.js';
 export { paragraphs } from './data/text.js';
 export { heroStories, HERO_OPENING, HERO_MARKER } from './data/builtin-task.js';

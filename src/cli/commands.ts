@@ -11,7 +11,7 @@ import { loadPeft, savePeft } from '../adapters/peft.js';
 import { getMethod, methodNames } from '../adapters/registry.js';
 import { llamaModules, selectTargets } from '../adapters/targets.js';
 import { HERO_MARKER, HERO_OPENING, heroStories } from '../data/builtin-task.js';
-import { type Example, pack, streamExamples, textExamples } from '../data/dataset.js';
+import { type ChatData, type Example, pack, streamExamples, textExamples } from '../data/dataset.js';
 import { paragraphs } from '../data/text.js';
 import { numel } from '../formats/binary.js';
 import { type LlamaCheckpoint, type LlamaConfig, isCompactTensor, loadCheckpoint, tensorDType, tensorF32, withRopeLayout } from '../formats/checkpoint.js';
@@ -28,6 +28,7 @@ import { proxyGenerate } from '../decoding/proxy.js';
 import { RuleModel, rulesGenerate } from '../decoding/rules.js';
 import { BACKEND_CHOICES, type ChosenBackend, createBackend } from '../scheduler/backends.js';
 import { formatProfile } from '../scheduler/profile.js';
+import { type ChatTemplate, chatTemplateFor, endOfTurnIds, SpecialSplitter } from '../tokenizer/chat-template.js';
 import { createTokenizer, sentencePieceToHfJson, type Tokenizer, type TokenizerData, tokenizerConfigJson, tokenizerDataFromHfJson } from '../tokenizer/index.js';
 import { FINE_TUNE_RANGES, fineTune } from '../train/finetune.js';
 import { decodeTrainingState, encodeTrainingState, TRAINING_STATE_FILE, type TrainingState } from '../train/training-state.js';
@@ -128,9 +129,22 @@ async function runtimeFor(f: Flags, ckpt: LlamaCheckpoint, chosen: ChosenBackend
 
 // ---------------------------------------------------------------------------------------------- generate
 
+const chatTemplateFlag: Record<string, FlagSpec> = {
+  'chat-template': { type: 'string', help: "a Jinja chat template file, used instead of the model's (tokenizer_config.json chat_template, GGUF tokenizer.chat_template)", path: { kind: 'file' } },
+};
+
+/** The chat template: --chat-template FILE, else the model's; a clear error naming what is missing. */
+async function chatTemplateOf(f: Flags, data: TokenizerData): Promise<ChatTemplate> {
+  const file = f['chat-template'] === undefined ? undefined : String(f['chat-template']);
+  const text = file === undefined ? undefined : await readFile(file, 'utf8');
+  return chatTemplateFor(data, text === undefined ? undefined : { text, name: file! });
+}
+
 const generateFlags: Record<string, FlagSpec> = {
   ...modelFlags,
   prompt: { type: 'string', help: 'text to continue (default: start from BOS)', default: '' },
+  chat: { type: 'bool', help: "render --prompt as one user message with the chat template and its generation prompt; stop at the template's end-of-turn token" },
+  ...chatTemplateFlag,
   'max-tokens': { type: 'int', help: "tokens to generate (fewer when the model's context fills up first, which is reported)", default: 256, range: GENERATE_RANGES.maxTokens },
   temperature: { type: 'number', help: 'sampling temperature; 0 is greedy', default: 0, range: GENERATE_RANGES.temperature },
   'top-k': { type: 'int', help: 'sample among the k most likely tokens (0: all)', default: 0, range: GENERATE_RANGES.topK },
@@ -167,16 +181,19 @@ async function proxyRuntimes(f: Flags, chosen: ChosenBackend): Promise<{ expert:
 async function generate(f: Flags): Promise<void> {
   const { ckpt, tok } = await openTextModel(f);
   if ((f['proxy-expert'] === undefined) !== (f['proxy-anti'] === undefined)) throw new UsageError('proxy-tuning needs both --proxy-expert and --proxy-anti');
+  if (f.rules && f['proxy-expert'] !== undefined) throw new UsageError('--rules and proxy-tuning are separate decoders; use one at a time');
+  // The chat template is checked before the backend starts: a model without one fails at once.
+  const chat = f.chat ? chatPrompt(await chatTemplateOf(f, ckpt.tokenizer!), ckpt.tokenizer!, tok, String(f.prompt ?? '')) : undefined;
   const chosen = await openBackend(f);
   const rt = await runtimeFor(f, ckpt, chosen);
   const proxy = await proxyRuntimes(f, chosen);
-  const prompt = tok.encode(String(f.prompt ?? ''), { bos: true });
-  const stream = tok.streamDecoder({ stripLeadingSpace: !f.prompt });
-  if (f.prompt) process.stdout.write(String(f.prompt));
-  if (f.rules && proxy) throw new UsageError('--rules and proxy-tuning are separate decoders; use one at a time');
+  const prompt = chat ? chat.ids : tok.encode(String(f.prompt ?? ''), { bos: true });
+  const stream = tok.streamDecoder({ stripLeadingSpace: !f.prompt || !!chat });
+  if (f.prompt && !chat) process.stdout.write(String(f.prompt));
   const rules = f.rules ? new RuleModel(ckpt.tokenizer!, { eosEnd: Number(f['rules-eos-end']) }) : undefined;
   const run = (o: GenerateOptions) => (proxy ? proxyGenerate(rt, proxy.expert, proxy.anti, prompt, { ...o, alpha: Number(f['proxy-alpha']) }) : rules ? rulesGenerate(rt, rules, prompt, o) : rt.generate(prompt, o));
   await run({
+    ...(chat ? { stopTokens: chat.stops } : {}),
     maxTokens: Number(f['max-tokens']), temperature: Number(f.temperature), topK: Number(f['top-k']), topP: Number(f['top-p']),
     repetitionPenalty: Number(f['repetition-penalty']), seed: Number(f.seed),
     ...(f.mirostat !== undefined ? { mirostatTau: Number(f.mirostat), mirostatEta: Number(f['mirostat-eta']) } : {}),
@@ -188,6 +205,12 @@ async function generate(f: Flags): Promise<void> {
   proxy?.expert.dispose();
   proxy?.anti.dispose();
   chosen.backend.dispose();
+}
+
+/** `generate --chat`: the prompt as one user message with the generation prompt, and the end-of-turn stop ids. */
+export function chatPrompt(tmpl: ChatTemplate, data: TokenizerData, tok: Tokenizer, text: string): { ids: number[]; stops: number[]; rendered: string } {
+  const rendered = tmpl.render([{ role: 'user', content: text }], true);
+  return { ids: new SpecialSplitter(data).encode(rendered, tok), stops: endOfTurnIds(data, tmpl), rendered };
 }
 
 // ---------------------------------------------------------------------------------------------- eval
@@ -243,6 +266,7 @@ async function info(f: Flags): Promise<void> {
       `output head: ${c.tiedEmbeddings ? 'tied to the embedding' : 'separate'}${c.qkvBias ? ', q/k/v biases' : ''}`,
       `parameters: ${params.toLocaleString('en-US')} (in memory: ${storageSummary(ckpt)})`,
       `tokenizer: ${tok.vocabSize} tokens, BOS ${tok.bosId}, EOS ${tok.eosId}`,
+      `chat template: ${ckpt.tokenizer?.chatTemplate === undefined ? 'none (generate --chat and messages data need --chat-template FILE)' : `${ckpt.tokenizer.chatTemplate.length} characters`}`,
       '',
     ].join('\n'));
   }
@@ -277,7 +301,8 @@ function smallestDimension(f: Flags, model: LlamaConfig): { dim: number; module:
 
 const trainFlags: Record<string, FlagSpec> = {
   ...modelFlags,
-  data: { type: 'string', help: "training data: a text file (blank-line paragraphs), a .jsonl file, or 'builtin' (the hero task)", default: 'builtin', path: dataPath },
+  data: { type: 'string', help: "training data: a text file (blank-line paragraphs), a .jsonl file ({\"text\"}, {\"prompt\",\"completion\"} or chat {\"messages\": [{\"role\",\"content\"}]}, loss on the assistant turns), or 'builtin' (the hero task)", default: 'builtin', path: dataPath },
+  ...chatTemplateFlag,
   method: { type: 'string', help: `adapter method: ${methodNames().join(' | ')}`, default: 'lora' },
   targets: { type: 'string', help: "modules to adapt, comma-separated, or 're:<regex>'", default: 'q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj' },
   layers: {
@@ -377,7 +402,7 @@ async function dryRun(f: Flags): Promise<number> {
  * --data's examples, read and tokenised a chunk at a time; with `quiet` false, progress (bytes read, examples)
  * goes to stderr about once a second.
  */
-async function loadExamples(spec: string, tok: Tokenizer, seq: number, quiet = true): Promise<{ examples: Example[]; source: string }> {
+async function loadExamples(spec: string, tok: Tokenizer, seq: number, quiet = true, chat?: ChatData): Promise<{ examples: Example[]; source: string }> {
   if (spec === 'builtin') return { examples: textExamples(heroStories(96), tok, seq), source: `built-in hero task (${JSON.stringify(HERO_OPENING)})` };
   const fail = (e: Error): never => { throw new Error(`${spec}: ${e.message}`); };
   const size = (await stat(spec).catch(fail)).size;
@@ -392,8 +417,14 @@ async function loadExamples(spec: string, tok: Tokenizer, seq: number, quiet = t
     last = Date.now();
     err(`data: ${spec}: read ${mb(stream.bytesRead)} of ${mb(size)} MB, ${n.toLocaleString('en-US')} examples`);
   };
-  const examples = await streamExamples(chunks, { file: spec, jsonl: /\.jsonl$/i.test(spec), tok, maxLen: seq, progress, every: 1000 });
+  const examples = await streamExamples(chunks, { file: spec, jsonl: /\.jsonl$/i.test(spec), tok, maxLen: seq, progress, every: 1000, ...(chat ? { chat } : {}) });
   return { examples, source: spec };
+}
+
+/** Chat data's template: --chat-template or the model's (none is fine until a "messages" line needs one). */
+async function chatDataOf(f: Flags, data: TokenizerData): Promise<ChatData> {
+  if (f['chat-template'] !== undefined || data.chatTemplate !== undefined) return { template: await chatTemplateOf(f, data), data };
+  return { data };
 }
 
 const kebab = (s: string): string => s.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
@@ -453,6 +484,8 @@ async function train(f: Flags): Promise<number | void> {
   const ceChunk = ceChunkFlag(f['ce-chunk']);
   const { ckpt, tok } = await openTextModel(f);
   checkModelLimits(f, trainFlags, ckpt.config);
+  // A --chat-template file is read and parsed before any work starts.
+  const chat = await chatDataOf(f, ckpt.tokenizer!);
   const model = new AdaptedModel(ckpt);
   let resume: TrainingState | undefined;
   let seed = Number(f.seed);
@@ -484,7 +517,7 @@ async function train(f: Flags): Promise<number | void> {
   if (f.objective === 'multi') return other(multiCommand(f, { model, tok, json, log, err }));
   if (dpo) return other(trainDpoCommand(f, { model, tok, json, log, err }));
   const dataTok = f['text-prefix'] !== undefined ? withTextPrefix(tok, String(f['text-prefix'])) : tok;
-  const loaded = await loadExamples(String(f.data), dataTok, seq, json);
+  const loaded = await loadExamples(String(f.data), dataTok, seq, json, chat);
   const source = loaded.source;
   // --augment adds augmented copies before packing (with --contrastive its rates make the views instead).
   const examples = f.augment !== undefined && f.contrastive === undefined ? augmentExamples(loaded.examples, { ...parseAugment(f.augment), seed }) : loaded.examples;
@@ -498,7 +531,7 @@ async function train(f: Flags): Promise<number | void> {
     checkTeacher(ckpt, teacher);
     return other(distillCommand(f, { model, tok, teacher, data, json, log, err }));
   }
-  const evalData = f['eval-data'] ? pack((await loadExamples(String(f['eval-data']), dataTok, seq)).examples, seq, 0) : undefined;
+  const evalData = f['eval-data'] ? pack((await loadExamples(String(f['eval-data']), dataTok, seq, true, chat)).examples, seq, 0) : undefined;
   await prepareOutput(out, { ...outOptions, ...(resume ? { resumeStep: resume.step } : {}) });
   const chosen = await openBackend(f, json);
   const method = model.get('default').method;

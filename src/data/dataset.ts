@@ -1,17 +1,19 @@
 /**
- * Training examples from plain text (blank-line paragraphs) or JSONL ({"text"} or {"prompt","completion"},
- * loss on the completion only), and packing into fixed [rows, T+1] token blocks.
+ * Training examples from plain text (blank-line paragraphs) or JSONL ({"text"}, {"prompt","completion"} with
+ * the loss on the completion only, or chat {"messages"} with the loss on the assistant turns only), and
+ * packing into fixed [rows, T+1] token blocks.
  *
  * Packing follows the dynamic pack idea of CodeACT (Lv et al., 2024, "Dynamic Pack padding"): order
  * examples by length and fill each row with as many as fit (first-fit decreasing), so few positions are
  * padding. Packed examples share a row the way pretraining documents do: each starts with BOS and later
  * ones may attend to earlier ones in the row; only padding is masked out of the loss.
  */
-import type { Tokenizer } from '../tokenizer/types.js';
+import { type ChatMessage, type ChatTemplate, SpecialSplitter, missingTemplateMessage } from '../tokenizer/chat-template.js';
+import type { Tokenizer, TokenizerData } from '../tokenizer/types.js';
 import { lineBatches, paragraphBatches } from './text.js';
 
 export interface Example {
-  /** Token ids, BOS first. */
+  /** Token ids, BOS first (chat examples: as the template renders them, e.g. `<|im_start|>` first). */
   ids: number[];
   /** 1 where the token is a prediction target (the loss counts it), per position of `ids`. */
   target: Uint8Array;
@@ -33,11 +35,24 @@ export function textExamples(paras: readonly string[], tok: Tokenizer, maxLen: n
   });
 }
 
-/** JSONL lines: {"text": …} or {"prompt": …, "completion": …}. A malformed line is an error naming file:line. */
-export function jsonlExamples(text: string, file: string, tok: Tokenizer, maxLen: number): Example[] {
+/**
+ * What chat data ({"messages": […]}) needs: the template (absent when the model has none; a "messages"
+ * line is then an error) and the tokenizer description (its special tokens, its name for messages).
+ */
+export interface ChatData {
+  template?: ChatTemplate;
+  data: TokenizerData;
+  splitter?: SpecialSplitter;
+}
+
+/**
+ * JSONL lines: {"text": …}, {"prompt": …, "completion": …} or {"messages": [{role, content}, …]} (needs `chat`).
+ * A malformed line is an error naming file:line.
+ */
+export function jsonlExamples(text: string, file: string, tok: Tokenizer, maxLen: number, chat?: ChatData): Example[] {
   const out: Example[] = [];
   text.split(/\r?\n/).forEach((line, i) => {
-    const e = jsonlExample(line, `${file}:${i + 1}`, tok, maxLen);
+    const e = jsonlExample(line, `${file}:${i + 1}`, tok, maxLen, chat);
     if (e) out.push(e);
   });
   if (out.length === 0) throw new DataError(`${file}: no examples`);
@@ -45,7 +60,7 @@ export function jsonlExamples(text: string, file: string, tok: Tokenizer, maxLen
 }
 
 /** One JSONL line's example (undefined for a blank line); `where` (file:line) names it in errors. */
-export function jsonlExample(line: string, where: string, tok: Tokenizer, maxLen: number): Example | undefined {
+export function jsonlExample(line: string, where: string, tok: Tokenizer, maxLen: number, chat?: ChatData): Example | undefined {
   if (!line.trim()) return undefined;
   let row: unknown;
   try { row = JSON.parse(line); } catch (e) { throw new DataError(`${where}: not valid JSON (${(e as Error).message})`); }
@@ -61,7 +76,11 @@ export function jsonlExample(line: string, where: string, tok: Tokenizer, maxLen
     const target = new Uint8Array(ids.length).fill(1, Math.max(1, start));
     return { ids, target };
   }
-  throw new DataError(`${where}: expected {"text": string} or {"prompt": string, "completion": string}, got keys ${Object.keys(r).join(', ') || 'none'}`);
+  if (r.messages !== undefined) {
+    if (!chat?.template) throw new DataError(`${where}: "messages" data needs a chat template, but ${missingTemplateMessage(chat?.data.source)}`);
+    return chatExample(messagesOf(r.messages, where), chat, tok, maxLen, where);
+  }
+  throw new DataError(`${where}: expected {"text": string}, {"prompt": string, "completion": string} or {"messages": [{"role", "content"}, …]}, got keys ${Object.keys(r).join(', ') || 'none'}`);
 }
 
 /**
@@ -69,7 +88,7 @@ export function jsonlExample(line: string, where: string, tok: Tokenizer, maxLen
  * read, so only the token ids are held, never the whole text. `progress` is called every `every` examples.
  */
 export async function streamExamples(
-  chunks: AsyncIterable<string>, o: { file: string; jsonl: boolean; tok: Tokenizer; maxLen: number; progress?: (examples: number) => void; every?: number },
+  chunks: AsyncIterable<string>, o: { file: string; jsonl: boolean; tok: Tokenizer; maxLen: number; progress?: (examples: number) => void; every?: number; chat?: ChatData },
 ): Promise<Example[]> {
   const out: Example[] = [];
   const every = o.every ?? 10_000;
@@ -80,12 +99,58 @@ export async function streamExamples(
   };
   if (o.jsonl) {
     let n = 0;
-    for await (const batch of lineBatches(chunks)) for (const line of batch) add(jsonlExample(line.replace(/\r?\n$/, ''), `${o.file}:${++n}`, o.tok, o.maxLen));
+    for await (const batch of lineBatches(chunks)) for (const line of batch) add(jsonlExample(line.replace(/\r?\n$/, ''), `${o.file}:${++n}`, o.tok, o.maxLen, o.chat));
   } else {
     for await (const batch of paragraphBatches(chunks)) for (const p of textExamples(batch, o.tok, o.maxLen)) add(p);
   }
   if (out.length === 0) throw new DataError(`${o.file}: no ${o.jsonl ? 'examples' : 'paragraphs'}`);
   return out;
+}
+
+function messagesOf(v: unknown, where: string): ChatMessage[] {
+  if (!Array.isArray(v) || v.length === 0) throw new DataError(`${where}: "messages" must be a non-empty array`);
+  return v.map((m, i) => {
+    if (!m || typeof m !== 'object' || typeof m.role !== 'string' || typeof m.content !== 'string') {
+      throw new DataError(`${where}: messages[${i}] must be {"role": string, "content": string}`);
+    }
+    return { role: m.role, content: m.content };
+  });
+}
+
+/**
+ * One conversation as an example whose targets are the assistant turns. The conversation is rendered
+ * prefix by prefix: each assistant message's span is the text between the rendering of the messages
+ * before it with the generation prompt and the rendering that includes it, that is its content, the
+ * end-of-turn token and whatever the template writes after it in that turn (ChatML's newline). The text is
+ * tokenised in segments cut at those spans' edges and at special tokens (which map to their ids), so a
+ * prompt is tokenised as `generate --chat` tokenises it.
+ */
+export function chatExample(messages: readonly ChatMessage[], chat: ChatData, tok: Tokenizer, maxLen: number, where: string): Example {
+  const tmpl = chat.template!;
+  const splitter = chat.splitter ??= new SpecialSplitter(chat.data);
+  const render = (ms: readonly ChatMessage[], gen: boolean): string => {
+    try { return tmpl.render(ms, gen); } catch (e) { throw new DataError(`${where}: ${(e as Error).message}`); }
+  };
+  const full = render(messages, false);
+  const cuts: { start: number; end: number }[] = [];
+  messages.forEach((m, i) => {
+    if (m.role !== 'assistant') return;
+    const before = render(messages.slice(0, i), true), upto = render(messages.slice(0, i + 1), false);
+    if (!upto.startsWith(before) || !full.startsWith(upto)) {
+      throw new DataError(`${where}: the chat template does not render this conversation prefix by prefix (messages[${i}]), so the assistant turns cannot be located`);
+    }
+    if (upto.length > before.length) cuts.push({ start: before.length, end: upto.length });
+  });
+  if (cuts.length === 0) throw new DataError(`${where}: no assistant message, so nothing to learn`);
+  const ids: number[] = [], flags: number[] = [];
+  const add = (text: string, t: number): void => { for (const id of splitter.encode(text, tok)) { ids.push(id); flags.push(t); } };
+  let at = 0;
+  for (const c of cuts) { add(full.slice(at, c.start), 0); add(full.slice(c.start, c.end), 1); at = c.end; }
+  add(full.slice(at), 0);
+  const n = Math.min(ids.length, maxLen + 1);
+  const target = Uint8Array.from(flags.slice(0, n));
+  target[0] = 0;
+  return { ids: ids.slice(0, n), target };
 }
 
 function commonPrefix(a: readonly number[], b: readonly number[]): number {

@@ -270,6 +270,14 @@ function optId(file: GgufHeader, k: string, n: number): number | undefined {
   return v !== undefined && v >= 0 && v < n ? v : undefined;
 }
 
+/** `tokenizer.chat_template`, when the file has one. */
+function chatTemplateOf(file: GgufHeader): { chatTemplate?: string } {
+  const t = ggufMeta(file, 'tokenizer.chat_template');
+  if (t === undefined) return {};
+  if (typeof t !== 'string') throw new FormatError(file.name, 'metadata tokenizer.chat_template should be a string');
+  return { chatTemplate: t };
+}
+
 /** The tokenizer stored in GGUF metadata (`tokenizer.ggml.*`), when there is one this library reads. */
 export function ggufTokenizerData(file: GgufHeader): TokenizerData | undefined {
   const model = ggufMeta(file, 'tokenizer.ggml.model');
@@ -296,6 +304,7 @@ export function ggufTokenizerData(file: GgufHeader): TokenizerData | undefined {
     unkId: optId(file, 'tokenizer.ggml.unknown_token_id', n),
     padId: optId(file, 'tokenizer.ggml.padding_token_id', n),
     source: file.name,
+    ...chatTemplateOf(file),
   };
   if (model === 'llama') {
     return {
@@ -429,6 +438,7 @@ export function checkpointToGguf(ckpt: LlamaCheckpoint, options: CheckpointToGgu
     if (tok.padId !== undefined) meta.set('tokenizer.ggml.padding_token_id', gguf.u32(tok.padId));
     if (tok.addBos !== undefined) meta.set('tokenizer.ggml.add_bos_token', gguf.bool(tok.addBos));
     if (tok.addSpacePrefix !== undefined) meta.set('tokenizer.ggml.add_space_prefix', gguf.bool(tok.addSpacePrefix));
+    if (tok.chatTemplate !== undefined) meta.set('tokenizer.chat_template', gguf.str(tok.chatTemplate));
   }
   const tensors: GgufWriteTensor[] = [...extra];
   const counts = new Map<GgufWriteType, number>();

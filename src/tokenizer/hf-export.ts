@@ -145,5 +145,6 @@ export function tokenizerConfigJson(data: TokenizerData, modelMaxLength?: number
     legacy: true,
   };
   if (modelMaxLength !== undefined) config.model_max_length = modelMaxLength;
+  if (data.chatTemplate !== undefined) config.chat_template = data.chatTemplate;
   return config;
 }

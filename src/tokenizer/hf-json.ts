@@ -7,6 +7,7 @@
  * Not covered (construction throws naming the component): WordPiece, Unigram and WordLevel models, and
  * normalizers/pre-tokenizers outside the list in `normalize` / `preTokenize`.
  */
+import { chatTemplateSource } from './chat-template.js';
 import { FormatError } from '../formats/binary.js';
 import { decodeIds, streamDecoder, tokenEntry, utf8Bytes, type DecodeTable } from './decode.js';
 import { appendIds, WordCache } from './word-cache.js';
@@ -173,6 +174,8 @@ export function tokenizerDataFromHfJson(json: Json, name = 'tokenizer.json', tok
   if (bosId !== undefined) data.bosId = bosId;
   if (eosId !== undefined) data.eosId = eosId;
   if (unkId !== undefined) data.unkId = unkId;
+  const chat = chatTemplateSource(tokenizerConfig?.chat_template, `${name} tokenizer_config.json`);
+  if (chat !== undefined) data.chatTemplate = chat;
   return data;
 }
 

@@ -9,6 +9,7 @@ import type { Tokenizer, TokenizerData } from './types.js';
 export * from './types.js';
 export { SentencePieceTokenizer, resolveTokenTypes } from './sentencepiece.js';
 export { HfBpeTokenizer, tokenizerDataFromHfJson } from './hf-json.js';
+export { ChatTemplate, ChatTemplateError, type ChatMessage, chatTemplateFor, chatTemplateSource, endOfTurnIds, missingTemplateMessage, SpecialSplitter } from './chat-template.js';
 export { sentencePieceToHfJson, tokenizerConfigJson } from './hf-export.js';
 
 /** The tokenizer for a description produced by any loader. */

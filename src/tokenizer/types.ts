@@ -39,6 +39,8 @@ export interface TokenizerData {
   json?: unknown;
   /** Where it came from, for messages. */
   source?: string;
+  /** Jinja chat template (tokenizer_config.json `chat_template`, GGUF `tokenizer.chat_template`). */
+  chatTemplate?: string;
 }
 
 export interface EncodeOptions {
