@@ -42,6 +42,7 @@ import { withTextPrefix } from '../data/text-prefix.js';
 import { checkTeacher } from '../objectives/distill/train.js';
 import { type ModelFormat, writeModel } from './write-model.js';
 import { pruneVocabCommand, pruneVocabFlags } from './prune-vocab.js';
+import { tokenize, tokenizeFlags } from './tokenize.js';
 
 const err = (s: string): void => { process.stderr.write(`${s}\n`); };
 
@@ -675,6 +676,7 @@ async function quickstart(f: Flags): Promise<void> {
 const commands: Record<string, { summary: string; flags: Record<string, FlagSpec>; run: (f: Flags) => Promise<number | void> }> = {
   quickstart: { summary: 'fine-tune stories260K on the built-in task and show before/after samples', flags: quickFlags, run: quickstart },
   train: { summary: 'fine-tune an adapter and save it in the PEFT format', flags: trainFlags, run: train },
+  tokenize: { summary: 'print the token ids of a text (from a tokenizer.json, tokenizer.bin or GGUF file)', flags: tokenizeFlags, run: tokenize },
   'prune-vocab': { summary: 'keep the tokens a corpus uses: a smaller model with its embedding, head and tokenizer rewritten', flags: pruneVocabFlags, run: pruneVocabCommand },
   generate: { summary: 'generate text (prints only the generated text on stdout)', flags: generateFlags, run: generate },
   eval: { summary: 'mean next-token cross-entropy over the first K paragraphs of a text file', flags: evalFlags, run: evaluate },
