@@ -64,6 +64,24 @@ test('proportional split: largest remainder, hand-computed', () => {
   assert.equal(proportional([7, 0, 3], 10), [7, 0, 3]);
 });
 
+test('examples: the response is the completion, or a text line\'s second half; tasks from "task" or the file', async () => {
+  const tok = createTokenizer((await stories()).tokenizer!);
+  const text = [
+    JSON.stringify({ prompt: 'Tom saw a big tree.', completion: ' He climbed it.', task: 'x' }),
+    '',
+    JSON.stringify({ text: 'Lily liked to play in the park.' }),
+  ].join('\n');
+  const [a, b] = selectItems(text, 'd.jsonl', tok, 200);
+  assert.equal(a!.split, tok.encode('Tom saw a big tree.', { bos: true }).length);
+  assert.equal(a!.task, 'x');
+  assert.equal(b!.lineNo, 3);
+  assert.equal(b!.split, Math.floor(b!.ids.length / 2));
+  assert.equal(b!.task, 'd.jsonl');
+  assert.equal(b!.line, JSON.stringify({ text: 'Lily liked to play in the park.' }));
+  assert.throws(() => selectItems('{"text": "a"}', 'short.jsonl', tok, 200), /short.jsonl:1: too short/);
+  assert.throws(() => selectItems('{"foo": 1}', 'bad.jsonl', tok, 200), /bad.jsonl:1/);
+});
+
 test('IFD equals its definition computed with evalTargets', async () => {
   const { items, sig } = await setup();
   const rt = new LlamaRuntime(await stories(), createJsBackend());

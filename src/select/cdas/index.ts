@@ -29,7 +29,7 @@ export function selectCdas(signals: readonly ItemSignals[], o: CdasOptions): Sel
     const members = signals.map((_, i) => i).filter((i) => km.assign[i] === c).sort((a, b) => byIfd(signals[a]!, signals[b]!) || a - b);
     const take = members.slice(0, quota[c]);
     kept.push(...take);
-    report.push(`cluster ${c}: ${members.length} examples, kept ${take.length} of highest IFD (below 1 first): ${take.map((i) => `#${i + 1} (IFD ${fmt(signals[i]!.ifd)})`).join(', ')}`);
+    report.push(`cluster ${c}: ${members.length} example${members.length === 1 ? '' : 's'}, kept ${take.length} of highest IFD (below 1 first): ${take.map((i) => `#${i + 1} (IFD ${fmt(signals[i]!.ifd)})`).join(', ')}`);
     clusters.push({ cluster: c, size: members.length, kept: take, ifd: take.map((i) => signals[i]!.ifd) });
   }
   kept.sort((a, b) => a - b);
