@@ -64,3 +64,10 @@ export { syntheticCheckpoint, type SyntheticOptions } from './model/synthetic.js
 export { chatExample, type ChatData, jsonlExamples, pack, textExamples, type Example, type PackedBlocks } from './data/dataset.js';
 export { paragraphs } from './data/text.js';
 export { heroStories, HERO_OPENING, HERO_MARKER } from './data/builtin-task.js';
+
+export { selectData, SELECT_METHODS, type SelectMethod, type SelectOptions, type Selection } from './select/index.js';
+export { selectCdas } from './select/cdas/index.js';
+export { selectDeita, deitaScores } from './select/deita/index.js';
+export { selectNudge, sinkhornPotentials } from './select/nudge/index.js';
+export { selectAdaptInf } from './select/adapt-inf/index.js';
+export { Forward, gradientFeatures, itemSignals, kmeans, selectItems, type ItemSignals, type SelectItem } from './select/common/index.js';

@@ -1,5 +1,5 @@
 /**
- * The adaptkit commands: generate, eval, info, train, merge, convert, quickstart. The same code runs in Node and
+ * The adaptkit commands: generate, eval, info, train, merge, convert, tokenize, prune-vocab, select, quickstart. The same code runs in Node and
  * Deno (node: built-ins); output meant for programs goes to stdout, progress to stderr.
  */
 import { createReadStream, existsSync } from 'node:fs';
@@ -43,6 +43,7 @@ import { checkTeacher } from '../objectives/distill/train.js';
 import { type ModelFormat, writeModel } from './write-model.js';
 import { pruneVocabCommand, pruneVocabFlags } from './prune-vocab.js';
 import { tokenize, tokenizeFlags } from './tokenize.js';
+import { selectCommand, selectFlags } from './select.js';
 
 const err = (s: string): void => { process.stderr.write(`${s}\n`); };
 
@@ -682,6 +683,7 @@ const commands: Record<string, { summary: string; flags: Record<string, FlagSpec
   eval: { summary: 'mean next-token cross-entropy over the first K paragraphs of a text file', flags: evalFlags, run: evaluate },
   info: { summary: 'describe a model and the backend auto would choose', flags: { ...modelFlags, ...baseDtypeFlag, ...common }, run: info },
   merge: { summary: 'merge an adapter into the base model; write safetensors and/or GGUF', flags: mergeFlags, run: merge },
+  select: { summary: 'keep the most useful examples of a JSONL data set (cdas, deita, nudge, adapt-inf)', flags: { ...modelFlags, ...selectFlags, ...baseDtypeFlag, ...common }, run: (f) => selectCommand(f, openTextModel, openBackend) },
   convert: { summary: 'write a GGUF copy of a model with f16, bf16, q8_0, q4_0 or q4_1 weights', flags: convertFlags, run: convert },
 };
 
