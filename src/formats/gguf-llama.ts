@@ -4,7 +4,7 @@
  */
 import { FormatError, numel, shortestF32 } from './binary.js';
 import type { LlamaCheckpoint, LlamaConfig, NamedTensor } from './checkpoint.js';
-import { isCompactTensor, tensorF32, validateCheckpoint, withRopeLayout } from './checkpoint.js';
+import { configHeadDim, isCompactTensor, tensorF32, validateCheckpoint, withRopeLayout } from './checkpoint.js';
 import {
   GGML_TYPES, decodeGgmlData, gguf, ggufMeta, ggufNumber, parseGgufHeader, writeGguf,
   type GgufFile, type GgufHeader, type GgufTensorInfo, type GgufValue, type GgufWriteTensor, type GgufWriteType,
@@ -110,11 +110,13 @@ export function ggufLlamaConfig(file: GgufHeader & { bytes?: Uint8Array }, tied?
   const dim = req('embedding_length');
   const nHeads = perLayer('attention.head_count') ?? fail(`metadata ${key('attention.head_count')} is missing`);
   const nKvHeads = perLayer('attention.head_count_kv') ?? nHeads;
-  const headDim = dim / nHeads;
+  const keyLen = ggufNumber(file, key('attention.key_length'));
+  const valueLen = ggufNumber(file, key('attention.value_length'));
+  if (keyLen !== undefined && valueLen !== undefined && keyLen !== valueLen) fail(`key length ${keyLen} differs from value length ${valueLen}; not supported`);
+  const headDim = keyLen ?? valueLen ?? dim / nHeads;
+  if (!(Number.isSafeInteger(headDim) && headDim > 0)) fail(`head size ${headDim} (embedding_length / head_count or attention.key_length) is not a positive integer`);
   const ropeDims = ggufNumber(file, key('rope.dimension_count'));
   if (ropeDims !== undefined && ropeDims !== headDim) fail(`rotary on ${ropeDims} of ${headDim} head dimensions is not supported`);
-  const keyLen = ggufNumber(file, key('attention.key_length'));
-  if (keyLen !== undefined && keyLen !== headDim) fail(`head size ${keyLen} differs from embedding_length / head_count = ${headDim}; not supported`);
   const embd = file.tensorsByName.get('token_embd.weight') ?? fail('tensor token_embd.weight is missing');
   const out = file.tensorsByName.get('output.weight');
   const bytes = file.bytes;
@@ -128,6 +130,7 @@ export function ggufLlamaConfig(file: GgufHeader & { bytes?: Uint8Array }, tied?
   const normEps = req('attention.layer_norm_rms_epsilon');
   if (!(Number.isFinite(normEps) && normEps > 0)) fail(`metadata ${key('attention.layer_norm_rms_epsilon')} is ${normEps}, expected a positive finite number`);
   return {
+    ...(headDim !== dim / nHeads ? { headDim } : {}),
     dim,
     hiddenDim: perLayer('feed_forward_length') ?? fail(`metadata ${key('feed_forward_length')} is missing`),
     nLayers,
@@ -320,7 +323,8 @@ export function checkpointToGguf(ckpt: LlamaCheckpoint, options: CheckpointToGgu
     [`${arch}.embedding_length`, gguf.u32(cfg.dim)],
     [`${arch}.block_count`, gguf.u32(cfg.nLayers)],
     [`${arch}.feed_forward_length`, gguf.u32(cfg.hiddenDim)],
-    [`${arch}.rope.dimension_count`, gguf.u32(cfg.dim / cfg.nHeads)],
+    [`${arch}.rope.dimension_count`, gguf.u32(configHeadDim(cfg))],
+    ...(cfg.headDim !== undefined ? [[`${arch}.attention.key_length`, gguf.u32(cfg.headDim)], [`${arch}.attention.value_length`, gguf.u32(cfg.headDim)]] as [string, GgufValue][] : []),
     [`${arch}.attention.head_count`, gguf.u32(cfg.nHeads)],
     [`${arch}.attention.head_count_kv`, gguf.u32(cfg.nKvHeads)],
     [`${arch}.attention.layer_norm_rms_epsilon`, gguf.f32(cfg.normEps)],

@@ -56,9 +56,12 @@ export function hfLlamaConfig(cfg: Record<string, unknown>, name = 'config.json'
   }
   const dim = num('hidden_size');
   const nHeads = num('num_attention_heads');
-  const headDim = cfg.head_dim;
-  if (headDim !== undefined && headDim !== null && headDim !== dim / nHeads) {
-    fail(`head_dim ${String(headDim)} differs from hidden_size / num_attention_heads = ${dim / nHeads}; not supported`);
+  const headDim = cfg.head_dim === undefined || cfg.head_dim === null ? undefined : num('head_dim');
+  if (headDim !== undefined && !(Number.isSafeInteger(headDim) && headDim > 0 && headDim % 2 === 0)) {
+    fail(`head_dim is ${headDim}, expected a positive even integer`);
+  }
+  if (headDim === undefined && dim % nHeads !== 0) {
+    fail(`hidden_size ${dim} is not a multiple of num_attention_heads ${nHeads} and head_dim is not given`);
   }
   if (cfg.hidden_act !== undefined && cfg.hidden_act !== 'silu') fail(`hidden_act ${String(cfg.hidden_act)} is not supported (only silu)`);
   const config: LlamaConfig = {
@@ -76,6 +79,7 @@ export function hfLlamaConfig(cfg: Record<string, unknown>, name = 'config.json'
     ropeLayout: 'half',
     architecture,
   };
+  if (headDim !== undefined && headDim !== dim / nHeads) config.headDim = headDim;
   for (const [k, v] of [['num_hidden_layers', config.nLayers], ['hidden_size', dim], ['intermediate_size', config.hiddenDim], ['num_attention_heads', nHeads], ['num_key_value_heads', config.nKvHeads], ['vocab_size', config.vocabSize], ['max_position_embeddings', config.maxSeqLen]] as const) {
     if (!(Number.isSafeInteger(v) && v > 0)) fail(`${k} is ${v}, expected a positive integer`);
   }

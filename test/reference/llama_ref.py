@@ -229,7 +229,7 @@ class Llama:
         self.dim, self.layers = c['hidden_size'], c['num_hidden_layers']
         self.heads = c['num_attention_heads']
         self.kv_heads = c.get('num_key_value_heads', self.heads)
-        self.head_dim = self.dim // self.heads
+        self.head_dim = c.get('head_dim') or self.dim // self.heads
         self.eps, self.theta = c['rms_norm_eps'], c.get('rope_theta', 10000.0)
         self.tied = c.get('tie_word_embeddings', False)
         self.w = read_safetensors(os.path.join(folder, 'model.safetensors'))
@@ -263,7 +263,7 @@ class Llama:
                 pk, pv = ad.prefix(l)
                 k = torch.cat([pk[None].expand(b, -1, -1, -1), k], 1)
                 v = torch.cat([pv[None].expand(b, -1, -1, -1), v], 1)
-            a = attention(q, k, v, prefix).reshape(b, n, self.dim)
+            a = attention(q, k, v, prefix).reshape(b, n, self.heads * self.head_dim)
             o = linear(f'{p}.self_attn.o_proj', a)
             x = x + (ad.sublayer(f'{p}.self_attn', n1, o) if ad else o)
             n2 = rmsnorm(x, w[f'{p}.post_attention_layernorm.weight'], self.eps)

@@ -45,6 +45,7 @@ export function writeHfModel(ckpt: LlamaCheckpoint, dir: string): string {
     model_type: 'llama', hidden_size: c.dim, intermediate_size: c.hiddenDim, num_hidden_layers: c.nLayers,
     num_attention_heads: c.nHeads, num_key_value_heads: c.nKvHeads, vocab_size: c.vocabSize, rms_norm_eps: c.normEps,
     rope_theta: c.ropeTheta, tie_word_embeddings: c.tiedEmbeddings, attention_bias: c.qkvBias,
+    ...(c.headDim !== undefined ? { head_dim: c.headDim } : {}),
   }));
   return dir;
 }
