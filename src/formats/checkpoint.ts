@@ -37,6 +37,11 @@ export interface LlamaConfig {
    * nHeads·headDim wide, keys and values nKvHeads·headDim, and o_proj maps nHeads·headDim back to dim.
    */
   headDim?: number;
+  /**
+   * Qwen3: RMSNorm over each head of the queries and keys before rotary (`self_attn.q_norm.weight`,
+   * `self_attn.k_norm.weight`, each [headDim], rows in the checkpoint's rotary layout).
+   */
+  qkNorm?: boolean;
   /** Hugging Face `rope_scaling` as given in config.json (e.g. Llama 3.1's `rope_type: "llama3"`), when set. */
   ropeScaling?: Record<string, unknown>;
 }
@@ -155,6 +160,12 @@ export function withRopeLayout(ckpt: LlamaCheckpoint, layout: 'pairs' | 'half'):
         if (t) tensors.set(key, permuteTensorRows(t, heads, headDim, layout === 'half'));
       }
     }
+    // The per-head norms scale the head's rows, so they follow the same order (one head, one column).
+    for (const norm of ['q_norm', 'k_norm']) {
+      const key = `model.layers.${l}.self_attn.${norm}.weight`;
+      const t = tensors.get(key);
+      if (t) tensors.set(key, permuteTensorRows(t, 1, headDim, layout === 'half'));
+    }
   }
   return { ...ckpt, config: { ...c, ropeLayout: layout }, tensors };
 }
@@ -179,6 +190,10 @@ export function expectedTensorShapes(c: LlamaConfig): Map<string, number[]> {
       m.set(`${p}self_attn.q_proj.bias`, [qDim]);
       m.set(`${p}self_attn.k_proj.bias`, [kvDim]);
       m.set(`${p}self_attn.v_proj.bias`, [kvDim]);
+    }
+    if (c.qkNorm) {
+      m.set(`${p}self_attn.q_norm.weight`, [headDim]);
+      m.set(`${p}self_attn.k_norm.weight`, [headDim]);
     }
     m.set(`${p}post_attention_layernorm.weight`, [c.dim]);
     m.set(`${p}mlp.gate_proj.weight`, [c.hiddenDim, c.dim]);

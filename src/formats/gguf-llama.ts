@@ -311,6 +311,7 @@ const FILE_TYPE: Record<GgufWriteType, number> = { F32: 0, F16: 1, Q4_0: 2, Q4_1
 /** Serialise a checkpoint as a llama GGUF file (Q/K rows converted to the adjacent-pair layout). */
 export function checkpointToGguf(ckpt: LlamaCheckpoint, options: CheckpointToGgufOptions = {}): Uint8Array {
   validateCheckpoint(ckpt);
+  if (ckpt.config.qkNorm) throw new FormatError(ckpt.source, 'GGUF export of per-head query/key norms (Qwen3) is not supported');
   const c = withRopeLayout(ckpt, 'pairs');
   const cfg = c.config;
   const arch = LLAMA_LIKE.has(cfg.architecture) ? cfg.architecture : 'llama';

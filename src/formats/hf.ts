@@ -37,7 +37,7 @@ export function safetensorsStoredTensor(t: SafetensorsTensorInfo): StoredTensor 
 }
 
 /** Model types whose weights use llama's Hugging Face names and shapes. */
-const LLAMA_LIKE_TYPES = new Set(['llama', 'mistral', 'qwen2', 'granite']);
+const LLAMA_LIKE_TYPES = new Set(['llama', 'mistral', 'qwen2', 'qwen3', 'granite']);
 
 /** Llama config from a Hugging Face config.json object (rows in rotate-half layout). */
 export function hfLlamaConfig(cfg: Record<string, unknown>, name = 'config.json'): LlamaConfig {
@@ -80,6 +80,7 @@ export function hfLlamaConfig(cfg: Record<string, unknown>, name = 'config.json'
     architecture,
   };
   if (headDim !== undefined && headDim !== dim / nHeads) config.headDim = headDim;
+  if (modelType === 'qwen3') config.qkNorm = true;
   for (const [k, v] of [['num_hidden_layers', config.nLayers], ['hidden_size', dim], ['intermediate_size', config.hiddenDim], ['num_attention_heads', nHeads], ['num_key_value_heads', config.nKvHeads], ['vocab_size', config.vocabSize], ['max_position_embeddings', config.maxSeqLen]] as const) {
     if (!(Number.isSafeInteger(v) && v > 0)) fail(`${k} is ${v}, expected a positive integer`);
   }

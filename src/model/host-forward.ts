@@ -34,9 +34,13 @@ export function hostKeyValues(ckpt: LlamaCheckpoint, ids: readonly number[]): Ho
     const p = `model.layers.${l}`;
     const n1 = rmsnorm(x, get(`${p}.input_layernorm.weight`), n, D, c.normEps);
     const bias = (m: string) => (c.qkvBias ? get(`${p}.self_attn.${m}.bias`) : undefined);
-    const q = linear(n1, get(`${p}.self_attn.q_proj.weight`), bias('q_proj'), n, D, qd);
-    const k = linear(n1, get(`${p}.self_attn.k_proj.weight`), bias('k_proj'), n, D, kv);
+    let q = linear(n1, get(`${p}.self_attn.q_proj.weight`), bias('q_proj'), n, D, qd);
+    let k = linear(n1, get(`${p}.self_attn.k_proj.weight`), bias('k_proj'), n, D, kv);
     const v = linear(n1, get(`${p}.self_attn.v_proj.weight`), bias('v_proj'), n, D, kv);
+    if (c.qkNorm) {
+      q = rmsnorm(q, get(`${p}.self_attn.q_norm.weight`), n * c.nHeads, hd, c.normEps);
+      k = rmsnorm(k, get(`${p}.self_attn.k_norm.weight`), n * c.nKvHeads, hd, c.normEps);
+    }
     rope(q, n, c.nHeads, hd, c.ropeTheta, c.ropeLayout);
     rope(k, n, c.nKvHeads, hd, c.ropeTheta, c.ropeLayout);
     keys.push(k);

@@ -160,8 +160,11 @@ export function buildLlama(g: Graph, c: LlamaConfig, o: LlamaGraphOptions): Llam
     const v = F.reshape(linear(`${p}.self_attn.v_proj`, n1, c.dim, kvDim, c.qkvBias), [B, seqLen, c.nKvHeads, hd]);
     const pre = o.hooks?.attentionPrefix?.({ graph: g, layer: l, batch: B, kvHeads: c.nKvHeads, headDim: hd });
     const attn = g.within(`${p}.self_attn`, () => {
-      const qr = F.rope(q, ropeOpts, positions);
-      const kr = F.rope(k, ropeOpts, positions);
+      // Qwen3: each head of q and k RMS-normed (weights [headDim]) before rotary.
+      const qn = c.qkNorm ? g.within(`${p}.self_attn.q_norm`, () => F.rmsnorm(q, w(`${p}.self_attn.q_norm.weight`, [hd]), c.normEps)) : q;
+      const kn = c.qkNorm ? g.within(`${p}.self_attn.k_norm`, () => F.rmsnorm(k, w(`${p}.self_attn.k_norm.weight`, [hd]), c.normEps)) : k;
+      const qr = F.rope(qn, ropeOpts, positions);
+      const kr = F.rope(kn, ropeOpts, positions);
       if (!decoding) return pre ? F.attention(qr, F.concat([pre.k, kr], 1), F.concat([pre.v, v], 1)) : F.attention(qr, kr, v);
       const kc = F.kvWrite(g.state(`${p}.self_attn.k_cache`, [B, o.cacheLen!, c.nKvHeads, hd]), kr, pos!);
       const vc = F.kvWrite(g.state(`${p}.self_attn.v_cache`, [B, o.cacheLen!, c.nKvHeads, hd]), v, pos!);

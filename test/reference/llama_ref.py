@@ -232,6 +232,7 @@ class Llama:
         self.head_dim = c.get('head_dim') or self.dim // self.heads
         self.eps, self.theta = c['rms_norm_eps'], c.get('rope_theta', 10000.0)
         self.tied = c.get('tie_word_embeddings', False)
+        self.qk_norm = c.get('model_type') == 'qwen3'
         self.w = read_safetensors(os.path.join(folder, 'model.safetensors'))
 
     def forward(self, ids, ad=None):
@@ -258,6 +259,10 @@ class Llama:
             q = linear(f'{p}.self_attn.q_proj', n1).view(b, n, self.heads, self.head_dim)
             k = linear(f'{p}.self_attn.k_proj', n1).view(b, n, self.kv_heads, self.head_dim)
             v = linear(f'{p}.self_attn.v_proj', n1).view(b, n, self.kv_heads, self.head_dim)
+            if self.qk_norm:
+                # Qwen3: RMSNorm over each head's vector (weights [head_dim]) before rotary.
+                q = rmsnorm(q, w[f'{p}.self_attn.q_norm.weight'], self.eps)
+                k = rmsnorm(k, w[f'{p}.self_attn.k_norm.weight'], self.eps)
             q, k = rope_half(q, positions, self.theta), rope_half(k, positions, self.theta)
             if prefix:
                 pk, pv = ad.prefix(l)
