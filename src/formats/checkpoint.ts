@@ -42,6 +42,13 @@ export interface LlamaConfig {
    * `self_attn.k_norm.weight`, each [headDim], rows in the checkpoint's rotary layout).
    */
   qkNorm?: boolean;
+  /**
+   * Sliding-window attention (Mistral `sliding_window`; Qwen2 only with `use_sliding_window`): query i
+   * would attend keys j with i − window < j ≤ i. Windowed attention is not implemented: a graph whose
+   * attended span (prefix + sequence, or the KV cache) exceeds the window is refused; within it, plain
+   * causal attention is exactly the windowed one.
+   */
+  slidingWindow?: number;
   /** Hugging Face `rope_scaling` as given in config.json (e.g. Llama 3.1's `rope_type: "llama3"`), when set. */
   ropeScaling?: Record<string, unknown>;
 }

@@ -129,15 +129,19 @@ export function ggufLlamaConfig(file: GgufHeader & { bytes?: Uint8Array }, tied?
   }
   const normEps = req('attention.layer_norm_rms_epsilon');
   if (!(Number.isFinite(normEps) && normEps > 0)) fail(`metadata ${key('attention.layer_norm_rms_epsilon')} is ${normEps}, expected a positive finite number`);
+  const window = ggufNumber(file, key('attention.sliding_window'));
+  if (window !== undefined && !(Number.isSafeInteger(window) && window > 0)) fail(`metadata ${key('attention.sliding_window')} is ${window}, expected a positive integer`);
+  const maxSeqLen = req('context_length');
   return {
     ...(headDim !== dim / nHeads ? { headDim } : {}),
+    ...(window !== undefined && window < maxSeqLen ? { slidingWindow: window } : {}),
     dim,
     hiddenDim: perLayer('feed_forward_length') ?? fail(`metadata ${key('feed_forward_length')} is missing`),
     nLayers,
     nHeads,
     nKvHeads,
     vocabSize: embd.shape[0]!,
-    maxSeqLen: req('context_length'),
+    maxSeqLen,
     normEps: shortestF32(normEps),
     ropeTheta: shortestF32(ggufNumber(file, key('rope.freq_base'), 10000)),
     tiedEmbeddings: tied,
@@ -327,6 +331,7 @@ export function checkpointToGguf(ckpt: LlamaCheckpoint, options: CheckpointToGgu
     [`${arch}.rope.dimension_count`, gguf.u32(configHeadDim(cfg))],
     ...(cfg.headDim !== undefined ? [[`${arch}.attention.key_length`, gguf.u32(cfg.headDim)], [`${arch}.attention.value_length`, gguf.u32(cfg.headDim)]] as [string, GgufValue][] : []),
     [`${arch}.attention.head_count`, gguf.u32(cfg.nHeads)],
+    ...(cfg.slidingWindow !== undefined ? [[`${arch}.attention.sliding_window`, gguf.u32(cfg.slidingWindow)]] as [string, GgufValue][] : []),
     [`${arch}.attention.head_count_kv`, gguf.u32(cfg.nKvHeads)],
     [`${arch}.attention.layer_norm_rms_epsilon`, gguf.f32(cfg.normEps)],
     [`${arch}.rope.freq_base`, gguf.f32(cfg.ropeTheta)],

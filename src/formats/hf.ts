@@ -81,6 +81,14 @@ export function hfLlamaConfig(cfg: Record<string, unknown>, name = 'config.json'
   };
   if (headDim !== undefined && headDim !== dim / nHeads) config.headDim = headDim;
   if (modelType === 'qwen3') config.qkNorm = true;
+  // Qwen2 declares a window but uses it only when use_sliding_window is true (then on layers from
+  // max_window_layers on); Mistral and the others use sliding_window whenever it is a number.
+  const window = modelType === 'qwen2' && cfg.use_sliding_window !== true ? undefined : cfg.sliding_window;
+  if (window !== undefined && window !== null) {
+    const wnd = num('sliding_window');
+    if (!(Number.isSafeInteger(wnd) && wnd > 0)) fail(`sliding_window is ${wnd}, expected a positive integer`);
+    if (wnd < config.maxSeqLen) config.slidingWindow = wnd;
+  }
   for (const [k, v] of [['num_hidden_layers', config.nLayers], ['hidden_size', dim], ['intermediate_size', config.hiddenDim], ['num_attention_heads', nHeads], ['num_key_value_heads', config.nKvHeads], ['vocab_size', config.vocabSize], ['max_position_embeddings', config.maxSeqLen]] as const) {
     if (!(Number.isSafeInteger(v) && v > 0)) fail(`${k} is ${v}, expected a positive integer`);
   }

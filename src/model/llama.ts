@@ -150,6 +150,10 @@ export function buildLlama(g: Graph, c: LlamaConfig, o: LlamaGraphOptions): Llam
   if (o.hooks?.embeddings) x = o.hooks.embeddings(x, g, { decoding, batch: B });
   const seqLen = x.shape[1]!;
   const prefix = o.hooks?.prefixTokens ?? 0;
+  const span = prefix + (decoding ? o.cacheLen! : seqLen);
+  if (c.slidingWindow !== undefined && span > c.slidingWindow) {
+    throw new RangeError(`attention over ${span} positions exceeds the model's sliding window of ${c.slidingWindow}; windowed attention is not supported, so sequences (with prefix and KV cache) are limited to the window`);
+  }
   const ropeOpts = { theta: c.ropeTheta, layout: c.ropeLayout, offset: prefix };
 
   for (let l = 0; l < c.nLayers; l++) {
