@@ -5,10 +5,10 @@ import type { ModuleInfo, TargetConfig } from './types.js';
 
 /** Every adaptable module of a Llama model, in graph order. */
 export function llamaModules(c: LlamaConfig): ModuleInfo[] {
-  const kv = c.nKvHeads * headDim(c);
+  const kv = c.nKvHeads * headDim(c), q = c.nHeads * headDim(c);
   const shapes: Record<(typeof LLAMA_PROJECTIONS)[number], [string, number, number]> = {
-    q_proj: ['self_attn', c.dim, c.dim], k_proj: ['self_attn', c.dim, kv], v_proj: ['self_attn', c.dim, kv],
-    o_proj: ['self_attn', c.dim, c.dim], gate_proj: ['mlp', c.dim, c.hiddenDim], up_proj: ['mlp', c.dim, c.hiddenDim],
+    q_proj: ['self_attn', c.dim, q], k_proj: ['self_attn', c.dim, kv], v_proj: ['self_attn', c.dim, kv],
+    o_proj: ['self_attn', q, c.dim], gate_proj: ['mlp', c.dim, c.hiddenDim], up_proj: ['mlp', c.dim, c.hiddenDim],
     down_proj: ['mlp', c.hiddenDim, c.dim],
   };
   const out: ModuleInfo[] = [{ name: 'model.embed_tokens', kind: 'embedding', inFeatures: c.vocabSize, outFeatures: c.dim }];

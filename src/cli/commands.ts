@@ -263,7 +263,7 @@ async function info(f: Flags): Promise<void> {
     for (const t of ckpt.tensors.values()) params += numel(t.shape);
     process.stdout.write([
       `model: ${ckpt.source}`,
-      `architecture: ${c.architecture}, ${c.nLayers} layers, dim ${c.dim}, FFN ${c.hiddenDim}, ${c.nHeads} heads (${c.nKvHeads} key/value heads, head size ${c.dim / c.nHeads})`,
+      `architecture: ${c.architecture}, ${c.nLayers} layers, dim ${c.dim}, FFN ${c.hiddenDim}, ${c.nHeads} heads (${c.nKvHeads} key/value heads, head size ${c.headDim ?? c.dim / c.nHeads})`,
       `vocabulary: ${c.vocabSize}, context ${c.maxSeqLen}, RMSNorm eps ${c.normEps}, RoPE theta ${c.ropeTheta} (${c.ropeLayout === 'pairs' ? 'adjacent pairs' : 'rotate-half'})`,
       `output head: ${c.tiedEmbeddings ? 'tied to the embedding' : 'separate'}${c.qkvBias ? ', q/k/v biases' : ''}`,
       `parameters: ${params.toLocaleString('en-US')} (in memory: ${storageSummary(ckpt)})`,

@@ -32,11 +32,31 @@ export interface LlamaConfig {
   /** how Q/K rows are laid out for rotary: GGUF and llama2.c store adjacent pairs, HF checkpoints rotate-half */
   ropeLayout: 'pairs' | 'half';
   architecture: string;
+  /**
+   * Size of one attention head (Hugging Face `head_dim`); when absent, dim / nHeads. Queries are
+   * nHeads·headDim wide, keys and values nKvHeads·headDim, and o_proj maps nHeads·headDim back to dim.
+   */
+  headDim?: number;
+  /**
+   * Qwen3: RMSNorm over each head of the queries and keys before rotary (`self_attn.q_norm.weight`,
+   * `self_attn.k_norm.weight`, each [headDim], rows in the checkpoint's rotary layout).
+   */
+  qkNorm?: boolean;
+  /**
+   * Sliding-window attention (Mistral `sliding_window`; Qwen2 only with `use_sliding_window`): query i
+   * would attend keys j with i − window < j ≤ i. Windowed attention is not implemented: a graph whose
+   * attended span (prefix + sequence, or the KV cache) exceeds the window is refused; within it, plain
+   * causal attention is exactly the windowed one.
+   */
+  slidingWindow?: number;
   /** Hugging Face `rope_scaling` as given in config.json (e.g. Llama 3.1's `rope_type: "llama3"`), when set. */
   ropeScaling?: Record<string, unknown>;
   /** Per-pair divisors of the rotary frequencies (GGUF `rope_freqs.weight`, as Llama 3.1 files carry), when set. */
   ropeFreqFactors?: number[];
 }
+
+/** Size of one attention head: the config's headDim, or dim / nHeads. */
+export function configHeadDim(c: LlamaConfig): number { return c.headDim ?? c.dim / c.nHeads; }
 
 /** A float32 tensor, row-major. */
 export interface F32Tensor {
@@ -139,7 +159,7 @@ function permuteTensorRows(t: NamedTensor, nHeads: number, headDim: number, toHa
 export function withRopeLayout(ckpt: LlamaCheckpoint, layout: 'pairs' | 'half'): LlamaCheckpoint {
   const c = ckpt.config;
   if (c.ropeLayout === layout) return ckpt;
-  const headDim = c.dim / c.nHeads;
+  const headDim = configHeadDim(c);
   const tensors = new Map(ckpt.tensors);
   for (let l = 0; l < c.nLayers; l++) {
     for (const [proj, heads] of [['q_proj', c.nHeads], ['k_proj', c.nKvHeads]] as const) {
@@ -148,6 +168,12 @@ export function withRopeLayout(ckpt: LlamaCheckpoint, layout: 'pairs' | 'half'):
         const t = tensors.get(key);
         if (t) tensors.set(key, permuteTensorRows(t, heads, headDim, layout === 'half'));
       }
+    }
+    // The per-head norms scale the head's rows, so they follow the same order (one head, one column).
+    for (const norm of ['q_norm', 'k_norm']) {
+      const key = `model.layers.${l}.self_attn.${norm}.weight`;
+      const t = tensors.get(key);
+      if (t) tensors.set(key, permuteTensorRows(t, 1, headDim, layout === 'half'));
     }
   }
   return { ...ckpt, config: { ...c, ropeLayout: layout }, tensors };
@@ -158,21 +184,25 @@ export function withRopeLayout(ckpt: LlamaCheckpoint, layout: 'pairs' | 'half'):
 
 /** The tensors a checkpoint must have, with their shapes, under Hugging Face names. */
 export function expectedTensorShapes(c: LlamaConfig): Map<string, number[]> {
-  const headDim = c.dim / c.nHeads;
-  const kvDim = headDim * c.nKvHeads;
+  const headDim = configHeadDim(c);
+  const kvDim = headDim * c.nKvHeads, qDim = headDim * c.nHeads;
   const m = new Map<string, number[]>();
   m.set('model.embed_tokens.weight', [c.vocabSize, c.dim]);
   for (let l = 0; l < c.nLayers; l++) {
     const p = `model.layers.${l}.`;
     m.set(`${p}input_layernorm.weight`, [c.dim]);
-    m.set(`${p}self_attn.q_proj.weight`, [c.dim, c.dim]);
+    m.set(`${p}self_attn.q_proj.weight`, [qDim, c.dim]);
     m.set(`${p}self_attn.k_proj.weight`, [kvDim, c.dim]);
     m.set(`${p}self_attn.v_proj.weight`, [kvDim, c.dim]);
-    m.set(`${p}self_attn.o_proj.weight`, [c.dim, c.dim]);
+    m.set(`${p}self_attn.o_proj.weight`, [c.dim, qDim]);
     if (c.qkvBias) {
-      m.set(`${p}self_attn.q_proj.bias`, [c.dim]);
+      m.set(`${p}self_attn.q_proj.bias`, [qDim]);
       m.set(`${p}self_attn.k_proj.bias`, [kvDim]);
       m.set(`${p}self_attn.v_proj.bias`, [kvDim]);
+    }
+    if (c.qkNorm) {
+      m.set(`${p}self_attn.q_norm.weight`, [headDim]);
+      m.set(`${p}self_attn.k_norm.weight`, [headDim]);
     }
     m.set(`${p}post_attention_layernorm.weight`, [c.dim]);
     m.set(`${p}mlp.gate_proj.weight`, [c.hiddenDim, c.dim]);
@@ -196,9 +226,13 @@ export function validateCheckpoint(ckpt: LlamaCheckpoint): void {
   }
   // Every layer has at least nine tensors: a corrupt layer count is refused before a name is listed for each.
   if (c.nLayers * 9 > ckpt.tensors.size) fail(`config nLayers ${c.nLayers} needs at least ${c.nLayers * 9} tensors but the checkpoint has ${ckpt.tensors.size}`);
-  if (c.dim % c.nHeads !== 0) fail(`config dim ${c.dim} is not a multiple of nHeads ${c.nHeads}`);
+  if (c.headDim === undefined) {
+    if (c.dim % c.nHeads !== 0) fail(`config dim ${c.dim} is not a multiple of nHeads ${c.nHeads}`);
+  } else if (!(Number.isSafeInteger(c.headDim) && c.headDim > 0)) {
+    fail(`config headDim ${c.headDim} is not a positive integer`);
+  }
   if (c.nHeads % c.nKvHeads !== 0) fail(`config nHeads ${c.nHeads} is not a multiple of nKvHeads ${c.nKvHeads}`);
-  if ((c.dim / c.nHeads) % 2 !== 0) fail(`head size ${c.dim / c.nHeads} is odd; rotary embedding needs pairs`);
+  if (configHeadDim(c) % 2 !== 0) fail(`head size ${configHeadDim(c)} is odd; rotary embedding needs pairs`);
   for (const [name, shape] of expectedTensorShapes(c)) {
     const t = ckpt.tensors.get(name);
     if (!t) fail(`tensor ${name} is missing`);

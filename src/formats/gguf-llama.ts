@@ -4,7 +4,7 @@
  */
 import { FormatError, numel, shortestF32 } from './binary.js';
 import type { LlamaCheckpoint, LlamaConfig, NamedTensor } from './checkpoint.js';
-import { isCompactTensor, tensorF32, validateCheckpoint, withRopeLayout } from './checkpoint.js';
+import { configHeadDim, isCompactTensor, tensorF32, validateCheckpoint, withRopeLayout } from './checkpoint.js';
 import {
   GGML_TYPES, decodeGgmlData, gguf, ggufMeta, ggufNumber, parseGgufHeader, writeGguf,
   type GgufFile, type GgufHeader, type GgufTensorInfo, type GgufValue, type GgufWriteTensor, type GgufWriteType,
@@ -111,11 +111,13 @@ export function ggufLlamaConfig(file: GgufHeader & { bytes?: Uint8Array }, tied?
   const dim = req('embedding_length');
   const nHeads = perLayer('attention.head_count') ?? fail(`metadata ${key('attention.head_count')} is missing`);
   const nKvHeads = perLayer('attention.head_count_kv') ?? nHeads;
-  const headDim = dim / nHeads;
+  const keyLen = ggufNumber(file, key('attention.key_length'));
+  const valueLen = ggufNumber(file, key('attention.value_length'));
+  if (keyLen !== undefined && valueLen !== undefined && keyLen !== valueLen) fail(`key length ${keyLen} differs from value length ${valueLen}; not supported`);
+  const headDim = keyLen ?? valueLen ?? dim / nHeads;
+  if (!(Number.isSafeInteger(headDim) && headDim > 0)) fail(`head size ${headDim} (embedding_length / head_count or attention.key_length) is not a positive integer`);
   const ropeDims = ggufNumber(file, key('rope.dimension_count'));
   if (ropeDims !== undefined && ropeDims !== headDim) fail(`rotary on ${ropeDims} of ${headDim} head dimensions is not supported`);
-  const keyLen = ggufNumber(file, key('attention.key_length'));
-  if (keyLen !== undefined && keyLen !== headDim) fail(`head size ${keyLen} differs from embedding_length / head_count = ${headDim}; not supported`);
   const embd = file.tensorsByName.get('token_embd.weight') ?? fail('tensor token_embd.weight is missing');
   const out = file.tensorsByName.get('output.weight');
   const bytes = file.bytes;
@@ -132,15 +134,20 @@ export function ggufLlamaConfig(file: GgufHeader & { bytes?: Uint8Array }, tied?
   if (ropeScaling) {
     try { validateRopeScaling(ropeScaling, req('context_length')); } catch (e) { fail((e as Error).message); }
   }
+  const window = ggufNumber(file, key('attention.sliding_window'));
+  if (window !== undefined && !(Number.isSafeInteger(window) && window > 0)) fail(`metadata ${key('attention.sliding_window')} is ${window}, expected a positive integer`);
+  const maxSeqLen = req('context_length');
   return {
     ...(ropeScaling ? { ropeScaling } : {}),
+    ...(headDim !== dim / nHeads ? { headDim } : {}),
+    ...(window !== undefined && window < maxSeqLen ? { slidingWindow: window } : {}),
     dim,
     hiddenDim: perLayer('feed_forward_length') ?? fail(`metadata ${key('feed_forward_length')} is missing`),
     nLayers,
     nHeads,
     nKvHeads,
     vocabSize: embd.shape[0]!,
-    maxSeqLen: req('context_length'),
+    maxSeqLen,
     normEps: shortestF32(normEps),
     ropeTheta: shortestF32(ggufNumber(file, key('rope.freq_base'), 10000)),
     tiedEmbeddings: tied,
@@ -369,6 +376,7 @@ const FILE_TYPE: Record<GgufWriteType, number> = { F32: 0, F16: 1, Q4_0: 2, Q4_1
 /** Serialise a checkpoint as a llama GGUF file (Q/K rows converted to the adjacent-pair layout). */
 export function checkpointToGguf(ckpt: LlamaCheckpoint, options: CheckpointToGgufOptions = {}): Uint8Array {
   validateCheckpoint(ckpt);
+  if (ckpt.config.qkNorm) throw new FormatError(ckpt.source, 'GGUF export of per-head query/key norms (Qwen3) is not supported');
   const c = withRopeLayout(ckpt, 'pairs');
   const cfg = c.config;
   const arch = LLAMA_LIKE.has(cfg.architecture) ? cfg.architecture : 'llama';
@@ -381,8 +389,10 @@ export function checkpointToGguf(ckpt: LlamaCheckpoint, options: CheckpointToGgu
     [`${arch}.embedding_length`, gguf.u32(cfg.dim)],
     [`${arch}.block_count`, gguf.u32(cfg.nLayers)],
     [`${arch}.feed_forward_length`, gguf.u32(cfg.hiddenDim)],
-    [`${arch}.rope.dimension_count`, gguf.u32(cfg.dim / cfg.nHeads)],
+    [`${arch}.rope.dimension_count`, gguf.u32(configHeadDim(cfg))],
+    ...(cfg.headDim !== undefined ? [[`${arch}.attention.key_length`, gguf.u32(cfg.headDim)], [`${arch}.attention.value_length`, gguf.u32(cfg.headDim)]] as [string, GgufValue][] : []),
     [`${arch}.attention.head_count`, gguf.u32(cfg.nHeads)],
+    ...(cfg.slidingWindow !== undefined ? [[`${arch}.attention.sliding_window`, gguf.u32(cfg.slidingWindow)]] as [string, GgufValue][] : []),
     [`${arch}.attention.head_count_kv`, gguf.u32(cfg.nKvHeads)],
     [`${arch}.attention.layer_norm_rms_epsilon`, gguf.f32(cfg.normEps)],
     [`${arch}.rope.freq_base`, gguf.f32(cfg.ropeTheta)],

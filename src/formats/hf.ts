@@ -38,7 +38,7 @@ export function safetensorsStoredTensor(t: SafetensorsTensorInfo): StoredTensor 
 }
 
 /** Model types whose weights use llama's Hugging Face names and shapes. */
-const LLAMA_LIKE_TYPES = new Set(['llama', 'mistral', 'qwen2', 'granite']);
+const LLAMA_LIKE_TYPES = new Set(['llama', 'mistral', 'qwen2', 'qwen3', 'granite']);
 
 /** Llama config from a Hugging Face config.json object (rows in rotate-half layout). */
 export function hfLlamaConfig(cfg: Record<string, unknown>, name = 'config.json'): LlamaConfig {
@@ -57,9 +57,12 @@ export function hfLlamaConfig(cfg: Record<string, unknown>, name = 'config.json'
   }
   const dim = num('hidden_size');
   const nHeads = num('num_attention_heads');
-  const headDim = cfg.head_dim;
-  if (headDim !== undefined && headDim !== null && headDim !== dim / nHeads) {
-    fail(`head_dim ${String(headDim)} differs from hidden_size / num_attention_heads = ${dim / nHeads}; not supported`);
+  const headDim = cfg.head_dim === undefined || cfg.head_dim === null ? undefined : num('head_dim');
+  if (headDim !== undefined && !(Number.isSafeInteger(headDim) && headDim > 0 && headDim % 2 === 0)) {
+    fail(`head_dim is ${headDim}, expected a positive even integer`);
+  }
+  if (headDim === undefined && dim % nHeads !== 0) {
+    fail(`hidden_size ${dim} is not a multiple of num_attention_heads ${nHeads} and head_dim is not given`);
   }
   if (cfg.hidden_act !== undefined && cfg.hidden_act !== 'silu') fail(`hidden_act ${String(cfg.hidden_act)} is not supported (only silu)`);
   const config: LlamaConfig = {
@@ -77,6 +80,16 @@ export function hfLlamaConfig(cfg: Record<string, unknown>, name = 'config.json'
     ropeLayout: 'half',
     architecture,
   };
+  if (headDim !== undefined && headDim !== dim / nHeads) config.headDim = headDim;
+  if (modelType === 'qwen3') config.qkNorm = true;
+  // Qwen2 declares a window but uses it only when use_sliding_window is true (then on layers from
+  // max_window_layers on); Mistral and the others use sliding_window whenever it is a number.
+  const window = modelType === 'qwen2' && cfg.use_sliding_window !== true ? undefined : cfg.sliding_window;
+  if (window !== undefined && window !== null) {
+    const wnd = num('sliding_window');
+    if (!(Number.isSafeInteger(wnd) && wnd > 0)) fail(`sliding_window is ${wnd}, expected a positive integer`);
+    if (wnd < config.maxSeqLen) config.slidingWindow = wnd;
+  }
   for (const [k, v] of [['num_hidden_layers', config.nLayers], ['hidden_size', dim], ['intermediate_size', config.hiddenDim], ['num_attention_heads', nHeads], ['num_key_value_heads', config.nKvHeads], ['vocab_size', config.vocabSize], ['max_position_embeddings', config.maxSeqLen]] as const) {
     if (!(Number.isSafeInteger(v) && v > 0)) fail(`${k} is ${v}, expected a positive integer`);
   }

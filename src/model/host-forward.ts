@@ -18,7 +18,7 @@ export interface HostKeyValues {
 
 /** The keys and values every layer computes for `ids` read from position 0. */
 export function hostKeyValues(ckpt: LlamaCheckpoint, ids: readonly number[]): HostKeyValues {
-  const c = ckpt.config, n = ids.length, D = c.dim, hd = headDim(c), kv = c.nKvHeads * hd, H = c.hiddenDim;
+  const c = ckpt.config, n = ids.length, D = c.dim, hd = headDim(c), kv = c.nKvHeads * hd, qd = c.nHeads * hd, H = c.hiddenDim;
   // RoPE scaling as the graph applies it (dynamic NTK sized by these n tokens).
   const table = ropeTable(c, hd, n);
   const get = (name: string): Float32Array => {
@@ -37,15 +37,19 @@ export function hostKeyValues(ckpt: LlamaCheckpoint, ids: readonly number[]): Ho
     const p = `model.layers.${l}`;
     const n1 = rmsnorm(x, get(`${p}.input_layernorm.weight`), n, D, c.normEps);
     const bias = (m: string) => (c.qkvBias ? get(`${p}.self_attn.${m}.bias`) : undefined);
-    const q = linear(n1, get(`${p}.self_attn.q_proj.weight`), bias('q_proj'), n, D, D);
-    const k = linear(n1, get(`${p}.self_attn.k_proj.weight`), bias('k_proj'), n, D, kv);
+    let q = linear(n1, get(`${p}.self_attn.q_proj.weight`), bias('q_proj'), n, D, qd);
+    let k = linear(n1, get(`${p}.self_attn.k_proj.weight`), bias('k_proj'), n, D, kv);
     const v = linear(n1, get(`${p}.self_attn.v_proj.weight`), bias('v_proj'), n, D, kv);
+    if (c.qkNorm) {
+      q = rmsnorm(q, get(`${p}.self_attn.q_norm.weight`), n * c.nHeads, hd, c.normEps);
+      k = rmsnorm(k, get(`${p}.self_attn.k_norm.weight`), n * c.nKvHeads, hd, c.normEps);
+    }
     rope(q, n, c.nHeads, hd, c.ropeTheta, c.ropeLayout, table);
     rope(k, n, c.nKvHeads, hd, c.ropeTheta, c.ropeLayout, table);
     keys.push(k);
     values.push(v);
     const attn = attention(q, k, v, n, c.nHeads, c.nKvHeads, hd);
-    const o = linear(attn, get(`${p}.self_attn.o_proj.weight`), undefined, n, D, D);
+    const o = linear(attn, get(`${p}.self_attn.o_proj.weight`), undefined, n, qd, D);
     const h = x.map((xi, i) => xi + o[i]!);
     const n2 = rmsnorm(h, get(`${p}.post_attention_layernorm.weight`), n, D, c.normEps);
     const gate = linear(n2, get(`${p}.mlp.gate_proj.weight`), undefined, n, D, H);

@@ -7,7 +7,7 @@
 import * as F from '../graph/api.js';
 import type { Graph, Tensor } from '../graph/graph.js';
 import type { DType } from '../graph/types.js';
-import type { LlamaConfig } from '../formats/checkpoint.js';
+import { configHeadDim, type LlamaConfig } from '../formats/checkpoint.js';
 import { ropeTable } from './rope-scaling.js';
 
 /** The seven projections adapters usually target, in Hugging Face naming. */
@@ -109,14 +109,14 @@ export interface LlamaGraph {
   readonly virtualSlot?: Tensor;
 }
 
-export function headDim(c: LlamaConfig): number { return c.dim / c.nHeads; }
+export function headDim(c: LlamaConfig): number { return configHeadDim(c); }
 
 /** The decoding graph's input that selects a virtual token or the real one (see ModelHooks.embeddings). */
 export const VIRTUAL_SLOT_INPUT = 'virtual_slot';
 
 export function buildLlama(g: Graph, c: LlamaConfig, o: LlamaGraphOptions): LlamaGraph {
   const { batch: B, seq: T } = o;
-  const hd = headDim(c), kvDim = c.nKvHeads * hd;
+  const hd = headDim(c), kvDim = c.nKvHeads * hd, qDim = c.nHeads * hd;
   const weights = new Map<string, Tensor>();
   // The output head may be applied several times (a chunk of rows each); its weights are declared once.
   const w = (name: string, shape: number[]): Tensor => {
@@ -151,19 +151,26 @@ export function buildLlama(g: Graph, c: LlamaConfig, o: LlamaGraphOptions): Llam
   if (o.hooks?.embeddings) x = o.hooks.embeddings(x, g, { decoding, batch: B });
   const seqLen = x.shape[1]!;
   const prefix = o.hooks?.prefixTokens ?? 0;
+  const span = prefix + (decoding ? o.cacheLen! : seqLen);
+  if (c.slidingWindow !== undefined && span > c.slidingWindow) {
+    throw new RangeError(`attention over ${span} positions exceeds the model's sliding window of ${c.slidingWindow}; windowed attention is not supported, so sequences (with prefix and KV cache) are limited to the window`);
+  }
   // RoPE scaling; dynamic NTK sizes itself by the whole sequence: prefix + T, or the KV cache when decoding.
   const ropeOpts = { theta: c.ropeTheta, layout: c.ropeLayout, offset: prefix, ...ropeTable(c, hd, decoding ? o.cacheLen! : prefix + seqLen) };
 
   for (let l = 0; l < c.nLayers; l++) {
     const p = `model.layers.${l}`;
     const n1 = g.within(`${p}.input_layernorm`, () => F.rmsnorm(x, w(`${p}.input_layernorm.weight`, [c.dim]), c.normEps));
-    const q = F.reshape(linear(`${p}.self_attn.q_proj`, n1, c.dim, c.dim, c.qkvBias), [B, seqLen, c.nHeads, hd]);
+    const q = F.reshape(linear(`${p}.self_attn.q_proj`, n1, c.dim, qDim, c.qkvBias), [B, seqLen, c.nHeads, hd]);
     const k = F.reshape(linear(`${p}.self_attn.k_proj`, n1, c.dim, kvDim, c.qkvBias), [B, seqLen, c.nKvHeads, hd]);
     const v = F.reshape(linear(`${p}.self_attn.v_proj`, n1, c.dim, kvDim, c.qkvBias), [B, seqLen, c.nKvHeads, hd]);
     const pre = o.hooks?.attentionPrefix?.({ graph: g, layer: l, batch: B, kvHeads: c.nKvHeads, headDim: hd });
     const attn = g.within(`${p}.self_attn`, () => {
-      const qr = F.rope(q, ropeOpts, positions);
-      const kr = F.rope(k, ropeOpts, positions);
+      // Qwen3: each head of q and k RMS-normed (weights [headDim]) before rotary.
+      const qn = c.qkNorm ? g.within(`${p}.self_attn.q_norm`, () => F.rmsnorm(q, w(`${p}.self_attn.q_norm.weight`, [hd]), c.normEps)) : q;
+      const kn = c.qkNorm ? g.within(`${p}.self_attn.k_norm`, () => F.rmsnorm(k, w(`${p}.self_attn.k_norm.weight`, [hd]), c.normEps)) : k;
+      const qr = F.rope(qn, ropeOpts, positions);
+      const kr = F.rope(kn, ropeOpts, positions);
       if (!decoding) return pre ? F.attention(qr, F.concat([pre.k, kr], 1), F.concat([pre.v, v], 1)) : F.attention(qr, kr, v);
       const kc = F.kvWrite(g.state(`${p}.self_attn.k_cache`, [B, o.cacheLen!, c.nKvHeads, hd]), kr, pos!);
       const vc = F.kvWrite(g.state(`${p}.self_attn.v_cache`, [B, o.cacheLen!, c.nKvHeads, hd]), v, pos!);
@@ -171,7 +178,7 @@ export function buildLlama(g: Graph, c: LlamaConfig, o: LlamaGraphOptions): Llam
     });
     const sub = (kind: 'attention' | 'mlp', input: Tensor, output: Tensor): Tensor =>
       o.hooks?.sublayer ? o.hooks.sublayer({ graph: g, name: `${p}.${kind === 'attention' ? 'self_attn' : 'mlp'}`, kind, layer: l, input, output }) : output;
-    const h = F.add(x, sub('attention', n1, linear(`${p}.self_attn.o_proj`, F.reshape(attn, [B, seqLen, c.dim]), c.dim, c.dim)));
+    const h = F.add(x, sub('attention', n1, linear(`${p}.self_attn.o_proj`, F.reshape(attn, [B, seqLen, qDim]), qDim, c.dim)));
     const n2 = g.within(`${p}.post_attention_layernorm`, () => F.rmsnorm(h, w(`${p}.post_attention_layernorm.weight`, [c.dim]), c.normEps));
     const gate = linear(`${p}.mlp.gate_proj`, n2, c.dim, c.hiddenDim);
     const up = linear(`${p}.mlp.up_proj`, n2, c.dim, c.hiddenDim);

@@ -229,9 +229,10 @@ class Llama:
         self.dim, self.layers = c['hidden_size'], c['num_hidden_layers']
         self.heads = c['num_attention_heads']
         self.kv_heads = c.get('num_key_value_heads', self.heads)
-        self.head_dim = self.dim // self.heads
+        self.head_dim = c.get('head_dim') or self.dim // self.heads
         self.eps, self.theta = c['rms_norm_eps'], c.get('rope_theta', 10000.0)
         self.tied = c.get('tie_word_embeddings', False)
+        self.qk_norm = c.get('model_type') == 'qwen3'
         self.w = read_safetensors(os.path.join(folder, 'model.safetensors'))
 
     def forward(self, ids, ad=None):
@@ -258,12 +259,16 @@ class Llama:
             q = linear(f'{p}.self_attn.q_proj', n1).view(b, n, self.heads, self.head_dim)
             k = linear(f'{p}.self_attn.k_proj', n1).view(b, n, self.kv_heads, self.head_dim)
             v = linear(f'{p}.self_attn.v_proj', n1).view(b, n, self.kv_heads, self.head_dim)
+            if self.qk_norm:
+                # Qwen3: RMSNorm over each head's vector (weights [head_dim]) before rotary.
+                q = rmsnorm(q, w[f'{p}.self_attn.q_norm.weight'], self.eps)
+                k = rmsnorm(k, w[f'{p}.self_attn.k_norm.weight'], self.eps)
             q, k = rope_half(q, positions, self.theta), rope_half(k, positions, self.theta)
             if prefix:
                 pk, pv = ad.prefix(l)
                 k = torch.cat([pk[None].expand(b, -1, -1, -1), k], 1)
                 v = torch.cat([pv[None].expand(b, -1, -1, -1), v], 1)
-            a = attention(q, k, v, prefix).reshape(b, n, self.dim)
+            a = attention(q, k, v, prefix).reshape(b, n, self.heads * self.head_dim)
             o = linear(f'{p}.self_attn.o_proj', a)
             x = x + (ad.sublayer(f'{p}.self_attn', n1, o) if ad else o)
             n2 = rmsnorm(x, w[f'{p}.post_attention_layernorm.weight'], self.eps)

@@ -55,7 +55,7 @@ export function parsePrefixTuningConfig(raw: Readonly<Record<string, unknown>>):
 
 /** PEFT's prefix layout: token_dim and heads are the key/value ones (grouped-query attention). */
 export function toPeftPrefixTuningConfig(c: PrefixTuningConfig, model: LlamaConfig): Record<string, unknown> {
-  const hd = model.dim / model.nHeads;
+  const hd = model.headDim ?? model.dim / model.nHeads;
   return {
     peft_type: 'PREFIX_TUNING', task_type: 'CAUSAL_LM', num_virtual_tokens: c.numVirtualTokens, token_dim: model.nKvHeads * hd,
     num_transformer_submodules: 1, num_attention_heads: model.nKvHeads, num_layers: model.nLayers,

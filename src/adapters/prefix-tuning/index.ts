@@ -24,7 +24,7 @@ export const prefixTuning: AdapterMethod<PrefixTuningConfig> = {
     const out: ParamStore = new Map(params);
     const t = params.get(PREFIX_KEY);
     if (!t) return out;
-    const d = kvDim(model), hd = model.dim / model.nHeads, P = t.data.length / (model.nLayers * 2 * d);
+    const d = kvDim(model), hd = model.headDim ?? model.dim / model.nHeads, P = t.data.length / (model.nLayers * 2 * d);
     const data = Float32Array.from(t.data), f = toHf ? permuteQKPairsToHalf : permuteQKHalfToPairs;
     for (let p = 0; p < P; p++) for (let l = 0; l < model.nLayers; l++) {
       const at = (p * model.nLayers * 2 + 2 * l) * d;

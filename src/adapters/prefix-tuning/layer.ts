@@ -25,7 +25,7 @@ export const encoderKeys = {
   w2: 'prefix_encoder.transform.2.weight', b2: 'prefix_encoder.transform.2.bias',
 };
 
-export const kvDim = (m: LlamaConfig): number => m.nKvHeads * (m.dim / m.nHeads);
+export const kvDim = (m: LlamaConfig): number => m.nKvHeads * (m.headDim ?? m.dim / m.nHeads);
 
 /**
  * The table from real tokens (Li & Liang §7.2, "initializing the prefix with activations of real words"):
