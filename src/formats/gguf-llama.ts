@@ -262,15 +262,74 @@ export async function readGgufCheckpoint(input: GgufFile | ByteSource, options: 
 }
 
 /**
- * Split patterns of the byte-level BPE pre-tokenizers named by `tokenizer.ggml.pre` (llama.cpp's
- * llama-vocab.cpp; the same patterns as the models' tokenizer.json). '' = GPT-2's ByteLevel regex.
+ * Split patterns of the byte-level BPE pre-tokenizers named by `tokenizer.ggml.pre`, as llama.cpp's
+ * llama-vocab.cpp lists them (and the models' tokenizer.json files write them): each pattern in turn splits
+ * every piece left by the ones before, keeping matches and the text between them (Hugging Face's Split with
+ * behavior "Isolated"). [] = GPT-2's ByteLevel regex. Several names share one rule, as in llama.cpp.
  */
-const GGUF_PRE_TOKENIZERS: Record<string, string> = {
-  'default': '',
-  'gpt-2': '',
-  'llama-bpe': "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
-  'qwen2': "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
+const GPT2_SPLIT = "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)";
+const LLAMA3_SPLIT = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+const QWEN2_SPLIT = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+const CJK_RUN = '[\\u{4E00}-\\u{9FA5}\\u{0800}-\\u{4E00}\\u{AC00}-\\u{D7FF}]+';
+const SPLIT_RULES: Record<string, readonly string[]> = {
+  gpt2: [],
+  llama3: [LLAMA3_SPLIT],
+  'llama3-split': [LLAMA3_SPLIT],
+  qwen2: [QWEN2_SPLIT],
+  'deepseek-llm': [
+    '[\r\n]',
+    // The cased letters of llama.cpp's list, as code points (the literal characters do not survive normalisation).
+    '\\s?[\\u{0041}-\\u{005A}\\u{0061}-\\u{007A}\\u{00B5}\\u{00C0}-\\u{00D6}\\u{00D8}-\\u{00F6}\\u{00F8}-\\u{01BA}\\u{01BC}-\\u{01BF}\\u{01C4}-\\u{0293}\\u{0295}-\\u{02AF}\\u{0370}-\\u{0373}\\u{0376}-\\u{0377}\\u{037B}-\\u{037D}\\u{037F}\\u{0386}\\u{0388}-\\u{038A}\\u{038C}\\u{038E}-\\u{03A1}\\u{03A3}-\\u{03F5}\\u{03F7}-\\u{0481}\\u{048A}-\\u{052F}\\u{0531}-\\u{0556}\\u{10A0}-\\u{10C5}\\u{13A0}-\\u{13F5}\\u{13F8}-\\u{13FD}\\u{1C90}-\\u{1CBA}\\u{1CBD}-\\u{1CBF}\\u{1D00}-\\u{1D2B}\\u{1D6B}-\\u{1D77}\\u{1D79}-\\u{1D9A}\\u{1E00}-\\u{1F15}\\u{1F18}-\\u{1F1D}\\u{1F20}-\\u{1F45}\\u{1F48}-\\u{1F4D}\\u{1F50}-\\u{1F57}\\u{1F59}\\u{1F5B}\\u{1F5D}\\u{1F5F}-\\u{1F7D}\\u{1F80}-\\u{1FB4}\\u{1FB6}-\\u{1FBC}\\u{1FBE}\\u{1FC2}-\\u{1FC4}\\u{1FC6}-\\u{1FCC}\\u{1FD0}-\\u{1FD3}\\u{1FD6}-\\u{1FDB}\\u{1FE0}-\\u{1FEC}\\u{1FF2}-\\u{1FF4}\\u{1FF6}-\\u{1FFC}\\u{2102}\\u{2107}\\u{210A}-\\u{2113}\\u{2115}\\u{2119}-\\u{211D}\\u{2124}\\u{2126}\\u{2128}\\u{212A}-\\u{212D}\\u{212F}-\\u{2134}\\u{2139}\\u{213C}-\\u{213F}\\u{2145}-\\u{2149}\\u{214E}\\u{2183}-\\u{2184}\\u{2C00}-\\u{2C7B}\\u{2C7E}-\\u{2CE4}\\u{2CEB}-\\u{2CEE}\\u{2CF2}-\\u{2CF3}\\u{A640}-\\u{A66D}\\u{A680}-\\u{A69B}\\u{A722}-\\u{A76F}\\u{A771}-\\u{A787}\\u{A78B}-\\u{A78E}\\u{AB70}-\\u{ABBF}\\u{FB00}-\\u{FB06}\\u{FB13}-\\u{FB17}\\u{FF21}-\\u{FF3A}\\u{FF41}-\\u{FF5A}\\u{10400}-\\u{1044F}\\u{104B0}-\\u{104D3}\\u{104D8}-\\u{104FB}\\u{10C80}-\\u{10CB2}\\u{10CC0}-\\u{10CF2}\\u{118A0}-\\u{118DF}\\u{1E900}-\\u{1E943}]+',
+    '\\s?[!-/:-~\\u{FF01}-\\u{FF0F}\\u{FF1A}-\\u{FF5E}\\u{2018}-\\u{201F}\\u{3000}-\\u{3002}]+',
+    '\\s+$',
+    CJK_RUN,
+    '\\p{N}+',
+  ],
+  'deepseek-coder': ['[\r\n]', '\\s?\\p{L}+', '\\s?\\p{P}+', CJK_RUN, '\\p{N}'],
+  'deepseek-v3': [
+    '\\p{N}{1,3}',
+    '[\\u{4E00}-\\u{9FA5}\\u{3040}-\\u{309F}\\u{30A0}-\\u{30FF}]+',
+    "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\r\n\\p{L}\\p{P}\\p{S}]?[\\p{L}\\p{M}]+| ?[\\p{P}\\p{S}]+[\r\n]*|\\s*[\r\n]+|\\s+(?!\\S)|\\s+",
+  ],
+  falcon: ['[\\p{P}\\$\\+<=>\\^~\\|`]+', GPT2_SPLIT, '[0-9][0-9][0-9]'],
+  starcoder: ['\\p{N}', GPT2_SPLIT],
+  bloom: [' ?[^(\\s|.,!?…。，、।۔،)]+'],
+  viking: [' ?[^(\\s|.,!?…。，、।۔،)]+', '\\p{N}'],
+  tekken: ["[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]*[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]+|[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]+[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]*|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"],
+  'gpt-4o': ["[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]*[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?|[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]+[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"],
 };
+/** `tokenizer.ggml.pre` names → their rule (llama.cpp's name groups). */
+const GGUF_PRE_TOKENIZERS: Record<string, keyof typeof SPLIT_RULES> = {
+  'default': 'gpt2', 'gpt-2': 'gpt2', 'mpt': 'gpt2', 'olmo': 'gpt2', 'jais': 'gpt2', 'phi-2': 'gpt2', 'jina-es': 'gpt2', 'jina-de': 'gpt2', 'trillion': 'gpt2',
+  'llama3': 'llama3', 'llama-v3': 'llama3', 'llama-bpe': 'llama3', 'falcon3': 'llama3',
+  // The same split without looking words up whole first.
+  'dbrx': 'llama3-split', 'smaug-bpe': 'llama3-split', 'chatglm-bpe': 'llama3-split',
+  'qwen2': 'qwen2', 'stablelm2': 'qwen2', 'deepseek-r1-qwen': 'qwen2', 'megrez': 'qwen2', 'hunyuan': 'qwen2',
+  'deepseek-llm': 'deepseek-llm', 'deepseek-coder': 'deepseek-coder', 'deepseek-v3': 'deepseek-v3',
+  'falcon': 'falcon',
+  'starcoder': 'starcoder', 'refact': 'starcoder', 'command-r': 'starcoder', 'smollm': 'starcoder', 'codeshell': 'starcoder', 'exaone': 'starcoder', 'minerva-7b': 'starcoder',
+  'poro-chat': 'bloom', 'bloom': 'bloom', 'gpt3-finnish': 'bloom', 'viking': 'viking',
+  'tekken': 'tekken', 'gpt-4o': 'gpt-4o', 'llama4': 'gpt-4o',
+};
+/** Rules that look a word up whole before merging (llama.cpp's ignore_merges). */
+const IGNORE_MERGES = new Set(['llama3']);
+
+/** The tokenizer.json pre_tokenizer of a `tokenizer.ggml.pre` name (an unknown one is named, and refused when used). */
+export function ggufPreTokenizer(pre: string): Record<string, unknown> {
+  const rule = GGUF_PRE_TOKENIZERS[pre];
+  if (rule === undefined) return { type: `GGUF tokenizer.ggml.pre "${pre}"` };
+  const patterns = SPLIT_RULES[rule]!;
+  if (patterns.length === 0) return { type: 'ByteLevel', add_prefix_space: false, use_regex: true };
+  return {
+    type: 'Sequence', pretokenizers: [
+      ...patterns.map((p) => ({ type: 'Split', pattern: { Regex: p }, behavior: 'Isolated', invert: false })),
+      { type: 'ByteLevel', add_prefix_space: false, use_regex: false },
+    ],
+  };
+}
+
+/** The names `tokenizer.ggml.pre` may take here. */
+export const GGUF_PRE_TOKENIZER_NAMES: readonly string[] = Object.keys(GGUF_PRE_TOKENIZERS);
 
 function optId(file: GgufHeader, k: string, n: number): number | undefined {
   const v = ggufNumber(file, k);
@@ -332,21 +391,12 @@ export function ggufTokenizerData(file: GgufHeader): TokenizerData | undefined {
       added_tokens: [...added].flatMap((t, id) => (t === TokenType.CONTROL || t === TokenType.USER_DEFINED
         ? [{ id, content: tokens[id], special: t === TokenType.CONTROL }] : [])),
       normalizer: null,
-      pre_tokenizer: GGUF_PRE_TOKENIZERS[pre] === undefined
-        // Unknown split rules: HfBpeTokenizer refuses this type by name rather than split text wrongly.
-        ? { type: `GGUF tokenizer.ggml.pre "${pre}"` }
-        : GGUF_PRE_TOKENIZERS[pre] === ''
-          ? { type: 'ByteLevel', add_prefix_space: false, use_regex: true }
-          : {
-            type: 'Sequence', pretokenizers: [
-              { type: 'Split', pattern: { Regex: GGUF_PRE_TOKENIZERS[pre] }, behavior: 'Isolated', invert: false },
-              { type: 'ByteLevel', add_prefix_space: false, use_regex: false },
-            ],
-          },
+      // Unknown split rules: HfBpeTokenizer refuses the type by name rather than split text wrongly.
+      pre_tokenizer: ggufPreTokenizer(pre),
       decoder: { type: 'ByteLevel' },
       model: {
         type: 'BPE', vocab: Object.fromEntries((tokens as string[]).map((t, i) => [t, i])), merges,
-        ignore_merges: pre === 'llama-bpe',
+        ignore_merges: IGNORE_MERGES.has(GGUF_PRE_TOKENIZERS[pre] ?? ''),
       },
     };
     return { kind: 'hf-json', ...base, json, types: types as Int32Array | undefined, addSpacePrefix: false, addBos: addBos === true };
