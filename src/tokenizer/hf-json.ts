@@ -135,8 +135,8 @@ export function tokenizerDataFromHfJson(json: Json, name = 'tokenizer.json', tok
   checkHfTokenizerJson(json, name);
   const model = json.model as Json | undefined;
   if (!model || typeof model !== 'object') throw new FormatError(name, 'has no model');
-  if (model.type !== 'BPE' && !(model.type === undefined && model.merges)) {
-    throw new FormatError(name, `model type ${String(model.type)} is not supported (only BPE)`);
+  if (model.type !== 'BPE' && model.type !== 'WordPiece' && !(model.type === undefined && model.merges)) {
+    throw new FormatError(name, `model type ${String(model.type)} is not supported (BPE and WordPiece are)`);
   }
   const vocab = model.vocab as Record<string, number> | undefined;
   if (!vocab || typeof vocab !== 'object') throw new FormatError(name, 'model.vocab is missing');
@@ -158,9 +158,11 @@ export function tokenizerDataFromHfJson(json: Json, name = 'tokenizer.json', tok
   const idOf = (t: string | undefined) => (t === undefined ? undefined : added.find((a) => a.content === t)?.id ?? vocab[t]);
   // BOS/EOS: tokenizer_config.json when given, else the post-processor template.
   let bosId = idOf(str(tokenizerConfig?.bos_token));
-  const eosId = idOf(str(tokenizerConfig?.eos_token));
+  const eosId = idOf(str(tokenizerConfig?.eos_token)) ?? (model.type === 'WordPiece' ? idOf(bertSep(json)) : undefined);
   let addBos: boolean | undefined = typeof tokenizerConfig?.add_bos_token === 'boolean' ? tokenizerConfig.add_bos_token as boolean : undefined;
-  const first = templateFirstSpecial(json.post_processor as Json | undefined);
+  // BERT's post-processor puts [CLS] first and [SEP] last.
+  const bert = (json.post_processor as Json | undefined)?.type === 'BertProcessing' ? json.post_processor as Json : undefined;
+  const first = bert ? str((bert.cls as unknown[] | undefined)?.[0]) : templateFirstSpecial(json.post_processor as Json | undefined);
   if (first !== undefined) {
     const id = idOf(first);
     if (bosId === undefined) bosId = id;
@@ -177,6 +179,15 @@ export function tokenizerDataFromHfJson(json: Json, name = 'tokenizer.json', tok
   const chat = chatTemplateSource(tokenizerConfig?.chat_template, `${name} tokenizer_config.json`);
   if (chat !== undefined) data.chatTemplate = chat;
   return data;
+}
+
+/** The separator a BERT post-processor appends ([SEP]), from BertProcessing or a template ending in a special token. */
+function bertSep(json: Json): string | undefined {
+  const pp = json.post_processor as Json | undefined;
+  if (pp?.type === 'BertProcessing') return str((pp.sep as unknown[] | undefined)?.[0]);
+  const single = pp?.type === 'TemplateProcessing' ? pp.single as Json[] | undefined : undefined;
+  const last = single?.[single.length - 1]?.SpecialToken as Json | undefined;
+  return last && typeof last.id === 'string' ? last.id : undefined;
 }
 
 function templateFirstSpecial(pp: Json | undefined): string | undefined {
