@@ -166,7 +166,7 @@ test('GGUF byte-level (gpt2) vocabularies: tokens, merges and tokenizer.ggml.pre
 });
 
 test('unsupported tokenizer.json models and components are named', () => {
-  assert.throws(() => tokenizerDataFromHfJson({ model: { type: 'WordPiece', vocab: {} } }, 'bert.json'), /bert\.json: model type WordPiece is not supported/);
+  assert.throws(() => tokenizerDataFromHfJson({ model: { type: 'Unigram', vocab: {} } }, 'sp.json'), /sp\.json: model type Unigram is not supported \(BPE and WordPiece are\)/);
   const j = byteLevelJson();
   j.pre_tokenizer = { type: 'BertPreTokenizer' };
   assert.throws(() => createTokenizer(tokenizerDataFromHfJson(j, 'x.json')), /x\.json: pre-tokenizer BertPreTokenizer is not supported/);
