@@ -13,6 +13,7 @@ import { type ByteSource, bytesSource, readHeader } from './source.js';
 import { type BaseDType, DEFAULT_CHUNK_BYTES, LoadNotes, type StoredTensor, readStoredTensor, targetStorage } from './storage.js';
 import { GGML_TYPE_OF, compactOfGgml, q4_1FitsGgml } from '../quant/codec.js';
 import { TokenType, type TokenizerData } from '../tokenizer/types.js';
+import { tokenizerDataFromHfJson } from '../tokenizer/hf-json.js';
 import { ropeTable, validateRopeScaling } from '../model/rope-scaling.js';
 
 const LAYER_NAMES: ReadonlyArray<[string, string]> = [
@@ -344,6 +345,32 @@ function chatTemplateOf(file: GgufHeader): { chatTemplate?: string } {
   return { chatTemplate: t };
 }
 
+/**
+ * A BERT vocabulary as llama.cpp's converter stores it (`tokenizer.ggml.model = "bert"`): word-initial pieces
+ * carry a "▁" prefix and continuations none (their "##" removed). Turned back into a WordPiece tokenizer.json
+ * (`##` continuations, BERT's normalizer and pre-tokenizer, [CLS] … [SEP]) and read as one, so GGUF and
+ * Hugging Face BERT vocabularies encode alike.
+ */
+function wordPieceFromGguf(file: GgufHeader, tokens: string[], types: Int32Array | undefined, base: { unkId?: number; bosId?: number; eosId?: number }): TokenizerData {
+  const special = (id: number) => (types ? types[id] === TokenType.CONTROL || types[id] === TokenType.UNKNOWN : /^\[[A-Z]+\]$/.test(tokens[id]!));
+  const pieces = tokens.map((t, id) => (special(id) ? t : t.startsWith('▁') ? t.slice(1) : `##${t}`));
+  const vocab: Record<string, number> = {};
+  pieces.forEach((t, id) => { if (!(t in vocab)) vocab[t] = id; });
+  const cls = optId(file, 'tokenizer.ggml.cls_token_id', tokens.length) ?? base.bosId;
+  const sep = optId(file, 'tokenizer.ggml.seperator_token_id', tokens.length) ?? base.eosId;
+  const unk = base.unkId ?? pieces.indexOf('[UNK]');
+  if (unk < 0) throw new FormatError(file.name, 'a bert vocabulary needs tokenizer.ggml.unknown_token_id (or an [UNK] token)');
+  const json = {
+    added_tokens: pieces.flatMap((t, id) => (special(id) ? [{ id, content: t, special: true }] : [])),
+    normalizer: { type: 'BertNormalizer', clean_text: true, handle_chinese_chars: true, strip_accents: null, lowercase: true },
+    pre_tokenizer: { type: 'BertPreTokenizer' },
+    ...(cls !== undefined && sep !== undefined ? { post_processor: { type: 'BertProcessing', cls: [pieces[cls], cls], sep: [pieces[sep], sep] } } : {}),
+    decoder: { type: 'WordPiece', prefix: '##', cleanup: true },
+    model: { type: 'WordPiece', unk_token: pieces[unk], continuing_subword_prefix: '##', max_input_chars_per_word: 100, vocab },
+  };
+  return tokenizerDataFromHfJson(json, file.name);
+}
+
 /** The tokenizer stored in GGUF metadata (`tokenizer.ggml.*`), when there is one this library reads. */
 export function ggufTokenizerData(file: GgufHeader): TokenizerData | undefined {
   const model = ggufMeta(file, 'tokenizer.ggml.model');
@@ -372,6 +399,7 @@ export function ggufTokenizerData(file: GgufHeader): TokenizerData | undefined {
     source: file.name,
     ...chatTemplateOf(file),
   };
+  if (model === 'bert') return wordPieceFromGguf(file, tokens as string[], types as Int32Array | undefined, base);
   if (model === 'llama') {
     return {
       kind: 'sentencepiece', ...base,

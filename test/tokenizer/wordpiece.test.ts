@@ -5,7 +5,9 @@
 // from the post-processor; decoding joins continuations.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { createTokenizer, tokenizerDataFromHfJson, WordPieceTokenizer } from '../../src/tokenizer/index.js';
+import { gguf, parseGguf, writeGguf } from '../../src/formats/gguf.js';
+import { ggufTokenizerData } from '../../src/formats/gguf-llama.js';
+import { createTokenizer, tokenizerDataFromHfJson, TokenType, WordPieceTokenizer } from '../../src/tokenizer/index.js';
 
 const words = ['[PAD]', '[UNK]', '[CLS]', '[SEP]', 'the', 'quick', 'brown', 'fox', 'un', '##aff', '##able', ',', '.', '!', 'cafe', '中', '国', '##s', 'run', '##ning', 'a'];
 const vocab = Object.fromEntries(words.map((w, i) => [w, i]));
@@ -51,6 +53,26 @@ test('decoding joins continuations and drops special tokens', () => {
 test('a WordPiece file without its unknown token is refused', () => {
   const bad = { ...json, model: { ...json.model, unk_token: '[MISSING]' } };
   assert.throws(() => createTokenizer(tokenizerDataFromHfJson(bad, 'bert/tokenizer.json')), /unk_token "\[MISSING\]" is not in the vocabulary/);
+});
+
+test('a GGUF bert vocabulary (word starts with ▁, continuations bare) encodes like the tokenizer.json', () => {
+  // llama.cpp's converter: "##x" → "x", a word-initial "x" → "▁x"; special tokens kept.
+  const stored = words.map((w, i) => (i < 4 ? w : w.startsWith('##') ? w.slice(2) : `▁${w}`));
+  const file = parseGguf(writeGguf({
+    metadata: {
+      'tokenizer.ggml.model': gguf.str('bert'), 'tokenizer.ggml.tokens': gguf.strings(stored),
+      'tokenizer.ggml.token_type': gguf.i32s(stored.map((_, i) => (i < 4 ? TokenType.CONTROL : TokenType.NORMAL))),
+      'tokenizer.ggml.unknown_token_id': gguf.u32(1), 'tokenizer.ggml.cls_token_id': gguf.u32(2), 'tokenizer.ggml.seperator_token_id': gguf.u32(3),
+    },
+    tensors: [],
+  }), 'bert.gguf');
+  const fromGguf = createTokenizer(ggufTokenizerData(file)!);
+  assert.instance(fromGguf, WordPieceTokenizer);
+  for (const s of ['The quick, brown fox!', 'unaffable runnings', 'Café 中国', 'xyz unaffablex']) {
+    assert.equal(fromGguf.encode(s, { bos: true, eos: true }), tok.encode(s, { bos: true, eos: true }), s);
+  }
+  assert.equal(fromGguf.encode('the fox', { bos: true, eos: true }), [2, 4, 7, 3]);
+  assert.is(fromGguf.decode([8, 9, 10]), 'unaffable');
 });
 
 test.run();
