@@ -30,6 +30,7 @@ export { createTokenizer, type Tokenizer } from './tokenizer/index.js';
 export { ChatTemplate, ChatTemplateError, type ChatMessage, chatTemplateFor, endOfTurnIds, SpecialSplitter } from './tokenizer/chat-template.js';
 
 export { buildLlama, LLAMA_PROJECTIONS, type ModelHooks } from './model/llama.js';
+export { buildModel, familyOf, type DecoderFamily } from './model/families.js';
 export { chunkedCrossEntropy, nextTokenLoss, type CeChunk } from './model/loss.js';
 export { EVAL_RANGES, GENERATE_RANGES, LlamaRuntime, type GenerateOptions } from './model/runtime.js';
 export { Sampler, type SamplingOptions } from './model/sampling.js';

@@ -13,7 +13,7 @@ import { LlamaRuntime } from '../model/runtime.js';
 import type { Session } from '../scheduler/session.js';
 import { seededRandom } from '../util/random.js';
 import { getMethod } from './registry.js';
-import { llamaModules, selectTargets } from './targets.js';
+import { modelModules, selectTargets } from './targets.js';
 import type { AdapterMethod, BuildContext, ModuleInfo, ParamStore, PeftExtras, TargetConfig, TrainingController } from './types.js';
 
 export interface Adapter {
@@ -44,7 +44,7 @@ export class AdaptedModel {
   readonly modules: readonly ModuleInfo[];
 
   constructor(readonly base: LlamaCheckpoint) {
-    this.modules = llamaModules(base.config);
+    this.modules = modelModules(base.config);
   }
 
   /** Add a fresh adapter. `config` uses the method's option names (camelCase). */

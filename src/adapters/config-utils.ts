@@ -1,5 +1,5 @@
 /** Helpers for validating method configs: unknown keys and wrong types are errors that name the key. */
-import { LLAMA_PROJECTIONS } from '../model/llama.js';
+import { allLinearSuffixes } from '../model/families.js';
 import type { TargetConfig } from './types.js';
 
 export function checkKeys(method: string, raw: Readonly<Record<string, unknown>>, known: readonly string[]): void {
@@ -78,7 +78,7 @@ export function fromPeftTargets(j: Readonly<Record<string, unknown>>, fallback: 
   if (lp.some((p) => p !== '' && p !== 'layers')) throw new Error(`adapter_config.json: layers_pattern ${JSON.stringify(j.layers_pattern)} does not name this model's layer list ("layers")`);
   // A string is a regex over the full name in PEFT, even one without regex characters ('re:' keeps it one here);
   // 'all-linear' is PEFT's shorthand for every linear layer but the output layer.
-  const asRegex = (v: unknown) => (v === 'all-linear' ? [...LLAMA_PROJECTIONS] : typeof v === 'string' ? `re:${v}` : v);
+  const asRegex = (v: unknown) => (v === 'all-linear' ? allLinearSuffixes() : typeof v === 'string' ? `re:${v}` : v);
   return {
     targetModules: asRegex(j.target_modules ?? fallback),
     ...(Array.isArray(lt) ? { layersToTransform: lt } : typeof lt === 'number' ? { layersToTransform: [lt] } : {}),

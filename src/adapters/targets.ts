@@ -2,6 +2,12 @@
 import type { LlamaConfig } from '../formats/checkpoint.js';
 import { LLAMA_PROJECTIONS, headDim } from '../model/llama.js';
 import type { ModuleInfo, TargetConfig } from './types.js';
+import { familyOf } from '../model/families.js';
+
+/** Every adaptable module of a model of any family, in graph order. */
+export function modelModules(c: LlamaConfig): ModuleInfo[] {
+  return familyOf(c).modules(c);
+}
 
 /** Every adaptable module of a Llama model, in graph order. */
 export function llamaModules(c: LlamaConfig): ModuleInfo[] {

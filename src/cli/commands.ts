@@ -9,7 +9,7 @@ import { AdaptedModel } from '../adapters/adapted-model.js';
 import type { Backend } from '../backends/backend.js';
 import { loadPeft, savePeft } from '../adapters/peft.js';
 import { getMethod, methodNames } from '../adapters/registry.js';
-import { llamaModules, selectTargets } from '../adapters/targets.js';
+import { modelModules, selectTargets } from '../adapters/targets.js';
 import { HERO_MARKER, HERO_OPENING, heroStories } from '../data/builtin-task.js';
 import { type ChatData, type Example, pack, streamExamples, textExamples } from '../data/dataset.js';
 import { paragraphs } from '../data/text.js';
@@ -292,7 +292,7 @@ function reservedPositions(f: Flags): number {
 /** The smallest of min(in, out) over the modules LoRA would adapt: a higher rank adds nothing but parameters. */
 function smallestDimension(f: Flags, model: LlamaConfig): { dim: number; module: string } | undefined {
   if (f.resume || getMethod(String(f.method)).name !== 'lora') return undefined;
-  const modules = selectTargets(getMethod('lora').parseConfig(methodConfig(f)), llamaModules(model));
+  const modules = selectTargets(getMethod('lora').parseConfig(methodConfig(f)), modelModules(model));
   let best: { dim: number; module: string } | undefined;
   for (const m of modules) {
     const dim = Math.min(m.inFeatures, m.outFeatures);

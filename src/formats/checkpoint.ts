@@ -16,6 +16,7 @@ import { type BaseDType, LoadNotes, parseBaseDType, targetStorage } from './stor
 import { parseLlama2cHeader, parseLlama2cTokenizer, readLlama2cFrom } from './llama2c.js';
 import { isSafetensors } from './safetensors.js';
 import type { TokenizerData } from '../tokenizer/types.js';
+import { familyOf } from '../model/families.js';
 
 export interface LlamaConfig {
   dim: number;
@@ -182,8 +183,13 @@ export function withRopeLayout(ckpt: LlamaCheckpoint, layout: 'pairs' | 'half'):
 // ---------------------------------------------------------------------------------------------
 // Validation
 
-/** The tensors a checkpoint must have, with their shapes, under Hugging Face names. */
+/** The tensors a checkpoint must have, with their shapes, under Hugging Face names (as the model's family lists them). */
 export function expectedTensorShapes(c: LlamaConfig): Map<string, number[]> {
+  return familyOf(c).tensorShapes(c);
+}
+
+/** The tensors of a Llama-shaped decoder (Llama, Mistral, Qwen2/3, Granite), with their shapes. */
+export function llamaTensorShapes(c: LlamaConfig): Map<string, number[]> {
   const headDim = configHeadDim(c);
   const kvDim = headDim * c.nKvHeads, qDim = headDim * c.nHeads;
   const m = new Map<string, number[]>();

@@ -13,6 +13,8 @@ import { type ByteSource, bytesSource, readHeader } from './source.js';
 import { type BaseDType, LoadNotes, type StoredTensor, readStoredTensor, targetStorage } from './storage.js';
 import { tokenizerDataFromHfJson } from '../tokenizer/hf-json.js';
 import { validateRopeScaling } from '../model/rope-scaling.js';
+import { familyForModelType, supportedModelTypes } from '../model/families.js';
+import { LLAMA_MODEL_TYPES } from '../model/llama.js';
 
 /** Reads files of a checkpoint by path relative to its root; undefined when a file does not exist. */
 export interface FileSource {
@@ -37,8 +39,17 @@ export function safetensorsStoredTensor(t: SafetensorsTensorInfo): StoredTensor 
   };
 }
 
-/** Model types whose weights use llama's Hugging Face names and shapes. */
-const LLAMA_LIKE_TYPES = new Set(['llama', 'mistral', 'qwen2', 'qwen3', 'granite']);
+/**
+ * A model config from a Hugging Face config.json object: the family that reads its `model_type` parses it
+ * (src/model/families.ts); an unknown type is refused, naming the ones supported.
+ */
+export function hfModelConfig(cfg: Record<string, unknown>, name = 'config.json'): LlamaConfig {
+  const modelType = typeof cfg.model_type === 'string' ? cfg.model_type : undefined;
+  if (modelType === undefined) return hfLlamaConfig(cfg, name);
+  const family = familyForModelType(modelType);
+  if (!family) throw new FormatError(name, `model_type ${modelType} is not supported (supported: ${supportedModelTypes().join(', ')})`);
+  return family.hfConfig(cfg, name);
+}
 
 /** Llama config from a Hugging Face config.json object (rows in rotate-half layout). */
 export function hfLlamaConfig(cfg: Record<string, unknown>, name = 'config.json'): LlamaConfig {
@@ -52,8 +63,8 @@ export function hfLlamaConfig(cfg: Record<string, unknown>, name = 'config.json'
   const archs = Array.isArray(cfg.architectures) ? (cfg.architectures as unknown[]) : [];
   const modelType = typeof cfg.model_type === 'string' ? cfg.model_type : undefined;
   const architecture = modelType ?? (typeof archs[0] === 'string' ? (archs[0] as string) : 'llama');
-  if (modelType !== undefined && !LLAMA_LIKE_TYPES.has(modelType)) {
-    fail(`model_type ${modelType} is not supported (supported: ${[...LLAMA_LIKE_TYPES].join(', ')})`);
+  if (modelType !== undefined && !LLAMA_MODEL_TYPES.includes(modelType)) {
+    fail(`model_type ${modelType} is not supported (supported: ${LLAMA_MODEL_TYPES.join(', ')})`);
   }
   const dim = num('hidden_size');
   const nHeads = num('num_attention_heads');
@@ -129,7 +140,7 @@ export async function readHfCheckpoint(src: FileSource, options: HfReadOptions =
   const at = (f: string) => `${src.name.replace(/[/\\]$/, '')}/${f}`;
   const cfgBytes = await src.read('config.json');
   if (!cfgBytes) throw new FormatError(src.name, 'config.json is missing');
-  const config = hfLlamaConfig(parseJson(cfgBytes, at('config.json')), at('config.json'));
+  const config = hfModelConfig(parseJson(cfgBytes, at('config.json')), at('config.json'));
 
   // shard file → the tensors it holds ([] = all of them)
   let plan: Map<string, string[]>;

@@ -9,6 +9,13 @@ import type { Graph, Tensor } from '../graph/graph.js';
 import type { DType } from '../graph/types.js';
 import { configHeadDim, type LlamaConfig } from '../formats/checkpoint.js';
 import { ropeTable } from './rope-scaling.js';
+import { llamaTensorShapes } from '../formats/checkpoint.js';
+import { hfLlamaConfig } from '../formats/hf.js';
+import { llamaModules } from '../adapters/targets.js';
+import type { DecoderFamily } from './families.js';
+
+/** Hugging Face model types whose weights use Llama's names and shapes. */
+export const LLAMA_MODEL_TYPES: readonly string[] = ['llama', 'mistral', 'qwen2', 'qwen3', 'granite'];
 
 /** The seven projections adapters usually target, in Hugging Face naming. */
 export const LLAMA_PROJECTIONS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] as const;
@@ -197,3 +204,15 @@ export function buildLlama(g: Graph, c: LlamaConfig, o: LlamaGraphOptions): Llam
     ...(positions ? { positions } : {}), ...(pos ? { pos } : {}), ...(kvLen ? { kvLen } : {}), ...(virtualSlot ? { virtualSlot } : {}),
   };
 }
+
+/** Llama-shaped decoders: Llama 1–3, Mistral, Qwen2/2.5 (q/k/v bias), Qwen3 (q/k norm), Granite; llama2.c files. */
+export const llamaFamily: DecoderFamily = {
+  name: 'llama',
+  hfModelTypes: LLAMA_MODEL_TYPES,
+  ggufArchitectures: ['llama', 'mistral', 'qwen2', 'qwen3', 'granite'],
+  hfConfig: (cfg, name) => hfLlamaConfig(cfg, name),
+  tensorShapes: (c) => llamaTensorShapes(c),
+  modules: (c) => llamaModules(c),
+  linearSuffixes: LLAMA_PROJECTIONS,
+  build: (g, c, o) => buildLlama(g, c, o),
+};

@@ -8,7 +8,8 @@ import { Graph, type Tensor } from '../graph/graph.js';
 import * as F from '../graph/api.js';
 import { type DType, shapeStr } from '../graph/types.js';
 import { Session } from '../scheduler/session.js';
-import { type LlamaGraph, type ModelHooks, buildLlama } from './llama.js';
+import type { LlamaGraph, ModelHooks } from './llama.js';
+import { buildModel } from './families.js';
 import { type CeChunk, nextTokenLoss } from './loss.js';
 import { checkOptions, type Range } from '../util/ranges.js';
 import { SAMPLING_RANGES, Sampler, type SamplingOptions } from './sampling.js';
@@ -67,7 +68,7 @@ export class LlamaRuntime {
     if (this.decoder && this.decoder.cacheLen >= cacheLen) return this.decoder;
     this.decoder?.session.dispose();
     const g = new Graph();
-    const graph = buildLlama(g, this.config, { batch: 1, seq: 1, cacheLen, weightDtype: checkpointDtypes(this.checkpoint), ...(this.hooks ? { hooks: this.hooks } : {}) });
+    const graph = buildModel(g, this.config, { batch: 1, seq: 1, cacheLen, weightDtype: checkpointDtypes(this.checkpoint), ...(this.hooks ? { hooks: this.hooks } : {}) });
     g.markOutput(graph.logits);
     const session = await Session.create(g, this.backend, undefined, weightSources(graph.weights, this.checkpoint));
     this.prepare?.(session);
@@ -197,7 +198,7 @@ export class LlamaRuntime {
     if (this.evaluator && this.evaluator.batch === batch && this.evaluator.seq === seq && this.evaluator.ceChunk === ceChunk) return this.evaluator;
     this.evaluator?.session.dispose();
     const g = new Graph();
-    const graph = buildLlama(g, this.config, { batch, seq, weightDtype: checkpointDtypes(this.checkpoint), ...(this.hooks ? { hooks: this.hooks } : {}) });
+    const graph = buildModel(g, this.config, { batch, seq, weightDtype: checkpointDtypes(this.checkpoint), ...(this.hooks ? { hooks: this.hooks } : {}) });
     const targets = g.input('targets', [batch * seq], 'i32');
     // Input-side adapters may prepend positions: only the last `seq` are scored. Big vocabularies are
     // scored a chunk of rows at a time, so the whole logits never exist.
@@ -219,7 +220,7 @@ export class LlamaRuntime {
     if (!this.forward || this.forward.batch !== batch || this.forward.seq !== seq) {
       this.forward?.session.dispose();
       const g = new Graph();
-      const graph = buildLlama(g, this.config, { batch, seq, weightDtype: checkpointDtypes(this.checkpoint), ...(this.hooks ? { hooks: this.hooks } : {}) });
+      const graph = buildModel(g, this.config, { batch, seq, weightDtype: checkpointDtypes(this.checkpoint), ...(this.hooks ? { hooks: this.hooks } : {}) });
       const logits = graph.virtualTokens ? F.slice(graph.logits, 1, graph.virtualTokens, graph.virtualTokens + seq) : graph.logits;
       g.markOutput(logits);
       const session = await Session.create(g, this.backend, undefined, weightSources(graph.weights, this.checkpoint));

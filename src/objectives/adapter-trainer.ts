@@ -8,7 +8,8 @@ import { adapterParamName } from '../adapters/adapted-model.js';
 import type { Backend } from '../backends/backend.js';
 import * as F from '../graph/api.js';
 import { Graph, type Tensor } from '../graph/graph.js';
-import { buildLlama, type LlamaGraph } from '../model/llama.js';
+import type { LlamaGraph } from '../model/llama.js';
+import { buildModel } from '../model/families.js';
 import { checkpointDtypes, weightSources } from '../model/runtime.js';
 import { contextNeeded } from '../train/finetune.js';
 import { type DecayKind, lrSchedule } from '../train/schedule.js';
@@ -66,7 +67,7 @@ export function buildObjectiveGraph(
     ? { ...adapterHooks, embeddings: (x: Tensor, graph: Graph, e: { decoding: boolean; batch: number }) => (adapterHooks.embeddings ? adapterHooks.embeddings(wrap(x, graph), graph, e) : wrap(x, graph)) }
     : adapterHooks;
   const weights = model.effectiveCheckpoint();
-  const net = buildLlama(g, weights.config, { batch: rows, seq, hooks, weightDtype: checkpointDtypes(weights) });
+  const net = buildModel(g, weights.config, { batch: rows, seq, hooks, weightDtype: checkpointDtypes(weights) });
   const t = task(g, net);
   const terms = regularizers(g);
   const objective = [...terms.values()].reduce((sum, r) => F.add(sum, r), t);

@@ -8,7 +8,7 @@ import type { LlamaConfig } from '../formats/checkpoint.js';
 import * as F from '../graph/api.js';
 import { Graph, type Tensor } from '../graph/graph.js';
 import { numel } from '../graph/types.js';
-import { buildLlama } from '../model/llama.js';
+import { buildModel } from '../model/families.js';
 import { Trainer } from '../train/trainer.js';
 import { seededRandom } from '../util/random.js';
 
@@ -69,7 +69,7 @@ export async function trainTransformerBlock(backend: Backend, o: { steps: number
   const c = TOY_BLOCK_CONFIG, B = o.batch ?? 8, T = o.seq ?? 16;
   const random = seededRandom(o.seed ?? 1);
   const g = new Graph();
-  const model = buildLlama(g, c, { batch: B, seq: T });
+  const model = buildModel(g, c, { batch: B, seq: T });
   const targets = g.input('targets', [B * T], 'i32');
   const loss = F.crossEntropy(F.reshape(model.logits, [-1, c.vocabSize]), targets);
   const params = [...model.weights.values()];

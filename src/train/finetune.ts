@@ -12,7 +12,8 @@ import { type PackedBlocks, batchAt } from '../data/dataset.js';
 import * as F from '../graph/api.js';
 import { type CheckpointSegment, layerSegments } from '../graph/checkpoint.js';
 import { Graph, type Tensor } from '../graph/graph.js';
-import { type LlamaGraph, buildLlama } from '../model/llama.js';
+import type { LlamaGraph } from '../model/llama.js';
+import { buildModel } from '../model/families.js';
 import { type CeChunk, nextTokenLoss } from '../model/loss.js';
 import { checkpointDtypes, weightSources } from '../model/runtime.js';
 import type { LlamaCheckpoint } from '../formats/checkpoint.js';
@@ -155,7 +156,7 @@ export function buildTrainingGraph(m: AdaptedModel, adapterName: string, o: { ba
   const { hooks, built, regularizers } = m.hooks({ training: true });
   const weights = m.effectiveCheckpoint();
   // The effective config: a saved lm_head (PEFT modules_to_save) unties the head from the embedding.
-  const model = buildLlama(graph, weights.config, { batch: o.batch, seq: o.seq, hooks, weightDtype: checkpointDtypes(weights) });
+  const model = buildModel(graph, weights.config, { batch: o.batch, seq: o.seq, hooks, weightDtype: checkpointDtypes(weights) });
   const layers = o.checkpointing ? layerSegments(graph) : [];
   const targets = graph.input('targets', [o.batch * o.seq], 'i32');
   const { loss: ce, segments: chunks, logits } = nextTokenLoss(model, targets, { ceChunk: o.ceChunk ?? 'auto', rowsOnly });

@@ -5,7 +5,7 @@
  */
 import type { AdaptedModel } from '../../adapters/adapted-model.js';
 import { Graph, type Tensor } from '../../graph/graph.js';
-import { buildLlama } from '../../model/llama.js';
+import { buildModel } from '../../model/families.js';
 import { checkpointDtypes, weightSources } from '../../model/runtime.js';
 import { Session } from '../../scheduler/session.js';
 import { FINE_TUNE_RANGES } from '../../train/finetune.js';
@@ -87,7 +87,7 @@ export async function trainDpo(o: DpoOptions): Promise<{ steps: DpoStep[] }> {
   try {
     const gr = new Graph();
     const refWeights = model.effectiveCheckpoint();
-    const net = buildLlama(gr, refWeights.config, { batch: R, seq: T, hooks: model.hooks().hooks, weightDtype: checkpointDtypes(refWeights) });
+    const net = buildModel(gr, refWeights.config, { batch: R, seq: T, hooks: model.hooks().hooks, weightDtype: checkpointDtypes(refWeights) });
     const targets = gr.input('targets', [R * T], 'i32'), counts = gr.input('counts', [R], 'f32');
     const logps = sequenceLogProbs(net, targets, counts, R, T, V);
     gr.markOutput(logps);

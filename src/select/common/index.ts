@@ -8,7 +8,8 @@ import type { Backend } from '../../backends/backend.js';
 import type { LlamaCheckpoint } from '../../formats/checkpoint.js';
 import { jsonlExample } from '../../data/dataset.js';
 import { Graph, type Tensor } from '../../graph/graph.js';
-import { buildLlama, type LlamaGraph } from '../../model/llama.js';
+import type { LlamaGraph } from '../../model/llama.js';
+import { buildModel } from '../../model/families.js';
 import { checkpointDtypes, weightSources } from '../../model/runtime.js';
 import { Session } from '../../scheduler/session.js';
 import type { Tokenizer } from '../../tokenizer/types.js';
@@ -169,7 +170,7 @@ export class Forward {
     if (ids.length > this.seq) throw new RangeError(`forward: ${ids.length} tokens for a graph of ${this.seq}`);
     if (!this.session) {
       const g = new Graph();
-      this.graph = buildLlama(g, this.ckpt.config, { batch: 1, seq: this.seq, weightDtype: checkpointDtypes(this.ckpt) });
+      this.graph = buildModel(g, this.ckpt.config, { batch: 1, seq: this.seq, weightDtype: checkpointDtypes(this.ckpt) });
       const outs: Tensor[] = [this.graph.hidden, this.graph.logits];
       for (const t of outs) g.markOutput(t);
       this.session = await Session.create(g, this.backend, undefined, weightSources(this.graph.weights, this.ckpt));
