@@ -48,7 +48,7 @@ export function attentionScratchBytes(S: i32): i32 {
 }
 
 /** Valid keys of batch row b and the shift from query index to position (see the header). */
-@inline function validKeys(d: usize, b: i32, S: i32, T: i32): i32 {
+@inline function validKeys(d: usize, b: i32, S: i32): i32 {
   const rowLen = <usize>word(d, AT_ROWLEN), kvLen = <usize>word(d, AT_KVLEN);
   if (rowLen) return min(S, max(0, load<i32>(rowLen + (<usize>b << 2))));
   return kvLen ? min(S, max(0, load<i32>(kvLen))) : S;
@@ -96,7 +96,7 @@ export function attentionJob(d: usize, tid: i32, nth: i32): void {
     const t0 = (rest - h * blocks) * TB;
     const tb = min(TB, T - t0);
     const kvh = h / group;
-    const valid = validKeys(d, b, S, T), shift = shiftOf(d, valid, S, T);
+    const valid = validKeys(d, b, S), shift = shiftOf(d, valid, S, T);
     // Keys lo0…lo0 + n − 1 cover every row of the block.
     const lo0 = min(loKey(t0, shift, window, causal), valid);
     const n = max(0, hiKey(t0 + tb - 1, shift, valid, causal) - lo0);
@@ -156,7 +156,7 @@ export function attentionBackwardJob(d: usize, tid: i32, nth: i32): void {
   for (let task = nextTask(d + AT_COUNTER * 4); task < total; task = nextTask(d + AT_COUNTER * 4)) {
     const b = task / Hkv;
     const kvh = task - b * Hkv;
-    const valid = validKeys(d, b, S, T), shift = shiftOf(d, valid, S, T);
+    const valid = validKeys(d, b, S), shift = shiftOf(d, valid, S, T);
     const kvOff = <usize>(b * S * Hkv + kvh) * <usize>D << 2;
     for (let s = 0; s < S; s++) {
       memory.fill(dk + kvOff + <usize>(s * ldk) * 4, 0, rowBytes);

@@ -88,8 +88,10 @@ export interface AttentionOptions {
   /**
    * Valid keys per batch row, i32 [B], each in 1…S: keys j ≥ keyLengths[b] are masked (right-padded batches,
    * e.g. a BERT-style encoder's attention mask). Query positions stay t + S − T in every row, and a padded
-   * query (t ≥ keyLengths[b] when T = S) still attends the row's valid keys, so its output is defined and
-   * finite; mask it in the loss. Differentiable in q, k, v (not in the lengths). Not with kvLen.
+   * query (t ≥ keyLengths[b] when T = S) still attends the row's valid keys (those its window, if any,
+   * reaches; none: zeros), so its output is defined and finite; mask it in the loss. Differentiable in q, k,
+   * v (not in the lengths). Not with kvLen. js and wasm refuse lengths outside 1…S when they run; webgpu
+   * clamps them to 0…S.
    */
   keyLengths?: Tensor;
 }

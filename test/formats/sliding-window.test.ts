@@ -8,6 +8,7 @@ import { createJsBackend } from '../../src/backends/js/index.js';
 import type { LlamaConfig } from '../../src/formats/checkpoint.js';
 import { parseGguf, ggufMeta } from '../../src/formats/gguf.js';
 import { checkpointToGguf, readGgufCheckpoint } from '../../src/formats/gguf-llama.js';
+import { hfConfigJson } from '../../src/cli/write-model.js';
 import { hfLlamaConfig } from '../../src/formats/hf.js';
 import { Graph } from '../../src/graph/graph.js';
 import { buildLlama } from '../../src/model/llama.js';
@@ -62,6 +63,15 @@ test('GGUF keeps the window in attention.sliding_window', async () => {
   const file = parseGguf(checkpointToGguf(syntheticCheckpoint(CONFIG)), 'w.gguf');
   assert.is(ggufMeta(file, 'mistral.attention.sliding_window'), 6);
   assert.is((await readGgufCheckpoint(file)).config.slidingWindow, 6);
+});
+
+test('the config.json written for a model keeps the window and layer types', () => {
+  const c = { ...CONFIG, nLayers: 2, layerTypes: ['full_attention', 'sliding_attention'] as LlamaConfig['layerTypes'] };
+  const json = hfConfigJson(syntheticCheckpoint(c));
+  assert.is(json.model_type, 'mistral');
+  const back = hfLlamaConfig(json);
+  assert.is(back.slidingWindow, 6);
+  assert.equal(back.layerTypes, c.layerTypes);
 });
 
 test('GGUF cannot hold a window on some layers only: export is refused', () => {
