@@ -45,10 +45,15 @@ export async function writeModel(ckpt: LlamaCheckpoint, out: string, format: Mod
 }
 
 
+/** Hugging Face model classes of the architectures written under their own name (others as llama). */
+const HF_CLASSES: Record<string, string> = { llama: 'LlamaForCausalLM', qwen2: 'Qwen2ForCausalLM', qwen3: 'Qwen3ForCausalLM' };
+
 export function hfConfigJson(c: LlamaCheckpoint, torchDtype = 'float32'): Record<string, unknown> {
   const k = c.config;
+  // Qwen2's q/k/v biases and Qwen3's q/k norms come with the model type; a Qwen2 keeps its name only with its biases.
+  const type = k.qkNorm ? 'qwen3' : k.architecture === 'qwen2' && k.qkvBias ? 'qwen2' : 'llama';
   return {
-    architectures: [k.qkNorm ? 'Qwen3ForCausalLM' : 'LlamaForCausalLM'], model_type: k.qkNorm ? 'qwen3' : 'llama', hidden_size: k.dim,
+    architectures: [HF_CLASSES[type]], model_type: type, hidden_size: k.dim,
     ...(k.headDim !== undefined ? { head_dim: k.headDim } : {}), intermediate_size: k.hiddenDim,
     num_hidden_layers: k.nLayers, num_attention_heads: k.nHeads, num_key_value_heads: k.nKvHeads, vocab_size: k.vocabSize,
     max_position_embeddings: k.maxSeqLen, rms_norm_eps: k.normEps, rope_theta: k.ropeTheta, tie_word_embeddings: k.tiedEmbeddings,

@@ -21,6 +21,9 @@ const LAYER_NAMES: ReadonlyArray<[string, string]> = [
   ['attn_k', 'self_attn.k_proj'],
   ['attn_v', 'self_attn.v_proj'],
   ['attn_output', 'self_attn.o_proj'],
+  // Qwen3's per-head query/key RMSNorms.
+  ['attn_q_norm', 'self_attn.q_norm'],
+  ['attn_k_norm', 'self_attn.k_norm'],
   ['attn_norm', 'input_layernorm'],
   ['ffn_norm', 'post_attention_layernorm'],
   ['ffn_gate', 'mlp.gate_proj'],
@@ -64,7 +67,25 @@ export function hfToGgufName(name: string): string | undefined {
 }
 
 /** Architectures whose GGUF layout is the llama one (same tensor names, `<arch>.*` keys). */
-const LLAMA_LIKE = new Set(['llama', 'mistral', 'qwen2', 'granite']);
+const LLAMA_LIKE = new Set(['llama', 'mistral', 'qwen2', 'qwen3', 'granite']);
+
+/**
+ * Architectures llama.cpp runs with NEOX rotary (LLAMA_ROPE_TYPE_NEOX in `llama_model_rope_type`,
+ * src/llama-model.cpp): each head rotates (x[i], x[i + D/2]), as Hugging Face does, and
+ * convert_hf_to_gguf.py stores their q/k rows unchanged. The others with rotary (LLAMA_ROPE_TYPE_NORM:
+ * llama, mistral, granite, …) rotate adjacent pairs (x[2i], x[2i+1]); for them the converter's
+ * LlamaModel.permute reorders each head's q/k rows, so a file holds them in the pairs layout.
+ */
+const NEOX_ROPE = new Set([
+  'qwen', 'qwen2', 'qwen2moe', 'qwen3', 'qwen3moe', 'phi2', 'phi3', 'phimoe', 'gemma', 'gemma2', 'gemma3',
+  'gptneox', 'stablelm', 'starcoder2', 'falcon', 'olmo2', 'olmoe', 'bitnet', 'dbrx', 'grok', 'openelm',
+  'codeshell', 'orion', 'nemotron', 'exaone', 'minicpm3',
+]);
+
+/** The rotary layout of an architecture's q/k rows in GGUF files (see NEOX_ROPE). */
+export function ggufRopeLayout(arch: string): 'pairs' | 'half' {
+  return NEOX_ROPE.has(arch) ? 'half' : 'pairs';
+}
 
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;
@@ -138,7 +159,14 @@ export function ggufLlamaConfig(file: GgufHeader & { bytes?: Uint8Array }, tied?
   const window = ggufNumber(file, key('attention.sliding_window'));
   if (window !== undefined && !(Number.isSafeInteger(window) && window > 0)) fail(`metadata ${key('attention.sliding_window')} is ${window}, expected a positive integer`);
   const maxSeqLen = req('context_length');
+  // Qwen3 normalises each head's queries and keys (blk.N.attn_q_norm / attn_k_norm); no other supported architecture does.
+  const qkNorm = arch === 'qwen3';
+  if (qkNorm !== file.tensorsByName.has('blk.0.attn_q_norm.weight')) {
+    fail(qkNorm ? 'tensor blk.0.attn_q_norm.weight is missing (architecture qwen3 normalises queries and keys per head)'
+      : `tensor blk.0.attn_q_norm.weight is not used by architecture ${arch as string} (per-head query/key norms are qwen3's)`);
+  }
   return {
+    ...(qkNorm ? { qkNorm } : {}),
     ...(ropeScaling ? { ropeScaling } : {}),
     ...(headDim !== dim / nHeads ? { headDim } : {}),
     ...(window !== undefined && window < maxSeqLen ? { slidingWindow: window } : {}),
@@ -153,7 +181,7 @@ export function ggufLlamaConfig(file: GgufHeader & { bytes?: Uint8Array }, tied?
     ropeTheta: shortestF32(ggufNumber(file, key('rope.freq_base'), 10000)),
     tiedEmbeddings: tied,
     qkvBias: file.tensorsByName.has('blk.0.attn_q.bias'),
-    ropeLayout: 'pairs',
+    ropeLayout: ggufRopeLayout(arch as string),
     architecture: arch as string,
   };
 }
@@ -451,13 +479,18 @@ export interface CheckpointToGgufOptions {
 // llama.cpp's llama_ftype: the type most weights have.
 const FILE_TYPE: Record<GgufWriteType, number> = { F32: 0, F16: 1, Q4_0: 2, Q4_1: 3, Q8_0: 7, BF16: 32 };
 
-/** Serialise a checkpoint as a llama GGUF file (Q/K rows converted to the adjacent-pair layout). */
+/**
+ * Serialise a checkpoint as a GGUF file of its architecture (llama, mistral, qwen2, qwen3, granite; others
+ * as llama; a checkpoint with per-head q/k norms as qwen3), q/k rows in the rotary layout llama.cpp runs
+ * that architecture with (`ggufRopeLayout`): adjacent pairs for llama, mistral and granite, as Hugging Face
+ * stores them (rotate-half) for qwen2 and qwen3.
+ */
 export function checkpointToGguf(ckpt: LlamaCheckpoint, options: CheckpointToGgufOptions = {}): Uint8Array {
   validateCheckpoint(ckpt);
-  if (ckpt.config.qkNorm) throw new FormatError(ckpt.source, 'GGUF export of per-head query/key norms (Qwen3) is not supported');
-  const c = withRopeLayout(ckpt, 'pairs');
+  const named = ckpt.config.architecture;
+  const arch = ckpt.config.qkNorm ? 'qwen3' : LLAMA_LIKE.has(named) && named !== 'qwen3' ? named : 'llama';
+  const c = withRopeLayout(ckpt, ggufRopeLayout(arch));
   const cfg = c.config;
-  const arch = LLAMA_LIKE.has(cfg.architecture) ? cfg.architecture : 'llama';
   const meta = new Map<string, GgufValue>([
     ['general.architecture', gguf.str(arch)],
     ['general.name', gguf.str(options.modelName ?? 'model')],
