@@ -552,15 +552,16 @@ export interface CheckpointToGgufOptions {
 const FILE_TYPE: Record<GgufWriteType, number> = { F32: 0, F16: 1, Q4_0: 2, Q4_1: 3, Q8_0: 7, BF16: 32 };
 
 /**
- * Serialise a checkpoint as a GGUF file of its architecture (llama, mistral, qwen2, qwen3, granite; others
- * as llama; a checkpoint with per-head q/k norms as qwen3), q/k rows in the rotary layout llama.cpp runs
- * that architecture with (`ggufRopeLayout`): adjacent pairs for llama, mistral and granite, as Hugging Face
- * stores them (rotate-half) for qwen2 and qwen3.
+ * Serialise a checkpoint as a GGUF file under the architecture llama.cpp's converter would name: qwen2,
+ * granite, qwen3 (a checkpoint with per-head q/k norms), and llama for the rest (Mistral too: the converter's
+ * LlamaModel takes MistralForCausalLM, and llama.cpp has no plain "mistral" architecture). Q/K rows go in the
+ * rotary layout llama.cpp runs that architecture with (`ggufRopeLayout`): adjacent pairs for llama and
+ * granite, as Hugging Face stores them (rotate-half) for qwen2 and qwen3.
  */
 export function checkpointToGguf(ckpt: LlamaCheckpoint, options: CheckpointToGgufOptions = {}): Uint8Array {
   validateCheckpoint(ckpt);
   const named = ckpt.config.architecture;
-  const arch = ckpt.config.qkNorm ? 'qwen3' : LLAMA_LIKE.has(named) && named !== 'qwen3' ? named : 'llama';
+  const arch = ckpt.config.qkNorm ? 'qwen3' : named === 'qwen2' || named === 'granite' ? named : 'llama';
   const c = withRopeLayout(ckpt, ggufRopeLayout(arch));
   const cfg = c.config;
   const meta = new Map<string, GgufValue>([

@@ -161,6 +161,14 @@ MODELS.forEach(({ arch, modelType, config }, i) => {
   });
 });
 
+test('a Mistral checkpoint is written as llama, as the converter does (llama.cpp has no "mistral" architecture)', () => {
+  const model = randomModel({ ...MODELS[0]!.config, architecture: 'mistral' }, 4);
+  const file = parseGguf(checkpointToGguf(model), 'mistral.gguf');
+  assert.is(ggufMeta(file, 'general.architecture'), 'llama');
+  const { tensors } = converterGguf(model, 'llama');
+  for (const t of tensors) assert.ok(ggufTensorToF32(file, t.name).every((v, k) => v === (t as { data: Float32Array }).data[k]), t.name);
+});
+
 test('a byte-level tokenizer.json goes into the GGUF as llama.cpp reads it (gpt2 model, split rule by name, rows padded)', async () => {
   const split = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
   const pieces = ['a', 'b', 'c', '\u0120', 'ab', '\u0120a', '\u0120ab', '!', '1'];
