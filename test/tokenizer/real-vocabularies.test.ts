@@ -13,44 +13,13 @@ import { TokenizerLoader } from '@lenml/tokenizers';
 import { gguf, parseGguf, writeGguf } from '../../src/formats/gguf.js';
 import { byteLevelTokenizerMetadata, ggufTokenizerData } from '../../src/formats/gguf-llama.js';
 import { createTokenizer, tokenizerDataFromHfJson, TokenType, type Tokenizer } from '../../src/tokenizer/index.js';
+import { SENTENCES } from './sentences.js';
 
 const require = createRequire(import.meta.url);
 // The packages export only their code entry (dist/main.js): the package folder is two levels up.
 const packageDir = (name: string) => dirname(dirname(require.resolve(name)));
 const readJson = (path: string) => JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
 
-/** Sentences chosen to exercise every stage: normalizers, pre-tokenizer regexes, merges, byte fallback. */
-export const SENTENCES = [
-  'Hello world',
-  'Hello, world! How are you doing today?',
-  '  leading spaces and trailing spaces   ',
-  ' one leading space',
-  'trailing newline\n',
-  '\n\nleading newlines',
-  'tabs\tbetween\t\twords\tand\t \tmixed',
-  'a  b   c    d     e',
-  'line one\nline two\r\nline three\n\n\nafter blank lines',
-  '   \n  \t ',
-  ' ',
-  '12345678901234567890 and 3.14159 and 1,000,000.00 and 007',
-  'Version 2.0.1-rc3 released on 2024-05-06 at 10:30:59 (UTC+02:00)',
-  "It's what we're doing; they've said I'm sure you'll know he'd come. IT'S WE'RE",
-  'Punctuation!!! ... ??? --- (brackets) [square] {curly} <angle> "quotes" \'single\' `back` @#$%^&*_+=|\\/~',
-  '中文的句子，包括标点符号。机器学习很有趣！',
-  '日本語の文章です。カタカナとひらがな、そして漢字。',
-  'مرحبا بالعالم، هذه جملة باللغة العربية.',
-  'यह हिंदी में एक वाक्य है।',
-  'Привет, мир! Это предложение на русском языке.',
-  '안녕하세요, 세계! 한국어 문장입니다.',
-  'Emoji: 😀🎉👍🏽 family 👨‍👩‍👧‍👦 flag 🇫🇷 heart ❤️ rainbow 🏳️‍🌈',
-  'def add(a, b):\n    """Add two numbers."""\n    return a + b\n\nif __name__ == "__main__":\n\tprint(add(1, 2))  # 3\n',
-  'function f(x) {\n  const y = x * 2;\n  return `${y}px`;\n}\n',
-  'Café crème brûlée, naïve façade, São Paulo, Zürich, Ångström, Łódź, Ελληνικά',
-  'MiXeD CaSe WoRdS and ALLCAPS and camelCaseIdentifiers and snake_case_names',
-  'e\u0301 (decomposed e + combining acute) vs é (precomposed); ﬁ ligature; ① circled; Ｆｕｌｌｗｉｄｔｈ',
-  'URL https://example.com/path?query=1&x=y#frag and email name.surname@example.org',
-  'supercalifragilisticexpialidocious pneumonoultramicroscopicsilicovolcanoconiosis',
-];
 
 interface Case { name: string; dir: string }
 const bpeCases: Case[] = [
