@@ -174,11 +174,26 @@ function bertJson(): Record<string, unknown> {
   };
 }
 
-test('BERT uncased WordPiece: the same ids as the independent implementation', () => {
+test('BERT uncased WordPiece, as tokenizer.json and as GGUF: the same ids as the independent implementation', () => {
   const json = bertJson();
   const config = { tokenizer_class: 'BertTokenizer', do_lower_case: true, model_max_length: 512 };
   const ours = createTokenizer(tokenizerDataFromHfJson(json, 'bert-base-uncased/tokenizer.json', config));
   const ref = TokenizerLoader.fromPreTrained({ tokenizerJSON: json, tokenizerConfig: config } as any) as any;
+  // The same vocabulary as llama.cpp's converter stores it in GGUF (`bert` model): "[...]" pieces kept, "##x"
+  // as "x", a word start "x" as "▁x"; the added specials control tokens.
+  const words: string[] = [];
+  for (const [w, id] of Object.entries((json.model as { vocab: Record<string, number> }).vocab)) words[id] = w;
+  const specials = new Set((json.added_tokens as { id: number }[]).map((a) => a.id));
+  const file = parseGguf(writeGguf({
+    metadata: {
+      'tokenizer.ggml.model': gguf.str('bert'),
+      'tokenizer.ggml.tokens': gguf.strings(words.map((w) => (/^\[.*\]$/.test(w) ? w : w.startsWith('##') ? w.slice(2) : `\u2581${w}`))),
+      'tokenizer.ggml.token_type': gguf.i32s(words.map((_, id) => (specials.has(id) ? TokenType.CONTROL : TokenType.NORMAL))),
+      'tokenizer.ggml.unknown_token_id': gguf.u32(100), 'tokenizer.ggml.cls_token_id': gguf.u32(101), 'tokenizer.ggml.seperator_token_id': gguf.u32(102),
+    },
+    tensors: [],
+  }), 'bert.gguf');
+  const fromGguf = createTokenizer(ggufTokenizerData(file)!);
   const extra = [
     'UNAFFABLE Ünïcödé ÀÉÎÕÜ façade',
     '中国人民 日本語 한국어',
@@ -190,11 +205,14 @@ test('BERT uncased WordPiece: the same ids as the independent implementation', (
   const bad: string[] = [];
   for (const s of [...SENTENCES, ...extra]) {
     const want: number[] = Array.from(ref.encode(s, { add_special_tokens: false }) as number[]);
-    const got = ours.encode(s, { bos: false });
-    if (JSON.stringify(got) !== JSON.stringify(want)) bad.push(`${JSON.stringify(s)}\n  ours ${JSON.stringify(got)}\n  ref  ${JSON.stringify(want)}`);
+    for (const [form, tok] of [['tokenizer.json', ours], ['GGUF', fromGguf]] as const) {
+      const got = tok.encode(s, { bos: false });
+      if (JSON.stringify(got) !== JSON.stringify(want)) bad.push(`${form}: ${JSON.stringify(s)}\n  ours ${JSON.stringify(got)}\n  ref  ${JSON.stringify(want)}`);
+    }
   }
   assert.is(bad.length, 0, bad.join('\n'));
   const s = 'The quick, brown fox!';
+  assert.equal(fromGguf.encode(s, { bos: true, eos: true }), Array.from(ref.encode(s) as number[]), 'GGUF: [CLS] … [SEP]');
   assert.equal(ours.encode(s, { bos: true, eos: true }), Array.from(ref.encode(s) as number[]), '[CLS] … [SEP]');
   const unk = ours.encode('x'.repeat(101), { bos: false });
   assert.equal(unk, [100], 'a word over max_input_chars_per_word is [UNK]');
