@@ -45,17 +45,23 @@ export async function writeModel(ckpt: LlamaCheckpoint, out: string, format: Mod
 }
 
 
+/** Hugging Face model classes of the architectures written under their own name (others as llama). */
+const HF_CLASSES: Record<string, string> = { llama: 'LlamaForCausalLM', qwen2: 'Qwen2ForCausalLM', qwen3: 'Qwen3ForCausalLM', mistral: 'MistralForCausalLM' };
+
 export function hfConfigJson(c: LlamaCheckpoint, torchDtype = 'float32'): Record<string, unknown> {
   const k = c.config;
-  // A windowed model without Qwen3 norms is written as Mistral, whose transformers class reads sliding_window.
-  const [arch, type] = k.qkNorm ? ['Qwen3ForCausalLM', 'qwen3'] : k.slidingWindow !== undefined && !k.qkvBias ? ['MistralForCausalLM', 'mistral'] : ['LlamaForCausalLM', 'llama'];
+  // Qwen2's q/k/v biases and Qwen3's q/k norms come with the model type; a Qwen2 keeps its name only with its
+  // biases; a windowed model without either is written as Mistral, whose transformers class reads sliding_window.
+  const type = k.qkNorm ? 'qwen3' : k.architecture === 'qwen2' && k.qkvBias ? 'qwen2' : k.slidingWindow !== undefined && !k.qkvBias ? 'mistral' : 'llama';
   return {
-    architectures: [arch], model_type: type, hidden_size: k.dim,
+    architectures: [HF_CLASSES[type]], model_type: type, hidden_size: k.dim,
     ...(k.headDim !== undefined ? { head_dim: k.headDim } : {}), intermediate_size: k.hiddenDim,
     num_hidden_layers: k.nLayers, num_attention_heads: k.nHeads, num_key_value_heads: k.nKvHeads, vocab_size: k.vocabSize,
     max_position_embeddings: k.maxSeqLen, rms_norm_eps: k.normEps, rope_theta: k.ropeTheta, tie_word_embeddings: k.tiedEmbeddings,
     attention_bias: k.qkvBias, hidden_act: 'silu', torch_dtype: torchDtype, ...(k.ropeScaling ? { rope_scaling: k.ropeScaling } : {}),
     ...(k.slidingWindow !== undefined ? { sliding_window: k.slidingWindow, ...(k.layerTypes ? { layer_types: k.layerTypes } : {}) } : {}),
+    // Qwen2 reads the window only with use_sliding_window, on layers from max_window_layers on when layer_types is absent.
+    ...(k.slidingWindow !== undefined && type === 'qwen2' ? { use_sliding_window: true, ...(k.layerTypes ? {} : { max_window_layers: 0 }) } : {}),
     bos_token_id: c.tokenizer?.bosId ?? 1, eos_token_id: c.tokenizer?.eosId ?? 2,
   };
 }

@@ -21,6 +21,9 @@ const LAYER_NAMES: ReadonlyArray<[string, string]> = [
   ['attn_k', 'self_attn.k_proj'],
   ['attn_v', 'self_attn.v_proj'],
   ['attn_output', 'self_attn.o_proj'],
+  // Qwen3's per-head query/key RMSNorms.
+  ['attn_q_norm', 'self_attn.q_norm'],
+  ['attn_k_norm', 'self_attn.k_norm'],
   ['attn_norm', 'input_layernorm'],
   ['ffn_norm', 'post_attention_layernorm'],
   ['ffn_gate', 'mlp.gate_proj'],
@@ -64,7 +67,25 @@ export function hfToGgufName(name: string): string | undefined {
 }
 
 /** Architectures whose GGUF layout is the llama one (same tensor names, `<arch>.*` keys). */
-const LLAMA_LIKE = new Set(['llama', 'mistral', 'qwen2', 'granite']);
+const LLAMA_LIKE = new Set(['llama', 'mistral', 'qwen2', 'qwen3', 'granite']);
+
+/**
+ * Architectures llama.cpp runs with NEOX rotary (LLAMA_ROPE_TYPE_NEOX in `llama_model_rope_type`,
+ * src/llama-model.cpp): each head rotates (x[i], x[i + D/2]), as Hugging Face does, and
+ * convert_hf_to_gguf.py stores their q/k rows unchanged. The others with rotary (LLAMA_ROPE_TYPE_NORM:
+ * llama, mistral, granite, …) rotate adjacent pairs (x[2i], x[2i+1]); for them the converter's
+ * LlamaModel.permute reorders each head's q/k rows, so a file holds them in the pairs layout.
+ */
+const NEOX_ROPE = new Set([
+  'qwen', 'qwen2', 'qwen2moe', 'qwen3', 'qwen3moe', 'phi2', 'phi3', 'phimoe', 'gemma', 'gemma2', 'gemma3',
+  'gptneox', 'stablelm', 'starcoder2', 'falcon', 'olmo2', 'olmoe', 'bitnet', 'dbrx', 'grok', 'openelm',
+  'codeshell', 'orion', 'nemotron', 'exaone', 'minicpm3',
+]);
+
+/** The rotary layout of an architecture's q/k rows in GGUF files (see NEOX_ROPE). */
+export function ggufRopeLayout(arch: string): 'pairs' | 'half' {
+  return NEOX_ROPE.has(arch) ? 'half' : 'pairs';
+}
 
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;
@@ -138,7 +159,14 @@ export function ggufLlamaConfig(file: GgufHeader & { bytes?: Uint8Array }, tied?
   const window = ggufNumber(file, key('attention.sliding_window'));
   if (window !== undefined && !(Number.isSafeInteger(window) && window > 0)) fail(`metadata ${key('attention.sliding_window')} is ${window}, expected a positive integer`);
   const maxSeqLen = req('context_length');
+  // Qwen3 normalises each head's queries and keys (blk.N.attn_q_norm / attn_k_norm); no other supported architecture does.
+  const qkNorm = arch === 'qwen3';
+  if (qkNorm !== file.tensorsByName.has('blk.0.attn_q_norm.weight')) {
+    fail(qkNorm ? 'tensor blk.0.attn_q_norm.weight is missing (architecture qwen3 normalises queries and keys per head)'
+      : `tensor blk.0.attn_q_norm.weight is not used by architecture ${arch as string} (per-head query/key norms are qwen3's)`);
+  }
   return {
+    ...(qkNorm ? { qkNorm } : {}),
     ...(ropeScaling ? { ropeScaling } : {}),
     ...(headDim !== dim / nHeads ? { headDim } : {}),
     ...(window !== undefined && window < maxSeqLen ? { slidingWindow: window } : {}),
@@ -153,7 +181,7 @@ export function ggufLlamaConfig(file: GgufHeader & { bytes?: Uint8Array }, tied?
     ropeTheta: shortestF32(ggufNumber(file, key('rope.freq_base'), 10000)),
     tiedEmbeddings: tied,
     qkvBias: file.tensorsByName.has('blk.0.attn_q.bias'),
-    ropeLayout: 'pairs',
+    ropeLayout: ggufRopeLayout(arch as string),
     architecture: arch as string,
   };
 }
@@ -329,6 +357,78 @@ export function ggufPreTokenizer(pre: string): Record<string, unknown> {
   };
 }
 
+/** The name llama.cpp's converter writes for each split rule (the first of its names otherwise). */
+const PRE_NAME_OF_RULE: Record<string, string> = { gpt2: 'gpt-2', llama3: 'llama-bpe' };
+
+/**
+ * The `tokenizer.ggml.pre` name of a byte-level tokenizer.json: its Split regexes (then ByteLevel without
+ * its own regex), or a lone ByteLevel with GPT-2's regex, compared with the rules above; undefined when no
+ * rule is the same (llama.cpp would not split such text alike). Normalizers other than NFC, which llama.cpp
+ * leaves out for byte-level vocabularies too, also give undefined.
+ */
+export function ggufPreTokenizerName(json: Record<string, unknown>): string | undefined {
+  const flat = (n: unknown, key: string): Record<string, unknown>[] => {
+    if (!n || typeof n !== 'object') return [];
+    const o = n as Record<string, unknown>;
+    return o.type === 'Sequence' ? ((o[key] ?? []) as unknown[]).flatMap((k) => flat(k, key)) : [o];
+  };
+  const norms = flat(json.normalizer, 'normalizers');
+  if (norms.some((n) => n.type !== 'NFC')) return undefined;
+  const pres = flat(json.pre_tokenizer, 'pretokenizers');
+  const last = pres[pres.length - 1];
+  if (last?.type !== 'ByteLevel' || last.add_prefix_space === true) return undefined;
+  let rule: string | undefined;
+  if (pres.length === 1) rule = last.use_regex === false ? undefined : 'gpt2';
+  else if (last.use_regex === false) {
+    const splits = pres.slice(0, -1);
+    if (!splits.every((p) => p.type === 'Split' && (p.behavior ?? 'Isolated') === 'Isolated' && p.invert !== true && typeof (p.pattern as { Regex?: unknown } | undefined)?.Regex === 'string')) return undefined;
+    const patterns = splits.map((p) => (p.pattern as { Regex: string }).Regex);
+    const ignoreMerges = (json.model as { ignore_merges?: unknown } | undefined)?.ignore_merges === true;
+    rule = Object.keys(SPLIT_RULES).find((r) => {
+      const want = SPLIT_RULES[r]!;
+      return want.length === patterns.length && want.every((w, i) => w === patterns[i]) && IGNORE_MERGES.has(r) === ignoreMerges;
+    });
+  }
+  if (rule === undefined) return undefined;
+  return PRE_NAME_OF_RULE[rule] ?? Object.keys(GGUF_PRE_TOKENIZERS).find((n) => GGUF_PRE_TOKENIZERS[n] === rule);
+}
+
+/**
+ * GGUF metadata of a byte-level BPE tokenizer.json (Llama 3, Qwen2/3, GPT-2 style) as llama.cpp's converter
+ * writes it: `gpt2` model, tokens by id (ids without a token and rows past the vocabulary up to the
+ * embedding's `vocabSize` as unused `[PADn]`), token types, merges as "a b", the split rule's name, BOS/EOS,
+ * add_bos_token and the chat template. Undefined for other tokenizers (WordPiece, SentencePiece-style BPE) and
+ * for split rules llama.cpp does not have (`ggufPreTokenizerName`).
+ */
+export function byteLevelTokenizerMetadata(tok: TokenizerData, vocabSize = tok.tokens.length): Map<string, GgufValue> | undefined {
+  const json = tok.json as Record<string, unknown> | undefined;
+  const model = json?.model as Record<string, unknown> | undefined;
+  if (tok.kind !== 'hf-json' || !json || model?.type !== 'BPE' || model.byte_fallback === true) return undefined;
+  const pre = ggufPreTokenizerName(json);
+  if (pre === undefined) return undefined;
+  const n = Math.max(vocabSize, tok.tokens.length);
+  const tokens: string[] = new Array(n);
+  const types = new Int32Array(n);
+  for (let id = 0; id < n; id++) {
+    const t = tok.tokens[id];
+    if (t) { tokens[id] = t; types[id] = tok.types?.[id] ?? TokenType.NORMAL; } else { tokens[id] = `[PAD${id}]`; types[id] = TokenType.UNUSED; }
+  }
+  const merges = ((model.merges ?? []) as (string | [string, string])[]).map((m) => (typeof m === 'string' ? m : `${m[0]} ${m[1]}`));
+  const meta = new Map<string, GgufValue>([
+    ['tokenizer.ggml.model', gguf.str('gpt2')],
+    ['tokenizer.ggml.pre', gguf.str(pre)],
+    ['tokenizer.ggml.tokens', gguf.strings(tokens)],
+    ['tokenizer.ggml.token_type', gguf.i32s(types)],
+    ['tokenizer.ggml.merges', gguf.strings(merges)],
+  ]);
+  if (tok.bosId !== undefined) meta.set('tokenizer.ggml.bos_token_id', gguf.u32(tok.bosId));
+  if (tok.eosId !== undefined) meta.set('tokenizer.ggml.eos_token_id', gguf.u32(tok.eosId));
+  if (tok.padId !== undefined) meta.set('tokenizer.ggml.padding_token_id', gguf.u32(tok.padId));
+  meta.set('tokenizer.ggml.add_bos_token', gguf.bool(tok.addBos === true));
+  if (tok.chatTemplate !== undefined) meta.set('tokenizer.chat_template', gguf.str(tok.chatTemplate));
+  return meta;
+}
+
 /** The names `tokenizer.ggml.pre` may take here. */
 export const GGUF_PRE_TOKENIZER_NAMES: readonly string[] = Object.keys(GGUF_PRE_TOKENIZERS);
 
@@ -451,17 +551,23 @@ export interface CheckpointToGgufOptions {
 // llama.cpp's llama_ftype: the type most weights have.
 const FILE_TYPE: Record<GgufWriteType, number> = { F32: 0, F16: 1, Q4_0: 2, Q4_1: 3, Q8_0: 7, BF16: 32 };
 
-/** Serialise a checkpoint as a llama GGUF file (Q/K rows converted to the adjacent-pair layout). */
+/**
+ * Serialise a checkpoint as a GGUF file under the architecture llama.cpp's converter would name: qwen2,
+ * granite, qwen3 (a checkpoint with per-head q/k norms), and llama for the rest (Mistral too: the converter's
+ * LlamaModel takes MistralForCausalLM, and llama.cpp has no plain "mistral" architecture). Q/K rows go in the
+ * rotary layout llama.cpp runs that architecture with (`ggufRopeLayout`): adjacent pairs for llama and
+ * granite, as Hugging Face stores them (rotate-half) for qwen2 and qwen3.
+ */
 export function checkpointToGguf(ckpt: LlamaCheckpoint, options: CheckpointToGgufOptions = {}): Uint8Array {
   validateCheckpoint(ckpt);
-  if (ckpt.config.qkNorm) throw new FormatError(ckpt.source, 'GGUF export of per-head query/key norms (Qwen3) is not supported');
   // GGUF's attention.sliding_window applies to every layer; a per-layer choice has no key to go in.
   if (ckpt.config.slidingWindow !== undefined && ckpt.config.layerTypes?.some((t) => t === 'full_attention')) {
     throw new FormatError(ckpt.source, 'GGUF export of a sliding window on some layers only (layerTypes) is not supported: attention.sliding_window would apply it to every layer');
   }
-  const c = withRopeLayout(ckpt, 'pairs');
+  const named = ckpt.config.architecture;
+  const arch = ckpt.config.qkNorm ? 'qwen3' : named === 'qwen2' || named === 'granite' ? named : 'llama';
+  const c = withRopeLayout(ckpt, ggufRopeLayout(arch));
   const cfg = c.config;
-  const arch = LLAMA_LIKE.has(cfg.architecture) ? cfg.architecture : 'llama';
   const meta = new Map<string, GgufValue>([
     ['general.architecture', gguf.str(arch)],
     ['general.name', gguf.str(options.modelName ?? 'model')],
@@ -531,6 +637,8 @@ export function checkpointToGguf(ckpt: LlamaCheckpoint, options: CheckpointToGgu
     if (tok.addBos !== undefined) meta.set('tokenizer.ggml.add_bos_token', gguf.bool(tok.addBos));
     if (tok.addSpacePrefix !== undefined) meta.set('tokenizer.ggml.add_space_prefix', gguf.bool(tok.addSpacePrefix));
     if (tok.chatTemplate !== undefined) meta.set('tokenizer.chat_template', gguf.str(tok.chatTemplate));
+  } else if (tok) {
+    for (const [k, v] of byteLevelTokenizerMetadata(tok, cfg.vocabSize) ?? []) meta.set(k, v);
   }
   const tensors: GgufWriteTensor[] = [...extra];
   const counts = new Map<GgufWriteType, number>();
