@@ -54,6 +54,22 @@ export interface LlamaConfig {
   ropeScaling?: Record<string, unknown>;
   /** Per-pair divisors of the rotary frequencies (GGUF `rope_freqs.weight`, as Llama 3.1 files carry), when set. */
   ropeFreqFactors?: number[];
+  /**
+   * Which layers use the window (Hugging Face `layer_types`, one per layer: 'sliding_attention' or
+   * 'full_attention'). Absent: every layer slides when slidingWindow is set. Ignored without slidingWindow.
+   */
+  layerTypes?: ('full_attention' | 'sliding_attention')[];
+  /** Factor on q·k in attention when not 1/√headDim (Gemma 2/3: `query_pre_attn_scalar`^−½). */
+  attentionScale?: number;
+  /** Attention logit soft-capping (Gemma 2 `attn_logit_softcapping`): a score s becomes c·tanh(s/c). */
+  attnSoftcap?: number;
+  /** Output logit soft-capping (Gemma 2 `final_logit_softcapping`): a logit z becomes c·tanh(z/c). */
+  finalSoftcap?: number;
+  /**
+   * Rotary base of the sliding-window layers when it differs from ropeTheta (Gemma 3 `rope_local_base_freq`);
+   * those layers then use it without ropeScaling, which applies to the full-attention layers only.
+   */
+  localRopeTheta?: number;
 }
 
 /** Size of one attention head: the config's headDim, or dim / nHeads. */

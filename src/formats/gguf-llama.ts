@@ -15,6 +15,7 @@ import { GGML_TYPE_OF, compactOfGgml, q4_1FitsGgml } from '../quant/codec.js';
 import { TokenType, type TokenizerData } from '../tokenizer/types.js';
 import { tokenizerDataFromHfJson } from '../tokenizer/hf-json.js';
 import { ropeTable, validateRopeScaling } from '../model/rope-scaling.js';
+import { familyOf } from '../model/families.js';
 
 const LAYER_NAMES: ReadonlyArray<[string, string]> = [
   ['attn_q', 'self_attn.q_proj'],
@@ -454,6 +455,7 @@ const FILE_TYPE: Record<GgufWriteType, number> = { F32: 0, F16: 1, Q4_0: 2, Q4_1
 /** Serialise a checkpoint as a llama GGUF file (Q/K rows converted to the adjacent-pair layout). */
 export function checkpointToGguf(ckpt: LlamaCheckpoint, options: CheckpointToGgufOptions = {}): Uint8Array {
   validateCheckpoint(ckpt);
+  if (familyOf(ckpt.config).name !== 'llama') throw new FormatError(ckpt.source, `GGUF export of ${ckpt.config.architecture} models is not supported (only Llama-shaped decoders)`);
   if (ckpt.config.qkNorm) throw new FormatError(ckpt.source, 'GGUF export of per-head query/key norms (Qwen3) is not supported');
   const c = withRopeLayout(ckpt, 'pairs');
   const cfg = c.config;

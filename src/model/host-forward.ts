@@ -7,6 +7,7 @@
  */
 import { type LlamaCheckpoint, tensorF32 } from '../formats/checkpoint.js';
 import { headDim } from './llama.js';
+import { familyOf } from './families.js';
 import { type RopeTable, ropeTable } from './rope-scaling.js';
 
 export interface HostKeyValues {
@@ -18,6 +19,7 @@ export interface HostKeyValues {
 
 /** The keys and values every layer computes for `ids` read from position 0. */
 export function hostKeyValues(ckpt: LlamaCheckpoint, ids: readonly number[]): HostKeyValues {
+  if (familyOf(ckpt.config).name !== 'llama') throw new Error(`${ckpt.source}: keys and values from real tokens are computed for Llama-shaped decoders only, not ${ckpt.config.architecture}`);
   const c = ckpt.config, n = ids.length, D = c.dim, hd = headDim(c), kv = c.nKvHeads * hd, qd = c.nHeads * hd, H = c.hiddenDim;
   // RoPE scaling as the graph applies it (dynamic NTK sized by these n tokens).
   const table = ropeTable(c, hd, n);

@@ -1,0 +1,233 @@
+// Gemma decoders (`model_type` gemma, gemma2, gemma3_text): small random models written in Hugging Face layout
+// (config.json as Hugging Face writes it + model.safetensors) against the independent float64 PyTorch forward of
+// test/reference/gemma_ref.py, written from Hugging Face's modeling equations: (1 + w) norms, √hidden embedding
+// scale, GeGLU, block output norms, query_pre_attn_scalar, final logit soft-capping, Gemma 3's per-head q/k
+// norms, local rotary base on sliding layers and linear rope scaling on global ones. Logits within 1e-9
+// absolute on float64 js, within 1e-4 absolute on float32 js, wasm and webgpu; greedy ids (KV-cache decoding)
+// equal to the reference's; the same with a trained LoRA adapter on all seven projections, saved as PEFT.
+import { mkdirSync, rmSync, writeFileSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { AdaptedModel } from '../../src/adapters/adapted-model.js';
+import type { Backend } from '../../src/backends/backend.js';
+import { createJsBackend } from '../../src/backends/js/index.js';
+import { type LlamaCheckpoint, type LlamaConfig, tensorF32, validateCheckpoint } from '../../src/formats/checkpoint.js';
+import { checkpointToGguf } from '../../src/formats/gguf-llama.js';
+import { hfModelConfig } from '../../src/formats/hf.js';
+import { loadCheckpointFile } from '../../src/formats/node-fs.js';
+import { writeSafetensors } from '../../src/formats/safetensors.js';
+import { Graph } from '../../src/graph/graph.js';
+import { buildModel, familyOf } from '../../src/model/families.js';
+import { gemmaHfConfigJson } from '../../src/model/gemma.js';
+import { uploadWeights } from '../../src/model/runtime.js';
+import { syntheticCheckpoint } from '../../src/model/synthetic.js';
+import { Session } from '../../src/scheduler/session.js';
+import { fineTune } from '../../src/train/finetune.js';
+import { seededRandom } from '../../src/util/random.js';
+import { hfConfigJson } from '../../src/cli/write-model.js';
+import { otherBackends } from '../backends/backends.js';
+import { logitsF64, maxGap } from './ours.js';
+import { readF64, requireTorch, runReference, savePeftFolder } from './python.js';
+
+const B = 2, T = 6;
+const COMMON = {
+  hidden_size: 32, intermediate_size: 48, num_attention_heads: 4, num_key_value_heads: 2, head_dim: 16, vocab_size: 24,
+  max_position_embeddings: 64, rms_norm_eps: 1e-6, hidden_activation: 'gelu_pytorch_tanh', tie_word_embeddings: true,
+};
+/** Gemma 2: even layers slide (window 8 > the sequences here), query_pre_attn_scalar ≠ head_dim, a final soft-cap that bites. */
+const GEMMA2 = {
+  ...COMMON, model_type: 'gemma2', architectures: ['Gemma2ForCausalLM'], num_hidden_layers: 2, rope_theta: 1000,
+  query_pre_attn_scalar: 24, attn_logit_softcapping: null, final_logit_softcapping: 2.5, sliding_window: 8,
+};
+/** Gemma 3: layers 0 and 2 slide (pattern 2), local rotary base 100, global 1e5 with linear scaling ×4. */
+const GEMMA3 = {
+  ...COMMON, model_type: 'gemma3_text', architectures: ['Gemma3ForCausalLM'], num_hidden_layers: 3, rope_theta: 100000,
+  rope_local_base_freq: 100, rope_scaling: { rope_type: 'linear', factor: 4 }, query_pre_attn_scalar: 12,
+  attn_logit_softcapping: null, final_logit_softcapping: null, sliding_window: 8, sliding_window_pattern: 2,
+};
+/** Gemma 1: Llama-shaped blocks with Gemma's norms, embedding scale and GeGLU. */
+const GEMMA1 = { ...COMMON, model_type: 'gemma', architectures: ['GemmaForCausalLM'], num_hidden_layers: 2, rope_theta: 1000 };
+
+const ids = Int32Array.from({ length: B * T }, (_, i) => (i * 5 + 1) % COMMON.vocab_size);
+const rows = [Array.from(ids.subarray(0, T)), Array.from(ids.subarray(T))];
+const prompt = [3, 9, 4];
+const dir = mkdtempSync(join(tmpdir(), 'adaptkit-gemma-'));
+test.after(() => rmSync(dir, { recursive: true, force: true }));
+
+/** Random weights; norm offsets away from 0 so that a norm read as w instead of 1 + w shows. */
+function randomModel(json: Record<string, unknown>, seed: number): LlamaCheckpoint {
+  const ckpt = syntheticCheckpoint(hfModelConfig(json), { seed, scale: 0.6 });
+  const r = seededRandom(seed + 100);
+  for (const [k, t] of ckpt.tensors) {
+    if (k.endsWith('norm.weight')) ckpt.tensors.set(k, { shape: t.shape, data: Float32Array.from({ length: t.shape[0]! }, () => (r() - 0.5) * 0.8) });
+  }
+  return ckpt;
+}
+
+function writeFolder(ckpt: LlamaCheckpoint, json: Record<string, unknown>, name: string): string {
+  const folder = join(dir, name);
+  mkdirSync(folder, { recursive: true });
+  writeFileSync(join(folder, 'model.safetensors'), writeSafetensors([...ckpt.tensors].map(([k, t]) => [k, { shape: t.shape, data: tensorF32(t) }] as [string, { shape: number[]; data: Float32Array }])));
+  writeFileSync(join(folder, 'config.json'), JSON.stringify(json));
+  return folder;
+}
+
+/** Blocks that repeat a short cycle, so a few steps lower the loss. */
+function blocks(seq: number, count: number) {
+  const all = new Int32Array(count * (seq + 1)), targets = new Int32Array(count * seq);
+  for (let r = 0; r < count; r++) {
+    for (let t = 0; t <= seq; t++) all[r * (seq + 1) + t] = (r + t * 3) % 7 + 2;
+    for (let t = 0; t < seq; t++) targets[r * seq + t] = all[r * (seq + 1) + t + 1]!;
+  }
+  return { ids: all, targets, rows: count, seq, paddingRatio: 0, naivePaddingRatio: 0 };
+}
+
+interface Case {
+  ckpt: LlamaCheckpoint; model: AdaptedModel; ref: Float64Array; refLora?: Float64Array; losses?: number[];
+  greedy: number[]; greedyLora?: number[];
+}
+const cases = new Map<string, Promise<Case>>();
+/** Load the folder, train LoRA on all projections (js, 8 steps), save it, run the reference on both. */
+function prepare(json: Record<string, unknown>, seed: number, lora = true): Promise<Case> {
+  const key = String(json.model_type);
+  let c = cases.get(key);
+  if (!c) {
+    c = (async () => {
+      requireTorch();
+      const folder = writeFolder(randomModel(json, seed), json, key);
+      const ckpt = await loadCheckpointFile(folder);
+      const model = new AdaptedModel(ckpt);
+      let losses: number[] | undefined, peft: string | undefined;
+      if (lora) {
+        model.addAdapter('t', 'lora', { r: 2, alpha: 4, targetModules: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] }, { seed: 3 });
+        losses = (await fineTune({ model, adapter: 't', backend: createJsBackend(), data: blocks(8, 4), steps: 8, batch: 4, lr: 5e-2, decay: 'constant', seed: 1 })).losses;
+        peft = savePeftFolder(model, 't', join(dir, `${key}-lora`));
+      }
+      const out = { base: join(dir, `${key}.f64`), lora: join(dir, `${key}-lora.f64`) };
+      const r = runReference<{ greedy: { name: string; ids: number[] }[] }>('gemma_ref.py', {
+        model: folder,
+        runs: [{ name: 'base', adapter: null, ids: rows, targets: rows, logits: out.base }, ...(peft ? [{ name: 'lora', adapter: peft, ids: rows, targets: rows, logits: out.lora }] : [])],
+        greedy: [{ name: 'base', adapter: null, prompt, steps: 4 }, ...(peft ? [{ name: 'lora', adapter: peft, prompt, steps: 4 }] : [])],
+      }, dir);
+      const greedyOf = (n: string) => r.greedy.find((g) => g.name === n)!.ids;
+      return {
+        ckpt, model, ref: readF64(out.base), greedy: greedyOf('base'),
+        ...(peft ? { refLora: readF64(out.lora), losses: losses!, greedyLora: greedyOf('lora') } : {}),
+      };
+    })();
+    cases.set(key, c);
+  }
+  return c;
+}
+
+async function logitsOn(ckpt: LlamaCheckpoint, backend: Backend): Promise<Float32Array> {
+  const g = new Graph();
+  const net = buildModel(g, ckpt.config, { batch: B, seq: T });
+  g.markOutput(net.logits);
+  const s = await Session.create(g, backend);
+  uploadWeights(s, net.weights, ckpt);
+  s.set(net.ids, ids);
+  await s.run();
+  const out = Float32Array.from(await s.get(net.logits));
+  s.dispose();
+  return out;
+}
+
+/** Greedy ids with the KV cache on float32 js, adapters on when the model has them active. */
+async function greedy(model: AdaptedModel, withAdapters: boolean): Promise<number[]> {
+  const rt = withAdapters ? model.runtime(createJsBackend()) : new AdaptedModel(model.base).runtime(createJsBackend());
+  const out = await rt.generate(prompt, { maxTokens: 4, temperature: 0, stopTokens: [] });
+  rt.dispose();
+  return out;
+}
+
+const withConfig = (ckpt: LlamaCheckpoint, change: Partial<LlamaConfig>): AdaptedModel => new AdaptedModel({ ...ckpt, config: { ...ckpt.config, ...change } });
+
+test('config.json: Gemma 2 and 3 fields, defaults and layer patterns', () => {
+  const g2 = hfModelConfig(GEMMA2);
+  assert.is(familyOf(g2).name, 'gemma');
+  assert.equal([g2.headDim, g2.attentionScale, g2.finalSoftcap, g2.attnSoftcap, g2.slidingWindow], [16, 1 / Math.sqrt(24), 2.5, undefined, 8]);
+  assert.equal(g2.layerTypes, ['sliding_attention', 'full_attention']);
+  const g3 = hfModelConfig(GEMMA3);
+  assert.equal([g3.qkNorm, g3.localRopeTheta, g3.ropeTheta, g3.layerTypes], [true, 100, 100000, ['sliding_attention', 'full_attention', 'sliding_attention']]);
+  // Hugging Face's defaults: Gemma 2 caps at 50 / 30, Gemma 3 every 6th layer global, rope_theta 1e6, local base 1e4.
+  const bare = { ...COMMON, num_hidden_layers: 7, max_position_embeddings: 8192 };
+  const d2 = hfModelConfig({ ...bare, model_type: 'gemma2' });
+  assert.equal([d2.attnSoftcap, d2.finalSoftcap, d2.slidingWindow, d2.attentionScale], [50, 30, 4096, 1 / 16]);
+  const d3 = hfModelConfig({ ...bare, model_type: 'gemma3_text' });
+  assert.equal([d3.ropeTheta, d3.localRopeTheta, d3.attnSoftcap, d3.finalSoftcap], [1e6, 10000, undefined, undefined]);
+  assert.equal(d3.layerTypes!.map((t) => t[0]), ['s', 's', 's', 's', 's', 'f', 's']);
+  assert.is(hfModelConfig({ ...bare, model_type: 'gemma3_text', layer_types: Array(7).fill('full_attention') }).slidingWindow, undefined);
+  assert.throws(() => hfModelConfig({ ...GEMMA2, hidden_activation: 'gelu' }), /hidden_activation gelu is not supported \(only gelu_pytorch_tanh\)/);
+  assert.throws(() => hfModelConfig({ ...GEMMA3, layer_types: ['sliding_attention'] }), /layer_types must list one type per layer \(3\)/);
+  assert.throws(() => hfModelConfig({ ...GEMMA2, final_logit_softcapping: -1 }), /final_logit_softcapping is -1, expected a positive number or null/);
+});
+
+for (const [name, json, seed] of [['Gemma 2', GEMMA2, 5], ['Gemma 3', GEMMA3, 7]] as const) {
+  test(`${name}: logits match the float64 reference on js (float64) within 1e-9; each Gemma feature matters`, async () => {
+    const { ckpt, ref } = await prepare(json, seed);
+    const gap = maxGap(await logitsF64(new AdaptedModel(ckpt), ids, B, T), ref);
+    assert.ok(gap < 1e-9, `max |logit difference| ${gap}`);
+    // The reference is sensitive to what differs from Llama: leaving any of it out is far off.
+    const changes: Partial<LlamaConfig>[] = [{ attentionScale: undefined }];
+    if (ckpt.config.finalSoftcap) changes.push({ finalSoftcap: undefined });
+    if (ckpt.config.localRopeTheta) changes.push({ localRopeTheta: undefined }, { ropeScaling: undefined }, { qkNorm: false });
+    for (const change of changes) {
+      assert.ok(maxGap(await logitsF64(withConfig(ckpt, change), ids, B, T), ref) > 1e-3, `${JSON.stringify(change)} made no difference`);
+    }
+  });
+
+  test(`${name}: logits on float32 js, wasm and webgpu within 1e-4 of the reference; greedy ids equal`, async () => {
+    const { ckpt, ref, greedy: expected, model } = await prepare(json, seed);
+    for (const { name: b, backend } of [{ name: 'js', backend: createJsBackend() }, ...(await otherBackends())]) {
+      const gap = maxGap(await logitsOn(ckpt, backend), ref);
+      assert.ok(gap < 1e-4, `${b}: max |logit difference| ${gap}`);
+    }
+    assert.equal(await greedy(model, false), expected);
+  });
+
+  test(`${name}: LoRA on all projections trains; the reference reads the saved PEFT folder and agrees`, async () => {
+    const { losses, model, ref, refLora, greedyLora } = await prepare(json, seed);
+    assert.ok(losses![losses!.length - 1]! < losses![0]! * 0.9, `loss ${losses![0]} → ${losses![losses!.length - 1]}`);
+    assert.ok(maxGap(refLora!, ref) > 1e-3, 'the adapter changed nothing');
+    const gap = maxGap(await logitsF64(model, ids, B, T), refLora!);
+    assert.ok(gap < 1e-9, `max |logit difference| ${gap}`);
+    assert.equal(await greedy(model, true), greedyLora);
+  });
+}
+
+test('Gemma 1: logits match the float64 reference within 1e-9, greedy ids equal', async () => {
+  const { ckpt, ref, greedy: expected, model } = await prepare(GEMMA1, 11, false);
+  assert.is(ckpt.tensors.has('model.layers.0.pre_feedforward_layernorm.weight'), false);
+  const gap = maxGap(await logitsF64(new AdaptedModel(ckpt), ids, B, T), ref);
+  assert.ok(gap < 1e-9, `max |logit difference| ${gap}`);
+  assert.equal(await greedy(model, false), expected);
+});
+
+test('not yet supported: attention soft-capping, sequences past the window, GGUF export; bad tensors named', async () => {
+  const { ckpt } = await prepare(GEMMA2, 5);
+  assert.throws(() => buildModel(new Graph(), { ...ckpt.config, attnSoftcap: 50 }, { batch: 1, seq: 4 }), (e: unknown) => e instanceof RangeError && /attention logit soft-capping \(attn_logit_softcapping 50\) is not supported yet/.test((e as Error).message));
+  buildModel(new Graph(), ckpt.config, { batch: 1, seq: 8 });
+  assert.throws(() => buildModel(new Graph(), ckpt.config, { batch: 1, seq: 9 }), /attention over 9 positions exceeds the model's sliding window of 8; windowed attention is not supported yet/);
+  assert.throws(() => buildModel(new Graph(), ckpt.config, { batch: 1, seq: 1, cacheLen: 12 }), /attention over 12 positions exceeds/);
+  // Only full-attention layers: no limit.
+  buildModel(new Graph(), { ...ckpt.config, layerTypes: ['full_attention', 'full_attention'] }, { batch: 1, seq: 12 });
+  assert.throws(() => checkpointToGguf(ckpt), /GGUF export of gemma2 models is not supported/);
+  const tensors = new Map(ckpt.tensors);
+  tensors.delete('model.layers.1.post_feedforward_layernorm.weight');
+  assert.throws(() => validateCheckpoint({ ...ckpt, tensors }), /post_feedforward_layernorm\.weight is missing/);
+});
+
+test('merge writes a Gemma config.json that reads back to the same config', async () => {
+  for (const [json, seed] of [[GEMMA2, 5], [GEMMA3, 7]] as const) {
+    const { ckpt } = await prepare(json, seed);
+    const written = hfConfigJson(ckpt);
+    assert.is(written.model_type, json.model_type);
+    assert.equal(hfModelConfig(written), ckpt.config);
+    assert.equal(gemmaHfConfigJson(ckpt.config).query_pre_attn_scalar, json.query_pre_attn_scalar);
+  }
+});
+
+test.run();
