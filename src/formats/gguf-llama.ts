@@ -457,6 +457,10 @@ export function checkpointToGguf(ckpt: LlamaCheckpoint, options: CheckpointToGgu
   validateCheckpoint(ckpt);
   if (familyOf(ckpt.config).name !== 'llama') throw new FormatError(ckpt.source, `GGUF export of ${ckpt.config.architecture} models is not supported (only Llama-shaped decoders)`);
   if (ckpt.config.qkNorm) throw new FormatError(ckpt.source, 'GGUF export of per-head query/key norms (Qwen3) is not supported');
+  // GGUF's attention.sliding_window applies to every layer; a per-layer choice has no key to go in.
+  if (ckpt.config.slidingWindow !== undefined && ckpt.config.layerTypes?.some((t) => t === 'full_attention')) {
+    throw new FormatError(ckpt.source, 'GGUF export of a sliding window on some layers only (layerTypes) is not supported: attention.sliding_window would apply it to every layer');
+  }
   const c = withRopeLayout(ckpt, 'pairs');
   const cfg = c.config;
   const arch = LLAMA_LIKE.has(cfg.architecture) ? cfg.architecture : 'llama';

@@ -13,15 +13,12 @@
  *     `layer_types`); Gemma 3's q_norm/k_norm per head (Gemma RMSNorm) before rotary, and rope_local_base_freq
  *     without rope_scaling on its sliding layers, rope_theta with rope_scaling on the others.
  * Parameters carry Hugging Face names, so PEFT targets (`model.layers.N.self_attn.q_proj`, …) match.
- *
- * Windowed attention and attention soft-capping are not computed yet: a graph whose sliding layers attend
- * more positions than the window, or a config with attention soft-capping, is refused with a RangeError
- * naming the feature. Within the window plain causal attention is exactly the windowed one.
+ * Windows and attention soft-capping are the attention op's own (training, evaluation and KV-cache decoding).
  */
 import * as F from '../graph/api.js';
 import type { Graph, Tensor } from '../graph/graph.js';
 import { FormatError } from '../formats/binary.js';
-import { configHeadDim, type LlamaConfig, llamaTensorShapes } from '../formats/checkpoint.js';
+import { configHeadDim, type LlamaConfig, layerWindow, llamaTensorShapes } from '../formats/checkpoint.js';
 import { hfLlamaConfig } from '../formats/hf.js';
 import { llamaModules } from '../adapters/targets.js';
 import { ropeTable } from './rope-scaling.js';
@@ -125,17 +122,10 @@ export function gemmaTensorShapes(c: LlamaConfig): Map<string, number[]> {
   return m;
 }
 
-/** Whether layer l uses the sliding window. */
-const slides = (c: LlamaConfig, l: number): boolean =>
-  c.slidingWindow !== undefined && (c.layerTypes?.[l] ?? 'sliding_attention') === 'sliding_attention';
-
 export function buildGemma(g: Graph, c: LlamaConfig, o: LlamaGraphOptions): LlamaGraph {
   const { batch: B, seq: T } = o;
   const hd = configHeadDim(c), kvDim = c.nKvHeads * hd, qDim = c.nHeads * hd;
   const sandwich = hasSandwichNorms(c), gemma3 = c.architecture === 'gemma3_text';
-  if (c.attnSoftcap !== undefined) {
-    throw new RangeError(`attention logit soft-capping (attn_logit_softcapping ${c.attnSoftcap}) is not supported yet; a config with attn_logit_softcapping: null builds`);
-  }
   const weights = new Map<string, Tensor>();
   const w = (name: string, shape: number[]): Tensor => {
     const have = weights.get(name);
@@ -177,10 +167,6 @@ export function buildGemma(g: Graph, c: LlamaConfig, o: LlamaGraphOptions): Llam
   if (!gemma3) x = g.within('model', () => F.scale(x, normalizer));
   const seqLen = x.shape[1]!;
   const prefix = o.hooks?.prefixTokens ?? 0;
-  const span = prefix + (decoding ? o.cacheLen! : seqLen);
-  if (c.slidingWindow !== undefined && span > c.slidingWindow && Array.from({ length: c.nLayers }, (_, l) => slides(c, l)).some((s) => s)) {
-    throw new RangeError(`attention over ${span} positions exceeds the model's sliding window of ${c.slidingWindow}; windowed attention is not supported yet, so sequences (with prefix and KV cache) are limited to the window`);
-  }
   const ropeLength = decoding ? o.cacheLen! : prefix + seqLen;
   const globalRope = { theta: c.ropeTheta, layout: c.ropeLayout, offset: prefix, ...ropeTable(c, hd, ropeLength) };
   // Gemma 3's sliding layers: rope_local_base_freq, no scaling.
@@ -188,11 +174,17 @@ export function buildGemma(g: Graph, c: LlamaConfig, o: LlamaGraphOptions): Llam
     theta: c.localRopeTheta, layout: c.ropeLayout, offset: prefix,
     ...ropeTable({ ...c, ropeTheta: c.localRopeTheta, ropeScaling: undefined, ropeFreqFactors: undefined }, hd, ropeLength),
   };
-  const attnOpts = c.attentionScale !== undefined ? { scale: c.attentionScale } : {};
+  const scaleOpts = {
+    ...(c.attentionScale !== undefined ? { scale: c.attentionScale } : {}),
+    ...(c.attnSoftcap !== undefined ? { softcap: c.attnSoftcap } : {}),
+  };
 
   for (let l = 0; l < c.nLayers; l++) {
     const p = `model.layers.${l}`;
-    const ropeOpts = slides(c, l) ? localRope : globalRope;
+    // Sliding layers: the attention prefix counts as the positions before the sequence.
+    const window = layerWindow(c, l);
+    const ropeOpts = window !== undefined ? localRope : globalRope;
+    const attnOpts = window !== undefined ? { ...scaleOpts, window } : scaleOpts;
     const n1 = norm(`${p}.input_layernorm`, x, c.dim);
     const q = F.reshape(linear(`${p}.self_attn.q_proj`, n1, c.dim, qDim, c.qkvBias), [B, seqLen, c.nHeads, hd]);
     const k = F.reshape(linear(`${p}.self_attn.k_proj`, n1, c.dim, kvDim, c.qkvBias), [B, seqLen, c.nKvHeads, hd]);

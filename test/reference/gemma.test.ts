@@ -1,8 +1,9 @@
 // Gemma decoders (`model_type` gemma, gemma2, gemma3_text): small random models written in Hugging Face layout
 // (config.json as Hugging Face writes it + model.safetensors) against the independent float64 PyTorch forward of
 // test/reference/gemma_ref.py, written from Hugging Face's modeling equations: (1 + w) norms, √hidden embedding
-// scale, GeGLU, block output norms, query_pre_attn_scalar, final logit soft-capping, Gemma 3's per-head q/k
-// norms, local rotary base on sliding layers and linear rope scaling on global ones. Logits within 1e-9
+// scale, GeGLU, block output norms, query_pre_attn_scalar, attention and final logit soft-capping, sliding
+// windows shorter than the sequences on some layers, Gemma 3's per-head q/k norms, local rotary base on sliding
+// layers and linear rope scaling on global ones. Logits within 1e-9
 // absolute on float64 js, within 1e-4 absolute on float32 js, wasm and webgpu; greedy ids (KV-cache decoding)
 // equal to the reference's; the same with a trained LoRA adapter on all seven projections, saved as PEFT.
 import { mkdirSync, rmSync, writeFileSync, mkdtempSync } from 'node:fs';
@@ -36,16 +37,16 @@ const COMMON = {
   hidden_size: 32, intermediate_size: 48, num_attention_heads: 4, num_key_value_heads: 2, head_dim: 16, vocab_size: 24,
   max_position_embeddings: 64, rms_norm_eps: 1e-6, hidden_activation: 'gelu_pytorch_tanh', tie_word_embeddings: true,
 };
-/** Gemma 2: even layers slide (window 8 > the sequences here), query_pre_attn_scalar ≠ head_dim, a final soft-cap that bites. */
+/** Gemma 2: even layers slide (window 3, shorter than the sequences), query_pre_attn_scalar ≠ head_dim, soft-caps that bite. */
 const GEMMA2 = {
   ...COMMON, model_type: 'gemma2', architectures: ['Gemma2ForCausalLM'], num_hidden_layers: 2, rope_theta: 1000,
-  query_pre_attn_scalar: 24, attn_logit_softcapping: null, final_logit_softcapping: 2.5, sliding_window: 8,
+  query_pre_attn_scalar: 24, attn_logit_softcapping: 1.5, final_logit_softcapping: 2.5, sliding_window: 3,
 };
-/** Gemma 3: layers 0 and 2 slide (pattern 2), local rotary base 100, global 1e5 with linear scaling ×4. */
+/** Gemma 3: layers 0 and 2 slide (pattern 2, window 3), local rotary base 100, global 1e5 with linear scaling ×4. */
 const GEMMA3 = {
   ...COMMON, model_type: 'gemma3_text', architectures: ['Gemma3ForCausalLM'], num_hidden_layers: 3, rope_theta: 100000,
   rope_local_base_freq: 100, rope_scaling: { rope_type: 'linear', factor: 4 }, query_pre_attn_scalar: 12,
-  attn_logit_softcapping: null, final_logit_softcapping: null, sliding_window: 8, sliding_window_pattern: 2,
+  attn_logit_softcapping: null, final_logit_softcapping: null, sliding_window: 3, sliding_window_pattern: 2,
 };
 /** Gemma 1: Llama-shaped blocks with Gemma's norms, embedding scale and GeGLU. */
 const GEMMA1 = { ...COMMON, model_type: 'gemma', architectures: ['GemmaForCausalLM'], num_hidden_layers: 2, rope_theta: 1000 };
@@ -148,7 +149,7 @@ const withConfig = (ckpt: LlamaCheckpoint, change: Partial<LlamaConfig>): Adapte
 test('config.json: Gemma 2 and 3 fields, defaults and layer patterns', () => {
   const g2 = hfModelConfig(GEMMA2);
   assert.is(familyOf(g2).name, 'gemma');
-  assert.equal([g2.headDim, g2.attentionScale, g2.finalSoftcap, g2.attnSoftcap, g2.slidingWindow], [16, 1 / Math.sqrt(24), 2.5, undefined, 8]);
+  assert.equal([g2.headDim, g2.attentionScale, g2.finalSoftcap, g2.attnSoftcap, g2.slidingWindow], [16, 1 / Math.sqrt(24), 2.5, 1.5, 3]);
   assert.equal(g2.layerTypes, ['sliding_attention', 'full_attention']);
   const g3 = hfModelConfig(GEMMA3);
   assert.equal([g3.qkNorm, g3.localRopeTheta, g3.ropeTheta, g3.layerTypes], [true, 100, 100000, ['sliding_attention', 'full_attention', 'sliding_attention']]);
@@ -171,8 +172,8 @@ for (const [name, json, seed] of [['Gemma 2', GEMMA2, 5], ['Gemma 3', GEMMA3, 7]
     const gap = maxGap(await logitsF64(new AdaptedModel(ckpt), ids, B, T), ref);
     assert.ok(gap < 1e-9, `max |logit difference| ${gap}`);
     // The reference is sensitive to what differs from Llama: leaving any of it out is far off.
-    const changes: Partial<LlamaConfig>[] = [{ attentionScale: undefined }];
-    if (ckpt.config.finalSoftcap) changes.push({ finalSoftcap: undefined });
+    const changes: Partial<LlamaConfig>[] = [{ attentionScale: undefined }, { slidingWindow: undefined }];
+    if (ckpt.config.finalSoftcap) changes.push({ finalSoftcap: undefined }, { attnSoftcap: undefined });
     if (ckpt.config.localRopeTheta) changes.push({ localRopeTheta: undefined }, { ropeScaling: undefined }, { qkNorm: false });
     for (const change of changes) {
       assert.ok(maxGap(await logitsF64(withConfig(ckpt, change), ids, B, T), ref) > 1e-3, `${JSON.stringify(change)} made no difference`);
@@ -206,18 +207,13 @@ test('Gemma 1: logits match the float64 reference within 1e-9, greedy ids equal'
   assert.equal(await greedy(model, false), expected);
 });
 
-test('not yet supported: attention soft-capping, sequences past the window, GGUF export; bad tensors named', async () => {
+test('GGUF export is refused; missing Gemma tensors and bad layer types are named', async () => {
   const { ckpt } = await prepare(GEMMA2, 5);
-  assert.throws(() => buildModel(new Graph(), { ...ckpt.config, attnSoftcap: 50 }, { batch: 1, seq: 4 }), (e: unknown) => e instanceof RangeError && /attention logit soft-capping \(attn_logit_softcapping 50\) is not supported yet/.test((e as Error).message));
-  buildModel(new Graph(), ckpt.config, { batch: 1, seq: 8 });
-  assert.throws(() => buildModel(new Graph(), ckpt.config, { batch: 1, seq: 9 }), /attention over 9 positions exceeds the model's sliding window of 8; windowed attention is not supported yet/);
-  assert.throws(() => buildModel(new Graph(), ckpt.config, { batch: 1, seq: 1, cacheLen: 12 }), /attention over 12 positions exceeds/);
-  // Only full-attention layers: no limit.
-  buildModel(new Graph(), { ...ckpt.config, layerTypes: ['full_attention', 'full_attention'] }, { batch: 1, seq: 12 });
   assert.throws(() => checkpointToGguf(ckpt), /GGUF export of gemma2 models is not supported/);
   const tensors = new Map(ckpt.tensors);
   tensors.delete('model.layers.1.post_feedforward_layernorm.weight');
   assert.throws(() => validateCheckpoint({ ...ckpt, tensors }), /post_feedforward_layernorm\.weight is missing/);
+  assert.throws(() => validateCheckpoint({ ...ckpt, config: { ...ckpt.config, layerTypes: ['sliding_attention'] } }), /layerTypes must give/);
 });
 
 test('merge writes a Gemma config.json that reads back to the same config', async () => {
