@@ -27,7 +27,8 @@ import { syntheticCheckpoint } from '../../src/model/synthetic.js';
 import { Session } from '../../src/scheduler/session.js';
 import { fineTune } from '../../src/train/finetune.js';
 import { seededRandom } from '../../src/util/random.js';
-import { hfConfigJson } from '../../src/cli/write-model.js';
+import { hfConfigJson, writeModel } from '../../src/cli/write-model.js';
+import { ChatTemplate } from '../../src/tokenizer/chat-template.js';
 import { otherBackends } from '../backends/backends.js';
 import { logitsF64, maxGap } from './ours.js';
 import { readF64, requireTorch, runReference, savePeftFolder } from './python.js';
@@ -216,14 +217,37 @@ test('GGUF export is refused; missing Gemma tensors and bad layer types are name
   assert.throws(() => validateCheckpoint({ ...ckpt, config: { ...ckpt.config, layerTypes: ['sliding_attention'] } }), /layerTypes must give/);
 });
 
-test('merge writes a Gemma config.json that reads back to the same config', async () => {
+test('merge writes a Gemma folder whose config.json reads back to the same config; GGUF output is refused first', async () => {
   for (const [json, seed] of [[GEMMA2, 5], [GEMMA3, 7]] as const) {
     const { ckpt } = await prepare(json, seed);
     const written = hfConfigJson(ckpt);
     assert.is(written.model_type, json.model_type);
     assert.equal(hfModelConfig(written), ckpt.config);
     assert.equal(gemmaHfConfigJson(ckpt.config).query_pre_attn_scalar, json.query_pre_attn_scalar);
+    const out = join(dir, `${json.model_type}-merged`);
+    await writeModel(ckpt, out, 'safetensors', 'f32');
+    const back = await loadCheckpointFile(out);
+    assert.equal(back.config, ckpt.config);
+    assert.equal(tensorF32(back.tensors.get('model.layers.0.post_feedforward_layernorm.weight')!), tensorF32(ckpt.tensors.get('model.layers.0.post_feedforward_layernorm.weight')!));
   }
+  let err: Error | undefined;
+  try { await writeModel((await prepare(GEMMA2, 5)).ckpt, join(dir, 'refused'), 'gguf', 'f32'); } catch (e) { err = e as Error; }
+  assert.match(err?.message ?? '', /GGUF export of gemma2 models is not supported; write the Hugging Face layout with --format safetensors/);
+  assert.throws(() => hfModelConfig({ ...GEMMA3, model_type: 'gemma3' }), /model_type gemma3 is not supported \(supported: .*gemma3_text/);
+});
+
+test('a Gemma-style chat template (turn markers, role checks, trim) renders', () => {
+  // The constructs Gemma's templates use: raise_exception, loop.index0, set, a filter inside a + chain.
+  const source = "{{ bos_token }}{% if messages[0]['role'] == 'system' %}{{ raise_exception('no system turn') }}{% endif %}"
+    + "{% for m in messages %}{% if (m['role'] == 'user') != (loop.index0 % 2 == 0) %}{{ raise_exception('turns must alternate') }}{% endif %}"
+    + "{% if m['role'] == 'assistant' %}{% set who = 'model' %}{% else %}{% set who = m['role'] %}{% endif %}"
+    + "{{ '<start_of_turn>' + who + '\\n' + m['content'] | trim + '<end_of_turn>\\n' }}{% endfor %}"
+    + "{% if add_generation_prompt %}{{ '<start_of_turn>model\\n' }}{% endif %}";
+  const t = new ChatTemplate(source, { tokens: ['<pad>', '<eos>', '<bos>'], bosId: 2, eosId: 1 });
+  assert.is(t.render([{ role: 'user', content: ' Hi ' }, { role: 'assistant', content: 'Hello' }], true),
+    '<bos><start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\nHello<end_of_turn>\n<start_of_turn>model\n');
+  assert.throws(() => t.render([{ role: 'system', content: 'x' }]), /no system turn/);
+  assert.throws(() => t.render([{ role: 'user', content: 'a' }, { role: 'user', content: 'b' }]), /turns must alternate/);
 });
 
 test.run();
