@@ -50,14 +50,15 @@ export function hfGemmaConfig(cfg: Record<string, unknown>, name = 'config.json'
   const act = cfg.hidden_activation ?? 'gelu_pytorch_tanh';
   if (act !== 'gelu_pytorch_tanh' && act !== 'gelu_tanh') fail(`hidden_activation ${String(act)} is not supported (only gelu_pytorch_tanh)`);
   if (cfg.use_bidirectional_attention === true) fail('use_bidirectional_attention is not supported (decoders here are causal)');
+  const rope = ropeKeys(cfg, fail);
   // The common fields as Llama reads them (validated there), with Gemma's defaults.
   const base = hfLlamaConfig({
     ...cfg, model_type: 'llama', hidden_act: undefined, sliding_window: undefined, layer_types: undefined,
-    head_dim: dflt('head_dim', 256), rope_theta: dflt('rope_theta', gemma3 ? 1_000_000 : 10000),
+    head_dim: dflt('head_dim', 256), rope_theta: rope.theta ?? (gemma3 ? 1_000_000 : 10000),
     max_position_embeddings: dflt('max_position_embeddings', gemma3 ? 131072 : 8192),
     tie_word_embeddings: dflt('tie_word_embeddings', true),
-    // Gemma 3 applies rope_scaling to its global layers only; Gemma 1 and 2 do not read it.
-    rope_scaling: gemma3 ? cfg.rope_scaling : undefined,
+    // Gemma 3 applies rope_scaling to its global layers only (Gemma 1 and 2 to every layer).
+    rope_scaling: rope.scaling,
   }, name);
   const c: LlamaConfig = { ...base, architecture: type };
   const hd = configHeadDim(c);
@@ -80,7 +81,7 @@ export function hfGemmaConfig(cfg: Record<string, unknown>, name = 'config.json'
   if (attnCap !== undefined) c.attnSoftcap = attnCap;
   if (finalCap !== undefined) c.finalSoftcap = finalCap;
   if (gemma3) {
-    const local = given('rope_local_base_freq') ? num('rope_local_base_freq') : 10000;
+    const local = rope.localTheta ?? 10000;
     if (!(local > 0)) fail(`rope_local_base_freq is ${local}, expected a positive number`);
     c.localRopeTheta = local;
   }
@@ -109,6 +110,41 @@ export function hfGemmaConfig(cfg: Record<string, unknown>, name = 'config.json'
     }
   }
   return c;
+}
+
+/**
+ * The rotary keys in either form: `rope_theta`, `rope_scaling` and `rope_local_base_freq`, or the newer
+ * `rope_parameters` ({rope_type, rope_theta, …}, or one such object per layer type: `full_attention`,
+ * `sliding_attention`), which wins when present.
+ */
+function ropeKeys(cfg: Record<string, unknown>, fail: (p: string) => never): { theta?: number; scaling?: Record<string, unknown>; localTheta?: number } {
+  const theta = (v: unknown, key: string): number | undefined => {
+    if (v === undefined || v === null) return undefined;
+    if (!(typeof v === 'number' && Number.isFinite(v) && v > 0)) fail(`${key} is ${JSON.stringify(v)}, expected a positive number`);
+    return v as number;
+  };
+  const params = cfg.rope_parameters;
+  if (params === undefined || params === null) {
+    return {
+      ...(theta(cfg.rope_theta, 'rope_theta') !== undefined ? { theta: cfg.rope_theta as number } : {}),
+      ...(cfg.rope_scaling && typeof cfg.rope_scaling === 'object' ? { scaling: cfg.rope_scaling as Record<string, unknown> } : {}),
+      ...(theta(cfg.rope_local_base_freq, 'rope_local_base_freq') !== undefined ? { localTheta: cfg.rope_local_base_freq as number } : {}),
+    };
+  }
+  if (typeof params !== 'object' || Array.isArray(params)) fail(`rope_parameters is ${JSON.stringify(params)}, expected an object`);
+  const p = params as Record<string, unknown>;
+  const split = (o: unknown, key: string): { theta?: number; scaling?: Record<string, unknown> } => {
+    if (typeof o !== 'object' || o === null) fail(`${key} is ${JSON.stringify(o)}, expected an object`);
+    const { rope_theta: t, ...rest } = o as Record<string, unknown>;
+    const th = theta(t, `${key}.rope_theta`);
+    const kind = rest.rope_type ?? rest.type ?? 'default';
+    return { ...(th !== undefined ? { theta: th } : {}), ...(kind !== 'default' ? { scaling: rest } : {}) };
+  };
+  if (p.full_attention === undefined && p.sliding_attention === undefined) return split(p, 'rope_parameters');
+  const full = p.full_attention === undefined ? {} : split(p.full_attention, 'rope_parameters.full_attention');
+  const local = p.sliding_attention === undefined ? {} : split(p.sliding_attention, 'rope_parameters.sliding_attention');
+  if (local.scaling) fail(`rope_parameters.sliding_attention has rope_type ${String(local.scaling.rope_type ?? local.scaling.type)}; only the default rotary is supported on sliding layers`);
+  return { ...full, ...(local.theta !== undefined ? { localTheta: local.theta } : {}) };
 }
 
 /** The tensors of a Gemma checkpoint with their shapes: Llama's, plus the block output norms of Gemma 2 and 3. */

@@ -162,6 +162,12 @@ test('config.json: Gemma 2 and 3 fields, defaults and layer patterns', () => {
   assert.equal([d3.ropeTheta, d3.localRopeTheta, d3.attnSoftcap, d3.finalSoftcap], [1e6, 10000, undefined, undefined]);
   assert.equal(d3.layerTypes!.map((t) => t[0]), ['s', 's', 's', 's', 's', 'f', 's']);
   assert.is(hfModelConfig({ ...bare, model_type: 'gemma3_text', layer_types: Array(7).fill('full_attention') }).slidingWindow, undefined);
+  // The newer rope_parameters form reads to the same config.
+  const { rope_theta: _t, rope_local_base_freq: _l, rope_scaling: _s, ...rest } = GEMMA3;
+  const v5 = hfModelConfig({ ...rest, rope_parameters: { full_attention: { rope_type: 'linear', factor: 4, rope_theta: 100000 }, sliding_attention: { rope_type: 'default', rope_theta: 100 } } });
+  assert.equal(v5, g3);
+  assert.is(hfModelConfig({ ...GEMMA2, rope_theta: undefined, rope_parameters: { rope_type: 'default', rope_theta: 777 } }).ropeTheta, 777);
+  assert.throws(() => hfModelConfig({ ...rest, rope_parameters: { sliding_attention: { rope_type: 'linear', factor: 2 } } }), /only the default rotary is supported on sliding layers/);
   assert.throws(() => hfModelConfig({ ...GEMMA2, hidden_activation: 'gelu' }), /hidden_activation gelu is not supported \(only gelu_pytorch_tanh\)/);
   assert.throws(() => hfModelConfig({ ...GEMMA3, layer_types: ['sliding_attention'] }), /layer_types must list one type per layer \(3\)/);
   assert.throws(() => hfModelConfig({ ...GEMMA2, final_logit_softcapping: -1 }), /final_logit_softcapping is -1, expected a positive number or null/);

@@ -128,7 +128,7 @@ class Gemma:
         self.eps = c.get('rms_norm_eps', 1e-6)
         self.theta = c.get('rope_theta', 1e6 if g3 else 10000.0)
         self.local_theta = c.get('rope_local_base_freq', 10000.0) if g3 else self.theta
-        scaling = c.get('rope_scaling') if g3 else None
+        scaling = c.get('rope_scaling')
         if scaling and scaling.get('rope_type', scaling.get('type')) not in ('linear', 'default'):
             raise ValueError(f'rope_scaling {scaling} is not read by this reference')
         self.linear_factor = scaling['factor'] if scaling and scaling.get('rope_type', scaling.get('type')) == 'linear' else 1.0
