@@ -22,6 +22,7 @@ import { writeSafetensors } from '../../src/formats/safetensors.js';
 import { Graph } from '../../src/graph/graph.js';
 import { buildModel, familyOf } from '../../src/model/families.js';
 import { gemmaHfConfigJson } from '../../src/model/gemma.js';
+import { hostKeyValues } from '../../src/model/host-forward.js';
 import { uploadWeights } from '../../src/model/runtime.js';
 import { syntheticCheckpoint } from '../../src/model/synthetic.js';
 import { Session } from '../../src/scheduler/session.js';
@@ -203,6 +204,43 @@ for (const [name, json, seed] of [['Gemma 2', GEMMA2, 5], ['Gemma 3', GEMMA3, 7]
     const gap = maxGap(await logitsF64(model, ids, B, T), refLora!);
     assert.ok(gap < 1e-9, `max |logit difference| ${gap}`);
     assert.equal(await greedy(model, true), greedyLora);
+  });
+}
+
+for (const [name, json, seed] of [['Gemma 2', GEMMA2, 5], ['Gemma 3', GEMMA3, 7]] as const) {
+  test(`${name}: KV-cache decoding (float64) equals the full forward past the window; the host forward's keys and values equal the cache`, async () => {
+    const { ckpt } = await prepare(json, seed);
+    const f64 = createJsBackend({ precision: 'f64' });
+    const full = await logitsF64(new AdaptedModel(ckpt), ids, B, T);
+    const V = ckpt.config.vocabSize;
+    const g = new Graph();
+    const net = buildModel(g, ckpt.config, { batch: 1, seq: 1, cacheLen: T });
+    g.markOutput(net.logits);
+    const s = await Session.create(g, f64);
+    uploadWeights(s, net.weights, ckpt);
+    let worst = 0;
+    for (let p = 0; p < T; p++) {
+      s.set(net.ids, Int32Array.of(rows[0]![p]!));
+      s.set(net.positions!, Int32Array.of(p));
+      s.set(net.pos!, Int32Array.of(p));
+      s.set(net.kvLen!, Int32Array.of(p + 1));
+      await s.run();
+      worst = Math.max(worst, maxGap(await s.get(net.logits), full.subarray(p * V, (p + 1) * V)));
+    }
+    const host = hostKeyValues(ckpt, rows[0]!);
+    for (let l = 0; l < ckpt.config.nLayers; l++) {
+      worst = Math.max(worst, maxGap(await s.get(g.byName(`model.layers.${l}.self_attn.k_cache`)!), host.keys[l]!));
+      worst = Math.max(worst, maxGap(await s.get(g.byName(`model.layers.${l}.self_attn.v_cache`)!), host.values[l]!));
+    }
+    s.dispose();
+    assert.ok(worst < 1e-9, `decoding or the host forward differs from the full forward by ${worst}`);
+    // Prefix tuning's default initialisation reads those keys and values; it trains from there.
+    const letters = 'abcdefghijklmnopqrs'.split('');
+    const tokens = ['<pad>', '<eos>', '<bos>', '<unk>', '\u2581', ...letters];
+    const model = new AdaptedModel({ ...ckpt, tokenizer: { kind: 'sentencepiece', tokens, scores: new Float32Array(tokens.length), bosId: 2, eosId: 1, unkId: 3, source: 'test' } });
+    model.addAdapter('p', 'prefix-tuning', { numVirtualTokens: 2 }, { seed: 1 });
+    const r = await fineTune({ model, adapter: 'p', backend: createJsBackend(), data: blocks(8, 4), steps: 4, batch: 4, lr: 5e-2, decay: 'constant', seed: 1 });
+    assert.ok(r.losses.every(Number.isFinite) && r.losses[r.losses.length - 1]! < r.losses[0]!, `prefix tuning loss ${r.losses.join(', ')}`);
   });
 }
 
