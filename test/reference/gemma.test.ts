@@ -30,6 +30,7 @@ import { fineTune } from '../../src/train/finetune.js';
 import { seededRandom } from '../../src/util/random.js';
 import { hfConfigJson, writeModel } from '../../src/cli/write-model.js';
 import { ChatTemplate } from '../../src/tokenizer/chat-template.js';
+import { methodNames } from '../../src/adapters/registry.js';
 import { otherBackends } from '../backends/backends.js';
 import { logitsF64, maxGap } from './ours.js';
 import { readF64, requireTorch, runReference, savePeftFolder } from './python.js';
@@ -146,6 +147,12 @@ async function greedy(model: AdaptedModel, withAdapters: boolean): Promise<numbe
   return out;
 }
 
+/** The checkpoint with a small SentencePiece vocabulary (prefix tuning's default init reads text through it). */
+function withTokenizer(ckpt: LlamaCheckpoint): LlamaCheckpoint {
+  const tokens = ['<pad>', '<eos>', '<bos>', '<unk>', '\u2581', ...'abcdefghijklmnopqrs'];
+  return { ...ckpt, tokenizer: { kind: 'sentencepiece', tokens, scores: new Float32Array(tokens.length), bosId: 2, eosId: 1, unkId: 3, source: 'test' } };
+}
+
 const withConfig = (ckpt: LlamaCheckpoint, change: Partial<LlamaConfig>): AdaptedModel => new AdaptedModel({ ...ckpt, config: { ...ckpt.config, ...change } });
 
 test('config.json: Gemma 2 and 3 fields, defaults and layer patterns', () => {
@@ -235,14 +242,27 @@ for (const [name, json, seed] of [['Gemma 2', GEMMA2, 5], ['Gemma 3', GEMMA3, 7]
     s.dispose();
     assert.ok(worst < 1e-9, `decoding or the host forward differs from the full forward by ${worst}`);
     // Prefix tuning's default initialisation reads those keys and values; it trains from there.
-    const letters = 'abcdefghijklmnopqrs'.split('');
-    const tokens = ['<pad>', '<eos>', '<bos>', '<unk>', '\u2581', ...letters];
-    const model = new AdaptedModel({ ...ckpt, tokenizer: { kind: 'sentencepiece', tokens, scores: new Float32Array(tokens.length), bosId: 2, eosId: 1, unkId: 3, source: 'test' } });
+    const model = new AdaptedModel(withTokenizer(ckpt));
     model.addAdapter('p', 'prefix-tuning', { numVirtualTokens: 2 }, { seed: 1 });
     const r = await fineTune({ model, adapter: 'p', backend: createJsBackend(), data: blocks(8, 4), steps: 4, batch: 4, lr: 5e-2, decay: 'constant', seed: 1 });
     assert.ok(r.losses.every(Number.isFinite) && r.losses[r.losses.length - 1]! < r.losses[0]!, `prefix tuning loss ${r.losses.join(', ')}`);
   });
 }
+
+test('every adapter method trains on Gemma 2 (windows and soft-caps on) with its defaults and generates', async () => {
+  const { ckpt } = await prepare(GEMMA2, 5);
+  const base = withTokenizer(ckpt);
+  for (const m of methodNames()) {
+    const model = new AdaptedModel(base);
+    // Compacter's default phm_dim 4 does not divide this model's bottleneck width 2.
+    model.addAdapter('a', m, m === 'compacter' ? { phmDim: 2 } : {}, { seed: 1 });
+    const r = await fineTune({ model, adapter: 'a', backend: createJsBackend(), data: blocks(8, 4), steps: 3, batch: 4, seed: 1 });
+    assert.ok(r.losses.every(Number.isFinite) && r.losses[2]! < r.losses[0]!, `${m}: loss ${r.losses.join(', ')}`);
+    const rt = model.runtime(createJsBackend());
+    assert.is((await rt.generate([2, 5], { maxTokens: 4, temperature: 0, stopTokens: [] })).length, 4, m);
+    rt.dispose();
+  }
+});
 
 test('Gemma 1: logits match the float64 reference within 1e-9, greedy ids equal', async () => {
   const { ckpt, ref, greedy: expected, model } = await prepare(GEMMA1, 11, false);
