@@ -14,6 +14,7 @@
  *     without rope_scaling on its sliding layers, rope_theta with rope_scaling on the others.
  * Parameters carry Hugging Face names, so PEFT targets (`model.layers.N.self_attn.q_proj`, …) match.
  * Windows and attention soft-capping are the attention op's own (training, evaluation and KV-cache decoding).
+ * GGUF files (llama.cpp's gemma, gemma2, gemma3) are read by src/formats/gguf-llama.ts into the same config.
  */
 import * as F from '../graph/api.js';
 import type { Graph, Tensor } from '../graph/graph.js';
@@ -270,7 +271,7 @@ export function buildGemma(g: Graph, c: LlamaConfig, o: LlamaGraphOptions): Llam
 export const gemmaFamily: DecoderFamily = {
   name: 'gemma',
   hfModelTypes: GEMMA_MODEL_TYPES,
-  ggufArchitectures: [],
+  ggufArchitectures: ['gemma', 'gemma2', 'gemma3'],
   hfConfig: (cfg, name) => hfGemmaConfig(cfg, name),
   tensorShapes: (c) => gemmaTensorShapes(c),
   modules: (c) => llamaModules(c),

@@ -14,7 +14,8 @@ import * as assert from 'uvu/assert';
 import { AdaptedModel } from '../../src/adapters/adapted-model.js';
 import type { Backend } from '../../src/backends/backend.js';
 import { createJsBackend } from '../../src/backends/js/index.js';
-import { type LlamaCheckpoint, type LlamaConfig, tensorF32, validateCheckpoint } from '../../src/formats/checkpoint.js';
+import { configHeadDim, type LlamaCheckpoint, type LlamaConfig, loadCheckpoint, tensorF32, validateCheckpoint } from '../../src/formats/checkpoint.js';
+import { gguf, writeGguf } from '../../src/formats/gguf.js';
 import { checkpointToGguf } from '../../src/formats/gguf-llama.js';
 import { hfModelConfig } from '../../src/formats/hf.js';
 import { loadCheckpointFile } from '../../src/formats/node-fs.js';
@@ -279,6 +280,61 @@ test('GGUF export is refused; missing Gemma tensors and bad layer types are name
   tensors.delete('model.layers.1.post_feedforward_layernorm.weight');
   assert.throws(() => validateCheckpoint({ ...ckpt, tensors }), /post_feedforward_layernorm\.weight is missing/);
   assert.throws(() => validateCheckpoint({ ...ckpt, config: { ...ckpt.config, layerTypes: ['sliding_attention'] } }), /layerTypes must give/);
+});
+
+/**
+ * A Gemma checkpoint as llama.cpp's converter writes it: its tensor names, norms stored as 1 + w, Q/K rows as
+ * they are (llama.cpp rotates Gemma rotate-half), `{arch}.*` keys; no query_pre_attn_scalar (llama.cpp uses
+ * head_dim^−½ below the 27B shapes) and, for Gemma 3, the sliding layers' fixed rotary base 10000 and pattern 6.
+ */
+function llamaCppGguf(ckpt: LlamaCheckpoint, arch: 'gemma' | 'gemma2' | 'gemma3'): Uint8Array {
+  const c = ckpt.config;
+  const layer: Record<string, string> = {
+    'self_attn.q_proj': 'attn_q', 'self_attn.k_proj': 'attn_k', 'self_attn.v_proj': 'attn_v', 'self_attn.o_proj': 'attn_output',
+    input_layernorm: 'attn_norm', post_attention_layernorm: 'attn_post_norm', pre_feedforward_layernorm: 'ffn_norm',
+    post_feedforward_layernorm: 'ffn_post_norm', 'mlp.gate_proj': 'ffn_gate', 'mlp.up_proj': 'ffn_up', 'mlp.down_proj': 'ffn_down',
+    'self_attn.q_norm': 'attn_q_norm', 'self_attn.k_norm': 'attn_k_norm',
+    // Gemma 1: the norm before the MLP, as Llama's.
+    ...(arch === 'gemma' ? { post_attention_layernorm: 'ffn_norm' } : {}),
+  };
+  const name = (n: string): string => (n === 'model.embed_tokens.weight' ? 'token_embd.weight' : n === 'model.norm.weight' ? 'output_norm.weight'
+    : n.replace(/^model\.layers\.(\d+)\.(.+)\.weight$/, (_, l: string, m: string) => `blk.${l}.${layer[m]!}.weight`));
+  const k = (key: string) => `${arch}.${key}`;
+  return writeGguf({
+    metadata: {
+      'general.architecture': gguf.str(arch), [k('context_length')]: gguf.u32(c.maxSeqLen), [k('embedding_length')]: gguf.u32(c.dim),
+      [k('block_count')]: gguf.u32(c.nLayers), [k('feed_forward_length')]: gguf.u32(c.hiddenDim), [k('attention.head_count')]: gguf.u32(c.nHeads),
+      [k('attention.head_count_kv')]: gguf.u32(c.nKvHeads), [k('attention.key_length')]: gguf.u32(configHeadDim(c)),
+      [k('attention.value_length')]: gguf.u32(configHeadDim(c)), [k('attention.layer_norm_rms_epsilon')]: gguf.f32(c.normEps),
+      [k('rope.freq_base')]: gguf.f32(c.ropeTheta),
+      ...(c.slidingWindow ? { [k('attention.sliding_window')]: gguf.u32(c.slidingWindow) } : {}),
+      ...(c.attnSoftcap ? { [k('attn_logit_softcapping')]: gguf.f32(c.attnSoftcap) } : {}),
+      ...(c.finalSoftcap ? { [k('final_logit_softcapping')]: gguf.f32(c.finalSoftcap) } : {}),
+      ...(c.ropeScaling ? { [k('rope.scaling.type')]: gguf.str('linear'), [k('rope.scaling.factor')]: gguf.f32(c.ropeScaling.factor as number) } : {}),
+    },
+    tensors: [...ckpt.tensors].map(([n, t]) => ({ name: name(n), shape: t.shape, type: 'F32' as const, data: n.endsWith('norm.weight') ? Float32Array.from(tensorF32(t), (v) => v + 1) : tensorF32(t) })),
+  });
+}
+
+test('GGUF gemma / gemma2 / gemma3 files (llama.cpp layout) read to the Hugging Face config, weights and logits', async () => {
+  const cases = [
+    ['gemma2', { ...GEMMA2, query_pre_attn_scalar: 16 }],
+    ['gemma3', { ...GEMMA3, num_hidden_layers: 6, query_pre_attn_scalar: 16, rope_local_base_freq: 10000, sliding_window_pattern: 6 }],
+    ['gemma', GEMMA1],
+  ] as const;
+  for (const [arch, json] of cases) {
+    const hf = randomModel(json, 13);
+    const fromGguf = await loadCheckpoint(llamaCppGguf(hf, arch), { name: `${arch}.gguf` });
+    assert.equal(fromGguf.config, hf.config);
+    if (arch !== 'gemma') assert.equal(fromGguf.config.layerTypes?.filter((t) => t === 'full_attention').length, 1, arch);
+    assert.equal([...fromGguf.tensors.keys()].sort(), [...hf.tensors.keys()].sort());
+    for (const [n, t] of hf.tensors) assert.ok(maxGap(tensorF32(fromGguf.tensors.get(n)!), tensorF32(t)) < 1e-7, n);
+    const gap = maxGap(await logitsF64(new AdaptedModel(fromGguf), ids, B, T), await logitsF64(new AdaptedModel(hf), ids, B, T));
+    assert.ok(gap < 1e-6, `${arch}: max |logit difference| ${gap}`);
+  }
+  // The 27B shapes scale attention by (hidden / heads)^−½, as llama.cpp does.
+  const big = syntheticCheckpoint(hfModelConfig({ ...GEMMA2, num_hidden_layers: 46, query_pre_attn_scalar: 16 }), { seed: 1 });
+  assert.is((await loadCheckpoint(llamaCppGguf(big, 'gemma2'))).config.attentionScale, 1 / Math.sqrt(32 / 4));
 });
 
 test('merge writes a Gemma folder whose config.json reads back to the same config; GGUF output is refused first', async () => {
