@@ -15,6 +15,7 @@ import { GGML_TYPE_OF, compactOfGgml, q4_1FitsGgml } from '../quant/codec.js';
 import { TokenType, type TokenizerData } from '../tokenizer/types.js';
 import { tokenizerDataFromHfJson } from '../tokenizer/hf-json.js';
 import { ropeTable, validateRopeScaling } from '../model/rope-scaling.js';
+import { familyOf } from '../model/families.js';
 
 const LAYER_NAMES: ReadonlyArray<[string, string]> = [
   ['attn_q', 'self_attn.q_proj'],
@@ -36,11 +37,30 @@ const GLOBAL_NAMES: ReadonlyArray<[string, string]> = [
   ['output', 'lm_head'],
 ];
 
-/** Hugging Face name for a GGUF llama tensor name, or undefined when it has none. */
-export function ggufToHfName(name: string): string | undefined {
+/**
+ * Gemma 2 and 3 files (llama.cpp's names): a norm after each block, `ffn_norm` before the MLP, and Gemma 3's
+ * per-head query/key norms.
+ */
+const GEMMA_LAYER_NAMES: ReadonlyArray<[string, string]> = [
+  ['attn_post_norm', 'post_attention_layernorm'],
+  ['ffn_norm', 'pre_feedforward_layernorm'],
+  ['ffn_post_norm', 'post_feedforward_layernorm'],
+  ['attn_q_norm', 'self_attn.q_norm'],
+  ['attn_k_norm', 'self_attn.k_norm'],
+];
+
+/** GGUF architectures of the Gemma family and the Hugging Face model_type each one is. */
+export const GEMMA_GGUF_ARCHITECTURES: Readonly<Record<string, string>> = { gemma: 'gemma', gemma2: 'gemma2', gemma3: 'gemma3_text' };
+
+/**
+ * Hugging Face name for a GGUF tensor name, or undefined when it has none; `architecture` (GGUF
+ * general.architecture) selects Gemma 2/3's norm names.
+ */
+export function ggufToHfName(name: string, architecture = 'llama'): string | undefined {
   const m = /^blk\.(\d+)\.([a-z_]+)\.(weight|bias)$/.exec(name);
   if (m) {
-    const hf = LAYER_NAMES.find(([g]) => g === m[2])?.[1];
+    const sandwich = architecture === 'gemma2' || architecture === 'gemma3';
+    const hf = (sandwich ? GEMMA_LAYER_NAMES.find(([g]) => g === m[2])?.[1] : undefined) ?? LAYER_NAMES.find(([g]) => g === m[2])?.[1];
     return hf === undefined ? undefined : `model.layers.${m[1]}.${hf}.${m[3]}`;
   }
   const g = /^([a-z_]+)\.(weight|bias)$/.exec(name);
@@ -110,7 +130,9 @@ export function ggufLlamaConfig(file: GgufHeader & { bytes?: Uint8Array }, tied?
   const fail: (p: string) => never = (p) => { throw new FormatError(file.name, p); };
   const arch = ggufMeta(file, 'general.architecture');
   if (typeof arch !== 'string') fail('metadata general.architecture is missing');
-  if (!LLAMA_LIKE.has(arch as string)) fail(`architecture ${arch as string} is not supported (supported: ${[...LLAMA_LIKE].join(', ')})`);
+  if (!LLAMA_LIKE.has(arch as string) && GEMMA_GGUF_ARCHITECTURES[arch as string] === undefined) {
+    fail(`architecture ${arch as string} is not supported (supported: ${[...LLAMA_LIKE, ...Object.keys(GEMMA_GGUF_ARCHITECTURES)].join(', ')})`);
+  }
   const key = (k: string) => `${arch as string}.${k}`;
   const req = (k: string): number => {
     const v = ggufNumber(file, key(k));
@@ -159,13 +181,13 @@ export function ggufLlamaConfig(file: GgufHeader & { bytes?: Uint8Array }, tied?
   const window = ggufNumber(file, key('attention.sliding_window'));
   if (window !== undefined && !(Number.isSafeInteger(window) && window > 0)) fail(`metadata ${key('attention.sliding_window')} is ${window}, expected a positive integer`);
   const maxSeqLen = req('context_length');
-  // Qwen3 normalises each head's queries and keys (blk.N.attn_q_norm / attn_k_norm); no other supported architecture does.
-  const qkNorm = arch === 'qwen3';
+  // Qwen3 and Gemma 3 normalise each head's queries and keys (blk.N.attn_q_norm / attn_k_norm); no other supported architecture does.
+  const qkNorm = arch === 'qwen3' || arch === 'gemma3';
   if (qkNorm !== file.tensorsByName.has('blk.0.attn_q_norm.weight')) {
-    fail(qkNorm ? 'tensor blk.0.attn_q_norm.weight is missing (architecture qwen3 normalises queries and keys per head)'
-      : `tensor blk.0.attn_q_norm.weight is not used by architecture ${arch as string} (per-head query/key norms are qwen3's)`);
+    fail(qkNorm ? `tensor blk.0.attn_q_norm.weight is missing (architecture ${arch as string} normalises queries and keys per head)`
+      : `tensor blk.0.attn_q_norm.weight is not used by architecture ${arch as string} (per-head query/key norms are qwen3's and gemma3's)`);
   }
-  return {
+  const config: LlamaConfig = {
     ...(qkNorm ? { qkNorm } : {}),
     ...(ropeScaling ? { ropeScaling } : {}),
     ...(headDim !== dim / nHeads ? { headDim } : {}),
@@ -184,6 +206,46 @@ export function ggufLlamaConfig(file: GgufHeader & { bytes?: Uint8Array }, tied?
     ropeLayout: ggufRopeLayout(arch as string),
     architecture: arch as string,
   };
+  return GEMMA_GGUF_ARCHITECTURES[arch as string] === undefined ? config : ggufGemmaConfig(file, config, fail);
+}
+
+/**
+ * A Gemma config from a GGUF file, following llama.cpp's reading of it: rotate-half rotary (no Q/K
+ * permutation); Gemma 2 slides on even layers, Gemma 3 on all but every 6th (or `{arch}.attention.sliding_window_pattern`),
+ * Gemma 3's sliding layers rotate with base 10000 unscaled; soft-caps from `{arch}.attn_logit_softcapping` and
+ * `{arch}.final_logit_softcapping`. The files do not store query_pre_attn_scalar: as llama.cpp, the attention
+ * scale is (hidden / heads)^−½ for the 27B shapes (46-layer Gemma 2, 62-layer Gemma 3), head_dim^−½ otherwise.
+ */
+function ggufGemmaConfig(file: GgufHeader, base: LlamaConfig, fail: (p: string) => never): LlamaConfig {
+  const arch = base.architecture, key = (k: string) => `${arch}.${k}`;
+  const c: LlamaConfig = { ...base, architecture: GEMMA_GGUF_ARCHITECTURES[arch]!, ropeLayout: 'half' };
+  delete c.slidingWindow;
+  if (arch === 'gemma') return c;
+  const hd = configHeadDim(c);
+  const big = (arch === 'gemma2' && c.nLayers === 46) || (arch === 'gemma3' && c.nLayers === 62);
+  const scale = 1 / Math.sqrt(big ? c.dim / c.nHeads : hd);
+  if (scale !== 1 / Math.sqrt(hd)) c.attentionScale = scale;
+  for (const [k, field] of [['attn_logit_softcapping', 'attnSoftcap'], ['final_logit_softcapping', 'finalSoftcap']] as const) {
+    const v = ggufNumber(file, key(k));
+    if (v === undefined || v === 0) continue;
+    if (!(Number.isFinite(v) && v > 0)) fail(`metadata ${key(k)} is ${v}, expected a positive number`);
+    c[field] = shortestF32(v);
+  }
+  if (arch === 'gemma3') {
+    c.qkNorm = true;
+    c.localRopeTheta = 10000;
+  }
+  const window = base.slidingWindow;
+  if (window !== undefined) {
+    const pattern = arch === 'gemma2' ? 2 : ggufNumber(file, key('attention.sliding_window_pattern'), 6);
+    if (!(Number.isSafeInteger(pattern) && pattern > 0)) fail(`metadata ${key('attention.sliding_window_pattern')} is ${pattern}, expected a positive integer`);
+    const types = Array.from({ length: c.nLayers }, (_, i): 'full_attention' | 'sliding_attention' => ((i + 1) % pattern !== 0 ? 'sliding_attention' : 'full_attention'));
+    if (types.includes('sliding_attention')) {
+      c.slidingWindow = window;
+      c.layerTypes = types;
+    }
+  }
+  return c;
 }
 
 /**
@@ -251,6 +313,7 @@ export async function readGgufCheckpoint(input: GgufFile | ByteSource, options: 
   const file = 'read' in input ? await readGgufHeader(src) : input;
   // Validates the metadata before any tensor is read; tying is settled while reading the embedding.
   const config = ggufLlamaConfig(file, true);
+  const arch = ggufMeta(file, 'general.architecture') as string;
   const embd = file.tensorsByName.get('token_embd.weight')!;
   const out = file.tensorsByName.get('output.weight');
   let same = out !== undefined && out.type === embd.type && out.byteLength === embd.byteLength;
@@ -268,12 +331,18 @@ export async function readGgufCheckpoint(input: GgufFile | ByteSource, options: 
   const order = [embd, ...file.tensors.filter((t) => t !== embd)];
   for (const t of order) {
     if (t === out && config.tiedEmbeddings) continue;
-    const hf = ggufToHfName(t.name) ?? t.name;
+    const hf = ggufToHfName(t.name, arch) ?? t.name;
     const stored = ggufStoredTensor(t, file.name);
     tensors.set(hf, await readStoredTensor(src, stored, targetStorage({ ...stored, name: t.name }, base, notes), {
       copy: options.copy, chunkBytes: options.chunkBytes, ...(t === embd && same ? { onChunk: compareWithOutput } : {}),
     }));
     if (t === embd) config.tiedEmbeddings = out === undefined || same;
+  }
+  // llama.cpp's Gemma files store the norms' scales (1 + w); Hugging Face's weights are the offsets w.
+  if (GEMMA_GGUF_ARCHITECTURES[arch] !== undefined) {
+    for (const [name, t] of tensors) {
+      if (name.endsWith('norm.weight')) tensors.set(name, { shape: t.shape, data: Float32Array.from(tensorF32(t), (v) => v - 1) });
+    }
   }
   // Llama 3.1 files carry their rotary frequency divisors as a tensor (kept too, for writing back).
   const freqs = tensors.get('rope_freqs.weight');
@@ -560,6 +629,7 @@ const FILE_TYPE: Record<GgufWriteType, number> = { F32: 0, F16: 1, Q4_0: 2, Q4_1
  */
 export function checkpointToGguf(ckpt: LlamaCheckpoint, options: CheckpointToGgufOptions = {}): Uint8Array {
   validateCheckpoint(ckpt);
+  if (familyOf(ckpt.config).name !== 'llama') throw new FormatError(ckpt.source, `GGUF export of ${ckpt.config.architecture} models is not supported (only Llama-shaped decoders)`);
   // GGUF's attention.sliding_window applies to every layer; a per-layer choice has no key to go in.
   if (ckpt.config.slidingWindow !== undefined && ckpt.config.layerTypes?.some((t) => t === 'full_attention')) {
     throw new FormatError(ckpt.source, 'GGUF export of a sliding window on some layers only (layerTypes) is not supported: attention.sliding_window would apply it to every layer');

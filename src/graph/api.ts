@@ -123,3 +123,17 @@ export const embedding = (table: Tensor, ids: Tensor): Tensor => table.graph.app
 /** Mean cross-entropy of logits [N, V] against targets (i32 [N]); rows whose target is ignoreIndex do not count. */
 export const crossEntropy = (logits: Tensor, targets: Tensor, ignoreIndex = -100): Tensor =>
   logits.graph.apply1('cross_entropy', [logits, targets], { ignoreIndex });
+
+/**
+ * tanh composed from the catalogue: forward 1 − 2/(1 + e^{2x}), finite for every x; the gradient is routed
+ * through the detached 1 − tanh², so an overflowing e^{2x} cannot turn it into NaN.
+ */
+export function tanh(x: Tensor): Tensor {
+  const g = x.graph;
+  const t = sub(fill(g, [], 1), div(fill(g, [], 2), add(exp(scale(x, 2)), fill(g, [], 1))));
+  const slope = stopGradient(sub(fill(g, [], 1), mul(t, t)));
+  return add(stopGradient(t), mul(sub(x, stopGradient(x)), slope));
+}
+
+/** Soft-capping (Gemma 2's logits): cap·tanh(x/cap), smooth and bounded by ±cap. */
+export const softcap = (x: Tensor, cap: number): Tensor => scale(tanh(scale(x, 1 / cap)), cap);
