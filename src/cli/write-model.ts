@@ -7,6 +7,7 @@ import { type SafetensorsWriteTensor, writeSafetensors } from '../formats/safete
 import { GGML_TYPE_OF } from '../quant/codec.js';
 import { sentencePieceToHfJson, tokenizerConfigJson } from '../tokenizer/index.js';
 import { writeFileAtomic } from './output.js';
+import { familyOf } from '../model/families.js';
 
 export const MODEL_DTYPES = ['f32', 'f16', 'q8_0', 'q4_0'] as const;
 const err = (s: string): void => { process.stderr.write(`${s}\n`); };
@@ -21,7 +22,9 @@ export async function writeModel(ckpt: LlamaCheckpoint, out: string, format: Mod
   await mkdir(out, { recursive: true });
   const written: string[] = [];
   if (format !== 'gguf') {
-    const hf = withRopeLayout(ckpt, 'half');
+    const half = withRopeLayout(ckpt, 'half'), family = familyOf(ckpt.config);
+    // GPT-2's Conv1D weights go back to their file orientation, [in, out].
+    const hf = family.toHf ? { ...half, tensors: new Map([...half.tensors].map(([k, t]) => [k, family.toHf!(k, t)])) } : half;
     const st = dtype === 'f16' ? 'F16' : 'F32';
     await writeFileAtomic(join(out, 'model.safetensors'), writeSafetensors([...hf.tensors].map(([k, t]) => [k, { shape: t.shape, data: tensorF32(t), dtype: t.shape.length === 2 ? st : 'F32' }] as [string, SafetensorsWriteTensor]), { metadata: { format: 'pt' } }));
     await writeFileAtomic(join(out, 'config.json'), `${JSON.stringify(hfConfigJson(hf, dtype === 'f16' ? 'float16' : 'float32'), null, 2)}\n`);
@@ -37,6 +40,7 @@ export async function writeModel(ckpt: LlamaCheckpoint, out: string, format: Mod
     err(`wrote ${written.map((w) => `${out}/${w}`).join(', ')}`);
   }
   if (format !== 'safetensors') {
+    if (familyOf(ckpt.config).name !== 'llama') throw new Error(`GGUF export of ${familyOf(ckpt.config).name} models is not supported; write safetensors (--format safetensors)`);
     await writeFileAtomic(join(out, 'model.gguf'), checkpointToGguf(ckpt, { type: dtype === 'f32' ? 'F32' : GGML_TYPE_OF[dtype] }));
     written.push('model.gguf');
     err(`wrote ${out}/model.gguf`);
@@ -46,7 +50,8 @@ export async function writeModel(ckpt: LlamaCheckpoint, out: string, format: Mod
 
 
 export function hfConfigJson(c: LlamaCheckpoint, torchDtype = 'float32'): Record<string, unknown> {
-  const k = c.config;
+  const k = c.config, family = familyOf(k);
+  if (family.toHfConfig) return family.toHfConfig(k, { torchDtype, ...(c.tokenizer ? { bosId: c.tokenizer.bosId, eosId: c.tokenizer.eosId } : {}) });
   return {
     architectures: [k.qkNorm ? 'Qwen3ForCausalLM' : 'LlamaForCausalLM'], model_type: k.qkNorm ? 'qwen3' : 'llama', hidden_size: k.dim,
     ...(k.headDim !== undefined ? { head_dim: k.headDim } : {}), intermediate_size: k.hiddenDim,

@@ -54,6 +54,12 @@ export interface LlamaConfig {
   ropeScaling?: Record<string, unknown>;
   /** Per-pair divisors of the rotary frequencies (GGUF `rope_freqs.weight`, as Llama 3.1 files carry), when set. */
   ropeFreqFactors?: number[];
+  /**
+   * Phi-3: queries, keys and values come from one fused `self_attn.qkv_proj` [(nHeads + 2·nKvHeads)·headDim, dim]
+   * (q rows first, then k, then v), and the MLP's gate and up from one `mlp.gate_up_proj` [2·hiddenDim, dim]
+   * (gate rows first); adapters target the fused modules, as PEFT does.
+   */
+  fusedProjections?: boolean;
 }
 
 /** Size of one attention head: the config's headDim, or dim / nHeads. */
@@ -230,15 +236,16 @@ export function validateCheckpoint(ckpt: LlamaCheckpoint): void {
   for (const k of ['normEps', 'ropeTheta'] as const) {
     if (!(Number.isFinite(c[k]) && c[k] > 0)) fail(`config ${k} is ${c[k]}, expected a positive finite number`);
   }
-  // Every layer has at least nine tensors: a corrupt layer count is refused before a name is listed for each.
-  if (c.nLayers * 9 > ckpt.tensors.size) fail(`config nLayers ${c.nLayers} needs at least ${c.nLayers * 9} tensors but the checkpoint has ${ckpt.tensors.size}`);
+  // Every layer has at least six tensors (Phi-3's fused layers; Llama's have nine): a corrupt layer count is
+  // refused before a name is listed for each.
+  if (c.nLayers * 6 > ckpt.tensors.size) fail(`config nLayers ${c.nLayers} needs at least ${c.nLayers * 6} tensors but the checkpoint has ${ckpt.tensors.size}`);
   if (c.headDim === undefined) {
     if (c.dim % c.nHeads !== 0) fail(`config dim ${c.dim} is not a multiple of nHeads ${c.nHeads}`);
   } else if (!(Number.isSafeInteger(c.headDim) && c.headDim > 0)) {
     fail(`config headDim ${c.headDim} is not a positive integer`);
   }
   if (c.nHeads % c.nKvHeads !== 0) fail(`config nHeads ${c.nHeads} is not a multiple of nKvHeads ${c.nKvHeads}`);
-  if (configHeadDim(c) % 2 !== 0) fail(`head size ${configHeadDim(c)} is odd; rotary embedding needs pairs`);
+  if (familyOf(c).rotary !== false && configHeadDim(c) % 2 !== 0) fail(`head size ${configHeadDim(c)} is odd; rotary embedding needs pairs`);
   for (const [name, shape] of expectedTensorShapes(c)) {
     const t = ckpt.tensors.get(name);
     if (!t) fail(`tensor ${name} is missing`);

@@ -168,9 +168,13 @@ export function buildLlama(g: Graph, c: LlamaConfig, o: LlamaGraphOptions): Llam
   for (let l = 0; l < c.nLayers; l++) {
     const p = `model.layers.${l}`;
     const n1 = g.within(`${p}.input_layernorm`, () => F.rmsnorm(x, w(`${p}.input_layernorm.weight`, [c.dim]), c.normEps));
-    const q = F.reshape(linear(`${p}.self_attn.q_proj`, n1, c.dim, qDim, c.qkvBias), [B, seqLen, c.nHeads, hd]);
-    const k = F.reshape(linear(`${p}.self_attn.k_proj`, n1, c.dim, kvDim, c.qkvBias), [B, seqLen, c.nKvHeads, hd]);
-    const v = F.reshape(linear(`${p}.self_attn.v_proj`, n1, c.dim, kvDim, c.qkvBias), [B, seqLen, c.nKvHeads, hd]);
+    // Phi-3 fuses q, k and v into one projection (rows q, then k, then v): its output is split along the last axis.
+    const qkv = c.fusedProjections ? linear(`${p}.self_attn.qkv_proj`, n1, c.dim, qDim + 2 * kvDim, c.qkvBias) : undefined;
+    const proj = (name: string, from: number, width: number): Tensor =>
+      (qkv ? F.slice(qkv, 2, from, from + width) : linear(`${p}.self_attn.${name}`, n1, c.dim, width, c.qkvBias));
+    const q = F.reshape(proj('q_proj', 0, qDim), [B, seqLen, c.nHeads, hd]);
+    const k = F.reshape(proj('k_proj', qDim, kvDim), [B, seqLen, c.nKvHeads, hd]);
+    const v = F.reshape(proj('v_proj', qDim + kvDim, kvDim), [B, seqLen, c.nKvHeads, hd]);
     const pre = o.hooks?.attentionPrefix?.({ graph: g, layer: l, batch: B, kvHeads: c.nKvHeads, headDim: hd });
     const attn = g.within(`${p}.self_attn`, () => {
       // Qwen3: each head of q and k RMS-normed (weights [headDim]) before rotary.
@@ -187,8 +191,10 @@ export function buildLlama(g: Graph, c: LlamaConfig, o: LlamaGraphOptions): Llam
       o.hooks?.sublayer ? o.hooks.sublayer({ graph: g, name: `${p}.${kind === 'attention' ? 'self_attn' : 'mlp'}`, kind, layer: l, input, output }) : output;
     const h = F.add(x, sub('attention', n1, linear(`${p}.self_attn.o_proj`, F.reshape(attn, [B, seqLen, qDim]), qDim, c.dim)));
     const n2 = g.within(`${p}.post_attention_layernorm`, () => F.rmsnorm(h, w(`${p}.post_attention_layernorm.weight`, [c.dim]), c.normEps));
-    const gate = linear(`${p}.mlp.gate_proj`, n2, c.dim, c.hiddenDim);
-    const up = linear(`${p}.mlp.up_proj`, n2, c.dim, c.hiddenDim);
+    // Phi-3 fuses gate and up (gate rows first).
+    const gateUp = c.fusedProjections ? linear(`${p}.mlp.gate_up_proj`, n2, c.dim, 2 * c.hiddenDim) : undefined;
+    const gate = gateUp ? F.slice(gateUp, 2, 0, c.hiddenDim) : linear(`${p}.mlp.gate_proj`, n2, c.dim, c.hiddenDim);
+    const up = gateUp ? F.slice(gateUp, 2, c.hiddenDim, 2 * c.hiddenDim) : linear(`${p}.mlp.up_proj`, n2, c.dim, c.hiddenDim);
     const act = g.within(`${p}.mlp`, () => F.mul(F.silu(gate), up));
     x = F.add(h, sub('mlp', n2, linear(`${p}.mlp.down_proj`, act, c.hiddenDim, c.dim)));
   }
