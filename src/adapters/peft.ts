@@ -15,7 +15,7 @@ import { parseSafetensors, safetensorsTensorToF32, writeSafetensors } from '../f
 import { headDim } from '../model/llama.js';
 import { type Adapter, AdaptedModel } from './adapted-model.js';
 import { methodByPeftType } from './registry.js';
-import { selectTargets } from './targets.js';
+import { modelModules, selectTargets } from './targets.js';
 import type { ModuleInfo, ParamStore, PeftExtras } from './types.js';
 
 const PREFIX = 'base_model.model.';
@@ -156,7 +156,7 @@ function moduleNames(base: LlamaCheckpoint): string[] {
 
 /** A base tensor by name; a tied model's lm_head.weight is its embedding. */
 function baseTensor(base: LlamaCheckpoint, name: string): NamedTensor | undefined {
-  return base.tensors.get(name) ?? (name === 'lm_head.weight' && base.config.tiedEmbeddings ? base.tensors.get('model.embed_tokens.weight') : undefined);
+  return base.tensors.get(name) ?? (name === 'lm_head.weight' && base.config.tiedEmbeddings ? base.tensors.get(`${modelModules(base.config)[0]!.name}.weight`) : undefined);
 }
 
 /** modules_to_save and trainable_token_indices of a config, resolved on this model (PEFT's rules, utils/other.py). */

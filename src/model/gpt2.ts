@@ -203,7 +203,7 @@ export function buildGpt2(g: Graph, c: LlamaConfig, o: LlamaGraphOptions): Llama
   let logits: Tensor | undefined;
   const virtualSlot = decoding ? g.byName(VIRTUAL_SLOT_INPUT) : undefined;
   return {
-    ids, hidden: normed, head, weights, virtualTokens: o.hooks?.virtualTokens ?? 0, prefixTokens: prefix,
+    ids, hidden: normed, vocabSize: c.vocabSize, head, weights, virtualTokens: o.hooks?.virtualTokens ?? 0, prefixTokens: prefix,
     get logits() { return (logits ??= head(normed)); },
     ...(positions ? { positions } : {}), ...(pos ? { pos } : {}), ...(kvLen ? { kvLen } : {}), ...(virtualSlot ? { virtualSlot } : {}),
   };

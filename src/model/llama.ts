@@ -97,6 +97,8 @@ export interface LlamaGraph {
   readonly logits: Tensor;
   /** f32 [B, T, D]: the final normed hidden states the output head reads. */
   readonly hidden: Tensor;
+  /** Width of the output head (the vocabulary size). */
+  readonly vocabSize: number;
   /**
    * The output head (with its adapters) on rows [..., D] → [..., V]: a loss can apply it a chunk of rows
    * at a time so the whole logits tensor never exists (chunked cross-entropy); each call adds its nodes.
@@ -205,7 +207,7 @@ export function buildLlama(g: Graph, c: LlamaConfig, o: LlamaGraphOptions): Llam
   let logits: Tensor | undefined;
   const virtualSlot = decoding ? g.byName(VIRTUAL_SLOT_INPUT) : undefined;
   return {
-    ids, hidden: normed, head, weights, virtualTokens: o.hooks?.virtualTokens ?? 0, prefixTokens: prefix,
+    ids, hidden: normed, vocabSize: c.vocabSize, head, weights, virtualTokens: o.hooks?.virtualTokens ?? 0, prefixTokens: prefix,
     get logits() { return (logits ??= head(normed)); },
     ...(positions ? { positions } : {}), ...(pos ? { pos } : {}), ...(kvLen ? { kvLen } : {}), ...(virtualSlot ? { virtualSlot } : {}),
   };
