@@ -1,5 +1,5 @@
 /**
- * A Llama forward pass over a few tokens on the host, in float64 and synchronously, for initialisations
+ * A Llama (or Phi-3) forward pass over a few tokens on the host, in float64 and synchronously, for initialisations
  * that need the model's activations before any backend exists (prefix tuning from real tokens). It follows
  * the graph of `llama.ts` step by step (RMSNorm, rotary in the checkpoint's layout, grouped-query causal
  * attention, SwiGLU); test/model checks it against a backend's KV cache. O(n²·d + n·d²) per layer: meant
@@ -7,6 +7,7 @@
  */
 import { type LlamaCheckpoint, tensorF32 } from '../formats/checkpoint.js';
 import { headDim } from './llama.js';
+import { familyOf } from './families.js';
 import { type RopeTable, ropeTable } from './rope-scaling.js';
 
 export interface HostKeyValues {
@@ -18,6 +19,8 @@ export interface HostKeyValues {
 
 /** The keys and values every layer computes for `ids` read from position 0. */
 export function hostKeyValues(ckpt: LlamaCheckpoint, ids: readonly number[]): HostKeyValues {
+  const family = familyOf(ckpt.config).name;
+  if (family !== 'llama' && family !== 'phi3') throw new Error(`the model's keys and values on the host (prefix tuning's initialisation from real tokens) are computed for Llama-shaped and Phi-3 models only, not ${family}; use a random initialisation`);
   const c = ckpt.config, n = ids.length, D = c.dim, hd = headDim(c), kv = c.nKvHeads * hd, qd = c.nHeads * hd, H = c.hiddenDim;
   // RoPE scaling as the graph applies it (dynamic NTK sized by these n tokens).
   const table = ropeTable(c, hd, n);
@@ -37,9 +40,12 @@ export function hostKeyValues(ckpt: LlamaCheckpoint, ids: readonly number[]): Ho
     const p = `model.layers.${l}`;
     const n1 = rmsnorm(x, get(`${p}.input_layernorm.weight`), n, D, c.normEps);
     const bias = (m: string) => (c.qkvBias ? get(`${p}.self_attn.${m}.bias`) : undefined);
-    let q = linear(n1, get(`${p}.self_attn.q_proj.weight`), bias('q_proj'), n, D, qd);
-    let k = linear(n1, get(`${p}.self_attn.k_proj.weight`), bias('k_proj'), n, D, kv);
-    const v = linear(n1, get(`${p}.self_attn.v_proj.weight`), bias('v_proj'), n, D, kv);
+    // Phi-3's fused projections: rows q | k | v of qkv_proj, gate | up of gate_up_proj ([out, in] rows).
+    const qkv = c.fusedProjections ? get(`${p}.self_attn.qkv_proj.weight`) : undefined;
+    const proj = (m: string, from: number, width: number): Float32Array => (qkv ? qkv.subarray(from * D, (from + width) * D) : get(`${p}.self_attn.${m}.weight`));
+    let q = linear(n1, proj('q_proj', 0, qd), bias('q_proj'), n, D, qd);
+    let k = linear(n1, proj('k_proj', qd, kv), bias('k_proj'), n, D, kv);
+    const v = linear(n1, proj('v_proj', qd + kv, kv), bias('v_proj'), n, D, kv);
     if (c.qkNorm) {
       q = rmsnorm(q, get(`${p}.self_attn.q_norm.weight`), n * c.nHeads, hd, c.normEps);
       k = rmsnorm(k, get(`${p}.self_attn.k_norm.weight`), n * c.nKvHeads, hd, c.normEps);
@@ -52,8 +58,9 @@ export function hostKeyValues(ckpt: LlamaCheckpoint, ids: readonly number[]): Ho
     const o = linear(attn, get(`${p}.self_attn.o_proj.weight`), undefined, n, qd, D);
     const h = x.map((xi, i) => xi + o[i]!);
     const n2 = rmsnorm(h, get(`${p}.post_attention_layernorm.weight`), n, D, c.normEps);
-    const gate = linear(n2, get(`${p}.mlp.gate_proj.weight`), undefined, n, D, H);
-    const up = linear(n2, get(`${p}.mlp.up_proj.weight`), undefined, n, D, H);
+    const gateUp = c.fusedProjections ? get(`${p}.mlp.gate_up_proj.weight`) : undefined;
+    const gate = linear(n2, gateUp ? gateUp.subarray(0, H * D) : get(`${p}.mlp.gate_proj.weight`), undefined, n, D, H);
+    const up = linear(n2, gateUp ? gateUp.subarray(H * D) : get(`${p}.mlp.up_proj.weight`), undefined, n, D, H);
     const act = gate.map((g, i) => (g / (1 + Math.exp(-g))) * up[i]!);
     const down = linear(act, get(`${p}.mlp.down_proj.weight`), undefined, n, H, D);
     x = h.map((hi, i) => hi + down[i]!);

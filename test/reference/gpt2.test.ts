@@ -214,6 +214,21 @@ test('DoRA at initialisation leaves the logits unchanged (per-output magnitudes 
   assert.ok(gap < 1e-5, `max |logit difference| ${gap}`);
 });
 
+test('bottleneck adapters sit after the attn and mlp blocks and train; prompt tuning starts from wte rows', async () => {
+  const { ckpt } = await prepare();
+  const model = new AdaptedModel(ckpt);
+  const a = model.addAdapter('b', 'bottleneck', { reductionFactor: 8 }, { seed: 2 });
+  assert.equal(a.modules.map((m) => m.name), ['transformer.h.0.attn', 'transformer.h.0.mlp', 'transformer.h.1.attn', 'transformer.h.1.mlp']);
+  const r = await fineTune({ model, adapter: 'b', backend: createJsBackend(), data: blocks(8, 4), steps: 6, batch: 4, lr: 2e-2, decay: 'constant', seed: 1 });
+  assert.ok(r.losses[r.losses.length - 1]! < r.losses[0]!, `loss ${r.losses[0]} → ${r.losses[r.losses.length - 1]}`);
+  const p = new AdaptedModel(ckpt).addAdapter('p', 'prompt-tuning', { numVirtualTokens: 3, promptInit: 'vocab' }, { seed: 4 });
+  const prompt = [...p.params.values()][0]!.data, wte = tensorF32(ckpt.tensors.get('transformer.wte.weight')!);
+  for (let v = 0; v < 3; v++) {
+    const row = Array.from(prompt.subarray(v * D, v * D + D));
+    assert.ok(Array.from({ length: V }, (_, t) => t).some((t) => row.every((x, j) => x === wte[t * D + j])), `virtual token ${v} is no wte row`);
+  }
+});
+
 test('unsupported GPT-2 options, too long sequences and GGUF export are refused by name', async () => {
   const { ckpt } = await prepare();
   assert.throws(() => hfModelConfig({ ...HF_CONFIG, scale_attn_by_inverse_layer_idx: true }), /scale_attn_by_inverse_layer_idx is not supported/);

@@ -21,6 +21,7 @@ import * as F from '../../src/graph/api.js';
 import { gradients } from '../../src/graph/autodiff.js';
 import { Graph } from '../../src/graph/graph.js';
 import { buildModel } from '../../src/model/families.js';
+import { hostKeyValues } from '../../src/model/host-forward.js';
 import { uploadWeights } from '../../src/model/runtime.js';
 import { syntheticCheckpoint } from '../../src/model/synthetic.js';
 import { Session } from '../../src/scheduler/session.js';
@@ -185,6 +186,30 @@ test('the fused outputs split with gradients: a slice of qkv_proj trains only it
   // Rows 2 and 3 get Σ_t x[t, :]; the others nothing.
   const col = [1 + 5 + 9, 2 + 6 + 10, 3 + 7 + 11, 4 + 8 + 12];
   assert.equal(got, [...Array(8).fill(0), ...col, ...col, ...Array(8).fill(0)]);
+});
+
+test('host keys and values (prefix tuning from real tokens) of the fused model equal those of the same model split into Llama projections', async () => {
+  const { ckpt } = await prepare();
+  const hd = 8, qd = CONFIG.nHeads * hd, kv = CONFIG.nKvHeads * hd, D = CONFIG.dim, I = CONFIG.hiddenDim;
+  const split = new Map(ckpt.tensors);
+  for (let l = 0; l < CONFIG.nLayers; l++) {
+    const p = `model.layers.${l}`, qkv = tensorF32(ckpt.tensors.get(`${p}.self_attn.qkv_proj.weight`)!), gu = tensorF32(ckpt.tensors.get(`${p}.mlp.gate_up_proj.weight`)!);
+    split.delete(`${p}.self_attn.qkv_proj.weight`); split.delete(`${p}.mlp.gate_up_proj.weight`);
+    split.set(`${p}.self_attn.q_proj.weight`, { shape: [qd, D], data: qkv.slice(0, qd * D) });
+    split.set(`${p}.self_attn.k_proj.weight`, { shape: [kv, D], data: qkv.slice(qd * D, (qd + kv) * D) });
+    split.set(`${p}.self_attn.v_proj.weight`, { shape: [kv, D], data: qkv.slice((qd + kv) * D) });
+    split.set(`${p}.mlp.gate_proj.weight`, { shape: [I, D], data: gu.slice(0, I * D) });
+    split.set(`${p}.mlp.up_proj.weight`, { shape: [I, D], data: gu.slice(I * D) });
+  }
+  const llama: LlamaCheckpoint = { ...ckpt, tensors: split, config: { ...ckpt.config, architecture: 'llama', fusedProjections: false } };
+  const a = hostKeyValues(ckpt, rows[0]!), b = hostKeyValues(llama, rows[0]!);
+  for (let l = 0; l < CONFIG.nLayers; l++) {
+    assert.equal(Array.from(a.keys[l]!), Array.from(b.keys[l]!));
+    assert.equal(Array.from(a.values[l]!), Array.from(b.values[l]!));
+  }
+  // And the split model's graph gives the reference's logits too: the fused graph splits as Llama's separate projections compute.
+  const { ref } = await prepare();
+  assert.ok(maxGap(await logitsOf(new AdaptedModel(llama)), ref) < 1e-5);
 });
 
 test('partial rotary (Phi-4-mini), longrope scaling and bad values are refused by name', () => {
