@@ -2,6 +2,7 @@
  * Llama-family models in GGUF: tensor and metadata names (llama.cpp's convert_hf_to_gguf.py and
  * gguf-py constants), mapped to and from the Hugging Face names of `LlamaCheckpoint`.
  */
+import { familyOf } from '../model/families.js';
 import { FormatError, numel, shortestF32 } from './binary.js';
 import type { LlamaCheckpoint, LlamaConfig, NamedTensor } from './checkpoint.js';
 import { configHeadDim, isCompactTensor, tensorF32, validateCheckpoint, withRopeLayout } from './checkpoint.js';
@@ -454,6 +455,7 @@ const FILE_TYPE: Record<GgufWriteType, number> = { F32: 0, F16: 1, Q4_0: 2, Q4_1
 /** Serialise a checkpoint as a llama GGUF file (Q/K rows converted to the adjacent-pair layout). */
 export function checkpointToGguf(ckpt: LlamaCheckpoint, options: CheckpointToGgufOptions = {}): Uint8Array {
   validateCheckpoint(ckpt);
+  if (familyOf(ckpt.config).name !== 'llama') throw new FormatError(ckpt.source, `GGUF export of ${familyOf(ckpt.config).name} models is not supported`);
   if (ckpt.config.qkNorm) throw new FormatError(ckpt.source, 'GGUF export of per-head query/key norms (Qwen3) is not supported');
   const c = withRopeLayout(ckpt, 'pairs');
   const cfg = c.config;

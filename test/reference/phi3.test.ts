@@ -4,7 +4,8 @@
 // 1e-5 on float64 js, within 1e-4 of the largest logit on float32 js, wasm and webgpu; greedy tokens (our KV-cache
 // decoder against the reference's full recompute) equal. LoRA on the fused modules (PEFT's names) trains (loss
 // falls), saves a PEFT folder the reference reads with PEFT's formulas, and agrees on logits (1e-5) and greedy tokens.
-// Unsupported configs (partial rotary, longrope) are refused by name.
+// LongRoPE scaling (short and long factors, attention factor) matches the reference on both sides of the original
+// context. Unsupported configs (partial rotary) are refused by name.
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -56,10 +57,10 @@ function phi3(): LlamaCheckpoint {
   return ckpt;
 }
 
-function writeHfPhi3(ckpt: LlamaCheckpoint, out: string): string {
+function writeHfPhi3(ckpt: LlamaCheckpoint, out: string, extra: Record<string, unknown> = {}): string {
   mkdirSync(out, { recursive: true });
   writeFileSync(join(out, 'model.safetensors'), writeSafetensors([...ckpt.tensors].map(([k, t]) => [k, { shape: t.shape, data: tensorF32(t) }] as [string, { shape: number[]; data: Float32Array }])));
-  writeFileSync(join(out, 'config.json'), JSON.stringify(HF_CONFIG));
+  writeFileSync(join(out, 'config.json'), JSON.stringify({ ...HF_CONFIG, ...extra }));
   return out;
 }
 
@@ -74,15 +75,15 @@ function blocks(seq: number, count: number) {
 }
 
 /** Logits [B, T, V] of a model with its adapters, on `backend` (float64 js by default). */
-async function logitsOf(model: AdaptedModel, backend: Backend = createJsBackend({ precision: 'f64' })): Promise<Float64Array> {
+async function logitsOf(model: AdaptedModel, backend: Backend = createJsBackend({ precision: 'f64' }), input = { ids, seq: T }): Promise<Float64Array> {
   const g = new Graph();
   const { hooks } = model.hooks({ training: false });
-  const net = buildModel(g, model.base.config, { batch: B, seq: T, hooks });
+  const net = buildModel(g, model.base.config, { batch: B, seq: input.seq, hooks });
   g.markOutput(net.logits);
   const s = await Session.create(g, backend);
   uploadWeights(s, net.weights, model.effectiveCheckpoint());
   model.uploadAdapterParams(s);
-  s.set(net.ids, ids);
+  s.set(net.ids, input.ids);
   await s.run();
   const out = Float64Array.from(await s.get(net.logits));
   s.dispose();
@@ -212,9 +213,29 @@ test('host keys and values (prefix tuning from real tokens) of the fused model e
   assert.ok(maxGap(await logitsOf(new AdaptedModel(llama)), ref) < 1e-5);
 });
 
-test('partial rotary (Phi-4-mini), longrope scaling and bad values are refused by name', () => {
+test('LongRoPE (rope_scaling longrope): short factors up to original_max_position_embeddings, long beyond, with the attention factor', async () => {
+  const rope_scaling = { type: 'longrope', short_factor: [1, 1.5, 2, 3], long_factor: [2, 3, 5, 8] };
+  const folder = writeHfPhi3(phi3(), join(dir, 'longrope'), { rope_scaling, original_max_position_embeddings: 16 });
+  const ckpt = await loadCheckpointFile(folder);
+  assert.equal(ckpt.config.ropeScaling?.original_max_position_embeddings, 16);
+  const long = 20, longIds = Int32Array.from({ length: B * long }, (_, i) => (i * 7 + 3) % CONFIG.vocabSize);
+  const longRows = [Array.from(longIds.subarray(0, long)), Array.from(longIds.subarray(long))];
+  const [short, longer] = [join(dir, 'lr-short.f64'), join(dir, 'lr-long.f64')];
+  runReference('phi3_ref.py', { model: folder, runs: [{ adapter: null, ids: rows, logits: short }, { adapter: null, ids: longRows, logits: longer }] }, dir);
+  const model = new AdaptedModel(ckpt);
+  const gapShort = maxGap(await logitsOf(model), readF64(short));
+  const gapLong = maxGap(await logitsOf(model, undefined, { ids: longIds, seq: long }), readF64(longer));
+  assert.ok(gapShort < 1e-5 && gapLong < 1e-5, `max |logit difference| ${gapShort} (short), ${gapLong} (long)`);
+  // The factors matter at this tolerance: without scaling the short run's logits differ.
+  const { ref } = await prepare();
+  assert.ok(maxGap(ref, readF64(short)) > 1e-3, 'short factors made no difference');
+  assert.throws(() => hfModelConfig({ ...HF_CONFIG, rope_scaling: { type: 'longrope', short_factor: [1] } }), /rope_scaling "longrope" needs long_factor/);
+  const wrong = hfModelConfig({ ...HF_CONFIG, rope_scaling: { type: 'longrope', short_factor: [1, 2], long_factor: [1, 2] } });
+  assert.throws(() => buildModel(new Graph(), wrong, { batch: 1, seq: 4 }), /short_factor has 2 entries, expected 4/);
+});
+
+test('partial rotary (Phi-4-mini) and bad values are refused by name', () => {
   assert.throws(() => hfModelConfig({ ...HF_CONFIG, partial_rotary_factor: 0.75 }), /partial_rotary_factor 0\.75 is not supported/);
-  assert.throws(() => hfModelConfig({ ...HF_CONFIG, rope_scaling: { type: 'longrope', short_factor: [1], long_factor: [1] } }), /rope_scaling type "longrope" is not supported/);
   assert.throws(() => hfModelConfig({ ...HF_CONFIG, hidden_act: 'gelu' }), /hidden_act gelu is not supported/);
   const windowed = hfModelConfig({ ...HF_CONFIG, sliding_window: 8 });
   assert.is(windowed.slidingWindow, 8);

@@ -1,7 +1,7 @@
 """
 Float64 reference for the Phi-3 tests: a Hugging Face Phi-3 forward pass (modeling_phi3's equations: RMSNorm,
 fused qkv_proj split into q | k | v, rotate-half RoPE, causal grouped-query attention, fused gate_up_proj split
-into gate | up, up·SiLU(gate), down_proj), optionally with a PEFT LoRA adapter (lora.Linear: W₀x + s·B·A·x).
+into gate | up, up·SiLU(gate), down_proj; LongRoPE `rope_scaling` as Phi-3 long-context models use it), optionally with a PEFT LoRA adapter (lora.Linear: W₀x + s·B·A·x).
 It reads only files: a model folder (config.json + model.safetensors) and an adapter folder.
 
 Usage: python3 phi3_ref.py JOB.json, JOB = {"model": DIR, "runs": [{"adapter": DIR | null, "ids": [[int]],
@@ -64,12 +64,24 @@ def rmsnorm(x, w, eps):
     return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * w
 
 
-def rope_half(x, theta):
+def rope_half(x, theta, cfg):
+    """Rotate-half RoPE; with rope_scaling longrope/su (LongRoPE as Phi-3 uses it), per-frequency divisors
+    short_factor while the sequence is at most original_max_position_embeddings long, long_factor beyond, and
+    cos, sin × √(1 + ln(max_position_embeddings / original) / ln(original))."""
     t, d = x.shape[1], x.shape[-1]
     inv = 1.0 / theta ** (torch.arange(0, d, 2, dtype=F64) / d)
+    mscale = 1.0
+    rs = cfg.get('rope_scaling')
+    if rs:
+        assert rs.get('type', rs.get('rope_type')) in ('longrope', 'su')
+        orig = cfg['original_max_position_embeddings']
+        ext = torch.tensor(rs['long_factor'] if t > orig else rs['short_factor'], dtype=F64)
+        inv = inv / ext
+        ratio = cfg['max_position_embeddings'] / orig
+        mscale = 1.0 if ratio <= 1 else math.sqrt(1 + math.log(ratio) / math.log(orig))
     ang = torch.arange(t, dtype=F64)[:, None] * inv[None, :]
     emb = torch.cat([ang, ang], -1)
-    cos, sin = emb.cos()[None, :, None, :], emb.sin()[None, :, None, :]
+    cos, sin = emb.cos()[None, :, None, :] * mscale, emb.sin()[None, :, None, :] * mscale
     return x * cos + torch.cat([-x[..., d // 2:], x[..., :d // 2]], -1) * sin
 
 
@@ -88,7 +100,7 @@ def forward(cfg, w, ids, ad):
         q = qkv[..., :H * hd].reshape(B, T, H, hd)
         k = qkv[..., H * hd:(H + Hkv) * hd].reshape(B, T, Hkv, hd)
         v = qkv[..., (H + Hkv) * hd:].reshape(B, T, Hkv, hd)
-        q, k = rope_half(q, theta), rope_half(k, theta)
+        q, k = rope_half(q, theta, cfg), rope_half(k, theta, cfg)
         k, v = k.repeat_interleave(H // Hkv, 2), v.repeat_interleave(H // Hkv, 2)
         sc = torch.einsum('bthd,bshd->bhts', q, k) / math.sqrt(hd)
         sc = sc.masked_fill(torch.arange(T)[None, :] > torch.arange(T)[:, None], float('-inf'))
