@@ -20,8 +20,10 @@ import { type LlamaCheckpoint, tensorF32 } from '../../src/formats/checkpoint.js
 import { hfModelConfig } from '../../src/formats/hf.js';
 import { loadCheckpointFile } from '../../src/formats/node-fs.js';
 import { writeSafetensors } from '../../src/formats/safetensors.js';
+import * as F from '../../src/graph/api.js';
 import { Graph } from '../../src/graph/graph.js';
 import { buildModel } from '../../src/model/families.js';
+import { hostKeyValues } from '../../src/model/host-forward.js';
 import { uploadWeights } from '../../src/model/runtime.js';
 import { Session } from '../../src/scheduler/session.js';
 import { fineTune } from '../../src/train/finetune.js';
@@ -88,13 +90,15 @@ async function logitsOf(model: AdaptedModel, backend: Backend = createJsBackend(
   const g = new Graph();
   const { hooks } = model.hooks({ training: false });
   const net = buildModel(g, model.base.config, { batch: B, seq: T, hooks });
-  g.markOutput(net.logits);
+  // Virtual tokens (prompt tuning) come first and predict nothing.
+  const logits = net.virtualTokens ? F.slice(net.logits, 1, net.virtualTokens, net.virtualTokens + T) : net.logits;
+  g.markOutput(logits);
   const s = await Session.create(g, backend);
   uploadWeights(s, net.weights, model.effectiveCheckpoint());
   model.uploadAdapterParams(s);
   s.set(net.ids, ids);
   await s.run();
-  const out = Float64Array.from(await s.get(net.logits));
+  const out = Float64Array.from(await s.get(logits));
   s.dispose();
   return out;
 }
@@ -227,6 +231,22 @@ test('bottleneck adapters sit after the attn and mlp blocks and train; prompt tu
     const row = Array.from(prompt.subarray(v * D, v * D + D));
     assert.ok(Array.from({ length: V }, (_, t) => t).some((t) => row.every((x, j) => x === wte[t * D + j])), `virtual token ${v} is no wte row`);
   }
+});
+
+test('prompt tuning (wpe over virtual and real tokens) and prefix tuning (positions from P): the reference agrees, greedy tokens too', async () => {
+  const { ckpt } = await prepare();
+  for (const [method, config] of [['prompt-tuning', { numVirtualTokens: 3 }], ['prefix-tuning', { numVirtualTokens: 4, prefixInit: 'random', initStd: 0.5 }]] as const) {
+    const model = new AdaptedModel(ckpt);
+    model.addAdapter('a', method, config, { seed: 6 });
+    const folder = savePeftFolder(model, 'a', join(dir, method));
+    const out = join(dir, `${method}.f64`);
+    const r = runReference<{ runs: { greedy: number[][] }[] }>('gpt2_ref.py', { model: join(dir, 'hf'), runs: [{ adapter: folder, ids: rows, logits: out, greedy: GREEDY }] }, dir);
+    const gap = maxGap(await logitsOf(model), readF64(out));
+    assert.ok(gap < 1e-5, `${method}: max |logit difference| ${gap}`);
+    assert.equal(await greedy(model), r.runs[0]!.greedy, method);
+  }
+  // Prefix tuning's default init runs the model on the host, which is written for Llama-shaped models.
+  assert.throws(() => hostKeyValues(ckpt, [1, 2]), /computed for Llama-shaped and Phi-3 models only, not gpt2; use a random initialisation/);
 });
 
 test('unsupported GPT-2 options, too long sequences and GGUF export are refused by name', async () => {
