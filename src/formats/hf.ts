@@ -4,7 +4,8 @@
  * when present. Browser-safe: files come through a `FileSource`.
  */
 import { FormatError, decodeUtf8 } from './binary.js';
-import type { LlamaCheckpoint, LlamaConfig, NamedTensor } from './checkpoint.js';
+import type { F32Tensor, LlamaCheckpoint, LlamaConfig, NamedTensor } from './checkpoint.js';
+import { quantize } from '../quant/codec.js';
 import { validateCheckpoint } from './checkpoint.js';
 import {
   decodeSafetensorsData, parseSafetensorsHeader, type SafetensorsHeader, type SafetensorsTensorInfo,
@@ -191,8 +192,14 @@ export async function readHfCheckpoint(src: FileSource, options: HfReadOptions =
         if (held === undefined) continue;
         if (tensors.has(held)) throw new FormatError(at(file), `tensor ${n} is stored twice (also as ${held === n ? 'a bare name' : held})`);
         const stored = safetensorsStoredTensor(st.tensorsByName.get(n)!);
-        const t = await readStoredTensor(shard, stored, targetStorage(stored, base, notes), options);
-        tensors.set(held, family.fromHf ? family.fromHf(held, t) : t);
+        if (!family.fromHf) {
+          tensors.set(held, await readStoredTensor(shard, stored, targetStorage(stored, base, notes), options));
+          continue;
+        }
+        // Reoriented (GPT-2's Conv1D weights): read as float32, turned, then stored compact once, by the turned rows.
+        const turned = family.fromHf(held, await readStoredTensor(shard, stored, 'f32', options)) as F32Tensor;
+        const want = targetStorage({ ...stored, name: held, shape: turned.shape }, base, notes);
+        tensors.set(held, want === 'f32' ? turned : { shape: turned.shape, dtype: want, bytes: quantize(want, turned.data) });
       }
     } finally {
       await shard.close?.();

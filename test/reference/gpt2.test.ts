@@ -24,10 +24,11 @@ import * as F from '../../src/graph/api.js';
 import { Graph } from '../../src/graph/graph.js';
 import { buildModel } from '../../src/model/families.js';
 import { hostKeyValues } from '../../src/model/host-forward.js';
-import { uploadWeights } from '../../src/model/runtime.js';
+import { checkpointDtypes, uploadWeights } from '../../src/model/runtime.js';
 import { Session } from '../../src/scheduler/session.js';
 import { fineTune } from '../../src/train/finetune.js';
 import { seededRandom } from '../../src/util/random.js';
+import { dequantize, quantize } from '../../src/quant/codec.js';
 import { writeModel } from '../../src/cli/write-model.js';
 import { otherBackends } from '../backends/backends.js';
 import { maxGap } from './ours.js';
@@ -89,7 +90,7 @@ function blocks(seq: number, count: number) {
 async function logitsOf(model: AdaptedModel, backend: Backend = createJsBackend({ precision: 'f64' })): Promise<Float64Array> {
   const g = new Graph();
   const { hooks } = model.hooks({ training: false });
-  const net = buildModel(g, model.base.config, { batch: B, seq: T, hooks });
+  const net = buildModel(g, model.base.config, { batch: B, seq: T, hooks, weightDtype: checkpointDtypes(model.base) });
   // Virtual tokens (prompt tuning) come first and predict nothing.
   const logits = net.virtualTokens ? F.slice(net.logits, 1, net.virtualTokens, net.virtualTokens + T) : net.logits;
   g.markOutput(logits);
@@ -163,6 +164,20 @@ test('config.json model_type gpt2 loads; Conv1D weights are held transposed, mas
   const bare = await loadCheckpointFile(writeFolder(file.map(([k, t]) => [k.replace(/^transformer\./, ''), t] as Named), join(dir, 'bare')));
   assert.equal([...bare.tensors.keys()].sort(), [...ckpt.tensors.keys()].sort());
   for (const [k, t] of ckpt.tensors) assert.equal(Array.from(tensorF32(bare.tensors.get(k)!)), Array.from(tensorF32(t)), k);
+});
+
+test('compact base weights (q8_0): Conv1D weights are quantised once, by their held [out, in] rows', async () => {
+  const { ckpt, folder, ref } = await prepare();
+  const q = await loadCheckpointFile(folder, { baseDtype: 'q8_0' });
+  const attn = q.tensors.get('transformer.h.0.attn.c_attn.weight')!, proj = q.tensors.get('transformer.h.1.mlp.c_proj.weight')!;
+  assert.is(attn.dtype, 'q8_0');
+  assert.equal(attn.shape, [3 * D, D]);
+  // Rows of 48 are not whole 32-blocks: f16, as for any such weight.
+  assert.is(proj.dtype, 'f16');
+  const f32 = tensorF32(ckpt.tensors.get('transformer.h.0.attn.c_attn.weight')!);
+  assert.equal(Array.from(tensorF32(attn)), Array.from(dequantize('q8_0', quantize('q8_0', f32), f32.length)));
+  const scale = Math.max(...ref.map(Math.abs)), gap = maxGap(await logitsOf(new AdaptedModel(q), createJsBackend()), ref);
+  assert.ok(gap < 2e-2 * scale, `q8_0: max |logit difference| ${gap} (largest logit ${scale})`);
 });
 
 test('logits match the float64 reference on js (float64) within 1e-5, and greedy tokens agree', async () => {
