@@ -83,12 +83,22 @@ export const phi3Family: DecoderFamily = {
   modules: (c) => phi3Modules(c),
   linearSuffixes: PHI3_PROJECTIONS,
   build: (g, c, o) => buildLlama(g, { ...c, fusedProjections: true }, o),
-  toHfConfig: (c, x) => ({
+  toHfConfig: (c, x) => phi3HfConfigJson(c, x),
+};
+
+/**
+ * config.json for a Phi-3 model. Phi-3 keeps original_max_position_embeddings at the top level and its
+ * configuration class takes only type, short_factor and long_factor in a LongRoPE rope_scaling.
+ */
+function phi3HfConfigJson(c: LlamaConfig, x: { torchDtype: string; bosId?: number; eosId?: number }): Record<string, unknown> {
+  const { original_max_position_embeddings: omp, ...scaling } = c.ropeScaling ?? {};
+  return {
     architectures: ['Phi3ForCausalLM'], model_type: 'phi3', hidden_size: c.dim, intermediate_size: c.hiddenDim,
     num_hidden_layers: c.nLayers, num_attention_heads: c.nHeads, num_key_value_heads: c.nKvHeads, vocab_size: c.vocabSize,
     max_position_embeddings: c.maxSeqLen, rms_norm_eps: c.normEps, rope_theta: c.ropeTheta, tie_word_embeddings: c.tiedEmbeddings,
     hidden_act: 'silu', torch_dtype: x.torchDtype, sliding_window: c.slidingWindow ?? null,
-    ...(c.headDim !== undefined ? { head_dim: c.headDim } : {}), ...(c.ropeScaling ? { rope_scaling: c.ropeScaling } : {}),
+    ...(c.headDim !== undefined ? { head_dim: c.headDim } : {}), ...(c.ropeScaling ? { rope_scaling: scaling } : {}),
+    ...(omp !== undefined ? { original_max_position_embeddings: omp } : {}),
     ...(x.bosId !== undefined ? { bos_token_id: x.bosId } : {}), ...(x.eosId !== undefined ? { eos_token_id: x.eosId } : {}),
-  }),
-};
+  };
+}

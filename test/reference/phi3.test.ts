@@ -16,6 +16,7 @@ import type { Backend } from '../../src/backends/backend.js';
 import { createJsBackend } from '../../src/backends/js/index.js';
 import { type LlamaCheckpoint, type LlamaConfig, tensorF32 } from '../../src/formats/checkpoint.js';
 import { hfModelConfig } from '../../src/formats/hf.js';
+import { hfConfigJson } from '../../src/cli/write-model.js';
 import { loadCheckpointFile } from '../../src/formats/node-fs.js';
 import { writeSafetensors } from '../../src/formats/safetensors.js';
 import * as F from '../../src/graph/api.js';
@@ -229,6 +230,12 @@ test('LongRoPE (rope_scaling longrope): short factors up to original_max_positio
   // The factors matter at this tolerance: without scaling the short run's logits differ.
   const { ref } = await prepare();
   assert.ok(maxGap(ref, readF64(short)) > 1e-3, 'short factors made no difference');
+  // A merged model's config.json: Phi-3's form (original_max_position_embeddings at the top level), read back alike.
+  const json = hfConfigJson(ckpt);
+  assert.equal(json.rope_scaling, rope_scaling);
+  assert.is(json.original_max_position_embeddings, 16);
+  assert.is(json.model_type, 'phi3');
+  assert.equal(hfModelConfig(json), ckpt.config);
   assert.throws(() => hfModelConfig({ ...HF_CONFIG, rope_scaling: { type: 'longrope', short_factor: [1] } }), /rope_scaling "longrope" needs long_factor/);
   const wrong = hfModelConfig({ ...HF_CONFIG, rope_scaling: { type: 'longrope', short_factor: [1, 2], long_factor: [1, 2] } });
   assert.throws(() => buildModel(new Graph(), wrong, { batch: 1, seq: 4 }), /short_factor has 2 entries, expected 4/);
