@@ -19,12 +19,15 @@ export type ModelFormat = 'safetensors' | 'gguf' | 'both';
  * tokenizer_config.json) and/or model.gguf; 2-D weights as `dtype` (f32 or f16; q8_0/q4_0 in GGUF only).
  */
 export async function writeModel(ckpt: LlamaCheckpoint, out: string, format: ModelFormat, dtype: (typeof MODEL_DTYPES)[number]): Promise<string[]> {
+  // Refused before anything is written (`both` would otherwise leave a half-written folder).
+  const family = familyOf(ckpt.config).name;
+  if (format !== 'safetensors' && family !== 'llama') throw new Error(`GGUF export of ${family} models is not supported; write safetensors (--format safetensors)`);
   await mkdir(out, { recursive: true });
   const written: string[] = [];
   if (format !== 'gguf') {
-    const half = withRopeLayout(ckpt, 'half'), family = familyOf(ckpt.config);
+    const half = withRopeLayout(ckpt, 'half'), { toHf } = familyOf(ckpt.config);
     // GPT-2's Conv1D weights go back to their file orientation, [in, out].
-    const hf = family.toHf ? { ...half, tensors: new Map([...half.tensors].map(([k, t]) => [k, family.toHf!(k, t)])) } : half;
+    const hf = toHf ? { ...half, tensors: new Map([...half.tensors].map(([k, t]) => [k, toHf(k, t)])) } : half;
     const st = dtype === 'f16' ? 'F16' : 'F32';
     await writeFileAtomic(join(out, 'model.safetensors'), writeSafetensors([...hf.tensors].map(([k, t]) => [k, { shape: t.shape, data: tensorF32(t), dtype: t.shape.length === 2 ? st : 'F32' }] as [string, SafetensorsWriteTensor]), { metadata: { format: 'pt' } }));
     await writeFileAtomic(join(out, 'config.json'), `${JSON.stringify(hfConfigJson(hf, dtype === 'f16' ? 'float16' : 'float32'), null, 2)}\n`);
@@ -40,7 +43,6 @@ export async function writeModel(ckpt: LlamaCheckpoint, out: string, format: Mod
     err(`wrote ${written.map((w) => `${out}/${w}`).join(', ')}`);
   }
   if (format !== 'safetensors') {
-    if (familyOf(ckpt.config).name !== 'llama') throw new Error(`GGUF export of ${familyOf(ckpt.config).name} models is not supported; write safetensors (--format safetensors)`);
     await writeFileAtomic(join(out, 'model.gguf'), checkpointToGguf(ckpt, { type: dtype === 'f32' ? 'F32' : GGML_TYPE_OF[dtype] }));
     written.push('model.gguf');
     err(`wrote ${out}/model.gguf`);

@@ -7,7 +7,7 @@
 // fan_in_fan_out true that the reference reads with PEFT's formulas (logits 1e-5, greedy tokens equal); merging it
 // and writing the model gives the weights of PEFT's merge, W + (s·B·A)ᵀ, within 1e-6, and the merged folder's
 // forward equals the adapted one within 1e-5. Files with bare names (`h.0…`) load the same.
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
@@ -272,8 +272,9 @@ test('unsupported GPT-2 options, too long sequences and GGUF export are refused 
   assert.throws(() => hfModelConfig({ ...HF_CONFIG, n_embd: 30 }), /n_embd 30 is not a multiple of n_head 4/);
   assert.throws(() => buildModel(new Graph(), ckpt.config, { batch: 1, seq: P + 1 }), /33 positions exceeds GPT-2's 32 learned positions/);
   let refused = '';
-  try { await writeModel(ckpt, join(dir, 'gguf'), 'gguf', 'f32'); } catch (e) { refused = (e as Error).message; }
+  try { await writeModel(ckpt, join(dir, 'both'), 'both', 'f32'); } catch (e) { refused = (e as Error).message; }
   assert.match(refused, /GGUF export of gpt2 models is not supported/);
+  assert.not.ok(existsSync(join(dir, 'both')), 'a refused export wrote files');
 });
 
 test.run();
