@@ -233,6 +233,23 @@ test('DoRA at initialisation leaves the logits unchanged (per-output magnitudes 
   assert.ok(gap < 1e-5, `max |logit difference| ${gap}`);
 });
 
+test('DoRA and PiSSA on the Conv1D layers: PiSSA starts at the base; trained and merged, both write models whose forward is the adapted one', async () => {
+  const { ckpt, ref } = await prepare();
+  for (const [name, extra] of [['dora', { useDora: true }], ['pissa', { init: 'pissa' }]] as const) {
+    const model = new AdaptedModel(ckpt);
+    model.addAdapter(name, 'lora', { r: 2, alpha: 4, targetModules: ['c_attn', 'c_proj', 'c_fc'], ...extra }, { seed: 8 });
+    if (name === 'pissa') assert.ok(maxGap(await logitsOf(model), ref) < 1e-5, 'PiSSA changed the starting logits');
+    await fineTune({ model, adapter: name, backend: createJsBackend(), data: blocks(8, 4), steps: 3, batch: 4, lr: 5e-2, decay: 'constant', seed: 1 });
+    const adapted = await logitsOf(model);
+    assert.ok(maxGap(adapted, ref) > 1e-3, `${name}: training changed nothing`);
+    model.merge(name);
+    const out = join(dir, `merged-${name}`);
+    await writeModel(model.effectiveCheckpoint(), out, 'safetensors', 'f32');
+    const gap = maxGap(await logitsOf(new AdaptedModel(await loadCheckpointFile(out))), adapted);
+    assert.ok(gap < 1e-5, `${name}: merged model vs adapted: ${gap}`);
+  }
+});
+
 test('bottleneck adapters sit after the attn and mlp blocks and train; prompt tuning starts from wte rows', async () => {
   const { ckpt } = await prepare();
   const model = new AdaptedModel(ckpt);
