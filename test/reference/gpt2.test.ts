@@ -14,6 +14,9 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { AdaptedModel } from '../../src/adapters/adapted-model.js';
 import { loadPeft } from '../../src/adapters/peft.js';
+import { fromPeftTargets } from '../../src/adapters/config-utils.js';
+import { modelModules, selectTargets } from '../../src/adapters/targets.js';
+import type { TargetConfig } from '../../src/adapters/types.js';
 import type { Backend } from '../../src/backends/backend.js';
 import { createJsBackend } from '../../src/backends/js/index.js';
 import { type LlamaCheckpoint, tensorF32 } from '../../src/formats/checkpoint.js';
@@ -250,13 +253,20 @@ test('DoRA and PiSSA on the Conv1D layers: PiSSA starts at the base; trained and
   }
 });
 
-test('bottleneck adapters sit after the attn and mlp blocks and train; prompt tuning starts from wte rows', async () => {
+test('bottleneck adapters sit after the attn and mlp blocks and train; all-linear names the Conv1D layers; prompt tuning starts from wte rows', async () => {
   const { ckpt } = await prepare();
   const model = new AdaptedModel(ckpt);
   const a = model.addAdapter('b', 'bottleneck', { reductionFactor: 8 }, { seed: 2 });
   assert.equal(a.modules.map((m) => m.name), ['transformer.h.0.attn', 'transformer.h.0.mlp', 'transformer.h.1.attn', 'transformer.h.1.mlp']);
   const r = await fineTune({ model, adapter: 'b', backend: createJsBackend(), data: blocks(8, 4), steps: 6, batch: 4, lr: 2e-2, decay: 'constant', seed: 1 });
   assert.ok(r.losses[r.losses.length - 1]! < r.losses[0]!, `loss ${r.losses[0]} → ${r.losses[r.losses.length - 1]}`);
+  // PEFT's all-linear (in an adapter_config.json): every Conv1D projection (c_attn, attn.c_proj, c_fc, mlp.c_proj),
+  // not the tied head or wte; GPT-2's layers_pattern "h" is its layer list.
+  const peftSelect = (j: Record<string, unknown>) => selectTargets(fromPeftTargets(j, []) as unknown as TargetConfig, modelModules(ckpt.config)).map((m) => m.name);
+  const all = peftSelect({ target_modules: 'all-linear' });
+  assert.equal(all.slice(4), ['transformer.h.1.attn.c_attn', 'transformer.h.1.attn.c_proj', 'transformer.h.1.mlp.c_fc', 'transformer.h.1.mlp.c_proj']);
+  assert.is(all.length, 4 * L);
+  assert.equal(peftSelect({ target_modules: ['c_attn'], layers_pattern: 'h', layers_to_transform: [1] }), ['transformer.h.1.attn.c_attn']);
   const p = new AdaptedModel(ckpt).addAdapter('p', 'prompt-tuning', { numVirtualTokens: 3, promptInit: 'vocab' }, { seed: 4 });
   const prompt = [...p.params.values()][0]!.data, wte = tensorF32(ckpt.tensors.get('transformer.wte.weight')!);
   for (let v = 0; v < 3; v++) {

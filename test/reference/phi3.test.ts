@@ -12,6 +12,9 @@ import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { AdaptedModel } from '../../src/adapters/adapted-model.js';
+import { fromPeftTargets } from '../../src/adapters/config-utils.js';
+import { modelModules, selectTargets } from '../../src/adapters/targets.js';
+import type { TargetConfig } from '../../src/adapters/types.js';
 import type { Backend } from '../../src/backends/backend.js';
 import { createJsBackend } from '../../src/backends/js/index.js';
 import { type LlamaCheckpoint, type LlamaConfig, tensorF32 } from '../../src/formats/checkpoint.js';
@@ -165,6 +168,9 @@ test('LoRA on qkv_proj/o_proj/gate_up_proj/down_proj trains, saves PEFT names, a
     assert.ok(names.includes(`base_model.model.model.layers.1.${m}.lora_A.weight`), names.join(', '));
   }
   assert.equal(model.get('t').params.get('model.layers.0.self_attn.qkv_proj.lora_B.weight')!.shape, [64, 2]);
+  // PEFT's all-linear (in an adapter_config.json) names the same four modules a layer (not the untied head).
+  const all = selectTargets(fromPeftTargets({ target_modules: 'all-linear' }, []) as unknown as TargetConfig, modelModules(model.base.config));
+  assert.equal(all.map((m) => m.name), [0, 1].flatMap((l) => ['self_attn.qkv_proj', 'self_attn.o_proj', 'mlp.gate_up_proj', 'mlp.down_proj'].map((m) => `model.layers.${l}.${m}`)));
   assert.ok(maxGap(refLora, ref) > 1e-3, 'the adapter changed nothing');
   const gap = maxGap(await logitsOf(model), refLora);
   assert.ok(gap < 1e-5, `max |logit difference| ${gap}`);
