@@ -34,6 +34,7 @@ import { seededRandom } from '../../src/util/random.js';
 import { dequantize, quantize } from '../../src/quant/codec.js';
 import { writeModel } from '../../src/cli/write-model.js';
 import { otherBackends } from '../backends/backends.js';
+import { cli } from '../cli/run.js';
 import { maxGap } from './ours.js';
 import { readF64, requireTorch, runReference, savePeftFolder } from './python.js';
 
@@ -289,6 +290,14 @@ test('prompt tuning (wpe over virtual and real tokens) and prefix tuning (positi
   }
   // Prefix tuning's default init runs the model on the host, which is written for Llama-shaped models.
   assert.throws(() => hostKeyValues(ckpt, [1, 2]), /computed for Llama-shaped and Phi-3 models only, not gpt2; use a random initialisation/);
+});
+
+test('adaptkit train adapts the Conv1D projections by default (c_attn, c_proj, c_fc: 4 modules a layer)', async () => {
+  const { folder } = await prepare();
+  const r = cli(['train', '--dry-run', '--model', folder, '--backend', 'js', '--seq', '16', '--batch', '2']);
+  assert.is(r.code, 0, r.stderr);
+  // r = 8: c_attn 8·(32 + 96), attn.c_proj 8·(32 + 32), c_fc 8·(32 + 48), mlp.c_proj 8·(48 + 32), in 2 layers.
+  assert.match(r.stdout + r.stderr, new RegExp(`${(2 * 8 * (128 + 64 + 80 + 80)).toLocaleString('en')} trainable parameters`));
 });
 
 test('unsupported GPT-2 options, too long sequences and GGUF export are refused by name', async () => {
