@@ -75,7 +75,8 @@ export function peftTargets(c: TargetConfig, modules?: readonly { name: string }
 export function fromPeftTargets(j: Readonly<Record<string, unknown>>, fallback: string[]): Record<string, unknown> {
   const lt = j.layers_to_transform;
   const lp = j.layers_pattern === undefined || j.layers_pattern === null ? [] : Array.isArray(j.layers_pattern) ? j.layers_pattern : [j.layers_pattern];
-  if (lp.some((p) => p !== '' && p !== 'layers')) throw new Error(`adapter_config.json: layers_pattern ${JSON.stringify(j.layers_pattern)} does not name this model's layer list ("layers")`);
+  // The layer list's name: `layers` (model.layers), GPT-2's `h` (transformer.h); layer indices come from the module.
+  if (lp.some((p) => p !== '' && p !== 'layers' && p !== 'h')) throw new Error(`adapter_config.json: layers_pattern ${JSON.stringify(j.layers_pattern)} does not name a layer list of the supported models ("layers", GPT-2's "h")`);
   // A string is a regex over the full name in PEFT, even one without regex characters ('re:' keeps it one here);
   // 'all-linear' is PEFT's shorthand for every linear layer but the output layer.
   const asRegex = (v: unknown) => (v === 'all-linear' ? allLinearSuffixes() : typeof v === 'string' ? `re:${v}` : v);

@@ -9,12 +9,13 @@
  * `<module>.token_adapter.trainable_tokens_delta`) and the base weight of an adapted embedding
  * (`<module>.base_layer.weight`). They load as base tensors the adapter replaces, and are saved back.
  */
+import { familyOf } from '../model/families.js';
 import { type LlamaCheckpoint, type LlamaConfig, type NamedTensor, permuteQKHalfToPairs, permuteQKPairsToHalf, tensorF32 } from '../formats/checkpoint.js';
 import { parseSafetensors, safetensorsTensorToF32, writeSafetensors } from '../formats/safetensors.js';
 import { headDim } from '../model/llama.js';
 import { type Adapter, AdaptedModel } from './adapted-model.js';
 import { methodByPeftType } from './registry.js';
-import { selectTargets } from './targets.js';
+import { modelModules, selectTargets } from './targets.js';
 import type { ModuleInfo, ParamStore, PeftExtras } from './types.js';
 
 const PREFIX = 'base_model.model.';
@@ -89,6 +90,9 @@ export const BASE_MODEL_METADATA = 'adaptkit.base_model';
 
 /** A base tensor in Hugging Face orientation (toHf) or back: Q/K projection rows follow the rotary layout. */
 function orientBaseTensor(name: string, t: NamedTensor, base: LlamaCheckpoint, toHf: boolean): NamedTensor {
+  // GPT-2's Conv1D weights: [in, out] in Hugging Face files, [out, in] here.
+  const family = familyOf(base.config), flip = toHf ? family.toHf : family.fromHf;
+  if (flip) return flip(name, t);
   const heads = base.config.ropeLayout === 'half' ? undefined : qkHeads(name.slice(0, name.lastIndexOf('.')), base);
   if (!heads) return t;
   const rows = t.shape[0]!, data = tensorF32(t);
@@ -102,6 +106,8 @@ export function savePeft(model: AdaptedModel, name: string, o: { baseModel?: str
   const params = reorient({ method: a.method, config: saved.config }, saved.params, a.modules, model.base, true);
   const hfId = huggingFaceModelId(o.baseModel, model.base.source);
   const config: Record<string, unknown> = { ...a.method.toPeftConfig(saved.config, model.base.config, a.modules), base_model_name_or_path: hfId, revision: null };
+  // Conv1D layers (GPT-2): PEFT marks adapters on them fan_in_fan_out (their factors are the same either way).
+  if ('fan_in_fan_out' in config && familyOf(model.base.config).fanInFanOut) config.fan_in_fan_out = true;
   // PromptTuningConfig refuses a TEXT init without the tokenizer to rebuild it from (and would fetch that
   // tokenizer to build a starting prompt the saved one then replaces): name the model's when it has an id,
   // else write the RANDOM init, which loads the same saved prompt.
@@ -150,7 +156,7 @@ function moduleNames(base: LlamaCheckpoint): string[] {
 
 /** A base tensor by name; a tied model's lm_head.weight is its embedding. */
 function baseTensor(base: LlamaCheckpoint, name: string): NamedTensor | undefined {
-  return base.tensors.get(name) ?? (name === 'lm_head.weight' && base.config.tiedEmbeddings ? base.tensors.get('model.embed_tokens.weight') : undefined);
+  return base.tensors.get(name) ?? (name === 'lm_head.weight' && base.config.tiedEmbeddings ? base.tensors.get(`${modelModules(base.config)[0]!.name}.weight`) : undefined);
 }
 
 /** modules_to_save and trainable_token_indices of a config, resolved on this model (PEFT's rules, utils/other.py). */
@@ -187,7 +193,9 @@ export function loadPeft(model: AdaptedModel, name: string, files: PeftFiles, so
     throw new Error(`${where}: not valid JSON (${(e as Error).message})`);
   }
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Error(`${where}: is ${JSON.stringify(parsed)?.slice(0, 40)}, expected a JSON object`);
-  const json = parsed as Record<string, unknown>;
+  // On Conv1D families (GPT-2) the model holds the weights [out, in] and orients them itself: fan_in_fan_out
+  // (which PEFT sets for such layers whatever the file says) changes nothing about the adapter's tensors.
+  const json = familyOf(model.base.config).fanInFanOut ? { ...(parsed as Record<string, unknown>), fan_in_fan_out: false } : parsed as Record<string, unknown>;
   if (typeof json.peft_type !== 'string') throw new Error(`${where}: no peft_type`);
   checkPeftSizes(json, model.base.config, where);
   const method = methodByPeftType(json.peft_type);

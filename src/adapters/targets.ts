@@ -60,16 +60,19 @@ export function selectTargets(cfg: TargetConfig, modules: readonly ModuleInfo[])
   return picked;
 }
 
+/** A block's output projection: Llama's and Phi-3's `self_attn.o_proj` and `mlp.down_proj`, GPT-2's `attn.c_proj` and `mlp.c_proj`. */
+const BLOCK_OUTPUT = /^(.*\.(?:self_attn|attn|mlp))\.(?:o_proj|down_proj|c_proj)$/;
+
 /**
  * The attention and MLP blocks of each layer as `sublayer` modules (`model.layers.N.self_attn`,
- * `model.layers.N.mlp`, in = out = the model width), for adapters on a block's output (bottleneck adapters).
+ * `model.layers.N.mlp`; GPT-2's `transformer.h.N.attn`, `transformer.h.N.mlp`; in = out = the model width), for
+ * adapters on a block's output (bottleneck adapters): the parent of each block's output projection.
  */
 export function sublayerModules(modules: readonly ModuleInfo[]): ModuleInfo[] {
   const out: ModuleInfo[] = [];
   for (const m of modules) {
-    if (m.layer === undefined) continue;
-    const block = m.name.endsWith('.self_attn.o_proj') ? 'self_attn' : m.name.endsWith('.mlp.down_proj') ? 'mlp' : undefined;
-    if (block) out.push({ name: `model.layers.${m.layer}.${block}`, kind: 'sublayer', inFeatures: m.outFeatures, outFeatures: m.outFeatures, layer: m.layer });
+    const block = m.layer === undefined ? undefined : BLOCK_OUTPUT.exec(m.name)?.[1];
+    if (block) out.push({ name: block, kind: 'sublayer', inFeatures: m.outFeatures, outFeatures: m.outFeatures, layer: m.layer! });
   }
   return out;
 }

@@ -15,6 +15,7 @@ import { type ChatData, type Example, pack, streamExamples, textExamples } from 
 import { paragraphs } from '../data/text.js';
 import { numel } from '../formats/binary.js';
 import { type LlamaCheckpoint, type LlamaConfig, isCompactTensor, loadCheckpoint, tensorDType, tensorF32, withRopeLayout } from '../formats/checkpoint.js';
+import { familyOf } from '../model/families.js';
 import type { CeChunk } from '../model/loss.js';
 import { formatBytes, formatEstimate, memoryProblem } from '../scheduler/memory.js';
 import { estimateTraining, fittingVariants } from '../train/memory.js';
@@ -292,7 +293,7 @@ function reservedPositions(f: Flags): number {
 /** The smallest of min(in, out) over the modules LoRA would adapt: a higher rank adds nothing but parameters. */
 function smallestDimension(f: Flags, model: LlamaConfig): { dim: number; module: string } | undefined {
   if (f.resume || getMethod(String(f.method)).name !== 'lora') return undefined;
-  const modules = selectTargets(getMethod('lora').parseConfig(methodConfig(f)), modelModules(model));
+  const modules = selectTargets(getMethod('lora').parseConfig(methodConfig(f, model)), modelModules(model));
   let best: { dim: number; module: string } | undefined;
   for (const m of modules) {
     const dim = Math.min(m.inFeatures, m.outFeatures);
@@ -306,7 +307,7 @@ const trainFlags: Record<string, FlagSpec> = {
   data: { type: 'string', help: "training data: a text file (blank-line paragraphs), a .jsonl file ({\"text\"}, {\"prompt\",\"completion\"} or chat {\"messages\": [{\"role\",\"content\"}]}, loss on the assistant turns), or 'builtin' (the hero task)", default: 'builtin', path: dataPath },
   ...chatTemplateFlag,
   method: { type: 'string', help: `adapter method: ${methodNames().join(' | ')}`, default: 'lora' },
-  targets: { type: 'string', help: "modules to adapt, comma-separated, or 're:<regex>'", default: 'q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj' },
+  targets: { type: 'string', help: "modules to adapt, comma-separated, or 're:<regex>' (default: every projection of the model's family; Phi-3: qkv_proj,o_proj,gate_up_proj,down_proj; GPT-2: c_attn,c_proj,c_fc)", default: 'q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj' },
   layers: {
     type: 'string', help: 'only these layers, comma-separated',
     limit: (v, _f, m) => {
@@ -380,7 +381,7 @@ async function dryRun(f: Flags): Promise<number> {
   const { ckpt } = await openModel(f);
   checkModelLimits(f, trainFlags, ckpt.config);
   const model = new AdaptedModel(ckpt);
-  model.addAdapter('default', String(f.method), methodConfig(f), { seed: Number(f.seed) });
+  model.addAdapter('default', String(f.method), methodConfig(f, ckpt.config), { seed: Number(f.seed) });
   const chosen = await openBackend(f, json);
   const shape = { batch: Number(f.batch), seq: Number(f.seq), accumulate: Number(f.accumulate), checkpointing: Boolean(f.checkpointing), ceChunk };
   const e = estimateTraining(model, 'default', chosen.backend, shape);
@@ -432,11 +433,14 @@ async function chatDataOf(f: Flags, data: TokenizerData): Promise<ChatData> {
 const kebab = (s: string): string => s.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
 
 /** The method's config from the flags: LoRA's named flags, and any method option given as --kebab-case-name. */
-function methodConfig(f: Flags): Record<string, unknown> {
+function methodConfig(f: Flags, model?: LlamaConfig): Record<string, unknown> {
   const method = getMethod(String(f.method));
   const cfg: Record<string, unknown> = {};
   for (const opt of Object.keys(method.options)) if (f[kebab(opt)] !== undefined && !(kebab(opt) in trainFlags)) cfg[opt] = f[kebab(opt)];
-  if (f.targets !== trainFlags.targets!.default || method.name === 'lora') cfg.targetModules = String(f.targets);
+  // The default targets are the model family's projections (Llama's seven, Phi-3's fused four, GPT-2's Conv1D layers).
+  const byDefault = f.targets === trainFlags.targets!.default;
+  const targets = byDefault && model ? familyOf(model).linearSuffixes.join(',') : String(f.targets);
+  if (!byDefault || method.name === 'lora') cfg.targetModules = targets;
   if (f.layers) cfg.layersToTransform = String(f.layers);
   if (method.name === 'lora') {
     Object.assign(cfg, { r: f.rank, alpha: f.alpha, dropout: f.dropout, useRslora: Boolean(f.rslora), useDora: Boolean(f.dora), init: f.init });
@@ -499,7 +503,7 @@ async function train(f: Flags): Promise<number | void> {
     seed = restored.seed;
     if (!json) err(`resuming at step ${restored.step} from ${resumeFrom.dir}${resumeFrom.note ? ` (${resumeFrom.note})` : ''} (${restored.adapter.method.name}, seed ${seed})`);
   } else {
-    model.addAdapter('default', String(f.method), methodConfig(f), { seed });
+    model.addAdapter('default', String(f.method), methodConfig(f, model.base.config), { seed });
   }
   const seq = Number(f.seq);
   // Objectives with data of their own (src/objectives): the same output folder, backend and saved adapter.

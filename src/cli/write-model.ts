@@ -20,13 +20,15 @@ export type ModelFormat = 'safetensors' | 'gguf' | 'both';
  * tokenizer_config.json) and/or model.gguf; 2-D weights as `dtype` (f32 or f16; q8_0/q4_0 in GGUF only).
  */
 export async function writeModel(ckpt: LlamaCheckpoint, out: string, format: ModelFormat, dtype: (typeof MODEL_DTYPES)[number]): Promise<string[]> {
-  if (format !== 'safetensors' && familyOf(ckpt.config).name !== 'llama') {
-    throw new Error(`GGUF export of ${ckpt.config.architecture} models is not supported; write the Hugging Face layout with --format safetensors`);
-  }
+  // Refused before anything is written (`both` would otherwise leave a half-written folder).
+  const family = familyOf(ckpt.config).name;
+  if (format !== 'safetensors' && family !== 'llama') throw new Error(`GGUF export of ${ckpt.config.architecture} models is not supported; write the Hugging Face layout with --format safetensors`);
   await mkdir(out, { recursive: true });
   const written: string[] = [];
   if (format !== 'gguf') {
-    const hf = withRopeLayout(ckpt, 'half');
+    const half = withRopeLayout(ckpt, 'half'), { toHf } = familyOf(ckpt.config);
+    // GPT-2's Conv1D weights go back to their file orientation, [in, out].
+    const hf = toHf ? { ...half, tensors: new Map([...half.tensors].map(([k, t]) => [k, toHf(k, t)])) } : half;
     const st = dtype === 'f16' ? 'F16' : 'F32';
     await writeFileAtomic(join(out, 'model.safetensors'), writeSafetensors([...hf.tensors].map(([k, t]) => [k, { shape: t.shape, data: tensorF32(t), dtype: t.shape.length === 2 ? st : 'F32' }] as [string, SafetensorsWriteTensor]), { metadata: { format: 'pt' } }));
     await writeFileAtomic(join(out, 'config.json'), `${JSON.stringify(hfConfigJson(hf, dtype === 'f16' ? 'float16' : 'float32'), null, 2)}\n`);
@@ -55,7 +57,8 @@ const HF_CLASSES: Record<string, string> = { llama: 'LlamaForCausalLM', qwen2: '
 
 /** The config.json of a model written in Hugging Face layout (its family's form: Llama-shaped or Gemma). */
 export function hfConfigJson(c: LlamaCheckpoint, torchDtype = 'float32'): Record<string, unknown> {
-  const k = c.config;
+  const k = c.config, family = familyOf(k);
+  if (family.toHfConfig) return family.toHfConfig(k, { torchDtype, ...(c.tokenizer ? { bosId: c.tokenizer.bosId, eosId: c.tokenizer.eosId } : {}) });
   if (GEMMA_MODEL_TYPES.includes(k.architecture)) {
     return gemmaHfConfigJson(k, torchDtype, { ...(c.tokenizer?.bosId !== undefined ? { bosId: c.tokenizer.bosId } : {}), ...(c.tokenizer?.eosId !== undefined ? { eosId: c.tokenizer.eosId } : {}) });
   }

@@ -83,6 +83,12 @@ export interface LlamaConfig {
    * those layers then use it without ropeScaling, which applies to the full-attention layers only.
    */
   localRopeTheta?: number;
+  /**
+   * Phi-3: queries, keys and values come from one fused `self_attn.qkv_proj` [(nHeads + 2·nKvHeads)·headDim, dim]
+   * (q rows first, then k, then v), and the MLP's gate and up from one `mlp.gate_up_proj` [2·hiddenDim, dim]
+   * (gate rows first); adapters target the fused modules, as PEFT does.
+   */
+  fusedProjections?: boolean;
 }
 
 /** Size of one attention head: the config's headDim, or dim / nHeads. */
@@ -265,8 +271,9 @@ export function validateCheckpoint(ckpt: LlamaCheckpoint): void {
   for (const k of ['normEps', 'ropeTheta'] as const) {
     if (!(Number.isFinite(c[k]) && c[k] > 0)) fail(`config ${k} is ${c[k]}, expected a positive finite number`);
   }
-  // Every layer has at least nine tensors: a corrupt layer count is refused before a name is listed for each.
-  if (c.nLayers * 9 > ckpt.tensors.size) fail(`config nLayers ${c.nLayers} needs at least ${c.nLayers * 9} tensors but the checkpoint has ${ckpt.tensors.size}`);
+  // Every layer has at least six tensors (Phi-3's fused layers; Llama's have nine): a corrupt layer count is
+  // refused before a name is listed for each.
+  if (c.nLayers * 6 > ckpt.tensors.size) fail(`config nLayers ${c.nLayers} needs at least ${c.nLayers * 6} tensors but the checkpoint has ${ckpt.tensors.size}`);
   if (c.headDim === undefined) {
     if (c.dim % c.nHeads !== 0) fail(`config dim ${c.dim} is not a multiple of nHeads ${c.nHeads}`);
   } else if (!(Number.isSafeInteger(c.headDim) && c.headDim > 0)) {
@@ -277,7 +284,7 @@ export function validateCheckpoint(ckpt: LlamaCheckpoint): void {
   if (c.layerTypes !== undefined && (c.layerTypes.length !== c.nLayers || c.layerTypes.some((t) => t !== 'full_attention' && t !== 'sliding_attention'))) {
     fail(`config layerTypes must give 'full_attention' or 'sliding_attention' for each of the ${c.nLayers} layers`);
   }
-  if (configHeadDim(c) % 2 !== 0) fail(`head size ${configHeadDim(c)} is odd; rotary embedding needs pairs`);
+  if (familyOf(c).rotary !== false && configHeadDim(c) % 2 !== 0) fail(`head size ${configHeadDim(c)} is odd; rotary embedding needs pairs`);
   for (const [name, shape] of expectedTensorShapes(c)) {
     const t = ckpt.tensors.get(name);
     if (!t) fail(`tensor ${name} is missing`);

@@ -2,6 +2,7 @@
  * Llama-family models in GGUF: tensor and metadata names (llama.cpp's convert_hf_to_gguf.py and
  * gguf-py constants), mapped to and from the Hugging Face names of `LlamaCheckpoint`.
  */
+import { familyOf } from '../model/families.js';
 import { FormatError, numel, shortestF32 } from './binary.js';
 import type { LlamaCheckpoint, LlamaConfig, NamedTensor } from './checkpoint.js';
 import { configHeadDim, isCompactTensor, tensorF32, validateCheckpoint, withRopeLayout } from './checkpoint.js';
@@ -15,7 +16,6 @@ import { GGML_TYPE_OF, compactOfGgml, q4_1FitsGgml } from '../quant/codec.js';
 import { TokenType, type TokenizerData } from '../tokenizer/types.js';
 import { tokenizerDataFromHfJson } from '../tokenizer/hf-json.js';
 import { ropeTable, validateRopeScaling } from '../model/rope-scaling.js';
-import { familyOf } from '../model/families.js';
 
 const LAYER_NAMES: ReadonlyArray<[string, string]> = [
   ['attn_q', 'self_attn.q_proj'],

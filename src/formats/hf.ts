@@ -4,7 +4,8 @@
  * when present. Browser-safe: files come through a `FileSource`.
  */
 import { FormatError, decodeUtf8 } from './binary.js';
-import type { LlamaCheckpoint, LlamaConfig, NamedTensor } from './checkpoint.js';
+import type { F32Tensor, LlamaCheckpoint, LlamaConfig, NamedTensor } from './checkpoint.js';
+import { quantize } from '../quant/codec.js';
 import { configHeadDim, validateCheckpoint } from './checkpoint.js';
 import {
   decodeSafetensorsData, parseSafetensorsHeader, type SafetensorsHeader, type SafetensorsTensorInfo,
@@ -13,7 +14,7 @@ import { type ByteSource, bytesSource, readHeader } from './source.js';
 import { type BaseDType, LoadNotes, type StoredTensor, readStoredTensor, targetStorage } from './storage.js';
 import { tokenizerDataFromHfJson } from '../tokenizer/hf-json.js';
 import { validateRopeScaling } from '../model/rope-scaling.js';
-import { familyForModelType, supportedModelTypes } from '../model/families.js';
+import { familyForModelType, familyOf, supportedModelTypes } from '../model/families.js';
 import { LLAMA_MODEL_TYPES } from '../model/llama.js';
 
 /** Reads files of a checkpoint by path relative to its root; undefined when a file does not exist. */
@@ -168,6 +169,7 @@ export async function readHfCheckpoint(src: FileSource, options: HfReadOptions =
   const cfgBytes = await src.read('config.json');
   if (!cfgBytes) throw new FormatError(src.name, 'config.json is missing');
   const config = hfModelConfig(parseJson(cfgBytes, at('config.json')), at('config.json'));
+  const family = familyOf(config);
 
   // shard file → the tensors it holds ([] = all of them)
   let plan: Map<string, string[]>;
@@ -212,8 +214,19 @@ export async function readHfCheckpoint(src: FileSource, options: HfReadOptions =
         // Older checkpoints store the rotary frequencies as a buffer; they are recomputed from ropeTheta.
         if (n.endsWith('.rotary_emb.inv_freq')) continue;
         if (n === 'lm_head.weight' && config.tiedEmbeddings) continue;
+        // The family's name for it (GPT-2: `transformer.` on bare names), or none for a buffer that is not a weight.
+        const held = family.hfTensorName ? family.hfTensorName(n) : n;
+        if (held === undefined) continue;
+        if (tensors.has(held)) throw new FormatError(at(file), `tensor ${n} is stored twice (also as ${held === n ? 'a bare name' : held})`);
         const stored = safetensorsStoredTensor(st.tensorsByName.get(n)!);
-        tensors.set(n, await readStoredTensor(shard, stored, targetStorage(stored, base, notes), options));
+        if (!family.fromHf) {
+          tensors.set(held, await readStoredTensor(shard, stored, targetStorage(stored, base, notes), options));
+          continue;
+        }
+        // Reoriented (GPT-2's Conv1D weights): read as float32, turned, then stored compact once, by the turned rows.
+        const turned = family.fromHf(held, await readStoredTensor(shard, stored, 'f32', options)) as F32Tensor;
+        const want = targetStorage({ ...stored, name: held, shape: turned.shape }, base, notes);
+        tensors.set(held, want === 'f32' ? turned : { shape: turned.shape, dtype: want, bytes: quantize(want, turned.data) });
       }
     } finally {
       await shard.close?.();

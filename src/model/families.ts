@@ -7,10 +7,12 @@
  * runtimes work with any of them.
  */
 import type { Graph } from '../graph/graph.js';
-import type { LlamaConfig } from '../formats/checkpoint.js';
+import type { LlamaConfig, NamedTensor } from '../formats/checkpoint.js';
 import type { ModuleInfo } from '../adapters/types.js';
 import { type LlamaGraph, type LlamaGraphOptions, llamaFamily } from './llama.js';
 import { gemmaFamily } from './gemma.js';
+import { phi3Family } from './phi3.js';
+import { gpt2Family } from './gpt2.js';
 
 export interface DecoderFamily {
   /** Short name, e.g. `llama`. */
@@ -29,12 +31,30 @@ export interface DecoderFamily {
   readonly linearSuffixes: readonly string[];
   /** Build the forward graph. */
   build(g: Graph, c: LlamaConfig, o: LlamaGraphOptions): LlamaGraph;
+  /**
+   * A Hugging Face file's tensor name as this family holds it, or undefined for a stored buffer that is not a
+   * weight (GPT-2's causal masks `attn.bias`); absent: names are kept.
+   */
+  hfTensorName?(stored: string): string | undefined;
+  /**
+   * Tensors whose Hugging Face file orientation differs from the one held here: GPT-2's Conv1D weights are
+   * stored [in, out] and held [out, in] like every other linear, so adapters, merges and kernels see one
+   * orientation. `fromHf` turns a file tensor into the held one, `toHf` back (writing a model, PEFT base tensors).
+   */
+  fromHf?(name: string, t: NamedTensor): NamedTensor;
+  toHf?(name: string, t: NamedTensor): NamedTensor;
+  /** PEFT's `fan_in_fan_out`: the family's linear layers are Conv1D (weights [in, out] in Hugging Face files). */
+  readonly fanInFanOut?: boolean;
+  /** Hugging Face config.json for a model of this family (writing a merged model); absent: Llama's writer. */
+  toHfConfig?(c: LlamaConfig, extra: { torchDtype: string; bosId?: number; eosId?: number }): Record<string, unknown>;
+  /** False when the family has no rotary embedding (GPT-2's learned positions): odd head sizes are then fine. */
+  readonly rotary?: boolean;
 }
 
 // A function, not a constant: the family modules import this one's callers (formats/), and a lazily built
 // list keeps module initialisation order irrelevant.
 function families(): readonly DecoderFamily[] {
-  return [llamaFamily, gemmaFamily];
+  return [llamaFamily, gemmaFamily, phi3Family, gpt2Family];
 }
 
 /** The family of a config, by its `architecture` (a Hugging Face model_type or a GGUF architecture); Llama when unknown. */

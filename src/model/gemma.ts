@@ -261,7 +261,7 @@ export function buildGemma(g: Graph, c: LlamaConfig, o: LlamaGraphOptions): Llam
   let logits: Tensor | undefined;
   const virtualSlot = decoding ? g.byName(VIRTUAL_SLOT_INPUT) : undefined;
   return {
-    ids, hidden: normed, head, weights, virtualTokens: o.hooks?.virtualTokens ?? 0, prefixTokens: prefix,
+    ids, hidden: normed, head, weights, virtualTokens: o.hooks?.virtualTokens ?? 0, prefixTokens: prefix, vocabSize: c.vocabSize,
     get logits() { return (logits ??= head(normed)); },
     ...(positions ? { positions } : {}), ...(pos ? { pos } : {}), ...(kvLen ? { kvLen } : {}), ...(virtualSlot ? { virtualSlot } : {}),
   };

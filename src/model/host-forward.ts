@@ -1,5 +1,5 @@
 /**
- * A Llama or Gemma forward pass over a few tokens on the host, in float64 and synchronously, for initialisations
+ * A Llama, Gemma or Phi-3 forward pass over a few tokens on the host, in float64 and synchronously, for initialisations
  * that need the model's activations before any backend exists (prefix tuning from real tokens). It follows
  * the graphs of `llama.ts` and `gemma.ts` step by step (RMSNorm, rotary in the checkpoint's layout, grouped-query
  * causal attention with each layer's sliding window, SwiGLU or Gemma's GeGLU and norms); tests check it against a
@@ -22,7 +22,7 @@ export interface HostKeyValues {
 /** The keys and values every layer computes for `ids` read from position 0. */
 export function hostKeyValues(ckpt: LlamaCheckpoint, ids: readonly number[]): HostKeyValues {
   const family = familyOf(ckpt.config).name;
-  if (family !== 'llama' && family !== 'gemma') throw new Error(`${ckpt.source}: keys and values from real tokens are computed for Llama-shaped and Gemma decoders only, not ${ckpt.config.architecture}`);
+  if (family !== 'llama' && family !== 'gemma' && family !== 'phi3') throw new Error(`${ckpt.source}: keys and values from real tokens (prefix tuning's initialisation) are computed for Llama-shaped, Gemma and Phi-3 decoders only, not ${ckpt.config.architecture}; use a random initialisation`);
   const c = ckpt.config, n = ids.length, D = c.dim, hd = headDim(c), kv = c.nKvHeads * hd, qd = c.nHeads * hd, H = c.hiddenDim;
   // Gemma (src/model/gemma.ts): embeddings × √D, norms scale by 1 + w, GeGLU, block output norms (Gemma 2/3).
   const gemma = family === 'gemma', sandwich = gemma && hasSandwichNorms(c);
@@ -50,9 +50,12 @@ export function hostKeyValues(ckpt: LlamaCheckpoint, ids: readonly number[]): Ho
     const p = `model.layers.${l}`;
     const n1 = rmsnorm(x, normW(`${p}.input_layernorm.weight`), n, D, c.normEps);
     const bias = (m: string) => (c.qkvBias ? get(`${p}.self_attn.${m}.bias`) : undefined);
-    let q = linear(n1, get(`${p}.self_attn.q_proj.weight`), bias('q_proj'), n, D, qd);
-    let k = linear(n1, get(`${p}.self_attn.k_proj.weight`), bias('k_proj'), n, D, kv);
-    const v = linear(n1, get(`${p}.self_attn.v_proj.weight`), bias('v_proj'), n, D, kv);
+    // Phi-3's fused projections: rows q | k | v of qkv_proj, gate | up of gate_up_proj ([out, in] rows).
+    const qkv = c.fusedProjections ? get(`${p}.self_attn.qkv_proj.weight`) : undefined;
+    const proj = (m: string, from: number, width: number): Float32Array => (qkv ? qkv.subarray(from * D, (from + width) * D) : get(`${p}.self_attn.${m}.weight`));
+    let q = linear(n1, proj('q_proj', 0, qd), bias('q_proj'), n, D, qd);
+    let k = linear(n1, proj('k_proj', qd, kv), bias('k_proj'), n, D, kv);
+    const v = linear(n1, proj('v_proj', qd + kv, kv), bias('v_proj'), n, D, kv);
     if (c.qkNorm) {
       q = rmsnorm(q, normW(`${p}.self_attn.q_norm.weight`), n * c.nHeads, hd, c.normEps);
       k = rmsnorm(k, normW(`${p}.self_attn.k_norm.weight`), n * c.nKvHeads, hd, c.normEps);
@@ -68,8 +71,9 @@ export function hostKeyValues(ckpt: LlamaCheckpoint, ids: readonly number[]): Ho
     if (sandwich) o = rmsnorm(o, normW(`${p}.post_attention_layernorm.weight`), n, D, c.normEps);
     const h = x.map((xi, i) => xi + resid * o[i]!);
     const n2 = rmsnorm(h, normW(`${p}.${sandwich ? 'pre_feedforward_layernorm' : 'post_attention_layernorm'}.weight`), n, D, c.normEps);
-    const gate = linear(n2, get(`${p}.mlp.gate_proj.weight`), undefined, n, D, H);
-    const up = linear(n2, get(`${p}.mlp.up_proj.weight`), undefined, n, D, H);
+    const gateUp = c.fusedProjections ? get(`${p}.mlp.gate_up_proj.weight`) : undefined;
+    const gate = linear(n2, gateUp ? gateUp.subarray(0, H * D) : get(`${p}.mlp.gate_proj.weight`), undefined, n, D, H);
+    const up = linear(n2, gateUp ? gateUp.subarray(H * D) : get(`${p}.mlp.up_proj.weight`), undefined, n, D, H);
     const act = gate.map((g, i) => (gemma ? geluTanh(g) : g / (1 + Math.exp(-g))) * up[i]!);
     let down = linear(act, get(`${p}.mlp.down_proj.weight`), undefined, n, H, D);
     if (sandwich) down = rmsnorm(down, normW(`${p}.post_feedforward_layernorm.weight`), n, D, c.normEps);

@@ -97,6 +97,8 @@ export interface LlamaGraph {
   readonly logits: Tensor;
   /** f32 [B, T, D]: the final normed hidden states the output head reads. */
   readonly hidden: Tensor;
+  /** Width of the output head (the vocabulary size). */
+  readonly vocabSize: number;
   /**
    * The output head (with its adapters) on rows [..., D] → [..., V]: a loss can apply it a chunk of rows
    * at a time so the whole logits tensor never exists (chunked cross-entropy); each call adds its nodes.
@@ -166,9 +168,13 @@ export function buildLlama(g: Graph, c: LlamaConfig, o: LlamaGraphOptions): Llam
   for (let l = 0; l < c.nLayers; l++) {
     const p = `model.layers.${l}`;
     const n1 = g.within(`${p}.input_layernorm`, () => F.rmsnorm(x, w(`${p}.input_layernorm.weight`, [c.dim]), c.normEps));
-    const q = F.reshape(linear(`${p}.self_attn.q_proj`, n1, c.dim, qDim, c.qkvBias), [B, seqLen, c.nHeads, hd]);
-    const k = F.reshape(linear(`${p}.self_attn.k_proj`, n1, c.dim, kvDim, c.qkvBias), [B, seqLen, c.nKvHeads, hd]);
-    const v = F.reshape(linear(`${p}.self_attn.v_proj`, n1, c.dim, kvDim, c.qkvBias), [B, seqLen, c.nKvHeads, hd]);
+    // Phi-3 fuses q, k and v into one projection (rows q, then k, then v): its output is split along the last axis.
+    const qkv = c.fusedProjections ? linear(`${p}.self_attn.qkv_proj`, n1, c.dim, qDim + 2 * kvDim, c.qkvBias) : undefined;
+    const proj = (name: string, from: number, width: number): Tensor =>
+      (qkv ? F.slice(qkv, 2, from, from + width) : linear(`${p}.self_attn.${name}`, n1, c.dim, width, c.qkvBias));
+    const q = F.reshape(proj('q_proj', 0, qDim), [B, seqLen, c.nHeads, hd]);
+    const k = F.reshape(proj('k_proj', qDim, kvDim), [B, seqLen, c.nKvHeads, hd]);
+    const v = F.reshape(proj('v_proj', qDim + kvDim, kvDim), [B, seqLen, c.nKvHeads, hd]);
     const pre = o.hooks?.attentionPrefix?.({ graph: g, layer: l, batch: B, kvHeads: c.nKvHeads, headDim: hd });
     const attn = g.within(`${p}.self_attn`, () => {
       // Qwen3: each head of q and k RMS-normed (weights [headDim]) before rotary.
@@ -190,8 +196,10 @@ export function buildLlama(g: Graph, c: LlamaConfig, o: LlamaGraphOptions): Llam
     const residual = (y: Tensor): Tensor => (c.residualMultiplier !== undefined ? F.scale(y, c.residualMultiplier) : y);
     const h = F.add(x, residual(sub('attention', n1, linear(`${p}.self_attn.o_proj`, F.reshape(attn, [B, seqLen, qDim]), qDim, c.dim))));
     const n2 = g.within(`${p}.post_attention_layernorm`, () => F.rmsnorm(h, w(`${p}.post_attention_layernorm.weight`, [c.dim]), c.normEps));
-    const gate = linear(`${p}.mlp.gate_proj`, n2, c.dim, c.hiddenDim);
-    const up = linear(`${p}.mlp.up_proj`, n2, c.dim, c.hiddenDim);
+    // Phi-3 fuses gate and up (gate rows first).
+    const gateUp = c.fusedProjections ? linear(`${p}.mlp.gate_up_proj`, n2, c.dim, 2 * c.hiddenDim) : undefined;
+    const gate = gateUp ? F.slice(gateUp, 2, 0, c.hiddenDim) : linear(`${p}.mlp.gate_proj`, n2, c.dim, c.hiddenDim);
+    const up = gateUp ? F.slice(gateUp, 2, c.hiddenDim, 2 * c.hiddenDim) : linear(`${p}.mlp.up_proj`, n2, c.dim, c.hiddenDim);
     const act = g.within(`${p}.mlp`, () => F.mul(F.silu(gate), up));
     x = F.add(h, residual(sub('mlp', n2, linear(`${p}.mlp.down_proj`, act, c.hiddenDim, c.dim))));
   }
@@ -204,7 +212,7 @@ export function buildLlama(g: Graph, c: LlamaConfig, o: LlamaGraphOptions): Llam
   let logits: Tensor | undefined;
   const virtualSlot = decoding ? g.byName(VIRTUAL_SLOT_INPUT) : undefined;
   return {
-    ids, hidden: normed, head, weights, virtualTokens: o.hooks?.virtualTokens ?? 0, prefixTokens: prefix,
+    ids, hidden: normed, vocabSize: c.vocabSize, head, weights, virtualTokens: o.hooks?.virtualTokens ?? 0, prefixTokens: prefix,
     get logits() { return (logits ??= head(normed)); },
     ...(positions ? { positions } : {}), ...(pos ? { pos } : {}), ...(kvLen ? { kvLen } : {}), ...(virtualSlot ? { virtualSlot } : {}),
   };

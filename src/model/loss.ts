@@ -101,7 +101,7 @@ export function chunkedCrossEntropy(rows: Tensor, head: (rows: Tensor) => Tensor
 export function nextTokenLoss(net: LlamaGraph, targets: Tensor, o: { ceChunk?: CeChunk; rowsOnly?: boolean } = {}): ChunkedLoss {
   const [B, positions, D] = net.hidden.shape as [number, number, number];
   const N = targets.shape[0]!, T = N / B;
-  const V = net.weights.get('model.embed_tokens.weight')!.shape[0]!;
+  const V = net.vocabSize;
   const h = T === positions ? net.hidden : F.slice(net.hidden, 1, positions - T, positions);
   return chunkedCrossEntropy(F.reshape(h, [N, D]), (rows) => net.head(rows), targets, V, ceChunkRows(o.ceChunk ?? 'auto', N, V), -100, o.rowsOnly ? { rowsOnly: true } : {});
 }

@@ -11,11 +11,16 @@
  *            (default 0.1·ln(factor) + 1, 1 when factor ≤ 1)
  *   llama3   wavelengths above M / low_freq_factor divided by factor, below M / high_freq_factor kept,
  *            smoothly interpolated in between
- * Anything else (longrope, su, …) is refused by name.
+ *   longrope Phi-3's LongRoPE (legacy name `su`): per-pair divisors `short_factor` (D/2 of them) while the sequence
+ *            length L is at most original_max_position_embeddings M (Phi-3's config.json has it at the top level;
+ *            default max_position_embeddings), `long_factor` beyond; cos and sin × attention_factor (default
+ *            √(1 + ln(max_position_embeddings / M) / ln M), 1 when that ratio is ≤ 1). As with dynamic NTK, a
+ *            decoding graph picks the factors by its KV cache length.
+ * Anything else is refused by name.
  */
 import type { LlamaConfig } from '../formats/checkpoint.js';
 
-export const ROPE_SCALING_TYPES = ['default', 'linear', 'dynamic', 'yarn', 'llama3'] as const;
+export const ROPE_SCALING_TYPES = ['default', 'linear', 'dynamic', 'yarn', 'llama3', 'longrope', 'su'] as const;
 
 /** What the rope op takes for a scaled model: per-pair inverse frequencies and the cos/sin factor. */
 export interface RopeTable { freqs: number[]; scale: number }
@@ -37,6 +42,16 @@ export function validateRopeScaling(s: Record<string, unknown>, maxSeqLen: numbe
     }
     if (!(typeof v === 'number' && Number.isFinite(v) && v > 0)) throw new Error(`rope_scaling ${k} is ${JSON.stringify(v)}, expected a positive number`);
   };
+  if (kind === 'longrope' || kind === 'su') {
+    for (const k of ['short_factor', 'long_factor']) {
+      const v = s[k];
+      if (!Array.isArray(v) || v.length === 0) throw new Error(`rope_scaling "${kind}" needs ${k} (a list of per-frequency factors)`);
+      if (!v.every((x) => typeof x === 'number' && Number.isFinite(x) && x > 0)) throw new Error(`rope_scaling ${k} must hold positive numbers`);
+    }
+    pos('original_max_position_embeddings', false); pos('attention_factor', false);
+    if (!(maxSeqLen > 0)) throw new Error(`max_position_embeddings is ${maxSeqLen}`);
+    return kind;
+  }
   pos('factor', true);
   if (kind === 'llama3') {
     pos('low_freq_factor', true); pos('high_freq_factor', true); pos('original_max_position_embeddings', true);
@@ -92,6 +107,13 @@ export function ropeTable(config: LlamaConfig, headDim: number, length: number):
       const smooth = (orig / wave - low) / (high - low);
       return (1 - smooth) * (f / factor) + smooth * f;
     });
+  }
+  else if (kind === 'longrope' || kind === 'su') {
+    const ext = (length > orig ? s!.long_factor : s!.short_factor) as number[];
+    if (ext.length !== half) throw new Error(`rope_scaling ${length > orig ? 'long' : 'short'}_factor has ${ext.length} entries, expected ${half} (head size / 2)`);
+    freqs = base(theta).map((f, i) => f / ext[i]!);
+    const ratio = config.maxSeqLen / orig;
+    scale = (s!.attention_factor as number | undefined) ?? (ratio <= 1 ? 1 : Math.sqrt(1 + Math.log(ratio) / Math.log(orig)));
   }
   if (divisors) {
     if (divisors.length !== half) throw new Error(`rope frequency factors have ${divisors.length} entries, expected ${half} (head size / 2)`);

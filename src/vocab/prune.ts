@@ -11,6 +11,7 @@
  * piece the encoding formed, and a removed piece was never formed, so it never won a merge: each merge
  * happens as before.
  */
+import { familyOf } from '../model/families.js';
 import { isCompactTensor, type LlamaCheckpoint, type NamedTensor, tensorF32 } from '../formats/checkpoint.js';
 import { createTokenizer, TokenType, type TokenizerData } from '../tokenizer/index.js';
 import { resolveTokenTypes } from '../tokenizer/sentencepiece.js';
@@ -115,7 +116,9 @@ export function pruneVocabulary(ckpt: LlamaCheckpoint, keptOld: readonly number[
   keptOld.forEach((id, i) => { map[id] = i; });
   const tensors = new Map(ckpt.tensors);
   let bytesBefore = 0, bytesAfter = 0;
-  for (const name of ['model.embed_tokens.weight', 'lm_head.weight']) {
+  // The token embedding under the family's name (`model.embed_tokens`, GPT-2's `transformer.wte`), and an untied head.
+  const embedding = familyOf(ckpt.config).modules(ckpt.config).find((m) => m.kind === 'embedding')!.name;
+  for (const name of [`${embedding}.weight`, 'lm_head.weight']) {
     const t = ckpt.tensors.get(name);
     if (!t) continue;
     const r = rows(t, keptOld);

@@ -178,8 +178,8 @@ test('Hugging Face checkpoint: single file, sharded index, F16, untied head, fro
     wrong.set('model.norm.weight', { shape: [32], data: new Float32Array(32) });
     assert.match((await rejected(readHfCheckpoint(memorySource({ 'config.json': new TextEncoder().encode(JSON.stringify(HF_CONFIG)), 'model.safetensors': writeSafetensors(wrong) }, 'm')))).message,
       /^m: tensor model\.norm\.weight has shape \[32\], expected \[64\]/);
-    assert.match((await rejected(readHfCheckpoint(memorySource({ 'config.json': new TextEncoder().encode(JSON.stringify({ ...HF_CONFIG, model_type: 'gpt2' })) }, 'm')))).message,
-      /^m\/config\.json: model_type gpt2 is not supported/);
+    assert.match((await rejected(readHfCheckpoint(memorySource({ 'config.json': new TextEncoder().encode(JSON.stringify({ ...HF_CONFIG, model_type: 'mamba' })) }, 'm')))).message,
+      /^m\/config\.json: model_type mamba is not supported \(supported: .*gemma2.*phi3, gpt2/);
     assert.match((await rejected(readHfCheckpoint(memorySource({ 'config.json': new TextEncoder().encode(JSON.stringify(HF_CONFIG)) }, 'm')))).message,
       /^m: neither model\.safetensors nor model\.safetensors\.index\.json is present/);
   } finally {

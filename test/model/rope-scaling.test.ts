@@ -188,8 +188,9 @@ test('dynamic NTK when decoding: logits of the KV-cached graph (cache 40) match 
 
 test('config errors: unknown type, missing or non-positive factor, refused by name at load', async () => {
   const bad: [Record<string, unknown>, RegExp][] = [
-    [{ rope_type: 'longrope', factor: 2 }, /rope_scaling type "longrope" is not supported/],
-    [{ type: 'su', factor: 2 }, /"su" is not supported/],
+    [{ rope_type: 'longrope', factor: 2 }, /rope_scaling "longrope" needs short_factor/],
+    [{ type: 'su', factor: 2, short_factor: [1], long_factor: [0] }, /rope_scaling long_factor must hold positive numbers/],
+    [{ rope_type: 'su2', factor: 2 }, /"su2" is not supported/],
     [{ rope_type: 'linear' }, /rope_scaling "linear" needs factor/],
     [{ rope_type: 'yarn', factor: 0 }, /factor is 0, expected a positive number/],
     [{ rope_type: 'dynamic', factor: -2 }, /factor is -2, expected a positive number/],

@@ -31,7 +31,7 @@ export const BOTTLENECK_OPTIONS: Readonly<Record<string, string>> = {
 };
 
 /** The sublayer names a placement targets (`targetModules` is derived, not an option). */
-export const placementTargets = (p: Placement): string[] => (p === 'houlsby' ? ['self_attn', 'mlp'] : ['mlp']);
+export const placementTargets = (p: Placement): string[] => (p === 'houlsby' ? ['self_attn', 'attn', 'mlp'] : ['mlp']);
 
 export function parseBottleneckConfig(raw: Readonly<Record<string, unknown>>, method = 'bottleneck', extra: readonly string[] = []): BottleneckConfig {
   checkKeys(method, raw, [...Object.keys(BOTTLENECK_OPTIONS), ...extra]);

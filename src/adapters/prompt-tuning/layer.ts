@@ -14,6 +14,7 @@ import { TokenType } from '../../tokenizer/types.js';
 import type { BuildContext, EmbeddingsContext, InitContext, ParamStore } from '../types.js';
 import type { PromptTuningConfig } from './config.js';
 import { tensorF32 } from '../../formats/checkpoint.js';
+import { modelModules } from '../targets.js';
 
 export const PROMPT_KEY = 'prompt_embeddings';
 
@@ -23,7 +24,8 @@ export function createPromptParams(ctx: InitContext<PromptTuningConfig>): ParamS
   if (c.promptInit === 'random') {
     for (let i = 0; i < data.length; i++) data[i] = ctx.random() - 0.5;
   } else {
-    const table = tensorF32(ctx.baseWeight('model.embed_tokens'));
+    // The token embedding under the family's name (`model.embed_tokens`, GPT-2's `transformer.wte`).
+    const table = tensorF32(ctx.baseWeight(modelModules(ctx.model).find((m) => m.kind === 'embedding')!.name));
     let ids: number[];
     if (c.promptInit === 'text') {
       if (!ctx.tokenizer) throw new Error('prompt-tuning: init text needs the model\'s tokenizer');
