@@ -22,6 +22,13 @@ export const sqrt = (x: Tensor): Tensor => x.graph.apply1('sqrt', [x]);
 export const silu = (x: Tensor): Tensor => x.graph.apply1('silu', [x]);
 /** GELU, tanh approximation (as GPT-2 and most Hugging Face configs use). */
 export const gelu = (x: Tensor): Tensor => x.graph.apply1('gelu', [x]);
+/** The error function (kernels: a rational approximation, absolute error below 2e-7). */
+export const erf = (x: Tensor): Tensor => x.graph.apply1('erf', [x]);
+/** GELU in its exact form, ½x(1 + erf(x/√2)) (BERT's `gelu`), built from erf. */
+export const geluErf = (x: Tensor): Tensor => mul(scale(x, 0.5), add(erf(scale(x, Math.SQRT1_2)), fill(x.graph, [1], 1)));
+export const tanh = (x: Tensor): Tensor => x.graph.apply1('tanh', [x]);
+/** max(x, 0); the gradient at 0 is 0. */
+export const relu = (x: Tensor): Tensor => x.graph.apply1('relu', [x]);
 
 /** Inverted dropout with rate p; the mask is a hash of (seed, element index), so any backend draws the same one. */
 export const dropout = (x: Tensor, seed: Tensor, p: number, salt = 0): Tensor => x.graph.apply1('dropout', [x, seed], { p, salt });

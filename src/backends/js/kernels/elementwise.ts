@@ -23,6 +23,17 @@ function unary(op: (x: number, factor: number) => number): JsKernel {
 const sigmoid = (x: number): number => 1 / (1 + Math.exp(-x));
 const GELU_C = Math.sqrt(2 / Math.PI);
 
+/**
+ * erf by the Chebyshev-fitted erfc of Numerical Recipes (fractional error below 1.2e-7), the same
+ * formula the wasm and WebGPU kernels use.
+ */
+export function erf(x: number): number {
+  const z = Math.abs(x), t = 1 / (1 + 0.5 * z);
+  const r = t * Math.exp(-z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806
+    + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))));
+  return x >= 0 ? 1 - r : r - 1;
+}
+
 export const elementwise: Record<string, JsKernel> = {
   add: binary((a, b) => a + b),
   sub: binary((a, b) => a - b),
@@ -35,6 +46,10 @@ export const elementwise: Record<string, JsKernel> = {
   sqrt: unary((x) => Math.sqrt(x)),
   silu: unary((x) => x * sigmoid(x)),
   gelu: unary((x) => 0.5 * x * (1 + Math.tanh(GELU_C * (x + 0.044715 * x * x * x)))),
+  erf: unary((x) => erf(x)),
+  tanh: unary((x) => Math.tanh(x)),
+  relu: unary((x) => (x > 0 ? x : 0)),
+  relu_backward: binary((x, dy) => (x > 0 ? dy : 0)),
   // d/dx silu = s · (1 + x · (1 − s))
   silu_backward: binary((x, dy) => { const s = sigmoid(x); return dy * s * (1 + x * (1 - s)); }),
   // d/dx gelu = ½(1 + t) + ½x(1 − t²)·c·(1 + 3·0.044715·x²), t = tanh(c(x + 0.044715x³))
