@@ -1,8 +1,11 @@
 // Attention, q [B, T, Hq, D], k and v [B, S, Hkv, D], query head h reading kv head h / (Hq / Hkv).
-// Query t sees keys j < visible(t): all valid keys, or with causal masking those up to t aligned so the
-// last query meets the last valid key. Work goes in blocks of TB queries of one head: scores for the
-// block come from one gemm (Q·Kᵀ), softmax runs row by row in place, a second gemm gives P·V. Only a
-// TB × S block of scores is ever held, per thread.
+// Query t of batch row b sees keys lo(t) ≤ j < hi(t) (semantics in src/backends/js/kernels/nn.ts):
+// valid keys are kvLen, the row's own length (rowLen, i32 [B]) or S; with causal masking the query's
+// position is p = t + kvLen − T (t + S − T without kvLen), hi = min(valid, p + 1), and a window w gives
+// lo = max(0, p − w + 1). Both bounds grow with t. A soft-cap c turns each score s into c·tanh(s/c).
+// Work goes in blocks of TB queries of one head: scores for the block's keys lo(t0)…hi(t0 + TB − 1)
+// come from one gemm (Q·Kᵀ), softmax runs row by row in place, a second gemm gives P·V. Only a TB × S
+// block of scores is ever held, per thread.
 import { gemm, gemmScratchBytes } from './matmul';
 import { expInPlace } from './loss';
 import { dotf, expv, maxf, scalef } from './simd';
@@ -29,6 +32,9 @@ export const AT_DOUT = 17; // backward only
 export const AT_DQ = 18;
 export const AT_DK = 19;
 export const AT_DV = 20;
+export const AT_WINDOW = 21; // 0: none
+export const AT_SOFTCAP = 22; // f32 bits; 0: none
+export const AT_ROWLEN = 23; // pointer to i32 [B] (valid keys per batch row), or 0
 
 const TB = 64;
 
@@ -41,8 +47,31 @@ export function attentionScratchBytes(S: i32): i32 {
   return load<i32>(d + (<usize>i << 2));
 }
 
-@inline function visible(t: i32, T: i32, valid: i32, causal: bool): i32 {
-  return causal ? min(valid, max(0, t + (valid - T) + 1)) : valid;
+/** Valid keys of batch row b and the shift from query index to position (see the header). */
+@inline function validKeys(d: usize, b: i32, S: i32): i32 {
+  const rowLen = <usize>word(d, AT_ROWLEN), kvLen = <usize>word(d, AT_KVLEN);
+  if (rowLen) return min(S, max(0, load<i32>(rowLen + (<usize>b << 2))));
+  return kvLen ? min(S, max(0, load<i32>(kvLen))) : S;
+}
+
+@inline function shiftOf(d: usize, valid: i32, S: i32, T: i32): i32 {
+  return word(d, AT_KVLEN) != 0 && word(d, AT_ROWLEN) == 0 ? valid - T : S - T;
+}
+
+@inline function hiKey(t: i32, shift: i32, valid: i32, causal: bool): i32 {
+  return causal ? min(valid, max(0, t + shift + 1)) : valid;
+}
+
+@inline function loKey(t: i32, shift: i32, window: i32, causal: bool): i32 {
+  return causal && window > 0 ? max(0, t + shift - window + 1) : 0;
+}
+
+/** x ← c·tanh(x/c) over n floats. */
+function softcapf(x: usize, n: i32, c: f32): void {
+  for (let i = 0; i < n; i++) {
+    const at = x + (<usize>i << 2);
+    store<f32>(at, <f32>(<f64>c * Math.tanh(<f64>load<f32>(at) / <f64>c)));
+  }
 }
 
 export function attentionJob(d: usize, tid: i32, nth: i32): void {
@@ -52,8 +81,8 @@ export function attentionJob(d: usize, tid: i32, nth: i32): void {
   const S = word(d, AT_S), Hkv = word(d, AT_HKV);
   const scale = reinterpret<f32>(word(d, AT_SCALE));
   const causal = word(d, AT_CAUSAL) != 0;
-  const kvLen = <usize>word(d, AT_KVLEN);
-  const valid = kvLen ? min(S, max(0, load<i32>(kvLen))) : S;
+  const window = word(d, AT_WINDOW);
+  const cap = reinterpret<f32>(word(d, AT_SOFTCAP));
   const scratch = <usize>word(d, AT_SCRATCH) + <usize>tid * <usize>word(d, AT_SCRATCH_STRIDE);
   const sc = scratch + gemmScratchBytes();
   const group = Hq / Hkv;
@@ -67,15 +96,19 @@ export function attentionJob(d: usize, tid: i32, nth: i32): void {
     const t0 = (rest - h * blocks) * TB;
     const tb = min(TB, T - t0);
     const kvh = h / group;
+    const valid = validKeys(d, b, S), shift = shiftOf(d, valid, S, T);
+    // Keys lo0…lo0 + n − 1 cover every row of the block.
+    const lo0 = min(loKey(t0, shift, window, causal), valid);
+    const n = max(0, hiKey(t0 + tb - 1, shift, valid, causal) - lo0);
     const qb = q + (<usize>((b * T + t0) * Hq + h) * <usize>D << 2);
-    const kb = k + (<usize>(b * S * Hkv + kvh) * <usize>D << 2);
-    const vb = v + (<usize>(b * S * Hkv + kvh) * <usize>D << 2);
+    const kb = k + (<usize>((b * S + lo0) * Hkv + kvh) * <usize>D << 2);
+    const vb = v + (<usize>((b * S + lo0) * Hkv + kvh) * <usize>D << 2);
     const ob = out + (<usize>((b * T + t0) * Hq + h) * <usize>D << 2);
-    const n = visible(t0 + tb - 1, T, valid, causal);
     if (n > 0) gemm(qb, ldq, false, kb, ldk, true, sc, n, D, false, 0, tb, 0, n, scratch);
     for (let r = 0; r < tb; r++) {
       const t = t0 + r;
-      const vis = visible(t, T, valid, causal);
+      const lo = min(n, max(0, loKey(t, shift, window, causal) - lo0));
+      const vis = max(0, hiKey(t, shift, valid, causal) - lo0 - lo);
       const row = sc + (<usize>(r * n) << 2);
       const at = lse + (<usize>((b * Hq + h) * T + t) << 2);
       if (vis == 0) {
@@ -83,18 +116,23 @@ export function attentionJob(d: usize, tid: i32, nth: i32): void {
         store<f32>(at, -Infinity);
         continue;
       }
-      scalef(row, row, vis, scale);
-      const mx = maxf(row, vis);
-      const z = expInPlace(row, vis, mx);
-      memory.fill(row + (<usize>vis << 2), 0, <usize>(n - vis) << 2);
+      const x = row + (<usize>lo << 2);
+      scalef(x, x, vis, scale);
+      if (cap != 0) softcapf(x, vis, cap);
+      const mx = maxf(x, vis);
+      const z = expInPlace(x, vis, mx);
+      memory.fill(row, 0, <usize>lo << 2);
+      memory.fill(x + (<usize>vis << 2), 0, <usize>(n - lo - vis) << 2);
       store<f32>(at, <f32>(<f64>mx + Math.log(z)));
-      scalef(row, row, vis, <f32>(1 / z));
+      scalef(x, x, vis, <f32>(1 / z));
     }
-    gemm(sc, n, false, vb, ldk, false, ob, ldq, n, false, 0, tb, 0, D, scratch);
+    if (n > 0) gemm(sc, n, false, vb, ldk, false, ob, ldq, n, false, 0, tb, 0, D, scratch);
+    else for (let r = 0; r < tb; r++) memory.fill(ob + <usize>(r * ldq) * 4, 0, <usize>D << 2);
   }
 }
 
 // p = exp(s·scale − lse); dP = dO·Vᵀ; Δ = dO·O; dS = p(dP − Δ)·scale; dQ = dS·K; dK += dSᵀ·Q; dV += Pᵀ·dO.
+// With a soft-cap c the score is s' = c·tanh(s·scale/c), p = exp(s' − lse) and dS gains 1 − (s'/c)².
 // One task per (batch, kv head), so each task owns its dK, dV rows and the result does not depend on
 // the thread count.
 export function attentionBackwardJob(d: usize, tid: i32, nth: i32): void {
@@ -105,6 +143,8 @@ export function attentionBackwardJob(d: usize, tid: i32, nth: i32): void {
   const S = word(d, AT_S), Hkv = word(d, AT_HKV);
   const scale = reinterpret<f32>(word(d, AT_SCALE));
   const causal = word(d, AT_CAUSAL) != 0;
+  const window = word(d, AT_WINDOW);
+  const cap = reinterpret<f32>(word(d, AT_SOFTCAP));
   const scratch = <usize>word(d, AT_SCRATCH) + <usize>tid * <usize>word(d, AT_SCRATCH_STRIDE);
   const pb = scratch + gemmScratchBytes();
   const db = pb + (<usize>(TB * S) << 2);
@@ -116,11 +156,11 @@ export function attentionBackwardJob(d: usize, tid: i32, nth: i32): void {
   for (let task = nextTask(d + AT_COUNTER * 4); task < total; task = nextTask(d + AT_COUNTER * 4)) {
     const b = task / Hkv;
     const kvh = task - b * Hkv;
+    const valid = validKeys(d, b, S), shift = shiftOf(d, valid, S, T);
     const kvOff = <usize>(b * S * Hkv + kvh) * <usize>D << 2;
-    const kb = k + kvOff, vb = v + kvOff, dkb = dk + kvOff, dvb = dv + kvOff;
     for (let s = 0; s < S; s++) {
-      memory.fill(dkb + <usize>(s * ldk) * 4, 0, rowBytes);
-      memory.fill(dvb + <usize>(s * ldk) * 4, 0, rowBytes);
+      memory.fill(dk + kvOff + <usize>(s * ldk) * 4, 0, rowBytes);
+      memory.fill(dv + kvOff + <usize>(s * ldk) * 4, 0, rowBytes);
     }
     for (let h = kvh * group; h < (kvh + 1) * group; h++) {
       for (let blk = 0; blk < blocks; blk++) {
@@ -128,36 +168,53 @@ export function attentionBackwardJob(d: usize, tid: i32, nth: i32): void {
         const tb = min(TB, T - t0);
         const qOff = <usize>((b * T + t0) * Hq + h) * <usize>D << 2;
         const qb = q + qOff, ob = out + qOff, gb = dout + qOff, dqb = dq + qOff;
-        const n = visible(t0 + tb - 1, T, S, causal);
+        const lo0 = min(loKey(t0, shift, window, causal), valid);
+        const n = max(0, hiKey(t0 + tb - 1, shift, valid, causal) - lo0);
         if (n == 0) {
           for (let r = 0; r < tb; r++) memory.fill(dqb + <usize>(r * ldq) * 4, 0, rowBytes);
           continue;
         }
+        const keyOff = kvOff + (<usize>(lo0 * ldk) << 2);
+        const kb = k + keyOff, vb = v + keyOff, dkb = dk + keyOff, dvb = dv + keyOff;
         gemm(qb, ldq, false, kb, ldk, true, pb, n, D, false, 0, tb, 0, n, scratch);
         gemm(gb, ldq, false, vb, ldk, true, db, n, D, false, 0, tb, 0, n, scratch);
         for (let r = 0; r < tb; r++) {
           const t = t0 + r;
-          const vis = visible(t, T, S, causal);
-          const prow = pb + (<usize>(r * n) << 2);
-          const drow = db + (<usize>(r * n) << 2);
+          const lo = min(n, max(0, loKey(t, shift, window, causal) - lo0));
+          const vis = max(0, hiKey(t, shift, valid, causal) - lo0 - lo);
+          const prow = pb + (<usize>(r * n + lo) << 2);
+          const drow = db + (<usize>(r * n + lo) << 2);
           const l = load<f32>(lse + (<usize>((b * Hq + h) * T + t) << 2));
           const delta = dotf(gb + <usize>(r * ldq) * 4, ob + <usize>(r * ldq) * 4, D);
-          const sv = f32x4.splat(scale), lv = f32x4.splat(l), dv4 = f32x4.splat(delta);
           let j = 0;
-          for (; j + 4 <= vis; j += 4) {
-            const o = <usize>j << 2;
-            const p = expv(f32x4.sub(f32x4.mul(v128.load(prow + o), sv), lv));
-            v128.store(prow + o, p);
-            v128.store(drow + o, f32x4.mul(f32x4.mul(p, f32x4.sub(v128.load(drow + o), dv4)), sv));
+          if (cap != 0) {
+            for (; j < vis; j++) {
+              const o = <usize>j << 2;
+              const th = Math.tanh(<f64>(load<f32>(prow + o) * scale) / <f64>cap);
+              const p = <f32>Math.exp(<f64>cap * th - <f64>l);
+              store<f32>(prow + o, p);
+              store<f32>(drow + o, p * (load<f32>(drow + o) - delta) * scale * <f32>(1 - th * th));
+            }
+          } else {
+            const sv = f32x4.splat(scale), lv = f32x4.splat(l), dv4 = f32x4.splat(delta);
+            for (; j + 4 <= vis; j += 4) {
+              const o = <usize>j << 2;
+              const p = expv(f32x4.sub(f32x4.mul(v128.load(prow + o), sv), lv));
+              v128.store(prow + o, p);
+              v128.store(drow + o, f32x4.mul(f32x4.mul(p, f32x4.sub(v128.load(drow + o), dv4)), sv));
+            }
+            for (; j < vis; j++) {
+              const o = <usize>j << 2;
+              const p = f32x4.extract_lane(expv(f32x4.splat(load<f32>(prow + o) * scale - l)), 0);
+              store<f32>(prow + o, p);
+              store<f32>(drow + o, p * (load<f32>(drow + o) - delta) * scale);
+            }
           }
-          for (; j < vis; j++) {
-            const o = <usize>j << 2;
-            const p = f32x4.extract_lane(expv(f32x4.splat(load<f32>(prow + o) * scale - l)), 0);
-            store<f32>(prow + o, p);
-            store<f32>(drow + o, p * (load<f32>(drow + o) - delta) * scale);
-          }
-          memory.fill(prow + (<usize>vis << 2), 0, <usize>(n - vis) << 2);
-          memory.fill(drow + (<usize>vis << 2), 0, <usize>(n - vis) << 2);
+          const rowP = pb + (<usize>(r * n) << 2), rowD = db + (<usize>(r * n) << 2);
+          memory.fill(rowP, 0, <usize>lo << 2);
+          memory.fill(rowD, 0, <usize>lo << 2);
+          memory.fill(prow + (<usize>vis << 2), 0, <usize>(n - lo - vis) << 2);
+          memory.fill(drow + (<usize>vis << 2), 0, <usize>(n - lo - vis) << 2);
         }
         gemm(db, n, false, kb, ldk, false, dqb, ldq, n, false, 0, tb, 0, D, scratch);
         gemm(db, n, true, qb, ldq, false, dkb, ldk, tb, true, 0, n, 0, D, scratch);

@@ -1,7 +1,11 @@
 // Fused scaled-dot-product attention with grouped-query heads, forward and backward, in tiles: no T×S
 // score matrix is ever stored (semantics in src/backends/js/kernels/nn.ts).
 //   q [B, T, Hq, D], k and v [B, S, Hkv, D], query head h reads key/value head h / (Hq / Hkv);
-//   causal: query t sees keys j < min(valid, t + valid − T + 1), valid = kvLen (when given) or S.
+//   query t of batch row b sees keys lo(t) ≤ j < hi(t): valid = kvLen, the row's length (per-row
+//   lengths, clamped to 0…S: the host cannot check them) or S; with causal masking the position is
+//   pos = t + shift (shift = kvLen − T with kvLen, else S − T), hi = min(valid, pos + 1), and a window w
+//   gives lo = max(0, pos − w + 1); both bounds grow with t. A soft-cap c makes a score s into c·tanh(s/c)
+//   (and multiplies dS by 1 − tanh²).
 //
 //   forward   workgroup per (query tile, head, batch): online softmax over key tiles (running max m
 //             and sum l per row, accumulator rescaled by exp(m_old − m_new)); writes out and lse
@@ -26,11 +30,16 @@ struct Params {
   group: u32,
   causal: u32,
   scale: f32,
-  hasKvLen: u32,
+  // 0: no lengths input; 1: lengths[0] is kvLen; 2: lengths[b] are per-row key lengths.
+  lengthsKind: u32,
   // Threads along x of the folded grid (bwd_delta).
   stride: u32,
   // −∞ for the lse of a row that sees no key; WGSL constants cannot hold it, so the host passes it.
   negInf: f32,
+  // 0: no window.
+  window: u32,
+  // 0: no soft-cap.
+  softcap: f32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -39,7 +48,7 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> v: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 @group(0) @binding(5) var<storage, read_write> lse: array<f32>;
-@group(0) @binding(6) var<storage, read_write> kvLen: array<i32>;
+@group(0) @binding(6) var<storage, read_write> lengths: array<i32>;
 @group(0) @binding(7) var<storage, read_write> dout: array<f32>;
 @group(0) @binding(8) var<storage, read_write> delta: array<f32>;
 @group(0) @binding(9) var<storage, read_write> dq: array<f32>;
@@ -67,21 +76,53 @@ var<workgroup> Ps: array<f32, TILE * TILE>;
 var<workgroup> rowLse: array<f32, TILE>;
 var<workgroup> rowDelta: array<f32, TILE>;
 var<workgroup> validShared: i32;
+// tanh saturates in f32 past this; some tanh implementations overflow beyond it.
+const TANH_MAX = 15.0;
 
 fn qIndex(b: u32, t: u32, h: u32) -> u32 { return ((b * p.T + t) * p.Hq + h) * p.D; }
 fn kIndex(b: u32, j: u32, h: u32) -> u32 { return ((b * p.S + j) * p.Hkv + h) * p.D; }
 
-// How many leading keys query t sees.
-fn visible(t: u32, valid: i32) -> i32 {
-  if (p.causal == 0u) { return valid; }
-  return max(0, min(valid, i32(t) + valid - i32(p.T) + 1));
+// Shift from query index to position (see the header).
+fn shiftOf(valid: i32) -> i32 {
+  if (p.lengthsKind == 1u) { return valid - i32(p.T); }
+  return i32(p.S) - i32(p.T);
 }
 
-// Valid keys, read once and made workgroup-uniform (it bounds loops that contain barriers).
-fn validKeys(tid: u32) -> i32 {
+// One past the last key query t sees.
+fn hiKey(t: u32, valid: i32, shift: i32) -> i32 {
+  if (p.causal == 0u) { return valid; }
+  return clamp(i32(t) + shift + 1, 0, valid);
+}
+
+// The first key query t sees.
+fn loKey(t: u32, shift: i32) -> i32 {
+  if (p.causal == 0u || p.window == 0u) { return 0; }
+  return max(0, i32(t) + shift - i32(p.window) + 1);
+}
+
+fn sees(t: u32, j: u32, valid: i32, shift: i32) -> bool {
+  return i32(j) >= loKey(t, shift) && i32(j) < hiKey(t, valid, shift);
+}
+
+// A scaled score, soft-capped when asked.
+fn capped(x: f32) -> f32 {
+  if (p.softcap == 0.0) { return x; }
+  return p.softcap * tanh(clamp(x / p.softcap, -TANH_MAX, TANH_MAX));
+}
+
+// dS factor of the soft-cap at a capped score c·tanh: 1 − tanh².
+fn capSlope(s: f32) -> f32 {
+  if (p.softcap == 0.0) { return 1.0; }
+  let th = s / p.softcap;
+  return 1.0 - th * th;
+}
+
+// Valid keys of batch row b, read once and made workgroup-uniform (it bounds loops that contain barriers).
+fn validKeys(tid: u32, b: u32) -> i32 {
   if (tid == 0u) {
     var n = i32(p.S);
-    if (p.hasKvLen != 0u) { n = clamp(kvLen[0], 0, i32(p.S)); }
+    if (p.lengthsKind == 1u) { n = clamp(lengths[0], 0, i32(p.S)); }
+    if (p.lengthsKind == 2u) { n = clamp(lengths[b], 0, i32(p.S)); }
     validShared = n;
   }
   return workgroupUniformLoad(&validShared);
@@ -93,7 +134,8 @@ fn forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index
   let h = wg.y;
   let b = wg.z;
   let kvh = h / p.group;
-  let valid = validKeys(tid);
+  let valid = validKeys(tid, b);
+  let shift = shiftOf(valid);
   let r = tid / TPR;
   let sub = tid % TPR;
   let t = t0 + r;
@@ -105,13 +147,14 @@ fn forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index
     if (tt < p.T && e < p.D) { x = q[qIndex(b, tt, h) + e]; }
     Qs[idx] = x;
   }
-  let kEnd = u32(visible(min(t0 + TILE, p.T) - 1u, valid));
+  let kEnd = u32(hiKey(min(t0 + TILE, p.T) - 1u, valid, shift));
+  let kStart = (u32(loKey(t0, shift)) / TILE) * TILE;
 
   var m = NEG;
   var l = 0.0;
   var acc: array<f32, MAXE>;
   var pc: array<f32, MAXT>;
-  for (var k0 = 0u; k0 < kEnd; k0 += TILE) {
+  for (var k0 = kStart; k0 < kEnd; k0 += TILE) {
     workgroupBarrier();
     for (var idx = tid; idx < TILE * DPAD; idx += WG) {
       let j = k0 + idx / DPAD;
@@ -133,7 +176,7 @@ fn forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index
       for (var e = 0u; e < DPAD; e++) { dot += Qs[rr * DPAD + e] * Ks[cc * DPAD + e]; }
       let tt = t0 + rr;
       var s = NEG;
-      if (tt < p.T && i32(k0 + cc) < visible(tt, valid)) { s = dot * p.scale; }
+      if (tt < p.T && sees(tt, k0 + cc, valid, shift)) { s = capped(dot * p.scale); }
       Ss[pi] = s;
     }
     workgroupBarrier();
@@ -187,7 +230,8 @@ fn bwd_dq(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index)
   let h = wg.y;
   let b = wg.z;
   let kvh = h / p.group;
-  let valid = validKeys(tid);
+  let valid = validKeys(tid, b);
+  let shift = shiftOf(valid);
   let r = tid / TPR;
   let sub = tid % TPR;
   let t = t0 + r;
@@ -215,10 +259,11 @@ fn bwd_dq(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index)
     rowLse[rr] = a;
     rowDelta[rr] = d;
   }
-  let kEnd = u32(visible(min(t0 + TILE, p.T) - 1u, valid));
+  let kEnd = u32(hiKey(min(t0 + TILE, p.T) - 1u, valid, shift));
+  let kStart = (u32(loKey(t0, shift)) / TILE) * TILE;
 
   var acc: array<f32, MAXE>;
-  for (var k0 = 0u; k0 < kEnd; k0 += TILE) {
+  for (var k0 = kStart; k0 < kEnd; k0 += TILE) {
     workgroupBarrier();
     for (var idx = tid; idx < TILE * DPAD; idx += WG) {
       let j = k0 + idx / DPAD;
@@ -238,15 +283,16 @@ fn bwd_dq(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index)
       let cc = pi % TILE;
       let tt = t0 + rr;
       var ds = 0.0;
-      if (tt < p.T && i32(k0 + cc) < visible(tt, valid)) {
+      if (tt < p.T && sees(tt, k0 + cc, valid, shift)) {
         var s = 0.0;
         var dp = 0.0;
         for (var e = 0u; e < DPAD; e++) {
           s += Qs[rr * DPAD + e] * Ks[cc * DPAD + e];
           dp += Os[rr * DPAD + e] * Vs[cc * DPAD + e];
         }
-        let pr = exp(s * p.scale - rowLse[rr]);
-        ds = pr * (dp - rowDelta[rr]);
+        let sc = capped(s * p.scale);
+        let pr = exp(sc - rowLse[rr]);
+        ds = pr * (dp - rowDelta[rr]) * capSlope(sc);
       }
       Ss[pi] = ds;
     }
@@ -273,7 +319,8 @@ fn bwd_dkdv(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
   let k0 = wg.x * TILE;
   let kvh = wg.y;
   let b = wg.z;
-  let valid = validKeys(tid);
+  let valid = validKeys(tid, b);
+  let shift = shiftOf(valid);
   let c = tid / TPR;
   let sub = tid % TPR;
   let j = k0 + c;
@@ -294,13 +341,16 @@ fn bwd_dkdv(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
   var accK: array<f32, MAXE>;
   var accV: array<f32, MAXE>;
   if (i32(k0) < valid) {
-    // The first query that sees key k0 (visibility grows with t), rounded down to a tile.
+    // The first query that sees key k0 (visibility grows with t), rounded down to a tile, and one past
+    // the last that sees key k0 + TILE − 1 (a window ends it).
     var first = 0;
-    if (p.causal != 0u) { first = max(0, i32(k0) + i32(p.T) - valid); }
+    var last = i32(p.T);
+    if (p.causal != 0u) { first = max(0, i32(k0) - shift); }
+    if (p.causal != 0u && p.window != 0u) { last = clamp(i32(k0 + TILE) + i32(p.window) - 1 - shift, 0, i32(p.T)); }
     let qStart = (u32(first) / TILE) * TILE;
     for (var g = 0u; g < p.group; g++) {
       let h = kvh * p.group + g;
-      for (var t0 = qStart; t0 < p.T; t0 += TILE) {
+      for (var t0 = qStart; t0 < u32(last); t0 += TILE) {
         workgroupBarrier();
         for (var idx = tid; idx < TILE * DPAD; idx += WG) {
           let tt = t0 + idx / DPAD;
@@ -332,15 +382,16 @@ fn bwd_dkdv(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
           let tt = t0 + rr;
           var pr = 0.0;
           var ds = 0.0;
-          if (tt < p.T && i32(k0 + cc) < visible(tt, valid)) {
+          if (tt < p.T && sees(tt, k0 + cc, valid, shift)) {
             var s = 0.0;
             var dp = 0.0;
             for (var e = 0u; e < DPAD; e++) {
               s += Qs[rr * DPAD + e] * Ks[cc * DPAD + e];
               dp += Os[rr * DPAD + e] * Vs[cc * DPAD + e];
             }
-            pr = exp(s * p.scale - rowLse[rr]);
-            ds = pr * (dp - rowDelta[rr]);
+            let sc = capped(s * p.scale);
+            pr = exp(sc - rowLse[rr]);
+            ds = pr * (dp - rowDelta[rr]) * capSlope(sc);
           }
           Ps[pi] = pr;
           Ss[pi] = ds;

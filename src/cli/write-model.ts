@@ -47,12 +47,15 @@ export async function writeModel(ckpt: LlamaCheckpoint, out: string, format: Mod
 
 export function hfConfigJson(c: LlamaCheckpoint, torchDtype = 'float32'): Record<string, unknown> {
   const k = c.config;
+  // A windowed model without Qwen3 norms is written as Mistral, whose transformers class reads sliding_window.
+  const [arch, type] = k.qkNorm ? ['Qwen3ForCausalLM', 'qwen3'] : k.slidingWindow !== undefined && !k.qkvBias ? ['MistralForCausalLM', 'mistral'] : ['LlamaForCausalLM', 'llama'];
   return {
-    architectures: [k.qkNorm ? 'Qwen3ForCausalLM' : 'LlamaForCausalLM'], model_type: k.qkNorm ? 'qwen3' : 'llama', hidden_size: k.dim,
+    architectures: [arch], model_type: type, hidden_size: k.dim,
     ...(k.headDim !== undefined ? { head_dim: k.headDim } : {}), intermediate_size: k.hiddenDim,
     num_hidden_layers: k.nLayers, num_attention_heads: k.nHeads, num_key_value_heads: k.nKvHeads, vocab_size: k.vocabSize,
     max_position_embeddings: k.maxSeqLen, rms_norm_eps: k.normEps, rope_theta: k.ropeTheta, tie_word_embeddings: k.tiedEmbeddings,
     attention_bias: k.qkvBias, hidden_act: 'silu', torch_dtype: torchDtype, ...(k.ropeScaling ? { rope_scaling: k.ropeScaling } : {}),
+    ...(k.slidingWindow !== undefined ? { sliding_window: k.slidingWindow, ...(k.layerTypes ? { layer_types: k.layerTypes } : {}) } : {}),
     bos_token_id: c.tokenizer?.bosId ?? 1, eos_token_id: c.tokenizer?.eosId ?? 2,
   };
 }

@@ -44,12 +44,18 @@ export interface LlamaConfig {
    */
   qkNorm?: boolean;
   /**
-   * Sliding-window attention (Mistral `sliding_window`; Qwen2 only with `use_sliding_window`): query i
-   * would attend keys j with i − window < j ≤ i. Windowed attention is not implemented: a graph whose
-   * attended span (prefix + sequence, or the KV cache) exceeds the window is refused; within it, plain
-   * causal attention is exactly the windowed one.
+   * Sliding-window attention (Mistral `sliding_window`; Qwen2 only with `use_sliding_window`): the query
+   * at position i attends keys j with i − window < j ≤ i (computed as such by the attention op's window,
+   * in training, evaluation and KV-cache decoding alike). Absent when the checkpoint has none or its
+   * window is at least the context (then plain causal attention is the same).
    */
   slidingWindow?: number;
+  /**
+   * Which layers use the window (Hugging Face `layer_types`, one per layer: 'sliding_attention' or
+   * 'full_attention'; Qwen2 derives it from `max_window_layers`). Absent: every layer slides when
+   * slidingWindow is set. Ignored without slidingWindow.
+   */
+  layerTypes?: ('full_attention' | 'sliding_attention')[];
   /** Hugging Face `rope_scaling` as given in config.json (e.g. Llama 3.1's `rope_type: "llama3"`), when set. */
   ropeScaling?: Record<string, unknown>;
   /** Per-pair divisors of the rotary frequencies (GGUF `rope_freqs.weight`, as Llama 3.1 files carry), when set. */
@@ -58,6 +64,12 @@ export interface LlamaConfig {
 
 /** Size of one attention head: the config's headDim, or dim / nHeads. */
 export function configHeadDim(c: LlamaConfig): number { return c.headDim ?? c.dim / c.nHeads; }
+
+/** The attention window of layer l (see slidingWindow and layerTypes), or undefined for full causal attention. */
+export function layerWindow(c: LlamaConfig, l: number): number | undefined {
+  if (c.slidingWindow === undefined) return undefined;
+  return (c.layerTypes?.[l] ?? 'sliding_attention') === 'sliding_attention' ? c.slidingWindow : undefined;
+}
 
 /** A float32 tensor, row-major. */
 export interface F32Tensor {
@@ -238,6 +250,10 @@ export function validateCheckpoint(ckpt: LlamaCheckpoint): void {
     fail(`config headDim ${c.headDim} is not a positive integer`);
   }
   if (c.nHeads % c.nKvHeads !== 0) fail(`config nHeads ${c.nHeads} is not a multiple of nKvHeads ${c.nKvHeads}`);
+  if (c.slidingWindow !== undefined && !(Number.isSafeInteger(c.slidingWindow) && c.slidingWindow > 0)) fail(`config slidingWindow ${c.slidingWindow} is not a positive integer`);
+  if (c.layerTypes !== undefined && (c.layerTypes.length !== c.nLayers || c.layerTypes.some((t) => t !== 'full_attention' && t !== 'sliding_attention'))) {
+    fail(`config layerTypes must give 'full_attention' or 'sliding_attention' for each of the ${c.nLayers} layers`);
+  }
   if (configHeadDim(c) % 2 !== 0) fail(`head size ${configHeadDim(c)} is odd; rotary embedding needs pairs`);
   for (const [name, shape] of expectedTensorShapes(c)) {
     const t = ckpt.tensors.get(name);

@@ -455,6 +455,10 @@ const FILE_TYPE: Record<GgufWriteType, number> = { F32: 0, F16: 1, Q4_0: 2, Q4_1
 export function checkpointToGguf(ckpt: LlamaCheckpoint, options: CheckpointToGgufOptions = {}): Uint8Array {
   validateCheckpoint(ckpt);
   if (ckpt.config.qkNorm) throw new FormatError(ckpt.source, 'GGUF export of per-head query/key norms (Qwen3) is not supported');
+  // GGUF's attention.sliding_window applies to every layer; a per-layer choice has no key to go in.
+  if (ckpt.config.slidingWindow !== undefined && ckpt.config.layerTypes?.some((t) => t === 'full_attention')) {
+    throw new FormatError(ckpt.source, 'GGUF export of a sliding window on some layers only (layerTypes) is not supported: attention.sliding_window would apply it to every layer');
+  }
   const c = withRopeLayout(ckpt, 'pairs');
   const cfg = c.config;
   const arch = LLAMA_LIKE.has(cfg.architecture) ? cfg.architecture : 'llama';

@@ -93,13 +93,32 @@ export function hfLlamaConfig(cfg: Record<string, unknown>, name = 'config.json'
   };
   if (headDim !== undefined && headDim !== dim / nHeads) config.headDim = headDim;
   if (modelType === 'qwen3') config.qkNorm = true;
-  // Qwen2 declares a window but uses it only when use_sliding_window is true (then on layers from
-  // max_window_layers on); Mistral and the others use sliding_window whenever it is a number.
+  // Qwen2 declares a window but uses it only when use_sliding_window is true; Mistral and the others use
+  // sliding_window whenever it is a number. Which layers slide: `layer_types` when given; for Qwen2
+  // without it, layers from max_window_layers on (transformers' default, max_window_layers 28); else all.
   const window = modelType === 'qwen2' && cfg.use_sliding_window !== true ? undefined : cfg.sliding_window;
   if (window !== undefined && window !== null) {
     const wnd = num('sliding_window');
     if (!(Number.isSafeInteger(wnd) && wnd > 0)) fail(`sliding_window is ${wnd}, expected a positive integer`);
-    if (wnd < config.maxSeqLen) config.slidingWindow = wnd;
+    const nLayers = config.nLayers;
+    let types: ('full_attention' | 'sliding_attention')[] | undefined;
+    if (cfg.layer_types !== undefined && cfg.layer_types !== null) {
+      const given = cfg.layer_types;
+      if (!Array.isArray(given) || given.length !== nLayers) fail(`layer_types must list one type per layer (${nLayers}), got ${JSON.stringify(given)}`);
+      given.forEach((t: unknown, i: number) => {
+        if (t !== 'full_attention' && t !== 'sliding_attention') fail(`layer_types[${i}] is ${JSON.stringify(t)}; supported: full_attention, sliding_attention`);
+      });
+      types = given as ('full_attention' | 'sliding_attention')[];
+    } else if (modelType === 'qwen2') {
+      const first = num('max_window_layers', 28);
+      if (!(Number.isSafeInteger(first) && first >= 0)) fail(`max_window_layers is ${first}, expected a non-negative integer`);
+      types = Array.from({ length: nLayers }, (_, i) => (i >= first ? 'sliding_attention' : 'full_attention'));
+    }
+    // A window at least the context, or on no layer, changes nothing: it is left out.
+    if (wnd < config.maxSeqLen && !(types && types.every((t) => t === 'full_attention'))) {
+      config.slidingWindow = wnd;
+      if (types && types.some((t) => t === 'full_attention')) config.layerTypes = types;
+    }
   }
   for (const [k, v] of [['num_hidden_layers', config.nLayers], ['hidden_size', dim], ['intermediate_size', config.hiddenDim], ['num_attention_heads', nHeads], ['num_key_value_heads', config.nKvHeads], ['vocab_size', config.vocabSize], ['max_position_embeddings', config.maxSeqLen]] as const) {
     if (!(Number.isSafeInteger(v) && v > 0)) fail(`${k} is ${v}, expected a positive integer`);

@@ -79,14 +79,45 @@ export const rope = (x: Tensor, o: RopeOptions, positions?: Tensor): Tensor =>
     ...(o.freqs ? { freqs: [...o.freqs], scale: o.scale ?? 1 } : {}),
   });
 
-export interface AttentionOptions { causal?: boolean; scale?: number }
+export interface AttentionOptions {
+  /** Mask keys after each query's position (default true). */
+  causal?: boolean;
+  /** Factor on q·k (default 1/sqrt(D)). */
+  scale?: number;
+  /**
+   * Sliding window (causal only): the query at position p attends keys j with p − window < j ≤ p, as
+   * Hugging Face's Mistral and Gemma 2/3 `sliding_window`. Positions are aligned as the causal rule aligns
+   * them, so it holds with a KV cache longer than the window too.
+   */
+  window?: number;
+  /** Logit soft-capping (Gemma 2 `attn_logit_softcapping`): a score s (after scale) becomes softcap·tanh(s/softcap). */
+  softcap?: number;
+  /**
+   * Valid keys per batch row, i32 [B], each in 1…S: keys j ≥ keyLengths[b] are masked (right-padded batches,
+   * e.g. a BERT-style encoder's attention mask). Query positions stay t + S − T in every row, and a padded
+   * query (t ≥ keyLengths[b] when T = S) still attends the row's valid keys (those its window, if any,
+   * reaches; none: zeros), so its output is defined and finite; mask it in the loss. Differentiable in q, k,
+   * v (not in the lengths). Not with kvLen. js and wasm refuse lengths outside 1…S when they run; webgpu
+   * clamps them to 0…S.
+   */
+  keyLengths?: Tensor;
+}
 /**
  * Fused scaled-dot-product attention. q [B, T, Hq, D], k and v [B, S, Hkv, D] with Hq a multiple of Hkv
  * (grouped-query). Causal masking aligns the last query with the last key (S ≥ T, as with a KV cache).
- * Returns [B, T, Hq, D].
+ * kvLen (i32 [1], KV-cache decoding, no gradient): only the first kvLen keys are valid, and the last query
+ * meets key kvLen − 1. Returns [B, T, Hq, D].
  */
-export const attention = (q: Tensor, k: Tensor, v: Tensor, o: AttentionOptions = {}, kvLen?: Tensor): Tensor =>
-  q.graph.apply('attention', kvLen ? [q, k, v, kvLen] : [q, k, v], { causal: o.causal ?? true, scale: o.scale ?? 1 / Math.sqrt(q.shape[q.rank - 1]!) })[0]!;
+export const attention = (q: Tensor, k: Tensor, v: Tensor, o: AttentionOptions = {}, kvLen?: Tensor): Tensor => {
+  if (kvLen && o.keyLengths) throw new Error('attention takes either kvLen (a KV cache) or keyLengths (per-row padding), not both');
+  const lengths = kvLen ?? o.keyLengths;
+  return q.graph.apply('attention', lengths ? [q, k, v, lengths] : [q, k, v], {
+    causal: o.causal ?? true, scale: o.scale ?? 1 / Math.sqrt(q.shape[q.rank - 1]!),
+    ...(o.window !== undefined ? { window: o.window } : {}),
+    ...(o.softcap !== undefined ? { softcap: o.softcap } : {}),
+    ...(o.keyLengths ? { rowLengths: true } : {}),
+  })[0]!;
+};
 
 /** Write rows [B, T, H, D] into a KV cache [B, S, H, D] at positions pos.. (i32 [1]), in place. */
 export const kvWrite = (cache: Tensor, rows: Tensor, pos: Tensor): Tensor => cache.graph.apply1('kv_write', [cache, rows, pos]);

@@ -2,10 +2,10 @@
  * A Llama forward pass over a few tokens on the host, in float64 and synchronously, for initialisations
  * that need the model's activations before any backend exists (prefix tuning from real tokens). It follows
  * the graph of `llama.ts` step by step (RMSNorm, rotary in the checkpoint's layout, grouped-query causal
- * attention, SwiGLU); test/model checks it against a backend's KV cache. O(n²·d + n·d²) per layer: meant
- * for tens of tokens, not for training data.
+ * attention with each layer's sliding window, SwiGLU); test/model checks it against a backend's KV cache.
+ * O(n²·d + n·d²) per layer: meant for tens of tokens, not for training data.
  */
-import { type LlamaCheckpoint, tensorF32 } from '../formats/checkpoint.js';
+import { type LlamaCheckpoint, layerWindow, tensorF32 } from '../formats/checkpoint.js';
 import { headDim } from './llama.js';
 import { type RopeTable, ropeTable } from './rope-scaling.js';
 
@@ -48,7 +48,7 @@ export function hostKeyValues(ckpt: LlamaCheckpoint, ids: readonly number[]): Ho
     rope(k, n, c.nKvHeads, hd, c.ropeTheta, c.ropeLayout, table);
     keys.push(k);
     values.push(v);
-    const attn = attention(q, k, v, n, c.nHeads, c.nKvHeads, hd);
+    const attn = attention(q, k, v, n, c.nHeads, c.nKvHeads, hd, layerWindow(c, l) ?? n);
     const o = linear(attn, get(`${p}.self_attn.o_proj.weight`), undefined, n, qd, D);
     const h = x.map((xi, i) => xi + o[i]!);
     const n2 = rmsnorm(h, get(`${p}.post_attention_layernorm.weight`), n, D, c.normEps);
@@ -101,22 +101,26 @@ function rope(x: Float64Array, n: number, heads: number, hd: number, theta: numb
   }
 }
 
-/** Causal attention with grouped key/value heads: q [n, Hq, hd], k and v [n, Hkv, hd] → [n, Hq·hd]. */
-function attention(q: Float64Array, k: Float64Array, v: Float64Array, n: number, Hq: number, Hkv: number, hd: number): Float64Array {
+/**
+ * Causal attention with grouped key/value heads, query t seeing keys t − window < s ≤ t:
+ * q [n, Hq, hd], k and v [n, Hkv, hd] → [n, Hq·hd].
+ */
+function attention(q: Float64Array, k: Float64Array, v: Float64Array, n: number, Hq: number, Hkv: number, hd: number, window: number): Float64Array {
   const out = new Float64Array(n * Hq * hd), scale = 1 / Math.sqrt(hd), group = Hq / Hkv, w = new Float64Array(n);
   for (let t = 0; t < n; t++) {
     for (let h = 0; h < Hq; h++) {
       const g = Math.floor(h / group), qo = (t * Hq + h) * hd;
+      const first = Math.max(0, t - window + 1);
       let max = -Infinity;
-      for (let s = 0; s <= t; s++) {
+      for (let s = first; s <= t; s++) {
         let dot = 0;
         for (let j = 0; j < hd; j++) dot += q[qo + j]! * k[(s * Hkv + g) * hd + j]!;
         w[s] = dot * scale;
         max = Math.max(max, w[s]!);
       }
       let sum = 0;
-      for (let s = 0; s <= t; s++) { w[s] = Math.exp(w[s]! - max); sum += w[s]!; }
-      for (let s = 0; s <= t; s++) {
+      for (let s = first; s <= t; s++) { w[s] = Math.exp(w[s]! - max); sum += w[s]!; }
+      for (let s = first; s <= t; s++) {
         const a = w[s]! / sum, vo = (s * Hkv + g) * hd;
         for (let j = 0; j < hd; j++) out[qo + j] += a * v[vo + j]!;
       }

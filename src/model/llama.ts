@@ -7,7 +7,7 @@
 import * as F from '../graph/api.js';
 import type { Graph, Tensor } from '../graph/graph.js';
 import type { DType } from '../graph/types.js';
-import { configHeadDim, type LlamaConfig } from '../formats/checkpoint.js';
+import { configHeadDim, type LlamaConfig, layerWindow } from '../formats/checkpoint.js';
 import { ropeTable } from './rope-scaling.js';
 import { llamaTensorShapes } from '../formats/checkpoint.js';
 import { hfLlamaConfig } from '../formats/hf.js';
@@ -158,10 +158,6 @@ export function buildLlama(g: Graph, c: LlamaConfig, o: LlamaGraphOptions): Llam
   if (o.hooks?.embeddings) x = o.hooks.embeddings(x, g, { decoding, batch: B });
   const seqLen = x.shape[1]!;
   const prefix = o.hooks?.prefixTokens ?? 0;
-  const span = prefix + (decoding ? o.cacheLen! : seqLen);
-  if (c.slidingWindow !== undefined && span > c.slidingWindow) {
-    throw new RangeError(`attention over ${span} positions exceeds the model's sliding window of ${c.slidingWindow}; windowed attention is not supported, so sequences (with prefix and KV cache) are limited to the window`);
-  }
   // RoPE scaling; dynamic NTK sizes itself by the whole sequence: prefix + T, or the KV cache when decoding.
   const ropeOpts = { theta: c.ropeTheta, layout: c.ropeLayout, offset: prefix, ...ropeTable(c, hd, decoding ? o.cacheLen! : prefix + seqLen) };
 
@@ -178,10 +174,13 @@ export function buildLlama(g: Graph, c: LlamaConfig, o: LlamaGraphOptions): Llam
       const kn = c.qkNorm ? g.within(`${p}.self_attn.k_norm`, () => F.rmsnorm(k, w(`${p}.self_attn.k_norm.weight`, [hd]), c.normEps)) : k;
       const qr = F.rope(qn, ropeOpts, positions);
       const kr = F.rope(kn, ropeOpts, positions);
-      if (!decoding) return pre ? F.attention(qr, F.concat([pre.k, kr], 1), F.concat([pre.v, v], 1)) : F.attention(qr, kr, v);
+      // Sliding-window layers: the attention prefix counts as the positions before the sequence.
+      const window = layerWindow(c, l);
+      const ao = window !== undefined ? { window } : {};
+      if (!decoding) return pre ? F.attention(qr, F.concat([pre.k, kr], 1), F.concat([pre.v, v], 1), ao) : F.attention(qr, kr, v, ao);
       const kc = F.kvWrite(g.state(`${p}.self_attn.k_cache`, [B, o.cacheLen!, c.nKvHeads, hd]), kr, pos!);
       const vc = F.kvWrite(g.state(`${p}.self_attn.v_cache`, [B, o.cacheLen!, c.nKvHeads, hd]), v, pos!);
-      return pre ? F.attention(qr, F.concat([pre.k, kc], 1), F.concat([pre.v, vc], 1), {}, kvLen) : F.attention(qr, kc, vc, {}, kvLen);
+      return pre ? F.attention(qr, F.concat([pre.k, kc], 1), F.concat([pre.v, vc], 1), ao, kvLen) : F.attention(qr, kc, vc, ao, kvLen);
     });
     const sub = (kind: 'attention' | 'mlp', input: Tensor, output: Tensor): Tensor =>
       o.hooks?.sublayer ? o.hooks.sublayer({ graph: g, name: `${p}.${kind === 'attention' ? 'self_attn' : 'mlp'}`, kind, layer: l, input, output }) : output;

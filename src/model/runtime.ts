@@ -87,10 +87,9 @@ export class LlamaRuntime {
     // Adapters may occupy positions before the prompt: virtual tokens (in the cache) and an attention prefix.
     const virtual = this.hooks?.virtualTokens ?? 0, prefix = this.hooks?.prefixTokens ?? 0;
     const reserved = virtual + prefix;
-    // With a sliding window (not implemented as such) the context ends at the window.
-    const context = Math.min(this.config.maxSeqLen, this.config.slidingWindow ?? Infinity);
+    const context = this.config.maxSeqLen;
     const cacheLen = Math.min(context - prefix, virtual + prompt.length + maxTokens);
-    if (virtual + prompt.length >= cacheLen) throw new Error(`the prompt has ${prompt.length} tokens${reserved ? ` (and adapters take ${reserved} positions)` : ''}; the model's context is ${context}${context < this.config.maxSeqLen ? ' (its sliding window)' : ''}`);
+    if (virtual + prompt.length >= cacheLen) throw new Error(`the prompt has ${prompt.length} tokens${reserved ? ` (and adapters take ${reserved} positions)` : ''}; the model's context is ${context}`);
     const { session, graph } = await this.getDecoder(cacheLen);
     const stops = new Set(o.stopTokens ?? [this.checkpoint.tokenizer?.eosId ?? 2, this.checkpoint.tokenizer?.bosId ?? 1]);
     const sampler = new Sampler(o);

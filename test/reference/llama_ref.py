@@ -58,15 +58,20 @@ def rope_half(x, positions, theta):
     return x * cos + rotated * sin
 
 
-def attention(q, k, v, offset):
-    """Causal grouped-query attention; query t sees key s when s <= offset + t (offset: keys before the sequence)."""
+def attention(q, k, v, offset, window=None):
+    """Causal grouped-query attention; query t sees key s when s <= offset + t (offset: keys before the sequence).
+    With a sliding window (Hugging Face Mistral's sliding_window_mask_function, layer_types "sliding_attention"),
+    also only when (offset + t) - s < window."""
     t, h, d = q.shape[1], q.shape[2], q.shape[3]
     s = k.shape[1]
     rep = h // k.shape[2]
     k = k.repeat_interleave(rep, dim=2)
     v = v.repeat_interleave(rep, dim=2)
     scores = torch.einsum('bthd,bshd->bhts', q, k) / math.sqrt(d)
-    hidden = torch.arange(s)[None, :] > (torch.arange(t)[:, None] + offset)
+    q_pos, kv_pos = torch.arange(t)[:, None] + offset, torch.arange(s)[None, :]
+    hidden = kv_pos > q_pos
+    if window is not None:
+        hidden = hidden | (q_pos - kv_pos >= window)
     scores = scores.masked_fill(hidden, float('-inf'))
     return torch.einsum('bhts,bshd->bthd', torch.softmax(scores, -1), v)
 
@@ -233,6 +238,10 @@ class Llama:
         self.eps, self.theta = c['rms_norm_eps'], c.get('rope_theta', 10000.0)
         self.tied = c.get('tie_word_embeddings', False)
         self.qk_norm = c.get('model_type') == 'qwen3'
+        # Sliding window (Mistral): every layer, unless layer_types names each layer's kind.
+        window = c.get('sliding_window')
+        types = c.get('layer_types') or ['sliding_attention'] * self.layers
+        self.windows = [window if window is not None and kind == 'sliding_attention' else None for kind in types]
         self.w = read_safetensors(os.path.join(folder, 'model.safetensors'))
 
     def forward(self, ids, ad=None):
@@ -268,7 +277,7 @@ class Llama:
                 pk, pv = ad.prefix(l)
                 k = torch.cat([pk[None].expand(b, -1, -1, -1), k], 1)
                 v = torch.cat([pv[None].expand(b, -1, -1, -1), v], 1)
-            a = attention(q, k, v, prefix).reshape(b, n, self.heads * self.head_dim)
+            a = attention(q, k, v, prefix, self.windows[l]).reshape(b, n, self.heads * self.head_dim)
             o = linear(f'{p}.self_attn.o_proj', a)
             x = x + (ad.sublayer(f'{p}.self_attn', n1, o) if ad else o)
             n2 = rmsnorm(x, w[f'{p}.post_attention_layernorm.weight'], self.eps)

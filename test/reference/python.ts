@@ -42,10 +42,12 @@ export function writeHfModel(ckpt: LlamaCheckpoint, dir: string): string {
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, 'model.safetensors'), writeSafetensors([...hf.tensors].map(([k, t]) => [k, { shape: t.shape, data: tensorF32(t) }] as [string, { shape: number[]; data: Float32Array }])));
   writeFileSync(join(dir, 'config.json'), JSON.stringify({
-    model_type: c.qkNorm ? 'qwen3' : 'llama', hidden_size: c.dim, intermediate_size: c.hiddenDim, num_hidden_layers: c.nLayers,
+    model_type: c.qkNorm ? 'qwen3' : c.slidingWindow !== undefined ? 'mistral' : 'llama', hidden_size: c.dim, intermediate_size: c.hiddenDim, num_hidden_layers: c.nLayers,
     num_attention_heads: c.nHeads, num_key_value_heads: c.nKvHeads, vocab_size: c.vocabSize, rms_norm_eps: c.normEps,
     rope_theta: c.ropeTheta, tie_word_embeddings: c.tiedEmbeddings, attention_bias: c.qkvBias,
     ...(c.headDim !== undefined ? { head_dim: c.headDim } : {}),
+    ...(c.slidingWindow !== undefined ? { sliding_window: c.slidingWindow, max_position_embeddings: c.maxSeqLen } : {}),
+    ...(c.layerTypes ? { layer_types: c.layerTypes } : {}),
   }));
   return dir;
 }

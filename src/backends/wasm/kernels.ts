@@ -29,7 +29,8 @@ const B = { add: 0, sub: 1, mul: 2, div: 3, silu_backward: 4, gelu_backward: 5, 
 // Attention descriptor words, mirrored from assembly/attention.ts.
 const AT = {
   Q: 0, K: 1, V: 2, OUT: 3, LSE: 4, B: 5, T: 6, HQ: 7, D: 8, S: 9, HKV: 10, SCALE: 11, CAUSAL: 12, KVLEN: 13,
-  SCRATCH: 14, SCRATCH_STRIDE: 15, COUNTER: 16, DOUT: 17, DQ: 18, DK: 19, DV: 20, WORDS: 21,
+  SCRATCH: 14, SCRATCH_STRIDE: 15, COUNTER: 16, DOUT: 17, DQ: 18, DK: 19, DV: 20, WINDOW: 21, SOFTCAP: 22, ROWLEN: 23,
+  WORDS: 24,
 } as const;
 
 // Kernels of the rows job, mirrored from assembly/rows.ts.
@@ -202,8 +203,11 @@ function reduction(mean: boolean): WasmKernel {
   };
 }
 
-/** The descriptor words attention and its backward share: q, k, v, out, lse, shapes, scale, masking. */
-function attentionWords(ctx: KernelContext, s: PlanStep, q: number, k: number, v: number, out: number, lse: number): Int32Array {
+/**
+ * The descriptor words attention and its backward share: q, k, v, out, lse, shapes, scale, masking;
+ * `lengths` is the optional kvLen (i32 [1]) or, with the rowLengths attr, the per-row key lengths.
+ */
+function attentionWords(ctx: KernelContext, s: PlanStep, q: number, k: number, v: number, out: number, lse: number, lengths: number | undefined): Int32Array {
   const [Bn, T, Hq, D] = ctx.shape(q) as [number, number, number, number];
   const [, S, Hkv] = ctx.shape(k) as [number, number, number];
   const w = new Int32Array(AT.WORDS);
@@ -211,11 +215,25 @@ function attentionWords(ctx: KernelContext, s: PlanStep, q: number, k: number, v
   w[AT.B] = Bn; w[AT.T] = T; w[AT.HQ] = Hq; w[AT.D] = D; w[AT.S] = S; w[AT.HKV] = Hkv;
   w[AT.SCALE] = f32Bits(s.attrs.scale as number);
   w[AT.CAUSAL] = s.attrs.causal === true ? 1 : 0;
+  w[AT.WINDOW] = (s.attrs.window as number | undefined) ?? 0;
+  w[AT.SOFTCAP] = f32Bits((s.attrs.softcap as number | undefined) ?? 0);
+  if (lengths !== undefined) w[s.attrs.rowLengths === true ? AT.ROWLEN : AT.KVLEN] = ctx.ptr(lengths);
   return w;
+}
+
+/** Refuses per-row key lengths outside 1…S (read from memory just before the job runs). */
+function checkRowLengths(rt: WasmRuntime, words: Int32Array): void {
+  const at = words[AT.ROWLEN]!, S = words[AT.S]!;
+  if (!at) return;
+  const lens = new Int32Array(rt.memory.buffer, at, words[AT.B]!);
+  lens.forEach((n, b) => {
+    if (!(n >= 1 && n <= S)) throw new RangeError(`attention: key length ${n} of batch row ${b} is outside 1…${S}`);
+  });
 }
 
 /** Runs an attention job; `flops` decides whether threads are worth waking. */
 function runAttention(rt: WasmRuntime, job: number, words: Int32Array, flops: number): void {
+  checkRowLengths(rt, words);
   const { base, stride } = rt.scratch(rt.exports.scratchBytes(job, words[AT.S]!));
   words[AT.SCRATCH] = base;
   words[AT.SCRATCH_STRIDE] = stride;
@@ -227,18 +245,17 @@ function runAttention(rt: WasmRuntime, job: number, words: Int32Array, flops: nu
 const attentionFlops = (w: Int32Array): number => 4 * w[AT.B]! * w[AT.HQ]! * w[AT.T]! * w[AT.S]! * w[AT.D]!;
 
 const attention: WasmKernel = (ctx, s) => {
-  const [q, k, v, kvLen] = s.inputs as [number, number, number, number | undefined];
+  const [q, k, v, lengths] = s.inputs as [number, number, number, number | undefined];
   const [out, lse] = s.outputs as [number, number];
-  const words = attentionWords(ctx, s, q, k, v, out, lse);
-  words[AT.KVLEN] = kvLen === undefined ? 0 : ctx.ptr(kvLen);
+  const words = attentionWords(ctx, s, q, k, v, out, lse, lengths);
   const rt = ctx.rt, flops = attentionFlops(words);
   return () => runAttention(rt, JOB_ATTENTION, words, flops);
 };
 
 const attentionBackward: WasmKernel = (ctx, s) => {
-  const [q, k, v, out, lse, dOut] = s.inputs as [number, number, number, number, number, number];
+  const [q, k, v, out, lse, dOut, lengths] = s.inputs as [number, number, number, number, number, number, number | undefined];
   const [dq, dk, dv] = s.outputs as [number, number, number];
-  const words = attentionWords(ctx, s, q, k, v, out, lse);
+  const words = attentionWords(ctx, s, q, k, v, out, lse, lengths);
   words[AT.DOUT] = ctx.ptr(dOut); words[AT.DQ] = ctx.ptr(dq); words[AT.DK] = ctx.ptr(dk); words[AT.DV] = ctx.ptr(dv);
   // Five products of the forward's size (S, dP, dQ, dK, dV) against its two.
   const rt = ctx.rt, flops = 2.5 * attentionFlops(words);

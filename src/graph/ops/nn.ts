@@ -97,30 +97,59 @@ function attentionShapes(ins: readonly { shape: readonly number[]; dtype: string
   return [B, T, Hq, D, S, Hkv];
 }
 
-// attention(q, k, v, kvLen?) → out [B, T, Hq, D], lse [B, Hq, T] (log-sum-exp of each query's scores, kept
-// for backward). kvLen (i32 [1]) says how many leading keys are valid (a KV cache filled up to kvLen);
-// without it all S are. Causal masking aligns the last query with the last valid key.
+/**
+ * Checks the masking attrs and the optional 4th input shared by attention and its backward:
+ * `window` (positive integer, causal only), `softcap` (positive number), and `rowLengths` (the 4th
+ * input is i32 [B], valid keys per batch row) against the i32 [1] kvLen form.
+ */
+function attentionMasking(ins: readonly { shape: readonly number[]; dtype: string }[], lengths: number, attrs: Record<string, unknown>, B: number): void {
+  const w = attrs.window, cap = attrs.softcap;
+  if (w !== undefined) {
+    if (typeof w !== 'number' || !Number.isSafeInteger(w) || w < 1) throw new Error(`attention window must be a positive integer (got ${JSON.stringify(w)})`);
+    if (attrs.causal !== true) throw new Error('attention window needs causal masking');
+  }
+  if (cap !== undefined && !(typeof cap === 'number' && Number.isFinite(cap) && cap > 0)) throw new Error(`attention softcap must be a positive number (got ${JSON.stringify(cap)})`);
+  const len = ins[lengths];
+  if (attrs.rowLengths === true) {
+    if (!len || len.dtype !== 'i32' || len.shape.join() !== String(B)) throw new Error(`per-row key lengths must be i32 [${B}] (one per batch row), got ${len ? `${len.dtype} [${len.shape.join(', ')}]` : 'none'}`);
+  } else if (len && (len.dtype !== 'i32' || len.shape.join() !== '1')) {
+    throw new Error(`kvLen must be i32 [1] (per-row key lengths need the rowLengths attribute), got ${len.dtype} [${len.shape.join(', ')}]`);
+  }
+}
+
+// attention(q, k, v, lengths?) → out [B, T, Hq, D], lse [B, Hq, T] (log-sum-exp of each query's scores,
+// kept for backward). Masking, for query t of batch row b:
+//   valid keys: kvLen (i32 [1]: a KV cache filled up to kvLen), or with rowLengths len[b] (i32 [B]: a
+//   right-padded batch), or all S.
+//   position of query t: p = t + kvLen − T with kvLen, else t + S − T (the last query meets the last
+//   key of a KV cache; with right padding every row's queries keep their own positions).
+//   causal: keys j ≤ p; window w (causal only): also j > p − w.
+//   softcap c: a score s (after scale) becomes c·tanh(s/c) before the softmax.
+// A query that sees no key gives zeros and lse −∞. Only the kvLen form has no gradient.
 defineOp({
   name: 'attention',
   infer(ins, attrs) {
     expectInputs(ins, [3, 4]); numAttr(attrs, 'scale');
     const [B, T, Hq, D, S] = attentionShapes(ins);
-    if (ins[3] && (ins[3].dtype !== 'i32' || ins[3].shape.join() !== '1')) throw new Error('kvLen must be i32 [1]');
+    attentionMasking(ins, 3, attrs, B);
     if (attrs.causal === true && S < T) throw new Error(`causal attention needs at least as many keys (${S}) as queries (${T})`);
     return [{ shape: [B, T, Hq, D], dtype: 'f32' }, { shape: [B, Hq, T], dtype: 'f32' }];
   },
-  grad({ node, inputs: [q, k, v, kvLen], outputs: [out, lse], dOutputs: [dOut] }) {
-    if (kvLen) throw new Error('attention with a kvLen input (KV-cache decoding) has no gradient');
-    const [dq, dk, dv] = q!.graph.apply('attention_backward', [q!, k!, v!, out!, lse!, dOut!], node.attrs);
-    return [dq!, dk!, dv!];
+  grad({ node, inputs: [q, k, v, lengths], outputs: [out, lse], dOutputs: [dOut] }) {
+    if (lengths && node.attrs.rowLengths !== true) throw new Error('attention with a kvLen input (KV-cache decoding) has no gradient');
+    const ins = [q!, k!, v!, out!, lse!, dOut!, ...(lengths ? [lengths] : [])];
+    const [dq, dk, dv] = q!.graph.apply('attention_backward', ins, node.attrs);
+    return lengths ? [dq!, dk!, dv!, null] : [dq!, dk!, dv!];
   },
 });
-// attention_backward(q, k, v, out, lse, dOut) → dq, dk, dv
+// attention_backward(q, k, v, out, lse, dOut, rowLengths?) → dq, dk, dv (masking as the forward's)
 defineOp({
   name: 'attention_backward',
   infer(ins, attrs) {
-    expectInputs(ins, 6); numAttr(attrs, 'scale');
-    attentionShapes(ins);
+    expectInputs(ins, [6, 7]); numAttr(attrs, 'scale');
+    const [B] = attentionShapes(ins);
+    if (ins.length === 7 && attrs.rowLengths !== true) throw new Error('attention_backward takes a 7th input only as per-row key lengths');
+    attentionMasking(ins, 6, attrs, B);
     return [{ shape: ins[0]!.shape, dtype: 'f32' }, { shape: ins[1]!.shape, dtype: 'f32' }, { shape: ins[2]!.shape, dtype: 'f32' }];
   },
 });

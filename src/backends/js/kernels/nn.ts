@@ -100,27 +100,53 @@ const rope: JsKernel = ([vx, vpos], [vy], attrs) => {
   }
 };
 
-interface AttnDims { B: number; T: number; Hq: number; D: number; S: number; Hkv: number; group: number; scale: number; causal: boolean; valid: number }
-function attnDims(q: readonly number[], k: readonly number[], attrs: Record<string, unknown>, kvLen?: Int32Array): AttnDims {
+interface AttnDims {
+  B: number; T: number; Hq: number; D: number; S: number; Hkv: number; group: number; scale: number; causal: boolean;
+  /** Sliding window (0: none) and soft-cap (0: none). */
+  window: number; softcap: number;
+  /** Valid keys of each batch row. */
+  valid: Int32Array;
+  /** Added to t for the query's position: kvLen − T with a KV cache, else S − T. */
+  shift: Int32Array;
+}
+function attnDims(q: readonly number[], k: readonly number[], attrs: Record<string, unknown>, lengths?: Int32Array): AttnDims {
   const [B, T, Hq, D] = q as [number, number, number, number];
   const [, S, Hkv] = k as [number, number, number];
-  // Keys past kvLen (an unfilled KV cache) are never visible.
-  const valid = kvLen ? Math.max(0, Math.min(S, kvLen[0]!)) : S;
-  return { B, T, Hq, D, S, Hkv, group: Hq / Hkv, scale: attrs.scale as number, causal: attrs.causal === true, valid };
+  const valid = new Int32Array(B).fill(S), shift = new Int32Array(B).fill(S - T);
+  if (lengths && attrs.rowLengths === true) {
+    for (let b = 0; b < B; b++) {
+      const n = lengths[b]!;
+      if (!(n >= 1 && n <= S)) throw new RangeError(`attention: key length ${n} of batch row ${b} is outside 1…${S}`);
+      valid[b] = n;
+    }
+  } else if (lengths) {
+    // Keys past kvLen (an unfilled KV cache) are never visible.
+    const n = Math.max(0, Math.min(S, lengths[0]!));
+    valid.fill(n); shift.fill(n - T);
+  }
+  return {
+    B, T, Hq, D, S, Hkv, group: Hq / Hkv, scale: attrs.scale as number, causal: attrs.causal === true,
+    window: (attrs.window as number | undefined) ?? 0, softcap: (attrs.softcap as number | undefined) ?? 0, valid, shift,
+  };
 }
 
-/** Scores of one query row against its visible keys, into `s`; returns how many keys are visible. */
-function scores(Q: Float32Array | Float64Array, K: Float32Array | Float64Array, d: AttnDims, b: number, t: number, h: number, s: Float64Array): number {
+/** The keys query t of batch row b sees: lo ≤ j < hi (hi ≤ lo: none). */
+function keyRange(d: AttnDims, b: number, t: number): [number, number] {
+  if (!d.causal) return [0, d.valid[b]!];
+  const p = t + d.shift[b]!;
+  return [d.window ? Math.max(0, p - d.window + 1) : 0, Math.min(d.valid[b]!, p + 1)];
+}
+
+/** Scores of one query row against keys lo…hi − 1, into s[lo…hi − 1] (soft-capped when asked). */
+function scores(Q: Float32Array | Float64Array, K: Float32Array | Float64Array, d: AttnDims, b: number, t: number, h: number, lo: number, hi: number, s: Float64Array): void {
   const kvh = Math.floor(h / d.group);
-  const visible = d.causal ? Math.max(0, Math.min(d.valid, t + (d.valid - d.T) + 1)) : d.valid;
   const qo = ((b * d.T + t) * d.Hq + h) * d.D;
-  for (let j = 0; j < visible; j++) {
+  for (let j = lo; j < hi; j++) {
     const ko = ((b * d.S + j) * d.Hkv + kvh) * d.D;
     let dot = 0;
     for (let e = 0; e < d.D; e++) dot += Q[qo + e]! * K[ko + e]!;
-    s[j] = dot * d.scale;
+    s[j] = d.softcap ? d.softcap * Math.tanh((dot * d.scale) / d.softcap) : dot * d.scale;
   }
-  return visible;
 }
 
 // attention: one query row at a time (a row of S scores is the only score memory); lse kept for backward.
@@ -129,44 +155,48 @@ const attention: JsKernel = ([vq, vk, vv, vlen], [vo, vlse], attrs) => {
   const d = attnDims(vq!.shape, vk!.shape, attrs, vlen ? i32(vlen) : undefined);
   const s = new Float64Array(d.S), acc = new Float64Array(d.D);
   for (let b = 0; b < d.B; b++) for (let h = 0; h < d.Hq; h++) for (let t = 0; t < d.T; t++) {
-    const n = scores(Q, K, d, b, t, h, s);
+    const [lo, hi] = keyRange(d, b, t);
+    scores(Q, K, d, b, t, h, lo, hi, s);
     let mx = -Infinity;
-    for (let j = 0; j < n; j++) mx = Math.max(mx, s[j]!);
+    for (let j = lo; j < hi; j++) mx = Math.max(mx, s[j]!);
     let z = 0;
     acc.fill(0);
     const kvh = Math.floor(h / d.group);
-    for (let j = 0; j < n; j++) {
+    for (let j = lo; j < hi; j++) {
       const p = Math.exp(s[j]! - mx);
       z += p;
       const vo = ((b * d.S + j) * d.Hkv + kvh) * d.D;
       for (let e = 0; e < d.D; e++) acc[e]! += p * V[vo + e]!;
     }
     const oo = ((b * d.T + t) * d.Hq + h) * d.D;
-    for (let e = 0; e < d.D; e++) O[oo + e] = n ? acc[e]! / z : 0;
-    LSE[(b * d.Hq + h) * d.T + t] = n ? mx + Math.log(z) : -Infinity;
+    const seen = hi > lo;
+    for (let e = 0; e < d.D; e++) O[oo + e] = seen ? acc[e]! / z : 0;
+    LSE[(b * d.Hq + h) * d.T + t] = seen ? mx + Math.log(z) : -Infinity;
   }
 };
 
-// p_j = exp(s_j − lse); dP_j = dO·v_j; Δ = dO·O; dS_j = p_j(dP_j − Δ);
-// dq = scale·Σ dS_j k_j; dk_j += scale·dS_j q; dv_j += p_j dO
-const attentionBackward: JsKernel = ([vq, vk, vv, vo, vlse, vdo], [vdq, vdk, vdv], attrs) => {
+// p_j = exp(s_j − lse); dP_j = dO·v_j; Δ = dO·O; dS_j = p_j(dP_j − Δ), times 1 − tanh² = 1 − (s_j/c)²
+// under a soft-cap c; dq = scale·Σ dS_j k_j; dk_j += scale·dS_j q; dv_j += p_j dO
+const attentionBackward: JsKernel = ([vq, vk, vv, vo, vlse, vdo, vlen], [vdq, vdk, vdv], attrs) => {
   const Q = f(vq), K = f(vk), V = f(vv), O = f(vo), LSE = f(vlse), DO = f(vdo);
-  const d = attnDims(vq!.shape, vk!.shape, attrs);
+  const d = attnDims(vq!.shape, vk!.shape, attrs, vlen ? i32(vlen) : undefined);
   const dq = new Float64Array(Q.length), dk = new Float64Array(K.length), dv = new Float64Array(V.length);
   const s = new Float64Array(d.S);
   for (let b = 0; b < d.B; b++) for (let h = 0; h < d.Hq; h++) for (let t = 0; t < d.T; t++) {
-    const n = scores(Q, K, d, b, t, h, s);
+    const [lo, hi] = keyRange(d, b, t);
+    scores(Q, K, d, b, t, h, lo, hi, s);
     const kvh = Math.floor(h / d.group);
     const qo = ((b * d.T + t) * d.Hq + h) * d.D;
     const lse = LSE[(b * d.Hq + h) * d.T + t]!;
     let delta = 0;
     for (let e = 0; e < d.D; e++) delta += DO[qo + e]! * O[qo + e]!;
-    for (let j = 0; j < n; j++) {
+    for (let j = lo; j < hi; j++) {
       const p = Math.exp(s[j]! - lse);
       const ko = ((b * d.S + j) * d.Hkv + kvh) * d.D;
       let dp = 0;
       for (let e = 0; e < d.D; e++) dp += DO[qo + e]! * V[ko + e]!;
-      const ds = p * (dp - delta) * d.scale;
+      const th = d.softcap ? s[j]! / d.softcap : 0;
+      const ds = p * (dp - delta) * d.scale * (1 - th * th);
       for (let e = 0; e < d.D; e++) {
         dq[qo + e]! += ds * K[ko + e]!;
         dk[ko + e]! += ds * Q[qo + e]!;

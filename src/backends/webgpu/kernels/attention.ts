@@ -35,38 +35,46 @@ function dimsOf(s: StepBuilder): Dims {
   return { B, T, Hq, D, S, Hkv };
 }
 
-function params(s: StepBuilder, d: Dims, hasKvLen: boolean, stride = 0): Range {
+/** Which lengths input the step has: 0 none, 1 kvLen (i32 [1]), 2 per-row key lengths (i32 [B]). */
+function lengthsKind(s: StepBuilder, index: number): number {
+  if (s.inputCount <= index) return 0;
+  return s.attrs.rowLengths === true ? 2 : 1;
+}
+
+function params(s: StepBuilder, d: Dims, kind: number, stride = 0): Range {
   return s.uniform(new UniformWriter()
     .u32(d.B, d.T, d.Hq, d.D, d.S, d.Hkv, d.Hq / d.Hkv, s.attrs.causal === true ? 1 : 0)
-    .f32(s.attrs.scale as number).u32(hasKvLen ? 1 : 0, stride).f32(-Infinity).bytes());
+    .f32(s.attrs.scale as number).u32(kind, stride).f32(-Infinity)
+    .u32((s.attrs.window as number | undefined) ?? 0).f32((s.attrs.softcap as number | undefined) ?? 0).bytes());
 }
 
 export const attention: KernelImpl = async (s) => {
   const d = dimsOf(s);
-  const hasKvLen = s.inputCount > 3;
-  const kvLen = hasKvLen ? s.input(3) : s.constant(new Int32Array(4));
+  const kind = lengthsKind(s, 3);
+  const lengths = kind ? s.input(3) : s.constant(new Int32Array(4));
   const k = await s.kernel('attention', 'forward', tiling(s, 'forward', d.D));
   const tile = tiling(s, 'forward', d.D).TILE;
   s.dispatch(k, {
-    p: params(s, d, hasKvLen), q: s.input(0), k: s.input(1), v: s.input(2), kvLen, out: s.output(0), lse: s.output(1),
+    p: params(s, d, kind), q: s.input(0), k: s.input(1), v: s.input(2), lengths, out: s.output(0), lse: s.output(1),
   }, [Math.ceil(d.T / tile), d.Hq, d.B]);
 };
 
 export const attentionBackward: KernelImpl = async (s) => {
   const d = dimsOf(s);
   const q = s.input(0), k = s.input(1), v = s.input(2), out = s.input(3), lse = s.input(4), dout = s.input(5);
-  const kvLen = s.constant(new Int32Array(4));
+  const kind = lengthsKind(s, 6);
+  const lengths = kind ? s.input(6) : s.constant(new Int32Array(4));
   const rows = d.B * d.Hq * d.T;
   const delta = s.scratch(rows * 4);
   const { grid, stride } = threadGrid(s, rows, WG);
-  const p = params(s, d, false, stride);
+  const p = params(s, d, kind, stride);
   s.dispatch(await s.kernel('attention', 'bwd_delta'), { p, out, dout, delta: { ...delta, written: true } }, grid);
   const dqTiles = tiling(s, 'bwd_dq', d.D);
   s.dispatch(await s.kernel('attention', 'bwd_dq', dqTiles), {
-    p, q, k, v, lse, kvLen, dout, delta, dq: s.output(0),
+    p, q, k, v, lse, lengths, dout, delta, dq: s.output(0),
   }, [Math.ceil(d.T / dqTiles.TILE), d.Hq, d.B]);
   const kvTiles = tiling(s, 'bwd_dkdv', d.D);
   s.dispatch(await s.kernel('attention', 'bwd_dkdv', kvTiles), {
-    p, q, k, v, lse, kvLen, dout, delta, dk: s.output(1), dv: s.output(2),
+    p, q, k, v, lse, lengths, dout, delta, dk: s.output(1), dv: s.output(2),
   }, [Math.ceil(d.S / kvTiles.TILE), d.Hkv, d.B]);
 };
