@@ -56,3 +56,26 @@ export function wordPieceJson(words: readonly string[] = VOCAB): Record<string, 
 
 export const VOCAB = ['the', 'a', 'good', 'great', 'bad', 'awful', 'film', 'movie', 'plot', 'is', 'was', 'not', 'very', 'and', 'but', 'fun', 'dull', 'love', 'hate',
   '.', ',', '!', '##s', '##ly', 'it', 'i', 'this', 'acting', 'story', 'boring', 'funny', 'best', 'worst', 'ok', 'nice', 'poor'];
+
+/** A vocabulary for `texts`: their most frequent lowercase words, then single letters and digits with ## forms so every word tokenizes. */
+export function vocabFor(texts: readonly string[], words = 200): string[] {
+  const count = new Map<string, number>();
+  for (const t of texts) for (const w of t.toLowerCase().match(/[a-z]+/g) ?? []) count.set(w, (count.get(w) ?? 0) + 1);
+  const top = [...count].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1)).slice(0, words).map(([w]) => w);
+  const chars = 'abcdefghijklmnopqrstuvwxyz0123456789'.split('');
+  const punct = [...'.,!?\'"-:;()&$%/*+='];
+  return [...new Set([...top, ...chars, ...chars.map((c) => `##${c}`), ...punct])];
+}
+
+/** A random model folder of a given size with a tokenizer.json over `vocab` (no head). */
+export function writeSizedEncoder(dir: string, kind: EncoderKind, vocab: readonly string[], o: { dim?: number; layers?: number; seed?: number } = {}): string {
+  const saved = { ...DIMS };
+  Object.assign(DIMS, { vocab: vocab.length + 4, dim: o.dim ?? 32, layers: o.layers ?? 2, heads: 4, hidden: 2 * (o.dim ?? 32), positions: 72 });
+  try {
+    writeEncoder(dir, kind, { seed: o.seed ?? 1 });
+  } finally {
+    Object.assign(DIMS, saved);
+  }
+  writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify(wordPieceJson(vocab)));
+  return dir;
+}
