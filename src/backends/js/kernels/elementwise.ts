@@ -24,14 +24,29 @@ const sigmoid = (x: number): number => 1 / (1 + Math.exp(-x));
 const GELU_C = Math.sqrt(2 / Math.PI);
 
 /**
- * erf by the Chebyshev-fitted erfc of Numerical Recipes (fractional error below 1.2e-7), the same
- * formula the wasm and WebGPU kernels use.
+ * erf to double precision (the js backend also runs float64): the Maclaurin series below |x| = 3, where
+ * its terms stay small enough that cancellation costs under 1e-12, and the continued fraction of erfc
+ * above (60 terms, far past convergence there). The wasm and WebGPU kernels use a float32 approximation.
  */
 export function erf(x: number): number {
-  const z = Math.abs(x), t = 1 / (1 + 0.5 * z);
-  const r = t * Math.exp(-z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806
-    + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))));
-  return x >= 0 ? 1 - r : r - 1;
+  const z = Math.abs(x);
+  if (z < 3) {
+    // erf x = 2/√π Σ (−1)ⁿ x²ⁿ⁺¹ / (n! (2n + 1))
+    let term = z, sum = z;
+    for (let n = 1; n < 100; n++) {
+      term *= -(z * z) / n;
+      const add = term / (2 * n + 1);
+      sum += add;
+      if (Math.abs(add) < 1e-17 * Math.abs(sum)) break;
+    }
+    const r = (2 / Math.sqrt(Math.PI)) * sum;
+    return x < 0 ? -r : r;
+  }
+  // erfc z = exp(−z²)/√π · 1/(z + (1/2)/(z + 1/(z + (3/2)/(z + …))))
+  let f = z;
+  for (let k = 60; k >= 1; k--) f = z + k / 2 / f;
+  const r = 1 - Math.exp(-z * z) / Math.sqrt(Math.PI) / f;
+  return x < 0 ? -r : r;
 }
 
 export const elementwise: Record<string, JsKernel> = {
