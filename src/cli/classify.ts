@@ -65,9 +65,10 @@ async function readData(path: string, task: EncoderTask) {
   return parseClassificationData(text, task, path);
 }
 
-/** Tokens per example: the flag, at most the model's positions. */
-function maxTokens(f: Flags, flag: string, ckpt: EncoderCheckpoint): number {
+/** Tokens per example: the flag, at most the model's positions (a default above them is lowered to them). */
+function maxTokens(f: Flags, flag: string, ckpt: EncoderCheckpoint, byDefault: number): number {
   const n = Number(f[flag]), limit = ckpt.encoder.maxPositions - positionOffset(ckpt.encoder);
+  if (n > limit && n === byDefault) return limit;
   if (n > limit) throw new UsageError(`--${flag} ${n}: exceeds the model's ${limit} positions`);
   return n;
 }
@@ -93,7 +94,7 @@ export async function trainClassifier(f: Flags, trainDefaults: Record<string, Fl
   const { ckpt, tok } = await openEncoder(f, task, 'train');
   const raw = await readData(String(f.data), task);
   const labels = labelSet(raw, ckpt.encoder.labels);
-  const seq = maxTokens(f, 'seq', ckpt);
+  const seq = maxTokens(f, 'seq', ckpt, Number(trainDefaults.seq!.default));
   const data = encodeExamples(raw, tok, labels, seq, String(f.data));
   const evalData = f['eval-data'] ? encodeExamples(await readData(String(f['eval-data']), task), tok, labels, seq, String(f['eval-data'])) : undefined;
   // PEFT's default targets for these models (utils/constants.py): query/value, DistilBERT q_lin/v_lin.
@@ -139,7 +140,7 @@ export async function evalClassifier(f: Flags): Promise<void> {
   const { ckpt, tok } = await openEncoder(f, task, 'eval');
   const cls = await readClassifier(ckpt, dir);
   if (cls.task !== task) throw new UsageError(`--adapter ${dir} is a ${cls.task} adapter, not ${task}`);
-  const data = encodeExamples(await readData(dataPath, task), tok, cls.labels, maxTokens(f, 'max-tokens', ckpt), dataPath);
+  const data = encodeExamples(await readData(dataPath, task), tok, cls.labels, maxTokens(f, 'max-tokens', ckpt, 256), dataPath);
   const chosen = await openBackend(f, Boolean(f.json));
   try {
     const r = await cls.evaluate(chosen.backend, data, Number(f.batch));
@@ -171,7 +172,7 @@ export async function predictCommand(f: Flags): Promise<void> {
   const taskType = existsSync(cfgPath) ? (JSON.parse(await readFile(cfgPath, 'utf8')) as { task_type?: string }).task_type : undefined;
   const { ckpt, tok } = await openEncoder(f, taskType === 'TOKEN_CLS' ? 'token-cls' : 'seq-cls', 'predict');
   const cls = await readClassifier(ckpt, dir);
-  const T = maxTokens(f, 'max-tokens', ckpt);
+  const T = maxTokens(f, 'max-tokens', ckpt, Number(predictFlags['max-tokens']!.default));
   const chosen = await openBackend(f, true);
   try {
     if (cls.task === 'seq-cls') {
