@@ -22,7 +22,7 @@ export const sqrt = (x: Tensor): Tensor => x.graph.apply1('sqrt', [x]);
 export const silu = (x: Tensor): Tensor => x.graph.apply1('silu', [x]);
 /** GELU, tanh approximation (as GPT-2 and most Hugging Face configs use). */
 export const gelu = (x: Tensor): Tensor => x.graph.apply1('gelu', [x]);
-/** The error function (kernels: a rational approximation, absolute error below 2e-7). */
+/** The error function: to double precision on js; wasm and webgpu use a float32 approximation (absolute error below 2e-7). */
 export const erf = (x: Tensor): Tensor => x.graph.apply1('erf', [x]);
 /** GELU in its exact form, ½x(1 + erf(x/√2)) (BERT's `gelu`), built from erf. */
 export const geluErf = (x: Tensor): Tensor => mul(scale(x, 0.5), add(erf(scale(x, Math.SQRT1_2)), fill(x.graph, [1], 1)));
