@@ -10,7 +10,7 @@ import { getMethod } from '../adapters/registry.js';
 import { type EncoderCheckpoint, isEncoderConfigJson, loadEncoderFolder } from '../model/encoders/checkpoint.js';
 import { EncoderClassifier, LABELS_FILE } from '../model/encoders/classifier.js';
 import type { EncoderTask } from '../model/encoders/config.js';
-import { encodeExamples, encodeTexts, labelSet, parseClassificationData } from '../model/encoders/data.js';
+import { encodeExamples, encodeTexts, labelSet, parseClassificationData, type SequenceFrame, sequenceFrame } from '../model/encoders/data.js';
 import { positionOffset } from '../model/encoders/config.js';
 import { type ChosenBackend, createBackend } from '../scheduler/backends.js';
 import { createTokenizer, type Tokenizer, tokenizerDataFromHfJson } from '../tokenizer/index.js';
@@ -32,7 +32,7 @@ export const taskFlag: Record<string, FlagSpec> = {
 /** Training flags that mean nothing for a classifier (refused with --task seq-cls|token-cls). */
 const NOT_FOR_CLASSIFIERS = ['resume', 'checkpoint-every', 'dry-run', 'profile', 'checkpointing', 'mixup', 'contrastive', 'augment', 'teacher', 'losses', 'text-prefix', 'chat-template', 'eval-every'];
 
-async function openEncoder(f: Flags, task: EncoderTask, command: string): Promise<{ ckpt: EncoderCheckpoint; tok: Tokenizer }> {
+async function openEncoder(f: Flags, task: EncoderTask, command: string): Promise<{ ckpt: EncoderCheckpoint; tok: Tokenizer; frame: SequenceFrame }> {
   const spec = need(f, 'model', command);
   const path = await resolveModel(spec, err);
   if (!existsSync(path) || !statSync(path).isDirectory()) throw new UsageError(`--model ${spec}: --task ${task} needs a Hugging Face model folder (config.json, model.safetensors, tokenizer.json) of a BERT, RoBERTa or DistilBERT model`);
@@ -51,7 +51,8 @@ async function openEncoder(f: Flags, task: EncoderTask, command: string): Promis
     ckpt.tokenizer = tokenizerDataFromHfJson(JSON.parse(await readFile(t, 'utf8')), t);
   }
   if (!ckpt.tokenizer) throw new UsageError(`--model ${spec}: no tokenizer.json in the folder; pass --tokenizer FILE.json`);
-  return { ckpt, tok: createTokenizer(ckpt.tokenizer) };
+  const tok = createTokenizer(ckpt.tokenizer);
+  return { ckpt, tok, frame: sequenceFrame(tok, ckpt.tokenizer) };
 }
 
 async function openBackend(f: Flags, quiet: boolean): Promise<ChosenBackend> {
@@ -91,12 +92,12 @@ export async function trainClassifier(f: Flags, trainDefaults: Record<string, Fl
   const json = Boolean(f.json);
   const log = (o: Record<string, unknown>): void => { if (json) process.stdout.write(`${JSON.stringify(o)}\n`); };
   checkOutput(out, { overwrite: Boolean(f.overwrite) });
-  const { ckpt, tok } = await openEncoder(f, task, 'train');
+  const { ckpt, tok, frame } = await openEncoder(f, task, 'train');
   const raw = await readData(String(f.data), task);
   const labels = labelSet(raw, ckpt.encoder.labels);
   const seq = maxTokens(f, 'seq', ckpt, Number(trainDefaults.seq!.default));
-  const data = encodeExamples(raw, tok, labels, seq, String(f.data));
-  const evalData = f['eval-data'] ? encodeExamples(await readData(String(f['eval-data']), task), tok, labels, seq, String(f['eval-data'])) : undefined;
+  const data = encodeExamples(raw, tok, labels, seq, String(f.data), frame);
+  const evalData = f['eval-data'] ? encodeExamples(await readData(String(f['eval-data']), task), tok, labels, seq, String(f['eval-data']), frame) : undefined;
   // PEFT's default targets for these models (utils/constants.py): query/value, DistilBERT q_lin/v_lin.
   const config = methodConfig(f);
   if (f.targets === trainDefaults.targets!.default) config.targetModules = ckpt.encoder.kind === 'distilbert' ? 'q_lin,v_lin' : 'query,value';
@@ -137,10 +138,10 @@ export async function trainClassifier(f: Flags, trainDefaults: Record<string, Fl
 export async function evalClassifier(f: Flags): Promise<void> {
   const task = f.task as EncoderTask;
   const dir = need(f, 'adapter', 'eval'), dataPath = need(f, 'data', 'eval');
-  const { ckpt, tok } = await openEncoder(f, task, 'eval');
+  const { ckpt, tok, frame } = await openEncoder(f, task, 'eval');
   const cls = await readClassifier(ckpt, dir);
   if (cls.task !== task) throw new UsageError(`--adapter ${dir} is a ${cls.task} adapter, not ${task}`);
-  const data = encodeExamples(await readData(dataPath, task), tok, cls.labels, maxTokens(f, 'max-tokens', ckpt, 256), dataPath);
+  const data = encodeExamples(await readData(dataPath, task), tok, cls.labels, maxTokens(f, 'max-tokens', ckpt, 256), dataPath, frame);
   const chosen = await openBackend(f, Boolean(f.json));
   try {
     const r = await cls.evaluate(chosen.backend, data, Number(f.batch));
@@ -170,13 +171,13 @@ export async function predictCommand(f: Flags): Promise<void> {
   if (texts.length === 0) throw new UsageError(`--file ${String(f.file)}: no non-empty lines`);
   const cfgPath = join(dir, 'adapter_config.json');
   const taskType = existsSync(cfgPath) ? (JSON.parse(await readFile(cfgPath, 'utf8')) as { task_type?: string }).task_type : undefined;
-  const { ckpt, tok } = await openEncoder(f, taskType === 'TOKEN_CLS' ? 'token-cls' : 'seq-cls', 'predict');
+  const { ckpt, tok, frame } = await openEncoder(f, taskType === 'TOKEN_CLS' ? 'token-cls' : 'seq-cls', 'predict');
   const cls = await readClassifier(ckpt, dir);
   const T = maxTokens(f, 'max-tokens', ckpt, Number(predictFlags['max-tokens']!.default));
   const chosen = await openBackend(f, true);
   try {
     if (cls.task === 'seq-cls') {
-      const preds = await cls.predict(chosen.backend, encodeTexts(texts, tok, T), Number(f.batch));
+      const preds = await cls.predict(chosen.backend, encodeTexts(texts, tok, T, frame), Number(f.batch));
       preds.forEach((p, i) => {
         const label = cls.labels[p.label[0]!]!;
         if (f.json) process.stdout.write(`${JSON.stringify({ text: texts[i], label, probs: Object.fromEntries(cls.labels.map((l, j) => [l, p.probs[0]![j]])) })}\n`);
@@ -186,7 +187,7 @@ export async function predictCommand(f: Flags): Promise<void> {
     }
     // token-cls: each word's first piece carries its label.
     const words = texts.map((t) => t.split(/\s+/).filter(Boolean));
-    const enc = encodeExamples(words.map((w, i) => ({ tokens: w, labels: w.map(() => 0), line: i + 1 })), tok, cls.labels, T, '--text');
+    const enc = encodeExamples(words.map((w, i) => ({ tokens: w, labels: w.map(() => 0), line: i + 1 })), tok, cls.labels, T, '--text', frame);
     const preds = await cls.predict(chosen.backend, enc, Number(f.batch));
     preds.forEach((p, i) => {
       const firsts = enc[i]!.labels.flatMap((y, t) => (y === -100 ? [] : [t]));

@@ -14,7 +14,7 @@ import { writeSafetensors } from '../../src/formats/safetensors.js';
 import { safetensorsTensorToF32 } from '../../src/formats/safetensors.js';
 import { loadEncoderFolder } from '../../src/model/encoders/checkpoint.js';
 import { classificationScores, EncoderClassifier } from '../../src/model/encoders/classifier.js';
-import { encodeExamples, labelSet, parseClassificationData } from '../../src/model/encoders/data.js';
+import { encodeExamples, labelSet, parseClassificationData, sequenceFrame } from '../../src/model/encoders/data.js';
 import { createTokenizer } from '../../src/tokenizer/index.js';
 import { ASSETS } from '../assets.js';
 import { vocabFor, writeSizedEncoder } from './helpers.js';
@@ -116,6 +116,19 @@ test('classificationScores: hand-worked accuracy and macro-F1', () => {
   const s = classificationScores([0, 0, 1, 1, 2], [0, 1, 1, 1, 0]);
   assert.is(s.accuracy, 3 / 5);
   assert.ok(Math.abs(s.macroF1 - (0.5 + 0.8 + 0) / 3) < 1e-12);
+});
+
+test('sequence frame: BertProcessing / RobertaProcessing ids, else BOS/EOS, else a clear error', async () => {
+  const { tok, ckpt } = await sentimentModel();
+  assert.equal(sequenceFrame(tok, ckpt.tokenizer), { cls: 2, sep: 3 });
+  const roberta = { kind: 'hf-json' as const, tokens: [], json: { post_processor: { type: 'RobertaProcessing', cls: ['<s>', 0], sep: ['</s>', 2] } } };
+  const bare = { ...tok, bosId: undefined, eosId: undefined, encode: tok.encode.bind(tok) };
+  assert.equal(sequenceFrame(bare, roberta), { cls: 0, sep: 2 });
+  assert.throws(() => sequenceFrame(bare, { kind: 'hf-json', tokens: [], json: {}, source: 'tok.json' }), /tok\.json: no \[CLS\]\/\[SEP\]/);
+  // The frame is what encoding uses.
+  const [e] = encodeExamples(parseClassificationData('good film\t1', 'seq-cls', 'f.txt'), tok, ['0', '1'], 16, 'f.txt', { cls: 7, sep: 9 });
+  assert.is(e!.ids[0], 7);
+  assert.is(e!.ids[e!.ids.length - 1], 9);
 });
 
 test('bad input is refused with messages that name the problem', async () => {

@@ -6,7 +6,7 @@
  * - token-cls: `{"tokens": ["w1", …], "labels": ["B-PER", …]}` per line; each word is tokenized on its own,
  *   its first piece carries the word's label and the other pieces are not scored (transformers' convention).
  */
-import type { Tokenizer } from '../../tokenizer/types.js';
+import type { Tokenizer, TokenizerData } from '../../tokenizer/types.js';
 import type { EncodedExample } from './classifier.js';
 import type { EncoderTask } from './config.js';
 
@@ -77,29 +77,43 @@ export function labelId(label: string | number, labels: readonly string[], at: s
   throw new Error(`${at}: unknown label ${JSON.stringify(label)} (the classifier's labels: ${labels.join(', ')})`);
 }
 
+/** The ids that open and close a sequence: [CLS]/[SEP] or <s>/</s>. */
+export interface SequenceFrame { cls: number; sep: number }
+
+/**
+ * The frame of a tokenizer.json's BertProcessing or RobertaProcessing post-processor (`cls` and `sep` as
+ * [token, id]), else the tokenizer's BOS and EOS.
+ */
+export function sequenceFrame(tok: Tokenizer, data?: TokenizerData): SequenceFrame {
+  const pp = (data?.json as { post_processor?: { type?: string; cls?: unknown[]; sep?: unknown[] } } | undefined)?.post_processor;
+  if ((pp?.type === 'BertProcessing' || pp?.type === 'RobertaProcessing') && Number.isInteger(pp.cls?.[1]) && Number.isInteger(pp.sep?.[1])) {
+    return { cls: pp.cls![1] as number, sep: pp.sep![1] as number };
+  }
+  if (tok.bosId === undefined || tok.eosId === undefined) throw new Error(`${data?.source ?? 'the tokenizer'}: no [CLS]/[SEP] (or <s>/</s>) tokens to frame a sequence with (no BertProcessing/RobertaProcessing post-processor, no BOS/EOS)`);
+  return { cls: tok.bosId, sep: tok.eosId };
+}
+
 /** Encode examples: [CLS]/<s> text [SEP]/</s>, cut to `maxTokens` (keeping the final separator). */
-export function encodeExamples(data: readonly RawExample[], tok: Tokenizer, labels: readonly string[], maxTokens: number, source: string): EncodedExample[] {
-  if (tok.bosId === undefined || tok.eosId === undefined) throw new Error('the tokenizer has no [CLS]/[SEP] (or <s>/</s>) tokens to frame a sequence with');
+export function encodeExamples(data: readonly RawExample[], tok: Tokenizer, labels: readonly string[], maxTokens: number, source: string, frame: SequenceFrame = sequenceFrame(tok)): EncodedExample[] {
   if (maxTokens < 3) throw new Error(`rows of ${maxTokens} tokens leave no room for text between [CLS] and [SEP]`);
   return data.map((e) => {
     const at = `${source}:${e.line}`;
     if ('text' in e) {
       const body = tok.encode(e.text, { bos: false }).slice(0, maxTokens - 2);
-      return { ids: [tok.bosId!, ...body, tok.eosId!], labels: [labelId(e.label, labels, at)] };
+      return { ids: [frame.cls, ...body, frame.sep], labels: [labelId(e.label, labels, at)] };
     }
-    const ids = [tok.bosId!], out = [-100];
+    const ids = [frame.cls], out = [-100];
     e.tokens.forEach((w, i) => {
       const pieces = tok.encode(w, { bos: false });
       const id = labelId(e.labels[i]!, labels, at);
       pieces.forEach((p, j) => { ids.push(p); out.push(j === 0 ? id : -100); });
     });
     const keep = Math.min(ids.length, maxTokens - 1);
-    return { ids: [...ids.slice(0, keep), tok.eosId!], labels: [...out.slice(0, keep), -100] };
+    return { ids: [...ids.slice(0, keep), frame.sep], labels: [...out.slice(0, keep), -100] };
   });
 }
 
 /** Encode texts to predict on (no labels). */
-export function encodeTexts(texts: readonly string[], tok: Tokenizer, maxTokens: number): { ids: number[] }[] {
-  if (tok.bosId === undefined || tok.eosId === undefined) throw new Error('the tokenizer has no [CLS]/[SEP] (or <s>/</s>) tokens to frame a sequence with');
-  return texts.map((t) => ({ ids: [tok.bosId!, ...tok.encode(t, { bos: false }).slice(0, maxTokens - 2), tok.eosId!] }));
+export function encodeTexts(texts: readonly string[], tok: Tokenizer, maxTokens: number, frame: SequenceFrame = sequenceFrame(tok)): { ids: number[] }[] {
+  return texts.map((t) => ({ ids: [frame.cls, ...tok.encode(t, { bos: false }).slice(0, maxTokens - 2), frame.sep] }));
 }
