@@ -8,7 +8,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { getMethod } from '../adapters/registry.js';
 import { type EncoderCheckpoint, isEncoderConfigJson, loadEncoderFolder } from '../model/encoders/checkpoint.js';
-import { EncoderClassifier, LABELS_FILE } from '../model/encoders/classifier.js';
+import { checkEncoderMethod, EncoderClassifier, LABELS_FILE } from '../model/encoders/classifier.js';
 import type { EncoderTask } from '../model/encoders/config.js';
 import { encodeExamples, encodeTexts, labelSet, parseClassificationData, type SequenceFrame, sequenceFrame } from '../model/encoders/data.js';
 import { positionOffset } from '../model/encoders/config.js';
@@ -99,12 +99,23 @@ export async function trainClassifier(f: Flags, trainDefaults: Record<string, Fl
   const data = encodeExamples(raw, tok, labels, seq, String(f.data), frame);
   const evalData = f['eval-data'] ? encodeExamples(await readData(String(f['eval-data']), task), tok, labels, seq, String(f['eval-data']), frame) : undefined;
   // PEFT's default targets for these models (utils/constants.py): query/value, DistilBERT q_lin/v_lin.
+  const method = getMethod(String(f.method));
+  checkEncoderMethod(method);
   const config = methodConfig(f);
-  if (f.targets === trainDefaults.targets!.default) config.targetModules = ckpt.encoder.kind === 'distilbert' ? 'q_lin,v_lin' : 'query,value';
-  else if (config.targetModules === undefined) config.targetModules = String(f.targets);
+  const d = ckpt.encoder.kind === 'distilbert';
+  if (f.targets === trainDefaults.targets!.default) {
+    // IA3's are PEFT's too: keys, values and the feed-forward output, scaled on its input.
+    if (method.name === 'ia3') {
+      config.targetModules = d ? 'k_lin,v_lin,lin2' : 'key,value,output.dense';
+      config.feedforwardModules ??= d ? 'lin2' : 'output.dense';
+    } else {
+      config.targetModules = d ? 'q_lin,v_lin' : 'query,value';
+    }
+  } else if (config.targetModules === undefined) {
+    config.targetModules = String(f.targets);
+  }
   const seed = Number(f.seed);
   const cls = EncoderClassifier.create(ckpt, task, labels, String(f.method), config, { seed });
-  const method = getMethod(String(f.method));
   if (!json) err(`data: ${String(f.data)}: ${data.length} examples, labels ${labels.join(', ')}; ${ckpt.encoder.kind} ${task} head (${cls.headModules.join(', ')}) trained whole`);
   log({ event: 'data', examples: data.length, labels });
   await prepareOutput(out, { overwrite: Boolean(f.overwrite) });

@@ -131,6 +131,25 @@ test('sequence frame: BertProcessing / RobertaProcessing ids, else BOS/EOS, else
   assert.is(e!.ids[e!.ids.length - 1], 9);
 });
 
+test('methods: IA3 (PEFT\'s encoder targets) trains and reloads; methods the encoder cannot host are refused', async () => {
+  const { ckpt } = await sentimentModel();
+  const data = [{ ids: [2, 5, 6, 3], labels: [0] }, { ids: [2, 7, 3], labels: [1] }];
+  const ia3 = EncoderClassifier.create(ckpt, 'seq-cls', ['0', '1'], 'ia3', { targetModules: 'key,value,output.dense', feedforwardModules: 'output.dense' });
+  // output.dense matches both the attention output and the feed-forward output, as PEFT's suffix rule does.
+  assert.is(ia3.adapterState.modules.length, 2 * 4);
+  const before = await ia3.predict(js, data);
+  await ia3.train(js, data, { steps: 3, batch: 2, lr: 0.05 });
+  const after = await ia3.predict(js, data);
+  assert.ok(Math.abs(after[0]!.probs[0]![0]! - before[0]!.probs[0]![0]!) > 1e-4, 'IA3 training changed nothing');
+  const again = await EncoderClassifier.load(ckpt, ia3.save()).predict(js, data);
+  assert.ok(Math.abs(again[0]!.probs[0]![0]! - after[0]!.probs[0]![0]!) < 1e-6);
+  assert.throws(() => EncoderClassifier.create(ckpt, 'seq-cls', ['0', '1'], 'prompt-tuning', {}), /prompt-tuning adapts the input embeddings \(virtual tokens\), which the encoder classifiers do not support; use lora/);
+  assert.throws(() => EncoderClassifier.create(ckpt, 'seq-cls', ['0', '1'], 'bottleneck', {}), /bottleneck adapts sublayer outputs/);
+  const ada = EncoderClassifier.create(ckpt, 'seq-cls', ['0', '1'], 'adalora', { targetModules: 'query', totalStep: 10 });
+  const refused = await ada.train(js, data, { steps: 2 }).then(() => undefined, (e: Error) => e.message);
+  assert.match(refused ?? 'trained', /adalora steers its training with a controller/);
+});
+
 test('bad input is refused with messages that name the problem', async () => {
   const { ckpt, tok } = await sentimentModel();
   assert.throws(() => parseClassificationData('\n\n', 'seq-cls', 'empty.txt'), /empty\.txt: no examples/);

@@ -9,6 +9,8 @@
 import { type Adapter, AdaptedModel, adapterParamName } from '../../adapters/adapted-model.js';
 import { loadPeft, savePeft, type PeftFiles } from '../../adapters/peft.js';
 import type { Backend } from '../../backends/backend.js';
+import { getMethod } from '../../adapters/registry.js';
+import type { AdapterMethod, TargetConfig } from '../../adapters/types.js';
 import type { NamedTensor } from '../../formats/checkpoint.js';
 import { tensorF32 } from '../../formats/checkpoint.js';
 import * as F from '../../graph/api.js';
@@ -56,6 +58,7 @@ export class EncoderClassifier {
 
   /** A fresh adapter of `method` (its options in camelCase) on `ckpt` with a `task` head for `labels`. */
   static create(ckpt: EncoderCheckpoint, task: EncoderTask, labels: readonly string[], method: string, config: Readonly<Record<string, unknown>>, o: { seed?: number; name?: string } = {}): EncoderClassifier {
+    checkEncoderMethod(getMethod(method));
     const setup = withHead(ckpt, task, labels.length, o.seed ?? 0);
     const model = new AdaptedModel(setup.ckpt, encoderModules(ckpt.encoder));
     const name = o.name ?? 'default';
@@ -190,6 +193,7 @@ export class EncoderClassifier {
     const L = this.labels.length;
     const loss = F.crossEntropy(this.task === 'seq-cls' ? net.logits : F.reshape(net.logits, [batch * seq, L]), targets);
     const a = this.adapterState, params = built.get(g) ?? new Map<string, Tensor>();
+    if (this.model.controller(a.name, o.steps)) throw new Error(`${a.method.name} steers its training with a controller (rank allocation or scheduled freezing), which encoder training does not run; use a method without one (${ENCODER_METHODS.join(', ')})`);
     const adapterKeys = [...a.params.keys()].filter((k) => this.model.isTrainable(a.name, k));
     const headNames = this.headModules.flatMap((m) => [`${m}.weight`, `${m}.bias`]);
     const trainable = [
@@ -259,6 +263,15 @@ export class EncoderClassifier {
     });
     return { ...classificationScores(gold, pred), loss: loss / gold.length, count: gold.length, predictions: pred };
   }
+}
+
+/** Methods encoder classifiers train: those that act on linear layers only, without a training controller. */
+export const ENCODER_METHODS = ['lora', 'ia3', 'ssf', 'hydra', 'lamda', 'lingo'];
+
+/** Refuse a method that adapts what the encoder graph does not expose (input embeddings, attention prefixes, sublayer outputs). */
+export function checkEncoderMethod(m: AdapterMethod<TargetConfig>): void {
+  const what = m.embeddings ? 'the input embeddings (virtual tokens)' : m.attentionPrefix ? 'an attention prefix' : m.sublayer ? 'sublayer outputs' : undefined;
+  if (what) throw new Error(`${m.name} adapts ${what}, which the encoder classifiers do not support; use ${ENCODER_METHODS.join(', ')}`);
 }
 
 function dropoutSeed(g: Graph, seed: number, s: number): [Tensor, Int32Array][] {
