@@ -116,6 +116,7 @@ export async function trainClassifier(f: Flags, trainDefaults: Record<string, Fl
   }
   const seed = Number(f.seed);
   const cls = EncoderClassifier.create(ckpt, task, labels, String(f.method), config, { seed });
+  cls.checkTrainable(Number(f.steps));
   if (!json) err(`data: ${String(f.data)}: ${data.length} examples, labels ${labels.join(', ')}; ${ckpt.encoder.kind} ${task} head (${cls.headModules.join(', ')}) trained whole`);
   log({ event: 'data', examples: data.length, labels });
   await prepareOutput(out, { overwrite: Boolean(f.overwrite) });

@@ -113,6 +113,12 @@ export class EncoderClassifier {
 
   get adapterState(): Adapter { return this.model.get(this.adapter); }
 
+  /** Refuse a method that steers its training with a controller (AdaLoRA's rank allocation, LaMDA's freezing), which `train` does not run. */
+  checkTrainable(steps: number): void {
+    const a = this.adapterState;
+    if (this.model.controller(a.name, steps)) throw new Error(`${a.method.name} steers its training with a controller (rank allocation or scheduled freezing), which encoder training does not run; use a method without one (${ENCODER_METHODS.join(', ')})`);
+  }
+
   private build(g: Graph, batch: number, seq: number, training: boolean) {
     const { hooks, built } = this.model.hooks({ training });
     const net = buildEncoder(g, this.base.encoder, { batch, seq, task: this.task, numLabels: this.labels.length, hooks, padded: true });
@@ -193,7 +199,7 @@ export class EncoderClassifier {
     const L = this.labels.length;
     const loss = F.crossEntropy(this.task === 'seq-cls' ? net.logits : F.reshape(net.logits, [batch * seq, L]), targets);
     const a = this.adapterState, params = built.get(g) ?? new Map<string, Tensor>();
-    if (this.model.controller(a.name, o.steps)) throw new Error(`${a.method.name} steers its training with a controller (rank allocation or scheduled freezing), which encoder training does not run; use a method without one (${ENCODER_METHODS.join(', ')})`);
+    this.checkTrainable(o.steps);
     const adapterKeys = [...a.params.keys()].filter((k) => this.model.isTrainable(a.name, k));
     const headNames = this.headModules.flatMap((m) => [`${m}.weight`, `${m}.bias`]);
     const trainable = [
@@ -266,7 +272,7 @@ export class EncoderClassifier {
 }
 
 /** Methods encoder classifiers train: those that act on linear layers only, without a training controller. */
-export const ENCODER_METHODS = ['lora', 'ia3', 'ssf', 'hydra', 'lamda', 'lingo'];
+export const ENCODER_METHODS = ['lora', 'ia3', 'ssf', 'hydra'];
 
 /** Refuse a method that adapts what the encoder graph does not expose (input embeddings, attention prefixes, sublayer outputs). */
 export function checkEncoderMethod(m: AdapterMethod<TargetConfig>): void {
