@@ -2,8 +2,7 @@
 // small random BERT, and token classification on a synthetic task. The loss falls; evaluation's accuracy and
 // macro-F1 equal a direct count over the predictions; the saved PEFT folder (task_type, modules_to_save,
 // PEFT's tensor names) reloads to the same predictions; bad input is refused with a clear message.
-import { readFileSync } from 'node:fs';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
@@ -148,6 +147,37 @@ test('methods: IA3 (PEFT\'s encoder targets) trains and reloads; methods the enc
   const ada = EncoderClassifier.create(ckpt, 'seq-cls', ['0', '1'], 'adalora', { targetModules: 'query', totalStep: 10 });
   const refused = await ada.train(js, data, { steps: 2 }).then(() => undefined, (e: Error) => e.message);
   assert.match(refused ?? 'trained', /adalora steers its training with a controller/);
+});
+
+test('checkpoint forms: a bare BertModel (no prefix, no pooler) loads; its fresh pooler trains and is saved as modules_to_save', async () => {
+  const { ckpt } = await sentimentModel();
+  // The bare form: names without `bert.`, no pooler, no head.
+  const bare = new Map([...ckpt.tensors].filter(([k]) => !k.includes('pooler') && !k.startsWith('classifier')).map(([k, t]) => [k.replace(/^bert\./, ''), { shape: t.shape, data: Float32Array.from((t as { data: Float32Array }).data) }] as const));
+  const folder = join(dir, 'bare');
+  mkdirSync(folder, { recursive: true });
+  writeFileSync(join(folder, 'model.safetensors'), writeSafetensors([...bare].map(([k, t]) => [k, t] as [string, { shape: number[]; data: Float32Array }])));
+  writeFileSync(join(folder, 'config.json'), readFileSync(join(dir, 'bert', 'config.json')));
+  const loaded = await loadEncoderFolder(folder);
+  assert.ok(loaded.tensors.has('bert.encoder.layer.1.output.dense.weight'));
+  assert.not.ok(loaded.tensors.has('bert.pooler.dense.weight'));
+  const cls = EncoderClassifier.create(loaded, 'seq-cls', ['0', '1'], 'lora', { r: 2, targetModules: ['query'] }, { seed: 3 });
+  assert.equal(cls.headModules, ['bert.pooler.dense', 'classifier']);
+  const data = [{ ids: [2, 5, 6, 3], labels: [0] }, { ids: [2, 7, 3], labels: [1] }];
+  await cls.train(js, data, { steps: 3, batch: 2, lr: 0.05 });
+  const files = cls.save();
+  assert.equal(JSON.parse(files.config).modules_to_save, ['classifier', 'score', 'pooler']);
+  const keys = parseSafetensors(files.weights).tensors.map((t) => t.name);
+  assert.ok(keys.includes('base_model.model.bert.pooler.dense.weight') && keys.includes('base_model.model.bert.pooler.dense.bias'), keys.join(' '));
+  // The trained pooler differs from a fresh one, and reloading restores it (the same predictions).
+  const pooler = safetensorsTensorToF32(parseSafetensors(files.weights), 'base_model.model.bert.pooler.dense.weight');
+  const fresh = EncoderClassifier.create(loaded, 'seq-cls', ['0', '1'], 'lora', { r: 2, targetModules: ['query'] }, { seed: 3 });
+  assert.ok(pooler.some((v, i) => Math.abs(v - (fresh.adapterState.baseOverrides.get('bert.pooler.dense.weight') as { data: Float32Array }).data[i]!) > 1e-4));
+  const [a, b] = [await cls.predict(js, data), await EncoderClassifier.load(loaded, files).predict(js, data)];
+  assert.ok(Math.abs(a[1]!.probs[0]![1]! - b[1]!.probs[0]![1]!) < 1e-6);
+  // A missing encoder tensor is named.
+  bare.delete('encoder.layer.1.output.dense.weight');
+  writeFileSync(join(folder, 'model.safetensors'), writeSafetensors([...bare].map(([k, t]) => [k, t] as [string, { shape: number[]; data: Float32Array }])));
+  await loadEncoderFolder(folder).then(() => assert.unreachable('loaded'), (e: Error) => assert.match(e.message, /no tensor bert\.encoder\.layer\.1\.output\.dense\.weight/));
 });
 
 test('bad input is refused with messages that name the problem', async () => {
