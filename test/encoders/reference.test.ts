@@ -75,7 +75,7 @@ for (const [kind, task] of [['bert', 'seq-cls'], ['roberta', 'seq-cls'], ['disti
     assert.ok(g2 < 1e-4, `LoRA: max |logit difference| ${g2}`);
     // The adapter changes the logits well beyond the tolerance, so the comparison sees it.
     assert.ok(gapTo(rl, base, task) > 1e-2, 'the adapter made no difference');
-    // Padding matters: a row alone (no padding) gives the same logits as in the padded batch.
+    // How much a row is padded does not matter: alone (padded to 8) it gives the logits it has in the batch (padded to 16).
     const alone = await ours(cls, js, [ids[1]!]);
     assert.ok(Math.max(...alone[0]!.map((v, i) => Math.abs(v - adapted[1]![i]!))) < 1e-5, 'padded and unpadded rows differ');
     // The saved folder reloads to the same logits.

@@ -19,7 +19,7 @@ import { Session } from '../../scheduler/session.js';
 import { lrSchedule } from '../../train/schedule.js';
 import { Trainer } from '../../train/trainer.js';
 import { seededRandom } from '../../util/random.js';
-import { type EncoderTask, encoderModules, headLinears } from './config.js';
+import { type EncoderTask, encoderModules, positionOffset } from './config.js';
 import { buildEncoder, type EncoderGraph } from './build.js';
 import { type EncoderCheckpoint, withHead } from './checkpoint.js';
 
@@ -153,23 +153,44 @@ export class EncoderClassifier {
     return { ids, lengths, labels: labelsOut };
   }
 
-  /** Logits of each example: [L] (seq-cls) or [tokens, L] (token-cls), in batches of up to `batch` rows padded to the batch's longest. */
+  /**
+   * Logits of each example: [L] (seq-cls) or [tokens, L] (token-cls). Examples are run longest first in
+   * batches of up to `batch` rows, each padded to its longest example rounded up to a multiple of 8 (fewer
+   * graph shapes; the padded keys are masked), and returned in the input order. The frozen weights are
+   * shared by the sessions of every shape.
+   */
   async logits(backend: Backend, examples: readonly { ids: number[] }[], batch = 16): Promise<Float32Array[]> {
-    const L = this.labels.length, out: Float32Array[] = [];
+    const L = this.labels.length, out: Float32Array[] = new Array(examples.length);
+    const limit = this.base.encoder.maxPositions - positionOffset(this.base.encoder);
+    examples.forEach((e, i) => {
+      if (e.ids.length === 0) throw new Error(`example ${i + 1} has no tokens`);
+      if (e.ids.length > limit) throw new RangeError(`example ${i + 1} has ${e.ids.length} tokens, more than the model's ${limit} positions`);
+    });
+    const order = examples.map((_, i) => i).sort((a, b) => examples[b]!.ids.length - examples[a]!.ids.length || a - b);
     const sessions = new Map<string, { s: Session; net: EncoderGraph }>();
+    const eff = this.model.effectiveCheckpoint(), shared = new Map<string, Float32Array>();
     try {
-      for (let i = 0; i < examples.length; i += batch) {
-        const chunk = examples.slice(i, i + batch).map((e) => ({ ids: e.ids, labels: [] as number[] }));
-        const seq = Math.max(...chunk.map((e) => e.ids.length)), rows = chunk.length;
-        if (chunk.some((e) => e.ids.length === 0)) throw new Error('an example has no tokens');
+      for (let i = 0; i < order.length; i += batch) {
+        const idx = order.slice(i, i + batch), chunk = idx.map((j) => ({ ids: examples[j]!.ids, labels: [] as number[] }));
+        const rows = chunk.length, seq = Math.min(limit, Math.ceil(chunk[0]!.ids.length / 8) * 8);
         const key = `${rows}x${seq}`;
         let run = sessions.get(key);
         if (!run) {
           const g = new Graph();
           const { net } = this.build(g, rows, seq, false);
           g.markOutput(net.logits);
-          const s = await Session.create(g, backend);
-          for (const [t, d] of this.weightData(net)) s.set(t, d);
+          const weights = new Map<Tensor, Float32Array>();
+          for (const [name, t] of net.weights) {
+            let data = shared.get(name);
+            if (!data) {
+              const src = eff.tensors.get(name);
+              if (!src) throw new Error(`${this.base.source}: the model needs tensor ${name}, which it does not have`);
+              data = tensorF32(src);
+              shared.set(name, data);
+            }
+            weights.set(t, data);
+          }
+          const s = await Session.create(g, backend, undefined, weights);
           this.model.uploadAdapterParams(s);
           run = { s, net };
           sessions.set(key, run);
@@ -179,9 +200,9 @@ export class EncoderClassifier {
         run.s.set(run.net.keyLengths!, f.lengths);
         await run.s.run();
         const all = await run.s.get(run.net.logits) as Float32Array;
-        for (let r = 0; r < rows; r++) {
-          out.push(this.task === 'seq-cls' ? Float32Array.from(all.subarray(r * L, r * L + L)) : Float32Array.from(all.subarray(r * seq * L, (r * seq + chunk[r]!.ids.length) * L)));
-        }
+        idx.forEach((j, r) => {
+          out[j] = this.task === 'seq-cls' ? Float32Array.from(all.subarray(r * L, r * L + L)) : Float32Array.from(all.subarray(r * seq * L, (r * seq + chunk[r]!.ids.length) * L));
+        });
       }
     } finally {
       for (const { s } of sessions.values()) s.dispose();
