@@ -18,6 +18,7 @@ import { type FlagSpec, type Flags, UsageError, need } from './args.js';
 import { resolveModel } from './model-source.js';
 import { checkOutput, prepareOutput, writeFileAtomic } from './output.js';
 import { Progress } from './progress.js';
+import type { DecayKind } from '../train/schedule.js';
 
 const err = (s: string): void => { process.stderr.write(`${s}\n`); };
 
@@ -30,7 +31,7 @@ export const taskFlag: Record<string, FlagSpec> = {
 };
 
 /** Training flags that mean nothing for a classifier (refused with --task seq-cls|token-cls). */
-const NOT_FOR_CLASSIFIERS = ['resume', 'checkpoint-every', 'dry-run', 'profile', 'checkpointing', 'mixup', 'contrastive', 'augment', 'teacher', 'losses', 'text-prefix', 'chat-template', 'eval-every'];
+const NOT_FOR_CLASSIFIERS = ['base-dtype', 'ce-chunk', 'resume', 'checkpoint-every', 'dry-run', 'profile', 'checkpointing', 'mixup', 'contrastive', 'augment', 'teacher', 'losses', 'text-prefix', 'chat-template', 'eval-every'];
 
 async function openEncoder(f: Flags, task: EncoderTask, command: string): Promise<{ ckpt: EncoderCheckpoint; tok: Tokenizer; frame: SequenceFrame }> {
   const spec = need(f, 'model', command);
@@ -127,7 +128,8 @@ export async function trainClassifier(f: Flags, trainDefaults: Record<string, Fl
     const lr = f.lr !== undefined ? Number(f.lr) : method.defaultLr.value;
     if (!json) err(`adapter: ${method.name} on ${cls.adapterState.modules.length} modules, ${cls.model.parameterCount('default').toLocaleString('en-US')} adapter parameters; lr ${lr}`);
     const losses = await cls.train(chosen.backend, data, {
-      steps, batch: Number(f.batch), lr, weightDecay: Number(f['weight-decay']), warmup: Number(f.warmup), seed,
+      steps, batch: Number(f.batch), lr, weightDecay: Number(f['weight-decay']), warmup: Number(f.warmup), seed, decay: f.decay as DecayKind,
+      ...(Number(f['max-grad-norm']) > 0 ? { maxGradNorm: Number(f['max-grad-norm']) } : {}),
       onStep: (step, loss) => { log({ step, loss }); bar.update(step, `loss ${loss.toFixed(4)}`); },
     });
     if (evalData) {

@@ -16,7 +16,7 @@ import { tensorF32 } from '../../formats/checkpoint.js';
 import * as F from '../../graph/api.js';
 import { Graph, type Tensor } from '../../graph/graph.js';
 import { Session } from '../../scheduler/session.js';
-import { lrSchedule } from '../../train/schedule.js';
+import { type DecayKind, lrSchedule } from '../../train/schedule.js';
 import { Trainer } from '../../train/trainer.js';
 import { seededRandom } from '../../util/random.js';
 import { type EncoderTask, encoderModules, positionOffset } from './config.js';
@@ -38,6 +38,10 @@ export interface TrainOptions {
   lr?: number;
   weightDecay?: number;
   warmup?: number;
+  /** Learning-rate decay after warmup (default constant). */
+  decay?: DecayKind;
+  /** Clip the global gradient norm (default off). */
+  maxGradNorm?: number;
   seed?: number;
   /** Called after each step with its loss. */
   onStep?: (step: number, loss: number) => void;
@@ -229,7 +233,10 @@ export class EncoderClassifier {
     ];
     const trainer = await Trainer.create({
       graph: g, loss, trainable, backend, weights: this.weightData(net, new Set(headNames)),
-      optimizer: { lr: o.lr ?? 1e-3, weightDecay: o.weightDecay ?? 0, schedule: lrSchedule('constant', o.steps, o.warmup ?? 0) },
+      optimizer: {
+        lr: o.lr ?? 1e-3, weightDecay: o.weightDecay ?? 0, schedule: lrSchedule(o.decay ?? 'constant', o.steps, o.warmup ?? 0),
+        ...(o.maxGradNorm !== undefined ? { maxGradNorm: o.maxGradNorm } : {}),
+      },
     });
     try {
       this.model.uploadAdapterParams(trainer.session);
