@@ -29,6 +29,9 @@ test('train --task seq-cls, eval and predict agree; the folder is a PEFT SEQ_CLS
   const events = t.stdout.trim().split('\n').map((l) => JSON.parse(l));
   const losses = events.filter((e) => e.step !== undefined).map((e) => e.loss as number);
   assert.is(losses.length, 20);
+  // A fresh head (weights of std 0.02) starts near uniform over the two labels: ln 2.
+  assert.ok(Math.abs(losses[0]! - Math.LN2) < 0.05, `first loss ${losses[0]}`);
+  assert.ok(losses.every(Number.isFinite));
   const cfg = JSON.parse(readFileSync(join(adapter, 'adapter_config.json'), 'utf8'));
   assert.is(cfg.task_type, 'SEQ_CLS');
   // PEFT's DistilBERT targets, and its head modules (pre_classifier added, since PEFT would not save it by itself).
