@@ -75,6 +75,12 @@ test('LoRA SEQ_CLS on sentiment sentences: loss falls, eval agrees with a count 
   assert.not.ok(keys.some((k) => k.includes('pooler')), 'the checkpoint\'s pooler stays frozen and unsaved');
   assert.equal(JSON.parse(files.labels).labels, ['0', '1']);
   const again = EncoderClassifier.load(ckpt, files, 'saved');
+  // Saved again, the folder is the same (modules_to_save keeps `score`).
+  const resaved = again.save();
+  assert.is(resaved.config, files.config);
+  assert.equal(resaved.weights, files.weights);
+  // Without labels.json (a folder PEFT wrote), the head's rows give the labels, named as transformers does.
+  assert.equal(EncoderClassifier.load(ckpt, { config: files.config, weights: files.weights }).labels, ['LABEL_0', 'LABEL_1']);
   const reloaded = await again.predict(js, held, 16);
   for (let i = 0; i < held.length; i++) {
     assert.is(reloaded[i]!.label[0], pred[i]);

@@ -13,13 +13,14 @@ import { getMethod } from '../../adapters/registry.js';
 import type { AdapterMethod, TargetConfig } from '../../adapters/types.js';
 import type { NamedTensor } from '../../formats/checkpoint.js';
 import { tensorF32 } from '../../formats/checkpoint.js';
+import { parseSafetensors } from '../../formats/safetensors.js';
 import * as F from '../../graph/api.js';
 import { Graph, type Tensor } from '../../graph/graph.js';
 import { Session } from '../../scheduler/session.js';
 import { type DecayKind, lrSchedule } from '../../train/schedule.js';
 import { Trainer } from '../../train/trainer.js';
 import { seededRandom } from '../../util/random.js';
-import { type EncoderTask, encoderModules, positionOffset } from './config.js';
+import { type EncoderTask, encoderModules, headLinears, positionOffset } from './config.js';
 import { buildEncoder, type EncoderGraph } from './build.js';
 import { type EncoderCheckpoint, withHead } from './checkpoint.js';
 
@@ -93,7 +94,11 @@ export class EncoderClassifier {
     } else if (ckpt.encoder.labels.length >= 2) {
       labels = [...ckpt.encoder.labels];
     } else {
-      throw new Error(`${source}: no ${LABELS_FILE} and the model's config.json has no id2label / num_labels: the number of labels is unknown`);
+      // A folder PEFT wrote has no label names: the head's rows give their number, named as transformers names them.
+      const out = headLinears(ckpt.encoder, task, 2).at(-1)![0];
+      const t = parseSafetensors(files.weights, `${source}/adapter_model.safetensors`).tensors.find((x) => x.name === `base_model.model.${out}.weight`);
+      if (!t) throw new Error(`${source}: no ${LABELS_FILE}, the model's config.json has no id2label / num_labels, and the adapter has no ${out}.weight: the number of labels is unknown`);
+      labels = Array.from({ length: t.shape[0]! }, (_, i) => `LABEL_${i}`);
     }
     const setup = withHead(ckpt, task, labels.length);
     const model = new AdaptedModel(setup.ckpt, encoderModules(ckpt.encoder));
@@ -104,6 +109,11 @@ export class EncoderClassifier {
     const a = loadPeft(model, 'default', { config: JSON.stringify({ ...json, modules_to_save: mts }), weights: files.weights }, source);
     const head = setup.modules.filter((m) => !a.baseOverrides.has(`${m}.weight`));
     if (head.length) throw new Error(`${source}: the adapter has no trained ${head.join(', ')} (the classifier head must be saved in modules_to_save)`);
+    // Saved again, modules_to_save is written as it was read (with `score`).
+    if (a.peftExtras && Array.isArray(json.modules_to_save)) {
+      model.adapters.delete('default');
+      model.attach({ ...a, peftExtras: { ...a.peftExtras, modulesToSave: json.modules_to_save as string[] } });
+    }
     return new EncoderClassifier(model, setup.ckpt, task, labels, 'default', setup.modules);
   }
 
