@@ -7,6 +7,8 @@ import { type SafetensorsWriteTensor, writeSafetensors } from '../formats/safete
 import { GGML_TYPE_OF } from '../quant/codec.js';
 import { sentencePieceToHfJson, tokenizerConfigJson } from '../tokenizer/index.js';
 import { writeFileAtomic } from './output.js';
+import { familyOf } from '../model/families.js';
+import { GEMMA_MODEL_TYPES, gemmaHfConfigJson } from '../model/gemma.js';
 
 export const MODEL_DTYPES = ['f32', 'f16', 'q8_0', 'q4_0'] as const;
 const err = (s: string): void => { process.stderr.write(`${s}\n`); };
@@ -18,6 +20,9 @@ export type ModelFormat = 'safetensors' | 'gguf' | 'both';
  * tokenizer_config.json) and/or model.gguf; 2-D weights as `dtype` (f32 or f16; q8_0/q4_0 in GGUF only).
  */
 export async function writeModel(ckpt: LlamaCheckpoint, out: string, format: ModelFormat, dtype: (typeof MODEL_DTYPES)[number]): Promise<string[]> {
+  if (format !== 'safetensors' && familyOf(ckpt.config).name !== 'llama') {
+    throw new Error(`GGUF export of ${ckpt.config.architecture} models is not supported; write the Hugging Face layout with --format safetensors`);
+  }
   await mkdir(out, { recursive: true });
   const written: string[] = [];
   if (format !== 'gguf') {
@@ -45,17 +50,28 @@ export async function writeModel(ckpt: LlamaCheckpoint, out: string, format: Mod
 }
 
 
+/** Hugging Face model classes of the architectures written under their own name (others as llama). */
+const HF_CLASSES: Record<string, string> = { llama: 'LlamaForCausalLM', qwen2: 'Qwen2ForCausalLM', qwen3: 'Qwen3ForCausalLM', mistral: 'MistralForCausalLM' };
+
+/** The config.json of a model written in Hugging Face layout (its family's form: Llama-shaped or Gemma). */
 export function hfConfigJson(c: LlamaCheckpoint, torchDtype = 'float32'): Record<string, unknown> {
   const k = c.config;
-  // A windowed model without Qwen3 norms is written as Mistral, whose transformers class reads sliding_window.
-  const [arch, type] = k.qkNorm ? ['Qwen3ForCausalLM', 'qwen3'] : k.slidingWindow !== undefined && !k.qkvBias ? ['MistralForCausalLM', 'mistral'] : ['LlamaForCausalLM', 'llama'];
+  if (GEMMA_MODEL_TYPES.includes(k.architecture)) {
+    return gemmaHfConfigJson(k, torchDtype, { ...(c.tokenizer?.bosId !== undefined ? { bosId: c.tokenizer.bosId } : {}), ...(c.tokenizer?.eosId !== undefined ? { eosId: c.tokenizer.eosId } : {}) });
+  }
+  if (familyOf(k).name !== 'llama') throw new Error(`writing a Hugging Face config for ${k.architecture} models is not supported`);
+  // Qwen2's q/k/v biases and Qwen3's q/k norms come with the model type; a Qwen2 keeps its name only with its
+  // biases; a windowed model without either is written as Mistral, whose transformers class reads sliding_window.
+  const type = k.qkNorm ? 'qwen3' : k.architecture === 'qwen2' && k.qkvBias ? 'qwen2' : k.slidingWindow !== undefined && !k.qkvBias ? 'mistral' : 'llama';
   return {
-    architectures: [arch], model_type: type, hidden_size: k.dim,
+    architectures: [HF_CLASSES[type]], model_type: type, hidden_size: k.dim,
     ...(k.headDim !== undefined ? { head_dim: k.headDim } : {}), intermediate_size: k.hiddenDim,
     num_hidden_layers: k.nLayers, num_attention_heads: k.nHeads, num_key_value_heads: k.nKvHeads, vocab_size: k.vocabSize,
     max_position_embeddings: k.maxSeqLen, rms_norm_eps: k.normEps, rope_theta: k.ropeTheta, tie_word_embeddings: k.tiedEmbeddings,
     attention_bias: k.qkvBias, hidden_act: 'silu', torch_dtype: torchDtype, ...(k.ropeScaling ? { rope_scaling: k.ropeScaling } : {}),
     ...(k.slidingWindow !== undefined ? { sliding_window: k.slidingWindow, ...(k.layerTypes ? { layer_types: k.layerTypes } : {}) } : {}),
+    // Qwen2 reads the window only with use_sliding_window, on layers from max_window_layers on when layer_types is absent.
+    ...(k.slidingWindow !== undefined && type === 'qwen2' ? { use_sliding_window: true, ...(k.layerTypes ? {} : { max_window_layers: 0 }) } : {}),
     bos_token_id: c.tokenizer?.bosId ?? 1, eos_token_id: c.tokenizer?.eosId ?? 2,
   };
 }

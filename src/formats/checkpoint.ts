@@ -60,6 +60,18 @@ export interface LlamaConfig {
   ropeScaling?: Record<string, unknown>;
   /** Per-pair divisors of the rotary frequencies (GGUF `rope_freqs.weight`, as Llama 3.1 files carry), when set. */
   ropeFreqFactors?: number[];
+  // The four fields below are read by the Gemma family (src/model/gemma.ts); Llama-shaped graphs do not have them.
+  /** Factor on q·k in attention when not 1/√headDim (Gemma 2/3: `query_pre_attn_scalar`^−½). */
+  attentionScale?: number;
+  /** Attention logit soft-capping (Gemma 2 `attn_logit_softcapping`): a score s becomes c·tanh(s/c). */
+  attnSoftcap?: number;
+  /** Output logit soft-capping (Gemma 2 `final_logit_softcapping`): a logit z becomes c·tanh(z/c). */
+  finalSoftcap?: number;
+  /**
+   * Rotary base of the sliding-window layers when it differs from ropeTheta (Gemma 3 `rope_local_base_freq`);
+   * those layers then use it without ropeScaling, which applies to the full-attention layers only.
+   */
+  localRopeTheta?: number;
 }
 
 /** Size of one attention head: the config's headDim, or dim / nHeads. */

@@ -15,12 +15,16 @@ import { GGML_TYPE_OF, compactOfGgml, q4_1FitsGgml } from '../quant/codec.js';
 import { TokenType, type TokenizerData } from '../tokenizer/types.js';
 import { tokenizerDataFromHfJson } from '../tokenizer/hf-json.js';
 import { ropeTable, validateRopeScaling } from '../model/rope-scaling.js';
+import { familyOf } from '../model/families.js';
 
 const LAYER_NAMES: ReadonlyArray<[string, string]> = [
   ['attn_q', 'self_attn.q_proj'],
   ['attn_k', 'self_attn.k_proj'],
   ['attn_v', 'self_attn.v_proj'],
   ['attn_output', 'self_attn.o_proj'],
+  // Qwen3's per-head query/key RMSNorms.
+  ['attn_q_norm', 'self_attn.q_norm'],
+  ['attn_k_norm', 'self_attn.k_norm'],
   ['attn_norm', 'input_layernorm'],
   ['ffn_norm', 'post_attention_layernorm'],
   ['ffn_gate', 'mlp.gate_proj'],
@@ -33,11 +37,30 @@ const GLOBAL_NAMES: ReadonlyArray<[string, string]> = [
   ['output', 'lm_head'],
 ];
 
-/** Hugging Face name for a GGUF llama tensor name, or undefined when it has none. */
-export function ggufToHfName(name: string): string | undefined {
+/**
+ * Gemma 2 and 3 files (llama.cpp's names): a norm after each block, `ffn_norm` before the MLP, and Gemma 3's
+ * per-head query/key norms.
+ */
+const GEMMA_LAYER_NAMES: ReadonlyArray<[string, string]> = [
+  ['attn_post_norm', 'post_attention_layernorm'],
+  ['ffn_norm', 'pre_feedforward_layernorm'],
+  ['ffn_post_norm', 'post_feedforward_layernorm'],
+  ['attn_q_norm', 'self_attn.q_norm'],
+  ['attn_k_norm', 'self_attn.k_norm'],
+];
+
+/** GGUF architectures of the Gemma family and the Hugging Face model_type each one is. */
+export const GEMMA_GGUF_ARCHITECTURES: Readonly<Record<string, string>> = { gemma: 'gemma', gemma2: 'gemma2', gemma3: 'gemma3_text' };
+
+/**
+ * Hugging Face name for a GGUF tensor name, or undefined when it has none; `architecture` (GGUF
+ * general.architecture) selects Gemma 2/3's norm names.
+ */
+export function ggufToHfName(name: string, architecture = 'llama'): string | undefined {
   const m = /^blk\.(\d+)\.([a-z_]+)\.(weight|bias)$/.exec(name);
   if (m) {
-    const hf = LAYER_NAMES.find(([g]) => g === m[2])?.[1];
+    const sandwich = architecture === 'gemma2' || architecture === 'gemma3';
+    const hf = (sandwich ? GEMMA_LAYER_NAMES.find(([g]) => g === m[2])?.[1] : undefined) ?? LAYER_NAMES.find(([g]) => g === m[2])?.[1];
     return hf === undefined ? undefined : `model.layers.${m[1]}.${hf}.${m[3]}`;
   }
   const g = /^([a-z_]+)\.(weight|bias)$/.exec(name);
@@ -64,7 +87,25 @@ export function hfToGgufName(name: string): string | undefined {
 }
 
 /** Architectures whose GGUF layout is the llama one (same tensor names, `<arch>.*` keys). */
-const LLAMA_LIKE = new Set(['llama', 'mistral', 'qwen2', 'granite']);
+const LLAMA_LIKE = new Set(['llama', 'mistral', 'qwen2', 'qwen3', 'granite']);
+
+/**
+ * Architectures llama.cpp runs with NEOX rotary (LLAMA_ROPE_TYPE_NEOX in `llama_model_rope_type`,
+ * src/llama-model.cpp): each head rotates (x[i], x[i + D/2]), as Hugging Face does, and
+ * convert_hf_to_gguf.py stores their q/k rows unchanged. The others with rotary (LLAMA_ROPE_TYPE_NORM:
+ * llama, mistral, granite, …) rotate adjacent pairs (x[2i], x[2i+1]); for them the converter's
+ * LlamaModel.permute reorders each head's q/k rows, so a file holds them in the pairs layout.
+ */
+const NEOX_ROPE = new Set([
+  'qwen', 'qwen2', 'qwen2moe', 'qwen3', 'qwen3moe', 'phi2', 'phi3', 'phimoe', 'gemma', 'gemma2', 'gemma3',
+  'gptneox', 'stablelm', 'starcoder2', 'falcon', 'olmo2', 'olmoe', 'bitnet', 'dbrx', 'grok', 'openelm',
+  'codeshell', 'orion', 'nemotron', 'exaone', 'minicpm3',
+]);
+
+/** The rotary layout of an architecture's q/k rows in GGUF files (see NEOX_ROPE). */
+export function ggufRopeLayout(arch: string): 'pairs' | 'half' {
+  return NEOX_ROPE.has(arch) ? 'half' : 'pairs';
+}
 
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;
@@ -89,7 +130,9 @@ export function ggufLlamaConfig(file: GgufHeader & { bytes?: Uint8Array }, tied?
   const fail: (p: string) => never = (p) => { throw new FormatError(file.name, p); };
   const arch = ggufMeta(file, 'general.architecture');
   if (typeof arch !== 'string') fail('metadata general.architecture is missing');
-  if (!LLAMA_LIKE.has(arch as string)) fail(`architecture ${arch as string} is not supported (supported: ${[...LLAMA_LIKE].join(', ')})`);
+  if (!LLAMA_LIKE.has(arch as string) && GEMMA_GGUF_ARCHITECTURES[arch as string] === undefined) {
+    fail(`architecture ${arch as string} is not supported (supported: ${[...LLAMA_LIKE, ...Object.keys(GEMMA_GGUF_ARCHITECTURES)].join(', ')})`);
+  }
   const key = (k: string) => `${arch as string}.${k}`;
   const req = (k: string): number => {
     const v = ggufNumber(file, key(k));
@@ -138,7 +181,14 @@ export function ggufLlamaConfig(file: GgufHeader & { bytes?: Uint8Array }, tied?
   const window = ggufNumber(file, key('attention.sliding_window'));
   if (window !== undefined && !(Number.isSafeInteger(window) && window > 0)) fail(`metadata ${key('attention.sliding_window')} is ${window}, expected a positive integer`);
   const maxSeqLen = req('context_length');
-  return {
+  // Qwen3 and Gemma 3 normalise each head's queries and keys (blk.N.attn_q_norm / attn_k_norm); no other supported architecture does.
+  const qkNorm = arch === 'qwen3' || arch === 'gemma3';
+  if (qkNorm !== file.tensorsByName.has('blk.0.attn_q_norm.weight')) {
+    fail(qkNorm ? `tensor blk.0.attn_q_norm.weight is missing (architecture ${arch as string} normalises queries and keys per head)`
+      : `tensor blk.0.attn_q_norm.weight is not used by architecture ${arch as string} (per-head query/key norms are qwen3's and gemma3's)`);
+  }
+  const config: LlamaConfig = {
+    ...(qkNorm ? { qkNorm } : {}),
     ...(ropeScaling ? { ropeScaling } : {}),
     ...(headDim !== dim / nHeads ? { headDim } : {}),
     ...(window !== undefined && window < maxSeqLen ? { slidingWindow: window } : {}),
@@ -153,9 +203,49 @@ export function ggufLlamaConfig(file: GgufHeader & { bytes?: Uint8Array }, tied?
     ropeTheta: shortestF32(ggufNumber(file, key('rope.freq_base'), 10000)),
     tiedEmbeddings: tied,
     qkvBias: file.tensorsByName.has('blk.0.attn_q.bias'),
-    ropeLayout: 'pairs',
+    ropeLayout: ggufRopeLayout(arch as string),
     architecture: arch as string,
   };
+  return GEMMA_GGUF_ARCHITECTURES[arch as string] === undefined ? config : ggufGemmaConfig(file, config, fail);
+}
+
+/**
+ * A Gemma config from a GGUF file, following llama.cpp's reading of it: rotate-half rotary (no Q/K
+ * permutation); Gemma 2 slides on even layers, Gemma 3 on all but every 6th (or `{arch}.attention.sliding_window_pattern`),
+ * Gemma 3's sliding layers rotate with base 10000 unscaled; soft-caps from `{arch}.attn_logit_softcapping` and
+ * `{arch}.final_logit_softcapping`. The files do not store query_pre_attn_scalar: as llama.cpp, the attention
+ * scale is (hidden / heads)^−½ for the 27B shapes (46-layer Gemma 2, 62-layer Gemma 3), head_dim^−½ otherwise.
+ */
+function ggufGemmaConfig(file: GgufHeader, base: LlamaConfig, fail: (p: string) => never): LlamaConfig {
+  const arch = base.architecture, key = (k: string) => `${arch}.${k}`;
+  const c: LlamaConfig = { ...base, architecture: GEMMA_GGUF_ARCHITECTURES[arch]!, ropeLayout: 'half' };
+  delete c.slidingWindow;
+  if (arch === 'gemma') return c;
+  const hd = configHeadDim(c);
+  const big = (arch === 'gemma2' && c.nLayers === 46) || (arch === 'gemma3' && c.nLayers === 62);
+  const scale = 1 / Math.sqrt(big ? c.dim / c.nHeads : hd);
+  if (scale !== 1 / Math.sqrt(hd)) c.attentionScale = scale;
+  for (const [k, field] of [['attn_logit_softcapping', 'attnSoftcap'], ['final_logit_softcapping', 'finalSoftcap']] as const) {
+    const v = ggufNumber(file, key(k));
+    if (v === undefined || v === 0) continue;
+    if (!(Number.isFinite(v) && v > 0)) fail(`metadata ${key(k)} is ${v}, expected a positive number`);
+    c[field] = shortestF32(v);
+  }
+  if (arch === 'gemma3') {
+    c.qkNorm = true;
+    c.localRopeTheta = 10000;
+  }
+  const window = base.slidingWindow;
+  if (window !== undefined) {
+    const pattern = arch === 'gemma2' ? 2 : ggufNumber(file, key('attention.sliding_window_pattern'), 6);
+    if (!(Number.isSafeInteger(pattern) && pattern > 0)) fail(`metadata ${key('attention.sliding_window_pattern')} is ${pattern}, expected a positive integer`);
+    const types = Array.from({ length: c.nLayers }, (_, i): 'full_attention' | 'sliding_attention' => ((i + 1) % pattern !== 0 ? 'sliding_attention' : 'full_attention'));
+    if (types.includes('sliding_attention')) {
+      c.slidingWindow = window;
+      c.layerTypes = types;
+    }
+  }
+  return c;
 }
 
 /**
@@ -223,6 +313,7 @@ export async function readGgufCheckpoint(input: GgufFile | ByteSource, options: 
   const file = 'read' in input ? await readGgufHeader(src) : input;
   // Validates the metadata before any tensor is read; tying is settled while reading the embedding.
   const config = ggufLlamaConfig(file, true);
+  const arch = ggufMeta(file, 'general.architecture') as string;
   const embd = file.tensorsByName.get('token_embd.weight')!;
   const out = file.tensorsByName.get('output.weight');
   let same = out !== undefined && out.type === embd.type && out.byteLength === embd.byteLength;
@@ -240,12 +331,18 @@ export async function readGgufCheckpoint(input: GgufFile | ByteSource, options: 
   const order = [embd, ...file.tensors.filter((t) => t !== embd)];
   for (const t of order) {
     if (t === out && config.tiedEmbeddings) continue;
-    const hf = ggufToHfName(t.name) ?? t.name;
+    const hf = ggufToHfName(t.name, arch) ?? t.name;
     const stored = ggufStoredTensor(t, file.name);
     tensors.set(hf, await readStoredTensor(src, stored, targetStorage({ ...stored, name: t.name }, base, notes), {
       copy: options.copy, chunkBytes: options.chunkBytes, ...(t === embd && same ? { onChunk: compareWithOutput } : {}),
     }));
     if (t === embd) config.tiedEmbeddings = out === undefined || same;
+  }
+  // llama.cpp's Gemma files store the norms' scales (1 + w); Hugging Face's weights are the offsets w.
+  if (GEMMA_GGUF_ARCHITECTURES[arch] !== undefined) {
+    for (const [name, t] of tensors) {
+      if (name.endsWith('norm.weight')) tensors.set(name, { shape: t.shape, data: Float32Array.from(tensorF32(t), (v) => v - 1) });
+    }
   }
   // Llama 3.1 files carry their rotary frequency divisors as a tensor (kept too, for writing back).
   const freqs = tensors.get('rope_freqs.weight');
@@ -327,6 +424,78 @@ export function ggufPreTokenizer(pre: string): Record<string, unknown> {
       { type: 'ByteLevel', add_prefix_space: false, use_regex: false },
     ],
   };
+}
+
+/** The name llama.cpp's converter writes for each split rule (the first of its names otherwise). */
+const PRE_NAME_OF_RULE: Record<string, string> = { gpt2: 'gpt-2', llama3: 'llama-bpe' };
+
+/**
+ * The `tokenizer.ggml.pre` name of a byte-level tokenizer.json: its Split regexes (then ByteLevel without
+ * its own regex), or a lone ByteLevel with GPT-2's regex, compared with the rules above; undefined when no
+ * rule is the same (llama.cpp would not split such text alike). Normalizers other than NFC, which llama.cpp
+ * leaves out for byte-level vocabularies too, also give undefined.
+ */
+export function ggufPreTokenizerName(json: Record<string, unknown>): string | undefined {
+  const flat = (n: unknown, key: string): Record<string, unknown>[] => {
+    if (!n || typeof n !== 'object') return [];
+    const o = n as Record<string, unknown>;
+    return o.type === 'Sequence' ? ((o[key] ?? []) as unknown[]).flatMap((k) => flat(k, key)) : [o];
+  };
+  const norms = flat(json.normalizer, 'normalizers');
+  if (norms.some((n) => n.type !== 'NFC')) return undefined;
+  const pres = flat(json.pre_tokenizer, 'pretokenizers');
+  const last = pres[pres.length - 1];
+  if (last?.type !== 'ByteLevel' || last.add_prefix_space === true) return undefined;
+  let rule: string | undefined;
+  if (pres.length === 1) rule = last.use_regex === false ? undefined : 'gpt2';
+  else if (last.use_regex === false) {
+    const splits = pres.slice(0, -1);
+    if (!splits.every((p) => p.type === 'Split' && (p.behavior ?? 'Isolated') === 'Isolated' && p.invert !== true && typeof (p.pattern as { Regex?: unknown } | undefined)?.Regex === 'string')) return undefined;
+    const patterns = splits.map((p) => (p.pattern as { Regex: string }).Regex);
+    const ignoreMerges = (json.model as { ignore_merges?: unknown } | undefined)?.ignore_merges === true;
+    rule = Object.keys(SPLIT_RULES).find((r) => {
+      const want = SPLIT_RULES[r]!;
+      return want.length === patterns.length && want.every((w, i) => w === patterns[i]) && IGNORE_MERGES.has(r) === ignoreMerges;
+    });
+  }
+  if (rule === undefined) return undefined;
+  return PRE_NAME_OF_RULE[rule] ?? Object.keys(GGUF_PRE_TOKENIZERS).find((n) => GGUF_PRE_TOKENIZERS[n] === rule);
+}
+
+/**
+ * GGUF metadata of a byte-level BPE tokenizer.json (Llama 3, Qwen2/3, GPT-2 style) as llama.cpp's converter
+ * writes it: `gpt2` model, tokens by id (ids without a token and rows past the vocabulary up to the
+ * embedding's `vocabSize` as unused `[PADn]`), token types, merges as "a b", the split rule's name, BOS/EOS,
+ * add_bos_token and the chat template. Undefined for other tokenizers (WordPiece, SentencePiece-style BPE) and
+ * for split rules llama.cpp does not have (`ggufPreTokenizerName`).
+ */
+export function byteLevelTokenizerMetadata(tok: TokenizerData, vocabSize = tok.tokens.length): Map<string, GgufValue> | undefined {
+  const json = tok.json as Record<string, unknown> | undefined;
+  const model = json?.model as Record<string, unknown> | undefined;
+  if (tok.kind !== 'hf-json' || !json || model?.type !== 'BPE' || model.byte_fallback === true) return undefined;
+  const pre = ggufPreTokenizerName(json);
+  if (pre === undefined) return undefined;
+  const n = Math.max(vocabSize, tok.tokens.length);
+  const tokens: string[] = new Array(n);
+  const types = new Int32Array(n);
+  for (let id = 0; id < n; id++) {
+    const t = tok.tokens[id];
+    if (t) { tokens[id] = t; types[id] = tok.types?.[id] ?? TokenType.NORMAL; } else { tokens[id] = `[PAD${id}]`; types[id] = TokenType.UNUSED; }
+  }
+  const merges = ((model.merges ?? []) as (string | [string, string])[]).map((m) => (typeof m === 'string' ? m : `${m[0]} ${m[1]}`));
+  const meta = new Map<string, GgufValue>([
+    ['tokenizer.ggml.model', gguf.str('gpt2')],
+    ['tokenizer.ggml.pre', gguf.str(pre)],
+    ['tokenizer.ggml.tokens', gguf.strings(tokens)],
+    ['tokenizer.ggml.token_type', gguf.i32s(types)],
+    ['tokenizer.ggml.merges', gguf.strings(merges)],
+  ]);
+  if (tok.bosId !== undefined) meta.set('tokenizer.ggml.bos_token_id', gguf.u32(tok.bosId));
+  if (tok.eosId !== undefined) meta.set('tokenizer.ggml.eos_token_id', gguf.u32(tok.eosId));
+  if (tok.padId !== undefined) meta.set('tokenizer.ggml.padding_token_id', gguf.u32(tok.padId));
+  meta.set('tokenizer.ggml.add_bos_token', gguf.bool(tok.addBos === true));
+  if (tok.chatTemplate !== undefined) meta.set('tokenizer.chat_template', gguf.str(tok.chatTemplate));
+  return meta;
 }
 
 /** The names `tokenizer.ggml.pre` may take here. */
@@ -451,17 +620,24 @@ export interface CheckpointToGgufOptions {
 // llama.cpp's llama_ftype: the type most weights have.
 const FILE_TYPE: Record<GgufWriteType, number> = { F32: 0, F16: 1, Q4_0: 2, Q4_1: 3, Q8_0: 7, BF16: 32 };
 
-/** Serialise a checkpoint as a llama GGUF file (Q/K rows converted to the adjacent-pair layout). */
+/**
+ * Serialise a checkpoint as a GGUF file under the architecture llama.cpp's converter would name: qwen2,
+ * granite, qwen3 (a checkpoint with per-head q/k norms), and llama for the rest (Mistral too: the converter's
+ * LlamaModel takes MistralForCausalLM, and llama.cpp has no plain "mistral" architecture). Q/K rows go in the
+ * rotary layout llama.cpp runs that architecture with (`ggufRopeLayout`): adjacent pairs for llama and
+ * granite, as Hugging Face stores them (rotate-half) for qwen2 and qwen3.
+ */
 export function checkpointToGguf(ckpt: LlamaCheckpoint, options: CheckpointToGgufOptions = {}): Uint8Array {
   validateCheckpoint(ckpt);
-  if (ckpt.config.qkNorm) throw new FormatError(ckpt.source, 'GGUF export of per-head query/key norms (Qwen3) is not supported');
+  if (familyOf(ckpt.config).name !== 'llama') throw new FormatError(ckpt.source, `GGUF export of ${ckpt.config.architecture} models is not supported (only Llama-shaped decoders)`);
   // GGUF's attention.sliding_window applies to every layer; a per-layer choice has no key to go in.
   if (ckpt.config.slidingWindow !== undefined && ckpt.config.layerTypes?.some((t) => t === 'full_attention')) {
     throw new FormatError(ckpt.source, 'GGUF export of a sliding window on some layers only (layerTypes) is not supported: attention.sliding_window would apply it to every layer');
   }
-  const c = withRopeLayout(ckpt, 'pairs');
+  const named = ckpt.config.architecture;
+  const arch = ckpt.config.qkNorm ? 'qwen3' : named === 'qwen2' || named === 'granite' ? named : 'llama';
+  const c = withRopeLayout(ckpt, ggufRopeLayout(arch));
   const cfg = c.config;
-  const arch = LLAMA_LIKE.has(cfg.architecture) ? cfg.architecture : 'llama';
   const meta = new Map<string, GgufValue>([
     ['general.architecture', gguf.str(arch)],
     ['general.name', gguf.str(options.modelName ?? 'model')],
@@ -531,6 +707,8 @@ export function checkpointToGguf(ckpt: LlamaCheckpoint, options: CheckpointToGgu
     if (tok.addBos !== undefined) meta.set('tokenizer.ggml.add_bos_token', gguf.bool(tok.addBos));
     if (tok.addSpacePrefix !== undefined) meta.set('tokenizer.ggml.add_space_prefix', gguf.bool(tok.addSpacePrefix));
     if (tok.chatTemplate !== undefined) meta.set('tokenizer.chat_template', gguf.str(tok.chatTemplate));
+  } else if (tok) {
+    for (const [k, v] of byteLevelTokenizerMetadata(tok, cfg.vocabSize) ?? []) meta.set(k, v);
   }
   const tensors: GgufWriteTensor[] = [...extra];
   const counts = new Map<GgufWriteType, number>();

@@ -51,7 +51,7 @@ export function hfModelConfig(cfg: Record<string, unknown>, name = 'config.json'
   if (!family) {
     // Encoders are built by src/model/encoders/ for classification, not as decoders.
     const encoder = (ENCODER_MODEL_TYPES as readonly string[]).includes(modelType) ? '; a BERT-family encoder is used for classification: train/eval --task seq-cls|token-cls and predict (loadEncoderFolder in the library)' : '';
-    throw new FormatError(name, `model_type ${modelType} is not supported as a decoder (supported: ${supportedModelTypes().join(', ')})${encoder}`);
+    throw new FormatError(name, `model_type ${modelType} is not supported (supported: ${supportedModelTypes().join(', ')})${encoder}`);
   }
   return family.hfConfig(cfg, name);
 }

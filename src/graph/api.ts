@@ -26,6 +26,7 @@ export const gelu = (x: Tensor): Tensor => x.graph.apply1('gelu', [x]);
 export const erf = (x: Tensor): Tensor => x.graph.apply1('erf', [x]);
 /** GELU in its exact form, ½x(1 + erf(x/√2)) (BERT's `gelu`), built from erf. */
 export const geluErf = (x: Tensor): Tensor => mul(scale(x, 0.5), add(erf(scale(x, Math.SQRT1_2)), fill(x.graph, [1], 1)));
+/** tanh (an op with kernels on every backend; its gradient is 1 − tanh², read from the output, finite for every x). */
 export const tanh = (x: Tensor): Tensor => x.graph.apply1('tanh', [x]);
 /** max(x, 0); the gradient at 0 is 0. */
 export const relu = (x: Tensor): Tensor => x.graph.apply1('relu', [x]);
@@ -130,3 +131,6 @@ export const embedding = (table: Tensor, ids: Tensor): Tensor => table.graph.app
 /** Mean cross-entropy of logits [N, V] against targets (i32 [N]); rows whose target is ignoreIndex do not count. */
 export const crossEntropy = (logits: Tensor, targets: Tensor, ignoreIndex = -100): Tensor =>
   logits.graph.apply1('cross_entropy', [logits, targets], { ignoreIndex });
+
+/** Soft-capping (Gemma 2's logits): cap·tanh(x/cap), smooth and bounded by ±cap. */
+export const softcap = (x: Tensor, cap: number): Tensor => scale(tanh(scale(x, 1 / cap)), cap);

@@ -10,6 +10,7 @@ import type { Graph } from '../graph/graph.js';
 import type { LlamaConfig } from '../formats/checkpoint.js';
 import type { ModuleInfo } from '../adapters/types.js';
 import { type LlamaGraph, type LlamaGraphOptions, llamaFamily } from './llama.js';
+import { gemmaFamily } from './gemma.js';
 
 export interface DecoderFamily {
   /** Short name, e.g. `llama`. */
@@ -33,7 +34,7 @@ export interface DecoderFamily {
 // A function, not a constant: the family modules import this one's callers (formats/), and a lazily built
 // list keeps module initialisation order irrelevant.
 function families(): readonly DecoderFamily[] {
-  return [llamaFamily];
+  return [llamaFamily, gemmaFamily];
 }
 
 /** The family of a config, by its `architecture` (a Hugging Face model_type or a GGUF architecture); Llama when unknown. */

@@ -1,12 +1,15 @@
 /**
- * A Llama forward pass over a few tokens on the host, in float64 and synchronously, for initialisations
+ * A Llama or Gemma forward pass over a few tokens on the host, in float64 and synchronously, for initialisations
  * that need the model's activations before any backend exists (prefix tuning from real tokens). It follows
- * the graph of `llama.ts` step by step (RMSNorm, rotary in the checkpoint's layout, grouped-query causal
- * attention with each layer's sliding window, SwiGLU); test/model checks it against a backend's KV cache.
+ * the graphs of `llama.ts` and `gemma.ts` step by step (RMSNorm, rotary in the checkpoint's layout, grouped-query
+ * causal attention with each layer's sliding window, SwiGLU or Gemma's GeGLU and norms); tests check it against a
+ * backend's KV cache.
  * O(n²·d + n·d²) per layer: meant for tens of tokens, not for training data.
  */
 import { type LlamaCheckpoint, layerWindow, tensorF32 } from '../formats/checkpoint.js';
 import { headDim } from './llama.js';
+import { familyOf } from './families.js';
+import { hasSandwichNorms } from './gemma.js';
 import { type RopeTable, ropeTable } from './rope-scaling.js';
 
 export interface HostKeyValues {
@@ -18,50 +21,63 @@ export interface HostKeyValues {
 
 /** The keys and values every layer computes for `ids` read from position 0. */
 export function hostKeyValues(ckpt: LlamaCheckpoint, ids: readonly number[]): HostKeyValues {
+  const family = familyOf(ckpt.config).name;
+  if (family !== 'llama' && family !== 'gemma') throw new Error(`${ckpt.source}: keys and values from real tokens are computed for Llama-shaped and Gemma decoders only, not ${ckpt.config.architecture}`);
   const c = ckpt.config, n = ids.length, D = c.dim, hd = headDim(c), kv = c.nKvHeads * hd, qd = c.nHeads * hd, H = c.hiddenDim;
-  // RoPE scaling as the graph applies it (dynamic NTK sized by these n tokens).
+  // Gemma (src/model/gemma.ts): embeddings × √D, norms scale by 1 + w, GeGLU, block output norms (Gemma 2/3).
+  const gemma = family === 'gemma', sandwich = gemma && hasSandwichNorms(c);
+  // RoPE scaling as the graph applies it (dynamic NTK sized by these n tokens); Gemma 3's sliding layers use their own base.
   const table = ropeTable(c, hd, n);
+  const localTheta = c.localRopeTheta ?? c.ropeTheta;
+  const localTable = c.localRopeTheta === undefined ? table : ropeTable({ ...c, ropeTheta: c.localRopeTheta, ropeScaling: undefined, ropeFreqFactors: undefined }, hd, n);
   const get = (name: string): Float32Array => {
     const t = ckpt.tensors.get(name);
     if (!t) throw new Error(`${ckpt.source}: no tensor ${name}`);
     return tensorF32(t);
   };
+  // A norm's weights: Gemma's are offsets from 1.
+  const normW = (name: string): Float32Array | Float64Array => (gemma ? Float64Array.from(get(name), (w) => w + 1) : get(name));
   const embed = get('model.embed_tokens.weight');
+  const normalizer = gemma ? Math.fround(Math.sqrt(D)) : 1;
   let x = new Float64Array(n * D);
   ids.forEach((id, t) => {
     if (!Number.isInteger(id) || id < 0 || id >= c.vocabSize) throw new Error(`token id ${id} is outside the vocabulary (${c.vocabSize})`);
-    for (let j = 0; j < D; j++) x[t * D + j] = embed[id * D + j]!;
+    for (let j = 0; j < D; j++) x[t * D + j] = embed[id * D + j]! * normalizer;
   });
   const keys: Float64Array[] = [], values: Float64Array[] = [];
   for (let l = 0; l < c.nLayers; l++) {
     const p = `model.layers.${l}`;
-    const n1 = rmsnorm(x, get(`${p}.input_layernorm.weight`), n, D, c.normEps);
+    const n1 = rmsnorm(x, normW(`${p}.input_layernorm.weight`), n, D, c.normEps);
     const bias = (m: string) => (c.qkvBias ? get(`${p}.self_attn.${m}.bias`) : undefined);
     let q = linear(n1, get(`${p}.self_attn.q_proj.weight`), bias('q_proj'), n, D, qd);
     let k = linear(n1, get(`${p}.self_attn.k_proj.weight`), bias('k_proj'), n, D, kv);
     const v = linear(n1, get(`${p}.self_attn.v_proj.weight`), bias('v_proj'), n, D, kv);
     if (c.qkNorm) {
-      q = rmsnorm(q, get(`${p}.self_attn.q_norm.weight`), n * c.nHeads, hd, c.normEps);
-      k = rmsnorm(k, get(`${p}.self_attn.k_norm.weight`), n * c.nKvHeads, hd, c.normEps);
+      q = rmsnorm(q, normW(`${p}.self_attn.q_norm.weight`), n * c.nHeads, hd, c.normEps);
+      k = rmsnorm(k, normW(`${p}.self_attn.k_norm.weight`), n * c.nKvHeads, hd, c.normEps);
     }
-    rope(q, n, c.nHeads, hd, c.ropeTheta, c.ropeLayout, table);
-    rope(k, n, c.nKvHeads, hd, c.ropeTheta, c.ropeLayout, table);
+    const window = layerWindow(c, l);
+    const [theta, tbl] = window !== undefined ? [localTheta, localTable] : [c.ropeTheta, table];
+    rope(q, n, c.nHeads, hd, theta, c.ropeLayout, tbl);
+    rope(k, n, c.nKvHeads, hd, theta, c.ropeLayout, tbl);
     keys.push(k);
     values.push(v);
-    const attn = attention(q, k, v, n, c.nHeads, c.nKvHeads, hd, layerWindow(c, l) ?? n);
-    const o = linear(attn, get(`${p}.self_attn.o_proj.weight`), undefined, n, qd, D);
+    const attn = attention(q, k, v, n, c.nHeads, c.nKvHeads, hd, window ?? n, c.attentionScale ?? 1 / Math.sqrt(hd), c.attnSoftcap);
+    let o = linear(attn, get(`${p}.self_attn.o_proj.weight`), undefined, n, qd, D);
+    if (sandwich) o = rmsnorm(o, normW(`${p}.post_attention_layernorm.weight`), n, D, c.normEps);
     const h = x.map((xi, i) => xi + o[i]!);
-    const n2 = rmsnorm(h, get(`${p}.post_attention_layernorm.weight`), n, D, c.normEps);
+    const n2 = rmsnorm(h, normW(`${p}.${sandwich ? 'pre_feedforward_layernorm' : 'post_attention_layernorm'}.weight`), n, D, c.normEps);
     const gate = linear(n2, get(`${p}.mlp.gate_proj.weight`), undefined, n, D, H);
     const up = linear(n2, get(`${p}.mlp.up_proj.weight`), undefined, n, D, H);
-    const act = gate.map((g, i) => (g / (1 + Math.exp(-g))) * up[i]!);
-    const down = linear(act, get(`${p}.mlp.down_proj.weight`), undefined, n, H, D);
+    const act = gate.map((g, i) => (gemma ? geluTanh(g) : g / (1 + Math.exp(-g))) * up[i]!);
+    let down = linear(act, get(`${p}.mlp.down_proj.weight`), undefined, n, H, D);
+    if (sandwich) down = rmsnorm(down, normW(`${p}.post_feedforward_layernorm.weight`), n, D, c.normEps);
     x = h.map((hi, i) => hi + down[i]!);
   }
   return { keys, values };
 }
 
-function rmsnorm(x: Float64Array, w: Float32Array, n: number, D: number, eps: number): Float64Array {
+function rmsnorm(x: Float64Array, w: Float32Array | Float64Array, n: number, D: number, eps: number): Float64Array {
   const y = new Float64Array(n * D);
   for (let t = 0; t < n; t++) {
     let ss = 0;
@@ -101,12 +117,15 @@ function rope(x: Float64Array, n: number, heads: number, hd: number, theta: numb
   }
 }
 
+/** GELU, tanh form. */
+const geluTanh = (x: number): number => 0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (x + 0.044715 * x * x * x)));
+
 /**
- * Causal attention with grouped key/value heads, query t seeing keys t − window < s ≤ t:
- * q [n, Hq, hd], k and v [n, Hkv, hd] → [n, Hq·hd].
+ * Causal attention with grouped key/value heads, query t seeing keys t − window < s ≤ t, scores × scale
+ * (then cap·tanh(s/cap) with a soft-cap): q [n, Hq, hd], k and v [n, Hkv, hd] → [n, Hq·hd].
  */
-function attention(q: Float64Array, k: Float64Array, v: Float64Array, n: number, Hq: number, Hkv: number, hd: number, window: number): Float64Array {
-  const out = new Float64Array(n * Hq * hd), scale = 1 / Math.sqrt(hd), group = Hq / Hkv, w = new Float64Array(n);
+function attention(q: Float64Array, k: Float64Array, v: Float64Array, n: number, Hq: number, Hkv: number, hd: number, window: number, scale: number, cap?: number): Float64Array {
+  const out = new Float64Array(n * Hq * hd), group = Hq / Hkv, w = new Float64Array(n);
   for (let t = 0; t < n; t++) {
     for (let h = 0; h < Hq; h++) {
       const g = Math.floor(h / group), qo = (t * Hq + h) * hd;
@@ -115,7 +134,7 @@ function attention(q: Float64Array, k: Float64Array, v: Float64Array, n: number,
       for (let s = first; s <= t; s++) {
         let dot = 0;
         for (let j = 0; j < hd; j++) dot += q[qo + j]! * k[(s * Hkv + g) * hd + j]!;
-        w[s] = dot * scale;
+        w[s] = cap === undefined ? dot * scale : cap * Math.tanh((dot * scale) / cap);
         max = Math.max(max, w[s]!);
       }
       let sum = 0;

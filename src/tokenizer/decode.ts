@@ -29,13 +29,22 @@ function tokenOut(t: DecodeTable, id: number, prev: number | undefined, atStart:
   return b;
 }
 
+/** Whether a token has text of its own (before any leading space is stripped): the first such token is the start. */
+function hasText(t: DecodeTable, id: number, opts: DecodeOptions): boolean {
+  return t.bytes[id]!.length > 0 || (opts.special === true && (t.specialBytes.get(id)?.length ?? 0) > 0);
+}
+
 export function decodeIds(t: DecodeTable, ids: ArrayLike<number>, opts: DecodeOptions = {}): string {
   const parts: Uint8Array[] = [];
   let total = 0;
   let prev: number | undefined;
+  // Only the first token with text may lose its leading space: a lone "▁" first is stripped to nothing, and the
+  // space of the token after it is real.
+  let started = false;
   for (let i = 0; i < ids.length; i++) {
     const id = ids[i]!;
-    const b = tokenOut(t, id, prev, total === 0, opts);
+    const b = tokenOut(t, id, prev, !started, opts);
+    started ||= hasText(t, id, opts);
     parts.push(b);
     total += b.length;
     prev = id;
@@ -49,12 +58,12 @@ export function decodeIds(t: DecodeTable, ids: ArrayLike<number>, opts: DecodeOp
 export function streamDecoder(t: DecodeTable, opts: DecodeOptions = {}): StreamDecoder {
   const dec = new TextDecoder('utf-8', { ignoreBOM: true });
   let prev: number | undefined;
-  let emitted = 0;
+  let started = false;
   return {
     push(id: number): string {
-      const b = tokenOut(t, id, prev, emitted === 0, opts);
+      const b = tokenOut(t, id, prev, !started, opts);
+      started ||= hasText(t, id, opts);
       prev = id;
-      emitted += b.length;
       return b.length ? dec.decode(b, { stream: true }) : '';
     },
     flush(): string {

@@ -303,7 +303,8 @@ export class HfBpeTokenizer implements Tokenizer {
         bytes[id] = new Uint8Array(0);
         specialBytes.set(id, utf8Bytes(t));
       } else if (types[id] === TokenType.USER_DEFINED) {
-        bytes[id] = utf8Bytes(t);
+        // Non-special added tokens go through the decoder too (Gemma's whitespace runs "▁▁" are added tokens).
+        bytes[id] = utf8Bytes(!this.byteLevel && space ? t.replaceAll(space, ' ') : t);
       } else if (types[id] === TokenType.BYTE) {
         bytes[id] = Uint8Array.of(parseInt(BYTE_PIECE.exec(t)![1]!, 16));
       } else if (this.byteLevel) {

@@ -191,7 +191,7 @@ test('bad input is refused with messages that name the problem', async () => {
   const { ckpt, tok } = await sentimentModel();
   assert.throws(() => parseClassificationData('\n\n', 'seq-cls', 'empty.txt'), /empty\.txt: no examples/);
   // The decoder loaders point an encoder's config to the classification commands.
-  assert.throws(() => hfModelConfig({ model_type: 'distilbert' }), /model_type distilbert is not supported as a decoder .*train\/eval --task seq-cls\|token-cls and predict/);
+  assert.throws(() => hfModelConfig({ model_type: 'distilbert' }), /model_type distilbert is not supported \(supported: .*\); a BERT-family encoder is used for classification: train\/eval --task seq-cls\|token-cls and predict/);
   assert.throws(() => parseClassificationData('no tab here', 'seq-cls', 'x.txt'), /x\.txt:1: expected "sentence<TAB>label"/);
   assert.throws(() => parseClassificationData('{"text": "hi"}', 'seq-cls', 'x.jsonl'), /x\.jsonl:1: "label" must be/);
   assert.throws(() => parseClassificationData('{"tokens": ["a", "b"], "labels": ["O"]}', 'token-cls', 't.jsonl'), /t\.jsonl:1: 2 tokens but 1 labels/);

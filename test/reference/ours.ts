@@ -8,7 +8,7 @@ import { batchAt } from '../../src/data/dataset.js';
 import type { LlamaCheckpoint } from '../../src/formats/checkpoint.js';
 import * as F from '../../src/graph/api.js';
 import { Graph } from '../../src/graph/graph.js';
-import { buildLlama } from '../../src/model/llama.js';
+import { buildModel } from '../../src/model/families.js';
 import { uploadWeights } from '../../src/model/runtime.js';
 import { Session } from '../../src/scheduler/session.js';
 import { heroBlocks } from '../methods/helpers.js';
@@ -24,7 +24,7 @@ export function heldOut(ckpt: LlamaCheckpoint, batch: number, seq: number): { id
 export async function logitsF64(model: AdaptedModel, ids: Int32Array, batch: number, seq: number): Promise<Float64Array> {
   const g = new Graph();
   const { hooks } = model.hooks({ training: false });
-  const net = buildLlama(g, model.base.config, { batch, seq, hooks });
+  const net = buildModel(g, model.base.config, { batch, seq, hooks });
   const logits = net.virtualTokens ? F.slice(net.logits, 1, net.virtualTokens, net.virtualTokens + seq) : net.logits;
   g.markOutput(logits);
   const s = await Session.create(g, createJsBackend({ precision: 'f64' }));

@@ -4,6 +4,7 @@
 // (test/reference/llama_ref.py): logits within 1e-5 absolute on float64 js, within 1e-4 of the largest logit
 // on float32 js, wasm and webgpu. LoRA on q_proj/k_proj trains (loss falls) and saves PEFT module names;
 // the reference reads the saved adapter and agrees on the logits. A q_norm of the wrong shape is refused.
+// (Qwen3 GGUF files: test/formats/gguf-rope-layout.test.ts.)
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,7 +14,6 @@ import { AdaptedModel } from '../../src/adapters/adapted-model.js';
 import type { Backend } from '../../src/backends/backend.js';
 import { createJsBackend } from '../../src/backends/js/index.js';
 import { type LlamaCheckpoint, type LlamaConfig, validateCheckpoint } from '../../src/formats/checkpoint.js';
-import { checkpointToGguf } from '../../src/formats/gguf-llama.js';
 import { hfLlamaConfig } from '../../src/formats/hf.js';
 import { loadCheckpointFile } from '../../src/formats/node-fs.js';
 import { Graph } from '../../src/graph/graph.js';
@@ -126,7 +126,7 @@ test('LoRA on q_proj/k_proj trains, saves PEFT names, and the reference agrees o
   assert.ok(gap < 1e-5, `max |logit difference| ${gap}`);
 });
 
-test('wrong q_norm shapes and GGUF export are refused with clear errors', () => {
+test('wrong q_norm shapes and unknown model types are refused with clear errors', () => {
   const ckpt = qwen3();
   const tensors = new Map(ckpt.tensors);
   tensors.set('model.layers.0.self_attn.q_norm.weight', { shape: [8], data: new Float32Array(8) });
@@ -134,7 +134,6 @@ test('wrong q_norm shapes and GGUF export are refused with clear errors', () => 
   const missing = new Map(ckpt.tensors);
   missing.delete('model.layers.1.self_attn.k_norm.weight');
   assert.throws(() => validateCheckpoint({ ...ckpt, tensors: missing }), /k_norm\.weight is missing/);
-  assert.throws(() => checkpointToGguf(ckpt), /GGUF export of per-head query\/key norms \(Qwen3\) is not supported/);
   assert.throws(() => hfLlamaConfig({ model_type: 'qwen4', hidden_size: 8, intermediate_size: 8, num_hidden_layers: 1, num_attention_heads: 2, vocab_size: 4 }), /model_type qwen4 is not supported \(supported: .*qwen3/);
 });
 

@@ -56,6 +56,11 @@ for (const [label, tok] of sources) {
     assert.is(tok.decode(LILY_IDS), LILY);
     assert.is(tok.decode(LILY_IDS.slice(1)), ' ' + LILY);
     assert.is(tok.decode(LILY_IDS.slice(1), { stripLeadingSpace: true }), LILY);
+    // Only one leading space goes: a lone space piece first is stripped, the next piece keeps its own.
+    const space = tok.encode(' ', { bos: false })[0]!;
+    assert.is(tok.decode([space, ...LILY_IDS.slice(1)], { stripLeadingSpace: true }), ' ' + LILY);
+    const stream = tok.streamDecoder({ stripLeadingSpace: true });
+    assert.is([space, ...LILY_IDS.slice(1)].map((id) => stream.push(id)).join('') + stream.flush(), ' ' + LILY);
     assert.is(tok.decode(LILY_IDS.slice(3)), ' a time, there was a little girl named Lily.');
     assert.is(tok.decode([1, 2]), '');
     assert.is(tok.decode([1, 403, 2], { special: true }), label === 'GGUF' ? '<s>Once</s>' : '\n<s>\nOnce\n</s>\n');
