@@ -5,7 +5,8 @@
  * a bare BertModel's names (`embeddings.…`) get the `bert.` prefix. A head the checkpoint lacks is
  * initialised seeded as transformers does (weights normal with std initializer_range, biases zero).
  */
-import type { LlamaCheckpoint, NamedTensor } from '../../formats/checkpoint.js';
+import { directorySource, type LlamaCheckpoint, type NamedTensor } from '../../formats/checkpoint.js';
+import type { FileSource } from '../../formats/hf.js';
 import { parseSafetensors, safetensorsTensorToF32 } from '../../formats/safetensors.js';
 import { tokenizerDataFromHfJson } from '../../tokenizer/hf-json.js';
 import { gaussian, seededRandom } from '../../util/random.js';
@@ -43,26 +44,28 @@ export function encoderCheckpoint(cfg: Record<string, unknown>, file: Map<string
   return { config: adapterModelConfig(c), encoder: c, tensors: out, source };
 }
 
-/** Read an encoder folder (config.json, model.safetensors, optional tokenizer.json) from disk. */
-export async function loadEncoderFolder(dir: string): Promise<EncoderCheckpoint> {
-  const { readFile } = await import('node:fs/promises');
-  const { existsSync } = await import('node:fs');
-  const { join } = await import('node:path');
-  const texts = new Map<string, string>();
-  for (const n of ['config.json', 'tokenizer.json', 'tokenizer_config.json']) if (existsSync(join(dir, n))) texts.set(n, (await readFile(join(dir, n))).toString('utf8'));
-  const json = (name: string): Record<string, unknown> => {
-    try { return JSON.parse(texts.get(name)!) as Record<string, unknown>; } catch (e) { throw new Error(`${join(dir, name)}: not valid JSON (${(e as Error).message})`); }
+/**
+ * Read an encoder folder (config.json, model.safetensors, optional tokenizer.json and tokenizer_config.json):
+ * a path on disk, or a FileSource (files in memory, a browser's picked folder).
+ */
+export async function loadEncoderFolder(input: string | FileSource): Promise<EncoderCheckpoint> {
+  const src = typeof input === 'string' ? directorySource(input) : input;
+  const at = (name: string) => `${src.name}/${name}`;
+  const json = async (name: string): Promise<Record<string, unknown> | undefined> => {
+    const bytes = await src.read(name);
+    if (!bytes) return undefined;
+    try { return JSON.parse(new TextDecoder().decode(bytes)) as Record<string, unknown>; } catch (e) { throw new Error(`${at(name)}: not valid JSON (${(e as Error).message})`); }
   };
-  if (!texts.has('config.json')) throw new Error(`${dir}: no config.json (an encoder folder needs config.json and model.safetensors)`);
-  const weights = join(dir, 'model.safetensors');
-  if (!existsSync(weights)) throw new Error(`${dir}: no model.safetensors (encoders are read from a single safetensors file)`);
-  const file = parseSafetensors(await readFile(weights), weights);
+  const config = await json('config.json');
+  if (!config) throw new Error(`${src.name}: no config.json (an encoder folder needs config.json and model.safetensors)`);
+  const weights = await src.read('model.safetensors');
+  if (!weights) throw new Error(`${src.name}: no model.safetensors (encoders are read from a single safetensors file)`);
+  const file = parseSafetensors(weights, at('model.safetensors'));
   const tensors = new Map<string, NamedTensor>();
   for (const t of file.tensors) tensors.set(t.name, { shape: [...t.shape], data: safetensorsTensorToF32(file, t) });
-  const ckpt = encoderCheckpoint(json('config.json'), tensors, dir);
-  if (texts.has('tokenizer.json')) {
-    ckpt.tokenizer = tokenizerDataFromHfJson(json('tokenizer.json'), join(dir, 'tokenizer.json'), texts.has('tokenizer_config.json') ? json('tokenizer_config.json') : undefined);
-  }
+  const ckpt = encoderCheckpoint(config, tensors, src.name);
+  const tok = await json('tokenizer.json');
+  if (tok) ckpt.tokenizer = tokenizerDataFromHfJson(tok, at('tokenizer.json'), await json('tokenizer_config.json'));
   return ckpt;
 }
 
