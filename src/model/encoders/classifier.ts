@@ -171,10 +171,10 @@ export class EncoderClassifier {
    * Logits of each example: [L] (seq-cls) or [tokens, L] (token-cls). Examples are run longest first in
    * batches of up to `batch` rows, each padded to its longest example rounded up to a multiple of 8 (fewer
    * graph shapes; the padded keys are masked), and returned in the input order. The frozen weights are
-   * shared by the sessions of every shape.
+   * shared by the sessions of every shape. Values as the backend computed them (float64 on a float64 js backend).
    */
-  async logits(backend: Backend, examples: readonly { ids: number[] }[], batch = 16): Promise<Float32Array[]> {
-    const L = this.labels.length, out: Float32Array[] = new Array(examples.length);
+  async logits(backend: Backend, examples: readonly { ids: number[] }[], batch = 16): Promise<Float64Array[]> {
+    const L = this.labels.length, out: Float64Array[] = new Array(examples.length);
     const limit = this.base.encoder.maxPositions - positionOffset(this.base.encoder);
     examples.forEach((e, i) => {
       if (e.ids.length === 0) throw new Error(`example ${i + 1} has no tokens`);
@@ -213,9 +213,9 @@ export class EncoderClassifier {
         run.s.set(run.net.ids, f.ids);
         run.s.set(run.net.keyLengths!, f.lengths);
         await run.s.run();
-        const all = await run.s.get(run.net.logits) as Float32Array;
+        const all = await run.s.get(run.net.logits) as Float32Array | Float64Array;
         idx.forEach((j, r) => {
-          out[j] = this.task === 'seq-cls' ? Float32Array.from(all.subarray(r * L, r * L + L)) : Float32Array.from(all.subarray(r * seq * L, (r * seq + chunk[r]!.ids.length) * L));
+          out[j] = Float64Array.from(this.task === 'seq-cls' ? all.subarray(r * L, r * L + L) : all.subarray(r * seq * L, (r * seq + chunk[r]!.ids.length) * L));
         });
       }
     } finally {
