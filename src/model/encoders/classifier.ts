@@ -15,6 +15,7 @@ import type { NamedTensor } from '../../formats/checkpoint.js';
 import { tensorF32 } from '../../formats/checkpoint.js';
 import { parseSafetensors } from '../../formats/safetensors.js';
 import * as F from '../../graph/api.js';
+import { gradients } from '../../graph/autodiff.js';
 import { Graph, type Tensor } from '../../graph/graph.js';
 import { Session } from '../../scheduler/session.js';
 import { type DecayKind, lrSchedule } from '../../train/schedule.js';
@@ -224,23 +225,62 @@ export class EncoderClassifier {
     return out;
   }
 
-  /** Train the adapter and the head for `steps` steps on batches drawn from a seeded shuffle. Returns each step's loss. */
-  async train(backend: Backend, data: readonly EncodedExample[], o: TrainOptions): Promise<number[]> {
-    if (data.length === 0) throw new Error('no training examples');
-    const batch = Math.min(o.batch ?? 8, data.length), seq = Math.max(...data.map((e) => e.ids.length));
+  /** The training graph on `batch` rows of `seq` tokens: mean cross-entropy over the scored labels, the trained tensors by name. */
+  private trainingGraph(batch: number, seq: number) {
     const g = new Graph();
     const { net, built } = this.build(g, batch, seq, true);
     const targets = g.input('labels', this.task === 'seq-cls' ? [batch] : [batch * seq], 'i32');
     const L = this.labels.length;
     const loss = F.crossEntropy(this.task === 'seq-cls' ? net.logits : F.reshape(net.logits, [batch * seq, L]), targets);
     const a = this.adapterState, params = built.get(g) ?? new Map<string, Tensor>();
-    this.checkTrainable(o.steps);
     const adapterKeys = [...a.params.keys()].filter((k) => this.model.isTrainable(a.name, k));
     const headNames = this.headModules.flatMap((m) => [`${m}.weight`, `${m}.bias`]);
     const trainable = [
       ...adapterKeys.map((k) => { const p = params.get(adapterParamName(a.name, k)); if (!p) throw new Error(`adapter parameter ${k} is not used by the model`); return p; }),
       ...headNames.map((n) => net.weights.get(n)!),
     ];
+    return { g, net, targets, loss, trainable, adapterKeys, headNames };
+  }
+
+  /** Upload the adapter's and the head's current values into a session of the training graph. */
+  private uploadTrained(s: Session, net: EncoderGraph, headNames: readonly string[]): void {
+    this.model.uploadAdapterParams(s);
+    for (const n of headNames) s.set(net.weights.get(n)!, Float32Array.from(tensorF32(this.adapterState.baseOverrides.get(n)!)));
+  }
+
+  /**
+   * The training loss on `data` (one batch, padded to its longest) and its gradient with respect to every
+   * trained tensor: adapter parameters by key, head tensors by name.
+   */
+  async lossGradients(backend: Backend, data: readonly EncodedExample[]): Promise<{ loss: number; gradients: Map<string, Float64Array> }> {
+    if (data.length === 0) throw new Error('no examples');
+    const t = this.trainingGraph(data.length, Math.max(...data.map((e) => e.ids.length)));
+    const grads = gradients(t.loss, t.trainable);
+    const outs = t.trainable.map((p) => grads.get(p));
+    t.g.markOutput(t.loss, ...outs);
+    const s = await Session.create(t.g, backend, undefined, this.weightData(t.net, new Set(t.headNames)));
+    try {
+      this.uploadTrained(s, t.net, t.headNames);
+      const f = this.feedRows(data, data.length, t.net.ids.shape[1]!);
+      s.set(t.net.ids, f.ids);
+      s.set(t.net.keyLengths!, f.lengths);
+      s.set(t.targets, f.labels);
+      await s.run();
+      const [loss, ...values] = await s.getMany([t.loss, ...outs]);
+      const names = [...t.adapterKeys, ...t.headNames];
+      return { loss: loss![0]!, gradients: new Map(values.map((v, i) => [names[i]!, Float64Array.from(v!)])) };
+    } finally {
+      s.dispose();
+    }
+  }
+
+  /** Train the adapter and the head for `steps` steps on batches drawn from a seeded shuffle. Returns each step's loss. */
+  async train(backend: Backend, data: readonly EncodedExample[], o: TrainOptions): Promise<number[]> {
+    if (data.length === 0) throw new Error('no training examples');
+    this.checkTrainable(o.steps);
+    const batch = Math.min(o.batch ?? 8, data.length), seq = Math.max(...data.map((e) => e.ids.length));
+    const { g, net, targets, loss, trainable, adapterKeys, headNames } = this.trainingGraph(batch, seq);
+    const a = this.adapterState;
     const trainer = await Trainer.create({
       graph: g, loss, trainable, backend, weights: this.weightData(net, new Set(headNames)),
       optimizer: {
@@ -249,8 +289,7 @@ export class EncoderClassifier {
       },
     });
     try {
-      this.model.uploadAdapterParams(trainer.session);
-      for (const n of headNames) trainer.session.set(net.weights.get(n)!, Float32Array.from(tensorF32(a.baseOverrides.get(n)!)));
+      this.uploadTrained(trainer.session, net, headNames);
       const random = seededRandom((o.seed ?? 0) + 17);
       let order: number[] = [], at = 0;
       const next = (): EncodedExample => {
