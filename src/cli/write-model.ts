@@ -1,7 +1,7 @@
 /** Writing a whole model (merge, prune-vocab): Hugging Face layout and/or GGUF. */
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { type LlamaCheckpoint, tensorF32, withRopeLayout } from '../formats/checkpoint.js';
+import { type LlamaCheckpoint, configHeadDim, tensorF32, withRopeLayout } from '../formats/checkpoint.js';
 import { checkpointToGguf } from '../formats/gguf-llama.js';
 import { type SafetensorsWriteTensor, writeSafetensors } from '../formats/safetensors.js';
 import { GGML_TYPE_OF } from '../quant/codec.js';
@@ -51,7 +51,7 @@ export async function writeModel(ckpt: LlamaCheckpoint, out: string, format: Mod
 
 
 /** Hugging Face model classes of the architectures written under their own name (others as llama). */
-const HF_CLASSES: Record<string, string> = { llama: 'LlamaForCausalLM', qwen2: 'Qwen2ForCausalLM', qwen3: 'Qwen3ForCausalLM', mistral: 'MistralForCausalLM' };
+const HF_CLASSES: Record<string, string> = { llama: 'LlamaForCausalLM', qwen2: 'Qwen2ForCausalLM', qwen3: 'Qwen3ForCausalLM', mistral: 'MistralForCausalLM', granite: 'GraniteForCausalLM' };
 
 /** The config.json of a model written in Hugging Face layout (its family's form: Llama-shaped or Gemma). */
 export function hfConfigJson(c: LlamaCheckpoint, torchDtype = 'float32'): Record<string, unknown> {
@@ -62,7 +62,9 @@ export function hfConfigJson(c: LlamaCheckpoint, torchDtype = 'float32'): Record
   if (familyOf(k).name !== 'llama') throw new Error(`writing a Hugging Face config for ${k.architecture} models is not supported`);
   // Qwen2's q/k/v biases and Qwen3's q/k norms come with the model type; a Qwen2 keeps its name only with its
   // biases; a windowed model without either is written as Mistral, whose transformers class reads sliding_window.
-  const type = k.qkNorm ? 'qwen3' : k.architecture === 'qwen2' && k.qkvBias ? 'qwen2' : k.slidingWindow !== undefined && !k.qkvBias ? 'mistral' : 'llama';
+  const granite = k.architecture === 'granite' || k.embeddingMultiplier !== undefined || k.residualMultiplier !== undefined || k.logitsScaling !== undefined;
+  const type = k.qkNorm ? 'qwen3' : granite ? 'granite' : k.architecture === 'qwen2' && k.qkvBias ? 'qwen2' : k.slidingWindow !== undefined && !k.qkvBias ? 'mistral' : 'llama';
+  if (type !== 'granite' && k.attentionScale !== undefined) throw new Error(`a ${type} config.json has no key for an attention scale other than 1/√head_dim`);
   return {
     architectures: [HF_CLASSES[type]], model_type: type, hidden_size: k.dim,
     ...(k.headDim !== undefined ? { head_dim: k.headDim } : {}), intermediate_size: k.hiddenDim,
@@ -72,6 +74,10 @@ export function hfConfigJson(c: LlamaCheckpoint, torchDtype = 'float32'): Record
     ...(k.slidingWindow !== undefined ? { sliding_window: k.slidingWindow, ...(k.layerTypes ? { layer_types: k.layerTypes } : {}) } : {}),
     // Qwen2 reads the window only with use_sliding_window, on layers from max_window_layers on when layer_types is absent.
     ...(k.slidingWindow !== undefined && type === 'qwen2' ? { use_sliding_window: true, ...(k.layerTypes ? {} : { max_window_layers: 0 }) } : {}),
+    ...(type === 'granite' ? {
+      embedding_multiplier: k.embeddingMultiplier ?? 1, residual_multiplier: k.residualMultiplier ?? 1,
+      logits_scaling: k.logitsScaling ?? 1, attention_multiplier: k.attentionScale ?? 1 / Math.sqrt(configHeadDim(k)),
+    } : {}),
     bos_token_id: c.tokenizer?.bosId ?? 1, eos_token_id: c.tokenizer?.eosId ?? 2,
   };
 }

@@ -60,9 +60,20 @@ export interface LlamaConfig {
   ropeScaling?: Record<string, unknown>;
   /** Per-pair divisors of the rotary frequencies (GGUF `rope_freqs.weight`, as Llama 3.1 files carry), when set. */
   ropeFreqFactors?: number[];
-  // The four fields below are read by the Gemma family (src/model/gemma.ts); Llama-shaped graphs do not have them.
-  /** Factor on q·k in attention when not 1/√headDim (Gemma 2/3: `query_pre_attn_scalar`^−½). */
+  /**
+   * Factor on q·k in attention when not 1/√headDim (Gemma 2/3: `query_pre_attn_scalar`^−½; Granite:
+   * `attention_multiplier`, GGUF `granite.attention.scale`).
+   */
   attentionScale?: number;
+  // Granite's multipliers (Hugging Face `embedding_multiplier`, `residual_multiplier`, `logits_scaling`; GGUF
+  // `granite.embedding_scale`, `residual_scale`, `logit_scale`); absent = 1.
+  /** Factor on the token embeddings. */
+  embeddingMultiplier?: number;
+  /** Factor on each block's output before it is added to the residual stream. */
+  residualMultiplier?: number;
+  /** Divisor of the output logits. */
+  logitsScaling?: number;
+  // The three fields below are read by the Gemma family (src/model/gemma.ts); Llama-shaped graphs do not have them.
   /** Attention logit soft-capping (Gemma 2 `attn_logit_softcapping`): a score s becomes c·tanh(s/c). */
   attnSoftcap?: number;
   /** Output logit soft-capping (Gemma 2 `final_logit_softcapping`): a logit z becomes c·tanh(z/c). */

@@ -206,6 +206,16 @@ export function ggufLlamaConfig(file: GgufHeader & { bytes?: Uint8Array }, tied?
     ropeLayout: ggufRopeLayout(arch as string),
     architecture: arch as string,
   };
+  if (arch === 'granite') {
+    // llama.cpp's Granite keys; an attention.scale of 0 (or none) means 1/√headDim.
+    for (const [k, field] of [['embedding_scale', 'embeddingMultiplier'], ['residual_scale', 'residualMultiplier'], ['logit_scale', 'logitsScaling'], ['attention.scale', 'attentionScale']] as const) {
+      const v = ggufNumber(file, key(k));
+      if (v === undefined || (field === 'attentionScale' && v === 0)) continue;
+      if (!(Number.isFinite(v) && v > 0)) fail(`metadata ${key(k)} is ${v}, expected a positive number`);
+      const f = shortestF32(v);
+      if (field === 'attentionScale' ? f !== shortestF32(1 / Math.sqrt(configHeadDim(config))) : f !== 1) config[field] = f;
+    }
+  }
   return GEMMA_GGUF_ARCHITECTURES[arch as string] === undefined ? config : ggufGemmaConfig(file, config, fail);
 }
 
@@ -655,6 +665,15 @@ export function checkpointToGguf(ckpt: LlamaCheckpoint, options: CheckpointToGgu
     [`${arch}.attention.layer_norm_rms_epsilon`, gguf.f32(cfg.normEps)],
     [`${arch}.rope.freq_base`, gguf.f32(cfg.ropeTheta)],
   ]);
+  if (arch === 'granite') {
+    // llama.cpp's Granite keys (LLM_KV_EMBEDDING_SCALE, …); attention.scale 0 would mean 1/√headDim there.
+    meta.set(`${arch}.embedding_scale`, gguf.f32(cfg.embeddingMultiplier ?? 1));
+    meta.set(`${arch}.residual_scale`, gguf.f32(cfg.residualMultiplier ?? 1));
+    meta.set(`${arch}.logit_scale`, gguf.f32(cfg.logitsScaling ?? 1));
+    meta.set(`${arch}.attention.scale`, gguf.f32(cfg.attentionScale ?? 1 / Math.sqrt(configHeadDim(cfg))));
+  } else if (cfg.embeddingMultiplier !== undefined || cfg.residualMultiplier !== undefined || cfg.logitsScaling !== undefined || cfg.attentionScale !== undefined) {
+    throw new FormatError(ckpt.source, `GGUF architecture ${arch} has no keys for Granite's multipliers or an attention scale`);
+  }
   // RoPE scaling: linear and YaRN as llama.cpp's keys, Llama 3 as per-pair divisors (rope_freqs.weight);
   // dynamic NTK has no GGUF form.
   const extra: GgufWriteTensor[] = [];

@@ -5,7 +5,7 @@
  */
 import { FormatError, decodeUtf8 } from './binary.js';
 import type { LlamaCheckpoint, LlamaConfig, NamedTensor } from './checkpoint.js';
-import { validateCheckpoint } from './checkpoint.js';
+import { configHeadDim, validateCheckpoint } from './checkpoint.js';
 import {
   decodeSafetensorsData, parseSafetensorsHeader, type SafetensorsHeader, type SafetensorsTensorInfo,
 } from './safetensors.js';
@@ -98,6 +98,14 @@ export function hfLlamaConfig(cfg: Record<string, unknown>, name = 'config.json'
   };
   if (headDim !== undefined && headDim !== dim / nHeads) config.headDim = headDim;
   if (modelType === 'qwen3') config.qkNorm = true;
+  if (modelType === 'granite') {
+    // Granite scales the embeddings, each block's output and the logits, and sets its own attention factor.
+    for (const [k, field] of [['embedding_multiplier', 'embeddingMultiplier'], ['residual_multiplier', 'residualMultiplier'], ['attention_multiplier', 'attentionScale'], ['logits_scaling', 'logitsScaling']] as const) {
+      const v = num(k, 1);
+      if (!(v > 0)) fail(`${k} is ${v}, expected a positive number`);
+      if (field === 'attentionScale' ? v !== 1 / Math.sqrt(configHeadDim(config)) : v !== 1) config[field] = v;
+    }
+  }
   // Qwen2 declares a window but uses it only when use_sliding_window is true; Mistral and the others use
   // sliding_window whenever it is a number. Which layers slide: `layer_types` when given; for Qwen2
   // without it, layers from max_window_layers on (transformers' default, max_window_layers 28); else all.

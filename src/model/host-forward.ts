@@ -38,7 +38,8 @@ export function hostKeyValues(ckpt: LlamaCheckpoint, ids: readonly number[]): Ho
   // A norm's weights: Gemma's are offsets from 1.
   const normW = (name: string): Float32Array | Float64Array => (gemma ? Float64Array.from(get(name), (w) => w + 1) : get(name));
   const embed = get('model.embed_tokens.weight');
-  const normalizer = gemma ? Math.fround(Math.sqrt(D)) : 1;
+  const normalizer = gemma ? Math.fround(Math.sqrt(D)) : c.embeddingMultiplier ?? 1;
+  const resid = c.residualMultiplier ?? 1;
   let x = new Float64Array(n * D);
   ids.forEach((id, t) => {
     if (!Number.isInteger(id) || id < 0 || id >= c.vocabSize) throw new Error(`token id ${id} is outside the vocabulary (${c.vocabSize})`);
@@ -65,14 +66,14 @@ export function hostKeyValues(ckpt: LlamaCheckpoint, ids: readonly number[]): Ho
     const attn = attention(q, k, v, n, c.nHeads, c.nKvHeads, hd, window ?? n, c.attentionScale ?? 1 / Math.sqrt(hd), c.attnSoftcap);
     let o = linear(attn, get(`${p}.self_attn.o_proj.weight`), undefined, n, qd, D);
     if (sandwich) o = rmsnorm(o, normW(`${p}.post_attention_layernorm.weight`), n, D, c.normEps);
-    const h = x.map((xi, i) => xi + o[i]!);
+    const h = x.map((xi, i) => xi + resid * o[i]!);
     const n2 = rmsnorm(h, normW(`${p}.${sandwich ? 'pre_feedforward_layernorm' : 'post_attention_layernorm'}.weight`), n, D, c.normEps);
     const gate = linear(n2, get(`${p}.mlp.gate_proj.weight`), undefined, n, D, H);
     const up = linear(n2, get(`${p}.mlp.up_proj.weight`), undefined, n, D, H);
     const act = gate.map((g, i) => (gemma ? geluTanh(g) : g / (1 + Math.exp(-g))) * up[i]!);
     let down = linear(act, get(`${p}.mlp.down_proj.weight`), undefined, n, H, D);
     if (sandwich) down = rmsnorm(down, normW(`${p}.post_feedforward_layernorm.weight`), n, D, c.normEps);
-    x = h.map((hi, i) => hi + down[i]!);
+    x = h.map((hi, i) => hi + resid * down[i]!);
   }
   return { keys, values };
 }

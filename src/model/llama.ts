@@ -156,6 +156,8 @@ export function buildLlama(g: Graph, c: LlamaConfig, o: LlamaGraphOptions): Llam
     ? o.hooks.linear({ graph: g, name: 'model.embed_tokens', x: ids, ids, weight: embed, inFeatures: c.vocabSize, outFeatures: c.dim, base: embedBase })
     : embedBase();
   if (o.hooks?.embeddings) x = o.hooks.embeddings(x, g, { decoding, batch: B });
+  // Granite scales whatever enters the first block (inputs_embeds in Hugging Face, virtual tokens included).
+  if (c.embeddingMultiplier !== undefined) x = g.within('model', () => F.scale(x, c.embeddingMultiplier!));
   const seqLen = x.shape[1]!;
   const prefix = o.hooks?.prefixTokens ?? 0;
   // RoPE scaling; dynamic NTK sizes itself by the whole sequence: prefix + T, or the KV cache when decoding.
@@ -176,7 +178,7 @@ export function buildLlama(g: Graph, c: LlamaConfig, o: LlamaGraphOptions): Llam
       const kr = F.rope(kn, ropeOpts, positions);
       // Sliding-window layers: the attention prefix counts as the positions before the sequence.
       const window = layerWindow(c, l);
-      const ao = window !== undefined ? { window } : {};
+      const ao = { ...(window !== undefined ? { window } : {}), ...(c.attentionScale !== undefined ? { scale: c.attentionScale } : {}) };
       if (!decoding) return pre ? F.attention(qr, F.concat([pre.k, kr], 1), F.concat([pre.v, v], 1), ao) : F.attention(qr, kr, v, ao);
       const kc = F.kvWrite(g.state(`${p}.self_attn.k_cache`, [B, o.cacheLen!, c.nKvHeads, hd]), kr, pos!);
       const vc = F.kvWrite(g.state(`${p}.self_attn.v_cache`, [B, o.cacheLen!, c.nKvHeads, hd]), v, pos!);
@@ -184,17 +186,21 @@ export function buildLlama(g: Graph, c: LlamaConfig, o: LlamaGraphOptions): Llam
     });
     const sub = (kind: 'attention' | 'mlp', input: Tensor, output: Tensor): Tensor =>
       o.hooks?.sublayer ? o.hooks.sublayer({ graph: g, name: `${p}.${kind === 'attention' ? 'self_attn' : 'mlp'}`, kind, layer: l, input, output }) : output;
-    const h = F.add(x, sub('attention', n1, linear(`${p}.self_attn.o_proj`, F.reshape(attn, [B, seqLen, qDim]), qDim, c.dim)));
+    // Granite: each block's output scaled before the residual add.
+    const residual = (y: Tensor): Tensor => (c.residualMultiplier !== undefined ? F.scale(y, c.residualMultiplier) : y);
+    const h = F.add(x, residual(sub('attention', n1, linear(`${p}.self_attn.o_proj`, F.reshape(attn, [B, seqLen, qDim]), qDim, c.dim))));
     const n2 = g.within(`${p}.post_attention_layernorm`, () => F.rmsnorm(h, w(`${p}.post_attention_layernorm.weight`, [c.dim]), c.normEps));
     const gate = linear(`${p}.mlp.gate_proj`, n2, c.dim, c.hiddenDim);
     const up = linear(`${p}.mlp.up_proj`, n2, c.dim, c.hiddenDim);
     const act = g.within(`${p}.mlp`, () => F.mul(F.silu(gate), up));
-    x = F.add(h, sub('mlp', n2, linear(`${p}.mlp.down_proj`, act, c.hiddenDim, c.dim)));
+    x = F.add(h, residual(sub('mlp', n2, linear(`${p}.mlp.down_proj`, act, c.hiddenDim, c.dim))));
   }
   const normed = g.within('model.norm', () => F.rmsnorm(x, w('model.norm.weight', [c.dim]), c.normEps));
-  const head = (rows: Tensor): Tensor => (c.tiedEmbeddings
+  const headRaw = (rows: Tensor): Tensor => (c.tiedEmbeddings
     ? g.within('lm_head', () => F.matmul(rows, embed, { transB: true }))
     : linear('lm_head', rows, c.dim, c.vocabSize));
+  // Granite divides the logits by logits_scaling.
+  const head = (rows: Tensor): Tensor => (c.logitsScaling !== undefined ? g.within('lm_head', () => F.scale(headRaw(rows), 1 / c.logitsScaling!)) : headRaw(rows));
   let logits: Tensor | undefined;
   const virtualSlot = decoding ? g.byName(VIRTUAL_SLOT_INPUT) : undefined;
   return {

@@ -58,7 +58,7 @@ def rope_half(x, positions, theta):
     return x * cos + rotated * sin
 
 
-def attention(q, k, v, offset, window=None):
+def attention(q, k, v, offset, window=None, scale=None):
     """Causal grouped-query attention; query t sees key s when s <= offset + t (offset: keys before the sequence).
     With a sliding window (Hugging Face Mistral's sliding_window_mask_function, layer_types "sliding_attention"),
     also only when (offset + t) - s < window."""
@@ -67,7 +67,7 @@ def attention(q, k, v, offset, window=None):
     rep = h // k.shape[2]
     k = k.repeat_interleave(rep, dim=2)
     v = v.repeat_interleave(rep, dim=2)
-    scores = torch.einsum('bthd,bshd->bhts', q, k) / math.sqrt(d)
+    scores = torch.einsum('bthd,bshd->bhts', q, k) * (1 / math.sqrt(d) if scale is None else scale)
     q_pos, kv_pos = torch.arange(t)[:, None] + offset, torch.arange(s)[None, :]
     hidden = kv_pos > q_pos
     if window is not None:
@@ -238,6 +238,13 @@ class Llama:
         self.eps, self.theta = c['rms_norm_eps'], c.get('rope_theta', 10000.0)
         self.tied = c.get('tie_word_embeddings', False)
         self.qk_norm = c.get('model_type') == 'qwen3'
+        # Granite (transformers GraniteModel): embeddings × embedding_multiplier, attention scaled by
+        # attention_multiplier instead of 1/sqrt(head_dim), block outputs × residual_multiplier, logits / logits_scaling.
+        granite = c.get('model_type') == 'granite'
+        self.emb_mult = c.get('embedding_multiplier', 1.0) if granite else 1.0
+        self.res_mult = c.get('residual_multiplier', 1.0) if granite else 1.0
+        self.attn_scale = c.get('attention_multiplier', 1.0) if granite else None
+        self.logits_div = c.get('logits_scaling', 1.0) if granite else 1.0
         # Sliding window (Mistral): every layer, unless layer_types names each layer's kind.
         window = c.get('sliding_window')
         types = c.get('layer_types') or ['sliding_attention'] * self.layers
@@ -253,6 +260,7 @@ class Llama:
         prompt = ad.prompt() if ad else None
         if prompt is not None:
             x = torch.cat([prompt[None].expand(b, -1, -1), x], 1)
+        x = x * self.emb_mult
         n = x.shape[1]
         prefix = ad.prefix_length() if ad else 0
         # With a prefix the sequence's positions follow it, as Hugging Face numbers tokens after cached ones.
@@ -277,15 +285,15 @@ class Llama:
                 pk, pv = ad.prefix(l)
                 k = torch.cat([pk[None].expand(b, -1, -1, -1), k], 1)
                 v = torch.cat([pv[None].expand(b, -1, -1, -1), v], 1)
-            a = attention(q, k, v, prefix, self.windows[l]).reshape(b, n, self.heads * self.head_dim)
+            a = attention(q, k, v, prefix, self.windows[l], self.attn_scale).reshape(b, n, self.heads * self.head_dim)
             o = linear(f'{p}.self_attn.o_proj', a)
-            x = x + (ad.sublayer(f'{p}.self_attn', n1, o) if ad else o)
+            x = x + self.res_mult * (ad.sublayer(f'{p}.self_attn', n1, o) if ad else o)
             n2 = rmsnorm(x, w[f'{p}.post_attention_layernorm.weight'], self.eps)
             m = linear(f'{p}.mlp.down_proj', torch.nn.functional.silu(linear(f'{p}.mlp.gate_proj', n2)) * linear(f'{p}.mlp.up_proj', n2))
-            x = x + (ad.sublayer(f'{p}.mlp', n2, m) if ad else m)
+            x = x + self.res_mult * (ad.sublayer(f'{p}.mlp', n2, m) if ad else m)
         x = rmsnorm(x, w['model.norm.weight'], self.eps)
         head = table if self.tied else w['lm_head.weight']
-        return (x @ head.T)[:, n - t:]
+        return (x @ head.T)[:, n - t:] / self.logits_div
 
 
 def pairs_to_half_rows(t, heads, head_dim):
