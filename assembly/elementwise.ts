@@ -8,6 +8,9 @@ export const U_LOG = 3;
 export const U_SQRT = 4;
 export const U_SILU = 5;
 export const U_GELU = 6;
+export const U_ERF = 7;
+export const U_TANH = 8;
+export const U_RELU = 9;
 
 export const B_ADD = 0;
 export const B_SUB = 1;
@@ -15,9 +18,19 @@ export const B_MUL = 2;
 export const B_DIV = 3;
 export const B_SILU_BACKWARD = 4;
 export const B_GELU_BACKWARD = 5;
+export const B_RELU_BACKWARD = 6;
 
 const GELU_C: f32 = 0.7978845608028654; // √(2/π)
 const GELU_A: f32 = 0.044715;
+
+// erf by Numerical Recipes' Chebyshev-fitted erfc (fractional error below 1.2e-7), as the other backends.
+function erf(x: f32): f32 {
+  const z = Mathf.abs(x);
+  const t: f32 = 1.0 / (1.0 + 0.5 * z);
+  const r: f32 = t * Mathf.exp(-z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806
+    + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))));
+  return x >= 0 ? 1.0 - r : r - 1.0;
+}
 
 @inline function unaryv(op: i32, x: v128, c: v128): v128 {
   if (op == U_SCALE) return f32x4.mul(x, c);
@@ -25,6 +38,8 @@ const GELU_A: f32 = 0.044715;
   if (op == U_EXP) return expv(x);
   if (op == U_SQRT) return f32x4.sqrt(x);
   if (op == U_SILU) return f32x4.mul(x, sigmoidv(x));
+  if (op == U_TANH) return tanhv(x);
+  if (op == U_RELU) return f32x4.max(x, f32x4.splat(0.0));
   // gelu, tanh form: ½x(1 + tanh(c(x + a x³)))
   const x3 = f32x4.mul(f32x4.mul(x, x), x);
   const t = tanhv(f32x4.mul(f32x4.splat(GELU_C), f32x4.add(x, f32x4.mul(f32x4.splat(GELU_A), x3))));
@@ -49,6 +64,12 @@ export function unary(op: i32, x: usize, o: usize, n: i32, factor: f32): void {
     case U_SQRT: unaryLoop(U_SQRT, x, o, n, factor); break;
     case U_SILU: unaryLoop(U_SILU, x, o, n, factor); break;
     case U_GELU: unaryLoop(U_GELU, x, o, n, factor); break;
+    case U_TANH: unaryLoop(U_TANH, x, o, n, factor); break;
+    case U_RELU: unaryLoop(U_RELU, x, o, n, factor); break;
+    case U_ERF: {
+      for (let i = 0; i < n; i++) store<f32>(o + (<usize>i << 2), erf(load<f32>(x + (<usize>i << 2))));
+      break;
+    }
     case U_LOG: {
       for (let i = 0; i < n; i++) store<f32>(o + (<usize>i << 2), Mathf.log(load<f32>(x + (<usize>i << 2))));
       break;
@@ -61,6 +82,7 @@ export function unary(op: i32, x: usize, o: usize, n: i32, factor: f32): void {
   if (op == B_SUB) return f32x4.sub(a, b);
   if (op == B_MUL) return f32x4.mul(a, b);
   if (op == B_DIV) return f32x4.div(a, b);
+  if (op == B_RELU_BACKWARD) return v128.bitselect(b, f32x4.splat(0.0), f32x4.gt(a, f32x4.splat(0.0)));
   if (op == B_SILU_BACKWARD) {
     // a = x, b = dy: dy · s · (1 + x(1 − s))
     const s = sigmoidv(a);
@@ -115,6 +137,7 @@ function binaryRow(op: i32, n: i32, a: usize, sa: i32, b: usize, sb: i32, o: usi
     case B_DIV: binaryRowOp(B_DIV, n, a, sa, b, sb, o); break;
     case B_SILU_BACKWARD: binaryRowOp(B_SILU_BACKWARD, n, a, sa, b, sb, o); break;
     case B_GELU_BACKWARD: binaryRowOp(B_GELU_BACKWARD, n, a, sa, b, sb, o); break;
+    case B_RELU_BACKWARD: binaryRowOp(B_RELU_BACKWARD, n, a, sa, b, sb, o); break;
   }
 }
 

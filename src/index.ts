@@ -34,6 +34,11 @@ export { buildModel, familyOf, type DecoderFamily } from './model/families.js';
 export { chunkedCrossEntropy, nextTokenLoss, type CeChunk } from './model/loss.js';
 export { EVAL_RANGES, GENERATE_RANGES, LlamaRuntime, type GenerateOptions } from './model/runtime.js';
 export { Sampler, type SamplingOptions } from './model/sampling.js';
+export { encoderConfig, encoderModules, type EncoderConfig, type EncoderKind, type EncoderTask } from './model/encoders/config.js';
+export { buildEncoder, type EncoderGraph, type EncoderGraphOptions } from './model/encoders/build.js';
+export { encoderCheckpoint, loadEncoderFolder, withHead, type EncoderCheckpoint } from './model/encoders/checkpoint.js';
+export { classificationScores, EncoderClassifier, type EncodedExample, type EvalResult, type TrainOptions as ClassifierTrainOptions } from './model/encoders/classifier.js';
+export { encodeExamples, encodeTexts, labelSet, parseClassificationData, sequenceFrame, type RawExample } from './model/encoders/data.js';
 
 export { AdaptedModel, type Adapter } from './adapters/adapted-model.js';
 export { loadPeft, savePeft, type PeftFiles } from './adapters/peft.js';

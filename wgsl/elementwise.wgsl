@@ -1,6 +1,6 @@
 // Elementwise f32 ops, selected by the override OP:
-//   unary   out = f(x)                 scale(0) neg(1) exp(2) log(3) sqrt(4) silu(5) gelu(6)
-//   binary  out = f(a, b) broadcast    add(0) sub(1) mul(2) div(3) silu_backward(4) gelu_backward(5)
+//   unary   out = f(x)                 scale(0) neg(1) exp(2) log(3) sqrt(4) silu(5) gelu(6) erf(7) tanh(8) relu(9)
+//   binary  out = f(a, b) broadcast    add(0) sub(1) mul(2) div(3) silu_backward(4) gelu_backward(5) relu_backward(6)
 //           (for the backward ops a is x and b is dy)
 //   accumulate  acc += x  (in place)
 //   dropout     out = keep(seed, i) ? x / (1 − p) : 0, with the counter hash of src/graph/ops/elementwise.ts
@@ -42,6 +42,15 @@ fn tanh_(x: f32) -> f32 {
   return sign(x) * (1.0 - e) / (1.0 + e);
 }
 
+// erf by Numerical Recipes' Chebyshev-fitted erfc (fractional error below 1.2e-7), as the other backends.
+fn erf_(x: f32) -> f32 {
+  let z = abs(x);
+  let t = 1.0 / (1.0 + 0.5 * z);
+  let r = t * exp(-z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806
+    + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))));
+  return select(r - 1.0, 1.0 - r, x >= 0.0);
+}
+
 fn unaryOp(x: f32) -> f32 {
   switch (OP) {
     case 0u: { return x * p.factor; }
@@ -50,6 +59,9 @@ fn unaryOp(x: f32) -> f32 {
     case 3u: { return log(x); }
     case 4u: { return sqrt(x); }
     case 5u: { return x * sigmoid(x); }
+    case 7u: { return erf_(x); }
+    case 8u: { return tanh_(x); }
+    case 9u: { return max(x, 0.0); }
     default: { return 0.5 * x * (1.0 + tanh_(GELU_C * (x + 0.044715 * x * x * x))); }
   }
 }
@@ -64,6 +76,7 @@ fn binaryOp(x: f32, y: f32) -> f32 {
       let s = sigmoid(x);
       return y * s * (1.0 + x * (1.0 - s));
     }
+    case 6u: { return select(0.0, y, x > 0.0); }
     default: {
       let t = tanh_(GELU_C * (x + 0.044715 * x * x * x));
       return y * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * GELU_C * (1.0 + 3.0 * 0.044715 * x * x));

@@ -43,8 +43,9 @@ export class AdaptedModel {
   readonly adapters = new Map<string, Adapter>();
   readonly modules: readonly ModuleInfo[];
 
-  constructor(readonly base: LlamaCheckpoint) {
-    this.modules = modelModules(base.config);
+  /** `modules`: the model's adaptable modules when its family is not a decoder's (encoders); default the family's list. */
+  constructor(readonly base: LlamaCheckpoint, modules?: readonly ModuleInfo[]) {
+    this.modules = modules ?? modelModules(base.config);
   }
 
   /** Add a fresh adapter. `config` uses the method's option names (camelCase). */

@@ -45,6 +45,7 @@ import { type ModelFormat, writeModel } from './write-model.js';
 import { pruneVocabCommand, pruneVocabFlags } from './prune-vocab.js';
 import { tokenize, tokenizeFlags } from './tokenize.js';
 import { selectCommand, selectFlags } from './select.js';
+import { evalClassifier, predictCommand, predictFlags, taskFlag, trainClassifier } from './classify.js';
 
 const err = (s: string): void => { process.stderr.write(`${s}\n`); };
 
@@ -220,20 +221,22 @@ export function chatPrompt(tmpl: ChatTemplate, data: TokenizerData, tok: Tokeniz
 
 const evalFlags: Record<string, FlagSpec> = {
   ...modelFlags,
-  data: { type: 'string', help: 'text file; paragraphs are separated by blank lines', path: { kind: 'file' } },
+  data: { type: 'string', help: 'text file; paragraphs are separated by blank lines (with --task seq-cls|token-cls: labelled data as train --task takes; prints accuracy, macro-F1 and loss)', path: { kind: 'file' } },
+  ...taskFlag,
   paragraphs: { type: 'int', help: 'use the first K paragraphs', default: 200, range: { integer: true, min: 1 } },
   'max-tokens': {
-    type: 'int', help: 'cut each paragraph to T tokens after BOS', default: 256, range: { integer: true, min: 1 },
-    limit: (v, _f, m) => (Number(v) + 1 > m.maxSeqLen ? `with BOS exceeds the model's context of ${m.maxSeqLen} tokens` : undefined),
+    type: 'int', help: 'cut each paragraph to T tokens after BOS (--task seq-cls|token-cls: each example to T tokens including [CLS]/[SEP])', default: 256, range: { integer: true, min: 1 },
+    limit: (v, f, m) => (f.task === 'lm' && Number(v) + 1 > m.maxSeqLen ? `with BOS exceeds the model's context of ${m.maxSeqLen} tokens` : undefined),
   },
   batch: { type: 'int', help: 'sequences per forward pass', default: 8, range: EVAL_RANGES.batch },
-  adapter: { type: 'string', help: 'a PEFT adapter folder to apply', path: { kind: 'folder' } },
-  json: { type: 'bool', help: 'end with a JSON line {"loss", "tokens"}' },
+  adapter: { type: 'string', help: 'a PEFT adapter folder to apply (required with --task seq-cls|token-cls: the folder train --task wrote)', path: { kind: 'folder' } },
+  json: { type: 'bool', help: 'end with a JSON line {"loss", "tokens"} (--task seq-cls|token-cls: {"accuracy", "macroF1", "loss", "count"})' },
   ...baseDtypeFlag,
   ...common,
 };
 
 async function evaluate(f: Flags): Promise<void> {
+  if (f.task !== 'lm') return evalClassifier(f);
   const { ckpt, tok } = await openTextModel(f);
   checkModelLimits(f, evalFlags, ckpt.config);
   const dataPath = need(f, 'data', 'eval');
@@ -306,8 +309,9 @@ const trainFlags: Record<string, FlagSpec> = {
   ...modelFlags,
   data: { type: 'string', help: "training data: a text file (blank-line paragraphs), a .jsonl file ({\"text\"}, {\"prompt\",\"completion\"} or chat {\"messages\": [{\"role\",\"content\"}]}, loss on the assistant turns), or 'builtin' (the hero task)", default: 'builtin', path: dataPath },
   ...chatTemplateFlag,
+  ...taskFlag,
   method: { type: 'string', help: `adapter method: ${methodNames().join(' | ')}`, default: 'lora' },
-  targets: { type: 'string', help: "modules to adapt, comma-separated, or 're:<regex>' (default: every projection of the model's family; Phi-3: qkv_proj,o_proj,gate_up_proj,down_proj; GPT-2: c_attn,c_proj,c_fc)", default: 'q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj' },
+  targets: { type: 'string', help: "modules to adapt, comma-separated, or 're:<regex>' (default: every projection of the model's family; Phi-3: qkv_proj,o_proj,gate_up_proj,down_proj; GPT-2: c_attn,c_proj,c_fc; with --task seq-cls|token-cls PEFT's: query,value, DistilBERT q_lin,v_lin)", default: 'q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj' },
   layers: {
     type: 'string', help: 'only these layers, comma-separated',
     limit: (v, _f, m) => {
@@ -336,7 +340,7 @@ const trainFlags: Record<string, FlagSpec> = {
   accumulate: { type: 'int', help: 'micro-batches per optimizer step', default: 1, range: R.accumulate },
   batch: { type: 'int', help: 'sequences per micro-batch', default: 8, range: R.batch },
   seq: {
-    type: 'int', help: "tokens per sequence (with prompt or prefix tuning's virtual tokens, at most the model's context)", default: 128, range: { integer: true, min: 1 },
+    type: 'int', help: "tokens per sequence (with prompt or prefix tuning's virtual tokens, at most the model's context); --task seq-cls|token-cls: each example is cut to this many tokens including [CLS]/[SEP], and batches are padded to their longest", default: 128, range: { integer: true, min: 1 },
     limit: (v, f, m) => {
       const reserved = reservedPositions(f);
       return Number(v) + reserved > m.maxSeqLen ? `${reserved ? `plus ${reserved} virtual tokens ` : ''}exceeds the model's context of ${m.maxSeqLen} tokens` : undefined;
@@ -478,6 +482,7 @@ function ceChunkFlag(v: Flags[string]): CeChunk {
 }
 
 async function train(f: Flags): Promise<number | void> {
+  if (f.task !== 'lm') return trainClassifier(f, trainFlags, methodConfig);
   const dpo = f.objective === 'dpo';
   checkObjectiveFlags(f);
   if (f['dry-run']) return dryRun(f);
@@ -684,7 +689,8 @@ const commands: Record<string, { summary: string; flags: Record<string, FlagSpec
   tokenize: { summary: 'print the token ids of a text (from a tokenizer.json, tokenizer.bin or GGUF file)', flags: tokenizeFlags, run: tokenize },
   'prune-vocab': { summary: 'keep the tokens a corpus uses: a smaller model with its embedding, head and tokenizer rewritten', flags: pruneVocabFlags, run: pruneVocabCommand },
   generate: { summary: 'generate text (prints only the generated text on stdout)', flags: generateFlags, run: generate },
-  eval: { summary: 'mean next-token cross-entropy over the first K paragraphs of a text file', flags: evalFlags, run: evaluate },
+  eval: { summary: 'mean next-token cross-entropy over the first K paragraphs of a text file; with --task seq-cls|token-cls, a classifier\'s accuracy, macro-F1 and loss', flags: evalFlags, run: evaluate },
+  predict: { summary: 'classify texts with an encoder and an adapter trained by train --task seq-cls|token-cls', flags: { ...predictFlags, ...common }, run: predictCommand },
   info: { summary: 'describe a model and the backend auto would choose', flags: { ...modelFlags, ...baseDtypeFlag, ...common }, run: info },
   merge: { summary: 'merge an adapter into the base model; write safetensors and/or GGUF', flags: mergeFlags, run: merge },
   select: { summary: 'keep the most useful examples of a JSONL data set (cdas, deita, nudge, adapt-inf)', flags: { ...modelFlags, ...selectFlags, ...baseDtypeFlag, ...common }, run: (f) => selectCommand(f, openTextModel, openBackend) },

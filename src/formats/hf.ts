@@ -16,6 +16,7 @@ import { tokenizerDataFromHfJson } from '../tokenizer/hf-json.js';
 import { validateRopeScaling } from '../model/rope-scaling.js';
 import { familyForModelType, familyOf, supportedModelTypes } from '../model/families.js';
 import { LLAMA_MODEL_TYPES } from '../model/llama.js';
+import { ENCODER_MODEL_TYPES } from '../model/encoders/config.js';
 
 /** Reads files of a checkpoint by path relative to its root; undefined when a file does not exist. */
 export interface FileSource {
@@ -48,7 +49,11 @@ export function hfModelConfig(cfg: Record<string, unknown>, name = 'config.json'
   const modelType = typeof cfg.model_type === 'string' ? cfg.model_type : undefined;
   if (modelType === undefined) return hfLlamaConfig(cfg, name);
   const family = familyForModelType(modelType);
-  if (!family) throw new FormatError(name, `model_type ${modelType} is not supported (supported: ${supportedModelTypes().join(', ')})`);
+  if (!family) {
+    // Encoders are built by src/model/encoders/ for classification, not as decoders.
+    const encoder = (ENCODER_MODEL_TYPES as readonly string[]).includes(modelType) ? '; a BERT-family encoder is used for classification: train/eval --task seq-cls|token-cls and predict (loadEncoderFolder in the library)' : '';
+    throw new FormatError(name, `model_type ${modelType} is not supported (supported: ${supportedModelTypes().join(', ')})${encoder}`);
+  }
   return family.hfConfig(cfg, name);
 }
 

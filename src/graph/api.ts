@@ -22,6 +22,14 @@ export const sqrt = (x: Tensor): Tensor => x.graph.apply1('sqrt', [x]);
 export const silu = (x: Tensor): Tensor => x.graph.apply1('silu', [x]);
 /** GELU, tanh approximation (as GPT-2 and most Hugging Face configs use). */
 export const gelu = (x: Tensor): Tensor => x.graph.apply1('gelu', [x]);
+/** The error function: to double precision on js; wasm and webgpu use a float32 approximation (absolute error below 2e-7). */
+export const erf = (x: Tensor): Tensor => x.graph.apply1('erf', [x]);
+/** GELU in its exact form, ½x(1 + erf(x/√2)) (BERT's `gelu`), built from erf. */
+export const geluErf = (x: Tensor): Tensor => mul(scale(x, 0.5), add(erf(scale(x, Math.SQRT1_2)), fill(x.graph, [1], 1)));
+/** tanh (an op with kernels on every backend; its gradient is 1 − tanh², read from the output, finite for every x). */
+export const tanh = (x: Tensor): Tensor => x.graph.apply1('tanh', [x]);
+/** max(x, 0); the gradient at 0 is 0. */
+export const relu = (x: Tensor): Tensor => x.graph.apply1('relu', [x]);
 
 /** Inverted dropout with rate p; the mask is a hash of (seed, element index), so any backend draws the same one. */
 export const dropout = (x: Tensor, seed: Tensor, p: number, salt = 0): Tensor => x.graph.apply1('dropout', [x, seed], { p, salt });
@@ -123,17 +131,6 @@ export const embedding = (table: Tensor, ids: Tensor): Tensor => table.graph.app
 /** Mean cross-entropy of logits [N, V] against targets (i32 [N]); rows whose target is ignoreIndex do not count. */
 export const crossEntropy = (logits: Tensor, targets: Tensor, ignoreIndex = -100): Tensor =>
   logits.graph.apply1('cross_entropy', [logits, targets], { ignoreIndex });
-
-/**
- * tanh composed from the catalogue: forward 1 − 2/(1 + e^{2x}), finite for every x; the gradient is routed
- * through the detached 1 − tanh², so an overflowing e^{2x} cannot turn it into NaN.
- */
-export function tanh(x: Tensor): Tensor {
-  const g = x.graph;
-  const t = sub(fill(g, [], 1), div(fill(g, [], 2), add(exp(scale(x, 2)), fill(g, [], 1))));
-  const slope = stopGradient(sub(fill(g, [], 1), mul(t, t)));
-  return add(stopGradient(t), mul(sub(x, stopGradient(x)), slope));
-}
 
 /** Soft-capping (Gemma 2's logits): cap·tanh(x/cap), smooth and bounded by ±cap. */
 export const softcap = (x: Tensor, cap: number): Tensor => scale(tanh(scale(x, 1 / cap)), cap);

@@ -23,8 +23,8 @@ export type WasmKernel = (ctx: KernelContext, step: PlanStep) => () => void;
 const noop = (): void => {};
 
 // Op codes, mirrored from assembly/elementwise.ts.
-const U = { scale: 0, neg: 1, exp: 2, log: 3, sqrt: 4, silu: 5, gelu: 6 } as const;
-const B = { add: 0, sub: 1, mul: 2, div: 3, silu_backward: 4, gelu_backward: 5 } as const;
+const U = { scale: 0, neg: 1, exp: 2, log: 3, sqrt: 4, silu: 5, gelu: 6, erf: 7, tanh: 8, relu: 9 } as const;
+const B = { add: 0, sub: 1, mul: 2, div: 3, silu_backward: 4, gelu_backward: 5, relu_backward: 6 } as const;
 
 // Attention descriptor words, mirrored from assembly/attention.ts.
 const AT = {
@@ -298,6 +298,7 @@ export const wasmKernels: Readonly<Record<string, WasmKernel>> = {
   div: binary(B.div),
   silu_backward: binary(B.silu_backward),
   gelu_backward: binary(B.gelu_backward),
+  relu_backward: binary(B.relu_backward),
   scale: unary(U.scale),
   neg: unary(U.neg),
   exp: unary(U.exp),
@@ -305,6 +306,9 @@ export const wasmKernels: Readonly<Record<string, WasmKernel>> = {
   sqrt: unary(U.sqrt),
   silu: unary(U.silu),
   gelu: unary(U.gelu),
+  erf: unary(U.erf),
+  tanh: unary(U.tanh),
+  relu: unary(U.relu),
   accumulate: (ctx, s) => {
     const n = numel(ctx.shape(s.outputs[0]!));
     const args = [ctx.ptr(s.outputs[0]!), ctx.ptr(s.inputs[1]!)];

@@ -62,9 +62,14 @@ unary('log', (x, _y, dy) => F.div(dy, x));
 unary('sqrt', (_x, y, dy) => F.div(dy, F.scale(y, 2)));
 unary('silu', (x, _y, dy) => x.graph.apply1('silu_backward', [x, dy]));
 unary('gelu', (x, _y, dy) => x.graph.apply1('gelu_backward', [x, dy]));
+// erf′(x) = 2/√π · exp(−x²)
+unary('erf', (x, _y, dy) => F.mul(dy, F.scale(F.exp(F.neg(F.mul(x, x))), 2 / Math.sqrt(Math.PI))));
+// tanh′ = 1 − y²
+unary('tanh', (_x, y, dy) => F.sub(dy, F.mul(dy, F.mul(y, y))));
+unary('relu', (x, _y, dy) => x.graph.apply1('relu_backward', [x, dy]));
 
 // Backward kernels of the activations: dx = dy · f'(x). Not differentiated again.
-for (const name of ['silu_backward', 'gelu_backward']) {
+for (const name of ['silu_backward', 'gelu_backward', 'relu_backward']) {
   defineOp({
     name,
     infer(ins) {

@@ -23,6 +23,32 @@ function unary(op: (x: number, factor: number) => number): JsKernel {
 const sigmoid = (x: number): number => 1 / (1 + Math.exp(-x));
 const GELU_C = Math.sqrt(2 / Math.PI);
 
+/**
+ * erf to double precision (the js backend also runs float64): the Maclaurin series below |x| = 3, where
+ * its terms stay small enough that cancellation costs under 1e-12, and the continued fraction of erfc
+ * above (60 terms, far past convergence there). The wasm and WebGPU kernels use a float32 approximation.
+ */
+export function erf(x: number): number {
+  const z = Math.abs(x);
+  if (z < 3) {
+    // erf x = 2/√π Σ (−1)ⁿ x²ⁿ⁺¹ / (n! (2n + 1))
+    let term = z, sum = z;
+    for (let n = 1; n < 100; n++) {
+      term *= -(z * z) / n;
+      const add = term / (2 * n + 1);
+      sum += add;
+      if (Math.abs(add) < 1e-17 * Math.abs(sum)) break;
+    }
+    const r = (2 / Math.sqrt(Math.PI)) * sum;
+    return x < 0 ? -r : r;
+  }
+  // erfc z = exp(−z²)/√π · 1/(z + (1/2)/(z + 1/(z + (3/2)/(z + …))))
+  let f = z;
+  for (let k = 60; k >= 1; k--) f = z + k / 2 / f;
+  const r = 1 - Math.exp(-z * z) / Math.sqrt(Math.PI) / f;
+  return x < 0 ? -r : r;
+}
+
 export const elementwise: Record<string, JsKernel> = {
   add: binary((a, b) => a + b),
   sub: binary((a, b) => a - b),
@@ -35,6 +61,10 @@ export const elementwise: Record<string, JsKernel> = {
   sqrt: unary((x) => Math.sqrt(x)),
   silu: unary((x) => x * sigmoid(x)),
   gelu: unary((x) => 0.5 * x * (1 + Math.tanh(GELU_C * (x + 0.044715 * x * x * x)))),
+  erf: unary((x) => erf(x)),
+  tanh: unary((x) => Math.tanh(x)),
+  relu: unary((x) => (x > 0 ? x : 0)),
+  relu_backward: binary((x, dy) => (x > 0 ? dy : 0)),
   // d/dx silu = s · (1 + x · (1 − s))
   silu_backward: binary((x, dy) => { const s = sigmoid(x); return dy * s * (1 + x * (1 - s)); }),
   // d/dx gelu = ½(1 + t) + ½x(1 − t²)·c·(1 + 3·0.044715·x²), t = tanh(c(x + 0.044715x³))

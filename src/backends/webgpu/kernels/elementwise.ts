@@ -3,8 +3,8 @@ import { numel } from '../../../graph/types.js';
 import type { KernelImpl, Range, StepBuilder } from '../executable.js';
 import { broadcastStrides, mergeDims, padTo, threadGrid, UniformWriter } from './util.js';
 
-const UNARY: Record<string, number> = { scale: 0, neg: 1, exp: 2, log: 3, sqrt: 4, silu: 5, gelu: 6 };
-const BINARY: Record<string, number> = { add: 0, sub: 1, mul: 2, div: 3, silu_backward: 4, gelu_backward: 5 };
+const UNARY: Record<string, number> = { scale: 0, neg: 1, exp: 2, log: 3, sqrt: 4, silu: 5, gelu: 6, erf: 7, tanh: 8, relu: 9 };
+const BINARY: Record<string, number> = { add: 0, sub: 1, mul: 2, div: 3, silu_backward: 4, gelu_backward: 5, relu_backward: 6 };
 
 interface ElemParams { n: number; stride: number; rank?: number; threshold?: number; factor?: number; salt?: number; dims?: number[]; sa?: number[]; sb?: number[] }
 
