@@ -15,7 +15,7 @@ import { type BaseDType, LoadNotes, type StoredTensor, readStoredTensor, targetS
 import { tokenizerDataFromHfJson } from '../tokenizer/hf-json.js';
 import { validateRopeScaling } from '../model/rope-scaling.js';
 import { familyForModelType, familyOf, supportedModelTypes } from '../model/families.js';
-import { LLAMA_MODEL_TYPES } from '../model/llama.js';
+import { LLAMA_MODEL_TYPES } from '../model/names.js';
 import { ENCODER_MODEL_TYPES } from '../model/encoders/config.js';
 
 /** Reads files of a checkpoint by path relative to its root; undefined when a file does not exist. */

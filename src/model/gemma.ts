@@ -23,7 +23,8 @@ import { configHeadDim, type LlamaConfig, layerWindow, llamaTensorShapes } from 
 import { hfLlamaConfig } from '../formats/hf.js';
 import { llamaModules } from '../adapters/targets.js';
 import { ropeTable } from './rope-scaling.js';
-import { LLAMA_PROJECTIONS, type LinearContext, type LlamaGraph, type LlamaGraphOptions, VIRTUAL_SLOT_INPUT } from './llama.js';
+import { type LinearContext, type LlamaGraph, type LlamaGraphOptions } from './llama.js';
+import { LLAMA_PROJECTIONS, VIRTUAL_SLOT_INPUT } from './names.js';
 import type { DecoderFamily } from './families.js';
 
 export const GEMMA_MODEL_TYPES: readonly string[] = ['gemma', 'gemma2', 'gemma3_text'];

@@ -26,7 +26,8 @@ import { isBlockQuant } from '../quant/types.js';
 import { quantize } from '../quant/codec.js';
 import type { ModuleInfo } from '../adapters/types.js';
 import type { DecoderFamily } from './families.js';
-import { type LinearContext, type LlamaGraph, type LlamaGraphOptions, VIRTUAL_SLOT_INPUT } from './llama.js';
+import { type LinearContext, type LlamaGraph, type LlamaGraphOptions } from './llama.js';
+import { VIRTUAL_SLOT_INPUT } from './names.js';
 
 /** The projections of a GPT-2 block (`c_proj` names both the attention output and the MLP output). */
 export const GPT2_PROJECTIONS = ['c_attn', 'c_proj', 'c_fc'] as const;

@@ -14,11 +14,8 @@ import { hfLlamaConfig } from '../formats/hf.js';
 import { llamaModules } from '../adapters/targets.js';
 import type { DecoderFamily } from './families.js';
 
-/** Hugging Face model types whose weights use Llama's names and shapes. */
-export const LLAMA_MODEL_TYPES: readonly string[] = ['llama', 'mistral', 'qwen2', 'qwen3', 'granite'];
-
-/** The seven projections adapters usually target, in Hugging Face naming. */
-export const LLAMA_PROJECTIONS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] as const;
+import { LLAMA_MODEL_TYPES, LLAMA_PROJECTIONS, VIRTUAL_SLOT_INPUT } from './names.js';
+export { LLAMA_MODEL_TYPES, LLAMA_PROJECTIONS, VIRTUAL_SLOT_INPUT };
 
 /**
  * A linear layer y = x·Wᵀ (+ b), W [out, in]. Adapters replace it per module name; `base` computes the
@@ -120,8 +117,6 @@ export interface LlamaGraph {
 
 export function headDim(c: LlamaConfig): number { return configHeadDim(c); }
 
-/** The decoding graph's input that selects a virtual token or the real one (see ModelHooks.embeddings). */
-export const VIRTUAL_SLOT_INPUT = 'virtual_slot';
 
 export function buildLlama(g: Graph, c: LlamaConfig, o: LlamaGraphOptions): LlamaGraph {
   const { batch: B, seq: T } = o;

@@ -1,0 +1,14 @@
+/**
+ * Names shared by the model families. This module imports nothing on purpose: the family modules and the
+ * loaders import each other (families.ts ↔ formats/ ↔ llama.ts), and a constant read while a family object is
+ * being built must come from a module that is always fully initialised, whichever file a program imports first.
+ */
+
+/** Hugging Face model types whose weights use Llama's names and shapes. */
+export const LLAMA_MODEL_TYPES: readonly string[] = ['llama', 'mistral', 'qwen2', 'qwen3', 'granite'];
+
+/** The seven projections adapters usually target, in Hugging Face naming. */
+export const LLAMA_PROJECTIONS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] as const;
+
+/** The decoding graph's input that selects a virtual token or the real one (see ModelHooks.embeddings). */
+export const VIRTUAL_SLOT_INPUT = 'virtual_slot';
