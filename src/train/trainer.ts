@@ -53,10 +53,21 @@ export interface TrainerSpec {
   checkPlan?: (plan: ExecutionPlan) => void;
   /** Frozen weights loaded with the graph (see Session.create: shared with other sessions loaded from the same arrays). */
   weights?: ReadonlyMap<Tensor | number, HostArray>;
+  /**
+   * Trainable tensors (by name) that the caller updates itself on the host (GaLore's projected Adam, sparse
+   * updates): they get a gradient but no Adam moments, and the fused AdamW leaves them alone.
+   */
+  hostUpdated?: ReadonlySet<string>;
+  /** Called after the fused updates of each step with that step's hyperparameters, to update the hostUpdated tensors. */
+  hostUpdate?: (hyper: AdamWHyper) => Promise<void>;
 }
 
-/** One trained tensor's values in the plan: itself, its gradient and squared norm, AdamW's moments. */
-export interface TrainerSlot { param: number; grad: number; m: number; v: number; name: string; sq: number; active: boolean }
+/**
+ * One trained tensor's values in the plan: itself, its gradient and squared norm, AdamW's moments (−1 for a
+ * tensor the caller updates on the host), and `born`: the step count at which its moments were zero, so
+ * that moments started later (a tensor that joined training) get their own bias correction.
+ */
+export interface TrainerSlot { param: number; grad: number; m: number; v: number; name: string; sq: number; active: boolean; born: number }
 
 export type Feed = [Tensor | string, Int32Array | Float32Array][];
 
@@ -83,6 +94,7 @@ export class Trainer {
     private readonly o: Required<OptimizerOptions>,
     readonly accumulate: number,
     private readonly beforeUpdate?: (step: number) => Promise<void>,
+    private readonly hostUpdate?: (hyper: AdamWHyper) => Promise<void>,
   ) {}
 
   /**
@@ -90,7 +102,7 @@ export class Trainer {
    * the gradient norms, accumulation sums and AdamW's moments. `create` runs this; planning it alone
    * tells what a run will need before any memory is taken.
    */
-  static prepare(spec: Omit<TrainerSpec, 'backend' | 'optimizer' | 'beforeUpdate'>): TrainerSlot[] {
+  static prepare(spec: Omit<TrainerSpec, 'backend' | 'optimizer' | 'beforeUpdate' | 'hostUpdate'>): TrainerSlot[] {
     const { graph: g, loss, trainable } = spec;
     if (trainable.length === 0) throw new Error('nothing to train: the trainable set is empty');
     const accumulate = spec.accumulate ?? 1;
@@ -105,15 +117,19 @@ export class Trainer {
     // no extra pass and a frozen tensor's share can simply be left out.
     const sq = used.map((d) => F.sum(F.mul(d, d)));
     g.markOutput(loss, ...(spec.task ? [spec.task] : []), ...(spec.terms?.values() ?? []), ...sq);
-    return trainable.map((t, i) => ({
-      sq: sq[i]!.id,
-      active: true,
-      name: t.info.name ?? `%${t.id}`,
-      param: t.id,
-      grad: accumulate > 1 ? g.nodes[used[i]!.info.producer]!.inputs[0]! : used[i]!.id,
-      m: g.state(`${t.info.name ?? t.id}.adam_m`, t.shape).id,
-      v: g.state(`${t.info.name ?? t.id}.adam_v`, t.shape).id,
-    }));
+    return trainable.map((t, i) => {
+      const host = spec.hostUpdated?.has(t.info.name ?? `%${t.id}`) === true;
+      return {
+        sq: sq[i]!.id,
+        active: true,
+        name: t.info.name ?? `%${t.id}`,
+        param: t.id,
+        grad: accumulate > 1 ? g.nodes[used[i]!.info.producer]!.inputs[0]! : used[i]!.id,
+        m: host ? -1 : g.state(`${t.info.name ?? t.id}.adam_m`, t.shape).id,
+        v: host ? -1 : g.state(`${t.info.name ?? t.id}.adam_v`, t.shape).id,
+        born: 0,
+      };
+    });
   }
 
   static async create(spec: TrainerSpec): Promise<Trainer> {
@@ -123,16 +139,18 @@ export class Trainer {
     spec.checkPlan?.(plan);
     const session = await Session.create(g, spec.backend, plan, spec.weights);
     for (const s of slots) {
-      const zeros = new Float32Array(numel(g.values[s.m]!.shape));
-      session.set(s.m, zeros);
-      session.set(s.v, zeros);
+      const zeros = new Float32Array(numel(g.values[s.param]!.shape));
+      if (s.m >= 0) {
+        session.set(s.m, zeros);
+        session.set(s.v, zeros);
+      }
       if (accumulate > 1) session.set(s.grad, zeros);
     }
     const o = spec.optimizer ?? {};
     return new Trainer(session, loss, spec.task ?? loss, [...(spec.terms ?? [])], slots, {
       lr: o.lr ?? 1e-3, beta1: o.beta1 ?? 0.9, beta2: o.beta2 ?? 0.999, eps: o.eps ?? 1e-8,
       weightDecay: o.weightDecay ?? 0, schedule: o.schedule ?? (() => 1), maxGradNorm: o.maxGradNorm ?? Infinity,
-    }, accumulate, spec.beforeUpdate);
+    }, accumulate, spec.beforeUpdate, spec.hostUpdate);
   }
 
   /**
@@ -175,7 +193,11 @@ export class Trainer {
       lr, beta1: this.o.beta1, beta2: this.o.beta2, eps: this.o.eps, weightDecay: this.o.weightDecay, step: this.stepCount,
       gradScale: clip / this.accumulate,
     };
-    for (const s of active) this.session.exe.adamw(s.param, s.grad, s.m, s.v, hyper);
+    for (const s of active) {
+      if (s.m < 0) continue;
+      this.session.exe.adamw(s.param, s.grad, s.m, s.v, s.born ? { ...hyper, step: hyper.step - s.born } : hyper);
+    }
+    await this.hostUpdate?.(hyper);
     return { step: this.stepCount, loss, objective, terms, gradNorm, lr };
   }
 
@@ -213,27 +235,38 @@ export class Trainer {
 
   /** Optimizer state for checkpoints: Adam moments by parameter name, and the step count. */
   async exportState(): Promise<{ step: number; tensors: Map<string, Float32Array> }> {
-    const ids = this.slots.flatMap((s) => [s.m, s.v]);
-    const arrays = await this.session.getMany(ids);
+    const slots = this.slots.filter((s) => s.m >= 0);
+    const arrays = await this.session.getMany(slots.flatMap((s) => [s.m, s.v]));
     const tensors = new Map<string, Float32Array>();
-    this.slots.forEach((s, i) => {
+    slots.forEach((s, i) => {
       tensors.set(`${s.name}.adam_m`, Float32Array.from(arrays[2 * i]!));
       tensors.set(`${s.name}.adam_v`, Float32Array.from(arrays[2 * i + 1]!));
     });
     return { step: this.stepCount, tensors };
   }
 
-  /** Restore what exportState gave (resume). */
-  importState(state: { step: number; tensors: ReadonlyMap<string, Float32Array> }): void {
+  /**
+   * Restore what exportState gave (resume). With `partial`, a tensor missing from the state keeps zero
+   * moments that start at `state.step` (their bias correction counts from there); `born` gives, by name, the
+   * step at which the moments that are imported started (default 0).
+   */
+  importState(state: { step: number; tensors: ReadonlyMap<string, Float32Array> }, o: { partial?: boolean; born?: ReadonlyMap<string, number> } = {}): void {
     for (const s of this.slots) {
-      for (const [which, id] of [['adam_m', s.m], ['adam_v', s.v]] as const) {
-        const t = state.tensors.get(`${s.name}.${which}`);
-        if (!t) throw new Error(`the optimizer state has no ${s.name}.${which}`);
-        this.session.set(id, t);
+      if (s.m < 0) continue;
+      const m = state.tensors.get(`${s.name}.adam_m`), v = state.tensors.get(`${s.name}.adam_v`);
+      if (!m || !v) {
+        if (o.partial) { s.born = state.step; continue; }
+        throw new Error(`the optimizer state has no ${s.name}.${m ? 'adam_v' : 'adam_m'}`);
       }
+      this.session.set(s.m, m);
+      this.session.set(s.v, v);
+      s.born = o.born?.get(s.name) ?? 0;
     }
     this.stepCount = state.step;
   }
+
+  /** The step count at which each tensor's Adam moments started (0 unless they joined later). */
+  momentsBorn(): Map<string, number> { return new Map(this.slots.filter((s) => s.m >= 0).map((s) => [s.name, s.born])); }
 
   /** Current values of the trainable tensors, by name. */
   async trainableValues(): Promise<Map<string, Float32Array>> {
@@ -255,6 +288,9 @@ export class Trainer {
     const arrays = await this.session.getMany(slots.map((s) => s.grad));
     return new Map(slots.map((s, i) => [s.name, Float32Array.from(arrays[i]!, (v) => v / this.accumulate)]));
   }
+
+  /** The value id of a trainable tensor's gradient (the sum over micro-batches), or undefined. */
+  gradientId(name: string): number | undefined { return this.slots.find((s) => s.name === name)?.grad; }
 
   get steps(): number { return this.stepCount; }
   dispose(): void { this.session.dispose(); }

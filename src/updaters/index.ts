@@ -1,0 +1,14 @@
+/**
+ * Base-weight training methods by name (`adaptkit train --method NAME`): adding a method means adding its
+ * folder and one line here.
+ */
+import { FULL } from './full/index.js';
+import type { UpdaterEntry } from './registry-types.js';
+
+export const UPDATERS: Readonly<Record<string, UpdaterEntry>> = {
+  full: FULL,
+};
+
+export type { UpdaterEntry, UpdaterOption, UpdaterOptionValues } from './registry-types.js';
+export { type BaseTrainOptions, type BaseTrainResult, baseTensors, trainBaseWeights } from './train.js';
+export type { BaseTensorInfo, TensorOptimizer, TensorOptimizerHyper, Updater, UpdaterContext } from './types.js';

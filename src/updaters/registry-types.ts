@@ -1,0 +1,23 @@
+/** What the method registry (index.ts) holds per method: its help, its command-line options and a constructor. */
+import type { Range } from '../util/ranges.js';
+import type { Updater } from './types.js';
+
+/** One option of a method, given on the command line as `--NAME value` (the shape of the CLI's flag specs). */
+export interface UpdaterOption {
+  type: 'string' | 'number' | 'int' | 'bool';
+  help: string;
+  default?: string | number | boolean;
+  /** Accepted values, checked before any work. */
+  range?: Range;
+}
+
+export type UpdaterOptionValues = Readonly<Record<string, string | number | boolean | undefined>>;
+
+export interface UpdaterEntry {
+  /** One line for `adaptkit train --help`. */
+  help: string;
+  /** The method's own options by flag name (e.g. 'lisa-layers'); every one documented in the README. */
+  options: Readonly<Record<string, UpdaterOption>>;
+  /** The updater for these option values (defaults filled in) and the model's layer count. */
+  create(values: UpdaterOptionValues, model: { nLayers: number }): Updater;
+}
