@@ -3,10 +3,14 @@
  * folder and one line here.
  */
 import { FULL } from './full/index.js';
+import { HFT } from './hft/index.js';
+import { LISA } from './lisa/index.js';
 import type { UpdaterEntry } from './registry-types.js';
 
 export const UPDATERS: Readonly<Record<string, UpdaterEntry>> = {
   full: FULL,
+  lisa: LISA,
+  hft: HFT,
 };
 
 export type { UpdaterEntry, UpdaterOption, UpdaterOptionValues } from './registry-types.js';

@@ -280,14 +280,15 @@ export async function trainBaseWeights(updater: Updater, o: BaseTrainOptions): P
       const t0 = performance.now();
       const r = await built!.trainer.step([[built!.ids, b.ids], [built!.targets, b.targets]]);
       step = r.step;
-      const next = await updater.afterStep?.(ctx);
+      // Not after the last step: a new trainable set would have nothing left to train.
+      const next = step < o.steps ? await updater.afterStep?.(ctx) : undefined;
       stepMs.push(performance.now() - t0);
       const frac = fraction(built!.trainable);
       fractionSum += frac;
       losses.push(r.loss);
       o.onStep?.({ ...r, trainableFraction: frac });
       peakState = Math.max(peakState, stateBytes());
-      if (next !== undefined && step < o.steps) {
+      if (next !== undefined) {
         const want = check(next);
         if (!sameSet(want, built!.trainable)) {
           await plan(want);

@@ -58,7 +58,7 @@ export interface Updater {
   initialTrainable(ctx: UpdaterContext): Iterable<string>;
   /** After gradients exist and before the optimizer step (probe importance, gradient accumulation for regrowth). */
   beforeUpdate?(ctx: UpdaterContext): Promise<void>;
-  /** After each optimizer step: a new trainable set to switch to (the optimizer state of tensors leaving it is freed), or undefined to keep. */
+  /** After each optimizer step but the last: a new trainable set to switch to (the optimizer state of tensors leaving it is freed), or undefined to keep. */
   afterStep?(ctx: UpdaterContext): Promise<Iterable<string> | undefined>;
   /** A host-side optimizer for this tensor instead of the fused AdamW; undefined keeps AdamW. Asked when the tensor starts training. */
   tensorOptimizer?(name: string, shape: readonly number[]): TensorOptimizer | undefined;
