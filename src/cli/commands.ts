@@ -45,6 +45,8 @@ import { type ModelFormat, writeModel } from './write-model.js';
 import { pruneVocabCommand, pruneVocabFlags } from './prune-vocab.js';
 import { tokenize, tokenizeFlags } from './tokenize.js';
 import { selectCommand, selectFlags } from './select.js';
+import { baseMethodFlags, isBaseMethod, isModelFolder, loadModelFolder, trainBaseCommand } from './train-base.js';
+import { UPDATERS } from '../updaters/index.js';
 import { evalClassifier, predictCommand, predictFlags, taskFlag, trainClassifier } from './classify.js';
 
 const err = (s: string): void => { process.stderr.write(`${s}\n`); };
@@ -120,12 +122,14 @@ async function openBackend(f: Flags, quiet = false): Promise<ChosenBackend> {
 
 async function readAdapterDir(model: AdaptedModel, dir: string, name = 'default') {
   const cfgPath = join(dir, 'adapter_config.json'), wPath = join(dir, 'adapter_model.safetensors');
-  for (const p of [cfgPath, wPath]) if (!existsSync(p)) throw new Error(`${dir}: not a PEFT adapter folder (missing ${p.slice(dir.length + 1)})`);
+  for (const p of [cfgPath, wPath]) if (!existsSync(p)) throw new Error(`${dir}: not a PEFT adapter folder (missing ${p.slice(dir.length + 1)}) nor a model folder (config.json and model.safetensors, or model.gguf)`);
   return loadPeft(model, name, { config: await readFile(cfgPath, 'utf8'), weights: new Uint8Array(await readFile(wPath)) }, dir);
 }
 
 async function runtimeFor(f: Flags, ckpt: LlamaCheckpoint, chosen: ChosenBackend): Promise<LlamaRuntime> {
   if (!f.adapter) return new LlamaRuntime(ckpt, chosen.backend);
+  // A whole model (train --method full|lisa|hft) is used in the base model's place.
+  if (isModelFolder(String(f.adapter))) return new LlamaRuntime(await loadModelFolder(String(f.adapter), ckpt, baseDtypeOf(f)), chosen.backend);
   const model = new AdaptedModel(ckpt);
   await readAdapterDir(model, String(f.adapter));
   return model.runtime(chosen.backend);
@@ -157,7 +161,7 @@ const generateFlags: Record<string, FlagSpec> = {
   mirostat: { type: 'number', help: 'Mirostat 2.0 target surprise τ in bits (enables Mirostat)', range: GENERATE_RANGES.mirostatTau },
   'mirostat-eta': { type: 'number', help: 'Mirostat learning rate η', default: 0.1, range: GENERATE_RANGES.mirostatEta },
   seed: { type: 'int', help: 'random seed for sampling', default: 0, range: GENERATE_RANGES.seed },
-  adapter: { type: 'string', help: 'a PEFT adapter folder to apply', path: { kind: 'folder' } },
+  adapter: { type: 'string', help: 'a PEFT adapter folder to apply, or a model folder written by train --method full|lisa|hft (used in place of --model)', path: { kind: 'folder' } },
   'proxy-expert': { type: 'string', help: 'proxy-tuning: the tuned small model, a model or a PEFT adapter folder (applied to --proxy-anti); each step decodes base + α·(expert − anti-expert) logits' },
   'proxy-anti': { type: 'string', help: 'proxy-tuning: the untuned small model (the anti-expert); all three models must share the tokenizer' },
   'proxy-alpha': { type: 'number', help: 'proxy-tuning: α, how much of the expert\'s change is applied', default: 1 },
@@ -229,7 +233,7 @@ const evalFlags: Record<string, FlagSpec> = {
     limit: (v, f, m) => (f.task === 'lm' && Number(v) + 1 > m.maxSeqLen ? `with BOS exceeds the model's context of ${m.maxSeqLen} tokens` : undefined),
   },
   batch: { type: 'int', help: 'sequences per forward pass', default: 8, range: EVAL_RANGES.batch },
-  adapter: { type: 'string', help: 'a PEFT adapter folder to apply (required with --task seq-cls|token-cls: the folder train --task wrote)', path: { kind: 'folder' } },
+  adapter: { type: 'string', help: 'a PEFT adapter folder to apply (required with --task seq-cls|token-cls: the folder train --task wrote), or a model folder written by train --method full|lisa|hft (used in place of --model)', path: { kind: 'folder' } },
   json: { type: 'bool', help: 'end with a JSON line {"loss", "tokens"} (--task seq-cls|token-cls: {"accuracy", "macroF1", "loss", "count"})' },
   ...baseDtypeFlag,
   ...common,
@@ -310,7 +314,7 @@ const trainFlags: Record<string, FlagSpec> = {
   data: { type: 'string', help: "training data: a text file (blank-line paragraphs), a .jsonl file ({\"text\"}, {\"prompt\",\"completion\"} or chat {\"messages\": [{\"role\",\"content\"}]}, loss on the assistant turns), or 'builtin' (the hero task)", default: 'builtin', path: dataPath },
   ...chatTemplateFlag,
   ...taskFlag,
-  method: { type: 'string', help: `adapter method: ${methodNames().join(' | ')}`, default: 'lora' },
+  method: { type: 'string', help: `adapter method: ${methodNames().join(' | ')}; or a method that trains the base weights and saves a whole model in --out: ${Object.keys(UPDATERS).join(' | ')}`, default: 'lora' },
   targets: { type: 'string', help: "modules to adapt, comma-separated, or 're:<regex>' (default: every projection of the model's family; Phi-3: qkv_proj,o_proj,gate_up_proj,down_proj; GPT-2: c_attn,c_proj,c_fc; with --task seq-cls|token-cls PEFT's: query,value, DistilBERT q_lin,v_lin)", default: 'q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj' },
   layers: {
     type: 'string', help: 'only these layers, comma-separated',
@@ -374,6 +378,7 @@ const trainFlags: Record<string, FlagSpec> = {
   'taid-beta': { type: 'number', help: "TAID's momentum β of the loss's relative change (default 0.99)", range: { min: 0, below: 1 } },
   beta: { type: 'number', help: "DPO's β: how strongly the policy is held to the reference (--objective dpo)", default: 0.1, range: { above: 0 } },
   'ce-chunk': { type: 'string', help: "rows of the output head and cross-entropy computed at a time so the whole logits never exist: N, 0 (off) or auto (chunks of at most 64 MiB of logits, none when they all fit)", default: 'auto' },
+  ...baseMethodFlags(),
   ...baseDtypeFlag,
   ...common,
 };
@@ -482,6 +487,7 @@ function ceChunkFlag(v: Flags[string]): CeChunk {
 }
 
 async function train(f: Flags): Promise<number | void> {
+  if (isBaseMethod(f.method)) return trainBaseCommand(f, { openTextModel, openBackend, loadExamples, spec: trainFlags });
   if (f.task !== 'lm') return trainClassifier(f, trainFlags, methodConfig);
   const dpo = f.objective === 'dpo';
   checkObjectiveFlags(f);
