@@ -5,7 +5,11 @@
  * and its default learning rate — and the command line's schedule (warmup 5, cosine decay, clipping at 1).
  * It reports the held-out loss before and after training next to the base model's: every method must end
  * below the base. Also the trainable parameters, the median step time and the peak RSS while training.
- * The backend is wasm unless ADAPTKIT_BENCH_BACKEND names another (js, webgpu, auto).
+ * The methods that train the base weights (src/updaters: full, lisa, hft, …) run on the same task and steps
+ * with the base-weight default learning rate, in a second table next to LoRA: the trainable fraction, the
+ * most optimizer-state bytes held at once, the median step time and the held-out loss after training.
+ * The backend is wasm unless ADAPTKIT_BENCH_BACKEND names another (js, webgpu, auto);
+ * ADAPTKIT_BENCH_METHODS=lora,full,lisa (comma-separated) runs only those methods.
  */
 import { readFileSync } from 'node:fs';
 import { AdaptedModel } from '../src/adapters/adapted-model.js';
@@ -14,10 +18,13 @@ import { shiftNames } from '../src/data/builtin-task.js';
 import { batchAt, type PackedBlocks, pack, textExamples } from '../src/data/dataset.js';
 import { paragraphs } from '../src/data/text.js';
 import type { Backend } from '../src/backends/backend.js';
-import type { LlamaRuntime } from '../src/model/runtime.js';
+import { LlamaRuntime } from '../src/model/runtime.js';
 import { createBackend } from '../src/scheduler/backends.js';
 import { createTokenizer } from '../src/tokenizer/index.js';
 import { fineTune } from '../src/train/finetune.js';
+import { BASE_DEFAULT_LR } from '../src/cli/train-base.js';
+import { UPDATERS } from '../src/updaters/index.js';
+import { trainBaseWeights } from '../src/updaters/train.js';
 import { loadStories } from './models.js';
 
 const STORIES = new URL('../../shared/assets/data/tinystories/tinystories_val.txt', import.meta.url);
@@ -52,7 +59,11 @@ export async function benchMethods(opts: { json: boolean }): Promise<void> {
     console.log(`held-out loss of the base model: ${base.toFixed(4)} over ${held.rows} rows`);
     console.log(`${'method'.padEnd(15)}${'default lr'.padStart(11)}${'trainable'.padStart(10)}${'step ms'.padStart(9)}${'peak MiB'.padStart(10)}${'before'.padStart(9)}${'after'.padStart(9)}${'base'.padStart(9)}${'after−base'.padStart(12)}`);
   }
-  for (const name of methodNames()) {
+  const wanted = process.env.ADAPTKIT_BENCH_METHODS?.split(',').map((m) => m.trim()).filter(Boolean);
+  for (const m of wanted ?? []) if (!methodNames().includes(m) && !Object.hasOwn(UPDATERS, m)) throw new Error(`ADAPTKIT_BENCH_METHODS: unknown method '${m}' (adapters: ${methodNames().join(', ')}; base weights: ${Object.keys(UPDATERS).join(', ')})`);
+  const totalWeights = [...ckpt.tensors.values()].reduce((a, t) => a + t.shape.reduce((x, y) => x * y, 1), 0);
+  const baseRows: { method: string; lr: number; fraction: number; stateBytes: number; stepMs: number; peakRssMiB: number; after: number }[] = [];
+  for (const name of methodNames().filter((m) => !wanted || wanted.includes(m))) {
     (globalThis as { gc?: () => void }).gc?.();
     const model = new AdaptedModel(ckpt);
     const a = model.addAdapter('default', name, {}, { seed: 1 });
@@ -70,9 +81,36 @@ export async function benchMethods(opts: { json: boolean }): Promise<void> {
       suite: 'methods', method: name, defaultLr: a.method.defaultLr.value, trainable: model.parameterCount('default'), stepMs, peakRssMiB: peak / 2 ** 20,
       heldOutBefore: before, heldOutAfter: after, baseHeldOut: base, belowBase: after < base, steps: O.steps, backend: backend.describe(),
     };
+    // LoRA is the reference row of the base-weight table: its trainable share and its Adam moments (two f32 per parameter).
+    if (name === 'lora') baseRows.push({ method: 'lora', lr: a.method.defaultLr.value, fraction: result.trainable / totalWeights, stateBytes: 8 * result.trainable, stepMs, peakRssMiB: result.peakRssMiB, after });
     if (opts.json) console.log(JSON.stringify(result));
     else {
       console.log(`${name.padEnd(15)}${String(result.defaultLr).padStart(11)}${result.trainable.toLocaleString('en-US').padStart(10)}${stepMs.toFixed(0).padStart(9)}${result.peakRssMiB.toFixed(0).padStart(10)}${before.toFixed(4).padStart(9)}${after.toFixed(4).padStart(9)}${base.toFixed(4).padStart(9)}${(after - base).toFixed(4).padStart(12)}${after < base ? '' : '  NOT BELOW THE BASE'}`);
+    }
+  }
+  for (const name of Object.keys(UPDATERS).filter((m) => !wanted || wanted.includes(m))) {
+    (globalThis as { gc?: () => void }).gc?.();
+    const entry = UPDATERS[name]!;
+    const defaults = Object.fromEntries(Object.entries(entry.options).map(([k, o]) => [k, o.default]));
+    let peak = process.memoryUsage().rss;
+    const r = await trainBaseWeights(entry.create(defaults, ckpt.config), {
+      checkpoint: ckpt, backend, data: train, steps: O.steps, batch: O.batch, warmup: O.warmup, maxGradNorm: O.maxGradNorm, seed: 1, lr: BASE_DEFAULT_LR,
+      onStep: () => { peak = Math.max(peak, process.memoryUsage().rss); },
+    });
+    const after = await heldOutLoss(new LlamaRuntime(r.checkpoint, backend), held, O.batch);
+    baseRows.push({ method: name, lr: BASE_DEFAULT_LR, fraction: r.trainableFraction, stateBytes: r.optimizerStateBytes, stepMs: r.stepMs, peakRssMiB: peak / 2 ** 20, after });
+    if (opts.json) {
+      console.log(JSON.stringify({
+        suite: 'methods', method: name, kind: 'base-weights', lr: BASE_DEFAULT_LR, trainableFraction: r.trainableFraction, optimizerStateBytes: r.optimizerStateBytes, stepMs: r.stepMs,
+        peakRssMiB: peak / 2 ** 20, heldOutAfter: after, baseHeldOut: base, belowBase: after < base, steps: O.steps, backend: backend.describe(), summary: r.summary,
+      }));
+    }
+  }
+  if (!opts.json && baseRows.some((b) => b.method !== 'lora')) {
+    console.log(`\nbase-weight methods (src/updaters) next to LoRA: same task and steps; lr ${BASE_DEFAULT_LR} for the base-weight methods (their default), each method's default options`);
+    console.log(`${'method'.padEnd(15)}${'lr'.padStart(9)}${'trainable'.padStart(11)}${'optim KiB'.padStart(11)}${'step ms'.padStart(9)}${'peak MiB'.padStart(10)}${'after'.padStart(9)}${'after−base'.padStart(12)}`);
+    for (const b of baseRows) {
+      console.log(`${b.method.padEnd(15)}${String(b.lr).padStart(9)}${`${(100 * b.fraction).toFixed(2)}%`.padStart(11)}${(b.stateBytes / 1024).toFixed(0).padStart(11)}${b.stepMs.toFixed(1).padStart(9)}${b.peakRssMiB.toFixed(0).padStart(10)}${b.after.toFixed(4).padStart(9)}${(b.after - base).toFixed(4).padStart(12)}`);
     }
   }
   backend.dispose();
