@@ -4,6 +4,7 @@
 //           (for the backward ops a is x and b is dy)
 //   accumulate  acc += x  (in place)
 //   dropout     out = keep(seed, i) ? x / (1 − p) : 0, with the counter hash of src/graph/ops/elementwise.ts
+//   uniform     out = a number in (0, 1) from the same hash
 // With CONTIG the operands have the output's shape and are read at the output's index; otherwise each
 // operand's offset comes from its broadcast strides over the output's (merged) dimensions.
 
@@ -123,6 +124,14 @@ fn dropHash(s: i32, i: u32) -> u32 {
   h ^= h >> 12u; h *= 0x297a2d39u;
   h ^= h >> 15u;
   return h >> 8u;
+}
+
+// uniform_noise (the uniform op; `uniform` is a WGSL keyword): out = (⌊hash(seed + salt, i)/2⌋ + ½)·2⁻²³, exact in f32 (the uniform op of src/graph/ops/elementwise.ts).
+@compute @workgroup_size(WG)
+fn uniform_noise(@builtin(global_invocation_id) id: vec3<u32>) {
+  let i = id.y * p.stride + id.x;
+  if (i >= p.n) { return; }
+  out[i] = (f32(dropHash(seed[0] + p.salt, i) >> 1u) + 0.5) * (1.0 / 8388608.0);
 }
 
 @compute @workgroup_size(WG)

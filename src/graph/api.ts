@@ -33,6 +33,8 @@ export const relu = (x: Tensor): Tensor => x.graph.apply1('relu', [x]);
 
 /** Inverted dropout with rate p; the mask is a hash of (seed, element index), so any backend draws the same one. */
 export const dropout = (x: Tensor, seed: Tensor, p: number, salt = 0): Tensor => x.graph.apply1('dropout', [x, seed], { p, salt });
+/** Uniform numbers in (0, 1) of the given shape, a hash of (seed + salt, element index): the same on any backend. */
+export const uniform = (seed: Tensor, shape: Shape, salt = 0): Tensor => seed.graph.apply1('uniform', [seed], { shape: [...shape], salt });
 /** Identity forward; blocks the gradient. */
 export const stopGradient = (x: Tensor): Tensor => x.graph.apply1('stop_gradient', [x]);
 

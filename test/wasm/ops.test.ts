@@ -81,6 +81,7 @@ const cases: Case[] = [
   },
   { name: 'embedding (ids out of range give zero rows)', leaves: [p('t', [5, 7]), ids('ids', [2, 3], [0, 4, 2, 2, 9, -1])], body: ([t, i]) => F.embedding(t!, i!) },
   { name: 'dropout', leaves: [p('a', [6, 45]), ids('seed', [1], [1234])], body: ([a, s]) => F.dropout(a!, s!, 0.3, 17) },
+  { name: 'uniform', leaves: [p('a', [6, 45]), ids('seed', [1], [-4321])], body: ([a, s]) => F.mul(F.uniform(s!, [6, 45], 3), a!) },
   { name: 'cross_entropy', leaves: [p('l', [5, 37], { scale: 3 }), ids('y', [5], [1, -100, 36, 0, 40])], body: ([l, y]) => F.crossEntropy(l!, y!) },
   { name: 'cross_entropy wide vocabulary', leaves: [p('l', [3, 3001], { scale: 2 }), ids('y', [3], [5, 3000, 1])], body: ([l, y]) => F.crossEntropy(l!, y!) },
   // Shapes past the rows job's threshold (2^17 elements touched), split in many blocks.

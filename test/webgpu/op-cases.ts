@@ -94,6 +94,7 @@ export const cases: OpCase[] = [
   { name: 'fill', leaves: [L('a', [2])], body: ([a], g) => F.add(F.fill(g, [3, 2], 1.5), a!) },
   { name: 'stop_gradient', leaves: [L('a', [4])], body: ([a]) => F.mul(F.stopGradient(a!), a!) },
   { name: 'dropout', leaves: [L('x', [3, 50]), ids('seed', [1], [12345])], body: ([x, s]) => F.dropout(x!, s!, 0.3, 7) },
+  { name: 'uniform', leaves: [L('x', [3, 50]), ids('seed', [1], [-12345])], body: ([x, s]) => F.mul(F.uniform(s!, [3, 50], 9), x!) },
   { name: 'dropout negative seed', leaves: [L('x', [100]), ids('seed', [1], [-7])], body: ([x, s]) => F.dropout(x!, s!, 0.5) },
   { name: 'accumulate (in place)', leaves: [L('acc', [4, 5], { kind: 'state' }), L('x', [4, 5])], body: ([acc, x]) => F.accumulate(acc!, x!), grad: false },
   { name: 'rmsnorm', leaves: [L('x', [3, 8]), L('w', [8])], body: ([x, w]) => F.rmsnorm(x!, w!, 1e-5) },

@@ -5,6 +5,7 @@
  */
 import type { AdamWHyper, PlanStep } from '../backend.js';
 import { broadcastStrides, strides } from '../js/kernels/types.js';
+import { uniformAt } from '../../graph/ops/elementwise.js';
 import { isCompact, numel, type Attrs, type DType, type Shape } from '../../graph/types.js';
 import { dequantize, embedding as embeddingCompact } from './compact.js';
 import { matmul } from './matmul.js';
@@ -319,6 +320,16 @@ export const wasmKernels: Readonly<Record<string, WasmKernel>> = {
     const o = ctx.ptr(s.outputs[0]!), n = numel(ctx.shape(s.outputs[0]!)), bits = f32Bits(s.attrs.value as number);
     const ex = ctx.rt.exports;
     return () => ex.fill32(o, n, bits);
+  },
+  // A handful of numbers per step (Poly's routing noise): written from here into the wasm memory, with the
+  // js kernel's function, so the values are the same bits.
+  uniform: (ctx, s) => {
+    const o = ctx.ptr(s.outputs[0]!), n = numel(ctx.shape(s.outputs[0]!)), seedAt = ctx.ptr(s.inputs[0]!);
+    const salt = (s.attrs.salt as number | undefined) ?? 0, rt = ctx.rt;
+    return () => {
+      const seed = (new Int32Array(rt.memory.buffer, seedAt, 1)[0]! + salt) | 0, out = new Float32Array(rt.memory.buffer, o, n);
+      for (let i = 0; i < n; i++) out[i] = uniformAt(seed, i);
+    };
   },
   dropout: (ctx, s) => {
     const n = numel(ctx.shape(s.outputs[0]!));

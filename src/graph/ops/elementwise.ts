@@ -2,7 +2,7 @@
 import * as F from '../api.js';
 import type { Tensor } from '../graph.js';
 import { defineOp } from './registry.js';
-import { broadcastShapes, expectInputs, numAttr } from './shape.js';
+import { broadcastShapes, expectInputs, numAttr, shapeAttr } from './shape.js';
 import { reduceTo } from './reduce.js';
 
 function f32Only(inputs: readonly { dtype: string }[]): void {
@@ -103,6 +103,25 @@ export function dropoutUniform(seed: number, i: number): number {
   h ^= h >>> 12; h = Math.imul(h, 0x297a2d39);
   h ^= h >>> 15;
   return (h >>> 8) / 16777216;
+}
+
+// uniform(seed i32 [1]) → f32 [shape]: u_i = (⌊k/2⌋ + ½)·2⁻²³ with k = the dropout hash's 24 bits of
+// (seed + salt, i). It lies in (0, 1) and is exact in f32, so every backend draws the same numbers from a
+// step seed (the relaxed Bernoulli routing of Poly). Nothing flows back to an integer seed.
+defineOp({
+  name: 'uniform',
+  infer(ins, attrs) {
+    expectInputs(ins, 1);
+    if (ins[0]!.dtype !== 'i32' || ins[0]!.shape.join() !== '1') throw new Error('seed must be i32 [1]');
+    numAttr(attrs, 'salt', 0);
+    return [{ shape: shapeAttr(attrs, 'shape'), dtype: 'f32' }];
+  },
+  grad() { return [null]; },
+});
+
+/** The uniform op's number i for a seed (salt included): see the op. */
+export function uniformAt(seed: number, i: number): number {
+  return (Math.floor(dropoutUniform(seed, i) * 8388608) + 0.5) / 8388608;
 }
 
 // stop_gradient(x) = x, but no gradient flows back through it (DoRA's detached weight norm).

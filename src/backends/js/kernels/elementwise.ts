@@ -1,4 +1,4 @@
-import { dropoutUniform } from '../../../graph/ops/elementwise.js';
+import { dropoutUniform, uniformAt } from '../../../graph/ops/elementwise.js';
 import { type JsKernel, broadcastStrides, f, i32, walk } from './types.js';
 
 function binary(op: (a: number, b: number) => number): JsKernel {
@@ -77,5 +77,9 @@ export const elementwise: Record<string, JsKernel> = {
   dropout: ([vx, vs], [vo], attrs) => {
     const X = f(vx), O = vo!.data, seed = (i32(vs)[0]! + ((attrs.salt as number | undefined) ?? 0)) | 0, p = attrs.p as number, keep = 1 / (1 - p);
     for (let i = 0; i < O.length; i++) O[i] = dropoutUniform(seed, i) >= p ? X[i]! * keep : 0;
+  },
+  uniform: ([vs], [vo], attrs) => {
+    const O = vo!.data, seed = (i32(vs)[0]! + ((attrs.salt as number | undefined) ?? 0)) | 0;
+    for (let i = 0; i < O.length; i++) O[i] = uniformAt(seed, i);
   },
 };

@@ -56,6 +56,13 @@ export const elementwise: Record<string, KernelImpl> = {
     const { grid, stride } = threadGrid(s, n, 256);
     s.dispatch(k, { p: s.uniform(params({ n, stride })), a: s.input(1), out: s.output(0) }, grid);
   },
+  uniform: async (s) => {
+    const n = numel(s.outShape(0));
+    const k = await s.kernel('elementwise', 'uniform_noise');
+    const { grid, stride } = threadGrid(s, n, 256);
+    const salt = ((s.attrs.salt as number | undefined) ?? 0) | 0;
+    s.dispatch(k, { p: s.uniform(params({ n, stride, salt })), out: s.output(0), seed: s.input(0) }, grid);
+  },
   dropout: async (s) => {
     const n = numel(s.outShape(0));
     const rate = s.attrs.p as number;
