@@ -202,8 +202,10 @@ export class AdaptedModel {
     if (prefixed.length > 1) throw new Error(`only one attention-prefix adapter can be active at a time (active: ${prefixed.map((a) => a.name).join(', ')})`);
     const [emb, pre] = [inputSide[0], prefixed[0]];
     const biases = this.extraBiases();
+    const tasks = this.taskCount();
     const hooks: ModelHooks = {
       linear,
+      ...(tasks !== undefined ? { tasks } : {}),
       ...([...byModule.values()].some((l) => l[0]!.m.kind === 'sublayer') ? { sublayer } : {}),
       ...(emb ? {
         embeddings: (x: Tensor, g: Graph, e: { decoding: boolean; batch: number }) => emb.method.embeddings!({ graph: g, x, ...e }, emb.config, context(emb, g)),
@@ -227,6 +229,15 @@ export class AdaptedModel {
       return terms;
     };
     return { hooks, built, regularizers };
+  }
+
+  /**
+   * How many task ids the active, unmerged adapters route by (the fewest where several do), or undefined
+   * where none routes by task.
+   */
+  taskCount(): number | undefined {
+    const counts = [...this.adapters.values()].filter((a) => a.enabled && !a.merged && a.method.taskCount).map((a) => a.method.taskCount!(a.config));
+    return counts.length ? Math.min(...counts) : undefined;
   }
 
   /** Per-step training logic of an adapter's method, if it has any. */

@@ -7,6 +7,7 @@ import { ia3 } from './ia3/index.js';
 import { lamda } from './lamda/index.js';
 import { lingo } from './lingo/index.js';
 import { lora } from './lora/index.js';
+import { poly } from './poly/index.js';
 import { prefixTuning } from './prefix-tuning/index.js';
 import { promptTuning } from './prompt-tuning/index.js';
 import { ssf } from './ssf/index.js';
@@ -14,11 +15,11 @@ import { triAdaptLora } from './triadaptlora/index.js';
 import type { AdapterMethod, TargetConfig } from './types.js';
 
 const methods = new Map<string, AdapterMethod<TargetConfig>>(
-  [lora, ia3, ssf, adalora, hydra, lamda, triAdaptLora, bottleneck, compacter, promptTuning, prefixTuning, lingo].map((m) => [m.name, m as unknown as AdapterMethod<TargetConfig>]),
+  [lora, ia3, ssf, adalora, hydra, lamda, triAdaptLora, bottleneck, compacter, promptTuning, prefixTuning, lingo, poly].map((m) => [m.name, m as unknown as AdapterMethod<TargetConfig>]),
 );
 
 /** Short names accepted on the command line. */
-const aliases: Readonly<Record<string, string>> = { prompt: 'prompt-tuning', prefix: 'prefix-tuning', 'p-tuning-v2': 'prefix-tuning' };
+const aliases: Readonly<Record<string, string>> = { prompt: 'prompt-tuning', prefix: 'prefix-tuning', 'p-tuning-v2': 'prefix-tuning', mhr: 'poly' };
 
 export function getMethod(name: string): AdapterMethod<TargetConfig> {
   const m = methods.get(aliases[name] ?? name);

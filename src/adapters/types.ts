@@ -175,6 +175,11 @@ export interface AdapterMethod<C extends TargetConfig = TargetConfig> {
   regularizer?(modules: readonly ModuleInfo[], config: C, b: BuildContext): Tensor | undefined;
   /** The name the regulariser is logged under, beside the task loss (default 'regularizer'). */
   regularizerName?: string;
+  /**
+   * Task ids the method routes by (Poly's n_tasks): its graph reads each row's id from the model's i32 [B]
+   * input `TASK_ID_INPUT`, which training data (a "task" field) and generation then supply.
+   */
+  taskCount?(config: C): number;
   /** Per-step training logic (rank allocation, scheduled freezing); `totalSteps` is the run's length. */
   controller?(adapter: AdapterState<C>, o: { totalSteps: number }): TrainingController;
   /** The base weight with the adapter merged in (mergeable methods). */

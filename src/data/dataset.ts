@@ -17,6 +17,11 @@ export interface Example {
   ids: number[];
   /** 1 where the token is a prediction target (the loss counts it), per position of `ids`. */
   target: Uint8Array;
+  /**
+   * The task id of a JSONL line's integer "task" field (task-routed adapters such as Poly read it per row);
+   * packing puts only examples of one task in a row.
+   */
+  task?: number;
 }
 
 export class DataError extends Error {
@@ -59,14 +64,25 @@ export function jsonlExamples(text: string, file: string, tok: Tokenizer, maxLen
   return out;
 }
 
-/** One JSONL line's example (undefined for a blank line); `where` (file:line) names it in errors. */
+/**
+ * One JSONL line's example (undefined for a blank line); `where` (file:line) names it in errors. A numeric
+ * "task" field must be a task id (an integer ≥ 0) and is kept; a string one names a task for the data
+ * selectors (src/select) and is not an id.
+ */
 export function jsonlExample(line: string, where: string, tok: Tokenizer, maxLen: number, chat?: ChatData): Example | undefined {
   if (!line.trim()) return undefined;
   let row: unknown;
   try { row = JSON.parse(line); } catch (e) { throw new DataError(`${where}: not valid JSON (${(e as Error).message})`); }
   if (typeof row !== 'object' || row === null || Array.isArray(row)) throw new DataError(`${where}: each line must be a JSON object`);
   const r = row as Record<string, unknown>;
-  if (typeof r.text === 'string') return textExamples([r.text], tok, maxLen)[0];
+  const task = r.task;
+  if (typeof task === 'number' && !(Number.isSafeInteger(task) && task >= 0)) throw new DataError(`${where}: "task" must be a task id, an integer ≥ 0 (got ${task})`);
+  const e = untaskedExample(r, where, tok, maxLen, chat);
+  return typeof task === 'number' ? { ...e, task } : e;
+}
+
+function untaskedExample(r: Record<string, unknown>, where: string, tok: Tokenizer, maxLen: number, chat?: ChatData): Example {
+  if (typeof r.text === 'string') return textExamples([r.text], tok, maxLen)[0]!;
   if (typeof r.prompt === 'string' && typeof r.completion === 'string') {
     const p = tok.encode(r.prompt, { bos: true });
     // The completion continues the prompt's text, so it is encoded without a second dummy-prefix space.
@@ -170,6 +186,8 @@ export interface PackedBlocks {
   paddingRatio: number;
   /** The same with one example per row (naive padding to T), for comparison. */
   naivePaddingRatio: number;
+  /** Each row's task id (−1: its examples had none); present when any example has one. */
+  tasks?: Int32Array;
 }
 
 /** Counters a caller may pass to `pack` to see how much work placing the examples took. */
@@ -182,9 +200,39 @@ export interface PackStats {
  * Pack examples into rows of T+1 tokens: first-fit decreasing by length. Lengths are at most T+1, so
  * they are ordered by a counting sort (stable, O(n + T)); the first row with room is found in a max-tree
  * over the rows' free space (O(log rows)), so packing n examples costs O(n log n) instead of the
- * O(n · rows) of scanning every row.
+ * O(n · rows) of scanning every row. Examples with task ids are packed task by task, so that every row has
+ * one task (`tasks`); rows of examples without one have task −1.
  */
 export function pack(examples: readonly Example[], seq: number, padId = 0, stats?: PackStats): PackedBlocks {
+  if (!examples.some((e) => e.task !== undefined)) return packRows(examples, seq, padId, stats);
+  // A row carries one task id: each task's examples are packed on their own and the rows concatenated.
+  const byTask = new Map<number, Example[]>();
+  for (const e of examples) {
+    const list = byTask.get(e.task ?? -1) ?? [];
+    list.push(e);
+    byTask.set(e.task ?? -1, list);
+  }
+  const parts = [...byTask].sort(([a], [b]) => a - b).map(([task, list]) => ({ task, p: packRows(list, seq, padId, stats) }));
+  const rows = parts.reduce((n, x) => n + x.p.rows, 0), cap = seq + 1;
+  const ids = new Int32Array(rows * cap), targets = new Int32Array(rows * seq), tasks = new Int32Array(rows);
+  let at = 0, real = 0;
+  for (const { task, p } of parts) {
+    ids.set(p.ids, at * cap);
+    targets.set(p.targets, at * seq);
+    tasks.fill(task, at, at + p.rows);
+    at += p.rows;
+    for (const t of p.targets) if (t !== -100) real++;
+  }
+  const placed = examples.filter((e) => e.ids.length >= 2);
+  const naiveReal = placed.reduce((n, e) => n + countTargets(e, cap), 0), naiveSlots = placed.length * seq;
+  return {
+    ids, targets, rows, seq, tasks,
+    paddingRatio: rows ? 1 - real / (rows * seq) : 0,
+    naivePaddingRatio: naiveSlots ? 1 - naiveReal / naiveSlots : 0,
+  };
+}
+
+function packRows(examples: readonly Example[], seq: number, padId: number, stats?: PackStats): PackedBlocks {
   const cap = seq + 1;
   const order = lengthOrder(examples, cap);
   const fit = new FirstFitTree(order.length, cap, stats);
@@ -264,14 +312,19 @@ function countTargets(e: Example, cap: number): number {
   return n;
 }
 
-/** Inputs for rows [start, start+batch) of packed blocks, wrapping around: ids [B, T] and targets [B·T]. */
-export function batchAt(p: PackedBlocks, start: number, batch: number): { ids: Int32Array; targets: Int32Array } {
+/**
+ * Inputs for rows [start, start+batch) of packed blocks, wrapping around: ids [B, T] and targets [B·T], and
+ * the rows' task ids [B] when the blocks have them.
+ */
+export function batchAt(p: PackedBlocks, start: number, batch: number): { ids: Int32Array; targets: Int32Array; tasks?: Int32Array } {
   const T = p.seq, cap = T + 1;
   const ids = new Int32Array(batch * T), targets = new Int32Array(batch * T);
+  const tasks = p.tasks ? new Int32Array(batch) : undefined;
   for (let b = 0; b < batch; b++) {
     const r = (start + b) % p.rows;
     ids.set(p.ids.subarray(r * cap, r * cap + T), b * T);
     targets.set(p.targets.subarray(r * T, r * T + T), b * T);
+    if (tasks) tasks[b] = p.tasks![r]!;
   }
-  return { ids, targets };
+  return tasks ? { ids, targets, tasks } : { ids, targets };
 }

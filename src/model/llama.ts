@@ -14,8 +14,8 @@ import { hfLlamaConfig } from '../formats/hf.js';
 import { llamaModules } from '../adapters/targets.js';
 import type { DecoderFamily } from './families.js';
 
-import { LLAMA_MODEL_TYPES, LLAMA_PROJECTIONS, VIRTUAL_SLOT_INPUT } from './names.js';
-export { LLAMA_MODEL_TYPES, LLAMA_PROJECTIONS, VIRTUAL_SLOT_INPUT };
+import { LLAMA_MODEL_TYPES, LLAMA_PROJECTIONS, TASK_ID_INPUT, VIRTUAL_SLOT_INPUT } from './names.js';
+export { LLAMA_MODEL_TYPES, LLAMA_PROJECTIONS, TASK_ID_INPUT, VIRTUAL_SLOT_INPUT };
 
 /**
  * A linear layer y = x·Wᵀ (+ b), W [out, in]. Adapters replace it per module name; `base` computes the
@@ -54,6 +54,11 @@ export interface ModelHooks {
   attentionPrefix?(ctx: { graph: Graph; layer: number; batch: number; kvHeads: number; headDim: number }): { k: Tensor; v: Tensor };
   /** Length P of the attention prefix. */
   readonly prefixTokens?: number;
+  /**
+   * Task ids the active adapters route by (Poly: n_tasks), when any does: their graphs read each row's id
+   * from the i32 [B] input `TASK_ID_INPUT`, which must hold ids in [0, tasks).
+   */
+  readonly tasks?: number;
   /** Linear modules that carry a bias the config does not declare (adapters merged with an output shift: SSF). */
   readonly biases?: ReadonlySet<string>;
   /**

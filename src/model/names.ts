@@ -12,3 +12,9 @@ export const LLAMA_PROJECTIONS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_
 
 /** The decoding graph's input that selects a virtual token or the real one (see ModelHooks.embeddings). */
 export const VIRTUAL_SLOT_INPUT = 'virtual_slot';
+
+/**
+ * The i32 [B] input holding each batch row's task id, read by adapters that route by task (Poly); graphs
+ * have it only when such an adapter is active (ModelHooks.tasks).
+ */
+export const TASK_ID_INPUT = 'task_ids';

@@ -9,6 +9,7 @@ import * as F from '../graph/api.js';
 import { type DType, shapeStr } from '../graph/types.js';
 import { Session } from '../scheduler/session.js';
 import type { LlamaGraph, ModelHooks } from './llama.js';
+import { TASK_ID_INPUT } from './names.js';
 import { buildModel } from './families.js';
 import { type CeChunk, nextTokenLoss } from './loss.js';
 import { checkOptions, type Range } from '../util/ranges.js';
@@ -22,6 +23,8 @@ export interface GenerateOptions extends SamplingOptions {
   onToken?: (id: number) => void;
   /** Called when generation stops because the model's context is full (before maxTokens or a stop token). */
   onContextFull?: (context: number) => void;
+  /** The task id adapters that route by task (Poly) use; default 0 where they know one task, required otherwise. */
+  task?: number;
 }
 
 /** The storage type of each of a checkpoint's weights, for building its graph (buildLlama's weightDtype). */
@@ -32,7 +35,35 @@ export function checkpointDtypes(ckpt: LlamaCheckpoint): (name: string) => DType
   };
 }
 
-export const GENERATE_RANGES = { ...SAMPLING_RANGES, maxTokens: { integer: true, min: 1 } } satisfies Record<string, Range>;
+export const GENERATE_RANGES = { ...SAMPLING_RANGES, maxTokens: { integer: true, min: 1 }, task: { integer: true, min: 0 } } satisfies Record<string, Range>;
+
+/**
+ * Each of `rows` rows' task id for adapters that route by task (ModelHooks.tasks), or undefined where none
+ * does: `given` (one id for every row, or one per row), checked against the number of tasks; task 0 for
+ * every row where the adapters know one task. Giving ids to a model that routes by none is an error.
+ */
+export function taskIds(hooks: ModelHooks | undefined, rows: number, given: number | readonly number[] | undefined, who: string): Int32Array | undefined {
+  const n = hooks?.tasks;
+  if (n === undefined) {
+    if (given !== undefined) throw new Error(`${who}: task ids were given, but no active adapter routes by task (only Poly does)`);
+    return undefined;
+  }
+  if (given === undefined) {
+    if (n === 1) return new Int32Array(rows);
+    throw new Error(`${who}: the adapter routes each row by a task id (${n} tasks): give the task (0 to ${n - 1})`);
+  }
+  const ids = typeof given === 'number' ? new Array<number>(rows).fill(given) : given;
+  if (ids.length !== rows) throw new RangeError(`${who}: ${ids.length} task ids for ${rows} rows`);
+  const bad = ids.find((t) => !(Number.isInteger(t) && t >= 0 && t < n));
+  if (bad !== undefined) throw new RangeError(`${who}: task id ${bad} is outside the adapter's ${n} tasks (0 to ${n - 1})`);
+  return Int32Array.from(ids);
+}
+
+/** Write a graph's task ids (when it reads them: an adapter that routes by task adapts one of its modules). */
+function setTasks(s: Session, tasks: Int32Array | undefined): void {
+  const input = s.graph.byName(TASK_ID_INPUT);
+  if (input && tasks) s.set(input, tasks);
+}
 export const EVAL_RANGES = { batch: { integer: true, min: 1 }, seq: { integer: true, min: 1 } } satisfies Record<string, Range>;
 
 /**
@@ -90,6 +121,7 @@ export class LlamaRuntime {
     const context = this.config.maxSeqLen;
     const cacheLen = Math.min(context - prefix, virtual + prompt.length + maxTokens);
     if (virtual + prompt.length >= cacheLen) throw new Error(`the prompt has ${prompt.length} tokens${reserved ? ` (and adapters take ${reserved} positions)` : ''}; the model's context is ${context}`);
+    const tasks = taskIds(this.hooks, 1, o.task, 'generate');
     const { session, graph } = await this.getDecoder(cacheLen);
     const stops = new Set(o.stopTokens ?? [this.checkpoint.tokenizer?.eosId ?? 2, this.checkpoint.tokenizer?.bosId ?? 1]);
     const sampler = new Sampler(o);
@@ -110,6 +142,7 @@ export class LlamaRuntime {
       session.set(graph.positions!, Int32Array.of(prefix + p));
       session.set(graph.pos!, Int32Array.of(p));
       session.set(graph.kvLen!, Int32Array.of(prefix + p + 1));
+      setTasks(session, tasks);
       await session.run();
       if (p >= start - 1) {
         const logits = await session.get(graph.logits);
@@ -125,11 +158,13 @@ export class LlamaRuntime {
   /**
    * Incremental decoding with the KV cache, for callers that combine several models' logits per step
    * (proxy-tuning): `feed(tokens)` runs the tokens at the next positions and returns the logits after the
-   * last, f32 [vocab]. Runtimes whose adapters add positions (prompt or prefix tuning) are refused.
+   * last, f32 [vocab]. Runtimes whose adapters add positions (prompt or prefix tuning) are refused. `task`:
+   * as generate's.
    */
-  async decoding(cacheLen: number): Promise<{ feed(tokens: readonly number[]): Promise<Float32Array>; readonly position: number }> {
+  async decoding(cacheLen: number, o: { task?: number } = {}): Promise<{ feed(tokens: readonly number[]): Promise<Float32Array>; readonly position: number }> {
     if ((this.hooks?.virtualTokens ?? 0) + (this.hooks?.prefixTokens ?? 0) > 0) throw new Error('step-by-step decoding does not take adapters that add positions (prompt or prefix tuning)');
     if (!(Number.isInteger(cacheLen) && cacheLen >= 1 && cacheLen <= this.config.maxSeqLen)) throw new RangeError(`decoding: a cache of ${cacheLen} positions (the model's context is ${this.config.maxSeqLen})`);
+    const tasks = taskIds(this.hooks, 1, o.task, 'decoding');
     const { session, graph } = await this.getDecoder(cacheLen);
     this.prepare?.(session);
     let p = 0;
@@ -143,6 +178,7 @@ export class LlamaRuntime {
           session.set(graph.positions!, Int32Array.of(p));
           session.set(graph.pos!, Int32Array.of(p));
           session.set(graph.kvLen!, Int32Array.of(p + 1));
+          setTasks(session, tasks);
           await session.run();
           p++;
         }
@@ -155,7 +191,7 @@ export class LlamaRuntime {
    * Mean next-token cross-entropy over sequences (each already BOS + ids, cut to the wanted length):
    * every position predicts the next id. Returns the mean over all predicted tokens and their count.
    */
-  async evalLoss(sequences: readonly (readonly number[])[], o: { batch?: number; ceChunk?: CeChunk; onProgress?: (done: number, total: number) => void } = {}): Promise<{ loss: number; tokens: number }> {
+  async evalLoss(sequences: readonly (readonly number[])[], o: { batch?: number; ceChunk?: CeChunk; tasks?: number | readonly number[]; onProgress?: (done: number, total: number) => void } = {}): Promise<{ loss: number; tokens: number }> {
     const seq = Math.max(2, ...sequences.map((s) => s.length)) - 1;
     const rows = sequences.map((s) => s.slice(0, -1));
     const targets = sequences.map((s) => s.slice(1));
@@ -165,10 +201,12 @@ export class LlamaRuntime {
   /**
    * Mean cross-entropy of explicit (input row, target row) pairs; a target of −100 is not counted.
    * Rows shorter than the longest are padded. `ceChunk` scores that many rows at a time (see fineTune's
-   * option of that name; default 'auto').
+   * option of that name; default 'auto'). `tasks`: the task id of every row, or of each, for adapters that
+   * route by task (see taskIds).
    */
-  async evalTargets(rows: readonly (readonly number[])[], targets: readonly (readonly number[])[], o: { batch?: number; seq?: number; ceChunk?: CeChunk; onProgress?: (done: number, total: number) => void } = {}): Promise<{ loss: number; tokens: number }> {
+  async evalTargets(rows: readonly (readonly number[])[], targets: readonly (readonly number[])[], o: { batch?: number; seq?: number; ceChunk?: CeChunk; tasks?: number | readonly number[]; onProgress?: (done: number, total: number) => void } = {}): Promise<{ loss: number; tokens: number }> {
     checkOptions('evalTargets', o, EVAL_RANGES);
+    const tasks = taskIds(this.hooks, rows.length, o.tasks, 'evalTargets');
     const seq = o.seq ?? Math.max(1, ...rows.map((r) => r.length));
     const batch = Math.min(o.batch ?? 8, Math.max(1, rows.length));
     const ev = await this.getEvaluator(batch, seq, o.ceChunk ?? 'auto');
@@ -185,6 +223,8 @@ export class LlamaRuntime {
       }
       ev.session.set(ev.graph.ids, ids);
       ev.session.set(ev.targets, tg);
+      // Rows past the end (a last, partial batch) route by task 0; they have no targets.
+      if (tasks) setTasks(ev.session, Int32Array.from({ length: batch }, (_, b) => tasks[i + b] ?? 0));
       await ev.session.run();
       total += (await ev.session.get(ev.loss))[0]! * n;
       count += n;
@@ -212,10 +252,11 @@ export class LlamaRuntime {
   /**
    * The model's logits for `batch` rows of `seq` token ids, f32 [batch·seq·vocab] (the positions adapters
    * prepend left out). The adapters' current values are uploaded on every call, so a caller that changes
-   * them between calls (a training loop) reads the model as it is now.
+   * them between calls (a training loop) reads the model as it is now. `tasks`: as evalTargets'.
    */
-  async logits(ids: Int32Array, batch: number, seq: number): Promise<Float32Array> {
+  async logits(ids: Int32Array, batch: number, seq: number, tasks?: number | readonly number[]): Promise<Float32Array> {
     if (ids.length !== batch * seq) throw new RangeError(`logits: ${ids.length} ids for ${batch} rows of ${seq}`);
+    const rowTasks = taskIds(this.hooks, batch, tasks, 'logits');
     if (!this.forward || this.forward.batch !== batch || this.forward.seq !== seq) {
       this.forward?.session.dispose();
       const g = new Graph();
@@ -228,6 +269,7 @@ export class LlamaRuntime {
     const fw = this.forward;
     this.prepare?.(fw.session);
     fw.session.set(fw.graph.ids, ids);
+    setTasks(fw.session, rowTasks);
     await fw.session.run();
     return Float32Array.from(await fw.session.get(fw.logits));
   }

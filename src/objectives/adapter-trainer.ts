@@ -47,6 +47,7 @@ export function checkObjectiveRun(who: string, o: ObjectiveRun, seq: number): Ad
   const { needed, reserved } = contextNeeded(o.model, seq);
   const context = o.model.base.config.maxSeqLen;
   if (needed > context) throw new RangeError(`${who}: rows of ${seq} tokens${reserved ? ` plus ${reserved} adapter positions` : ''} exceed the model's context of ${context}`);
+  if (o.model.taskCount() !== undefined) throw new Error(`${who}: ${adapter.method.name} routes each row by a task id, which this objective does not supply; train it with the next-token objective (fineTune, train --objective lm)`);
   if (o.model.controller(adapter.name, o.steps)) throw new Error(`${who}: ${adapter.method.name} steers its training with a controller (rank allocation or scheduled freezing), which this objective does not run; use a method without one (LoRA, DoRA, IA3, …)`);
   return adapter;
 }

@@ -13,6 +13,7 @@ import * as F from '../graph/api.js';
 import { type CheckpointSegment, layerSegments } from '../graph/checkpoint.js';
 import { Graph, type Tensor } from '../graph/graph.js';
 import type { LlamaGraph } from '../model/llama.js';
+import { TASK_ID_INPUT } from '../model/names.js';
 import { buildModel } from '../model/families.js';
 import { type CeChunk, nextTokenLoss } from '../model/loss.js';
 import { checkpointDtypes, weightSources } from '../model/runtime.js';
@@ -104,9 +105,32 @@ function checkFineTune(o: FineTuneOptions): void {
   if (!hasTargets(o.data)) throw new RangeError('fineTune: the training data has no token to predict (no rows, or every example is empty)');
   if (o.evalData && o.evalData.seq !== o.data.seq) throw new RangeError(`fineTune: evalData has rows of ${o.evalData.seq} tokens, data of ${o.data.seq}; pack both with the same seq`);
   if (o.evalData && !hasTargets(o.evalData)) throw new RangeError('fineTune: evalData has no token to predict (no rows, or every example is empty)');
+  const tasks = o.model.taskCount();
+  if (tasks !== undefined) {
+    checkTasks('data', o.data, tasks);
+    if (o.evalData) checkTasks('evalData', o.evalData, tasks);
+  }
   const { needed, reserved } = contextNeeded(o.model, o.data.seq);
   const context = o.model.base.config.maxSeqLen;
   if (needed > context) throw new RangeError(`fineTune: rows of ${o.data.seq} tokens${reserved ? ` plus ${reserved} adapter positions` : ''} exceed the model's context of ${context} (pack the data with seq ≤ ${context - reserved})`);
+}
+
+/** Rows' task ids fit an adapter that routes by `n` tasks: every row has one below n (rows without one are task 0 when n is 1). */
+function checkTasks(name: string, d: PackedBlocks, n: number): void {
+  if (n === 1) {
+    const bad = d.tasks?.find((t) => t > 0);
+    if (bad !== undefined) throw new RangeError(`fineTune: ${name} has task id ${bad}, but the adapter routes by 1 task (only task 0)`);
+    return;
+  }
+  const missing = d.tasks ? d.tasks.filter((t) => t < 0).length : d.rows;
+  if (missing) throw new RangeError(`fineTune: the adapter routes each row by a task id (${n} tasks), but ${missing} of ${name}'s ${d.rows} rows have none: give every JSONL line an integer "task" field`);
+  const bad = d.tasks!.find((t) => t >= n);
+  if (bad !== undefined) throw new RangeError(`fineTune: ${name} has task id ${bad}, outside the adapter's ${n} tasks (0 to ${n - 1})`);
+}
+
+/** A batch's task ids for the graph: rows without one (only allowed with one task) are task 0. */
+function batchTasks(tasks: Int32Array | undefined, batch: number): Int32Array {
+  return tasks ? tasks.map((t) => Math.max(0, t)) : new Int32Array(batch);
 }
 
 export interface FineTuneResult {
@@ -234,6 +258,7 @@ export async function fineTune(o: FineTuneOptions): Promise<FineTuneResult> {
     controller?.importState?.(o.resume.controller);
   }
   const seedInput = g.byName('dropout_seed');
+  const taskInput = g.byName(TASK_ID_INPUT);
 
   const run: FineTuneRun = {
     trainer,
@@ -259,7 +284,8 @@ export async function fineTune(o: FineTuneOptions): Promise<FineTuneResult> {
         const tg = b.targets.subarray(i * T, i * T + T);
         return { row, tg };
       });
-      const res = await rt.evalTargets(seqs.map((s) => s.row), seqs.map((s) => Array.from(s.tg)), { ceChunk: o.ceChunk ?? 'auto' });
+      const tasks = o.model.taskCount() !== undefined ? Array.from(batchTasks(b.tasks, o.batch).subarray(0, seqs.length)) : undefined;
+      const res = await rt.evalTargets(seqs.map((s) => s.row), seqs.map((s) => Array.from(s.tg)), { ceChunk: o.ceChunk ?? 'auto', ...(tasks ? { tasks } : {}) });
       total += res.loss * res.tokens; count += res.tokens;
     }
     rt.dispose();
@@ -283,6 +309,7 @@ export async function fineTune(o: FineTuneOptions): Promise<FineTuneResult> {
       tokens += o.batch * T;
       const feed: [Tensor, Int32Array][] = [[model.ids, b.ids], [targets, b.targets]];
       if (seedInput) feed.push([seedInput, Int32Array.of(((o.seed ?? 0) * 1000003 + s * 7919 + k * 104729) | 0)]);
+      if (taskInput) feed.push([taskInput, batchTasks(b.tasks, o.batch)]);
       return feed;
     });
     const profiling = o.profile === true && s === o.steps - 1;

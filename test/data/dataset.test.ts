@@ -48,6 +48,33 @@ test('packing: every target survives in order, padding is far below naive paddin
   assert.equal(Array.from(b.ids.subarray(40, 80)), Array.from(p.ids.subarray(0, 40)));
 });
 
+test('JSONL task ids: kept per example, packed so each row has one task; bad ids name file:line', () => {
+  const lines = [
+    '{"text": "Tom ran to the park.", "task": 1}', '{"prompt": "Q:", "completion": " yes.", "task": 0}',
+    '{"text": "A dog sat.", "task": 1}', '{"text": "No task here.", "task": "names-a-selector-task"}', '{"text": "Hi.", "task": 0}',
+  ];
+  const ex = jsonlExamples(lines.join('\n'), 'tasks.jsonl', tok, 40);
+  assert.equal(ex.map((e) => e.task), [1, 0, 1, undefined, 0]);
+  const p = pack(ex, 40);
+  assert.ok(p.tasks, 'packed blocks carry task ids');
+  assert.is(p.tasks!.length, p.rows);
+  // Every example's tokens lie in a row of its own task: find each example's ids in the rows.
+  const rowOf = (e: Example): number => {
+    for (let r = 0; r < p.rows; r++) {
+      const row = Array.from(p.ids.subarray(r * 41, r * 41 + 41));
+      for (let k = 0; k + e.ids.length <= 41; k++) if (e.ids.every((id, j) => row[k + j] === id)) return r;
+    }
+    return -1;
+  };
+  for (const e of ex) assert.is(p.tasks![rowOf(e)], e.task ?? -1, JSON.stringify(e.ids));
+  assert.equal([...new Set(p.tasks)].sort(), [-1, 0, 1]);
+  assert.is(Array.from(p.targets).filter((t) => t !== -100).length, ex.reduce((a, e) => a + e.target.reduce((n, t) => n + t, 0), 0));
+  assert.equal(Array.from(batchAt(p, p.rows - 1, 2).tasks!), [p.tasks![p.rows - 1]!, p.tasks![0]!]);
+  assert.is(batchAt(pack(textExamples(['Tom ran.'], tok, 40), 40), 0, 1).tasks, undefined);
+  assert.throws(() => jsonlExamples('{"text": "ok", "task": 0}\n{"text": "x", "task": 1.5}\n', 't.jsonl', tok, 32), /t\.jsonl:2: "task" must be a task id, an integer ≥ 0 \(got 1\.5\)/);
+  assert.throws(() => jsonlExamples('{"text": "x", "task": -1}\n', 't.jsonl', tok, 32), /t\.jsonl:1: "task" must be a task id/);
+});
+
 async function* chunked(text: string, r: () => number): AsyncGenerator<string> {
   for (let i = 0; i < text.length;) { const n = 1 + Math.floor(r() * 7); yield text.slice(i, i + n); i += n; }
 }

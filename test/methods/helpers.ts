@@ -13,6 +13,7 @@ import * as F from '../../src/graph/api.js';
 import { gradients } from '../../src/graph/autodiff.js';
 import { Graph } from '../../src/graph/graph.js';
 import { buildLlama } from '../../src/model/llama.js';
+import { TASK_ID_INPUT } from '../../src/model/names.js';
 import { uploadWeights } from '../../src/model/runtime.js';
 import { Session } from '../../src/scheduler/session.js';
 import { createTokenizer } from '../../src/tokenizer/index.js';
@@ -48,11 +49,12 @@ export function randomizeParams(model: AdaptedModel, name: string, scale = 0.05,
  * Returns the worst error relative to the largest probed gradient of each tensor. Throws when a tensor's
  * gradient is all zero: such a check could not fail.
  */
-export async function gradientCheck(model: AdaptedModel, name: string, o: { batch?: number; seq?: number; probe?: (key: string) => boolean; eps?: number; stride?: number } = {}): Promise<{ worst: number; keys: string[] }> {
+export async function gradientCheck(model: AdaptedModel, name: string, o: { batch?: number; seq?: number; probe?: (key: string) => boolean; eps?: number; stride?: number; tasks?: number[]; training?: boolean } = {}): Promise<{ worst: number; keys: string[] }> {
   const B = o.batch ?? 2, T = o.seq ?? 6;
   const cfg = model.base.config;
   const g = new Graph();
-  const { hooks, built, regularizers } = model.hooks({ training: false });
+  // With `training`, the graph is the training one (dropout, relaxed routing), its random draws fixed by one seed.
+  const { hooks, built, regularizers } = model.hooks({ training: o.training ?? false });
   const net = buildLlama(g, cfg, { batch: B, seq: T, hooks });
   const targets = g.input('targets', [B * T], 'i32');
   const logits = net.virtualTokens ? F.slice(net.logits, 1, net.virtualTokens, net.virtualTokens + T) : net.logits;
@@ -68,6 +70,7 @@ export async function gradientCheck(model: AdaptedModel, name: string, o: { batc
   const r = rng(5);
   s.set(net.ids, Int32Array.from({ length: B * T }, () => Math.floor(r() * cfg.vocabSize)));
   s.set(targets, Int32Array.from({ length: B * T }, (_, i) => (i === 4 ? -100 : Math.floor(r() * cfg.vocabSize))));
+  setRowInputs(g, s, B, o.tasks);
   await s.run();
   const eps = o.eps ?? 1e-5;
   // All analytic gradients at the unperturbed point, before any probe moves a parameter.
@@ -97,6 +100,13 @@ export async function gradientCheck(model: AdaptedModel, name: string, o: { batc
   return { worst, keys: params.map((p) => p.info.name!.slice(prefix.length)) };
 }
 
+/** Each row's task id (default 0) and a fixed dropout seed, for graphs that read them. */
+function setRowInputs(g: Graph, s: Session, batch: number, tasks?: readonly number[]): void {
+  const t = g.byName(TASK_ID_INPUT), seed = g.byName('dropout_seed');
+  if (t) s.set(t, tasks ? Int32Array.from(tasks) : new Int32Array(batch));
+  if (seed) s.set(seed, Int32Array.of(4242));
+}
+
 /** Mean next-token loss over packed blocks through the model's runtime (adapters as they are now). */
 export async function evalLoss(model: AdaptedModel, blocks: PackedBlocks, backend: Backend = createJsBackend()): Promise<number> {
   const rt = model.runtime(backend);
@@ -107,7 +117,9 @@ export async function evalLoss(model: AdaptedModel, blocks: PackedBlocks, backen
     rows.push(Array.from(b.ids.subarray(0, T)));
     tg.push(Array.from(b.targets.subarray(0, T)));
   }
-  const res = await rt.evalTargets(rows, tg, { batch: 4, seq: T });
+  // Adapters that route by task read each row's (blocks without task ids: task 0).
+  const tasks = model.taskCount() !== undefined ? { tasks: Array.from(blocks.tasks ?? new Int32Array(blocks.rows), (t) => Math.max(0, t)) } : {};
+  const res = await rt.evalTargets(rows, tg, { batch: 4, seq: T, ...tasks });
   rt.dispose();
   return res.loss;
 }
@@ -127,7 +139,7 @@ export async function trainHero(model: AdaptedModel, name: string, o: { steps: n
 }
 
 /** Logits [B·T·V] of a forward pass with the model's current adapters and merged weights (float32). */
-export async function forwardLogits(model: AdaptedModel, ids: Int32Array, batch: number, seq: number): Promise<Float32Array> {
+export async function forwardLogits(model: AdaptedModel, ids: Int32Array, batch: number, seq: number, tasks?: readonly number[]): Promise<Float32Array> {
   const g = new Graph();
   const { hooks } = model.hooks({ training: false });
   // The effective config: an adapter that replaces the output layer unties it from the embedding.
@@ -138,6 +150,7 @@ export async function forwardLogits(model: AdaptedModel, ids: Int32Array, batch:
   uploadWeights(s, net.weights, weights);
   model.uploadAdapterParams(s);
   s.set(net.ids, ids);
+  setRowInputs(g, s, batch, tasks);
   await s.run();
   const out = Float32Array.from(await s.get(net.logits));
   s.dispose();
