@@ -1,5 +1,5 @@
 /**
- * The adaptkit commands: generate, eval, info, train, merge, convert, tokenize, prune-vocab, select, quickstart. The same code runs in Node and
+ * The adaptkit commands: generate, eval, info, train, merge, poly-to-lora, convert, tokenize, prune-vocab, select, quickstart. The same code runs in Node and
  * Deno (node: built-ins); output meant for programs goes to stdout, progress to stderr.
  */
 import { createReadStream, existsSync } from 'node:fs';
@@ -9,6 +9,8 @@ import { AdaptedModel } from '../adapters/adapted-model.js';
 import type { Backend } from '../backends/backend.js';
 import { loadPeft, savePeft } from '../adapters/peft.js';
 import { getMethod, methodNames } from '../adapters/registry.js';
+import type { PolyConfig, PolyMode } from '../adapters/poly/index.js';
+import { attachPolyAsLora, reusePoly } from '../adapters/poly/reuse.js';
 import { modelModules, selectTargets } from '../adapters/targets.js';
 import { HERO_MARKER, HERO_OPENING, heroStories } from '../data/builtin-task.js';
 import { type ChatData, type Example, pack, streamExamples, textExamples } from '../data/dataset.js';
@@ -148,6 +150,10 @@ async function chatTemplateOf(f: Flags, data: TokenizerData): Promise<ChatTempla
   return chatTemplateFor(data, text === undefined ? undefined : { text, name: file! });
 }
 
+const taskIdFlag: Record<string, FlagSpec> = {
+  'task-id': { type: 'int', help: 'the task id a Poly adapter routes by (default 0 when it has one task; required when it has more)', range: GENERATE_RANGES.task },
+};
+
 const generateFlags: Record<string, FlagSpec> = {
   ...modelFlags,
   prompt: { type: 'string', help: 'text to continue (default: start from BOS)', default: '' },
@@ -162,6 +168,7 @@ const generateFlags: Record<string, FlagSpec> = {
   'mirostat-eta': { type: 'number', help: 'Mirostat learning rate η', default: 0.1, range: GENERATE_RANGES.mirostatEta },
   seed: { type: 'int', help: 'random seed for sampling', default: 0, range: GENERATE_RANGES.seed },
   adapter: { type: 'string', help: 'a PEFT adapter folder to apply, or a model folder written by train --method full|lisa|hft (used in place of --model)', path: { kind: 'folder' } },
+  ...taskIdFlag,
   'proxy-expert': { type: 'string', help: 'proxy-tuning: the tuned small model, a model or a PEFT adapter folder (applied to --proxy-anti); each step decodes base + α·(expert − anti-expert) logits' },
   'proxy-anti': { type: 'string', help: 'proxy-tuning: the untuned small model (the anti-expert); all three models must share the tokenizer' },
   'proxy-alpha': { type: 'number', help: 'proxy-tuning: α, how much of the expert\'s change is applied', default: 1 },
@@ -204,6 +211,7 @@ async function generate(f: Flags): Promise<void> {
     ...(chat ? { stopTokens: chat.stops } : {}),
     maxTokens: Number(f['max-tokens']), temperature: Number(f.temperature), topK: Number(f['top-k']), topP: Number(f['top-p']),
     repetitionPenalty: Number(f['repetition-penalty']), seed: Number(f.seed),
+    ...(f['task-id'] !== undefined ? { task: Number(f['task-id']) } : {}),
     ...(f.mirostat !== undefined ? { mirostatTau: Number(f.mirostat), mirostatEta: Number(f['mirostat-eta']) } : {}),
     onToken: (id) => process.stdout.write(stream.push(id)),
     onContextFull: (context) => err(`generate: stopped at the model's context length (${context} positions) before --max-tokens ${f['max-tokens']}`),
@@ -234,6 +242,7 @@ const evalFlags: Record<string, FlagSpec> = {
   },
   batch: { type: 'int', help: 'sequences per forward pass', default: 8, range: EVAL_RANGES.batch },
   adapter: { type: 'string', help: 'a PEFT adapter folder to apply (required with --task seq-cls|token-cls: the folder train --task wrote), or a model folder written by train --method full|lisa|hft (used in place of --model)', path: { kind: 'folder' } },
+  ...taskIdFlag,
   json: { type: 'bool', help: 'end with a JSON line {"loss", "tokens"} (--task seq-cls|token-cls: {"accuracy", "macroF1", "loss", "count"})' },
   ...baseDtypeFlag,
   ...common,
@@ -253,7 +262,7 @@ async function evaluate(f: Flags): Promise<void> {
   const rt = await runtimeFor(f, ckpt, chosen);
   const bar = new Progress('eval', seqs.length, process.stderr, Boolean(f.json));
   const t0 = performance.now();
-  const r = await rt.evalLoss(seqs, { batch: Number(f.batch), onProgress: (d) => bar.update(d) });
+  const r = await rt.evalLoss(seqs, { batch: Number(f.batch), ...(f['task-id'] !== undefined ? { tasks: Number(f['task-id']) } : {}), onProgress: (d) => bar.update(d) });
   const seconds = (performance.now() - t0) / 1000;
   if (f.json) process.stdout.write(`${JSON.stringify({ loss: r.loss, tokens: r.tokens })}\n`);
   else process.stdout.write(`loss ${r.loss.toFixed(5)} nats/token over ${r.tokens} tokens (${(r.tokens / seconds).toFixed(0)} tokens/s)\n`);
@@ -377,11 +386,27 @@ const trainFlags: Record<string, FlagSpec> = {
   'taid-alpha': { type: 'number', help: "TAID's step size α of the adaptive increase of t (default 5e-4)", range: { min: 0, max: 1 } },
   'taid-beta': { type: 'number', help: "TAID's momentum β of the loss's relative change (default 0.99)", range: { min: 0, below: 1 } },
   beta: { type: 'number', help: "DPO's β: how strongly the policy is held to the reference (--objective dpo)", default: 0.1, range: { above: 0 } },
+  'poly-from': { type: 'string', help: 'with --method poly: start from this trained Poly adapter folder (its skills and routing) instead of a fresh one; with --poly-mode z only the routing trains (MHR-z), and --poly-tasks above its own adds router rows for new tasks', path: { kind: 'folder' } },
   'ce-chunk': { type: 'string', help: "rows of the output head and cross-entropy computed at a time so the whole logits never exist: N, 0 (off) or auto (chunks of at most 64 MiB of logits, none when they all fit)", default: 'auto' },
   ...baseMethodFlags(),
   ...baseDtypeFlag,
   ...common,
 };
+
+/** train --poly-from DIR: the saved Poly adapter as 'default', with --poly-mode and --poly-tasks applied. */
+async function polyFrom(f: Flags, model: AdaptedModel, seed: number): Promise<void> {
+  if (getMethod(String(f.method)).name !== 'poly') throw new UsageError('--poly-from goes with --method poly (or mhr)');
+  const fixed = ['r', 'poly-skills', 'poly-splits', 'init-weights', 'target-modules', 'layers-to-transform', 'exclude-modules', 'layers'].filter((k) => f[k] !== undefined);
+  if (fixed.length) throw new UsageError(`--poly-from keeps the saved adapter's skills and modules; drop ${fixed.map((k) => `--${k}`).join(', ')}`);
+  const dir = String(f['poly-from']);
+  const saved = await readAdapterDir(model, dir);
+  if (saved.method.name !== 'poly') throw new UsageError(`--poly-from ${dir}: a ${saved.method.name} adapter, not a Poly one`);
+  reusePoly(model, 'default', {
+    ...(f['poly-mode'] !== undefined ? { polyMode: String(f['poly-mode']) as PolyMode } : {}),
+    ...(f['poly-tasks'] !== undefined ? { polyTasks: Number(f['poly-tasks']) } : {}),
+    seed,
+  });
+}
 
 /** train --dry-run: the planned memory of the run and whether it fits; nothing is trained or written. */
 async function dryRun(f: Flags): Promise<number> {
@@ -486,6 +511,12 @@ function ceChunkFlag(v: Flags[string]): CeChunk {
   return n;
 }
 
+function rowsPerTask(tasks: Int32Array): Map<number, number> {
+  const out = new Map<number, number>();
+  for (const t of tasks) out.set(t, (out.get(t) ?? 0) + 1);
+  return out;
+}
+
 async function train(f: Flags): Promise<number | void> {
   if (isBaseMethod(f.method)) return trainBaseCommand(f, { openTextModel, openBackend, loadExamples, spec: trainFlags });
   if (f.task !== 'lm') return trainClassifier(f, trainFlags, methodConfig);
@@ -513,6 +544,8 @@ async function train(f: Flags): Promise<number | void> {
     resume = restored;
     seed = restored.seed;
     if (!json) err(`resuming at step ${restored.step} from ${resumeFrom.dir}${resumeFrom.note ? ` (${resumeFrom.note})` : ''} (${restored.adapter.method.name}, seed ${seed})`);
+  } else if (f['poly-from'] !== undefined) {
+    await polyFrom(f, model, seed);
   } else {
     model.addAdapter('default', String(f.method), methodConfig(f, model.base.config), { seed });
   }
@@ -541,6 +574,7 @@ async function train(f: Flags): Promise<number | void> {
   const data = pack(examples, seq, 0);
   if (data.paddingRatio === 1 || data.rows === 0) throw new UsageError(`--data ${source}: none of its ${examples.length} examples has a token to predict (they are empty)`);
   if (!json) err(`data: ${source}: ${examples.length} examples packed into ${data.rows} rows of ${seq} tokens (padding ${(100 * data.paddingRatio).toFixed(1)}%, ${(100 * data.naivePaddingRatio).toFixed(1)}% without packing)`);
+  if (!json && data.tasks) err(`data: rows per task: ${[...rowsPerTask(data.tasks)].map(([t, n]) => `${t < 0 ? 'none' : t} ×${n}`).join(', ')}`);
   log({ event: 'data', examples: examples.length, rows: data.rows, paddingRatio: data.paddingRatio, naivePaddingRatio: data.naivePaddingRatio });
   if (f.mixup !== undefined || f.contrastive !== undefined) return other(augmentedCommand(f, { model, tok, data, json, log, err }));
   if (f.objective === 'kd' || f.objective === 'taid') {
@@ -622,6 +656,33 @@ async function merge(f: Flags): Promise<void> {
   await writeModel(merged, out, format as ModelFormat, dtype);
 }
 
+// ---------------------------------------------------------------------------------------------- poly-to-lora
+
+const polyToLoraFlags: Record<string, FlagSpec> = {
+  ...modelFlags,
+  adapter: { type: 'string', help: 'the Poly adapter folder (train --method poly)', path: { kind: 'folder' } },
+  out: { type: 'string', help: 'output folder for the LoRA adapter (PEFT format)' },
+  'task-id': { type: 'int', help: "write this task's routed adapter (its routing at eval, exactly) instead of the average of the skills (MHR-μ)", range: GENERATE_RANGES.task },
+  overwrite: { type: 'bool', help: 'replace an adapter already in --out' },
+  help: common.help!,
+};
+
+/** MHR-μ: a Poly adapter's skills averaged (or one task's routed mix) saved as a plain PEFT LoRA folder. */
+async function polyToLora(f: Flags): Promise<void> {
+  const dir = need(f, 'adapter', 'poly-to-lora'), out = need(f, 'out', 'poly-to-lora');
+  checkOutput(out, { overwrite: Boolean(f.overwrite) });
+  const { ckpt } = await openModel(f, 'auto');
+  const model = new AdaptedModel(ckpt);
+  const poly = await readAdapterDir(model, dir, 'poly');
+  if (poly.method.name !== 'poly') throw new UsageError(`--adapter ${dir}: a ${poly.method.name} adapter, not a Poly one`);
+  const target = new AdaptedModel(ckpt);
+  const task = f['task-id'] !== undefined ? Number(f['task-id']) : undefined;
+  attachPolyAsLora(target, poly, 'default', task !== undefined ? { task } : {});
+  await prepareOutput(out, { overwrite: Boolean(f.overwrite) });
+  await writePeftDir(target, out, String(f.model));
+  err(`saved ${task === undefined ? 'the average of the skills (MHR-μ)' : `task ${task}'s routed adapter`} as a LoRA of rank ${(poly.config as PolyConfig).r} (alpha 1) to ${out}/`);
+}
+
 // ---------------------------------------------------------------------------------------------- convert
 
 const convertFlags: Record<string, FlagSpec> = {
@@ -699,6 +760,7 @@ const commands: Record<string, { summary: string; flags: Record<string, FlagSpec
   predict: { summary: 'classify texts with an encoder and an adapter trained by train --task seq-cls|token-cls', flags: { ...predictFlags, ...common }, run: predictCommand },
   info: { summary: 'describe a model and the backend auto would choose', flags: { ...modelFlags, ...baseDtypeFlag, ...common }, run: info },
   merge: { summary: 'merge an adapter into the base model; write safetensors and/or GGUF', flags: mergeFlags, run: merge },
+  'poly-to-lora': { summary: "save a Poly adapter as a plain LoRA: its skills averaged (MHR-μ), or one task's routed adapter", flags: polyToLoraFlags, run: polyToLora },
   select: { summary: 'keep the most useful examples of a JSONL data set (cdas, deita, nudge, adapt-inf)', flags: { ...modelFlags, ...selectFlags, ...baseDtypeFlag, ...common }, run: (f) => selectCommand(f, openTextModel, openBackend) },
   convert: { summary: 'write a GGUF copy of a model with f16, bf16, q8_0, q4_0 or q4_1 weights', flags: convertFlags, run: convert },
 };

@@ -34,7 +34,9 @@ export async function proxyGenerate(base: LlamaRuntime, expert: LlamaRuntime, an
   const context = Math.min(base.config.maxSeqLen, expert.config.maxSeqLen, anti.config.maxSeqLen);
   const cacheLen = Math.min(context, prompt.length + maxTokens);
   if (prompt.length >= cacheLen) throw new Error(`the prompt has ${prompt.length} tokens; the models' shortest context is ${context}`);
-  const [db, de, da] = await Promise.all([base.decoding(cacheLen), expert.decoding(cacheLen), anti.decoding(cacheLen)]);
+  // `task` goes to the models whose adapters route by task (a Poly expert).
+  const routed = (rt: LlamaRuntime) => (o.task !== undefined && rt.hooks?.tasks !== undefined ? { task: o.task } : {});
+  const [db, de, da] = await Promise.all([base.decoding(cacheLen, routed(base)), expert.decoding(cacheLen, routed(expert)), anti.decoding(cacheLen, routed(anti))]);
   const stops = new Set(o.stopTokens ?? [base.checkpoint.tokenizer?.eosId ?? 2, base.checkpoint.tokenizer?.bosId ?? 1]);
   const sampler = new Sampler(o);
   const history = [...prompt], out: number[] = [];

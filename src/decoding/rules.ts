@@ -94,7 +94,7 @@ export async function rulesGenerate(base: LlamaRuntime, rules: RuleModel, prompt
   const cacheLen = Math.min(context, prompt.length + maxTokens);
   if (prompt.length >= cacheLen) throw new Error(`the prompt has ${prompt.length} tokens; the model's context is ${context}`);
   if (rules.size !== base.config.vocabSize) throw new Error(`rules: made for a vocabulary of ${rules.size} tokens, the model has ${base.config.vocabSize}`);
-  const dec = await base.decoding(cacheLen);
+  const dec = await base.decoding(cacheLen, o.task !== undefined ? { task: o.task } : {});
   const stops = new Set(o.stopTokens ?? [base.checkpoint.tokenizer?.eosId ?? 2, base.checkpoint.tokenizer?.bosId ?? 1]);
   const sampler = new Sampler(o);
   const history = [...prompt], out: number[] = [];

@@ -51,7 +51,7 @@ export function reusePoly(model: AdaptedModel, name: string, o: { polyMode?: Pol
  */
 export function attachPolyAsLora(target: AdaptedModel, source: Adapter, name: string, o: { task?: number } = {}): Adapter {
   const c = polyAdapter(source);
-  if (o.task !== undefined && !(Number.isInteger(o.task) && o.task >= 0 && o.task < c.polyTasks)) throw new RangeError(`poly-to-lora: task ${o.task} is outside the adapter's ${c.polyTasks} tasks (0 to ${c.polyTasks - 1})`);
+  if (o.task !== undefined && !(Number.isInteger(o.task) && o.task >= 0 && o.task < c.polyTasks)) throw new RangeError(`poly: task ${o.task} is outside the adapter's ${c.polyTasks} tasks (0 to ${c.polyTasks - 1})`);
   const raw = { r: c.r, alpha: 1, targetModules: c.targetModules, ...(c.layersToTransform ? { layersToTransform: c.layersToTransform } : {}), ...(c.excludeModules ? { excludeModules: c.excludeModules } : {}) };
   // LoRA would also adapt an embedding its targets name (Poly adapts linear modules only): then name the modules.
   const same = (cfg: typeof raw) => {
