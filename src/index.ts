@@ -36,7 +36,8 @@ export { EVAL_RANGES, GENERATE_RANGES, LlamaRuntime, type GenerateOptions } from
 export { Sampler, type SamplingOptions } from './model/sampling.js';
 export { encoderConfig, encoderModules, type EncoderConfig, type EncoderKind, type EncoderTask } from './model/encoders/config.js';
 export { buildEncoder, type EncoderGraph, type EncoderGraphOptions } from './model/encoders/build.js';
-export { encoderCheckpoint, loadEncoderFolder, withHead, type EncoderCheckpoint } from './model/encoders/checkpoint.js';
+export { encoderCheckpoint, loadEncoder, loadEncoderFolder, withHead, type EncoderCheckpoint } from './model/encoders/checkpoint.js';
+export { readGgufEncoder } from './model/encoders/gguf.js';
 export { classificationScores, EncoderClassifier, type EncodedExample, type EvalResult, type TrainOptions as ClassifierTrainOptions } from './model/encoders/classifier.js';
 export { encodeExamples, encodeTexts, labelSet, parseClassificationData, sequenceFrame, type RawExample } from './model/encoders/data.js';
 

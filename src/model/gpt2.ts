@@ -213,7 +213,7 @@ export function buildGpt2(g: Graph, c: LlamaConfig, o: LlamaGraphOptions): Llama
 export const gpt2Family: DecoderFamily = {
   name: 'gpt2',
   hfModelTypes: ['gpt2'],
-  ggufArchitectures: [],
+  ggufArchitectures: ['gpt2'],
   hfConfig: (cfg, name) => hfGpt2Config(cfg, name),
   tensorShapes: (c) => gpt2TensorShapes(c),
   modules: (c) => gpt2Modules(c),
