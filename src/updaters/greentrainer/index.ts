@@ -136,8 +136,9 @@ export function greenTrainerUpdater(o: GreenTrainerOptions): Updater {
         greenProbeOpsFraction: stepOps(probe) / full,
         /** Over the whole run, probe steps included: 1 − operations done / a full step's × steps. */
         greenOpsSaved: steps ? 1 - ops / (steps * full) : 0,
-        /** Median measured time of a selected step that followed no re-plan (NaN when none did). */
-        greenSelectedStepMs: sorted.length ? sorted[Math.floor(sorted.length / 2)]! : NaN,
+        // Median measured time of a selected step that followed no re-plan (none with an interval of 2, whose
+        // every selected step comes right after a switch; absent then).
+        ...(sorted.length ? { greenSelectedStepMs: sorted[Math.floor(sorted.length / 2)]! } : {}),
       };
     },
   };
