@@ -1,7 +1,10 @@
 /**
  * GreenTrainer's per-tensor backward costs, read off the training graph itself (no per-model formula):
- * build the forward pass and the next-token loss as the trainer does, append the backward pass for every
- * base tensor, and charge each backward node to the tensors whose gradients it leads to.
+ * build the model's forward pass and next-token loss, append the backward pass for every base tensor, and
+ * charge each backward node to the tensors whose gradients it leads to. The loss is built in one piece: the
+ * trainer's chunked cross-entropy for large vocabularies (and its forming of the rows' gradient in the
+ * forward pass when the head is frozen) moves the same work between chunks and passes, which would only
+ * blur the table.
  *
  * Tensors are ranked from the output (rank 0) to the input by their first use in the forward pass (a tied
  * embedding is first used at the input, so it ranks deepest). For a backward node let S be the set of
