@@ -7,7 +7,9 @@
  * below the base. Also the trainable parameters, the median step time and the peak RSS while training.
  * The methods that train the base weights (src/updaters: full, lisa, hft, …) run on the same task and steps
  * with the base-weight default learning rate, in a second table next to LoRA: the trainable fraction, the
- * most optimizer-state bytes held at once, the median step time and the held-out loss after training.
+ * most optimizer-state bytes held at once, the median step time and the held-out loss after training;
+ * GreenTrainer's share of a full step's operations (counted on the graph) is printed beside its measured
+ * selected-step time and full fine-tuning's.
  * The backend is wasm unless ADAPTKIT_BENCH_BACKEND names another (js, webgpu, auto);
  * ADAPTKIT_BENCH_METHODS=lora,full,lisa (comma-separated) runs only those methods.
  */
@@ -62,7 +64,7 @@ export async function benchMethods(opts: { json: boolean }): Promise<void> {
   const wanted = process.env.ADAPTKIT_BENCH_METHODS?.split(',').map((m) => m.trim()).filter(Boolean);
   for (const m of wanted ?? []) if (!methodNames().includes(m) && !Object.hasOwn(UPDATERS, m)) throw new Error(`ADAPTKIT_BENCH_METHODS: unknown method '${m}' (adapters: ${methodNames().join(', ')}; base weights: ${Object.keys(UPDATERS).join(', ')})`);
   const totalWeights = [...ckpt.tensors.values()].reduce((a, t) => a + t.shape.reduce((x, y) => x * y, 1), 0);
-  const baseRows: { method: string; lr: number; fraction: number; stateBytes: number; stepMs: number; peakRssMiB: number; after: number }[] = [];
+  const baseRows: { method: string; lr: number; fraction: number; stateBytes: number; stepMs: number; peakRssMiB: number; after: number; summary?: Record<string, number | string> }[] = [];
   for (const name of methodNames().filter((m) => !wanted || wanted.includes(m))) {
     (globalThis as { gc?: () => void }).gc?.();
     const model = new AdaptedModel(ckpt);
@@ -93,12 +95,12 @@ export async function benchMethods(opts: { json: boolean }): Promise<void> {
     const entry = UPDATERS[name]!;
     const defaults = Object.fromEntries(Object.entries(entry.options).map(([k, o]) => [k, o.default]));
     let peak = process.memoryUsage().rss;
-    const r = await trainBaseWeights(entry.create(defaults, ckpt.config), {
+    const r = await trainBaseWeights(entry.create(defaults, ckpt.config, { config: ckpt.config, batch: O.batch, seq: O.seq }), {
       checkpoint: ckpt, backend, data: train, steps: O.steps, batch: O.batch, warmup: O.warmup, maxGradNorm: O.maxGradNorm, seed: 1, lr: BASE_DEFAULT_LR,
       onStep: () => { peak = Math.max(peak, process.memoryUsage().rss); },
     });
     const after = await heldOutLoss(new LlamaRuntime(r.checkpoint, backend), held, O.batch);
-    baseRows.push({ method: name, lr: BASE_DEFAULT_LR, fraction: r.trainableFraction, stateBytes: r.optimizerStateBytes, stepMs: r.stepMs, peakRssMiB: peak / 2 ** 20, after });
+    baseRows.push({ method: name, lr: BASE_DEFAULT_LR, fraction: r.trainableFraction, stateBytes: r.optimizerStateBytes, stepMs: r.stepMs, peakRssMiB: peak / 2 ** 20, after, summary: r.summary });
     if (opts.json) {
       console.log(JSON.stringify({
         suite: 'methods', method: name, kind: 'base-weights', lr: BASE_DEFAULT_LR, trainableFraction: r.trainableFraction, optimizerStateBytes: r.optimizerStateBytes, stepMs: r.stepMs,
@@ -111,6 +113,14 @@ export async function benchMethods(opts: { json: boolean }): Promise<void> {
     console.log(`${'method'.padEnd(15)}${'lr'.padStart(9)}${'trainable'.padStart(11)}${'optim KiB'.padStart(11)}${'step ms'.padStart(9)}${'peak MiB'.padStart(10)}${'after'.padStart(9)}${'after−base'.padStart(12)}`);
     for (const b of baseRows) {
       console.log(`${b.method.padEnd(15)}${String(b.lr).padStart(9)}${`${(100 * b.fraction).toFixed(2)}%`.padStart(11)}${(b.stateBytes / 1024).toFixed(0).padStart(11)}${b.stepMs.toFixed(1).padStart(9)}${b.peakRssMiB.toFixed(0).padStart(10)}${b.after.toFixed(4).padStart(9)}${(b.after - base).toFixed(4).padStart(12)}`);
+    }
+    // GreenTrainer's operation count (from the training graph) next to the time a step measurably takes.
+    const green = baseRows.find((b) => b.method === 'greentrainer'), full = baseRows.find((b) => b.method === 'full');
+    if (green?.summary) {
+      const s = green.summary, pct = (x: unknown): string => `${(100 * Number(x)).toFixed(1)}%`;
+      const ms = Number(s.greenSelectedStepMs);
+      console.log(`greentrainer: a selected step does ${pct(s.greenSelectedOpsFraction)} of a full fine-tuning step's operations (${pct(s.greenProbeOpsFraction)} for a probe step; ${pct(s.greenOpsSaved)} saved over the run); `
+        + `measured: a selected step ${ms.toFixed(1)} ms${full ? `, full fine-tuning ${full.stepMs.toFixed(1)} ms: ${pct(ms / full.stepMs)} of its time` : ''}`);
     }
   }
   backend.dispose();

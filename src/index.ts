@@ -48,11 +48,13 @@ export type { AdapterMethod, ModuleInfo, ParamStore } from './adapters/types.js'
 
 // Methods that train the base model's own weights (full fine-tuning, LISA, HFT, …): src/updaters.
 export { BASE_TRAIN_RANGES, baseTensors, trainBaseWeights, type BaseTrainOptions, type BaseTrainResult } from './updaters/train.js';
-export { UPDATERS, type UpdaterEntry, type UpdaterOption } from './updaters/index.js';
+export { UPDATERS, type UpdaterEntry, type UpdaterOption, type UpdaterRun } from './updaters/index.js';
 export type { BaseTensorInfo, TensorOptimizer, TensorOptimizerHyper, Updater, UpdaterContext } from './updaters/types.js';
 export { fullUpdater } from './updaters/full/index.js';
 export { lisaUpdater, type LisaOptions } from './updaters/lisa/index.js';
 export { hftUpdater, type HftOptions } from './updaters/hft/index.js';
+export { greenTrainerUpdater, type GreenTrainerOptions } from './updaters/greentrainer/index.js';
+export { backwardCosts, type BackwardCosts, type TensorCost } from './updaters/greentrainer/costs.js';
 
 export { Trainer, type OptimizerOptions, type StepResult } from './train/trainer.js';
 export { buildTrainingGraph, FINE_TUNE_RANGES, fineTune, type FineTuneOptions, type FineTuneResult, type FineTuneRun, type TrainingGraph } from './train/finetune.js';

@@ -68,14 +68,14 @@ export async function trainBaseCommand(f: Flags, deps: TrainBaseDeps): Promise<v
   const log = (o: Record<string, unknown>): void => { if (json) process.stdout.write(`${JSON.stringify(o)}\n`); };
   const { ckpt, tok } = await deps.openTextModel(f);
   const optionValues = Object.fromEntries(Object.keys(entry.options).map((k) => [k, f[k]]));
+  const seq = Number(f.seq);
+  if (seq > ckpt.config.maxSeqLen) throw new UsageError(`--seq ${seq} exceeds the model's context of ${ckpt.config.maxSeqLen} tokens`);
   let updater;
   try {
-    updater = entry.create(optionValues, ckpt.config);
+    updater = entry.create(optionValues, ckpt.config, { config: ckpt.config, batch: Number(f.batch), seq });
   } catch (e) {
     throw new UsageError((e as Error).message);
   }
-  const seq = Number(f.seq);
-  if (seq > ckpt.config.maxSeqLen) throw new UsageError(`--seq ${seq} exceeds the model's context of ${ckpt.config.maxSeqLen} tokens`);
   const loaded = await deps.loadExamples(String(f.data), tok, seq, json);
   const data = pack(loaded.examples, seq, 0);
   if (data.paddingRatio === 1 || data.rows === 0) throw new UsageError(`--data ${loaded.source}: none of its ${loaded.examples.length} examples has a token to predict (they are empty)`);

@@ -3,6 +3,7 @@
  * folder and one line here.
  */
 import { FULL } from './full/index.js';
+import { GREENTRAINER } from './greentrainer/index.js';
 import { HFT } from './hft/index.js';
 import { LISA } from './lisa/index.js';
 import type { UpdaterEntry } from './registry-types.js';
@@ -11,8 +12,9 @@ export const UPDATERS: Readonly<Record<string, UpdaterEntry>> = {
   full: FULL,
   lisa: LISA,
   hft: HFT,
+  greentrainer: GREENTRAINER,
 };
 
-export type { UpdaterEntry, UpdaterOption, UpdaterOptionValues } from './registry-types.js';
+export type { UpdaterEntry, UpdaterOption, UpdaterOptionValues, UpdaterRun } from './registry-types.js';
 export { type BaseTrainOptions, type BaseTrainResult, baseTensors, trainBaseWeights } from './train.js';
 export type { BaseTensorInfo, TensorOptimizer, TensorOptimizerHyper, Updater, UpdaterContext } from './types.js';

@@ -1,4 +1,5 @@
 /** What the method registry (index.ts) holds per method: its help, its command-line options and a constructor. */
+import type { LlamaConfig } from '../formats/checkpoint.js';
 import type { Range } from '../util/ranges.js';
 import type { Updater } from './types.js';
 
@@ -11,6 +12,15 @@ export interface UpdaterOption {
   range?: Range;
 }
 
+/** What a method may read about the run before it starts: the model's configuration and the batch shape. */
+export interface UpdaterRun {
+  config: LlamaConfig;
+  /** Rows per step. */
+  batch: number;
+  /** Tokens per row. */
+  seq: number;
+}
+
 export type UpdaterOptionValues = Readonly<Record<string, string | number | boolean | undefined>>;
 
 export interface UpdaterEntry {
@@ -18,6 +28,9 @@ export interface UpdaterEntry {
   help: string;
   /** The method's own options by flag name (e.g. 'lisa-layers'); every one documented in the README. */
   options: Readonly<Record<string, UpdaterOption>>;
-  /** The updater for these option values (defaults filled in) and the model's layer count. */
-  create(values: UpdaterOptionValues, model: { nLayers: number }): Updater;
+  /**
+   * The updater for these option values (defaults filled in), the model's configuration and the run's batch
+   * shape (a method that costs the training graph, as GreenTrainer does, needs both).
+   */
+  create(values: UpdaterOptionValues, model: { nLayers: number }, run?: UpdaterRun): Updater;
 }

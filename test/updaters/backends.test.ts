@@ -1,11 +1,14 @@
-// Full fine-tuning, LISA and HFT lower a held-out loss on stories260K hero stories, with the same loss curve
+// Full fine-tuning, LISA, HFT and GreenTrainer lower a held-out loss on stories260K hero stories, with the same loss curve
 // and held-out loss on js, wasm (1 and 2 threads) and webgpu (1e-4 relative).
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { Backend } from '../../src/backends/backend.js';
 import { batchAt } from '../../src/data/dataset.js';
 import { LlamaRuntime } from '../../src/model/runtime.js';
+import type { LlamaConfig } from '../../src/formats/checkpoint.js';
 import { fullUpdater } from '../../src/updaters/full/index.js';
+import { backwardCosts } from '../../src/updaters/greentrainer/costs.js';
+import { greenTrainerUpdater } from '../../src/updaters/greentrainer/index.js';
 import { hftUpdater } from '../../src/updaters/hft/index.js';
 import { lisaUpdater } from '../../src/updaters/lisa/index.js';
 import { trainBaseWeights } from '../../src/updaters/train.js';
@@ -14,15 +17,17 @@ import { curveDiff, js, otherBackends } from '../backends/backends.js';
 import { storyData } from './helpers.js';
 
 const STEPS = 4;
-const methods: [string, () => Updater][] = [
+const methods: [string, (config: LlamaConfig) => Updater][] = [
   ['full', () => fullUpdater()],
   ['lisa', () => lisaUpdater({ layers: 2, interval: 2 })],
   ['hft', () => hftUpdater({ stage: 2 })],
+  // Probe, selection, probe, selection.
+  ['greentrainer', (config) => greenTrainerUpdater({ costs: backwardCosts(config, 4, 24), interval: 2 })],
 ];
 
-async function run(make: () => Updater, backend: Backend) {
+async function run(make: (config: LlamaConfig) => Updater, backend: Backend) {
   const { ckpt, train, held } = await storyData();
-  return trainBaseWeights(make(), { checkpoint: ckpt, backend, data: train, evalData: held, steps: STEPS, batch: 4, lr: 1e-3, decay: 'constant', seed: 2 });
+  return trainBaseWeights(make(ckpt.config), { checkpoint: ckpt, backend, data: train, evalData: held, steps: STEPS, batch: 4, lr: 1e-3, decay: 'constant', seed: 2 });
 }
 
 test('each method lowers the held-out loss; the same curves on wasm and webgpu', async () => {
