@@ -3,6 +3,7 @@
  * or through a transformed update), instead of adding parameters the way adapters do. An Updater only
  * decides; `trainBaseWeights` (train.ts) owns the graph, the master copies and the optimizer state.
  */
+import type { SparseDelta } from './sparse/delta.js';
 
 /** One base tensor that may train. */
 export interface BaseTensorInfo {
@@ -69,6 +70,12 @@ export interface Updater {
    * and a returning tensor starts from zero moments). Kept moments cost their memory while the tensor is frozen.
    */
   readonly keepMoments?: boolean;
+  /**
+   * Sparse fine-tuning methods (SpIEL, LT-SFT, grafting): the trained result as a sparse delta over the base
+   * (src/updaters/sparse/delta.ts), asked once after the last step. When present, `train --out DIR` saves this
+   * delta folder instead of a full model.
+   */
+  sparseDelta?(ctx: UpdaterContext): Promise<SparseDelta>;
 }
 
 /** The decoder layer of a Hugging Face tensor name ('model.layers.3.…' → 3), or undefined. */
