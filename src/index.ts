@@ -88,3 +88,5 @@ export { selectDeita, deitaScores } from './select/deita/index.js';
 export { selectNudge, sinkhornPotentials } from './select/nudge/index.js';
 export { selectAdaptInf } from './select/adapt-inf/index.js';
 export { Forward, gradientFeatures, itemSignals, kmeans, selectItems, type ItemSignals, type SelectItem } from './select/common/index.js';
+export { analyzeWeight, effectiveRank, intruderDimensions, INTRUDER_DEFAULTS, numericalRank, type IntruderOptions, type IntruderResult, type ModuleAnalysis } from './analysis/intruder/intruder.js';
+export { adaptedLinearModules, analyzeModules, intruderTotals, mergedCheckpoint, type ModuleReport } from './analysis/intruder/model.js';

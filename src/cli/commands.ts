@@ -1,5 +1,5 @@
 /**
- * The adaptkit commands: generate, eval, info, train, merge, convert, tokenize, prune-vocab, select, quickstart. The same code runs in Node and
+ * The adaptkit commands: generate, eval, info, train, merge, convert, tokenize, prune-vocab, select, analyze, quickstart. The same code runs in Node and
  * Deno (node: built-ins); output meant for programs goes to stdout, progress to stderr.
  */
 import { createReadStream, existsSync } from 'node:fs';
@@ -48,6 +48,7 @@ import { selectCommand, selectFlags } from './select.js';
 import { baseMethodFlags, isBaseMethod, isModelFolder, loadModelFolder, trainBaseCommand } from './train-base.js';
 import { UPDATERS } from '../updaters/index.js';
 import { evalClassifier, predictCommand, predictFlags, taskFlag, trainClassifier } from './classify.js';
+import { analyzeCommand, analyzeFlags } from './analyze.js';
 
 const err = (s: string): void => { process.stderr.write(`${s}\n`); };
 
@@ -701,6 +702,7 @@ const commands: Record<string, { summary: string; flags: Record<string, FlagSpec
   merge: { summary: 'merge an adapter into the base model; write safetensors and/or GGUF', flags: mergeFlags, run: merge },
   select: { summary: 'keep the most useful examples of a JSONL data set (cdas, deita, nudge, adapt-inf)', flags: { ...modelFlags, ...selectFlags, ...baseDtypeFlag, ...common }, run: (f) => selectCommand(f, openTextModel, openBackend) },
   convert: { summary: 'write a GGUF copy of a model with f16, bf16, q8_0, q4_0 or q4_1 weights', flags: convertFlags, run: convert },
+  analyze: { summary: 'intruder dimensions and the effective rank of each weight update of an adapter or a fine-tuned model', flags: analyzeFlags, run: (f) => analyzeCommand(f, { openModel, readAdapterDir }) },
 };
 
 export async function main(argv: readonly string[]): Promise<number> {
