@@ -7,12 +7,14 @@ import { GREENTRAINER } from './greentrainer/index.js';
 import { HFT } from './hft/index.js';
 import { LISA } from './lisa/index.js';
 import type { UpdaterEntry } from './registry-types.js';
+import { SPIEL } from './spiel/index.js';
 
 export const UPDATERS: Readonly<Record<string, UpdaterEntry>> = {
   full: FULL,
   lisa: LISA,
   hft: HFT,
   greentrainer: GREENTRAINER,
+  spiel: SPIEL,
 };
 
 export type { UpdaterEntry, UpdaterOption, UpdaterOptionValues, UpdaterRun } from './registry-types.js';

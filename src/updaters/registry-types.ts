@@ -19,6 +19,8 @@ export interface UpdaterRun {
   batch: number;
   /** Tokens per row. */
   seq: number;
+  /** The run's optimizer steps (a method whose schedule decays over the run, as SpIEL's reselection rate does, needs it). */
+  steps?: number;
 }
 
 export type UpdaterOptionValues = Readonly<Record<string, string | number | boolean | undefined>>;

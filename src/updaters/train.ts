@@ -17,6 +17,7 @@ import { checkOptions, type Range } from '../util/ranges.js';
 import { seededRandom } from '../util/random.js';
 import { DECAY_KINDS, type DecayKind, lrSchedule } from '../train/schedule.js';
 import { type StepResult, Trainer } from '../train/trainer.js';
+import type { SparseDelta } from './sparse/delta.js';
 import { type BaseTensorInfo, type TensorOptimizer, type Updater, type UpdaterContext, layerOf } from './types.js';
 
 export interface BaseTrainOptions {
@@ -58,6 +59,8 @@ export interface BaseTrainResult {
   stepMs: number;
   /** The updater's own figures, with trainableFraction. */
   summary: Record<string, number | string>;
+  /** The result as a sparse delta over the base, for updaters that have one (SpIEL, LT-SFT, grafting). */
+  sparseDelta?: SparseDelta;
 }
 
 export const BASE_TRAIN_RANGES = {
@@ -273,6 +276,7 @@ export async function trainBaseWeights(updater: Updater, o: BaseTrainOptions): P
   await plan(check(updater.initialTrainable(ctx)));
   const losses: number[] = [], evals: { step: number; loss: number }[] = [], stepMs: number[] = [];
   let peakState = stateBytes(), fractionSum = 0, row = 0;
+  let sparse: SparseDelta | undefined;
   try {
     while (step < o.steps) {
       const b = batchAt(o.data, row, B);
@@ -299,6 +303,8 @@ export async function trainBaseWeights(updater: Updater, o: BaseTrainOptions): P
     }
     await syncMaster();
     if (o.evalData && (!o.evalEvery || o.steps % o.evalEvery !== 0)) evals.push(await evaluate());
+    // Asked while the last plan is alive, so ctx.values reads the trained values.
+    if (updater.sparseDelta) sparse = await updater.sparseDelta(ctx);
   } finally {
     built?.trainer.dispose();
   }
@@ -310,6 +316,7 @@ export async function trainBaseWeights(updater: Updater, o: BaseTrainOptions): P
     summary: { trainableFraction, ...(updater.summary?.() ?? {}) },
   };
   if (evals.length) result.evalLoss = evals[evals.length - 1]!.loss;
+  if (sparse) result.sparseDelta = sparse;
   return result;
 }
 

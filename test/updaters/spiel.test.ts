@@ -1,0 +1,57 @@
+// SpIEL through trainBaseWeights on stories260K: the held-out loss falls, only the active entries move (every
+// other entry equals the base bit for bit), the density holds after regrowth, and the returned sparse delta
+// applied to the base gives the trained model.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { js } from '../backends/backends.js';
+import { applySparseDelta } from '../../src/updaters/sparse/delta.js';
+import { spielUpdater, spreadDensity } from '../../src/updaters/spiel/index.js';
+import { trainBaseWeights } from '../../src/updaters/train.js';
+import { maxAbsDiff, storyData, valuesOf } from './helpers.js';
+
+const STEPS = 7;
+
+async function run(sm3 = false) {
+  const { ckpt, train, held } = await storyData();
+  const before = await trainBaseWeights(spielUpdater({ density: 0.05, interval: 1, accumulate: 1, rate: 0, steps: 1 }), { checkpoint: ckpt, backend: js(), data: train, evalData: held, steps: 1, batch: 4, lr: 1e-12, decay: 'constant' });
+  const r = await trainBaseWeights(spielUpdater({ density: 0.05, interval: 3, accumulate: 2, rate: 0.5, steps: STEPS, sm3 }), { checkpoint: ckpt, backend: js(), data: train, evalData: held, steps: STEPS, batch: 4, lr: 3e-3, decay: 'constant', seed: 5 });
+  return { ckpt, r, before: before.evalLoss! };
+}
+
+for (const sm3 of [false, true]) {
+  test(`spiel${sm3 ? ' (SM3 growth)' : ''}: loss falls, only active entries move, density kept, delta reproduces the model`, async () => {
+    const { ckpt, r, before } = await run(sm3);
+    assert.ok(r.evalLoss! < before - 0.02, `held-out ${before} → ${r.evalLoss}`);
+    assert.is(r.summary.spielReselections, 2, 'reselections at steps 3 and 6');
+    assert.ok(Number(r.summary.spielSwapped) > 0, 'some entries were regrown');
+    const base = valuesOf(ckpt), tuned = valuesOf(r.checkpoint), delta = r.sparseDelta!;
+    assert.ok(delta, 'a sparse delta is returned');
+    // Density: d·(all parameters) active entries in all, distinct and sorted per tensor.
+    const total = [...base.values()].reduce((a, t) => a + t.length, 0);
+    const active = [...delta.values()].reduce((a, d) => a + d.indices.length, 0);
+    assert.is(active, Math.round(0.05 * total));
+    for (const [name, d] of delta) for (let i = 1; i < d.indices.length; i++) assert.ok(d.indices[i]! > d.indices[i - 1]!, `${name}: indices sorted and distinct`);
+    // Everything outside the final active indices equals the base bit for bit (dropped entries reverted).
+    let moved = 0;
+    for (const [name, b] of base) {
+      const t = tuned.get(name)!, act = new Set(delta.get(name)?.indices ?? []);
+      for (let i = 0; i < b.length; i++) {
+        if (act.has(i)) { if (t[i] !== b[i]) moved++; continue; }
+        if (!Object.is(t[i], b[i])) assert.unreachable(`${name}[${i}] is not active but changed: ${b[i]} → ${t[i]}`);
+      }
+    }
+    assert.ok(moved > active / 2, `${moved} of ${active} active entries moved`);
+    const applied = applySparseDelta(base, delta);
+    for (const [name, t] of tuned) assert.ok(maxAbsDiff(applied.get(name)!, t) <= 1e-7, `${name}: base + delta differs from the trained tensor`);
+  });
+}
+
+test('spreadDensity: counts proportional to size, summing to d·total; refusals', () => {
+  assert.equal(spreadDensity([100, 300], 1000, 0.1), [25, 75]);
+  assert.is(spreadDensity([7, 11, 13], 40, 0.5).reduce((a, b) => a + b, 0), 20);
+  assert.throws(() => spreadDensity([10], 100, 0.5), /only 10/);
+  assert.throws(() => spielUpdater({ density: 0, steps: 3 }), /density must be in \(0, 1\]/);
+  assert.throws(() => spielUpdater({ interval: 2, accumulate: 3, steps: 3 }), /accumulate must be/);
+});
+
+test.run();
