@@ -1,5 +1,5 @@
 /**
- * The adaptkit commands: generate, eval, info, train, merge, convert, tokenize, prune-vocab, select, analyze, quickstart. The same code runs in Node and
+ * The adaptkit commands: generate, eval, info, train, merge, compose, convert, tokenize, prune-vocab, select, analyze, quickstart. The same code runs in Node and
  * Deno (node: built-ins); output meant for programs goes to stdout, progress to stderr.
  */
 import { createReadStream, existsSync } from 'node:fs';
@@ -45,6 +45,8 @@ import { type ModelFormat, writeModel } from './write-model.js';
 import { pruneVocabCommand, pruneVocabFlags } from './prune-vocab.js';
 import { tokenize, tokenizeFlags } from './tokenize.js';
 import { selectCommand, selectFlags } from './select.js';
+import { applyDeltaToCheckpoint, isDeltaFolder, loadDeltaFolder } from '../updaters/sparse/folder.js';
+import { composeCommand, composeFlags } from './compose.js';
 import { baseMethodFlags, isBaseMethod, isModelFolder, loadModelFolder, trainBaseCommand } from './train-base.js';
 import { UPDATERS } from '../updaters/index.js';
 import { evalClassifier, predictCommand, predictFlags, taskFlag, trainClassifier } from './classify.js';
@@ -129,6 +131,8 @@ async function readAdapterDir(model: AdaptedModel, dir: string, name = 'default'
 
 async function runtimeFor(f: Flags, ckpt: LlamaCheckpoint, chosen: ChosenBackend): Promise<LlamaRuntime> {
   if (!f.adapter) return new LlamaRuntime(ckpt, chosen.backend);
+  // A sparse delta (train --method spiel, …) is added to the base model.
+  if (isDeltaFolder(String(f.adapter))) return new LlamaRuntime(applyDeltaToCheckpoint(ckpt, (await loadDeltaFolder(String(f.adapter))).delta, `--adapter ${f.adapter}`), chosen.backend);
   // A whole model (train --method full|lisa|hft) is used in the base model's place.
   if (isModelFolder(String(f.adapter))) return new LlamaRuntime(await loadModelFolder(String(f.adapter), ckpt, baseDtypeOf(f)), chosen.backend);
   const model = new AdaptedModel(ckpt);
@@ -162,7 +166,7 @@ const generateFlags: Record<string, FlagSpec> = {
   mirostat: { type: 'number', help: 'Mirostat 2.0 target surprise τ in bits (enables Mirostat)', range: GENERATE_RANGES.mirostatTau },
   'mirostat-eta': { type: 'number', help: 'Mirostat learning rate η', default: 0.1, range: GENERATE_RANGES.mirostatEta },
   seed: { type: 'int', help: 'random seed for sampling', default: 0, range: GENERATE_RANGES.seed },
-  adapter: { type: 'string', help: 'a PEFT adapter folder to apply, or a model folder written by train --method full|lisa|hft (used in place of --model)', path: { kind: 'folder' } },
+  adapter: { type: 'string', help: 'a PEFT adapter folder to apply, or a model folder written by train --method full|lisa|hft (used in place of --model), or a sparse-delta folder written by train --method spiel (added to --model)', path: { kind: 'folder' } },
   'proxy-expert': { type: 'string', help: 'proxy-tuning: the tuned small model, a model or a PEFT adapter folder (applied to --proxy-anti); each step decodes base + α·(expert − anti-expert) logits' },
   'proxy-anti': { type: 'string', help: 'proxy-tuning: the untuned small model (the anti-expert); all three models must share the tokenizer' },
   'proxy-alpha': { type: 'number', help: 'proxy-tuning: α, how much of the expert\'s change is applied', default: 1 },
@@ -234,7 +238,7 @@ const evalFlags: Record<string, FlagSpec> = {
     limit: (v, f, m) => (f.task === 'lm' && Number(v) + 1 > m.maxSeqLen ? `with BOS exceeds the model's context of ${m.maxSeqLen} tokens` : undefined),
   },
   batch: { type: 'int', help: 'sequences per forward pass', default: 8, range: EVAL_RANGES.batch },
-  adapter: { type: 'string', help: 'a PEFT adapter folder to apply (required with --task seq-cls|token-cls: the folder train --task wrote), or a model folder written by train --method full|lisa|hft (used in place of --model)', path: { kind: 'folder' } },
+  adapter: { type: 'string', help: 'a PEFT adapter folder to apply (required with --task seq-cls|token-cls: the folder train --task wrote), or a model folder written by train --method full|lisa|hft (used in place of --model), or a sparse-delta folder written by train --method spiel (added to --model)', path: { kind: 'folder' } },
   json: { type: 'bool', help: 'end with a JSON line {"loss", "tokens"} (--task seq-cls|token-cls: {"accuracy", "macroF1", "loss", "count"})' },
   ...baseDtypeFlag,
   ...common,
@@ -596,7 +600,7 @@ async function train(f: Flags): Promise<number | void> {
 
 const mergeFlags: Record<string, FlagSpec> = {
   ...modelFlags,
-  adapter: { type: 'string', help: 'the PEFT adapter folder to merge' },
+  adapter: { type: 'string', help: 'the PEFT adapter folder, or sparse-delta folder (train --method spiel), to merge' },
   out: { type: 'string', help: 'output folder' },
   format: { type: 'string', help: 'safetensors (Hugging Face layout) | gguf | both', default: 'both', range: { oneOf: ['safetensors', 'gguf', 'both'] } },
   dtype: { type: 'string', help: 'type of the merged weights written: f32 | f16, or q8_0 | q4_0 (re-quantised; GGUF only)', default: 'f32', range: { oneOf: ['f32', 'f16', 'q8_0', 'q4_0'] } },
@@ -614,6 +618,12 @@ async function merge(f: Flags): Promise<void> {
   const adapterDir = need(f, 'adapter', 'merge');
   // The base stays as stored (compact or not); merged modules come out float32 and are written as --dtype.
   const { ckpt } = await openModel(f, 'auto');
+  if (isDeltaFolder(adapterDir)) {
+    const merged = applyDeltaToCheckpoint(ckpt, (await loadDeltaFolder(adapterDir)).delta, `--adapter ${adapterDir}`);
+    err(`sparse delta added to the base; weights written as ${dtype}`);
+    await writeModel(merged, out, format as ModelFormat, dtype);
+    return;
+  }
   const model = new AdaptedModel(ckpt);
   await readAdapterDir(model, adapterDir);
   model.merge('default');
@@ -702,6 +712,7 @@ const commands: Record<string, { summary: string; flags: Record<string, FlagSpec
   merge: { summary: 'merge an adapter into the base model; write safetensors and/or GGUF', flags: mergeFlags, run: merge },
   select: { summary: 'keep the most useful examples of a JSONL data set (cdas, deita, nudge, adapt-inf)', flags: { ...modelFlags, ...selectFlags, ...baseDtypeFlag, ...common }, run: (f) => selectCommand(f, openTextModel, openBackend) },
   convert: { summary: 'write a GGUF copy of a model with f16, bf16, q8_0, q4_0 or q4_1 weights', flags: convertFlags, run: convert },
+  compose: { summary: 'add sparse deltas (train --method spiel, …) into one delta folder, checked against the model', flags: composeFlags, run: composeCommand },
   analyze: { summary: 'intruder dimensions and the effective rank of each weight update of an adapter or a fine-tuned model', flags: analyzeFlags, run: (f) => analyzeCommand(f, { openModel, readAdapterDir }) },
 };
 

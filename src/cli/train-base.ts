@@ -1,7 +1,8 @@
 /**
  * `adaptkit train --method full|lisa|hft|…`: methods that train the base model's own weights (src/updaters).
  * The result is a whole model folder (Hugging Face layout and/or GGUF, as `merge` writes it), which
- * `eval --adapter DIR` and `generate --adapter DIR` use in the model's place.
+ * `eval --adapter DIR` and `generate --adapter DIR` use in the model's place; a method whose result is a sparse
+ * delta (SpIEL, LT-SFT, grafting: the Updater has `sparseDelta`) saves a delta folder instead, applied to --model.
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -12,6 +13,7 @@ import type { BaseDType } from '../formats/storage.js';
 import type { ChosenBackend } from '../scheduler/backends.js';
 import type { Tokenizer } from '../tokenizer/index.js';
 import { UPDATERS } from '../updaters/index.js';
+import { DELTA_CONFIG, DELTA_WEIGHTS, saveDeltaFolder } from '../updaters/sparse/folder.js';
 import { trainBaseWeights } from '../updaters/train.js';
 import { type FlagSpec, type Flags, UsageError, need } from './args.js';
 import { prepareOutput } from './output.js';
@@ -62,7 +64,7 @@ export async function trainBaseCommand(f: Flags, deps: TrainBaseDeps): Promise<v
   const out = need(f, 'out', 'train');
   const format = String(f['save-format']) as ModelFormat, dtype = String(f['save-dtype']) as (typeof MODEL_DTYPES)[number];
   if (format === 'safetensors' && (dtype === 'q8_0' || dtype === 'q4_0')) throw new UsageError(`--save-dtype ${dtype} is written in GGUF only; pass --save-format gguf or both`);
-  const present = ['model.safetensors', 'config.json', 'model.gguf'].filter((n) => existsSync(join(out, n)));
+  const present = ['model.safetensors', 'config.json', 'model.gguf', DELTA_WEIGHTS, DELTA_CONFIG].filter((n) => existsSync(join(out, n)));
   if (present.length && !f.overwrite) throw new UsageError(`--out ${out} already holds a model (${present.join(', ')}); pass --overwrite to replace it, or another --out`);
   const json = Boolean(f.json);
   const log = (o: Record<string, unknown>): void => { if (json) process.stdout.write(`${JSON.stringify(o)}\n`); };
@@ -72,7 +74,7 @@ export async function trainBaseCommand(f: Flags, deps: TrainBaseDeps): Promise<v
   if (seq > ckpt.config.maxSeqLen) throw new UsageError(`--seq ${seq} exceeds the model's context of ${ckpt.config.maxSeqLen} tokens`);
   let updater;
   try {
-    updater = entry.create(optionValues, ckpt.config, { config: ckpt.config, batch: Number(f.batch), seq });
+    updater = entry.create(optionValues, ckpt.config, { config: ckpt.config, batch: Number(f.batch), seq, steps: Number(f.steps) });
   } catch (e) {
     throw new UsageError((e as Error).message);
   }
@@ -108,7 +110,11 @@ export async function trainBaseCommand(f: Flags, deps: TrainBaseDeps): Promise<v
     const summary = { ...r.summary, optimizerStateBytes: r.optimizerStateBytes, stepMs: r.stepMs };
     log({ event: 'summary', ...summary });
     if (!json) err(`summary: ${Object.entries(summary).map(([k, v]) => `${k} ${typeof v === 'number' && !Number.isInteger(v) ? v.toFixed(4) : v}`).join(', ')}`);
-    const written = await writeModel(r.checkpoint, out, format, dtype);
+    // A method whose result is a sparse delta saves the delta folder (eval|generate|merge --adapter DIR apply it to the base).
+    const written = r.sparseDelta
+      ? await saveDeltaFolder(out, r.sparseDelta, { method, baseModel: String(f.model), ...(typeof f[`${method}-density`] === 'number' ? { density: Number(f[`${method}-density`]) } : {}) })
+      : await writeModel(r.checkpoint, out, format, dtype);
+    if (r.sparseDelta && !json) err(`saved the sparse delta to ${out}/ (${written.join(', ')}): ${[...r.sparseDelta.values()].reduce((a, d) => a + d.indices.length, 0)} entries over ${r.sparseDelta.size} tensors`);
     log({ event: 'saved', dir: out, files: written, finalLoss: r.losses[r.losses.length - 1] ?? null, ...(r.evalLoss !== undefined ? { evalLoss: r.evalLoss } : {}) });
   } finally {
     chosen.backend.dispose();

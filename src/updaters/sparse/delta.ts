@@ -79,7 +79,8 @@ export function readSparseDelta(bytes: Uint8Array, adapter?: string): SparseDelt
     const indices = new Int32Array(bytes.slice(it.offset, it.offset + it.byteLength).buffer);
     const d = { indices, values };
     checkDelta(m[1], d);
-    out.set(`${m[1]}.weight`, d);
+    // A file saved through PEFT's save_pretrained names modules under the wrapper ('base_model.model.').
+    out.set(`${m[1].replace(/^base_model\.model\./, '')}.weight`, d);
   }
   return out;
 }
