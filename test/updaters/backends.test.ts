@@ -1,4 +1,4 @@
-// Full fine-tuning, LISA, HFT and GreenTrainer lower a held-out loss on stories260K hero stories, with the same loss curve
+// Full fine-tuning, LISA, HFT, GreenTrainer and SpIEL lower a held-out loss on stories260K hero stories, with the same loss curve
 // and held-out loss on js, wasm (1 and 2 threads) and webgpu (1e-4 relative).
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -11,6 +11,7 @@ import { backwardCosts } from '../../src/updaters/greentrainer/costs.js';
 import { greenTrainerUpdater } from '../../src/updaters/greentrainer/index.js';
 import { hftUpdater } from '../../src/updaters/hft/index.js';
 import { lisaUpdater } from '../../src/updaters/lisa/index.js';
+import { spielUpdater } from '../../src/updaters/spiel/index.js';
 import { trainBaseWeights } from '../../src/updaters/train.js';
 import type { Updater } from '../../src/updaters/types.js';
 import { curveDiff, js, otherBackends } from '../backends/backends.js';
@@ -23,6 +24,8 @@ const methods: [string, (config: LlamaConfig) => Updater][] = [
   ['hft', () => hftUpdater({ stage: 2 })],
   // Probe, selection, probe, selection.
   ['greentrainer', (config) => greenTrainerUpdater({ costs: backwardCosts(config, 4, 24), interval: 2 })],
+  // Gradients accumulated at step 1, drop/grow at step 2 and 4 % 2 = 0 is the last step (none there).
+  ['spiel', () => spielUpdater({ density: 0.05, interval: 2, accumulate: 1, rate: 0.5, steps: STEPS })],
 ];
 
 async function run(make: (config: LlamaConfig) => Updater, backend: Backend) {
