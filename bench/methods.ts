@@ -95,12 +95,13 @@ export async function benchMethods(opts: { json: boolean }): Promise<void> {
     const entry = UPDATERS[name]!;
     const defaults = Object.fromEntries(Object.entries(entry.options).map(([k, o]) => [k, o.default]));
     let peak = process.memoryUsage().rss;
-    const r = await trainBaseWeights(entry.create(defaults, ckpt.config, { config: ckpt.config, batch: O.batch, seq: O.seq }), {
+    const r = await trainBaseWeights(entry.create(defaults, ckpt.config, { config: ckpt.config, batch: O.batch, seq: O.seq, steps: O.steps }), {
       checkpoint: ckpt, backend, data: train, steps: O.steps, batch: O.batch, warmup: O.warmup, maxGradNorm: O.maxGradNorm, seed: 1, lr: BASE_DEFAULT_LR,
       onStep: () => { peak = Math.max(peak, process.memoryUsage().rss); },
     });
     const after = await heldOutLoss(new LlamaRuntime(r.checkpoint, backend), held, O.batch);
-    baseRows.push({ method: name, lr: BASE_DEFAULT_LR, fraction: r.trainableFraction, stateBytes: r.optimizerStateBytes, stepMs: r.stepMs, peakRssMiB: peak / 2 ** 20, after, summary: r.summary });
+    // A sparse method trains a fraction of its tensors' entries: its summary's figure, when it gives one.
+    baseRows.push({ method: name, lr: BASE_DEFAULT_LR, fraction: typeof r.summary.trainableFraction === 'number' ? r.summary.trainableFraction : r.trainableFraction, stateBytes: r.optimizerStateBytes, stepMs: r.stepMs, peakRssMiB: peak / 2 ** 20, after, summary: r.summary });
     if (opts.json) {
       console.log(JSON.stringify({
         suite: 'methods', method: name, kind: 'base-weights', lr: BASE_DEFAULT_LR, trainableFraction: r.trainableFraction, optimizerStateBytes: r.optimizerStateBytes, stepMs: r.stepMs,

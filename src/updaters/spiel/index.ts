@@ -125,7 +125,7 @@ export function spielUpdater(o: SpielOptions): Updater {
   const shapes = new Map<string, readonly number[]>();
   // Accumulated Σg and Σg² over the window before a reselection (dense, freed after it).
   let sumG = new Map<string, Float32Array>(), sumG2 = new Map<string, Float32Array>(), samples = 0;
-  let swaps = 0, reselections = 0, active = 0;
+  let swaps = 0, reselections = 0, active = 0, totalParams = 1;
 
   const reselect = (ctx: UpdaterContext, t: number): void => {
     let n = 0;
@@ -156,6 +156,7 @@ export function spielUpdater(o: SpielOptions): Updater {
         shapes.set(t.name, t.shape);
       });
       active = counts.reduce((a, b) => a + b, 0);
+      totalParams = total;
       ctx.log(`spiel: ${active} active entries (density ${density} of ${total} parameters) over ${opts.size} 2-D weights`);
       return [...opts.keys()];
     },
@@ -187,7 +188,8 @@ export function spielUpdater(o: SpielOptions): Updater {
       }
       return out;
     },
-    summary: () => ({ spielDensity: density, spielActive: active, spielReselections: reselections, spielSwapped: swaps, spielGrowth: o.sm3 ? 'sm3' : 'gradient' }),
+    // The entries that train, not the tensors that hold them (trainBaseWeights counts whole tensors).
+    summary: () => ({ trainableFraction: active / totalParams, spielDensity: density, spielActive: active, spielReselections: reselections, spielSwapped: swaps, spielGrowth: o.sm3 ? 'sm3' : 'gradient' }),
   };
 }
 
