@@ -56,6 +56,9 @@ test('train --method spiel saves a delta folder; eval, merge and compose use it'
   assert.ok(Math.abs(got - want) < 1e-5, `eval --adapter ${got}, in-process ${want}`);
   const plain = lossOf(cli(evalArgs));
   assert.ok(Math.abs(plain - got) > 1e-4, `the delta changes the model (${plain} vs ${got})`);
+  const gen = cli(['generate', '--model', STORIES_GGUF, '--adapter', out, '--max-tokens', '8', '--temperature', '0', '--backend', 'js']);
+  assert.is(gen.code, 0, gen.stderr);
+  assert.ok(gen.stdout.length > 0, 'generate --adapter DELTA_DIR prints text');
   // merge: a full model with the same loss.
   const merged = join(dir, 'merged');
   const m = cli(['merge', '--model', STORIES_GGUF, '--adapter', out, '--out', merged, '--format', 'safetensors']);

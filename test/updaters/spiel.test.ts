@@ -5,7 +5,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { js } from '../backends/backends.js';
 import { applySparseDelta } from '../../src/updaters/sparse/delta.js';
-import { spielUpdater, spreadDensity } from '../../src/updaters/spiel/index.js';
+import { SpielAdam, spielUpdater, spreadDensity } from '../../src/updaters/spiel/index.js';
 import { trainBaseWeights } from '../../src/updaters/train.js';
 import { maxAbsDiff, storyData, valuesOf } from './helpers.js';
 
@@ -52,6 +52,37 @@ test('spreadDensity: counts proportional to size, summing to d·total; refusals'
   assert.throws(() => spreadDensity([10], 100, 0.5), /only 10/);
   assert.throws(() => spielUpdater({ density: 0, steps: 3 }), /density must be in \(0, 1\]/);
   assert.throws(() => spielUpdater({ interval: 2, accumulate: 3, steps: 3 }), /accumulate must be/);
+});
+
+test('SpielAdam: a regrown entry starts from the seeded moments and age, a dropped one returns to its base', () => {
+  // 6 entries, 3 active (0, 2, 4); after one update, drop the smallest |Δ| and grow the planted index 5.
+  const base = Float32Array.of(0.5, -1, 2, 0.25, -3, 1.5), param = Float32Array.from(base);
+  const opt = new SpielAdam(Int32Array.of(0, 2, 4));
+  const h = { lr: 0.1, step: 1, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, gradScale: 0.5 };
+  const g1 = Float32Array.of(2, 9, 0.01, 9, -4, 9);
+  opt.update(param, g1, h);
+  // Δ after one Adam step is about lr for every active entry (Adam normalises), so which one drops is whichever
+  // |Δ| is smallest; the growth is planted: index 5 has the largest score among the inactive 1, 3, 5.
+  const score = Float32Array.of(0, 1, 0, 2, 0, 50);
+  const seed = { m: 0.3, v: 0.04, age: 5 };
+  assert.is(opt.reselect(1, score, (k) => { assert.is(k, 5, 'the planted index grows'); return seed; }), 1);
+  const g2 = Float32Array.of(1, 1, 1, 1, 1, 1);
+  const before = Float32Array.from(param);
+  opt.update(param, g2, h);
+  const grown = 5;
+  assert.ok(opt.indices.includes(5));
+  const dropped = [0, 2, 4].find((k) => !opt.indices.includes(k))!;
+  const deltas = [0, 2, 4].map((k) => Math.abs(before[k]! - base[k]!));
+  assert.is(Math.abs(before[dropped]! - base[dropped]!), Math.min(...deltas), 'the smallest |Δ| was dropped');
+  assert.is(param[dropped], base[dropped], 'the dropped entry is back at its base value');
+  // Float64 reference of the grown entry's first update from the seeded state (age 5 → 6).
+  const g = 1 * 0.5, m = 0.9 * seed.m + 0.1 * g, v = 0.999 * seed.v + 0.001 * g * g;
+  const want = base[grown]! - 0.1 * ((m / (1 - 0.9 ** 6)) / (Math.sqrt(v / (1 - 0.999 ** 6)) + 1e-8) + 0.01 * 0);
+  assert.ok(Math.abs(param[grown]! - want) < 1e-6, `grown entry ${param[grown]} vs ${want}`);
+  assert.is(before[grown], base[grown], 'the grown entry was at its base value before');
+  // Entries never active are untouched.
+  for (let k = 0; k < 6; k++) if (k !== grown && ![0, 2, 4].includes(k)) assert.is(param[k], base[k]);
+  assert.is(opt.indices.length, 3, 'density kept');
 });
 
 test.run();
