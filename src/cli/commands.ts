@@ -319,7 +319,7 @@ const trainFlags: Record<string, FlagSpec> = {
   data: { type: 'string', help: "training data: a text file (blank-line paragraphs), a .jsonl file ({\"text\"}, {\"prompt\",\"completion\"} or chat {\"messages\": [{\"role\",\"content\"}]}, loss on the assistant turns), or 'builtin' (the hero task)", default: 'builtin', path: dataPath },
   ...chatTemplateFlag,
   ...taskFlag,
-  method: { type: 'string', help: `adapter method: ${methodNames().join(' | ')}; or a method that trains the base weights and saves a whole model in --out: ${Object.keys(UPDATERS).join(' | ')}`, default: 'lora' },
+  method: { type: 'string', help: `adapter method: ${methodNames().join(' | ')}; or a method that trains the base weights and saves a whole model (spiel: a sparse-delta folder) in --out: ${Object.keys(UPDATERS).join(' | ')}`, default: 'lora' },
   targets: { type: 'string', help: "modules to adapt, comma-separated, or 're:<regex>' (default: every projection of the model's family; Phi-3: qkv_proj,o_proj,gate_up_proj,down_proj; GPT-2: c_attn,c_proj,c_fc; with --task seq-cls|token-cls PEFT's: query,value, DistilBERT q_lin,v_lin)", default: 'q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj' },
   layers: {
     type: 'string', help: 'only these layers, comma-separated',

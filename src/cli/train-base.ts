@@ -30,7 +30,7 @@ export function isBaseMethod(name: unknown): boolean {
 /** Every base-weight method's options, as train's flags (`--lisa-layers`, `--hft-stage`, …), and the saving flags. */
 export function baseMethodFlags(): Record<string, FlagSpec> {
   const out: Record<string, FlagSpec> = {
-    'save-format': { type: 'string', help: 'base-weight methods (full, lisa, hft, …): how --out holds the trained model: safetensors (Hugging Face layout) | gguf | both', default: 'safetensors', range: { oneOf: ['safetensors', 'gguf', 'both'] } },
+    'save-format': { type: 'string', help: 'base-weight methods (full, lisa, hft, …; not spiel, which saves a sparse delta): how --out holds the trained model: safetensors (Hugging Face layout) | gguf | both', default: 'safetensors', range: { oneOf: ['safetensors', 'gguf', 'both'] } },
     'save-dtype': { type: 'string', help: 'base-weight methods: type of the 2-D weights written: f32 | f16, or q8_0 | q4_0 (GGUF only)', default: 'f32', range: { oneOf: [...MODEL_DTYPES] } },
   };
   for (const [method, entry] of Object.entries(UPDATERS)) {
@@ -77,6 +77,10 @@ export async function trainBaseCommand(f: Flags, deps: TrainBaseDeps): Promise<v
     updater = entry.create(optionValues, ckpt.config, { config: ckpt.config, batch: Number(f.batch), seq, steps: Number(f.steps) });
   } catch (e) {
     throw new UsageError((e as Error).message);
+  }
+  // A sparse method writes a delta folder; the whole-model saving flags cannot apply.
+  if (updater.sparseDelta) for (const k of ['save-format', 'save-dtype']) {
+    if (f[k] !== deps.spec[k]?.default) throw new UsageError(`--${k} does not apply to --method ${method}: it saves a sparse delta (merge --adapter DIR writes the whole model)`);
   }
   const loaded = await deps.loadExamples(String(f.data), tok, seq, json);
   const data = pack(loaded.examples, seq, 0);

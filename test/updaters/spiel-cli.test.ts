@@ -100,6 +100,9 @@ test('refusals: a delta for another model shape, a bad density, a single --delta
   assert.is.not(d.code, 0);
   assert.match(d.stderr, /--spiel-density must be/);
   assert.ok(!existsSync(join(dir, 'z')), 'nothing written');
+  const fmt = cli(['train', '--method', 'spiel', ...common, '--save-format', 'gguf', '--out', join(dir, 'v')]);
+  assert.match(fmt.stderr, /--save-format does not apply to --method spiel/);
+  assert.ok(!existsSync(join(dir, 'v')), 'nothing written');
   const acc = cli(['train', '--method', 'spiel', ...common, '--spiel-accumulate', '3', '--out', join(dir, 'w')]);
   assert.match(acc.stderr, /--spiel-accumulate 3 exceeds --spiel-interval 2/);
 });
