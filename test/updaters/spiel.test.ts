@@ -4,7 +4,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { js } from '../backends/backends.js';
-import { applySparseDelta } from '../../src/updaters/sparse/delta.js';
+import { applySparseDelta, readSparseDelta, writeSparseDelta } from '../../src/updaters/sparse/delta.js';
 import { SpielAdam, spielUpdater, spreadDensity } from '../../src/updaters/spiel/index.js';
 import { trainBaseWeights } from '../../src/updaters/train.js';
 import { maxAbsDiff, storyData, valuesOf } from './helpers.js';
@@ -52,6 +52,13 @@ test('spreadDensity: counts proportional to size, summing to d·total; refusals'
   assert.throws(() => spreadDensity([10], 100, 0.5), /only 10/);
   assert.throws(() => spielUpdater({ density: 0, steps: 3 }), /density must be in \(0, 1\]/);
   assert.throws(() => spielUpdater({ interval: 2, accumulate: 3, steps: 3 }), /accumulate must be/);
+});
+
+test("readSparseDelta: keys saved under PEFT's wrapper prefix read back as the model's tensor names", () => {
+  const d = { indices: Int32Array.of(1, 7), values: Float32Array.of(0.5, -2) };
+  const back = readSparseDelta(writeSparseDelta(new Map([['base_model.model.model.layers.0.mlp.up_proj.weight', d]])));
+  assert.equal([...back.keys()], ['model.layers.0.mlp.up_proj.weight']);
+  assert.equal([...back.get('model.layers.0.mlp.up_proj.weight')!.values], [0.5, -2]);
 });
 
 test('SpielAdam: a regrown entry starts from the seeded moments and age, a dropped one returns to its base', () => {
