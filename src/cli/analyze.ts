@@ -15,6 +15,7 @@ import { checkModelLimits, type FlagSpec, type Flags, UsageError, need } from '.
 import { writeFileAtomic } from './output.js';
 import { Progress } from './progress.js';
 import { isModelFolder, loadModelFolder } from './train-base.js';
+import { applyDeltaToCheckpoint, isDeltaFolder, loadDeltaFolder } from '../updaters/sparse/folder.js';
 
 export const analyzeFlags: Record<string, FlagSpec> = {
   model: { type: 'string', help: 'the pre-trained model: a .gguf, llama2.c .bin, safetensors folder, URL or Hugging Face repo id' },
@@ -90,7 +91,12 @@ export async function analyzeCommand(f: Flags, deps: AnalyzeDeps): Promise<void>
   const { ckpt: base } = await deps.openModel({ ...f, 'base-dtype': 'auto' });
   checkModelLimits(f, analyzeFlags, base.config);
   let tuned: LlamaCheckpoint, candidates: ModuleInfo[], source: string;
-  if (f.adapter !== undefined) {
+  if (f.adapter !== undefined && isDeltaFolder(String(f.adapter))) {
+    // A sparse delta (train --method spiel, compose) added to the base: analysed as a fine-tuned model.
+    tuned = applyDeltaToCheckpoint(base, (await loadDeltaFolder(String(f.adapter))).delta, `--adapter ${f.adapter}`);
+    candidates = modelModules(base.config).filter((m) => m.kind === 'linear' && m.name !== 'lm_head');
+    source = `sparse delta ${f.adapter} added to ${base.source}`;
+  } else if (f.adapter !== undefined) {
     const model = new AdaptedModel(base);
     await deps.readAdapterDir(model, String(f.adapter));
     candidates = adaptedLinearModules(model, 'default');

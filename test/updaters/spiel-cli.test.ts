@@ -59,6 +59,9 @@ test('train --method spiel saves a delta folder; eval, merge and compose use it'
   const gen = cli(['generate', '--model', STORIES_GGUF, '--adapter', out, '--max-tokens', '8', '--temperature', '0', '--backend', 'js']);
   assert.is(gen.code, 0, gen.stderr);
   assert.ok(gen.stdout.length > 0, 'generate --adapter DELTA_DIR prints text');
+  const an = cli(['analyze', '--model', STORIES_GGUF, '--adapter', out, '--k', '2']);
+  assert.is(an.code, 0, an.stderr);
+  assert.match(an.stderr, /sparse delta .* added to/);
   // merge: a full model with the same loss.
   const merged = join(dir, 'merged');
   const m = cli(['merge', '--model', STORIES_GGUF, '--adapter', out, '--out', merged, '--format', 'safetensors']);
