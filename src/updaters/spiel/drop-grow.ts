@@ -1,7 +1,8 @@
 // SpIEL's index update (Ansell et al., 2024, "Scaling Sparse Fine-Tuning to Large Language Models") as pure
 // code on one tensor: drop the active entries whose delta |Δ| is smallest, grow the same number of inactive
 // entries with the largest growth score (|mean accumulated gradient|, or the SM3 row × column product).
-// Moments of regrown entries start at zero; retained entries keep theirs (our reading of the reference).
+// `SparseAdam` here zeroes regrown entries' moments; the Updater (index.ts, `SpielAdam`) seeds them from the
+// accumulated gradients, as the reference trainer does.
 import type { TensorOptimizer, TensorOptimizerHyper } from '../types.js';
 
 /** How many entries to swap at this update: rate·(1 − step/totalSteps)·active, the linear decay. */
@@ -34,7 +35,7 @@ export function sm3Score(gradSq: Float32Array, rows: number, cols: number): Floa
 export interface DropGrowResult {
   indices: Int32Array;
   values: Float32Array;
-  /** For each new position, the old position it came from, or -1 for a regrown entry (moments start at zero). */
+  /** For each new position, the old position it came from, or -1 for a regrown entry. */
   from: Int32Array;
 }
 
