@@ -72,7 +72,7 @@ export async function trainBaseCommand(f: Flags, deps: TrainBaseDeps): Promise<v
   if (seq > ckpt.config.maxSeqLen) throw new UsageError(`--seq ${seq} exceeds the model's context of ${ckpt.config.maxSeqLen} tokens`);
   let updater;
   try {
-    updater = entry.create(optionValues, ckpt.config, { config: ckpt.config, batch: Number(f.batch), seq });
+    updater = entry.create(optionValues, ckpt.config, { config: ckpt.config, batch: Number(f.batch), seq, steps: Number(f.steps) });
   } catch (e) {
     throw new UsageError((e as Error).message);
   }

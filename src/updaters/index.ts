@@ -6,6 +6,7 @@ import { FULL } from './full/index.js';
 import { GREENTRAINER } from './greentrainer/index.js';
 import { HFT } from './hft/index.js';
 import { LISA } from './lisa/index.js';
+import { LT_SFT } from './lt-sft/index.js';
 import type { UpdaterEntry } from './registry-types.js';
 
 export const UPDATERS: Readonly<Record<string, UpdaterEntry>> = {
@@ -13,6 +14,7 @@ export const UPDATERS: Readonly<Record<string, UpdaterEntry>> = {
   lisa: LISA,
   hft: HFT,
   greentrainer: GREENTRAINER,
+  'lt-sft': LT_SFT,
 };
 
 export type { UpdaterEntry, UpdaterOption, UpdaterOptionValues, UpdaterRun } from './registry-types.js';

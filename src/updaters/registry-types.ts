@@ -19,6 +19,8 @@ export interface UpdaterRun {
   batch: number;
   /** Tokens per row. */
   seq: number;
+  /** Optimizer steps of the run, when known (LT-SFT splits them into its two phases). */
+  steps?: number;
 }
 
 export type UpdaterOptionValues = Readonly<Record<string, string | number | boolean | undefined>>;
