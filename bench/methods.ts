@@ -95,7 +95,7 @@ export async function benchMethods(opts: { json: boolean }): Promise<void> {
     const entry = UPDATERS[name]!;
     const defaults = Object.fromEntries(Object.entries(entry.options).map(([k, o]) => [k, o.default]));
     let peak = process.memoryUsage().rss;
-    const r = await trainBaseWeights(entry.create(defaults, ckpt.config, { config: ckpt.config, batch: O.batch, seq: O.seq }), {
+    const r = await trainBaseWeights(entry.create(defaults, ckpt.config, { config: ckpt.config, batch: O.batch, seq: O.seq, steps: O.steps }), {
       checkpoint: ckpt, backend, data: train, steps: O.steps, batch: O.batch, warmup: O.warmup, maxGradNorm: O.maxGradNorm, seed: 1, lr: BASE_DEFAULT_LR,
       onStep: () => { peak = Math.max(peak, process.memoryUsage().rss); },
     });

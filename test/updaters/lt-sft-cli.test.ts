@@ -18,6 +18,13 @@ test('train --method lt-sft runs both phases with the flags given', () => {
   assert.match(r.stderr, /lt-sft: step 2: kept the top 300 \|θ₁ − θ₀\| entries/);
 });
 
+test('without --ltsft-phase1 the run is split in half (3 steps: 1 + 2)', () => {
+  const r = cli(['train', '--method', 'lt-sft', ...common, '--ltsft-density', '0.001', '--out', join(dir, 'half')]);
+  assert.is(r.code, 0, r.stderr);
+  assert.match(r.stderr, /lt-sft: step 1: kept the top \d+ \|θ₁ − θ₀\| entries/);
+  assert.not.match(r.stderr, / l1 /);
+});
+
 test('bad lt-sft flags are refused by name before any work', () => {
   const cases: [string[], RegExp][] = [
     [['--ltsft-density', '2'], /--ltsft-density/],

@@ -145,13 +145,14 @@ export function ltSftUpdater(o: LtSftOptions): Updater & { readonly optimizers: 
 export const LT_SFT: UpdaterEntry = {
   help: 'LT-SFT: full fine-tune for N1 steps, keep the top-K |θ₁ − θ₀|, reset to θ₀ and retrain only those entries (a sparse delta)',
   options: {
-    'ltsft-phase1': { type: 'int', help: 'N1: steps of the full fine-tune (phase 1); the remaining --steps retrain the kept entries (phase 2)', default: 50, range: { integer: true, min: 1 } },
+    'ltsft-phase1': { type: 'int', help: 'N1: steps of the full fine-tune (phase 1; default half of --steps); the remaining --steps retrain the kept entries (phase 2)', range: { integer: true, min: 1 } },
     'ltsft-density': { type: 'number', help: 'K as a fraction of all trainable weights', default: 0.01, range: { above: 0, max: 1 } },
     'ltsft-count': { type: 'int', help: 'K as a number of weights (overrides --ltsft-density)', range: { integer: true, min: 1 } },
     'ltsft-l1': { type: 'number', help: 'λ of the L1 pull toward the base in phase 1, logged beside the loss as l1 (0: none)', default: 0, range: { min: 0 } },
   },
   create: (v, _model, run) => {
-    const phase1Steps = Number(v['ltsft-phase1'] ?? 50);
+    // Default: half the run in each phase (50 when the run's length is not known).
+    const phase1Steps = v['ltsft-phase1'] !== undefined ? Number(v['ltsft-phase1']) : run?.steps !== undefined ? Math.max(1, Math.floor(run.steps / 2)) : 50;
     if (run?.steps !== undefined && phase1Steps >= run.steps) throw new RangeError(`--ltsft-phase1 ${phase1Steps} leaves no phase-2 step of the run's ${run.steps} (--steps must exceed it)`);
     return ltSftUpdater({
     phase1Steps,
