@@ -30,6 +30,8 @@ test('phase 2 changes only the K chosen entries; the delta has K entries and reb
   for (const [, d] of delta) count += d.indices.length;
   assert.is(count, K);
   assert.is(u.kept(), K);
+  const total = [...base.values()].reduce((a, x) => a + x.length, 0);
+  assert.is(r.summary.ltsftKeptFraction, K / total);
   for (const [n, b] of base) {
     const t = tuned.get(n)!, keep = new Set(delta.get(n)?.indices ?? []);
     for (let i = 0; i < b.length; i++) {

@@ -88,14 +88,14 @@ export function ltSftUpdater(o: LtSftOptions): Updater & { readonly optimizers: 
   const lambda = o.l1 ?? 0;
   if (!(lambda >= 0 && Number.isFinite(lambda))) throw new RangeError(`lt-sft: l1 must be ≥ 0 (got ${lambda})`);
   const optimizers = new Map<string, LtSftAdam>();
-  let k = 0, chosen: SparseDelta | undefined;
+  let k = 0, total = 0, chosen: SparseDelta | undefined;
 
   /** The global top-K of |θ − θ₀| over every tensor: phase 2's masks. */
   const choose = async (ctx: UpdaterContext): Promise<SparseDelta> => {
     const names = [...optimizers.keys()];
     const tuned = await ctx.values(names);
     const base = new Map(names.map((n) => [n, optimizers.get(n)!.base ?? tuned.get(n)!]));
-    const total = names.reduce((a, n) => a + tuned.get(n)!.length, 0);
+    total = names.reduce((a, n) => a + tuned.get(n)!.length, 0);
     k = o.count ?? Math.max(1, Math.round(density * total));
     if (k > total) throw new RangeError(`lt-sft: K = ${k} exceeds the ${total} trainable entries`);
     return topKDelta(base, tuned, k);
@@ -124,7 +124,8 @@ export function ltSftUpdater(o: LtSftOptions): Updater & { readonly optimizers: 
       }
       return undefined;
     },
-    summary: () => ({ ltsftPhase1Steps: o.phase1Steps, ltsftK: k, ltsftL1: lambda }),
+    // The run's trainableFraction counts whole tensors (every one is host-updated); phase 2 moves K of them.
+    summary: () => ({ ltsftPhase1Steps: o.phase1Steps, ltsftK: k, ltsftKeptFraction: total ? k / total : 0, ltsftL1: lambda }),
     sparseDelta: async (ctx) => {
       // afterStep never runs after the last step, so a chosen mask means phase 2 ran at least once; a run of
       // N1 steps or fewer never reached phase 2, and its delta is the phase-1 top-K.
