@@ -6,6 +6,7 @@ import { FULL } from './full/index.js';
 import { GREENTRAINER } from './greentrainer/index.js';
 import { HFT } from './hft/index.js';
 import { LISA } from './lisa/index.js';
+import { LT_SFT } from './lt-sft/index.js';
 import type { UpdaterEntry } from './registry-types.js';
 import { SPIEL } from './spiel/index.js';
 
@@ -15,6 +16,7 @@ export const UPDATERS: Readonly<Record<string, UpdaterEntry>> = {
   hft: HFT,
   greentrainer: GREENTRAINER,
   spiel: SPIEL,
+  'lt-sft': LT_SFT,
 };
 
 export type { UpdaterEntry, UpdaterOption, UpdaterOptionValues, UpdaterRun } from './registry-types.js';

@@ -19,7 +19,7 @@ export interface UpdaterRun {
   batch: number;
   /** Tokens per row. */
   seq: number;
-  /** The run's optimizer steps (a method whose schedule decays over the run, as SpIEL's reselection rate does, needs it). */
+  /** The run's optimizer steps, when known (SpIEL's reselection rate decays over them; LT-SFT splits them into its two phases). */
   steps?: number;
 }
 

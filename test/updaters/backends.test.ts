@@ -1,4 +1,4 @@
-// Full fine-tuning, LISA, HFT, GreenTrainer and SpIEL lower a held-out loss on stories260K hero stories, with the same loss curve
+// Full fine-tuning, LISA, HFT, GreenTrainer, SpIEL and LT-SFT lower a held-out loss on stories260K hero stories, with the same loss curve
 // and held-out loss on js, wasm (1 and 2 threads) and webgpu (1e-4 relative).
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -12,6 +12,7 @@ import { greenTrainerUpdater } from '../../src/updaters/greentrainer/index.js';
 import { hftUpdater } from '../../src/updaters/hft/index.js';
 import { lisaUpdater } from '../../src/updaters/lisa/index.js';
 import { spielUpdater } from '../../src/updaters/spiel/index.js';
+import { ltSftUpdater } from '../../src/updaters/lt-sft/index.js';
 import { trainBaseWeights } from '../../src/updaters/train.js';
 import type { Updater } from '../../src/updaters/types.js';
 import { curveDiff, js, otherBackends } from '../backends/backends.js';
@@ -26,6 +27,8 @@ const methods: [string, (config: LlamaConfig) => Updater][] = [
   ['greentrainer', (config) => greenTrainerUpdater({ costs: backwardCosts(config, 4, 24), interval: 2 })],
   // Gradients accumulated at step 1, drop/grow at step 2 and 4 % 2 = 0 is the last step (none there).
   ['spiel', () => spielUpdater({ density: 0.05, interval: 2, accumulate: 1, rate: 0.5, steps: STEPS })],
+  // Two full steps, then the top 20% retrained from the base for two.
+  ['lt-sft', () => ltSftUpdater({ phase1Steps: 2, density: 0.2 })],
 ];
 
 async function run(make: (config: LlamaConfig) => Updater, backend: Backend) {
