@@ -3,9 +3,11 @@
  * folder and one line here.
  */
 import { FULL } from './full/index.js';
+import { GALORE } from './galore/index.js';
 import { GREENTRAINER } from './greentrainer/index.js';
 import { HFT } from './hft/index.js';
 import { LISA } from './lisa/index.js';
+import { QGALORE } from './q-galore/index.js';
 import type { UpdaterEntry } from './registry-types.js';
 
 export const UPDATERS: Readonly<Record<string, UpdaterEntry>> = {
@@ -13,6 +15,8 @@ export const UPDATERS: Readonly<Record<string, UpdaterEntry>> = {
   lisa: LISA,
   hft: HFT,
   greentrainer: GREENTRAINER,
+  galore: GALORE,
+  'q-galore': QGALORE,
 };
 
 export type { UpdaterEntry, UpdaterOption, UpdaterOptionValues, UpdaterRun } from './registry-types.js';
