@@ -252,6 +252,16 @@ test('through trainBaseWeights on stories260K: GaLore at full rank equals AdamW 
   assert.is(r.optimizerStateBytes, want);
 });
 
+test('the projected weights: 2-D weights of decoder blocks (Llama-style and GPT-2 names), not embeddings, head or norms', () => {
+  assert.ok(isProjectedWeight('model.layers.3.mlp.down_proj.weight', [64, 172]));
+  assert.ok(isProjectedWeight('transformer.h.0.attn.c_attn.weight', [64, 192]));
+  assert.not.ok(isProjectedWeight('model.layers.3.input_layernorm.weight', [64]));
+  assert.not.ok(isProjectedWeight('transformer.h.0.attn.c_attn.bias', [192]));
+  assert.not.ok(isProjectedWeight('model.embed_tokens.weight', [512, 64]));
+  assert.not.ok(isProjectedWeight('lm_head.weight', [512, 64]));
+  assert.not.ok(isProjectedWeight('transformer.wte.weight', [512, 64]));
+});
+
 test('bad settings are refused by name', () => {
   assert.throws(() => galoreUpdater({ rank: 0 }), /galore: rank must be an integer ≥ 1 \(got 0\)/);
   assert.throws(() => galoreUpdater({ interval: 1.5 }), /galore: interval \(T\) must be an integer ≥ 1/);

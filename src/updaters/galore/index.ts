@@ -8,9 +8,12 @@ import type { UpdaterEntry, UpdaterOption } from '../registry-types.js';
 import { type BaseTensorInfo, type Updater, layerOf } from '../types.js';
 import { GALORE_DEFAULTS, GaLoreAdam, type GaLoreSettings, checkSettings } from './projected-adam.js';
 
-/** Whether a base tensor is projected: a 2-D weight inside a decoder layer. */
+/**
+ * Whether a base tensor is projected: a 2-D weight inside a decoder block (`model.layers.N.…` in the
+ * Llama-style families, `transformer.h.N.…` in GPT-2). Embeddings, head and norms are not.
+ */
 export function isProjectedWeight(name: string, shape: readonly number[]): boolean {
-  return layerOf(name) !== undefined && shape.length === 2;
+  return shape.length === 2 && (layerOf(name) !== undefined || /^(transformer\.)?h\.\d+\./.test(name));
 }
 
 export function galoreUpdater(o: Partial<GaLoreSettings> = {}): Updater & { optimizers: Map<string, GaLoreAdam> } {
