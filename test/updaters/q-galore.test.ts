@@ -2,7 +2,8 @@
 // value, where nearest rounding is off by far more); INT8 weights keep untouched values exact and grow a
 // group's scale instead of clipping; INT4 projectors come back within half a step of their group's grid;
 // the lazy rule doubles the interval on a planted run of similar subspaces and never on dissimilar ones,
-// on its own and inside the optimizer; the optimizer's weight is always its INT8 value; option checks.
+// on its own and inside the optimizer; the optimizer's weight (and the trained model's) is always its INT8
+// value; option checks.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { gaussian, seededRandom } from '../../src/util/random.js';
@@ -10,6 +11,10 @@ import { LazyInterval, QGaLoreAdam, qGaLoreUpdater } from '../../src/updaters/q-
 import { Int4Matrix, Int8Weights, QUANT_GROUP, stochasticRound } from '../../src/updaters/q-galore/quant.js';
 import { svd } from '../../src/updaters/galore/svd.js';
 import type { TensorOptimizerHyper } from '../../src/updaters/types.js';
+import { createJsBackend } from '../../src/backends/js/index.js';
+import { tensorF32 } from '../../src/formats/checkpoint.js';
+import { trainBaseWeights } from '../../src/updaters/train.js';
+import { storyData } from './helpers.js';
 
 const rand = seededRandom(5);
 const randn = (n: number): Float64Array => Float64Array.from({ length: n }, () => gaussian(rand));
@@ -148,6 +153,26 @@ test('inside the optimizer: planted gradients with a fixed leading direction tak
   // State: INT8 codes and scales, INT4 projector (m < n: left, m × r), f32 moments r × n, the lazy rule's previous vector.
   const r = 3, groupsW = Math.ceil(m * n / QUANT_GROUP), groupsP = Math.ceil(m * r / QUANT_GROUP);
   assert.is(planted.stateBytes(), (m * n + 4 * groupsW) + (Math.ceil(m * r / 2) + 5 * groupsP) + 4 * 2 * r * n + 8 * m);
+});
+
+test('through trainBaseWeights: every projected weight of the trained model is its INT8 value; the rest moved by AdamW; state counted', async () => {
+  const { ckpt, train } = await storyData();
+  const up = qGaLoreUpdater({ rank: 8, interval: 1 });
+  const r = await trainBaseWeights(up, { checkpoint: ckpt, backend: createJsBackend(), data: train, steps: 2, batch: 2, lr: 1e-3, decay: 'constant', seed: 4 });
+  assert.is(up.optimizers.size, 7 * ckpt.config.nLayers);
+  let held = 0;
+  for (const [name, opt] of up.optimizers) {
+    const got = (r.checkpoint.tensors.get(name) as { data: Float32Array }).data;
+    const w = opt.int8()!;
+    for (let i = 0; i < got.length; i++) if (got[i] !== Math.fround(w.value(i))) throw new Error(`${name}[${i}] is ${got[i]}, its INT8 value ${w.value(i)}`);
+    held += opt.stateBytes();
+  }
+  // The embeddings (tied head) and norms: AdamW's two f32 moments each.
+  const rest = [...ckpt.tensors].filter(([n]) => !up.optimizers.has(n)).reduce((a, [, t]) => a + 8 * t.shape.reduce((x, y) => x * y, 1), 0);
+  assert.is(r.optimizerStateBytes, held + rest);
+  const emb = (r.checkpoint.tensors.get('model.embed_tokens.weight') as { data: Float32Array }).data;
+  const emb0 = tensorF32(ckpt.tensors.get('model.embed_tokens.weight')!);
+  assert.ok(emb.some((x, i) => Math.abs(x - emb0[i]!) > 1e-4), 'the embeddings trained');
 });
 
 test('bad settings are refused by name', () => {
