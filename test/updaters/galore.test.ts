@@ -9,7 +9,7 @@ import { batchAt } from '../../src/data/dataset.js';
 import { seededRandom, gaussian } from '../../src/util/random.js';
 import { galoreUpdater, isProjectedWeight } from '../../src/updaters/galore/index.js';
 import { GaLoreAdam } from '../../src/updaters/galore/projected-adam.js';
-import { svd } from '../../src/updaters/galore/svd.js';
+import { RANDOMIZED_FROM, leadingRightVectors, svd } from '../../src/updaters/galore/svd.js';
 import { trainBaseWeights } from '../../src/updaters/train.js';
 import type { TensorOptimizerHyper, UpdaterContext } from '../../src/updaters/types.js';
 import { adamwRef, baseGradients, maxAbsDiff, storyData, valuesOf } from './helpers.js';
@@ -93,6 +93,51 @@ test('svd: a rank-deficient matrix (and the zero matrix) still gets orthonormal 
   }
   assert.ok(svd(a, m, n).s[3]! < 1e-12 * svd(a, m, n).s[0]!, 'rank 3');
   assert.throws(() => svd(new Float64Array(5), 2, 3), /5 values for a 2 × 3 matrix/);
+});
+
+/** ‖P₁P₁ᵀ − P₂P₂ᵀ‖ (largest entry) for two [n, r] orthonormal bases: 0 when they span the same subspace. */
+function subspaceGap(a: Float64Array, b: Float64Array, n: number, r: number): number {
+  let worst = 0;
+  for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) {
+    let x = 0, y = 0;
+    for (let c = 0; c < r; c++) { x += a[i * r + c]! * a[j * r + c]!; y += b[i * r + c]! * b[j * r + c]!; }
+    worst = Math.max(worst, Math.abs(x - y));
+  }
+  return worst;
+}
+
+test('leading vectors of a large matrix (randomised range finder) span the exact SVD\'s leading subspace', () => {
+  const rows = 400, cols = RANDOMIZED_FROM + 16, r = 24, k = cols;
+  // Planted spectrum: 24 leading values from 10 down to 5, then a tail from 1 down (a gradient-like gap).
+  const q1 = orthogonal(rows).subarray(0, rows * rows), q2 = orthogonal(cols);
+  const sigma = Array.from({ length: k }, (_, c) => (c < r ? 10 - (5 * c) / r : 1 / (1 + 0.05 * (c - r))));
+  const a = new Float64Array(rows * cols);
+  for (let i = 0; i < rows; i++) for (let c = 0; c < k; c++) {
+    const u = q1[i * rows + c]! * sigma[c]!;
+    for (let j = 0; j < cols; j++) a[i * cols + j] += u * q2[j * cols + c]!;
+  }
+  const fast = leadingRightVectors(a, rows, cols, r);
+  const exact = svd(a, rows, cols);
+  const top = new Float64Array(cols * r);
+  for (let j = 0; j < cols; j++) for (let c = 0; c < r; c++) top[j * r + c] = exact.v[j * exact.k + c]!;
+  assert.ok(orthoError(fast, cols, r) < 1e-10, 'orthonormal');
+  const gap = subspaceGap(fast, top, cols, r);
+  // (σ_{r+11}/σ_r)^9 ≈ (0.65/5)^9: far below the tolerance.
+  assert.ok(gap < 1e-6, `subspace gap ${gap}`);
+  // The planted subspace itself, for the exact SVD (an independent check of the reference).
+  const planted = new Float64Array(cols * r);
+  for (let j = 0; j < cols; j++) for (let c = 0; c < r; c++) planted[j * r + c] = q2[j * cols + c]!;
+  assert.ok(subspaceGap(top, planted, cols, r) < 1e-9);
+  // A rank-deficient large matrix (rank 5 < r + 10) still gets an orthonormal basis holding its row space.
+  const low = new Float64Array(rows * cols);
+  for (let t = 0; t < 5; t++) { const x = randn(rows), y = randn(cols); for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) low[i * cols + j] += x[i]! * y[j]!; }
+  const lv = leadingRightVectors(low, rows, cols, r);
+  assert.ok(orthoError(lv, cols, r) < 1e-10, 'orthonormal (rank-deficient)');
+  const lowExact = svd(low, rows, cols), row5 = new Float64Array(cols * 5);
+  for (let j = 0; j < cols; j++) for (let c = 0; c < 5; c++) row5[j * 5 + c] = lowExact.v[j * lowExact.k + c]!;
+  const first5 = new Float64Array(cols * 5);
+  for (let j = 0; j < cols; j++) for (let c = 0; c < 5; c++) first5[j * 5 + c] = lv[j * r + c]!;
+  assert.ok(subspaceGap(first5, row5, cols, 5) < 1e-8, 'the first 5 span the row space');
 });
 
 const hyper = (step: number, o: Partial<TensorOptimizerHyper> = {}): TensorOptimizerHyper => ({ lr: 0.01, step, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.1, gradScale: 1, ...o });

@@ -7,7 +7,7 @@
  * moments are r × the larger side (m × r or r × n) instead of m × n.
  */
 import type { TensorOptimizer, TensorOptimizerHyper } from '../types.js';
-import { svd } from './svd.js';
+import { leadingRightVectors } from './svd.js';
 
 export interface GaLoreSettings {
   /** r: rank of the projection (capped by min(m, n)). */
@@ -85,17 +85,20 @@ export class GaLoreAdam implements TensorOptimizer {
     for (let i = 0; i < param.length; i++) param[i] = param[i]! * decay - h.lr * update[i]!;
   }
 
-  /** The SVD of the (clipped) gradient and the projector of its r leading singular vectors. */
+  /** The projector of the r leading singular vectors of the (clipped) gradient. */
   protected newSubspace(g: Float64Array): void {
-    const d = svd(g, this.rows, this.cols), r = this.rank, k = d.k;
+    const { rows: m, cols: n, rank: r } = this;
     let p: Float64Array;
     if (this.side === 'right') {
-      // First r rows of Vᵀ: row c is column c of V.
-      p = new Float64Array(r * this.cols);
-      for (let c = 0; c < r; c++) for (let j = 0; j < this.cols; j++) p[c * this.cols + j] = d.v[j * k + c]!;
+      // The first r rows of Vᵀ: the leading right singular vectors, one per row.
+      const v = leadingRightVectors(g, m, n, r);
+      p = new Float64Array(r * n);
+      for (let j = 0; j < n; j++) for (let c = 0; c < r; c++) p[c * n + j] = v[j * r + c]!;
     } else {
-      p = new Float64Array(this.rows * r);
-      for (let i = 0; i < this.rows; i++) for (let c = 0; c < r; c++) p[i * r + c] = d.u[i * k + c]!;
+      // The first r columns of U: the leading right singular vectors of Gᵀ (n × m, tall), already m × r.
+      const gt = new Float64Array(n * m);
+      for (let i = 0; i < m; i++) for (let j = 0; j < n; j++) gt[j * m + i] = g[i * n + j]!;
+      p = leadingRightVectors(gt, n, m, r);
     }
     canonicalSigns(p, this.side === 'right' ? r : this.rows, this.side === 'right' ? this.cols : r, this.side === 'right');
     this.svds++;
