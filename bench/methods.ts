@@ -11,7 +11,9 @@
  * GreenTrainer's share of a full step's operations (counted on the graph) is printed beside its measured
  * selected-step time and full fine-tuning's.
  * The backend is wasm unless ADAPTKIT_BENCH_BACKEND names another (js, webgpu, auto);
- * ADAPTKIT_BENCH_METHODS=lora,full,lisa (comma-separated) runs only those methods.
+ * ADAPTKIT_BENCH_METHODS=lora,full,lisa (comma-separated) runs only those methods; a base-weight method may
+ * carry options after colons, as its CLI flags without the dashes (`galore:galore-rank=16`), and run
+ * more than once with different ones.
  */
 import { readFileSync } from 'node:fs';
 import { AdaptedModel } from '../src/adapters/adapted-model.js';
@@ -61,8 +63,10 @@ export async function benchMethods(opts: { json: boolean }): Promise<void> {
     console.log(`held-out loss of the base model: ${base.toFixed(4)} over ${held.rows} rows`);
     console.log(`${'method'.padEnd(15)}${'default lr'.padStart(11)}${'trainable'.padStart(10)}${'step ms'.padStart(9)}${'peak MiB'.padStart(10)}${'before'.padStart(9)}${'after'.padStart(9)}${'base'.padStart(9)}${'after−base'.padStart(12)}`);
   }
-  const wanted = process.env.ADAPTKIT_BENCH_METHODS?.split(',').map((m) => m.trim()).filter(Boolean);
+  const specs = process.env.ADAPTKIT_BENCH_METHODS?.split(',').map((m) => m.trim()).filter(Boolean);
+  const wanted = specs?.map((m) => m.split(':')[0]!);
   for (const m of wanted ?? []) if (!methodNames().includes(m) && !Object.hasOwn(UPDATERS, m)) throw new Error(`ADAPTKIT_BENCH_METHODS: unknown method '${m}' (adapters: ${methodNames().join(', ')}; base weights: ${Object.keys(UPDATERS).join(', ')})`);
+  const baseRuns = baseWeightRuns(specs);
   const totalWeights = [...ckpt.tensors.values()].reduce((a, t) => a + t.shape.reduce((x, y) => x * y, 1), 0);
   const baseRows: { method: string; lr: number; fraction: number; stateBytes: number; stepMs: number; peakRssMiB: number; after: number; summary?: Record<string, number | string> }[] = [];
   for (const name of methodNames().filter((m) => !wanted || wanted.includes(m))) {
@@ -90,10 +94,10 @@ export async function benchMethods(opts: { json: boolean }): Promise<void> {
       console.log(`${name.padEnd(15)}${String(result.defaultLr).padStart(11)}${result.trainable.toLocaleString('en-US').padStart(10)}${stepMs.toFixed(0).padStart(9)}${result.peakRssMiB.toFixed(0).padStart(10)}${before.toFixed(4).padStart(9)}${after.toFixed(4).padStart(9)}${base.toFixed(4).padStart(9)}${(after - base).toFixed(4).padStart(12)}${after < base ? '' : '  NOT BELOW THE BASE'}`);
     }
   }
-  for (const name of Object.keys(UPDATERS).filter((m) => !wanted || wanted.includes(m))) {
+  for (const { name, label, options } of baseRuns) {
     (globalThis as { gc?: () => void }).gc?.();
     const entry = UPDATERS[name]!;
-    const defaults = Object.fromEntries(Object.entries(entry.options).map(([k, o]) => [k, o.default]));
+    const defaults = { ...Object.fromEntries(Object.entries(entry.options).map(([k, o]) => [k, o.default])), ...options };
     let peak = process.memoryUsage().rss;
     const r = await trainBaseWeights(entry.create(defaults, ckpt.config, { config: ckpt.config, batch: O.batch, seq: O.seq, steps: O.steps }), {
       checkpoint: ckpt, backend, data: train, steps: O.steps, batch: O.batch, warmup: O.warmup, maxGradNorm: O.maxGradNorm, seed: 1, lr: BASE_DEFAULT_LR,
@@ -101,19 +105,20 @@ export async function benchMethods(opts: { json: boolean }): Promise<void> {
     });
     const after = await heldOutLoss(new LlamaRuntime(r.checkpoint, backend), held, O.batch);
     // A sparse method trains a fraction of its tensors' entries: its summary's figure, when it gives one.
-    baseRows.push({ method: name, lr: BASE_DEFAULT_LR, fraction: typeof r.summary.trainableFraction === 'number' ? r.summary.trainableFraction : r.trainableFraction, stateBytes: r.optimizerStateBytes, stepMs: r.stepMs, peakRssMiB: peak / 2 ** 20, after, summary: r.summary });
+    baseRows.push({ method: label, lr: BASE_DEFAULT_LR, fraction: typeof r.summary.trainableFraction === 'number' ? r.summary.trainableFraction : r.trainableFraction, stateBytes: r.optimizerStateBytes, stepMs: r.stepMs, peakRssMiB: peak / 2 ** 20, after, summary: r.summary });
     if (opts.json) {
       console.log(JSON.stringify({
-        suite: 'methods', method: name, kind: 'base-weights', lr: BASE_DEFAULT_LR, trainableFraction: r.trainableFraction, optimizerStateBytes: r.optimizerStateBytes, stepMs: r.stepMs,
+        suite: 'methods', method: name, ...(label !== name ? { options } : {}), kind: 'base-weights', lr: BASE_DEFAULT_LR, trainableFraction: r.trainableFraction, optimizerStateBytes: r.optimizerStateBytes, stepMs: r.stepMs,
         peakRssMiB: peak / 2 ** 20, heldOutAfter: after, baseHeldOut: base, belowBase: after < base, steps: O.steps, backend: backend.describe(), summary: r.summary,
       }));
     }
   }
   if (!opts.json && baseRows.some((b) => b.method !== 'lora')) {
-    console.log(`\nbase-weight methods (src/updaters) next to LoRA: same task and steps; lr ${BASE_DEFAULT_LR} for the base-weight methods (their default), each method's default options`);
-    console.log(`${'method'.padEnd(15)}${'lr'.padStart(9)}${'trainable'.padStart(11)}${'optim KiB'.padStart(11)}${'step ms'.padStart(9)}${'peak MiB'.padStart(10)}${'after'.padStart(9)}${'after−base'.padStart(12)}`);
+    console.log(`\nbase-weight methods (src/updaters) next to LoRA: same task and steps; lr ${BASE_DEFAULT_LR} for the base-weight methods (their default), each method's default options (or those after its name)`);
+    const width = Math.max(15, ...baseRows.map((b) => b.method.length + 2));
+    console.log(`${'method'.padEnd(width)}${'lr'.padStart(9)}${'trainable'.padStart(11)}${'optim KiB'.padStart(11)}${'step ms'.padStart(9)}${'peak MiB'.padStart(10)}${'after'.padStart(9)}${'after−base'.padStart(12)}`);
     for (const b of baseRows) {
-      console.log(`${b.method.padEnd(15)}${String(b.lr).padStart(9)}${`${(100 * b.fraction).toFixed(2)}%`.padStart(11)}${(b.stateBytes / 1024).toFixed(0).padStart(11)}${b.stepMs.toFixed(1).padStart(9)}${b.peakRssMiB.toFixed(0).padStart(10)}${b.after.toFixed(4).padStart(9)}${(b.after - base).toFixed(4).padStart(12)}`);
+      console.log(`${b.method.padEnd(width)}${String(b.lr).padStart(9)}${`${(100 * b.fraction).toFixed(2)}%`.padStart(11)}${(b.stateBytes / 1024).toFixed(0).padStart(11)}${b.stepMs.toFixed(1).padStart(9)}${b.peakRssMiB.toFixed(0).padStart(10)}${b.after.toFixed(4).padStart(9)}${(b.after - base).toFixed(4).padStart(12)}`);
     }
     // GreenTrainer's operation count (from the training graph) next to the time a step measurably takes.
     const green = baseRows.find((b) => b.method === 'greentrainer'), full = baseRows.find((b) => b.method === 'full');
@@ -125,4 +130,25 @@ export async function benchMethods(opts: { json: boolean }): Promise<void> {
     }
   }
   backend.dispose();
+}
+
+/**
+ * The base-weight runs asked for: every method with its defaults, or those named in ADAPTKIT_BENCH_METHODS,
+ * each with the options given after its name (`galore:galore-rank=16`, checked against the method's own).
+ */
+function baseWeightRuns(specs: string[] | undefined): { name: string; label: string; options: Record<string, string | number | boolean> }[] {
+  if (!specs) return Object.keys(UPDATERS).map((name) => ({ name, label: name, options: {} }));
+  return specs.filter((m) => Object.hasOwn(UPDATERS, m.split(':')[0]!)).map((spec) => {
+    const [name, ...pairs] = spec.split(':');
+    const entry = UPDATERS[name!]!, options: Record<string, string | number | boolean> = {};
+    for (const pair of pairs) {
+      const [flag, value] = pair.split('=');
+      const o = entry.options[flag!];
+      if (!o) throw new Error(`ADAPTKIT_BENCH_METHODS: ${name} has no option '${flag}' (it has ${Object.keys(entry.options).join(', ') || 'none'})`);
+      const v = o.type === 'bool' ? value !== 'false' : o.type === 'string' ? value! : Number(value);
+      if (typeof v === 'number' && !Number.isFinite(v)) throw new Error(`ADAPTKIT_BENCH_METHODS: ${name}:${flag} needs a number (got '${value}')`);
+      options[flag!] = v;
+    }
+    return { name: name!, label: pairs.length ? `${name} ${pairs.join(' ')}` : name!, options };
+  });
 }

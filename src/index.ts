@@ -55,6 +55,11 @@ export { lisaUpdater, type LisaOptions } from './updaters/lisa/index.js';
 export { hftUpdater, type HftOptions } from './updaters/hft/index.js';
 export { greenTrainerUpdater, type GreenTrainerOptions } from './updaters/greentrainer/index.js';
 export { backwardCosts, type BackwardCosts, type TensorCost } from './updaters/greentrainer/costs.js';
+export { galoreUpdater, isProjectedWeight } from './updaters/galore/index.js';
+export { GALORE_DEFAULTS, GaLoreAdam, type GaLoreSettings } from './updaters/galore/projected-adam.js';
+export { svd, type Svd } from './updaters/galore/svd.js';
+export { LAZY_DEFAULTS, LazyInterval, QGaLoreAdam, qGaLoreUpdater, type LazySettings, type QGaLoreSettings } from './updaters/q-galore/index.js';
+export { Int4Matrix, Int8Weights, stochasticRound } from './updaters/q-galore/quant.js';
 
 export { Trainer, type OptimizerOptions, type StepResult } from './train/trainer.js';
 export { buildTrainingGraph, FINE_TUNE_RANGES, fineTune, type FineTuneOptions, type FineTuneResult, type FineTuneRun, type TrainingGraph } from './train/finetune.js';

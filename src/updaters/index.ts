@@ -3,10 +3,12 @@
  * folder and one line here.
  */
 import { FULL } from './full/index.js';
+import { GALORE } from './galore/index.js';
 import { GREENTRAINER } from './greentrainer/index.js';
 import { HFT } from './hft/index.js';
 import { LISA } from './lisa/index.js';
 import { LT_SFT } from './lt-sft/index.js';
+import { QGALORE } from './q-galore/index.js';
 import type { UpdaterEntry } from './registry-types.js';
 import { SPIEL } from './spiel/index.js';
 
@@ -17,6 +19,8 @@ export const UPDATERS: Readonly<Record<string, UpdaterEntry>> = {
   greentrainer: GREENTRAINER,
   spiel: SPIEL,
   'lt-sft': LT_SFT,
+  galore: GALORE,
+  'q-galore': QGALORE,
 };
 
 export type { UpdaterEntry, UpdaterOption, UpdaterOptionValues, UpdaterRun } from './registry-types.js';
