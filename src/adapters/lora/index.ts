@@ -2,6 +2,7 @@
 import type { AdapterMethod } from '../types.js';
 import { type LoraConfig, LORA_OPTIONS, checkPeftLoraImport, fromPeftLoraConfig, parseLoraConfig, toPeftLoraConfig } from './config.js';
 import { createLoraParams, loraKeys, loraLinear, mergeLora } from './layer.js';
+import { evaConfig, evaInit } from './eva/eva.js';
 
 export const lora: AdapterMethod<LoraConfig> = {
   name: 'lora',
@@ -9,6 +10,12 @@ export const lora: AdapterMethod<LoraConfig> = {
   options: LORA_OPTIONS,
   defaultLr: { value: 3e-3, source: "PEFT's causal-LM LoRA example (examples/causal_language_modeling/peft_lora_clm_accelerate_ds_zero3_offload.py: lr = 3e-3)" },
   parseConfig: parseLoraConfig,
+  // EVA reads the inputs of the targeted modules on a data sample before any parameter exists.
+  prepare(config, ctx) {
+    if (config.init !== 'eva') return config;
+    if (!ctx.sample) throw new Error(`lora: init '${config.init}' needs a data sample (addAdapter's 'sample'; adaptkit train takes it from --data)`);
+    return evaConfig(config, ctx.modules, evaInit(config, ctx.modules, ctx.sample, ctx.linearInputs));
+  },
   createParams: (ctx) => {
     const store = new Map();
     const params = createLoraParams(ctx, (module, residual) => store.set(`__base__/${module}`, { shape: [], data: residual }));

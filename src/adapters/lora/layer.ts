@@ -65,7 +65,13 @@ export function createLoraParams(ctx: InitContext<LoraConfig>, onBaseChange: (mo
     const A = new Float32Array(r * m.inFeatures), B = new Float32Array(m.outFeatures * r);
     // PiSSA replaces the base by its residual; DoRA's magnitude below is measured on what the forward uses.
     let residual: Float32Array | undefined;
-    if (c.init === 'pissa') {
+    if (c.init === 'eva') {
+      // EVA: A's rows are the components found on the data sample (eva/eva.ts), B zero, so ΔW = 0.
+      const rows = c.dataInit?.evaA?.get(m.name);
+      if (!rows) throw new Error(`lora: init 'eva' needs a data sample (${m.name} has no components): pass one as addAdapter's 'sample'`);
+      if (rows.length !== A.length) throw new Error(`lora: init 'eva': ${m.name} has ${rows.length / m.inFeatures} components for rank ${r}`);
+      A.set(rows);
+    } else if (c.init === 'pissa') {
       // s is this module's scaling (alphaByModule, rankByModule), as PEFT's pissa_init uses self.scaling, so
       // that s·B·A is exactly W's top-r part.
       const W = tensorF32(ctx.baseWeight(m.name));
