@@ -338,10 +338,10 @@ const trainFlags: Record<string, FlagSpec> = {
   rslora: { type: 'bool', help: 'rsLoRA scaling alpha/√r' },
   dora: { type: 'bool', help: 'DoRA magnitude/direction decomposition' },
   init: {
-    type: 'string', default: 'default', range: { oneOf: ['default', 'gaussian', 'pissa', 'eva'] },
-    help: "LoRA init: default | gaussian | pissa | eva (A from the principal components of each module's inputs on the first --init-batches batches of --data, ranks redistributed by explained variance; tune with --eva-rho, --eva-tau, --eva-whiten, --eva-use-label-mask, --eva-adjust-scaling-factors)",
+    type: 'string', default: 'default', range: { oneOf: ['default', 'gaussian', 'pissa', 'eva', 'corda'] },
+    help: "LoRA init: default | gaussian | pissa | eva (A from the principal components of each module's inputs on the first --init-batches batches of --data, ranks redistributed by explained variance; tune with --eva-rho, --eva-tau, --eva-whiten, --eva-use-label-mask, --eva-adjust-scaling-factors) | corda (SVD of W·C, C the input covariance on those batches, --corda-mode ipm|kpm; saved converted to a plain LoRA of rank 2r)",
   },
-  'init-batches': { type: 'int', help: 'batches of --batch rows of --data that --init eva reads at most (it stops earlier once its components converge)', default: 8, range: { integer: true, min: 1 } },
+  'init-batches': { type: 'int', help: 'batches of --batch rows of --data that --init eva|corda read (EVA stops earlier once its components converge)', default: 8, range: { integer: true, min: 1 } },
   steps: { type: 'int', help: 'optimizer steps', default: 60, range: R.steps },
   lr: { type: 'number', help: "peak learning rate (default: the method's own, listed in the README's table of methods)", range: R.lr },
   warmup: { type: 'int', help: 'linear warmup steps', default: 5, range: R.warmup },
@@ -397,9 +397,9 @@ async function dryRun(f: Flags): Promise<number> {
   const { ckpt } = await openModel(f);
   checkModelLimits(f, trainFlags, ckpt.config);
   const model = new AdaptedModel(ckpt);
-  // EVA keeps LoRA's parameter budget (r × modules): planned as a default init.
+  // EVA and CorDA keep LoRA's parameter budget (r × modules, CorDA's residual base replaces the base): planned as a default init.
   const cfg = methodConfig(f, ckpt.config);
-  if (cfg.init === 'eva') cfg.init = 'default';
+  if (cfg.init === 'eva' || cfg.init === 'corda') cfg.init = 'default';
   model.addAdapter('default', String(f.method), cfg, { seed: Number(f.seed) });
   const chosen = await openBackend(f, json);
   const shape = { batch: Number(f.batch), seq: Number(f.seq), accumulate: Number(f.accumulate), checkpointing: Boolean(f.checkpointing), ceChunk };
@@ -501,7 +501,7 @@ async function train(f: Flags): Promise<number | void> {
   if (f.task !== 'lm') return trainClassifier(f, trainFlags, methodConfig);
   const dpo = f.objective === 'dpo';
   checkObjectiveFlags(f);
-  const dataDriven = !f.resume && getMethod(String(f.method)).name === 'lora' && f.init === 'eva';
+  const dataDriven = !f.resume && getMethod(String(f.method)).name === 'lora' && (f.init === 'eva' || f.init === 'corda');
   if (dataDriven && (dpo || f.objective === 'multi')) throw new UsageError(`--init ${String(f.init)} reads the rows of --data as language-model text; it is not available with --objective ${String(f.objective)}`);
   // Option values are checked before the model is read.
   if (dataDriven) getMethod('lora').parseConfig(methodConfig(f));
@@ -528,7 +528,7 @@ async function train(f: Flags): Promise<number | void> {
     seed = restored.seed;
     if (!json) err(`resuming at step ${restored.step} from ${resumeFrom.dir}${resumeFrom.note ? ` (${resumeFrom.note})` : ''} (${restored.adapter.method.name}, seed ${seed})`);
   } else {
-    // EVA needs the training data's first batches, read below.
+    // EVA and CorDA need the training data's first batches, read below.
     if (!dataDriven) model.addAdapter('default', String(f.method), methodConfig(f, model.base.config), { seed });
   }
   const seq = Number(f.seq);

@@ -148,12 +148,12 @@ test('an EVA adapter: the model at init is the base; saved with rank_pattern / a
   assert.ok(gap <= 1e-5 && moved > 1e-3, `reloaded gap ${gap}, adapter effect ${moved}`);
 });
 
-test('EVA options: bad values refused by name; no sample refused before any work', () => {
+test('EVA and CorDA options: bad values refused by name; no sample refused before any work', () => {
   const model = new AdaptedModel(ckpt);
-  for (const [opt, value] of [['evaRho', 0.5], ['evaTau', 0], ['evaTau', 1.5], ['init', 'evas']] as const) {
+  for (const [opt, value] of [['evaRho', 0.5], ['evaTau', 0], ['evaTau', 1.5], ['cordaMode', 'both'], ['init', 'evas']] as const) {
     assert.throws(() => model.addAdapter('x', 'lora', { ...options, [opt]: value }), (e: Error) => e.message.includes(opt), `${opt} ${value}`);
   }
-  for (const init of ['eva']) assert.throws(() => model.addAdapter('x', 'lora', { ...options, init }), /needs a data sample/);
+  for (const init of ['eva', 'corda']) assert.throws(() => model.addAdapter('x', 'lora', { ...options, init }), /needs a data sample/);
   assert.throws(() => model.addAdapter('x', 'lora', { ...options, r: 20, evaRho: 4 }, { sample: initSampleFromBlocks(blocks, { batchRows: 2 }) }), /round\(r·rho\) = 80 components/);
   assert.is(model.adapters.size, 0);
 });

@@ -2,7 +2,7 @@
 import { bool, checkKeys, excludes, fromPeftTargets, layers, num, oneOf, peftTargets, targets } from '../config-utils.js';
 import type { ModuleInfo, TargetConfig } from '../types.js';
 
-export type LoraInit = 'default' | 'gaussian' | 'pissa' | 'eva';
+export type LoraInit = 'default' | 'gaussian' | 'pissa' | 'eva' | 'corda';
 
 /** EVA's settings (PEFT's EvaConfig, same defaults). */
 export interface EvaOptions {
@@ -19,7 +19,8 @@ export interface EvaOptions {
 }
 
 /**
- * What a data-driven initialisation computed before the parameters are made (src/adapters/lora/eva): never saved, only read by createLoraParams.
+ * What a data-driven initialisation computed before the parameters are made (src/adapters/lora/eva,
+ * src/adapters/lora/corda): never saved, only read by createLoraParams.
  */
 export interface LoraDataInit {
   /** EVA: per module, the rows of A [rank, in]. */
@@ -27,6 +28,8 @@ export interface LoraDataInit {
   /** EVA: batches of the sample read, and whether every module's components converged within them. */
   evaBatches?: number;
   evaConverged?: boolean;
+  /** CorDA: per module, the input covariance C [in, in] of the data sample. */
+  cordaCovariance?: Map<string, Float64Array>;
 }
 
 export interface LoraConfig extends TargetConfig {
@@ -48,6 +51,8 @@ export interface LoraConfig extends TargetConfig {
   alphaByModule?: Record<string, number>;
   /** EVA's settings (used with init 'eva'). */
   eva: EvaOptions;
+  /** CorDA (init 'corda'): 'ipm' (instruction-previewed: the top r components adapt) or 'kpm' (knowledge-preserved: the bottom r adapt). */
+  cordaMode: 'ipm' | 'kpm';
   /** Computed by the data-driven inits from a data sample (not an option). */
   dataInit?: LoraDataInit;
 }
@@ -59,12 +64,13 @@ export const LORA_OPTIONS: Readonly<Record<string, string>> = {
   targetModules: "modules to adapt: names or suffixes (q_proj,v_proj), or 're:<regex>' over full names (default q_proj,v_proj)",
   layersToTransform: 'only these layer indices, comma-separated (default: all)',
   useRslora: 'rsLoRA scaling alpha/√r (default false)',
-  init: 'default (A Kaiming-uniform, B zero) | gaussian | pissa | eva (A from the principal components of each module\'s inputs on a data sample, ranks redistributed)',
+  init: 'default (A Kaiming-uniform, B zero) | gaussian | pissa | eva (A from the principal components of each module\'s inputs on a data sample, ranks redistributed) | corda (context-oriented SVD of W·C, C the inputs\' covariance on a data sample; base becomes the residual)',
   evaRho: "EVA: a module's rank is at most round(rho·r) (default 2, as PEFT)",
   evaTau: 'EVA: components converge once consecutive batches agree to cosine ≥ tau (default 0.99)',
   evaWhiten: 'EVA: divide each component by the square root of its singular value (default false)',
   evaUseLabelMask: "EVA: use only positions whose token is a training target (default true, as PEFT's labels ≠ -100)",
   evaAdjustScalingFactors: "EVA: keep alpha/r per module when its rank changes, alpha_m = alpha·r_m/r (default true)",
+  cordaMode: 'CorDA: ipm (instruction-previewed, the adapter takes the top r components of W·C) | kpm (knowledge-preserved, the bottom r) (default ipm)',
   useDora: 'DoRA: learned per-row magnitude times the normalised direction (default false)',
   excludeModules: "modules never adapted even when targeted: names or suffixes, or 're:<regex>' (default none)",
   rankByModule: 'per-module ranks, {"<regex matching the end of a module name>": r} (PEFT rank_pattern; default none)',
@@ -111,7 +117,7 @@ export function parseLoraConfig(raw: Readonly<Record<string, unknown>>): LoraCon
     targetModules: targets(m, raw, ['q_proj', 'v_proj']),
     ...(lt ? { layersToTransform: lt } : {}),
     useRslora: bool(m, raw, 'useRslora', false),
-    init: oneOf(m, raw, 'init', 'default', ['default', 'gaussian', 'pissa', 'eva'] as const),
+    init: oneOf(m, raw, 'init', 'default', ['default', 'gaussian', 'pissa', 'eva', 'corda'] as const),
     useDora: bool(m, raw, 'useDora', false),
     ...excludes(m, raw),
     ...(rp ? { rankByModule: rp } : {}),
@@ -123,6 +129,7 @@ export function parseLoraConfig(raw: Readonly<Record<string, unknown>>): LoraCon
       useLabelMask: bool(m, raw, 'evaUseLabelMask', true),
       adjustScalingFactors: bool(m, raw, 'evaAdjustScalingFactors', true),
     },
+    cordaMode: oneOf(m, raw, 'cordaMode', 'ipm', ['ipm', 'kpm'] as const),
   };
 }
 
@@ -137,6 +144,7 @@ export function toPeftLoraConfig(c: LoraConfig, _model: unknown, modules?: reado
     use_dora: c.useDora, init_lora_weights: c.init === 'default' ? true : c.init, bias: 'none', fan_in_fan_out: false,
     inference_mode: true, modules_to_save: null, rank_pattern: c.rankByModule ?? {}, alpha_pattern: c.alphaByModule ?? {},
     ...(c.init === 'eva' ? { eva_config: { rho: c.eva.rho, tau: c.eva.tau, use_label_mask: c.eva.useLabelMask, label_mask_value: -100, whiten: c.eva.whiten, adjust_scaling_factors: c.eva.adjustScalingFactors } } : {}),
+    ...(c.init === 'corda' ? { corda_config: { corda_method: c.cordaMode } } : {}),
   };
 }
 
@@ -169,6 +177,8 @@ export function fromPeftLoraConfig(j: Readonly<Record<string, unknown>>): LoraCo
   if (j.fan_in_fan_out === true) throw new Error('adapter_config.json: fan_in_fan_out is not supported (Llama layers are not Conv1D)');
   if (j.lora_bias === true) throw new Error('adapter_config.json: lora_bias is not supported');
   const init = j.init_lora_weights;
+  // A CorDA adapter trains on a residual base computed from a data sample that is not saved.
+  if (init === 'corda') throw new Error('adapter_config.json: init_lora_weights "corda": the residual base comes from a data sample that is not saved, so this state cannot be restored; save the converted plain LoRA instead');
   return parseLoraConfig({
     r: j.r ?? 8, alpha: j.lora_alpha ?? 8, dropout: j.lora_dropout ?? 0,
     ...fromPeftTargets(j, ['q_proj', 'v_proj']),
