@@ -498,11 +498,12 @@ function ceChunkFlag(v: Flags[string]): CeChunk {
 
 async function train(f: Flags): Promise<number | void> {
   if (isBaseMethod(f.method)) return trainBaseCommand(f, { openTextModel, openBackend, loadExamples, spec: trainFlags });
+  if (f.task !== 'lm' && (f.init === 'eva' || f.init === 'corda')) throw new UsageError(`--init ${String(f.init)} reads a language-model data sample; it is not available with --task ${String(f.task)}`);
   if (f.task !== 'lm') return trainClassifier(f, trainFlags, methodConfig);
   const dpo = f.objective === 'dpo';
-  checkObjectiveFlags(f);
   const dataDriven = !f.resume && getMethod(String(f.method)).name === 'lora' && (f.init === 'eva' || f.init === 'corda');
   if (dataDriven && (dpo || f.objective === 'multi')) throw new UsageError(`--init ${String(f.init)} reads the rows of --data as language-model text; it is not available with --objective ${String(f.objective)}`);
+  checkObjectiveFlags(f);
   // Option values are checked before the model is read.
   if (dataDriven) getMethod('lora').parseConfig(methodConfig(f));
   if (f['dry-run']) return dryRun(f);

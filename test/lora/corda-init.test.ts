@@ -8,7 +8,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { AdaptedModel } from '../../src/adapters/adapted-model.js';
 import { initSampleFromBlocks } from '../../src/adapters/init-sample.js';
-import { loraScaling } from '../../src/adapters/lora/config.js';
+import { fromPeftLoraConfig, loraScaling } from '../../src/adapters/lora/config.js';
 import { loraDelta } from '../../src/adapters/lora/layer.js';
 import { loadPeft, savePeft } from '../../src/adapters/peft.js';
 import { tensorF32 } from '../../src/formats/checkpoint.js';
@@ -160,10 +160,11 @@ test('CorDA trained a few steps: the saved plain LoRA of rank 2r on the original
   assert.ok(maxRelErr(await forwardLogits(fresh, ids, 2, 8), trained) < 1e-4, 'logits of the converted adapter');
 });
 
-test('a CorDA training state is refused on reload (its residual base needs the data sample)', () => {
-  const model = new AdaptedModel(ckpt);
-  assert.throws(() => model.get('lora'), /no adapter/);
-  assert.throws(() => loadPeft(model, 'x', { config: JSON.stringify({ peft_type: 'LORA', r: 2, lora_alpha: 4, target_modules: ['q_proj'], init_lora_weights: 'corda' }), weights: new Uint8Array(8) }), /corda/);
+test('a CorDA adapter is refused where its residual base would be needed: a PEFT folder, a training state', () => {
+  const config = { peft_type: 'LORA', r: 2, lora_alpha: 4, target_modules: ['q_proj'], init_lora_weights: 'corda' };
+  assert.throws(() => loadPeft(new AdaptedModel(ckpt), 'x', { config: JSON.stringify(config), weights: new Uint8Array(8) }), /init_lora_weights "corda" makes the adapter apply to base weights that PEFT rewrote/);
+  // Training states restore through fromPeftConfig.
+  assert.throws(() => fromPeftLoraConfig(config), /"corda": the residual base comes from a data sample that is not saved/);
 });
 
 test.run();
