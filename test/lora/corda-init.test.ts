@@ -15,6 +15,7 @@ import { tensorF32 } from '../../src/formats/checkpoint.js';
 import { hostLinearInputs } from '../../src/model/host-forward.js';
 import { maxRelErr } from '../helpers.js';
 import { forwardLogits, heroBlocks, stories, trainHero } from '../methods/helpers.js';
+import { peftConfigErrors } from './peft-rules.js';
 
 const ckpt = await stories();
 const sample = initSampleFromBlocks(heroBlocks(ckpt, 24, 24), { batchRows: 4, rows: 8 });
@@ -146,6 +147,7 @@ test('CorDA trained a few steps: the saved plain LoRA of rank 2r on the original
   assert.is(cfg.r, 6);
   assert.is(cfg.lora_alpha, 12);
   assert.is(cfg.init_lora_weights, true);
+  assert.equal(peftConfigErrors(cfg), [], 'PEFT loads the converted config as written');
   const fresh = new AdaptedModel(ckpt);
   const b = loadPeft(fresh, 't', files);
   assert.is(fresh.effectiveCheckpoint().tensors.get(`${Q}.weight`), ckpt.tensors.get(`${Q}.weight`), 'the plain LoRA applies to the original base');

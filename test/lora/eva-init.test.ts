@@ -13,6 +13,7 @@ import { modelModules, selectTargets } from '../../src/adapters/targets.js';
 import { svd } from '../../src/linalg/svd.js';
 import { hostLinearInputs } from '../../src/model/host-forward.js';
 import { forwardLogits, heroBlocks, stories } from '../methods/helpers.js';
+import { peftConfigErrors } from './peft-rules.js';
 
 const ckpt = await stories();
 const blocks = heroBlocks(ckpt, 24, 40);
@@ -126,6 +127,7 @@ test('an EVA adapter: the model at init is the base; saved with rank_pattern / a
   const files = savePeft(model, 't', { baseModel: 'stories260K' });
   const cfg = JSON.parse(files.config);
   assert.is(cfg.init_lora_weights, 'eva');
+  assert.equal(peftConfigErrors(cfg), [], 'PEFT loads the config as written');
   assert.equal(cfg.eva_config, { rho: 2, tau: 0.99, use_label_mask: true, label_mask_value: -100, whiten: true, adjust_scaling_factors: true });
   let total = 0;
   for (const m of a.modules) {
