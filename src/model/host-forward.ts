@@ -40,7 +40,10 @@ export function hostLinearInputs(ckpt: LlamaCheckpoint, ids: readonly number[], 
 
 function hostForward(ckpt: LlamaCheckpoint, ids: readonly number[], visit?: LinearInputVisitor): HostKeyValues {
   const family = familyOf(ckpt.config).name;
-  if (family !== 'llama' && family !== 'gemma' && family !== 'phi3') throw new Error(`${ckpt.source}: keys and values from real tokens (prefix tuning's initialisation) are computed for Llama-shaped, Gemma and Phi-3 decoders only, not ${ckpt.config.architecture}; use a random initialisation`);
+  if (family !== 'llama' && family !== 'gemma' && family !== 'phi3') {
+    const what = visit ? "module inputs on a data sample (LoRA's EVA and CorDA inits)" : "keys and values from real tokens (prefix tuning's initialisation)";
+    throw new Error(`${ckpt.source}: ${what} are computed for Llama-shaped, Gemma and Phi-3 decoders only, not ${ckpt.config.architecture}; use ${visit ? 'another' : 'a random'} initialisation`);
+  }
   const c = ckpt.config, n = ids.length, D = c.dim, hd = headDim(c), kv = c.nKvHeads * hd, qd = c.nHeads * hd, H = c.hiddenDim;
   // Gemma (src/model/gemma.ts): embeddings × √D, norms scale by 1 + w, GeGLU, block output norms (Gemma 2/3).
   const gemma = family === 'gemma', sandwich = gemma && hasSandwichNorms(c);
