@@ -54,7 +54,9 @@ export class IncrementalPca {
     }
     for (let j = 0; j < d; j++) this.mean[j] = (n0 * this.mean[j]! + rows * bMean[j]!) / n1;
     this.n = n1;
-    const f = svd(stacked, m, d);
+    // Many more rows than features: the SVD of R from X = Q·R has X's singular values and right vectors, at a
+    // fraction of the Jacobi sweeps over all m rows.
+    const f = m > d ? svd(householderR(stacked, m, d), d, d) : svd(stacked, m, d);
     const k = Math.min(this.maxComponents, f.k);
     const comps = new Float64Array(k * d);
     for (let q = 0; q < k; q++) {
@@ -66,6 +68,30 @@ export class IncrementalPca {
     this.components = comps;
     this.singularValues = f.s.slice(0, k);
   }
+}
+
+/** R [d, d] of the QR factorisation of X [m, d] (m ≥ d) by Householder reflections; X is overwritten. */
+export function householderR(x: Float64Array, m: number, d: number): Float64Array {
+  const v = new Float64Array(m);
+  for (let j = 0; j < d; j++) {
+    let norm = 0;
+    for (let i = j; i < m; i++) norm += x[i * d + j]! ** 2;
+    norm = Math.sqrt(norm);
+    if (norm === 0) continue;
+    const x0 = x[j * d + j]!, alpha = x0 >= 0 ? -norm : norm;
+    let vv = 0;
+    for (let i = j; i < m; i++) { v[i] = x[i * d + j]! - (i === j ? alpha : 0); vv += v[i]! ** 2; }
+    if (vv === 0) continue;
+    for (let c = j; c < d; c++) {
+      let dot = 0;
+      for (let i = j; i < m; i++) dot += v[i]! * x[i * d + c]!;
+      const f = (2 * dot) / vv;
+      for (let i = j; i < m; i++) x[i * d + c]! -= f * v[i]!;
+    }
+  }
+  const r = new Float64Array(d * d);
+  for (let i = 0; i < d; i++) for (let j = i; j < d; j++) r[i * d + j] = x[i * d + j]!;
+  return r;
 }
 
 /** Cosine similarity of row q of two [k, d] matrices. */
