@@ -49,6 +49,8 @@ import { applyDeltaToCheckpoint, isDeltaFolder, loadDeltaFolder } from '../updat
 import { composeCommand, composeFlags } from './compose.js';
 import { baseMethodFlags, isBaseMethod, isModelFolder, loadModelFolder, trainBaseCommand } from './train-base.js';
 import { UPDATERS } from '../updaters/index.js';
+import { initSampleFromBlocks } from '../adapters/init-sample.js';
+import type { LoraConfig } from '../adapters/lora/config.js';
 import { evalClassifier, predictCommand, predictFlags, taskFlag, trainClassifier } from './classify.js';
 import { analyzeCommand, analyzeFlags } from './analyze.js';
 
@@ -339,7 +341,11 @@ const trainFlags: Record<string, FlagSpec> = {
   dropout: { type: 'number', help: 'adapter dropout', default: 0, range: { min: 0, below: 1 } },
   rslora: { type: 'bool', help: 'rsLoRA scaling alpha/√r' },
   dora: { type: 'bool', help: 'DoRA magnitude/direction decomposition' },
-  init: { type: 'string', help: 'LoRA init: default | gaussian | pissa', default: 'default', range: { oneOf: ['default', 'gaussian', 'pissa'] } },
+  init: {
+    type: 'string', default: 'default', range: { oneOf: ['default', 'gaussian', 'pissa', 'eva', 'corda'] },
+    help: "LoRA init: default | gaussian | pissa | eva (A from the principal components of each module's inputs on the first --init-batches batches of --data, ranks redistributed by explained variance; tune with --eva-rho, --eva-tau, --eva-whiten, --eva-use-label-mask, --eva-adjust-scaling-factors) | corda (SVD of W·C, C the input covariance on those batches, --corda-mode ipm|kpm; saved converted to a plain LoRA of rank 2r)",
+  },
+  'init-batches': { type: 'int', help: 'batches of --batch rows of --data that --init eva|corda read (EVA stops earlier once its components converge)', default: 8, range: { integer: true, min: 1 } },
   steps: { type: 'int', help: 'optimizer steps', default: 60, range: R.steps },
   lr: { type: 'number', help: "peak learning rate (default: the method's own, listed in the README's table of methods)", range: R.lr },
   warmup: { type: 'int', help: 'linear warmup steps', default: 5, range: R.warmup },
@@ -395,7 +401,10 @@ async function dryRun(f: Flags): Promise<number> {
   const { ckpt } = await openModel(f);
   checkModelLimits(f, trainFlags, ckpt.config);
   const model = new AdaptedModel(ckpt);
-  model.addAdapter('default', String(f.method), methodConfig(f, ckpt.config), { seed: Number(f.seed) });
+  // EVA and CorDA keep LoRA's parameter budget (r × modules, CorDA's residual base replaces the base): planned as a default init.
+  const cfg = methodConfig(f, ckpt.config);
+  if (cfg.init === 'eva' || cfg.init === 'corda') cfg.init = 'default';
+  model.addAdapter('default', String(f.method), cfg, { seed: Number(f.seed) });
   const chosen = await openBackend(f, json);
   const shape = { batch: Number(f.batch), seq: Number(f.seq), accumulate: Number(f.accumulate), checkpointing: Boolean(f.checkpointing), ceChunk };
   const e = estimateTraining(model, 'default', chosen.backend, shape);
@@ -493,9 +502,14 @@ function ceChunkFlag(v: Flags[string]): CeChunk {
 
 async function train(f: Flags): Promise<number | void> {
   if (isBaseMethod(f.method)) return trainBaseCommand(f, { openTextModel, openBackend, loadExamples, spec: trainFlags });
+  if (f.task !== 'lm' && (f.init === 'eva' || f.init === 'corda')) throw new UsageError(`--init ${String(f.init)} reads a language-model data sample; it is not available with --task ${String(f.task)}`);
   if (f.task !== 'lm') return trainClassifier(f, trainFlags, methodConfig);
   const dpo = f.objective === 'dpo';
+  const dataDriven = !f.resume && getMethod(String(f.method)).name === 'lora' && (f.init === 'eva' || f.init === 'corda');
+  if (dataDriven && (dpo || f.objective === 'multi')) throw new UsageError(`--init ${String(f.init)} reads the rows of --data as language-model text; it is not available with --objective ${String(f.objective)}`);
   checkObjectiveFlags(f);
+  // Option values are checked before the model is read.
+  if (dataDriven) getMethod('lora').parseConfig(methodConfig(f));
   if (f['dry-run']) return dryRun(f);
   const out = need(f, 'out', 'train');
   const json = Boolean(f.json);
@@ -519,7 +533,8 @@ async function train(f: Flags): Promise<number | void> {
     seed = restored.seed;
     if (!json) err(`resuming at step ${restored.step} from ${resumeFrom.dir}${resumeFrom.note ? ` (${resumeFrom.note})` : ''} (${restored.adapter.method.name}, seed ${seed})`);
   } else {
-    model.addAdapter('default', String(f.method), methodConfig(f, model.base.config), { seed });
+    // EVA and CorDA need the training data's first batches, read below.
+    if (!dataDriven) model.addAdapter('default', String(f.method), methodConfig(f, model.base.config), { seed });
   }
   const seq = Number(f.seq);
   // Objectives with data of their own (src/objectives): the same output folder, backend and saved adapter.
@@ -547,6 +562,14 @@ async function train(f: Flags): Promise<number | void> {
   if (data.paddingRatio === 1 || data.rows === 0) throw new UsageError(`--data ${source}: none of its ${examples.length} examples has a token to predict (they are empty)`);
   if (!json) err(`data: ${source}: ${examples.length} examples packed into ${data.rows} rows of ${seq} tokens (padding ${(100 * data.paddingRatio).toFixed(1)}%, ${(100 * data.naivePaddingRatio).toFixed(1)}% without packing)`);
   log({ event: 'data', examples: examples.length, rows: data.rows, paddingRatio: data.paddingRatio, naivePaddingRatio: data.naivePaddingRatio });
+  if (dataDriven) {
+    const sample = initSampleFromBlocks(data, { batchRows: Number(f.batch), rows: Number(f['init-batches']) * Number(f.batch) });
+    const a = model.addAdapter('default', String(f.method), methodConfig(f, model.base.config), { seed, sample });
+    const c = a.config as LoraConfig, ranks = a.modules.map((m) => c.rankByModule?.[m.name] ?? c.r), d = c.dataInit;
+    const eva = d?.evaBatches !== undefined ? `; EVA read ${d.evaBatches} batches, ${d.evaConverged ? 'converged' : `not converged at tau ${c.eva.tau} (more --init-batches would go on)`}; ranks ${Math.min(...ranks)} to ${Math.max(...ranks)}, ${ranks.reduce((x, y) => x + y, 0)} over ${ranks.length} modules` : '';
+    log({ event: 'init', init: f.init, rows: sample.rows.length, ...(d?.evaBatches !== undefined ? { batches: d.evaBatches, converged: d.evaConverged, ranks: Object.fromEntries(a.modules.map((m, i) => [m.name, ranks[i]])) } : {}) });
+    if (!json) err(`init: ${String(f.init)} from ${sample.rows.length} rows of --data${eva}`);
+  }
   if (f.mixup !== undefined || f.contrastive !== undefined) return other(augmentedCommand(f, { model, tok, data, json, log, err }));
   if (f.objective === 'kd' || f.objective === 'taid') {
     const teacher = await loadCheckpoint(await resolveModel(String(f.teacher), err), { baseDtype: baseDtypeOf(f) });
