@@ -57,18 +57,21 @@ export async function draftGenerate(model: LlamaRuntime, table: TrigramTable, pr
   if (prompt.length >= cacheLen) throw new Error(`the prompt has ${prompt.length} tokens; the model's context is ${context}`);
   const slots = budget + 1, moveRows = Math.min(slots, depth + 1);
   const dec = await model.treeDecoding(cacheLen, slots, moveRows);
+  // The session's cache may be longer (reused from a longer generation): masks span all of it, but
+  // positions stop at cacheLen as generate's do.
+  const rows = dec.cacheLen;
   const stops = new Set(o.stopTokens ?? [model.checkpoint.tokenizer?.eosId ?? 2, model.checkpoint.tokenizer?.bosId ?? 1]);
   const V = model.config.vocabSize;
   const stats: DraftStats = { passes: 0, promptPasses: 0, tokens: 0, accepted: 0 };
   const out: number[] = [], history = [...prompt];
   // Cache rows moved before the next run's writes: none yet (an identity copy of rows that run overwrites).
-  let moveSrc = identityMoves(0, moveRows, cacheLen), moveDst = 0;
+  let moveSrc = identityMoves(0, moveRows, rows), moveDst = 0;
   const run = async (nodes: readonly DraftNode[], pos: number): Promise<Float32Array> => {
     const ids = new Int32Array(slots), positions = new Int32Array(slots).fill(pos);
     nodes.forEach((n, i) => { ids[i] = n.token; positions[i] = pos + n.depth; });
-    const logits = await dec.run({ ids, positions, mask: treeMask(nodes, pos, slots, cacheLen), pos, moveSrc, moveDst });
-    moveSrc = identityMoves(pos + slots, moveRows, cacheLen);
-    moveDst = Math.min(pos + slots, cacheLen - 1);
+    const logits = await dec.run({ ids, positions, mask: treeMask(nodes, pos, slots, rows), pos, moveSrc, moveDst });
+    moveSrc = identityMoves(pos + slots, moveRows, rows);
+    moveDst = Math.min(pos + slots, rows - 1);
     return logits;
   };
 
