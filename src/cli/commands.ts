@@ -173,7 +173,7 @@ const generateFlags: Record<string, FlagSpec> = {
   draft: { type: 'string', help: 'draft-and-verify greedy decoding (ADED-style, Liu et al. 2024): trigram drafts a tree of continuations from --draft-corpus, the model checks the whole tree in one pass; the text is plain greedy decoding\'s, in fewer passes', range: { oneOf: ['trigram'] } },
   'draft-corpus': { type: 'string', help: "with --draft: a text file whose tri-grams (tokenised with the model's tokenizer, per blank-line paragraph) seed the draft table", path: { kind: 'file' } },
   'draft-depth': { type: 'int', help: 'with --draft: the deepest drafted token of a tree', default: 4, range: DRAFT_RANGES.depth },
-  'draft-width': { type: 'int', help: 'with --draft: most drafted children of one token', default: 3, range: DRAFT_RANGES.width },
+  'draft-width': { type: 'int', help: 'with --draft: most drafted children of one token', default: 2, range: DRAFT_RANGES.width },
   'draft-budget': { type: 'int', help: 'with --draft: most drafted tokens per tree (default depth × width)', range: DRAFT_RANGES.budget },
   'draft-keep': { type: 'int', help: 'with --draft: continuations kept per two-token context of the table', default: 8, range: { integer: true, min: 1, max: 1024 } },
   'draft-stats': { type: 'bool', help: 'with --draft: print the passes, tokens and accepted drafted tokens per pass on stderr' },

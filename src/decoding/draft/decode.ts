@@ -16,7 +16,7 @@ import type { TrigramTable } from './trigram.js';
 export interface DraftOptions extends Pick<GenerateOptions, 'maxTokens' | 'stopTokens' | 'onToken' | 'onContextFull'> {
   /** Deepest drafted token (default 4). */
   depth?: number;
-  /** Most children per node (default 3). */
+  /** Most children per node (default 2). */
   width?: number;
   /** Most drafted tokens per step (default depth × width). */
   budget?: number;
@@ -50,7 +50,7 @@ export interface DraftStats {
 export async function draftGenerate(model: LlamaRuntime, table: TrigramTable, prompt: readonly number[], o: DraftOptions = {}): Promise<{ tokens: number[]; stats: DraftStats }> {
   checkOptions('draft decoding', o as Record<string, unknown>, DRAFT_RANGES);
   if (prompt.length === 0) throw new Error('generate needs at least one prompt token (e.g. BOS)');
-  const depth = o.depth ?? 4, width = o.width ?? 3, budget = o.budget ?? depth * width;
+  const depth = o.depth ?? 4, width = o.width ?? 2, budget = o.budget ?? depth * width;
   const maxTokens = o.maxTokens ?? 256, context = model.config.maxSeqLen;
   // The same cache length as LlamaRuntime.generate, so positions (and rotary scaling sized by the cache) match.
   const cacheLen = Math.min(context, prompt.length + maxTokens);
