@@ -18,7 +18,8 @@ import { buildDraftTree, type DraftNode, treeMask } from '../../src/decoding/dra
 import { TrigramTable, trigramFromText } from '../../src/decoding/draft/trigram.js';
 import { LlamaRuntime } from '../../src/model/runtime.js';
 import { createTokenizer } from '../../src/tokenizer/index.js';
-import { stories } from '../methods/helpers.js';
+import { AdaptedModel } from '../../src/adapters/adapted-model.js';
+import { randomizeParams, stories } from '../methods/helpers.js';
 
 const CORPUS = '../shared/assets/data/tinystories/tinystories_val.txt';
 const paragraphs = readFileSync(CORPUS, 'utf8').split(/\n\s*\n/).map((p) => p.trim()).filter(Boolean);
@@ -88,6 +89,21 @@ test('a table of wrong drafts, the end of the context, and stop tokens: still gr
   // A stop token: the model's own continuation's fifth token ends both.
   const stop = plain[4]!;
   assert.equal((await draftGenerate(rt, table(), prompt, { maxTokens: 20, stopTokens: [stop] })).tokens, await rt.generate(prompt, { maxTokens: 20, stopTokens: [stop] }));
+});
+
+test('with a LoRA adapter the output is the adapted model\'s greedy decoding; adapters that add positions are refused', async () => {
+  const { ckpt, table, prompts } = await setup();
+  const backend = createJsBackend();
+  const tuned = new AdaptedModel(ckpt);
+  tuned.addAdapter('e', 'lora', { r: 4, alpha: 8, targetModules: ['q_proj', 'v_proj', 'down_proj'] }, { seed: 3 });
+  randomizeParams(tuned, 'e', 0.3);
+  const rt = tuned.runtime(backend);
+  const plain = await rt.generate(prompts[1]!, { maxTokens: 24 });
+  assert.not.equal(plain, await new LlamaRuntime(ckpt, backend).generate(prompts[1]!, { maxTokens: 24 }), 'the adapter changes the output');
+  assert.equal((await draftGenerate(rt, table(), prompts[1]!, { maxTokens: 24 })).tokens, plain);
+  const prompted = new AdaptedModel(ckpt);
+  prompted.addAdapter('p', 'prompt-tuning', { numVirtualTokens: 4 }, { seed: 1 });
+  try { await draftGenerate(prompted.runtime(backend), table(), prompts[1]!, { maxTokens: 4 }); assert.unreachable(); } catch (e) { assert.match((e as Error).message, /draft-tree decoding does not take adapters that add positions/); }
 });
 
 async function treeAgainstPaths(backend: Backend, label: string, tol: number): Promise<void> {
