@@ -195,6 +195,11 @@ test('bad options are refused by name before any work', async () => {
     try { await draftGenerate(rt, t, [1], o); assert.unreachable(); } catch (e) { assert.match((e as Error).message, re); }
   }
   assert.throws(() => new TrigramTable({ keep: 0 }), /keep must be a positive integer/);
+  // Families whose graph has no tree verification, and sliding windows shorter than the cache.
+  const gemma = new LlamaRuntime({ ...ckpt, config: { ...ckpt.config, architecture: 'gemma' } }, createJsBackend());
+  try { await draftGenerate(gemma, t, [1, 2], { maxTokens: 2 }); assert.unreachable(); } catch (e) { assert.match((e as Error).message, /draft-tree verification is not available for the gemma family/); }
+  const windowed = new LlamaRuntime({ ...ckpt, config: { ...ckpt.config, slidingWindow: 4 } }, createJsBackend());
+  try { await draftGenerate(windowed, t, [1, 2], { maxTokens: 20 }); assert.unreachable(); } catch (e) { assert.match((e as Error).message, /does not take sliding-window attention \(layer 0: window 4 < cache 22\)/); }
   assert.throws(() => trigramFromText('\n\n  \n', { encode: () => [] }), /the draft corpus has no text/);
 });
 
