@@ -73,6 +73,9 @@ export { augmentExamples, augmentTokens, type TokenAugmentOptions } from './obje
 export { trainAugmented, type AugmentedOptions, type AugmentedStep } from './objectives/augment/train.js';
 export { checkSameTokenizer, proxyGenerate, type ProxyOptions } from './decoding/proxy.js';
 export { RuleModel, rulesGenerate, type RuleOptions } from './decoding/rules.js';
+export { DRAFT_RANGES, draftGenerate, type DraftOptions, type DraftStats } from './decoding/draft/decode.js';
+export { TrigramTable, trigramFromText, type Continuation, type TrigramOptions } from './decoding/draft/trigram.js';
+export { buildDraftTree, treeMask, type DraftNode, type DraftShape } from './decoding/draft/tree.js';
 export { keptIds, pruneVocabulary, usedTokenIds, type PruneResult } from './vocab/prune.js';
 export { checkRange, describeRange, type Range } from './util/ranges.js';
 export { decodeTrainingState, encodeTrainingState, TRAINING_STATE_FILE, type TrainingState } from './train/training-state.js';

@@ -26,6 +26,8 @@ import { BASE_DTYPES, type BaseDType, parseBaseDType } from '../formats/storage.
 import { GGML_TYPE_OF } from '../quant/codec.js';
 import { EVAL_RANGES, GENERATE_RANGES, type GenerateOptions, LlamaRuntime } from '../model/runtime.js';
 import { proxyGenerate } from '../decoding/proxy.js';
+import { DRAFT_RANGES, draftGenerate } from '../decoding/draft/decode.js';
+import { trigramFromText } from '../decoding/draft/trigram.js';
 import { RuleModel, rulesGenerate } from '../decoding/rules.js';
 import { BACKEND_CHOICES, type ChosenBackend, createBackend } from '../scheduler/backends.js';
 import { formatProfile } from '../scheduler/profile.js';
@@ -174,6 +176,13 @@ const generateFlags: Record<string, FlagSpec> = {
   'proxy-alpha': { type: 'number', help: 'proxy-tuning: α, how much of the expert\'s change is applied', default: 1 },
   rules: { type: 'bool', help: 'decode the model as a product of experts with a hand-written rule model (Hewitt et al. 2024): an EOS ramp over the first --rules-eos-end tokens, biases against "I", "What", "should", "We" and prompt markup, for list and heading markup, and a first token that is a word' },
   'rules-eos-end': { type: 'int', help: 'with --rules: generated tokens over which the EOS bias rises to its top', default: 250, range: { integer: true, min: 1 } },
+  draft: { type: 'string', help: 'draft-and-verify greedy decoding (ADED-style, Liu et al. 2024): trigram drafts a tree of continuations from --draft-corpus, the model checks the whole tree in one pass; the text is plain greedy decoding\'s, in fewer passes', range: { oneOf: ['trigram'] } },
+  'draft-corpus': { type: 'string', help: "with --draft: a text file whose tri-grams (tokenised with the model's tokenizer, per blank-line paragraph) seed the draft table", path: { kind: 'file' } },
+  'draft-depth': { type: 'int', help: 'with --draft: the deepest drafted token of a tree', default: 4, range: DRAFT_RANGES.depth },
+  'draft-width': { type: 'int', help: 'with --draft: most drafted children of one token', default: 2, range: DRAFT_RANGES.width },
+  'draft-budget': { type: 'int', help: 'with --draft: most drafted tokens per tree (default depth × width)', range: DRAFT_RANGES.budget },
+  'draft-keep': { type: 'int', help: 'with --draft: continuations kept per two-token context of the table', default: 8, range: { integer: true, min: 1, max: 1024 } },
+  'draft-stats': { type: 'bool', help: 'with --draft: print the passes, tokens and accepted drafted tokens per pass on stderr' },
   ...baseDtypeFlag,
   ...common,
 };
@@ -193,7 +202,34 @@ async function proxyRuntimes(f: Flags, chosen: ChosenBackend): Promise<{ expert:
   return { expert: new LlamaRuntime(expert, chosen.backend), anti: new LlamaRuntime(anti, chosen.backend) };
 }
 
+/**
+ * --draft: refused, before any work, with the options it cannot honour (it decodes greedily, alone);
+ * returns whether draft decoding was asked for.
+ */
+function checkDraftFlags(f: Flags): boolean {
+  const draftOnly = ['draft-corpus', 'draft-budget', 'draft-stats'];
+  if (f.draft === undefined) {
+    const stray = draftOnly.find((k) => f[k] !== undefined && f[k] !== false);
+    if (stray) throw new UsageError(`--${stray} needs --draft trigram`);
+    return false;
+  }
+  if (f['draft-corpus'] === undefined) throw new UsageError('--draft trigram needs --draft-corpus FILE (the text its tri-gram table is built from)');
+  const conflicts: [string, boolean][] = [
+    ['--temperature > 0 (draft decoding is greedy)', Number(f.temperature) > 0],
+    ['--top-k (draft decoding is greedy)', Number(f['top-k']) !== 0],
+    ['--top-p (draft decoding is greedy)', Number(f['top-p']) !== 1],
+    ['--repetition-penalty (draft decoding is plain greedy)', Number(f['repetition-penalty']) !== 1],
+    ['--mirostat (draft decoding is greedy)', f.mirostat !== undefined],
+    ['proxy-tuning', f['proxy-expert'] !== undefined || f['proxy-anti'] !== undefined],
+    ['--rules', f.rules === true],
+  ];
+  const bad = conflicts.find(([, on]) => on);
+  if (bad) throw new UsageError(`--draft does not combine with ${bad[0]}`);
+  return true;
+}
+
 async function generate(f: Flags): Promise<void> {
+  const drafting = checkDraftFlags(f);
   const { ckpt, tok } = await openTextModel(f);
   if ((f['proxy-expert'] === undefined) !== (f['proxy-anti'] === undefined)) throw new UsageError('proxy-tuning needs both --proxy-expert and --proxy-anti');
   if (f.rules && f['proxy-expert'] !== undefined) throw new UsageError('--rules and proxy-tuning are separate decoders; use one at a time');
@@ -206,7 +242,15 @@ async function generate(f: Flags): Promise<void> {
   const stream = tok.streamDecoder({ stripLeadingSpace: !f.prompt || !!chat });
   if (f.prompt && !chat) process.stdout.write(String(f.prompt));
   const rules = f.rules ? new RuleModel(ckpt.tokenizer!, { eosEnd: Number(f['rules-eos-end']) }) : undefined;
-  const run = (o: GenerateOptions) => (proxy ? proxyGenerate(rt, proxy.expert, proxy.anti, prompt, { ...o, alpha: Number(f['proxy-alpha']) }) : rules ? rulesGenerate(rt, rules, prompt, o) : rt.generate(prompt, o));
+  const table = drafting ? trigramFromText(await readFile(String(f['draft-corpus']), 'utf8'), tok, { keep: Number(f['draft-keep']) }) : undefined;
+  const drafted = async (o: GenerateOptions): Promise<number[]> => {
+    const r = await draftGenerate(rt, table!, prompt, {
+      ...o, depth: Number(f['draft-depth']), width: Number(f['draft-width']), ...(f['draft-budget'] !== undefined ? { budget: Number(f['draft-budget']) } : {}),
+    });
+    if (f['draft-stats']) err(`draft: ${r.stats.tokens} tokens in ${r.stats.passes} passes (${(r.stats.tokens / Math.max(1, r.stats.passes)).toFixed(2)} per pass, ${r.stats.accepted} drafted tokens accepted; ${r.stats.promptPasses} prompt passes)`);
+    return r.tokens;
+  };
+  const run = (o: GenerateOptions) => (table ? drafted(o) : proxy ? proxyGenerate(rt, proxy.expert, proxy.anti, prompt, { ...o, alpha: Number(f['proxy-alpha']) }) : rules ? rulesGenerate(rt, rules, prompt, o) : rt.generate(prompt, o));
   await run({
     ...(chat ? { stopTokens: chat.stops } : {}),
     maxTokens: Number(f['max-tokens']), temperature: Number(f.temperature), topK: Number(f['top-k']), topP: Number(f['top-p']),
