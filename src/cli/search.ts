@@ -18,15 +18,16 @@ import { asciiScatter } from '../search/plot.js';
 import { planSearch, searchConfigurations, type SearchResult } from '../search/search.js';
 import { candidateConfig, candidateLabel, searchGrid, type SearchSpace, trainArgs } from '../search/space.js';
 import { AdaptedModel } from '../adapters/adapted-model.js';
+import { modelModules, selectTargets } from '../adapters/targets.js';
 import { type FlagSpec, type Flags, UsageError, need } from './args.js';
 import { writeFileAtomic } from './output.js';
 
 export const searchFlags: Record<string, FlagSpec> = {
   model: { type: 'string', help: 'model: a .gguf, llama2.c .bin, safetensors folder, URL or Hugging Face repo id' },
   tokenizer: { type: 'string', help: 'the vocabulary when the model has none (as train)', path: { kind: 'file' } },
-  data: { type: 'string', help: "training data (as train: text, .jsonl, or 'builtin')", path: { kind: 'file', except: ['builtin'] } },
+  data: { type: 'string', help: "training data, required (as train: text, .jsonl, or 'builtin')", path: { kind: 'file', except: ['builtin'] } },
   'eval-data': { type: 'string', help: "held-out data every candidate is scored on (default: the last 10% of --data's examples, at least one, which are then not trained on)", path: { kind: 'file' } },
-  budget: { type: 'int', help: 'total optimizer steps over every run of every rung (the first-rung candidate count is the largest that fits)', range: { integer: true, min: 1 } },
+  budget: { type: 'int', help: 'required: total optimizer steps over every run of every rung (the first-rung candidate count is the largest that fits)', range: { integer: true, min: 1 } },
   methods: { type: 'string', help: 'adapter methods to try, comma-separated', default: 'lora,ia3' },
   ranks: { type: 'string', help: "ranks to try, comma-separated (methods with an r option)", default: '2,4,8' },
   targets: { type: 'string', help: "target-module sets to try, separated by '/', each comma-separated; 'all' is every projection of the model's family", default: 'q_proj,v_proj/all' },
@@ -61,7 +62,6 @@ export function spaceFromFlags(f: Flags, model: LlamaCheckpoint['config']): Sear
   const ranks = list(String(f.ranks)).map((r) => {
     const n = Number(r);
     if (!Number.isInteger(n) || n < 1) throw new UsageError(`--ranks: '${r}' is not an integer ≥ 1`);
-    if (n > model.dim) throw new UsageError(`--ranks: ${n} exceeds the model's width ${model.dim}`);
     return n;
   });
   if (!ranks.length) throw new UsageError('--ranks is empty');
@@ -118,6 +118,11 @@ export async function searchCommand(f: Flags, deps: SearchDeps): Promise<void> {
   // Every configuration of the space is built once on the model, so a bad combination fails before training.
   for (const c of searchGrid(space)) {
     try { new AdaptedModel(ckpt).addAdapter('default', c.method, candidateConfig(c), { seed: 0 }); } catch (e) { throw new UsageError(`${candidateLabel(c)}: ${(e as Error).message}`); }
+    // As train's --rank: a rank above a module's smaller dimension adds only parameters.
+    if (c.rank === undefined) continue;
+    const modules = selectTargets(getMethod(c.method).parseConfig(candidateConfig(c)), modelModules(ckpt.config));
+    const small = modules.reduce((a, m) => (Math.min(m.inFeatures, m.outFeatures) < Math.min(a.inFeatures, a.outFeatures) ? m : a), modules[0]!);
+    if (small && c.rank > Math.min(small.inFeatures, small.outFeatures)) throw new UsageError(`--ranks: ${c.rank} exceeds ${Math.min(small.inFeatures, small.outFeatures)}, the smaller dimension of ${small.name} (${small.inFeatures} → ${small.outFeatures})`);
   }
   try { planSearch(space, budget, halving); } catch (e) { throw new UsageError(`--budget ${budget}: ${(e as Error).message.replace(/^search: /, '')}`); }
   const seq = Number(f.seq);

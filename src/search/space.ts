@@ -59,9 +59,13 @@ export function candidateLabel(c: Candidate): string {
 /** Every distinct configuration of the space, in a fixed order (methods, then ranks, targets, layers). */
 export function searchGrid(space: SearchSpace): Candidate[] {
   const out: Candidate[] = [];
-  for (const method of space.methods) {
+  // A method named twice (or by an alias and its name) and a rank given twice add nothing.
+  const seen = new Set<string>();
+  const methods = space.methods.filter((m) => !seen.has(getMethod(m).name) && seen.add(getMethod(m).name));
+  const ranksOnce = [...new Set(space.ranks)];
+  for (const method of methods) {
     const options = getMethod(method).options;
-    const ranks = 'r' in options ? space.ranks : [undefined];
+    const ranks = 'r' in options ? ranksOnce : [undefined];
     const targets = 'targetModules' in options ? space.targets : [undefined];
     const layers = 'layersToTransform' in options ? space.layers : [null];
     for (const rank of ranks) for (const t of targets) for (const l of layers) {

@@ -69,6 +69,7 @@ test('bad options are refused by name before any work', () => {
   refused(['--data', trainFile, '--budget', '40', '--layers', '9'], /--layers: '9' is not a layer of this model/);
   refused(['--data', trainFile, '--budget', '40', '--targets', 'q_proj,nope'], /--targets: 'nope' is not a projection/);
   refused(['--data', trainFile, '--budget', '40', '--ranks', '0'], /--ranks: '0' is not an integer ≥ 1/);
+  refused(['--data', trainFile, '--budget', '40', '--ranks', '2,60'], /--ranks: 60 exceeds \d+, the smaller dimension of /);
 });
 
 test.run();
