@@ -4,7 +4,8 @@
  * held-out loss and trainable parameters, the Pareto front with a text plot, and the chosen configuration
  * saved as `train` flags and as a trained PEFT adapter folder.
  */
-import { mkdir } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { savePeft } from '../adapters/peft.js';
 import { getMethod } from '../adapters/registry.js';
@@ -41,6 +42,7 @@ export const searchFlags: Record<string, FlagSpec> = {
   seq: { type: 'int', help: 'tokens per sequence', default: 64, range: { integer: true, min: 1 } },
   lr: { type: 'number', help: "peak learning rate of every run (default: each method's own)", range: FINE_TUNE_RANGES.lr },
   out: { type: 'string', help: 'folder for search.json (every point), chosen.json (the chosen configuration) and adapter/ (its trained PEFT adapter)', default: 'out/search' },
+  overwrite: { type: 'bool', help: 'replace the search.json, chosen.json and adapter/ of an earlier search in --out' },
   json: { type: 'bool', help: 'print the result as one JSON object instead of the tables and plot' },
 };
 
@@ -107,6 +109,8 @@ export async function searchCommand(f: Flags, deps: SearchDeps): Promise<void> {
   const budget = Number(need(f, 'budget', 'search'));
   const out = String(f.out);
   const json = Boolean(f.json);
+  const written = ['search.json', 'chosen.json', 'adapter'].filter((n) => existsSync(join(out, n)));
+  if (written.length && !f.overwrite) throw new UsageError(`--out ${out} already holds a search (${written.join(', ')}); pass --overwrite to replace it, or another --out`);
   const halving = { minSteps: Number(f['min-steps']), eta: Number(f.eta), rungs: Number(f.rungs) };
   // Method names and the budget are checked before the model loads (a layer or target check needs it).
   if (!list(String(f.methods)).length) throw new UsageError('--methods is empty: name at least one adapter method (e.g. lora,ia3)');
@@ -139,6 +143,14 @@ export async function searchCommand(f: Flags, deps: SearchDeps): Promise<void> {
   const data = pack(train, seq, 0), evalData = pack(held, seq, 0);
   if (!data.targets.some((t) => t !== -100)) throw new UsageError(`--data ${loaded.source}: no token to predict (the examples are empty)`);
   if (!evalData.targets.some((t) => t !== -100)) throw new UsageError('held-out data has no token to predict (the examples are empty)');
+  // The folder is created and proved writable before the first run, not after the search.
+  try {
+    await mkdir(join(out, 'adapter'), { recursive: true });
+    await writeFileAtomic(join(out, '.write-test'), '');
+    await rm(join(out, '.write-test'), { force: true });
+  } catch (e) {
+    throw new UsageError(`--out ${out}: cannot write there (${(e as Error).message})`);
+  }
   const chosenBackend = await deps.openBackend(f, json);
   const say = (s: string): void => { if (!json) process.stdout.write(`${s}\n`); };
   let result: SearchResult;
@@ -168,7 +180,6 @@ export async function searchCommand(f: Flags, deps: SearchDeps): Promise<void> {
     points: result.points.map((p, i) => ({ ...p, front: result.front.includes(i) })), front: result.front, chosen: result.chosen,
   };
   const files = savePeft(result.chosenModel, 'default', { baseModel: String(f.model) });
-  await mkdir(join(out, 'adapter'), { recursive: true });
   await writeFileAtomic(join(out, 'search.json'), `${JSON.stringify(all, null, 2)}\n`);
   await writeFileAtomic(join(out, 'chosen.json'), `${JSON.stringify(chosenJson, null, 2)}\n`);
   await writeFileAtomic(join(out, 'adapter', 'adapter_config.json'), files.config);

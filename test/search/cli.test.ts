@@ -50,6 +50,22 @@ test('search: rungs, the front with its plot, search.json, chosen.json and the a
   for (const k of ['peft_type', 'r', 'lora_alpha', 'target_modules', 'layers_to_transform']) assert.equal(trained[k], saved[k], k);
 });
 
+test('--json without --eval-data: the last 10% of --data held out; an earlier search is not overwritten without --overwrite', () => {
+  const out = join(dir, 'json');
+  const args = [...base, '--data', trainFile, '--budget', '30', '--methods', 'ia3', '--targets', 'q_proj,v_proj/all', '--layers', 'all', '--json', '--out', out];
+  const r = cli(args);
+  assert.is(r.code, 0, r.stderr);
+  const o = JSON.parse(r.stdout) as { points: Point[]; front: number[]; chosenConfig: { method: string; trainArgs: string[] } };
+  // (IA)³ with two target sets and one layer set: a space of 2, both trained.
+  assert.is(o.points.length, 2);
+  assert.is(o.chosenConfig.method, 'ia3');
+  assert.ok(o.chosenConfig.trainArgs.includes('--feedforward-modules'));
+  const again = cli(args);
+  assert.is(again.code, 2);
+  assert.match(again.stderr, /--out .* already holds a search \(search\.json, chosen\.json, adapter\); pass --overwrite/);
+  assert.is(cli([...args, '--overwrite']).code, 0);
+});
+
 const refused = (args: string[], pattern: RegExp): void => {
   const out = join(dir, `refused-${Math.random().toString(36).slice(2)}`);
   const r = cli([...base, '--out', out, ...args]);
