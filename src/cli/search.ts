@@ -13,7 +13,7 @@ import type { ChosenBackend } from '../scheduler/backends.js';
 import { type Example, pack } from '../data/dataset.js';
 import type { LlamaCheckpoint } from '../formats/checkpoint.js';
 import { familyOf } from '../model/families.js';
-import { FINE_TUNE_RANGES } from '../train/finetune.js';
+import { contextNeeded, FINE_TUNE_RANGES } from '../train/finetune.js';
 import type { Tokenizer } from '../tokenizer/index.js';
 import { asciiScatter } from '../search/plot.js';
 import { planSearch, searchConfigurations, type SearchResult } from '../search/search.js';
@@ -120,8 +120,13 @@ export async function searchCommand(f: Flags, deps: SearchDeps): Promise<void> {
   const { ckpt, tok } = await deps.openTextModel(f);
   const space = spaceFromFlags(f, ckpt.config);
   // Every configuration of the space is built once on the model, so a bad combination fails before training.
+  const seq = Number(f.seq);
   for (const c of searchGrid(space)) {
-    try { new AdaptedModel(ckpt).addAdapter('default', c.method, candidateConfig(c), { seed: 0 }); } catch (e) { throw new UsageError(`${candidateLabel(c)}: ${(e as Error).message}`); }
+    const m = new AdaptedModel(ckpt);
+    try { m.addAdapter('default', c.method, candidateConfig(c), { seed: 0 }); } catch (e) { throw new UsageError(`${candidateLabel(c)}: ${(e as Error).message}`); }
+    // Prompt and prefix tuning's virtual tokens share the context with --seq.
+    const { needed, reserved } = contextNeeded(m, seq);
+    if (needed > ckpt.config.maxSeqLen) throw new UsageError(`--seq ${seq}${reserved ? ` plus ${c.method}'s ${reserved} virtual tokens` : ''} exceeds the model's context of ${ckpt.config.maxSeqLen}`);
     // As train's --rank: a rank above a module's smaller dimension adds only parameters.
     if (c.rank === undefined) continue;
     const modules = selectTargets(getMethod(c.method).parseConfig(candidateConfig(c)), modelModules(ckpt.config));
@@ -129,8 +134,6 @@ export async function searchCommand(f: Flags, deps: SearchDeps): Promise<void> {
     if (small && c.rank > Math.min(small.inFeatures, small.outFeatures)) throw new UsageError(`--ranks: ${c.rank} exceeds ${Math.min(small.inFeatures, small.outFeatures)}, the smaller dimension of ${small.name} (${small.inFeatures} → ${small.outFeatures})`);
   }
   try { planSearch(space, budget, halving); } catch (e) { throw new UsageError(`--budget ${budget}: ${(e as Error).message.replace(/^search: /, '')}`); }
-  const seq = Number(f.seq);
-  if (seq > ckpt.config.maxSeqLen) throw new UsageError(`--seq ${seq}: exceeds the model's context of ${ckpt.config.maxSeqLen}`);
   const loaded = await deps.loadExamples(String(f.data), tok, seq);
   let train = loaded.examples, held: Example[];
   if (f['eval-data'] !== undefined) held = (await deps.loadExamples(String(f['eval-data']), tok, seq)).examples;

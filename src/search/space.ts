@@ -53,7 +53,7 @@ export function trainArgs(c: Candidate): string[] {
 
 /** A short readable name, e.g. "lora r4 q_proj,v_proj L2,3". */
 export function candidateLabel(c: Candidate): string {
-  return [c.method, c.rank !== undefined ? `r${c.rank}` : '', c.targets ? c.targets.join(',') : '', c.layers ? `L${c.layers.join(',')}` : 'all layers'].filter(Boolean).join(' ');
+  return [c.method, c.rank !== undefined ? `r${c.rank}` : '', c.targets ? c.targets.join(',') : '', c.layers ? `L${c.layers.join(',')}` : 'layersToTransform' in getMethod(c.method).options ? 'all layers' : ''].filter(Boolean).join(' ');
 }
 
 /** Every distinct configuration of the space, in a fixed order (methods, then ranks, targets, layers). */

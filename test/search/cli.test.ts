@@ -84,6 +84,7 @@ test('bad options are refused by name before any work', () => {
   refused(['--data', trainFile], /--budget is required/);
   refused(['--data', trainFile, '--budget', '40', '--layers', '9'], /--layers: '9' is not a layer of this model/);
   refused(['--data', trainFile, '--budget', '40', '--targets', 'q_proj,nope'], /--targets: 'nope' is not a projection/);
+  refused(['--data', trainFile, '--budget', '40', '--seq', '3000'], /--seq 3000 exceeds the model's context of 2048/);
   refused(['--data', trainFile, '--budget', '40', '--ranks', '0'], /--ranks: '0' is not an integer ≥ 1/);
   refused(['--data', trainFile, '--budget', '40', '--ranks', '2,60'], /--ranks: 60 exceeds \d+, the smaller dimension of /);
 });

@@ -3,7 +3,7 @@
 // with a fake objective keeping exactly the best ⌊n/η⌋ of each rung by the documented order.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { candidatesForBudget, chooseFromFront, dominates, multiObjectiveOrder, paretoFront, paretoRanks, planSteps, rungPlan, successiveHalving, type Objectives } from '../../src/search/index.js';
+import { asciiScatter, candidatesForBudget, chooseFromFront, dominates, multiObjectiveOrder, paretoFront, paretoRanks, planSteps, rungPlan, successiveHalving, type Objectives } from '../../src/search/index.js';
 import { seededRandom } from '../../src/util/random.js';
 
 function randomPoints(n: number, seed: number): Objectives[] {
@@ -86,6 +86,20 @@ test('successive halving keeps the top ⌊n/η⌋ per rung by (Pareto layer, los
     assert.equal(multiObjectiveOrder(pts).map((i) => rung.evaluated[i]!.index).slice(0, keep), rung.kept);
     if (k < 2) assert.equal(rungs[k + 1]!.evaluated.map((e) => e.index), rung.kept, 'the next rung trains exactly the kept ones');
   }
+});
+
+test('plot: front points as *, the chosen one as @, others as o; fewer parameters to the left, lower loss at the bottom', () => {
+  const pts = [{ loss: 2, params: 10 }, { loss: 1, params: 1000 }, { loss: 2.5, params: 1000 }, { loss: 1.5, params: 100 }];
+  const text = asciiScatter(pts, paretoFront(pts), 1, { width: 21, height: 5 });
+  const rows = text.split('\n').slice(1, 6).map((r) => r.slice(r.indexOf('|') + 1));
+  // log10 params 1, 2, 3 → columns 0, 10, 20; loss 2.5 → top row, 1 → bottom row.
+  assert.is(rows[0]![20], 'o');
+  assert.is(rows[4]![20], '@');
+  assert.is(rows[Math.round((2.5 - 2) / 1.5 * 4)]![0], '*');
+  assert.is(rows[Math.round((2.5 - 1.5) / 1.5 * 4)]![10], '*');
+  assert.is(rows.join('').replace(/ /g, '').length, 4, 'one mark per point');
+  assert.match(text, /2\.5000 \|/);
+  assert.match(text, /1\.0000 \|/);
 });
 
 test.run();
