@@ -98,3 +98,4 @@ export { selectAdaptInf } from './select/adapt-inf/index.js';
 export { Forward, gradientFeatures, itemSignals, kmeans, selectItems, type ItemSignals, type SelectItem } from './select/common/index.js';
 export { analyzeWeight, effectiveRank, intruderDimensions, INTRUDER_DEFAULTS, numericalRank, type IntruderOptions, type IntruderResult, type ModuleAnalysis } from './analysis/intruder/intruder.js';
 export { adaptedLinearModules, analyzeModules, intruderTotals, mergedCheckpoint, type ModuleReport } from './analysis/intruder/model.js';
+export { asciiScatter, candidatesForBudget, chooseFromFront, dominates, paretoFront, paretoRanks, planSearch, rungPlan, searchConfigurations, searchGrid, sampleCandidates, successiveHalving, trainArgs, type Candidate, type Objectives, type SearchOptions, type SearchResult, type SearchSpace } from './search/index.js';

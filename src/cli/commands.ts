@@ -1,5 +1,5 @@
 /**
- * The adaptkit commands: generate, eval, info, train, merge, compose, convert, tokenize, prune-vocab, select, analyze, quickstart. The same code runs in Node and
+ * The adaptkit commands: generate, eval, info, train, merge, compose, convert, tokenize, prune-vocab, select, analyze, search, quickstart. The same code runs in Node and
  * Deno (node: built-ins); output meant for programs goes to stdout, progress to stderr.
  */
 import { createReadStream, existsSync } from 'node:fs';
@@ -55,6 +55,7 @@ import { initSampleFromBlocks } from '../adapters/init-sample.js';
 import type { LoraConfig } from '../adapters/lora/config.js';
 import { evalClassifier, predictCommand, predictFlags, taskFlag, trainClassifier } from './classify.js';
 import { analyzeCommand, analyzeFlags } from './analyze.js';
+import { searchCommand, searchFlags } from './search.js';
 
 const err = (s: string): void => { process.stderr.write(`${s}\n`); };
 
@@ -781,6 +782,7 @@ const commands: Record<string, { summary: string; flags: Record<string, FlagSpec
   convert: { summary: 'write a GGUF copy of a model with f16, bf16, q8_0, q4_0 or q4_1 weights', flags: convertFlags, run: convert },
   compose: { summary: 'add sparse deltas (train --method spiel, …) into one delta folder, checked against the model', flags: composeFlags, run: composeCommand },
   analyze: { summary: 'intruder dimensions and the effective rank of each weight update of an adapter or a fine-tuned model', flags: analyzeFlags, run: (f) => analyzeCommand(f, { openModel, readAdapterDir }) },
+  search: { summary: 'configuration search (AutoPEFT-style): method × rank × targets × layers by successive halving; Pareto front of held-out loss and parameters', flags: { ...searchFlags, ...baseDtypeFlag, ...common }, run: (f) => searchCommand(f, { openTextModel, openBackend, loadExamples }) },
 };
 
 export async function main(argv: readonly string[]): Promise<number> {
