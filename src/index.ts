@@ -57,7 +57,7 @@ export { greenTrainerUpdater, type GreenTrainerOptions } from './updaters/greent
 export { backwardCosts, type BackwardCosts, type TensorCost } from './updaters/greentrainer/costs.js';
 export { galoreUpdater, isProjectedWeight } from './updaters/galore/index.js';
 export { GALORE_DEFAULTS, GaLoreAdam, type GaLoreSettings } from './updaters/galore/projected-adam.js';
-export { svd, type Svd } from './updaters/galore/svd.js';
+export { svd, type Svd } from './linalg/svd.js';
 export { LAZY_DEFAULTS, LazyInterval, QGaLoreAdam, qGaLoreUpdater, type LazySettings, type QGaLoreSettings } from './updaters/q-galore/index.js';
 export { Int4Matrix, Int8Weights, stochasticRound } from './updaters/q-galore/quant.js';
 

@@ -9,7 +9,7 @@ import { batchAt } from '../../src/data/dataset.js';
 import { seededRandom, gaussian } from '../../src/util/random.js';
 import { galoreUpdater, isProjectedWeight } from '../../src/updaters/galore/index.js';
 import { GaLoreAdam } from '../../src/updaters/galore/projected-adam.js';
-import { RANDOMIZED_FROM, leadingRightVectors, svd } from '../../src/updaters/galore/svd.js';
+import { RANDOMIZED_FROM, leadingRightVectors, svd } from '../../src/linalg/svd.js';
 import { trainBaseWeights } from '../../src/updaters/train.js';
 import type { TensorOptimizerHyper, UpdaterContext } from '../../src/updaters/types.js';
 import { adamwRef, baseGradients, maxAbsDiff, storyData, valuesOf } from './helpers.js';

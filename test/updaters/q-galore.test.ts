@@ -9,7 +9,7 @@ import * as assert from 'uvu/assert';
 import { gaussian, seededRandom } from '../../src/util/random.js';
 import { LazyInterval, QGaLoreAdam, qGaLoreUpdater } from '../../src/updaters/q-galore/index.js';
 import { Int4Matrix, Int8Weights, QUANT_GROUP, stochasticRound } from '../../src/updaters/q-galore/quant.js';
-import { svd } from '../../src/updaters/galore/svd.js';
+import { svd } from '../../src/linalg/svd.js';
 import type { TensorOptimizerHyper } from '../../src/updaters/types.js';
 import { createJsBackend } from '../../src/backends/js/index.js';
 import { tensorF32 } from '../../src/formats/checkpoint.js';

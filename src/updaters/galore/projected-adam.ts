@@ -7,7 +7,7 @@
  * moments are r × the larger side (m × r or r × n) instead of m × n.
  */
 import type { TensorOptimizer, TensorOptimizerHyper } from '../types.js';
-import { leadingRightVectors } from './svd.js';
+import { leadingRightVectors } from '../../linalg/svd.js';
 
 export interface GaLoreSettings {
   /** r: rank of the projection (capped by min(m, n)). */
