@@ -9,6 +9,7 @@ import type { Graph, Tensor } from '../graph/graph.js';
 import type { DType } from '../graph/types.js';
 import { configHeadDim, type LlamaConfig, layerWindow } from '../formats/checkpoint.js';
 import { ropeTable } from './rope-scaling.js';
+import { decoderGraphParts } from './graph-parts.js';
 import { llamaTensorShapes } from '../formats/checkpoint.js';
 import { hfLlamaConfig } from '../formats/hf.js';
 import { llamaModules } from '../adapters/targets.js';
@@ -131,20 +132,7 @@ export function headDim(c: LlamaConfig): number { return configHeadDim(c); }
 export function buildLlama(g: Graph, c: LlamaConfig, o: LlamaGraphOptions): LlamaGraph {
   const { batch: B, seq: T } = o;
   const hd = headDim(c), kvDim = c.nKvHeads * hd, qDim = c.nHeads * hd;
-  const weights = new Map<string, Tensor>();
-  // The output head may be applied several times (a chunk of rows each); its weights are declared once.
-  const w = (name: string, shape: number[]): Tensor => {
-    const have = weights.get(name);
-    if (have) return have;
-    const t = g.param(name, shape, o.weightDtype?.(name) ?? 'f32');
-    weights.set(name, t);
-    return t;
-  };
-  const decoding = o.cacheLen !== undefined;
-  const ids = g.input('input_ids', [B, T], 'i32');
-  const positions = decoding ? g.input('positions', [T], 'i32') : undefined;
-  const pos = decoding ? g.input('cache_pos', [1], 'i32') : undefined;
-  const kvLen = decoding ? g.input('kv_len', [1], 'i32') : undefined;
+  const { weights, w, decoding, ids, positions, pos, kvLen, linear } = decoderGraphParts(g, o, false);
   if (o.tree && (!decoding || B !== 1)) throw new Error('draft-tree verification needs a KV cache and one sequence');
   const treeInputs = o.tree ? {
     mask: g.input('attn_mask', [T, o.cacheLen!], 'i32'),
@@ -160,16 +148,6 @@ export function buildLlama(g: Graph, c: LlamaConfig, o: LlamaGraphOptions): Llam
     return F.kvWrite(cache, F.reshape(rows, [1, o.tree!.moveRows, H, D]), treeInputs.moveDst);
   };
 
-  const linear = (name: string, x: Tensor, inF: number, outF: number, bias = false): Tensor => {
-    const weight = w(`${name}.weight`, [outF, inF]);
-    const b = bias || o.hooks?.biases?.has(name) ? w(`${name}.bias`, [outF]) : undefined;
-    const base = (xx: Tensor = x): Tensor => g.within(name, () => {
-      const y = F.matmul(xx, weight, { transB: true });
-      return b ? F.add(y, b) : y;
-    });
-    const ctx: LinearContext = { graph: g, name, x, weight, inFeatures: inF, outFeatures: outF, base, ...(b ? { bias: b } : {}) };
-    return o.hooks?.linear ? o.hooks.linear(ctx) : base();
-  };
 
   const embed = w('model.embed_tokens.weight', [c.vocabSize, c.dim]);
   const embedBase = (): Tensor => g.within('model.embed_tokens', () => F.embedding(embed, ids));
