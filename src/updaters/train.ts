@@ -15,7 +15,8 @@ import { nextTokenLoss } from '../model/loss.js';
 import { LlamaRuntime } from '../model/runtime.js';
 import { checkOptions, type Range } from '../util/ranges.js';
 import { seededRandom } from '../util/random.js';
-import { DECAY_KINDS, type DecayKind, lrSchedule } from '../train/schedule.js';
+import { type DecayKind, lrSchedule } from '../train/schedule.js';
+import { FINE_TUNE_RANGES } from '../train/finetune.js';
 import { type StepResult, Trainer } from '../train/trainer.js';
 import type { SparseDelta } from './sparse/delta.js';
 import { type BaseTensorInfo, type TensorOptimizer, type Updater, type UpdaterContext, layerOf } from './types.js';
@@ -63,17 +64,9 @@ export interface BaseTrainResult {
   sparseDelta?: SparseDelta;
 }
 
-export const BASE_TRAIN_RANGES = {
-  steps: { integer: true, min: 1 },
-  batch: { integer: true, min: 1 },
-  lr: { above: 0, max: 1 },
-  warmup: { integer: true, min: 0 },
-  decay: { oneOf: DECAY_KINDS },
-  weightDecay: { min: 0 },
-  maxGradNorm: { above: 0 },
-  seed: { integer: true },
-  evalEvery: { integer: true, min: 0 },
-} satisfies Record<string, Range>;
+/** The fine-tuning ranges less gradient accumulation and checkpoints, which base-weight training does not take. */
+const { accumulate: _accumulate, checkpointEvery: _checkpointEvery, ...BASE_RANGES } = FINE_TUNE_RANGES;
+export const BASE_TRAIN_RANGES = BASE_RANGES satisfies Record<string, Range>;
 
 const BETA1 = 0.9, BETA2 = 0.999, EPS = 1e-8;
 
