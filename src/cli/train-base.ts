@@ -75,6 +75,8 @@ export async function trainBaseCommand(f: Flags, deps: TrainBaseDeps): Promise<v
   let updater;
   try {
     updater = entry.create(optionValues, ckpt.config, { config: ckpt.config, batch: Number(f.batch), seq, steps: Number(f.steps) });
+    // A method that starts elsewhere than --model (grafting) reads its starting point now, so bad input is refused before the data.
+    if (updater.start) await updater.start(ckpt);
   } catch (e) {
     throw new UsageError((e as Error).message);
   }
@@ -89,8 +91,8 @@ export async function trainBaseCommand(f: Flags, deps: TrainBaseDeps): Promise<v
   const evalData = f['eval-data'] ? pack((await deps.loadExamples(String(f['eval-data']), tok, seq, true)).examples, seq, 0) : undefined;
   await prepareOutput(out, { overwrite: Boolean(f.overwrite) });
   const chosen = await deps.openBackend(f, json);
-  const lr = f.lr !== undefined ? Number(f.lr) : BASE_DEFAULT_LR;
-  if (!json) err(`method: ${method} (${entry.help}); lr ${lr}${f.lr === undefined ? ' (the default for base weights)' : ''}`);
+  const lr = f.lr !== undefined ? Number(f.lr) : entry.defaultLr ?? BASE_DEFAULT_LR;
+  if (!json) err(`method: ${method} (${entry.help}); lr ${lr}${f.lr === undefined ? ` (the default for ${entry.defaultLr !== undefined ? method : 'base weights'})` : ''}`);
   const steps = Number(f.steps);
   const bar = new Progress('train', steps, process.stderr, json);
   const started = performance.now();

@@ -4,6 +4,7 @@
  */
 import { FULL } from './full/index.js';
 import { GALORE } from './galore/index.js';
+import { GRAFT } from './graft/index.js';
 import { GREENTRAINER } from './greentrainer/index.js';
 import { HFT } from './hft/index.js';
 import { LISA } from './lisa/index.js';
@@ -19,6 +20,7 @@ export const UPDATERS: Readonly<Record<string, UpdaterEntry>> = {
   greentrainer: GREENTRAINER,
   spiel: SPIEL,
   'lt-sft': LT_SFT,
+  graft: GRAFT,
   galore: GALORE,
   'q-galore': QGALORE,
 };

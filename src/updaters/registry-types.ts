@@ -10,6 +10,8 @@ export interface UpdaterOption {
   default?: string | number | boolean;
   /** Accepted values, checked before any work. */
   range?: Range;
+  /** A path that must exist (checked with the other flags, before any work). */
+  path?: { kind: 'file' | 'folder' };
 }
 
 /** What a method may read about the run before it starts: the model's configuration and the batch shape. */
@@ -28,6 +30,8 @@ export type UpdaterOptionValues = Readonly<Record<string, string | number | bool
 export interface UpdaterEntry {
   /** One line for `adaptkit train --help`. */
   help: string;
+  /** The learning rate when --lr is not given (default: the base-weight methods' 1e-4); grafting's steps move mask logits, not weights. */
+  defaultLr?: number;
   /** The method's own options by flag name (e.g. 'lisa-layers'); every one documented in the README. */
   options: Readonly<Record<string, UpdaterOption>>;
   /**

@@ -100,7 +100,9 @@ export async function trainBaseWeights(updater: Updater, o: BaseTrainOptions): P
   if (o.evalData && o.evalData.seq !== o.data.seq) throw new RangeError(`trainBaseWeights: evalData has rows of ${o.evalData.seq} tokens, data of ${o.data.seq}; pack both with the same seq`);
   if (o.evalData && !hasTargets(o.evalData)) throw new RangeError('trainBaseWeights: evalData has no token to predict');
   if (o.data.seq > o.checkpoint.config.maxSeqLen) throw new RangeError(`trainBaseWeights: rows of ${o.data.seq} tokens exceed the model's context of ${o.checkpoint.config.maxSeqLen}`);
-  const ckpt = o.checkpoint, T = o.data.seq, B = o.batch;
+  // A method may start elsewhere than the base (grafting: the masked fine-tuned model).
+  const ckpt = updater.start ? await updater.start(o.checkpoint) : o.checkpoint;
+  const T = o.data.seq, B = o.batch;
   const log = o.log ?? (() => {});
   const tensors = baseTensors(ckpt);
   const size = new Map(tensors.map((t) => [t.name, numel(t.shape)]));
@@ -149,6 +151,15 @@ export async function trainBaseWeights(updater: Updater, o: BaseTrainOptions): P
       return built.trainer.gradientValues(names);
     },
     log,
+    async heldOutLoss(replace) {
+      if (!o.evalData) return undefined;
+      for (const [n, v] of replace) if (v.length !== size.get(n)) throw new Error(`heldOutLoss: ${n} ${size.has(n) ? `has ${size.get(n)} entries, not ${v.length}` : 'is no base tensor'}`);
+      await syncMaster();
+      const cur = currentCheckpoint();
+      const tensors = new Map(cur.tensors);
+      for (const [n, v] of replace) tensors.set(n, { shape: [...ckpt.tensors.get(n)!.shape], data: v });
+      return heldOut({ ...cur, tensors });
+    },
   };
 
   /** Copy the trained values out of the plan into the master copies. */
@@ -239,9 +250,9 @@ export async function trainBaseWeights(updater: Updater, o: BaseTrainOptions): P
     return n;
   };
 
-  const evaluate = async (): Promise<{ step: number; loss: number }> => {
-    await syncMaster();
-    const rt = new LlamaRuntime(currentCheckpoint(), o.backend);
+  /** The mean next-token loss of a model over evalData's rows. */
+  const heldOut = async (model: LlamaCheckpoint): Promise<number> => {
+    const rt = new LlamaRuntime(model, o.backend);
     const ev = o.evalData!;
     let total = 0, count = 0;
     for (let r = 0; r < ev.rows; r += B) {
@@ -252,7 +263,12 @@ export async function trainBaseWeights(updater: Updater, o: BaseTrainOptions): P
       total += res.loss * res.tokens; count += res.tokens;
     }
     rt.dispose();
-    const e = { step, loss: total / Math.max(1, count) };
+    return total / Math.max(1, count);
+  };
+
+  const evaluate = async (): Promise<{ step: number; loss: number }> => {
+    await syncMaster();
+    const e = { step, loss: await heldOut(currentCheckpoint()) };
     o.onEval?.(e);
     return e;
   };
