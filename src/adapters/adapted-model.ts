@@ -62,6 +62,7 @@ export class AdaptedModel {
         modules: chosen, ...(o.sample ? { sample: o.sample } : {}),
         linearInputs: (ids, visit) => hostLinearInputs(this.effectiveCheckpoint(), ids, visit),
         baseWeight: (m) => this.baseTensor(`${m}.weight`),
+        ...(this.base.tokenizer ? { tokenizer: this.base.tokenizer } : {}),
       });
     }
     const modules = method.selectModules ? method.selectModules(parsed, this.modules) : selectTargets(parsed, this.modules);

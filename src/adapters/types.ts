@@ -68,6 +68,8 @@ export interface PrepareContext {
   /** Runs `ids` through the model as it is (float64, on the host) and gives every linear module's input to `visit`. */
   linearInputs(ids: readonly number[], visit: LinearInputVisitor): void;
   baseWeight(module: string): NamedTensor;
+  /** The base model's tokenizer, when it has one (CPT's context given as text). */
+  readonly tokenizer?: TokenizerData;
 }
 
 /** Per-build facts a transform needs. */
