@@ -35,6 +35,7 @@ export const AT_DV = 20;
 export const AT_WINDOW = 21; // 0: none
 export const AT_SOFTCAP = 22; // f32 bits; 0: none
 export const AT_ROWLEN = 23; // pointer to i32 [B] (valid keys per batch row), or 0
+export const AT_MASK = 24; // pointer to i32 [T, S] (0: key hidden from that query), or 0; forward only
 
 const TB = 64;
 
@@ -85,6 +86,7 @@ export function attentionJob(d: usize, tid: i32, nth: i32): void {
   const cap = reinterpret<f32>(word(d, AT_SOFTCAP));
   const scratch = <usize>word(d, AT_SCRATCH) + <usize>tid * <usize>word(d, AT_SCRATCH_STRIDE);
   const sc = scratch + gemmScratchBytes();
+  const mask = <usize>word(d, AT_MASK);
   const group = Hq / Hkv;
   const blocks = (T + TB - 1) / TB;
   const total = B * Hq * blocks;
@@ -119,8 +121,32 @@ export function attentionJob(d: usize, tid: i32, nth: i32): void {
       const x = row + (<usize>lo << 2);
       scalef(x, x, vis, scale);
       if (cap != 0) softcapf(x, vis, cap);
+      // An explicit mask: hidden keys get −∞ before the max, and exactly 0 after the exponential
+      // (expv clamps its argument, so exp(−∞) would leave a denormal).
+      const keys = lo0 + lo;
+      const mrow = mask ? mask + (<usize>(t * S + keys) << 2) : 0;
+      let shown = vis;
+      if (mask) {
+        shown = 0;
+        for (let j = 0; j < vis; j++) {
+          if (load<i32>(mrow + (<usize>j << 2)) == 0) store<f32>(x + (<usize>j << 2), -Infinity);
+          else shown++;
+        }
+      }
+      if (shown == 0) {
+        memory.fill(row, 0, <usize>n << 2);
+        store<f32>(at, -Infinity);
+        continue;
+      }
       const mx = maxf(x, vis);
-      const z = expInPlace(x, vis, mx);
+      let z = expInPlace(x, vis, mx);
+      if (mask) {
+        for (let j = 0; j < vis; j++) {
+          if (load<i32>(mrow + (<usize>j << 2)) != 0) continue;
+          z -= <f64>load<f32>(x + (<usize>j << 2));
+          store<f32>(x + (<usize>j << 2), 0);
+        }
+      }
       memory.fill(row, 0, <usize>lo << 2);
       memory.fill(x + (<usize>vis << 2), 0, <usize>(n - lo - vis) << 2);
       store<f32>(at, <f32>(<f64>mx + Math.log(z)));

@@ -4,6 +4,8 @@
  */
 import { benchArena } from './arena.js';
 import { benchData } from './data.js';
+import { benchDataInit } from './data-init.js';
+import { benchDraft } from './draft.js';
 import { benchGenerate } from './generate.js';
 import { benchLoad } from './load.js';
 import { benchMatmul } from './matmul.js';
@@ -14,7 +16,7 @@ import { benchWebgpu } from './webgpu.js';
 
 type Suite = (opts: { json: boolean }) => Promise<void>;
 
-const SUITES: Record<string, Suite> = { matmul: benchMatmul, train: benchTrain, generate: benchGenerate, webgpu: benchWebgpu, methods: benchMethods, arena: benchArena, load: benchLoad, data: benchData, scale: benchScale };
+const SUITES: Record<string, Suite> = { matmul: benchMatmul, train: benchTrain, generate: benchGenerate, webgpu: benchWebgpu, methods: benchMethods, arena: benchArena, load: benchLoad, data: benchData, 'data-init': benchDataInit, scale: benchScale, draft: benchDraft };
 
 const args = process.argv.slice(2);
 const json = args.includes('--json');

@@ -36,7 +36,8 @@ export { EVAL_RANGES, GENERATE_RANGES, LlamaRuntime, type GenerateOptions } from
 export { Sampler, type SamplingOptions } from './model/sampling.js';
 export { encoderConfig, encoderModules, type EncoderConfig, type EncoderKind, type EncoderTask } from './model/encoders/config.js';
 export { buildEncoder, type EncoderGraph, type EncoderGraphOptions } from './model/encoders/build.js';
-export { encoderCheckpoint, loadEncoderFolder, withHead, type EncoderCheckpoint } from './model/encoders/checkpoint.js';
+export { encoderCheckpoint, loadEncoder, loadEncoderFolder, withHead, type EncoderCheckpoint } from './model/encoders/checkpoint.js';
+export { readGgufEncoder } from './model/encoders/gguf.js';
 export { classificationScores, EncoderClassifier, type EncodedExample, type EvalResult, type TrainOptions as ClassifierTrainOptions } from './model/encoders/classifier.js';
 export { encodeExamples, encodeTexts, labelSet, parseClassificationData, sequenceFrame, type RawExample } from './model/encoders/data.js';
 
@@ -47,11 +48,18 @@ export type { AdapterMethod, ModuleInfo, ParamStore } from './adapters/types.js'
 
 // Methods that train the base model's own weights (full fine-tuning, LISA, HFT, …): src/updaters.
 export { BASE_TRAIN_RANGES, baseTensors, trainBaseWeights, type BaseTrainOptions, type BaseTrainResult } from './updaters/train.js';
-export { UPDATERS, type UpdaterEntry, type UpdaterOption } from './updaters/index.js';
+export { UPDATERS, type UpdaterEntry, type UpdaterOption, type UpdaterRun } from './updaters/index.js';
 export type { BaseTensorInfo, TensorOptimizer, TensorOptimizerHyper, Updater, UpdaterContext } from './updaters/types.js';
 export { fullUpdater } from './updaters/full/index.js';
 export { lisaUpdater, type LisaOptions } from './updaters/lisa/index.js';
 export { hftUpdater, type HftOptions } from './updaters/hft/index.js';
+export { greenTrainerUpdater, type GreenTrainerOptions } from './updaters/greentrainer/index.js';
+export { backwardCosts, type BackwardCosts, type TensorCost } from './updaters/greentrainer/costs.js';
+export { galoreUpdater, isProjectedWeight } from './updaters/galore/index.js';
+export { GALORE_DEFAULTS, GaLoreAdam, type GaLoreSettings } from './updaters/galore/projected-adam.js';
+export { svd, type Svd } from './linalg/svd.js';
+export { LAZY_DEFAULTS, LazyInterval, QGaLoreAdam, qGaLoreUpdater, type LazySettings, type QGaLoreSettings } from './updaters/q-galore/index.js';
+export { Int4Matrix, Int8Weights, stochasticRound } from './updaters/q-galore/quant.js';
 
 export { Trainer, type OptimizerOptions, type StepResult } from './train/trainer.js';
 export { buildTrainingGraph, FINE_TUNE_RANGES, fineTune, type FineTuneOptions, type FineTuneResult, type FineTuneRun, type TrainingGraph } from './train/finetune.js';
@@ -65,6 +73,9 @@ export { augmentExamples, augmentTokens, type TokenAugmentOptions } from './obje
 export { trainAugmented, type AugmentedOptions, type AugmentedStep } from './objectives/augment/train.js';
 export { checkSameTokenizer, proxyGenerate, type ProxyOptions } from './decoding/proxy.js';
 export { RuleModel, rulesGenerate, type RuleOptions } from './decoding/rules.js';
+export { DRAFT_RANGES, draftGenerate, type DraftOptions, type DraftStats } from './decoding/draft/decode.js';
+export { TrigramTable, trigramFromText, type Continuation, type TrigramOptions } from './decoding/draft/trigram.js';
+export { buildDraftTree, treeMask, type DraftNode, type DraftShape } from './decoding/draft/tree.js';
 export { keptIds, pruneVocabulary, usedTokenIds, type PruneResult } from './vocab/prune.js';
 export { checkRange, describeRange, type Range } from './util/ranges.js';
 export { decodeTrainingState, encodeTrainingState, TRAINING_STATE_FILE, type TrainingState } from './train/training-state.js';
@@ -85,3 +96,6 @@ export { selectDeita, deitaScores } from './select/deita/index.js';
 export { selectNudge, sinkhornPotentials } from './select/nudge/index.js';
 export { selectAdaptInf } from './select/adapt-inf/index.js';
 export { Forward, gradientFeatures, itemSignals, kmeans, selectItems, type ItemSignals, type SelectItem } from './select/common/index.js';
+export { analyzeWeight, effectiveRank, intruderDimensions, INTRUDER_DEFAULTS, numericalRank, type IntruderOptions, type IntruderResult, type ModuleAnalysis } from './analysis/intruder/intruder.js';
+export { adaptedLinearModules, analyzeModules, intruderTotals, mergedCheckpoint, type ModuleReport } from './analysis/intruder/model.js';
+export { asciiScatter, candidatesForBudget, chooseFromFront, dominates, paretoFront, paretoRanks, planSearch, rungPlan, searchConfigurations, searchGrid, sampleCandidates, successiveHalving, trainArgs, type Candidate, type Objectives, type SearchOptions, type SearchResult, type SearchSpace } from './search/index.js';

@@ -40,6 +40,8 @@ struct Params {
   window: u32,
   // 0: no soft-cap.
   softcap: f32,
+  // 1: an explicit mask i32 [T, S] (forward only) hides key j from query t where mask[t·S + j] is 0.
+  hasMask: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -54,6 +56,7 @@ struct Params {
 @group(0) @binding(9) var<storage, read_write> dq: array<f32>;
 @group(0) @binding(10) var<storage, read_write> dk: array<f32>;
 @group(0) @binding(11) var<storage, read_write> dv: array<f32>;
+@group(0) @binding(12) var<storage, read_write> mask: array<i32>;
 
 const WG = 64u;
 const MAXE = 16u;
@@ -102,6 +105,11 @@ fn loKey(t: u32, shift: i32) -> i32 {
 
 fn sees(t: u32, j: u32, valid: i32, shift: i32) -> bool {
   return i32(j) >= loKey(t, shift) && i32(j) < hiKey(t, valid, shift);
+}
+
+// The explicit mask's verdict (only asked once sees() holds, so j < S).
+fn shown(t: u32, j: u32) -> bool {
+  return p.hasMask == 0u || mask[t * p.S + j] != 0;
 }
 
 // A scaled score, soft-capped when asked.
@@ -176,7 +184,7 @@ fn forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index
       for (var e = 0u; e < DPAD; e++) { dot += Qs[rr * DPAD + e] * Ks[cc * DPAD + e]; }
       let tt = t0 + rr;
       var s = NEG;
-      if (tt < p.T && sees(tt, k0 + cc, valid, shift)) { s = capped(dot * p.scale); }
+      if (tt < p.T && sees(tt, k0 + cc, valid, shift) && shown(tt, k0 + cc)) { s = capped(dot * p.scale); }
       Ss[pi] = s;
     }
     workgroupBarrier();

@@ -8,13 +8,13 @@ import type { LlamaCheckpoint, NamedTensor } from '../formats/checkpoint.js';
 import * as F from '../graph/api.js';
 import type { Graph, Tensor } from '../graph/graph.js';
 import type { LinearContext, ModelHooks, SublayerContext } from '../model/llama.js';
-import { hostKeyValues } from '../model/host-forward.js';
+import { hostKeyValues, hostLinearInputs } from '../model/host-forward.js';
 import { LlamaRuntime } from '../model/runtime.js';
 import type { Session } from '../scheduler/session.js';
 import { seededRandom } from '../util/random.js';
 import { getMethod } from './registry.js';
 import { modelModules, selectTargets } from './targets.js';
-import type { AdapterMethod, BuildContext, ModuleInfo, ParamStore, PeftExtras, TargetConfig, TrainingController } from './types.js';
+import type { AdapterMethod, BuildContext, InitSample, ModuleInfo, ParamStore, PeftExtras, TargetConfig, TrainingController } from './types.js';
 
 export interface Adapter {
   readonly name: string;
@@ -49,13 +49,22 @@ export class AdaptedModel {
   }
 
   /** Add a fresh adapter. `config` uses the method's option names (camelCase). */
-  addAdapter(name: string, methodName: string, config: Readonly<Record<string, unknown>>, o: { seed?: number } = {}): Adapter {
+  addAdapter(name: string, methodName: string, config: Readonly<Record<string, unknown>>, o: { seed?: number; sample?: InitSample } = {}): Adapter {
     const method = getMethod(methodName);
     return this.addParsedAdapter(name, method, method.parseConfig(config), o);
   }
 
   /** Add a fresh adapter from an already validated config (checkpoints restore through this). */
-  addParsedAdapter(name: string, method: AdapterMethod<TargetConfig>, parsed: TargetConfig, o: { seed?: number } = {}): Adapter {
+  addParsedAdapter(name: string, method: AdapterMethod<TargetConfig>, parsed: TargetConfig, o: { seed?: number; sample?: InitSample } = {}): Adapter {
+    if (method.prepare) {
+      const chosen = method.selectModules ? method.selectModules(parsed, this.modules) : selectTargets(parsed, this.modules);
+      parsed = method.prepare(parsed, {
+        modules: chosen, ...(o.sample ? { sample: o.sample } : {}),
+        linearInputs: (ids, visit) => hostLinearInputs(this.effectiveCheckpoint(), ids, visit),
+        baseWeight: (m) => this.baseTensor(`${m}.weight`),
+        ...(this.base.tokenizer ? { tokenizer: this.base.tokenizer } : {}),
+      });
+    }
     const modules = method.selectModules ? method.selectModules(parsed, this.modules) : selectTargets(parsed, this.modules);
     const random = seededRandom(o.seed ?? 0);
     const baseOverrides = new Map<string, NamedTensor>();

@@ -5,7 +5,7 @@
  */
 import type { F32Tensor, LlamaConfig, NamedTensor } from '../formats/checkpoint.js';
 import type { Graph, Tensor } from '../graph/graph.js';
-import type { HostKeyValues } from '../model/host-forward.js';
+import type { HostKeyValues, LinearInputVisitor } from '../model/host-forward.js';
 import type { LinearContext, SublayerContext } from '../model/llama.js';
 import type { TokenizerData } from '../tokenizer/types.js';
 
@@ -46,6 +46,30 @@ export interface InitContext<C> {
    */
   keyValues?(ids: readonly number[]): HostKeyValues;
   random(): number;
+}
+
+/**
+ * A data sample for data-driven initialisations (EVA, CorDA): token rows, each read from position 0, taken
+ * `batchRows` at a time.
+ */
+export interface InitSample {
+  readonly rows: readonly Int32Array[];
+  /** Per row, 1 where the position's token is a training target (PEFT's labels ≠ −100), 0 elsewhere (prompt, padding). */
+  readonly targets: readonly Uint8Array[];
+  /** Per row, 1 where the position holds a token of an example (PEFT's attention mask), 0 on padding. */
+  readonly present: readonly Uint8Array[];
+  readonly batchRows: number;
+}
+
+/** What a method's `prepare` sees: the selected modules and a data sample run through the base model. */
+export interface PrepareContext {
+  readonly modules: readonly ModuleInfo[];
+  readonly sample?: InitSample;
+  /** Runs `ids` through the model as it is (float64, on the host) and gives every linear module's input to `visit`. */
+  linearInputs(ids: readonly number[], visit: LinearInputVisitor): void;
+  baseWeight(module: string): NamedTensor;
+  /** The base model's tokenizer, when it has one (CPT's context given as text). */
+  readonly tokenizer?: TokenizerData;
 }
 
 /** Per-build facts a transform needs. */
@@ -155,6 +179,11 @@ export interface AdapterMethod<C extends TargetConfig = TargetConfig> {
   parseConfig(raw: Readonly<Record<string, unknown>>): C;
   /** The modules a config applies to (default: target matching over linear modules). */
   selectModules?(config: C, modules: readonly ModuleInfo[]): ModuleInfo[];
+  /**
+   * Before the parameters are made: a config completed from a data sample (EVA's ranks and components,
+   * CorDA's covariances). Runs on fresh adapters only, never when a saved one is read.
+   */
+  prepare?(config: C, ctx: PrepareContext): C;
   /** Fresh parameters for the targeted modules. */
   createParams(ctx: InitContext<C>): ParamStore;
   /** Parameters that train (default: all). The others are saved and uploaded but stay fixed (LaMDA's PMA). */

@@ -21,6 +21,8 @@ export interface FlagSpec {
    * wrong with the value, or undefined.
    */
   limit?: (value: string | number, flags: Flags, model: LlamaConfig) => string | undefined;
+  /** A string flag that may be given several times; the values are kept joined by newlines (see `many`). */
+  multiple?: boolean;
 }
 
 export type Flags = Record<string, string | number | boolean | undefined>;
@@ -52,7 +54,7 @@ export function parseFlags(argv: readonly string[], spec: Readonly<Record<string
       raw = argv[++i];
       if (raw === undefined) throw new UsageError(`--${name} needs a value`);
     }
-    if (s.type === 'string') { out[name] = raw; continue; }
+    if (s.type === 'string') { out[name] = s.multiple && typeof out[name] === 'string' && out[name] !== s.default ? `${out[name]}\n${raw}` : raw; continue; }
     const n = Number(raw);
     if (!Number.isFinite(n) || (s.type === 'int' && !Number.isInteger(n))) throw new UsageError(`--${name} must be ${s.type === 'int' ? 'an integer' : 'a number'} (got '${raw}')`);
     out[name] = n;
@@ -64,12 +66,18 @@ export function parseFlags(argv: readonly string[], spec: Readonly<Record<string
 function checkFlag(name: string, v: Flags[string], s: FlagSpec): void {
   if (v === undefined || typeof v === 'boolean') return;
   if (s.range && !inRange(v, s.range)) throw new UsageError(`--${name} must be ${describeRange(s.range)} (got ${typeof v === 'string' ? `'${v}'` : v})`);
+  if (s.multiple && typeof v === 'string') { for (const one of many(v)) checkFlag(name, one, { ...s, multiple: false }); return; }
   if (s.path && typeof v === 'string' && !s.path.except?.includes(v)) {
     if (!existsSync(v)) throw new UsageError(`--${name} ${v}: no such ${s.path.kind}`);
     const dir = statSync(v).isDirectory();
     if (dir && s.path.kind === 'file') throw new UsageError(`--${name} ${v}: is a folder, expected a file`);
     if (!dir && s.path.kind === 'folder') throw new UsageError(`--${name} ${v}: is a file, expected a folder`);
   }
+}
+
+/** The values of a flag given several times (`multiple`). */
+export function many(v: Flags[string]): string[] {
+  return typeof v === 'string' ? v.split('\n') : [];
 }
 
 /** Check the flags whose limits depend on the model (after it is loaded, before any other work). */

@@ -7,7 +7,10 @@ import { existsSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { getMethod } from '../adapters/registry.js';
-import { type EncoderCheckpoint, isEncoderConfigJson, loadEncoderFolder } from '../model/encoders/checkpoint.js';
+import { type EncoderCheckpoint, isEncoderConfigJson, loadEncoder } from '../model/encoders/checkpoint.js';
+import { ggufMeta } from '../formats/gguf.js';
+import { readGgufHeader } from '../formats/gguf-llama.js';
+import { fileSource } from '../formats/source.js';
 import { checkEncoderMethod, EncoderClassifier, LABELS_FILE } from '../model/encoders/classifier.js';
 import type { EncoderTask } from '../model/encoders/config.js';
 import { encodeExamples, encodeTexts, labelSet, parseClassificationData, type SequenceFrame, sequenceFrame } from '../model/encoders/data.js';
@@ -36,22 +39,29 @@ const NOT_FOR_CLASSIFIERS = ['base-dtype', 'ce-chunk', 'resume', 'checkpoint-eve
 async function openEncoder(f: Flags, task: EncoderTask, command: string): Promise<{ ckpt: EncoderCheckpoint; tok: Tokenizer; frame: SequenceFrame }> {
   const spec = need(f, 'model', command);
   const path = await resolveModel(spec, err);
-  if (!existsSync(path) || !statSync(path).isDirectory()) throw new UsageError(`--model ${spec}: --task ${task} needs a Hugging Face model folder (config.json, model.safetensors, tokenizer.json) of a BERT, RoBERTa or DistilBERT model`);
+  const isFile = existsSync(path) && statSync(path).isFile();
+  if ((isFile && !/\.gguf$/i.test(path)) || !existsSync(path)) throw new UsageError(`--model ${spec}: --task ${task} needs a Hugging Face model folder (config.json, model.safetensors, tokenizer.json) of a BERT, RoBERTa or DistilBERT model, or a GGUF file of llama.cpp's bert architecture`);
   const cfgPath = join(path, 'config.json');
-  if (existsSync(cfgPath)) {
+  if (!isFile && existsSync(cfgPath)) {
     let cfg: unknown;
     try { cfg = JSON.parse(await readFile(cfgPath, 'utf8')); } catch { cfg = undefined; }
     if (cfg && !isEncoderConfigJson(cfg)) {
       throw new UsageError(`--model ${spec}: model_type ${JSON.stringify((cfg as Record<string, unknown>).model_type)} is a decoder; --task ${task} needs a BERT, RoBERTa or DistilBERT encoder`);
     }
   }
-  const ckpt = await loadEncoderFolder(path);
+  if (isFile) {
+    const src = await fileSource(path);
+    let arch: unknown;
+    try { arch = ggufMeta(await readGgufHeader(src), 'general.architecture'); } finally { await src.close?.(); }
+    if (arch !== 'bert') throw new UsageError(`--model ${spec}: GGUF architecture ${JSON.stringify(arch)} is a decoder; --task ${task} needs an encoder (GGUF architecture bert)`);
+  }
+  const ckpt = await loadEncoder(path);
   if (f.tokenizer) {
     const t = String(f.tokenizer);
     if (!t.endsWith('.json')) throw new UsageError(`--tokenizer ${t}: an encoder's tokenizer must be a tokenizer.json`);
     ckpt.tokenizer = tokenizerDataFromHfJson(JSON.parse(await readFile(t, 'utf8')), t);
   }
-  if (!ckpt.tokenizer) throw new UsageError(`--model ${spec}: no tokenizer.json in the folder; pass --tokenizer FILE.json`);
+  if (!ckpt.tokenizer) throw new UsageError(`--model ${spec}: ${isFile ? 'the GGUF file holds no tokenizer' : 'no tokenizer.json in the folder'}; pass --tokenizer FILE.json`);
   const tok = createTokenizer(ckpt.tokenizer);
   return { ckpt, tok, frame: sequenceFrame(tok, ckpt.tokenizer) };
 }

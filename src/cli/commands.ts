@@ -1,5 +1,5 @@
 /**
- * The adaptkit commands: generate, eval, info, train, merge, poly-to-lora, convert, tokenize, prune-vocab, select, quickstart. The same code runs in Node and
+ * The adaptkit commands: generate, eval, info, train, merge, poly-to-lora, compose, convert, tokenize, prune-vocab, select, analyze, search, quickstart. The same code runs in Node and
  * Deno (node: built-ins); output meant for programs goes to stdout, progress to stderr.
  */
 import { createReadStream, existsSync } from 'node:fs';
@@ -28,6 +28,8 @@ import { BASE_DTYPES, type BaseDType, parseBaseDType } from '../formats/storage.
 import { GGML_TYPE_OF } from '../quant/codec.js';
 import { EVAL_RANGES, GENERATE_RANGES, type GenerateOptions, LlamaRuntime } from '../model/runtime.js';
 import { proxyGenerate } from '../decoding/proxy.js';
+import { DRAFT_RANGES, draftGenerate } from '../decoding/draft/decode.js';
+import { trigramFromText } from '../decoding/draft/trigram.js';
 import { RuleModel, rulesGenerate } from '../decoding/rules.js';
 import { BACKEND_CHOICES, type ChosenBackend, createBackend } from '../scheduler/backends.js';
 import { formatProfile } from '../scheduler/profile.js';
@@ -47,9 +49,15 @@ import { type ModelFormat, writeModel } from './write-model.js';
 import { pruneVocabCommand, pruneVocabFlags } from './prune-vocab.js';
 import { tokenize, tokenizeFlags } from './tokenize.js';
 import { selectCommand, selectFlags } from './select.js';
+import { applyDeltaToCheckpoint, isDeltaFolder, loadDeltaFolder } from '../updaters/sparse/folder.js';
+import { composeCommand, composeFlags } from './compose.js';
 import { baseMethodFlags, isBaseMethod, isModelFolder, loadModelFolder, trainBaseCommand } from './train-base.js';
 import { UPDATERS } from '../updaters/index.js';
+import { initSampleFromBlocks } from '../adapters/init-sample.js';
+import type { LoraConfig } from '../adapters/lora/config.js';
 import { evalClassifier, predictCommand, predictFlags, taskFlag, trainClassifier } from './classify.js';
+import { analyzeCommand, analyzeFlags } from './analyze.js';
+import { searchCommand, searchFlags } from './search.js';
 
 const err = (s: string): void => { process.stderr.write(`${s}\n`); };
 
@@ -130,6 +138,8 @@ async function readAdapterDir(model: AdaptedModel, dir: string, name = 'default'
 
 async function runtimeFor(f: Flags, ckpt: LlamaCheckpoint, chosen: ChosenBackend): Promise<LlamaRuntime> {
   if (!f.adapter) return new LlamaRuntime(ckpt, chosen.backend);
+  // A sparse delta (train --method spiel, …) is added to the base model.
+  if (isDeltaFolder(String(f.adapter))) return new LlamaRuntime(applyDeltaToCheckpoint(ckpt, (await loadDeltaFolder(String(f.adapter))).delta, `--adapter ${f.adapter}`), chosen.backend);
   // A whole model (train --method full|lisa|hft) is used in the base model's place.
   if (isModelFolder(String(f.adapter))) return new LlamaRuntime(await loadModelFolder(String(f.adapter), ckpt, baseDtypeOf(f)), chosen.backend);
   const model = new AdaptedModel(ckpt);
@@ -167,13 +177,20 @@ const generateFlags: Record<string, FlagSpec> = {
   mirostat: { type: 'number', help: 'Mirostat 2.0 target surprise τ in bits (enables Mirostat)', range: GENERATE_RANGES.mirostatTau },
   'mirostat-eta': { type: 'number', help: 'Mirostat learning rate η', default: 0.1, range: GENERATE_RANGES.mirostatEta },
   seed: { type: 'int', help: 'random seed for sampling', default: 0, range: GENERATE_RANGES.seed },
-  adapter: { type: 'string', help: 'a PEFT adapter folder to apply, or a model folder written by train --method full|lisa|hft (used in place of --model)', path: { kind: 'folder' } },
+  adapter: { type: 'string', help: 'a PEFT adapter folder to apply, or a model folder written by train --method full|lisa|hft (used in place of --model), or a sparse-delta folder written by train --method spiel (added to --model)', path: { kind: 'folder' } },
   ...taskIdFlag,
   'proxy-expert': { type: 'string', help: 'proxy-tuning: the tuned small model, a model or a PEFT adapter folder (applied to --proxy-anti); each step decodes base + α·(expert − anti-expert) logits' },
   'proxy-anti': { type: 'string', help: 'proxy-tuning: the untuned small model (the anti-expert); all three models must share the tokenizer' },
   'proxy-alpha': { type: 'number', help: 'proxy-tuning: α, how much of the expert\'s change is applied', default: 1 },
   rules: { type: 'bool', help: 'decode the model as a product of experts with a hand-written rule model (Hewitt et al. 2024): an EOS ramp over the first --rules-eos-end tokens, biases against "I", "What", "should", "We" and prompt markup, for list and heading markup, and a first token that is a word' },
   'rules-eos-end': { type: 'int', help: 'with --rules: generated tokens over which the EOS bias rises to its top', default: 250, range: { integer: true, min: 1 } },
+  draft: { type: 'string', help: 'draft-and-verify greedy decoding (ADED-style, Liu et al. 2024): trigram drafts a tree of continuations from --draft-corpus, the model checks the whole tree in one pass; the text is plain greedy decoding\'s, in fewer passes', range: { oneOf: ['trigram'] } },
+  'draft-corpus': { type: 'string', help: "with --draft: a text file whose tri-grams (tokenised with the model's tokenizer, per blank-line paragraph) seed the draft table", path: { kind: 'file' } },
+  'draft-depth': { type: 'int', help: 'with --draft: the deepest drafted token of a tree', default: 4, range: DRAFT_RANGES.depth },
+  'draft-width': { type: 'int', help: 'with --draft: most drafted children of one token', default: 2, range: DRAFT_RANGES.width },
+  'draft-budget': { type: 'int', help: 'with --draft: most drafted tokens per tree (default depth × width)', range: DRAFT_RANGES.budget },
+  'draft-keep': { type: 'int', help: 'with --draft: continuations kept per two-token context of the table', default: 8, range: { integer: true, min: 1, max: 1024 } },
+  'draft-stats': { type: 'bool', help: 'with --draft: print the passes, tokens and accepted drafted tokens per pass on stderr' },
   ...baseDtypeFlag,
   ...common,
 };
@@ -193,7 +210,34 @@ async function proxyRuntimes(f: Flags, chosen: ChosenBackend): Promise<{ expert:
   return { expert: new LlamaRuntime(expert, chosen.backend), anti: new LlamaRuntime(anti, chosen.backend) };
 }
 
+/**
+ * --draft: refused, before any work, with the options it cannot honour (it decodes greedily, alone);
+ * returns whether draft decoding was asked for.
+ */
+function checkDraftFlags(f: Flags): boolean {
+  const draftOnly = ['draft-corpus', 'draft-budget', 'draft-stats'];
+  if (f.draft === undefined) {
+    const stray = draftOnly.find((k) => f[k] !== undefined && f[k] !== false);
+    if (stray) throw new UsageError(`--${stray} needs --draft trigram`);
+    return false;
+  }
+  if (f['draft-corpus'] === undefined) throw new UsageError('--draft trigram needs --draft-corpus FILE (the text its tri-gram table is built from)');
+  const conflicts: [string, boolean][] = [
+    ['--temperature > 0 (draft decoding is greedy)', Number(f.temperature) > 0],
+    ['--top-k (draft decoding is greedy)', Number(f['top-k']) !== 0],
+    ['--top-p (draft decoding is greedy)', Number(f['top-p']) !== 1],
+    ['--repetition-penalty (draft decoding is plain greedy)', Number(f['repetition-penalty']) !== 1],
+    ['--mirostat (draft decoding is greedy)', f.mirostat !== undefined],
+    ['proxy-tuning', f['proxy-expert'] !== undefined || f['proxy-anti'] !== undefined],
+    ['--rules', f.rules === true],
+  ];
+  const bad = conflicts.find(([, on]) => on);
+  if (bad) throw new UsageError(`--draft does not combine with ${bad[0]}`);
+  return true;
+}
+
 async function generate(f: Flags): Promise<void> {
+  const drafting = checkDraftFlags(f);
   const { ckpt, tok } = await openTextModel(f);
   if ((f['proxy-expert'] === undefined) !== (f['proxy-anti'] === undefined)) throw new UsageError('proxy-tuning needs both --proxy-expert and --proxy-anti');
   if (f.rules && f['proxy-expert'] !== undefined) throw new UsageError('--rules and proxy-tuning are separate decoders; use one at a time');
@@ -206,7 +250,15 @@ async function generate(f: Flags): Promise<void> {
   const stream = tok.streamDecoder({ stripLeadingSpace: !f.prompt || !!chat });
   if (f.prompt && !chat) process.stdout.write(String(f.prompt));
   const rules = f.rules ? new RuleModel(ckpt.tokenizer!, { eosEnd: Number(f['rules-eos-end']) }) : undefined;
-  const run = (o: GenerateOptions) => (proxy ? proxyGenerate(rt, proxy.expert, proxy.anti, prompt, { ...o, alpha: Number(f['proxy-alpha']) }) : rules ? rulesGenerate(rt, rules, prompt, o) : rt.generate(prompt, o));
+  const table = drafting ? trigramFromText(await readFile(String(f['draft-corpus']), 'utf8'), tok, { keep: Number(f['draft-keep']) }) : undefined;
+  const drafted = async (o: GenerateOptions): Promise<number[]> => {
+    const r = await draftGenerate(rt, table!, prompt, {
+      ...o, depth: Number(f['draft-depth']), width: Number(f['draft-width']), ...(f['draft-budget'] !== undefined ? { budget: Number(f['draft-budget']) } : {}),
+    });
+    if (f['draft-stats']) err(`draft: ${r.stats.tokens} tokens in ${r.stats.passes} passes (${(r.stats.tokens / Math.max(1, r.stats.passes)).toFixed(2)} per pass, ${r.stats.accepted} drafted tokens accepted; ${r.stats.promptPasses} prompt passes)`);
+    return r.tokens;
+  };
+  const run = (o: GenerateOptions) => (table ? drafted(o) : proxy ? proxyGenerate(rt, proxy.expert, proxy.anti, prompt, { ...o, alpha: Number(f['proxy-alpha']) }) : rules ? rulesGenerate(rt, rules, prompt, o) : rt.generate(prompt, o));
   await run({
     ...(chat ? { stopTokens: chat.stops } : {}),
     maxTokens: Number(f['max-tokens']), temperature: Number(f.temperature), topK: Number(f['top-k']), topP: Number(f['top-p']),
@@ -241,7 +293,7 @@ const evalFlags: Record<string, FlagSpec> = {
     limit: (v, f, m) => (f.task === 'lm' && Number(v) + 1 > m.maxSeqLen ? `with BOS exceeds the model's context of ${m.maxSeqLen} tokens` : undefined),
   },
   batch: { type: 'int', help: 'sequences per forward pass', default: 8, range: EVAL_RANGES.batch },
-  adapter: { type: 'string', help: 'a PEFT adapter folder to apply (required with --task seq-cls|token-cls: the folder train --task wrote), or a model folder written by train --method full|lisa|hft (used in place of --model)', path: { kind: 'folder' } },
+  adapter: { type: 'string', help: 'a PEFT adapter folder to apply (required with --task seq-cls|token-cls: the folder train --task wrote), or a model folder written by train --method full|lisa|hft (used in place of --model), or a sparse-delta folder written by train --method spiel (added to --model)', path: { kind: 'folder' } },
   ...taskIdFlag,
   json: { type: 'bool', help: 'end with a JSON line {"loss", "tokens"} (--task seq-cls|token-cls: {"accuracy", "macroF1", "loss", "count"})' },
   ...baseDtypeFlag,
@@ -323,7 +375,7 @@ const trainFlags: Record<string, FlagSpec> = {
   data: { type: 'string', help: "training data: a text file (blank-line paragraphs), a .jsonl file ({\"text\"}, {\"prompt\",\"completion\"} or chat {\"messages\": [{\"role\",\"content\"}]}, loss on the assistant turns), or 'builtin' (the hero task)", default: 'builtin', path: dataPath },
   ...chatTemplateFlag,
   ...taskFlag,
-  method: { type: 'string', help: `adapter method: ${methodNames().join(' | ')}; or a method that trains the base weights and saves a whole model in --out: ${Object.keys(UPDATERS).join(' | ')}`, default: 'lora' },
+  method: { type: 'string', help: `adapter method: ${methodNames().join(' | ')}; or a method that trains the base weights and saves a whole model (spiel: a sparse-delta folder) in --out: ${Object.keys(UPDATERS).join(' | ')}`, default: 'lora' },
   targets: { type: 'string', help: "modules to adapt, comma-separated, or 're:<regex>' (default: every projection of the model's family; Phi-3: qkv_proj,o_proj,gate_up_proj,down_proj; GPT-2: c_attn,c_proj,c_fc; with --task seq-cls|token-cls PEFT's: query,value, DistilBERT q_lin,v_lin)", default: 'q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj' },
   layers: {
     type: 'string', help: 'only these layers, comma-separated',
@@ -343,7 +395,11 @@ const trainFlags: Record<string, FlagSpec> = {
   dropout: { type: 'number', help: 'adapter dropout', default: 0, range: { min: 0, below: 1 } },
   rslora: { type: 'bool', help: 'rsLoRA scaling alpha/√r' },
   dora: { type: 'bool', help: 'DoRA magnitude/direction decomposition' },
-  init: { type: 'string', help: 'LoRA init: default | gaussian | pissa', default: 'default', range: { oneOf: ['default', 'gaussian', 'pissa'] } },
+  init: {
+    type: 'string', default: 'default', range: { oneOf: ['default', 'gaussian', 'pissa', 'eva', 'corda'] },
+    help: "LoRA init: default | gaussian | pissa | eva (A from the principal components of each module's inputs on the first --init-batches batches of --data, ranks redistributed by explained variance; tune with --eva-rho, --eva-tau, --eva-whiten, --eva-use-label-mask, --eva-adjust-scaling-factors) | corda (SVD of W·C, C the input covariance on those batches, --corda-mode ipm|kpm; saved converted to a plain LoRA of rank 2r)",
+  },
+  'init-batches': { type: 'int', help: 'batches of --batch rows of --data that --init eva|corda read (EVA stops earlier once its components converge)', default: 8, range: { integer: true, min: 1 } },
   steps: { type: 'int', help: 'optimizer steps', default: 60, range: R.steps },
   lr: { type: 'number', help: "peak learning rate (default: the method's own, listed in the README's table of methods)", range: R.lr },
   warmup: { type: 'int', help: 'linear warmup steps', default: 5, range: R.warmup },
@@ -415,7 +471,10 @@ async function dryRun(f: Flags): Promise<number> {
   const { ckpt } = await openModel(f);
   checkModelLimits(f, trainFlags, ckpt.config);
   const model = new AdaptedModel(ckpt);
-  model.addAdapter('default', String(f.method), methodConfig(f, ckpt.config), { seed: Number(f.seed) });
+  // EVA and CorDA keep LoRA's parameter budget (r × modules, CorDA's residual base replaces the base): planned as a default init.
+  const cfg = methodConfig(f, ckpt.config);
+  if (cfg.init === 'eva' || cfg.init === 'corda') cfg.init = 'default';
+  model.addAdapter('default', String(f.method), cfg, { seed: Number(f.seed) });
   const chosen = await openBackend(f, json);
   const shape = { batch: Number(f.batch), seq: Number(f.seq), accumulate: Number(f.accumulate), checkpointing: Boolean(f.checkpointing), ceChunk };
   const e = estimateTraining(model, 'default', chosen.backend, shape);
@@ -519,9 +578,14 @@ function rowsPerTask(tasks: Int32Array): Map<number, number> {
 
 async function train(f: Flags): Promise<number | void> {
   if (isBaseMethod(f.method)) return trainBaseCommand(f, { openTextModel, openBackend, loadExamples, spec: trainFlags });
+  if (f.task !== 'lm' && (f.init === 'eva' || f.init === 'corda')) throw new UsageError(`--init ${String(f.init)} reads a language-model data sample; it is not available with --task ${String(f.task)}`);
   if (f.task !== 'lm') return trainClassifier(f, trainFlags, methodConfig);
   const dpo = f.objective === 'dpo';
+  const dataDriven = !f.resume && getMethod(String(f.method)).name === 'lora' && (f.init === 'eva' || f.init === 'corda');
+  if (dataDriven && (dpo || f.objective === 'multi')) throw new UsageError(`--init ${String(f.init)} reads the rows of --data as language-model text; it is not available with --objective ${String(f.objective)}`);
   checkObjectiveFlags(f);
+  // Option values are checked before the model is read.
+  if (dataDriven) getMethod('lora').parseConfig(methodConfig(f));
   if (f['dry-run']) return dryRun(f);
   const out = need(f, 'out', 'train');
   const json = Boolean(f.json);
@@ -547,7 +611,8 @@ async function train(f: Flags): Promise<number | void> {
   } else if (f['poly-from'] !== undefined) {
     await polyFrom(f, model, seed);
   } else {
-    model.addAdapter('default', String(f.method), methodConfig(f, model.base.config), { seed });
+    // EVA and CorDA need the training data's first batches, read below.
+    if (!dataDriven) model.addAdapter('default', String(f.method), methodConfig(f, model.base.config), { seed });
   }
   const seq = Number(f.seq);
   // Objectives with data of their own (src/objectives): the same output folder, backend and saved adapter.
@@ -576,6 +641,14 @@ async function train(f: Flags): Promise<number | void> {
   if (!json) err(`data: ${source}: ${examples.length} examples packed into ${data.rows} rows of ${seq} tokens (padding ${(100 * data.paddingRatio).toFixed(1)}%, ${(100 * data.naivePaddingRatio).toFixed(1)}% without packing)`);
   if (!json && data.tasks) err(`data: rows per task: ${[...rowsPerTask(data.tasks)].map(([t, n]) => `${t < 0 ? 'none' : t} ×${n}`).join(', ')}`);
   log({ event: 'data', examples: examples.length, rows: data.rows, paddingRatio: data.paddingRatio, naivePaddingRatio: data.naivePaddingRatio });
+  if (dataDriven) {
+    const sample = initSampleFromBlocks(data, { batchRows: Number(f.batch), rows: Number(f['init-batches']) * Number(f.batch) });
+    const a = model.addAdapter('default', String(f.method), methodConfig(f, model.base.config), { seed, sample });
+    const c = a.config as LoraConfig, ranks = a.modules.map((m) => c.rankByModule?.[m.name] ?? c.r), d = c.dataInit;
+    const eva = d?.evaBatches !== undefined ? `; EVA read ${d.evaBatches} batches, ${d.evaConverged ? 'converged' : `not converged at tau ${c.eva.tau} (more --init-batches would go on)`}; ranks ${Math.min(...ranks)} to ${Math.max(...ranks)}, ${ranks.reduce((x, y) => x + y, 0)} over ${ranks.length} modules` : '';
+    log({ event: 'init', init: f.init, rows: sample.rows.length, ...(d?.evaBatches !== undefined ? { batches: d.evaBatches, converged: d.evaConverged, ranks: Object.fromEntries(a.modules.map((m, i) => [m.name, ranks[i]])) } : {}) });
+    if (!json) err(`init: ${String(f.init)} from ${sample.rows.length} rows of --data${eva}`);
+  }
   if (f.mixup !== undefined || f.contrastive !== undefined) return other(augmentedCommand(f, { model, tok, data, json, log, err }));
   if (f.objective === 'kd' || f.objective === 'taid') {
     const teacher = await loadCheckpoint(await resolveModel(String(f.teacher), err), { baseDtype: baseDtypeOf(f) });
@@ -629,7 +702,7 @@ async function train(f: Flags): Promise<number | void> {
 
 const mergeFlags: Record<string, FlagSpec> = {
   ...modelFlags,
-  adapter: { type: 'string', help: 'the PEFT adapter folder to merge' },
+  adapter: { type: 'string', help: 'the PEFT adapter folder, or sparse-delta folder (train --method spiel), to merge' },
   out: { type: 'string', help: 'output folder' },
   format: { type: 'string', help: 'safetensors (Hugging Face layout) | gguf | both', default: 'both', range: { oneOf: ['safetensors', 'gguf', 'both'] } },
   dtype: { type: 'string', help: 'type of the merged weights written: f32 | f16, or q8_0 | q4_0 (re-quantised; GGUF only)', default: 'f32', range: { oneOf: ['f32', 'f16', 'q8_0', 'q4_0'] } },
@@ -647,6 +720,12 @@ async function merge(f: Flags): Promise<void> {
   const adapterDir = need(f, 'adapter', 'merge');
   // The base stays as stored (compact or not); merged modules come out float32 and are written as --dtype.
   const { ckpt } = await openModel(f, 'auto');
+  if (isDeltaFolder(adapterDir)) {
+    const merged = applyDeltaToCheckpoint(ckpt, (await loadDeltaFolder(adapterDir)).delta, `--adapter ${adapterDir}`);
+    err(`sparse delta added to the base; weights written as ${dtype}`);
+    await writeModel(merged, out, format as ModelFormat, dtype);
+    return;
+  }
   const model = new AdaptedModel(ckpt);
   await readAdapterDir(model, adapterDir);
   model.merge('default');
@@ -763,6 +842,9 @@ const commands: Record<string, { summary: string; flags: Record<string, FlagSpec
   'poly-to-lora': { summary: "save a Poly adapter as a plain LoRA: its skills averaged (MHR-μ), or one task's routed adapter", flags: polyToLoraFlags, run: polyToLora },
   select: { summary: 'keep the most useful examples of a JSONL data set (cdas, deita, nudge, adapt-inf)', flags: { ...modelFlags, ...selectFlags, ...baseDtypeFlag, ...common }, run: (f) => selectCommand(f, openTextModel, openBackend) },
   convert: { summary: 'write a GGUF copy of a model with f16, bf16, q8_0, q4_0 or q4_1 weights', flags: convertFlags, run: convert },
+  compose: { summary: 'add sparse deltas (train --method spiel, …) into one delta folder, checked against the model', flags: composeFlags, run: composeCommand },
+  analyze: { summary: 'intruder dimensions and the effective rank of each weight update of an adapter or a fine-tuned model', flags: analyzeFlags, run: (f) => analyzeCommand(f, { openModel, readAdapterDir }) },
+  search: { summary: 'configuration search (AutoPEFT-style): method × rank × targets × layers by successive halving; Pareto front of held-out loss and parameters', flags: { ...searchFlags, ...baseDtypeFlag, ...common }, run: (f) => searchCommand(f, { openTextModel, openBackend, loadExamples }) },
 };
 
 export async function main(argv: readonly string[]): Promise<number> {

@@ -1,7 +1,8 @@
 /**
  * `adaptkit train --method full|lisa|hft|…`: methods that train the base model's own weights (src/updaters).
  * The result is a whole model folder (Hugging Face layout and/or GGUF, as `merge` writes it), which
- * `eval --adapter DIR` and `generate --adapter DIR` use in the model's place.
+ * `eval --adapter DIR` and `generate --adapter DIR` use in the model's place; a method whose result is a sparse
+ * delta (SpIEL, LT-SFT, grafting: the Updater has `sparseDelta`) saves a delta folder instead, applied to --model.
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -12,6 +13,7 @@ import type { BaseDType } from '../formats/storage.js';
 import type { ChosenBackend } from '../scheduler/backends.js';
 import type { Tokenizer } from '../tokenizer/index.js';
 import { UPDATERS } from '../updaters/index.js';
+import { DELTA_CONFIG, DELTA_WEIGHTS, saveDeltaFolder } from '../updaters/sparse/folder.js';
 import { trainBaseWeights } from '../updaters/train.js';
 import { type FlagSpec, type Flags, UsageError, need } from './args.js';
 import { prepareOutput } from './output.js';
@@ -28,7 +30,7 @@ export function isBaseMethod(name: unknown): boolean {
 /** Every base-weight method's options, as train's flags (`--lisa-layers`, `--hft-stage`, …), and the saving flags. */
 export function baseMethodFlags(): Record<string, FlagSpec> {
   const out: Record<string, FlagSpec> = {
-    'save-format': { type: 'string', help: 'base-weight methods (full, lisa, hft, …): how --out holds the trained model: safetensors (Hugging Face layout) | gguf | both', default: 'safetensors', range: { oneOf: ['safetensors', 'gguf', 'both'] } },
+    'save-format': { type: 'string', help: 'base-weight methods (full, lisa, hft, …; not spiel, which saves a sparse delta): how --out holds the trained model: safetensors (Hugging Face layout) | gguf | both', default: 'safetensors', range: { oneOf: ['safetensors', 'gguf', 'both'] } },
     'save-dtype': { type: 'string', help: 'base-weight methods: type of the 2-D weights written: f32 | f16, or q8_0 | q4_0 (GGUF only)', default: 'f32', range: { oneOf: [...MODEL_DTYPES] } },
   };
   for (const [method, entry] of Object.entries(UPDATERS)) {
@@ -62,20 +64,26 @@ export async function trainBaseCommand(f: Flags, deps: TrainBaseDeps): Promise<v
   const out = need(f, 'out', 'train');
   const format = String(f['save-format']) as ModelFormat, dtype = String(f['save-dtype']) as (typeof MODEL_DTYPES)[number];
   if (format === 'safetensors' && (dtype === 'q8_0' || dtype === 'q4_0')) throw new UsageError(`--save-dtype ${dtype} is written in GGUF only; pass --save-format gguf or both`);
-  const present = ['model.safetensors', 'config.json', 'model.gguf'].filter((n) => existsSync(join(out, n)));
+  const present = ['model.safetensors', 'config.json', 'model.gguf', DELTA_WEIGHTS, DELTA_CONFIG].filter((n) => existsSync(join(out, n)));
   if (present.length && !f.overwrite) throw new UsageError(`--out ${out} already holds a model (${present.join(', ')}); pass --overwrite to replace it, or another --out`);
   const json = Boolean(f.json);
   const log = (o: Record<string, unknown>): void => { if (json) process.stdout.write(`${JSON.stringify(o)}\n`); };
   const { ckpt, tok } = await deps.openTextModel(f);
   const optionValues = Object.fromEntries(Object.keys(entry.options).map((k) => [k, f[k]]));
+  const seq = Number(f.seq);
+  if (seq > ckpt.config.maxSeqLen) throw new UsageError(`--seq ${seq} exceeds the model's context of ${ckpt.config.maxSeqLen} tokens`);
   let updater;
   try {
-    updater = entry.create(optionValues, ckpt.config);
+    updater = entry.create(optionValues, ckpt.config, { config: ckpt.config, batch: Number(f.batch), seq, steps: Number(f.steps) });
+    // A method that starts elsewhere than --model (grafting) reads its starting point now, so bad input is refused before the data.
+    if (updater.start) await updater.start(ckpt);
   } catch (e) {
     throw new UsageError((e as Error).message);
   }
-  const seq = Number(f.seq);
-  if (seq > ckpt.config.maxSeqLen) throw new UsageError(`--seq ${seq} exceeds the model's context of ${ckpt.config.maxSeqLen} tokens`);
+  // A sparse method writes a delta folder; the whole-model saving flags cannot apply.
+  if (updater.sparseDelta) for (const k of ['save-format', 'save-dtype']) {
+    if (f[k] !== deps.spec[k]?.default) throw new UsageError(`--${k} does not apply to --method ${method}: it saves a sparse delta (merge --adapter DIR writes the whole model)`);
+  }
   const loaded = await deps.loadExamples(String(f.data), tok, seq, json);
   const data = pack(loaded.examples, seq, 0);
   if (data.paddingRatio === 1 || data.rows === 0) throw new UsageError(`--data ${loaded.source}: none of its ${loaded.examples.length} examples has a token to predict (they are empty)`);
@@ -83,8 +91,8 @@ export async function trainBaseCommand(f: Flags, deps: TrainBaseDeps): Promise<v
   const evalData = f['eval-data'] ? pack((await deps.loadExamples(String(f['eval-data']), tok, seq, true)).examples, seq, 0) : undefined;
   await prepareOutput(out, { overwrite: Boolean(f.overwrite) });
   const chosen = await deps.openBackend(f, json);
-  const lr = f.lr !== undefined ? Number(f.lr) : BASE_DEFAULT_LR;
-  if (!json) err(`method: ${method} (${entry.help}); lr ${lr}${f.lr === undefined ? ' (the default for base weights)' : ''}`);
+  const lr = f.lr !== undefined ? Number(f.lr) : entry.defaultLr ?? BASE_DEFAULT_LR;
+  if (!json) err(`method: ${method} (${entry.help}); lr ${lr}${f.lr === undefined ? ` (the default for ${entry.defaultLr !== undefined ? method : 'base weights'})` : ''}`);
   const steps = Number(f.steps);
   const bar = new Progress('train', steps, process.stderr, json);
   const started = performance.now();
@@ -108,7 +116,11 @@ export async function trainBaseCommand(f: Flags, deps: TrainBaseDeps): Promise<v
     const summary = { ...r.summary, optimizerStateBytes: r.optimizerStateBytes, stepMs: r.stepMs };
     log({ event: 'summary', ...summary });
     if (!json) err(`summary: ${Object.entries(summary).map(([k, v]) => `${k} ${typeof v === 'number' && !Number.isInteger(v) ? v.toFixed(4) : v}`).join(', ')}`);
-    const written = await writeModel(r.checkpoint, out, format, dtype);
+    // A method whose result is a sparse delta saves the delta folder (eval|generate|merge --adapter DIR apply it to the base).
+    const written = r.sparseDelta
+      ? await saveDeltaFolder(out, r.sparseDelta, { method, baseModel: String(f.model), ...(typeof f[`${method}-density`] === 'number' ? { density: Number(f[`${method}-density`]) } : {}) })
+      : await writeModel(r.checkpoint, out, format, dtype);
+    if (r.sparseDelta && !json) err(`saved the sparse delta to ${out}/ (${written.join(', ')}): ${[...r.sparseDelta.values()].reduce((a, d) => a + d.indices.length, 0)} entries over ${r.sparseDelta.size} tensors`);
     log({ event: 'saved', dir: out, files: written, finalLoss: r.losses[r.losses.length - 1] ?? null, ...(r.evalLoss !== undefined ? { evalLoss: r.evalLoss } : {}) });
   } finally {
     chosen.backend.dispose();

@@ -13,6 +13,9 @@ import { GEMMA_MODEL_TYPES, gemmaHfConfigJson } from '../model/gemma.js';
 export const MODEL_DTYPES = ['f32', 'f16', 'q8_0', 'q4_0'] as const;
 const err = (s: string): void => { process.stderr.write(`${s}\n`); };
 
+/** Families `checkpointToGguf` writes. */
+const GGUF_FAMILIES = ['llama', 'phi3', 'gpt2'];
+
 export type ModelFormat = 'safetensors' | 'gguf' | 'both';
 
 /**
@@ -22,7 +25,7 @@ export type ModelFormat = 'safetensors' | 'gguf' | 'both';
 export async function writeModel(ckpt: LlamaCheckpoint, out: string, format: ModelFormat, dtype: (typeof MODEL_DTYPES)[number]): Promise<string[]> {
   // Refused before anything is written (`both` would otherwise leave a half-written folder).
   const family = familyOf(ckpt.config).name;
-  if (format !== 'safetensors' && family !== 'llama') throw new Error(`GGUF export of ${ckpt.config.architecture} models is not supported; write the Hugging Face layout with --format safetensors`);
+  if (format !== 'safetensors' && !GGUF_FAMILIES.includes(family)) throw new Error(`GGUF export of ${ckpt.config.architecture} models is not supported; write the Hugging Face layout with --format safetensors (GGUF is written for the ${GGUF_FAMILIES.join(', ')} families; this is a ${family} model)`);
   await mkdir(out, { recursive: true });
   const written: string[] = [];
   if (format !== 'gguf') {

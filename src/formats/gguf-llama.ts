@@ -16,6 +16,10 @@ import { GGML_TYPE_OF, compactOfGgml, q4_1FitsGgml } from '../quant/codec.js';
 import { TokenType, type TokenizerData } from '../tokenizer/types.js';
 import { tokenizerDataFromHfJson } from '../tokenizer/hf-json.js';
 import { ropeTable, validateRopeScaling } from '../model/rope-scaling.js';
+import {
+  FAMILY_GGUF_ARCHITECTURES, PHI3_ROPE_FACTOR_TENSORS, checkFamilyTensors, familyGgufMetadata, familyGgufToHf, familyHfToGguf,
+  ggufGpt2Config, phi3RopeScaling, phi3SlidingWindow,
+} from './gguf-families.js';
 
 const LAYER_NAMES: ReadonlyArray<[string, string]> = [
   ['attn_q', 'self_attn.q_proj'],
@@ -57,6 +61,7 @@ export const GEMMA_GGUF_ARCHITECTURES: Readonly<Record<string, string>> = { gemm
  * general.architecture) selects Gemma 2/3's norm names.
  */
 export function ggufToHfName(name: string, architecture = 'llama'): string | undefined {
+  if ((FAMILY_GGUF_ARCHITECTURES as readonly string[]).includes(architecture)) return familyGgufToHf(name, architecture);
   const m = /^blk\.(\d+)\.([a-z_]+)\.(weight|bias)$/.exec(name);
   if (m) {
     const sandwich = architecture === 'gemma2' || architecture === 'gemma3';
@@ -107,6 +112,10 @@ export function ggufRopeLayout(arch: string): 'pairs' | 'half' {
   return NEOX_ROPE.has(arch) ? 'half' : 'pairs';
 }
 
+function sameTensorBytes(bytes: Uint8Array, a: GgufTensorInfo, b: GgufTensorInfo): boolean {
+  return a.type === b.type && sameBytes(bytes.subarray(a.offset, a.offset + a.byteLength), bytes.subarray(b.offset, b.offset + b.byteLength));
+}
+
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
@@ -130,8 +139,16 @@ export function ggufLlamaConfig(file: GgufHeader & { bytes?: Uint8Array }, tied?
   const fail: (p: string) => never = (p) => { throw new FormatError(file.name, p); };
   const arch = ggufMeta(file, 'general.architecture');
   if (typeof arch !== 'string') fail('metadata general.architecture is missing');
-  if (!LLAMA_LIKE.has(arch as string) && GEMMA_GGUF_ARCHITECTURES[arch as string] === undefined) {
-    fail(`architecture ${arch as string} is not supported (supported: ${[...LLAMA_LIKE, ...Object.keys(GEMMA_GGUF_ARCHITECTURES)].join(', ')})`);
+  if (arch === 'bert') fail('architecture bert is a BERT-family encoder, not a decoder: read it with loadEncoder / readGgufEncoder (CLI: train, eval and predict --task seq-cls|token-cls)');
+  const phi3 = arch === 'phi3';
+  if (!LLAMA_LIKE.has(arch as string) && !phi3 && arch !== 'gpt2' && GEMMA_GGUF_ARCHITECTURES[arch as string] === undefined) {
+    fail(`architecture ${arch as string} is not supported (supported: ${[...LLAMA_LIKE, ...FAMILY_GGUF_ARCHITECTURES, ...Object.keys(GEMMA_GGUF_ARCHITECTURES)].join(', ')}; bert as an encoder)`);
+  }
+  if (arch === 'gpt2') {
+    const out = file.tensorsByName.get('output.weight');
+    const c = ggufGpt2Config(file, tied ?? (out === undefined || (file.bytes !== undefined && sameTensorBytes(file.bytes, out, file.tensorsByName.get('token_embd.weight')!))));
+    checkFamilyTensors(file, c, 'gpt2');
+    return c;
   }
   const key = (k: string) => `${arch as string}.${k}`;
   const req = (k: string): number => {
@@ -168,9 +185,11 @@ export function ggufLlamaConfig(file: GgufHeader & { bytes?: Uint8Array }, tied?
   tied ??= out === undefined
     || (bytes !== undefined && out.type === embd.type && sameBytes(bytes.subarray(out.offset, out.offset + out.byteLength), bytes.subarray(embd.offset, embd.offset + embd.byteLength)));
   const nLayers = req('block_count');
-  // Each layer has at least nine tensors, so the count is checked against the file before anything is sized by it.
-  if (!(Number.isSafeInteger(nLayers) && nLayers > 0 && nLayers * 9 <= file.tensors.length)) {
-    fail(`metadata ${key('block_count')} is ${nLayers} but the file has ${file.tensors.length} tensors (at least 9 per layer)`);
+  // Each layer has at least nine tensors (Phi-3's fused layers six), so the count is checked against the file
+  // before anything is sized by it.
+  const perLayerTensors = phi3 ? 6 : 9;
+  if (!(Number.isSafeInteger(nLayers) && nLayers > 0 && nLayers * perLayerTensors <= file.tensors.length)) {
+    fail(`metadata ${key('block_count')} is ${nLayers} but the file has ${file.tensors.length} tensors (at least ${perLayerTensors} per layer)`);
   }
   const normEps = req('attention.layer_norm_rms_epsilon');
   if (!(Number.isFinite(normEps) && normEps > 0)) fail(`metadata ${key('attention.layer_norm_rms_epsilon')} is ${normEps}, expected a positive finite number`);
@@ -178,7 +197,7 @@ export function ggufLlamaConfig(file: GgufHeader & { bytes?: Uint8Array }, tied?
   if (ropeScaling) {
     try { validateRopeScaling(ropeScaling, req('context_length')); } catch (e) { fail((e as Error).message); }
   }
-  const window = ggufNumber(file, key('attention.sliding_window'));
+  const window = phi3 ? phi3SlidingWindow(file) : ggufNumber(file, key('attention.sliding_window'));
   if (window !== undefined && !(Number.isSafeInteger(window) && window > 0)) fail(`metadata ${key('attention.sliding_window')} is ${window}, expected a positive integer`);
   const maxSeqLen = req('context_length');
   // Qwen3 and Gemma 3 normalise each head's queries and keys (blk.N.attn_q_norm / attn_k_norm); no other supported architecture does.
@@ -206,6 +225,11 @@ export function ggufLlamaConfig(file: GgufHeader & { bytes?: Uint8Array }, tied?
     ropeLayout: ggufRopeLayout(arch as string),
     architecture: arch as string,
   };
+  if (phi3) {
+    // No q/k/v bias in Phi-3; the LongRoPE factors are tensors, read with the weights (readGgufCheckpoint).
+    Object.assign(config, { fusedProjections: true, qkvBias: false });
+    checkFamilyTensors(file, config, 'phi3');
+  }
   if (arch === 'granite') {
     // llama.cpp's Granite keys; an attention.scale of 0 (or none) means 1/√headDim.
     for (const [k, field] of [['embedding_scale', 'embeddingMultiplier'], ['residual_scale', 'residualMultiplier'], ['logit_scale', 'logitsScaling'], ['attention.scale', 'attentionScale']] as const) {
@@ -353,6 +377,13 @@ export async function readGgufCheckpoint(input: GgufFile | ByteSource, options: 
     for (const [name, t] of tensors) {
       if (name.endsWith('norm.weight')) tensors.set(name, { shape: t.shape, data: Float32Array.from(tensorF32(t), (v) => v - 1) });
     }
+  }
+  // Phi-3's LongRoPE factors become the rope_scaling a Hugging Face config.json gives it.
+  if (arch === 'phi3') {
+    const [long, short] = PHI3_ROPE_FACTOR_TENSORS.map((n) => tensors.get(n));
+    const scaling = phi3RopeScaling(file, config, long, short);
+    for (const n of PHI3_ROPE_FACTOR_TENSORS) tensors.delete(n);
+    if (scaling) config.ropeScaling = scaling;
   }
   // Llama 3.1 files carry their rotary frequency divisors as a tensor (kept too, for writing back).
   const freqs = tensors.get('rope_freqs.weight');
@@ -639,7 +670,9 @@ const FILE_TYPE: Record<GgufWriteType, number> = { F32: 0, F16: 1, Q4_0: 2, Q4_1
  */
 export function checkpointToGguf(ckpt: LlamaCheckpoint, options: CheckpointToGgufOptions = {}): Uint8Array {
   validateCheckpoint(ckpt);
-  if (familyOf(ckpt.config).name !== 'llama') throw new FormatError(ckpt.source, `GGUF export of ${ckpt.config.architecture} models is not supported (only Llama-shaped decoders)`);
+  const family = familyOf(ckpt.config).name;
+  if (family === 'phi3' || family === 'gpt2') return familyToGguf(ckpt, family, options);
+  if (family !== 'llama') throw new FormatError(ckpt.source, `GGUF export of ${ckpt.config.architecture} models is not supported (the ${family} family; GGUF is written for Llama-shaped decoders, phi3 and gpt2); write the Hugging Face layout instead`);
   // GGUF's attention.sliding_window applies to every layer; a per-layer choice has no key to go in.
   if (ckpt.config.slidingWindow !== undefined && ckpt.config.layerTypes?.some((t) => t === 'full_attention')) {
     throw new FormatError(ckpt.source, 'GGUF export of a sliding window on some layers only (layerTypes) is not supported: attention.sliding_window would apply it to every layer');
@@ -698,7 +731,30 @@ export function checkpointToGguf(ckpt: LlamaCheckpoint, options: CheckpointToGgu
   } else if (kind !== 'default') {
     throw new Error(`rope_scaling "${kind}" has no GGUF form (llama.cpp reads linear, yarn and Llama 3's rope_freqs.weight)`);
   }
-  const tok = c.tokenizer;
+  for (const [k, v] of tokenizerMetadata(c.tokenizer, cfg.vocabSize)) meta.set(k, v);
+  return finishGguf(c, meta, extra, (name) => hfToGgufName(name) ?? name, options);
+}
+
+/**
+ * A phi3 or gpt2 file (see gguf-families.ts): general.*, the architecture's keys, the tokenizer, then the tensors
+ * under llama.cpp's names (Phi-3's q/k rows as held, rotate-half, which is llama.cpp's NEOX layout for phi3).
+ */
+function familyToGguf(ckpt: LlamaCheckpoint, arch: 'phi3' | 'gpt2', options: CheckpointToGgufOptions): Uint8Array {
+  const c = arch === 'phi3' ? withRopeLayout(ckpt, ggufRopeLayout(arch)) : ckpt;
+  const { meta: archMeta, extra } = familyGgufMetadata(c, arch);
+  const meta = new Map<string, GgufValue>([
+    ['general.architecture', gguf.str(arch)],
+    ['general.name', gguf.str(options.modelName ?? 'model')],
+    ['general.file_type', gguf.u32(0)],
+    ...archMeta,
+  ]);
+  for (const [k, v] of tokenizerMetadata(c.tokenizer, c.config.vocabSize)) meta.set(k, v);
+  return finishGguf(c, meta, extra, (name) => familyHfToGguf(name, arch) ?? name, options);
+}
+
+/** The `tokenizer.*` keys of a checkpoint's tokenizer (SentencePiece as llama.cpp's `llama` model, byte-level BPE as `gpt2`). */
+function tokenizerMetadata(tok: TokenizerData | undefined, vocabSize: number): Map<string, GgufValue> {
+  const meta = new Map<string, GgufValue>();
   if (tok && tok.kind === 'sentencepiece') {
     // llama.cpp expects SentencePiece's U+2581 for spaces; llama2.c vocabularies use ' '.
     const usesSpace = tok.tokens.filter((t) => t.startsWith(' ')).length > tok.tokens.filter((t) => t.startsWith('\u2581')).length;
@@ -727,12 +783,18 @@ export function checkpointToGguf(ckpt: LlamaCheckpoint, options: CheckpointToGgu
     if (tok.addSpacePrefix !== undefined) meta.set('tokenizer.ggml.add_space_prefix', gguf.bool(tok.addSpacePrefix));
     if (tok.chatTemplate !== undefined) meta.set('tokenizer.chat_template', gguf.str(tok.chatTemplate));
   } else if (tok) {
-    for (const [k, v] of byteLevelTokenizerMetadata(tok, cfg.vocabSize) ?? []) meta.set(k, v);
+    for (const [k, v] of byteLevelTokenizerMetadata(tok, vocabSize) ?? []) meta.set(k, v);
   }
+  return meta;
+}
+
+/** The tensors (named by `ggufName`) after `extra`, the file type, the caller's metadata; the file's bytes. */
+function finishGguf(c: LlamaCheckpoint, meta: Map<string, GgufValue>, extra: GgufWriteTensor[], ggufName: (hf: string) => string, options: CheckpointToGgufOptions): Uint8Array {
+  const cfg = c.config;
   const tensors: GgufWriteTensor[] = [...extra];
   const counts = new Map<GgufWriteType, number>();
   for (const [name, t] of c.tensors) {
-    const g = hfToGgufName(name) ?? name;
+    const g = ggufName(name);
     if (cfg.tiedEmbeddings && g === 'output.weight') continue;
     const own: GgufWriteType = isCompactTensor(t) ? GGML_TYPE_OF[t.dtype] : 'F32';
     // q4_1 converted from Q4_K has float32 scales that GGUF Q4_1 cannot hold: it is re-quantised to Q4_1.
@@ -748,5 +810,5 @@ export function checkpointToGguf(ckpt: LlamaCheckpoint, options: CheckpointToGgu
   const main = [...counts].sort((a, b) => b[1] - a[1])[0]?.[0] ?? 'F32';
   meta.set('general.file_type', gguf.u32(FILE_TYPE[main]));
   for (const [k, v] of Object.entries(options.metadata ?? {})) meta.set(k, v);
-  return writeGguf({ metadata: meta, tensors, name: options.modelName ?? ckpt.source });
+  return writeGguf({ metadata: meta, tensors, name: options.modelName ?? c.source });
 }

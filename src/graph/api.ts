@@ -104,6 +104,12 @@ export interface AttentionOptions {
    * clamps them to 0…S.
    */
   keyLengths?: Tensor;
+  /**
+   * An explicit mask, i32 [T, S] shared by every batch row and head: query t sees key j only where
+   * mask[t, j] ≠ 0, on top of the rules above (tree-shaped drafts verified in one pass: each draft token
+   * sees the cached prefix and its own ancestors). Forward only (no gradient).
+   */
+  mask?: Tensor;
 }
 /**
  * Fused scaled-dot-product attention. q [B, T, Hq, D], k and v [B, S, Hkv, D] with Hq a multiple of Hkv
@@ -114,11 +120,12 @@ export interface AttentionOptions {
 export const attention = (q: Tensor, k: Tensor, v: Tensor, o: AttentionOptions = {}, kvLen?: Tensor): Tensor => {
   if (kvLen && o.keyLengths) throw new Error('attention takes either kvLen (a KV cache) or keyLengths (per-row padding), not both');
   const lengths = kvLen ?? o.keyLengths;
-  return q.graph.apply('attention', lengths ? [q, k, v, lengths] : [q, k, v], {
+  return q.graph.apply('attention', [q, k, v, ...(lengths ? [lengths] : []), ...(o.mask ? [o.mask] : [])], {
     causal: o.causal ?? true, scale: o.scale ?? 1 / Math.sqrt(q.shape[q.rank - 1]!),
     ...(o.window !== undefined ? { window: o.window } : {}),
     ...(o.softcap !== undefined ? { softcap: o.softcap } : {}),
     ...(o.keyLengths ? { rowLengths: true } : {}),
+    ...(o.mask ? { mask: true } : {}),
   })[0]!;
 };
 

@@ -80,5 +80,8 @@ export function allLinearSuffixes(): string[] {
 
 /** Build a decoder of any family. */
 export function buildModel(g: Graph, c: LlamaConfig, o: LlamaGraphOptions): LlamaGraph {
-  return familyOf(c).build(g, c, o);
+  const family = familyOf(c);
+  // Draft-tree verification is built into the Llama graph (Llama, Mistral, Qwen, Granite, Phi-3) only.
+  if (o.tree && family !== llamaFamily && family !== phi3Family) throw new Error(`draft-tree verification is not available for the ${family.name} family (only for Llama-graph families: llama, mistral, qwen2, qwen3, granite, phi3)`);
+  return family.build(g, c, o);
 }

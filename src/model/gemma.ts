@@ -23,6 +23,7 @@ import { configHeadDim, type LlamaConfig, layerWindow, llamaTensorShapes } from 
 import { hfLlamaConfig } from '../formats/hf.js';
 import { llamaModules } from '../adapters/targets.js';
 import { ropeTable } from './rope-scaling.js';
+import { decoderGraphParts } from './graph-parts.js';
 import { type LinearContext, type LlamaGraph, type LlamaGraphOptions } from './llama.js';
 import { LLAMA_PROJECTIONS, VIRTUAL_SLOT_INPUT } from './names.js';
 import type { DecoderFamily } from './families.js';
@@ -164,33 +165,10 @@ export function buildGemma(g: Graph, c: LlamaConfig, o: LlamaGraphOptions): Llam
   const { batch: B, seq: T } = o;
   const hd = configHeadDim(c), kvDim = c.nKvHeads * hd, qDim = c.nHeads * hd;
   const sandwich = hasSandwichNorms(c), gemma3 = c.architecture === 'gemma3_text';
-  const weights = new Map<string, Tensor>();
-  const w = (name: string, shape: number[]): Tensor => {
-    const have = weights.get(name);
-    if (have) return have;
-    const t = g.param(name, shape, o.weightDtype?.(name) ?? 'f32');
-    weights.set(name, t);
-    return t;
-  };
+  const { weights, w, decoding, ids, positions, pos, kvLen, linear } = decoderGraphParts(g, o, false);
   // Gemma's RMSNorm: x / rms(x) · (1 + w).
   const norm = (name: string, x: Tensor, size: number): Tensor =>
     g.within(name, () => F.rmsnorm(x, F.add(w(`${name}.weight`, [size]), F.fill(g, [], 1)), c.normEps));
-  const decoding = o.cacheLen !== undefined;
-  const ids = g.input('input_ids', [B, T], 'i32');
-  const positions = decoding ? g.input('positions', [T], 'i32') : undefined;
-  const pos = decoding ? g.input('cache_pos', [1], 'i32') : undefined;
-  const kvLen = decoding ? g.input('kv_len', [1], 'i32') : undefined;
-
-  const linear = (name: string, x: Tensor, inF: number, outF: number, bias = false): Tensor => {
-    const weight = w(`${name}.weight`, [outF, inF]);
-    const b = bias || o.hooks?.biases?.has(name) ? w(`${name}.bias`, [outF]) : undefined;
-    const base = (xx: Tensor = x): Tensor => g.within(name, () => {
-      const y = F.matmul(xx, weight, { transB: true });
-      return b ? F.add(y, b) : y;
-    });
-    const ctx: LinearContext = { graph: g, name, x, weight, inFeatures: inF, outFeatures: outF, base, ...(b ? { bias: b } : {}) };
-    return o.hooks?.linear ? o.hooks.linear(ctx) : base();
-  };
 
   const embed = w('model.embed_tokens.weight', [c.vocabSize, c.dim]);
   const embedBase = (): Tensor => g.within('model.embed_tokens', () => F.embedding(embed, ids));

@@ -28,6 +28,7 @@ import type { ModuleInfo } from '../adapters/types.js';
 import type { DecoderFamily } from './families.js';
 import { type LinearContext, type LlamaGraph, type LlamaGraphOptions } from './llama.js';
 import { VIRTUAL_SLOT_INPUT } from './names.js';
+import { decoderGraphParts } from './graph-parts.js';
 
 /** The projections of a GPT-2 block (`c_proj` names both the attention output and the MLP output). */
 export const GPT2_PROJECTIONS = ['c_attn', 'c_proj', 'c_fc'] as const;
@@ -135,30 +136,7 @@ export function gpt2Modules(c: LlamaConfig): ModuleInfo[] {
 export function buildGpt2(g: Graph, c: LlamaConfig, o: LlamaGraphOptions): LlamaGraph {
   const { batch: B, seq: T } = o;
   const D = c.dim, hd = D / c.nHeads;
-  const weights = new Map<string, Tensor>();
-  const w = (name: string, shape: number[]): Tensor => {
-    const have = weights.get(name);
-    if (have) return have;
-    const t = g.param(name, shape, o.weightDtype?.(name) ?? 'f32');
-    weights.set(name, t);
-    return t;
-  };
-  const decoding = o.cacheLen !== undefined;
-  const ids = g.input('input_ids', [B, T], 'i32');
-  const positions = decoding ? g.input('positions', [T], 'i32') : undefined;
-  const pos = decoding ? g.input('cache_pos', [1], 'i32') : undefined;
-  const kvLen = decoding ? g.input('kv_len', [1], 'i32') : undefined;
-
-  const linear = (name: string, x: Tensor, inF: number, outF: number, bias = true): Tensor => {
-    const weight = w(`${name}.weight`, [outF, inF]);
-    const b = bias || o.hooks?.biases?.has(name) ? w(`${name}.bias`, [outF]) : undefined;
-    const base = (xx: Tensor = x): Tensor => g.within(name, () => {
-      const y = F.matmul(xx, weight, { transB: true });
-      return b ? F.add(y, b) : y;
-    });
-    const ctx: LinearContext = { graph: g, name, x, weight, inFeatures: inF, outFeatures: outF, base, ...(b ? { bias: b } : {}) };
-    return o.hooks?.linear ? o.hooks.linear(ctx) : base();
-  };
+  const { weights, w, decoding, ids, positions, pos, kvLen, linear } = decoderGraphParts(g, o, true);
   const layernorm = (name: string, x: Tensor): Tensor => g.within(name, () => F.layernorm(x, w(`${name}.weight`, [D]), w(`${name}.bias`, [D]), c.normEps));
 
   const wte = w('transformer.wte.weight', [c.vocabSize, D]);
@@ -213,7 +191,7 @@ export function buildGpt2(g: Graph, c: LlamaConfig, o: LlamaGraphOptions): Llama
 export const gpt2Family: DecoderFamily = {
   name: 'gpt2',
   hfModelTypes: ['gpt2'],
-  ggufArchitectures: [],
+  ggufArchitectures: ['gpt2'],
   hfConfig: (cfg, name) => hfGpt2Config(cfg, name),
   tensorShapes: (c) => gpt2TensorShapes(c),
   modules: (c) => gpt2Modules(c),

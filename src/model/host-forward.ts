@@ -19,10 +19,31 @@ export interface HostKeyValues {
   values: Float64Array[];
 }
 
+/**
+ * Sees the input of adapted linear modules during a host forward pass: `modules` are the modules that read
+ * this same input (q, k and v projections share one), `x` is [n, inFeatures].
+ */
+export type LinearInputVisitor = (modules: readonly string[], x: Float64Array, n: number, inFeatures: number) => void;
+
 /** The keys and values every layer computes for `ids` read from position 0. */
 export function hostKeyValues(ckpt: LlamaCheckpoint, ids: readonly number[]): HostKeyValues {
+  return hostForward(ckpt, ids);
+}
+
+/**
+ * The inputs of every linear projection of the decoder layers for `ids` read from position 0 (data-driven
+ * LoRA initialisations: EVA, CorDA), given to `visit` layer by layer.
+ */
+export function hostLinearInputs(ckpt: LlamaCheckpoint, ids: readonly number[], visit: LinearInputVisitor): void {
+  hostForward(ckpt, ids, visit);
+}
+
+function hostForward(ckpt: LlamaCheckpoint, ids: readonly number[], visit?: LinearInputVisitor): HostKeyValues {
   const family = familyOf(ckpt.config).name;
-  if (family !== 'llama' && family !== 'gemma' && family !== 'phi3') throw new Error(`${ckpt.source}: keys and values from real tokens (prefix tuning's initialisation) are computed for Llama-shaped, Gemma and Phi-3 decoders only, not ${ckpt.config.architecture}; use a random initialisation`);
+  if (family !== 'llama' && family !== 'gemma' && family !== 'phi3') {
+    const what = visit ? "module inputs on a data sample (LoRA's EVA and CorDA inits)" : "keys and values from real tokens (prefix tuning's initialisation)";
+    throw new Error(`${ckpt.source}: ${what} are computed for Llama-shaped, Gemma and Phi-3 decoders only, not ${ckpt.config.architecture}; use ${visit ? 'another' : 'a random'} initialisation`);
+  }
   const c = ckpt.config, n = ids.length, D = c.dim, hd = headDim(c), kv = c.nKvHeads * hd, qd = c.nHeads * hd, H = c.hiddenDim;
   // Gemma (src/model/gemma.ts): embeddings × √D, norms scale by 1 + w, GeGLU, block output norms (Gemma 2/3).
   const gemma = family === 'gemma', sandwich = gemma && hasSandwichNorms(c);
@@ -53,6 +74,7 @@ export function hostKeyValues(ckpt: LlamaCheckpoint, ids: readonly number[]): Ho
     // Phi-3's fused projections: rows q | k | v of qkv_proj, gate | up of gate_up_proj ([out, in] rows).
     const qkv = c.fusedProjections ? get(`${p}.self_attn.qkv_proj.weight`) : undefined;
     const proj = (m: string, from: number, width: number): Float32Array => (qkv ? qkv.subarray(from * D, (from + width) * D) : get(`${p}.self_attn.${m}.weight`));
+    visit?.(qkv ? [`${p}.self_attn.qkv_proj`] : ['q_proj', 'k_proj', 'v_proj'].map((m) => `${p}.self_attn.${m}`), n1, n, D);
     let q = linear(n1, proj('q_proj', 0, qd), bias('q_proj'), n, D, qd);
     let k = linear(n1, proj('k_proj', qd, kv), bias('k_proj'), n, D, kv);
     const v = linear(n1, proj('v_proj', qd + kv, kv), bias('v_proj'), n, D, kv);
@@ -67,14 +89,17 @@ export function hostKeyValues(ckpt: LlamaCheckpoint, ids: readonly number[]): Ho
     keys.push(k);
     values.push(v);
     const attn = attention(q, k, v, n, c.nHeads, c.nKvHeads, hd, window ?? n, c.attentionScale ?? 1 / Math.sqrt(hd), c.attnSoftcap);
+    visit?.([`${p}.self_attn.o_proj`], attn, n, qd);
     let o = linear(attn, get(`${p}.self_attn.o_proj.weight`), undefined, n, qd, D);
     if (sandwich) o = rmsnorm(o, normW(`${p}.post_attention_layernorm.weight`), n, D, c.normEps);
     const h = x.map((xi, i) => xi + resid * o[i]!);
     const n2 = rmsnorm(h, normW(`${p}.${sandwich ? 'pre_feedforward_layernorm' : 'post_attention_layernorm'}.weight`), n, D, c.normEps);
     const gateUp = c.fusedProjections ? get(`${p}.mlp.gate_up_proj.weight`) : undefined;
+    visit?.(gateUp ? [`${p}.mlp.gate_up_proj`] : [`${p}.mlp.gate_proj`, `${p}.mlp.up_proj`], n2, n, D);
     const gate = linear(n2, gateUp ? gateUp.subarray(0, H * D) : get(`${p}.mlp.gate_proj.weight`), undefined, n, D, H);
     const up = linear(n2, gateUp ? gateUp.subarray(H * D) : get(`${p}.mlp.up_proj.weight`), undefined, n, D, H);
     const act = gate.map((g, i) => (gemma ? geluTanh(g) : g / (1 + Math.exp(-g))) * up[i]!);
+    visit?.([`${p}.mlp.down_proj`], act, n, H);
     let down = linear(act, get(`${p}.mlp.down_proj.weight`), undefined, n, H, D);
     if (sandwich) down = rmsnorm(down, normW(`${p}.post_feedforward_layernorm.weight`), n, D, c.normEps);
     x = h.map((hi, i) => hi + resid * down[i]!);

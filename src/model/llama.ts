@@ -9,6 +9,7 @@ import type { Graph, Tensor } from '../graph/graph.js';
 import type { DType } from '../graph/types.js';
 import { configHeadDim, type LlamaConfig, layerWindow } from '../formats/checkpoint.js';
 import { ropeTable } from './rope-scaling.js';
+import { decoderGraphParts } from './graph-parts.js';
 import { llamaTensorShapes } from '../formats/checkpoint.js';
 import { hfLlamaConfig } from '../formats/hf.js';
 import { llamaModules } from '../adapters/targets.js';
@@ -84,6 +85,14 @@ export interface LlamaGraphOptions {
   seq: number;
   /** KV-cache length: when set, the graph decodes with persistent caches (state values) instead of training. */
   cacheLen?: number;
+  /**
+   * Decoding only: verify a draft tree of `seq` tokens in one run (src/decoding/draft/). Attention then
+   * follows an explicit mask (input `attn_mask`, i32 [seq, cacheLen]: each draft token sees the cached
+   * prefix and its own ancestors) instead of causal order, and before the new rows are written,
+   * `moveRows` cache rows are moved (inputs `kv_move_src` i32 [moveRows] → rows kv_move_dst…, i32 [1]),
+   * which compacts the previous run's accepted path onto consecutive positions.
+   */
+  tree?: { moveRows: number };
   hooks?: ModelHooks;
   /**
    * The storage type of each weight, by Hugging Face name (default f32): a compact type (f16, bf16, q8_0,
@@ -110,6 +119,8 @@ export interface LlamaGraph {
   readonly positions?: Tensor;
   readonly pos?: Tensor;
   readonly kvLen?: Tensor;
+  /** Tree verification only (LlamaGraphOptions.tree): the attention mask and the cache rows moved first. */
+  readonly treeInputs?: { readonly mask: Tensor; readonly moveSrc: Tensor; readonly moveDst: Tensor };
   /** Frozen weights by Hugging Face name (an untied `lm_head.weight` once the head has been applied). */
   readonly weights: Map<string, Tensor>;
   /** Positions the adapters prepend to the sequence (training logits include them first). */
@@ -126,31 +137,22 @@ export function headDim(c: LlamaConfig): number { return configHeadDim(c); }
 export function buildLlama(g: Graph, c: LlamaConfig, o: LlamaGraphOptions): LlamaGraph {
   const { batch: B, seq: T } = o;
   const hd = headDim(c), kvDim = c.nKvHeads * hd, qDim = c.nHeads * hd;
-  const weights = new Map<string, Tensor>();
-  // The output head may be applied several times (a chunk of rows each); its weights are declared once.
-  const w = (name: string, shape: number[]): Tensor => {
-    const have = weights.get(name);
-    if (have) return have;
-    const t = g.param(name, shape, o.weightDtype?.(name) ?? 'f32');
-    weights.set(name, t);
-    return t;
+  const { weights, w, decoding, ids, positions, pos, kvLen, linear } = decoderGraphParts(g, o, false);
+  if (o.tree && (!decoding || B !== 1)) throw new Error('draft-tree verification needs a KV cache and one sequence');
+  const treeInputs = o.tree ? {
+    mask: g.input('attn_mask', [T, o.cacheLen!], 'i32'),
+    moveSrc: g.input('kv_move_src', [o.tree.moveRows], 'i32'),
+    moveDst: g.input('kv_move_dst', [1], 'i32'),
+  } : undefined;
+  // Gathers rows of a cache [1, S, H, D] (as a table [S, H·D]) and writes them back at moveDst…: the
+  // gather reads before the write, so source and destination ranges may overlap.
+  const moveRows = (cache: Tensor): Tensor => {
+    if (!treeInputs) return cache;
+    const [, S, H, D] = cache.shape as [number, number, number, number];
+    const rows = F.embedding(F.reshape(cache, [S, H * D]), treeInputs.moveSrc);
+    return F.kvWrite(cache, F.reshape(rows, [1, o.tree!.moveRows, H, D]), treeInputs.moveDst);
   };
-  const decoding = o.cacheLen !== undefined;
-  const ids = g.input('input_ids', [B, T], 'i32');
-  const positions = decoding ? g.input('positions', [T], 'i32') : undefined;
-  const pos = decoding ? g.input('cache_pos', [1], 'i32') : undefined;
-  const kvLen = decoding ? g.input('kv_len', [1], 'i32') : undefined;
 
-  const linear = (name: string, x: Tensor, inF: number, outF: number, bias = false): Tensor => {
-    const weight = w(`${name}.weight`, [outF, inF]);
-    const b = bias || o.hooks?.biases?.has(name) ? w(`${name}.bias`, [outF]) : undefined;
-    const base = (xx: Tensor = x): Tensor => g.within(name, () => {
-      const y = F.matmul(xx, weight, { transB: true });
-      return b ? F.add(y, b) : y;
-    });
-    const ctx: LinearContext = { graph: g, name, x, weight, inFeatures: inF, outFeatures: outF, base, ...(b ? { bias: b } : {}) };
-    return o.hooks?.linear ? o.hooks.linear(ctx) : base();
-  };
 
   const embed = w('model.embed_tokens.weight', [c.vocabSize, c.dim]);
   const embedBase = (): Tensor => g.within('model.embed_tokens', () => F.embedding(embed, ids));
@@ -184,10 +186,14 @@ export function buildLlama(g: Graph, c: LlamaConfig, o: LlamaGraphOptions): Llam
       const kr = F.rope(kn, ropeOpts, positions);
       // Sliding-window layers: the attention prefix counts as the positions before the sequence.
       const window = layerWindow(c, l);
-      const ao = { ...(window !== undefined ? { window } : {}), ...(c.attentionScale !== undefined ? { scale: c.attentionScale } : {}) };
+      // A draft tree is not in causal order: its mask says everything (a window that reaches past the whole cache never bites).
+      if (treeInputs && window !== undefined && window < o.cacheLen!) throw new Error(`draft-tree verification does not take sliding-window attention (layer ${l}: window ${window} < cache ${o.cacheLen})`);
+      const ao = treeInputs
+        ? { causal: false, mask: treeInputs.mask, ...(c.attentionScale !== undefined ? { scale: c.attentionScale } : {}) }
+        : { ...(window !== undefined ? { window } : {}), ...(c.attentionScale !== undefined ? { scale: c.attentionScale } : {}) };
       if (!decoding) return pre ? F.attention(qr, F.concat([pre.k, kr], 1), F.concat([pre.v, v], 1), ao) : F.attention(qr, kr, v, ao);
-      const kc = F.kvWrite(g.state(`${p}.self_attn.k_cache`, [B, o.cacheLen!, c.nKvHeads, hd]), kr, pos!);
-      const vc = F.kvWrite(g.state(`${p}.self_attn.v_cache`, [B, o.cacheLen!, c.nKvHeads, hd]), v, pos!);
+      const kc = F.kvWrite(moveRows(g.state(`${p}.self_attn.k_cache`, [B, o.cacheLen!, c.nKvHeads, hd])), kr, pos!);
+      const vc = F.kvWrite(moveRows(g.state(`${p}.self_attn.v_cache`, [B, o.cacheLen!, c.nKvHeads, hd])), v, pos!);
       return pre ? F.attention(qr, F.concat([pre.k, kc], 1), F.concat([pre.v, vc], 1), ao, kvLen) : F.attention(qr, kc, vc, ao, kvLen);
     });
     const sub = (kind: 'attention' | 'mlp', input: Tensor, output: Tensor): Tensor =>
@@ -215,6 +221,7 @@ export function buildLlama(g: Graph, c: LlamaConfig, o: LlamaGraphOptions): Llam
     ids, hidden: normed, vocabSize: c.vocabSize, head, weights, virtualTokens: o.hooks?.virtualTokens ?? 0, prefixTokens: prefix,
     get logits() { return (logits ??= head(normed)); },
     ...(positions ? { positions } : {}), ...(pos ? { pos } : {}), ...(kvLen ? { kvLen } : {}), ...(virtualSlot ? { virtualSlot } : {}),
+    ...(treeInputs ? { treeInputs } : {}),
   };
 }
 

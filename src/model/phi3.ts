@@ -77,7 +77,7 @@ export function phi3Modules(c: LlamaConfig): ModuleInfo[] {
 export const phi3Family: DecoderFamily = {
   name: 'phi3',
   hfModelTypes: ['phi3'],
-  ggufArchitectures: [],
+  ggufArchitectures: ['phi3'],
   hfConfig: (cfg, name) => hfPhi3Config(cfg, name),
   tensorShapes: (c) => phi3TensorShapes(c),
   modules: (c) => phi3Modules(c),

@@ -35,6 +35,16 @@ export function checkpointDtypes(ckpt: LlamaCheckpoint): (name: string) => DType
   };
 }
 
+/** One run of LlamaRuntime.treeDecoding: slot tokens, their rotary positions and mask, the cache rows moved first. */
+export interface TreeRun {
+  ids: Int32Array;
+  positions: Int32Array;
+  mask: Int32Array;
+  pos: number;
+  moveSrc: Int32Array;
+  moveDst: number;
+}
+
 export const GENERATE_RANGES = { ...SAMPLING_RANGES, maxTokens: { integer: true, min: 1 }, task: { integer: true, min: 0 } } satisfies Record<string, Range>;
 
 /**
@@ -188,6 +198,51 @@ export class LlamaRuntime {
   }
 
   /**
+   * Draft-tree verification with a KV cache of at least `cacheLen` positions (src/decoding/draft/): each
+   * `run` feeds `slots` tokens at once, written to cache rows pos…pos + slots − 1 (rows past the cache are
+   * dropped), attending as `mask` (i32 [slots, the returned cacheLen]) allows, at rotary `positions`;
+   * before that, cache rows `moveSrc` (i32 [moveRows]) are copied to moveDst… (compacting an accepted
+   * path). Returns the logits of every slot, f32 [slots, vocab]. Sessions of its own (their caches are
+   * not the decoder's), one per (slots, moveRows), kept and reused for any shorter cache as `generate`
+   * reuses its decoder; the returned cacheLen is the cache's actual length.
+   */
+  async treeDecoding(cacheLen: number, slots: number, moveRows: number): Promise<{ readonly cacheLen: number; run(r: TreeRun): Promise<Float32Array> }> {
+    if ((this.hooks?.virtualTokens ?? 0) + (this.hooks?.prefixTokens ?? 0) > 0) throw new Error('draft-tree decoding does not take adapters that add positions (prompt or prefix tuning)');
+    if (!(Number.isInteger(cacheLen) && cacheLen >= 1 && cacheLen <= this.config.maxSeqLen)) throw new RangeError(`tree decoding: a cache of ${cacheLen} positions (the model's context is ${this.config.maxSeqLen})`);
+    if (!(Number.isInteger(slots) && slots >= 1 && Number.isInteger(moveRows) && moveRows >= 1 && moveRows <= slots)) throw new RangeError(`tree decoding: ${slots} slots and ${moveRows} moved rows (need 1 ≤ moved rows ≤ slots)`);
+    const key = `${slots}/${moveRows}`;
+    let held = this.treeDecoders.get(key);
+    if (!held || held.cacheLen < cacheLen) {
+      held?.session.dispose();
+      const g = new Graph();
+      const graph = buildModel(g, this.config, { batch: 1, seq: slots, cacheLen, tree: { moveRows }, weightDtype: checkpointDtypes(this.checkpoint), ...(this.hooks ? { hooks: this.hooks } : {}) });
+      g.markOutput(graph.logits);
+      const session = await Session.create(g, this.backend, undefined, weightSources(graph.weights, this.checkpoint));
+      held = { session, graph, cacheLen };
+      this.treeDecoders.set(key, held);
+    }
+    const { session, graph } = held, S = held.cacheLen;
+    this.prepare?.(session);
+    const t = graph.treeInputs!;
+    return {
+      cacheLen: S,
+      async run(r) {
+        session.set(graph.ids, r.ids);
+        session.set(graph.positions!, r.positions);
+        session.set(t.mask, r.mask);
+        session.set(t.moveSrc, r.moveSrc);
+        session.set(t.moveDst, Int32Array.of(r.moveDst));
+        session.set(graph.pos!, Int32Array.of(r.pos));
+        session.set(graph.kvLen!, Int32Array.of(Math.min(S, r.pos + slots)));
+        await session.run();
+        return Float32Array.from(await session.get(graph.logits));
+      },
+    };
+  }
+
+  private readonly treeDecoders = new Map<string, { session: Session; graph: LlamaGraph; cacheLen: number }>();
+
+  /**
    * Mean next-token cross-entropy over sequences (each already BOS + ids, cut to the wanted length):
    * every position predicts the next id. Returns the mean over all predicted tokens and their count.
    */
@@ -280,5 +335,7 @@ export class LlamaRuntime {
     this.decoder?.session.dispose();
     this.evaluator?.session.dispose();
     this.forward?.session.dispose();
+    for (const t of this.treeDecoders.values()) t.session.dispose();
+    this.treeDecoders.clear();
   }
 }

@@ -15,8 +15,10 @@ import { nextTokenLoss } from '../model/loss.js';
 import { LlamaRuntime } from '../model/runtime.js';
 import { checkOptions, type Range } from '../util/ranges.js';
 import { seededRandom } from '../util/random.js';
-import { DECAY_KINDS, type DecayKind, lrSchedule } from '../train/schedule.js';
+import { type DecayKind, lrSchedule } from '../train/schedule.js';
+import { FINE_TUNE_RANGES } from '../train/finetune.js';
 import { type StepResult, Trainer } from '../train/trainer.js';
+import type { SparseDelta } from './sparse/delta.js';
 import { type BaseTensorInfo, type TensorOptimizer, type Updater, type UpdaterContext, layerOf } from './types.js';
 
 export interface BaseTrainOptions {
@@ -58,19 +60,13 @@ export interface BaseTrainResult {
   stepMs: number;
   /** The updater's own figures, with trainableFraction. */
   summary: Record<string, number | string>;
+  /** The result as a sparse delta over the base, for updaters that have one (SpIEL, LT-SFT, grafting). */
+  sparseDelta?: SparseDelta;
 }
 
-export const BASE_TRAIN_RANGES = {
-  steps: { integer: true, min: 1 },
-  batch: { integer: true, min: 1 },
-  lr: { above: 0, max: 1 },
-  warmup: { integer: true, min: 0 },
-  decay: { oneOf: DECAY_KINDS },
-  weightDecay: { min: 0 },
-  maxGradNorm: { above: 0 },
-  seed: { integer: true },
-  evalEvery: { integer: true, min: 0 },
-} satisfies Record<string, Range>;
+/** The fine-tuning ranges less gradient accumulation and checkpoints, which base-weight training does not take. */
+const { accumulate: _accumulate, checkpointEvery: _checkpointEvery, ...BASE_RANGES } = FINE_TUNE_RANGES;
+export const BASE_TRAIN_RANGES = BASE_RANGES satisfies Record<string, Range>;
 
 const BETA1 = 0.9, BETA2 = 0.999, EPS = 1e-8;
 
@@ -104,7 +100,9 @@ export async function trainBaseWeights(updater: Updater, o: BaseTrainOptions): P
   if (o.evalData && o.evalData.seq !== o.data.seq) throw new RangeError(`trainBaseWeights: evalData has rows of ${o.evalData.seq} tokens, data of ${o.data.seq}; pack both with the same seq`);
   if (o.evalData && !hasTargets(o.evalData)) throw new RangeError('trainBaseWeights: evalData has no token to predict');
   if (o.data.seq > o.checkpoint.config.maxSeqLen) throw new RangeError(`trainBaseWeights: rows of ${o.data.seq} tokens exceed the model's context of ${o.checkpoint.config.maxSeqLen}`);
-  const ckpt = o.checkpoint, T = o.data.seq, B = o.batch;
+  // A method may start elsewhere than the base (grafting: the masked fine-tuned model).
+  const ckpt = updater.start ? await updater.start(o.checkpoint) : o.checkpoint;
+  const T = o.data.seq, B = o.batch;
   const log = o.log ?? (() => {});
   const tensors = baseTensors(ckpt);
   const size = new Map(tensors.map((t) => [t.name, numel(t.shape)]));
@@ -153,6 +151,15 @@ export async function trainBaseWeights(updater: Updater, o: BaseTrainOptions): P
       return built.trainer.gradientValues(names);
     },
     log,
+    async heldOutLoss(replace) {
+      if (!o.evalData) return undefined;
+      for (const [n, v] of replace) if (v.length !== size.get(n)) throw new Error(`heldOutLoss: ${n} ${size.has(n) ? `has ${size.get(n)} entries, not ${v.length}` : 'is no base tensor'}`);
+      await syncMaster();
+      const cur = currentCheckpoint();
+      const tensors = new Map(cur.tensors);
+      for (const [n, v] of replace) tensors.set(n, { shape: [...ckpt.tensors.get(n)!.shape], data: v });
+      return heldOut({ ...cur, tensors });
+    },
   };
 
   /** Copy the trained values out of the plan into the master copies. */
@@ -243,9 +250,9 @@ export async function trainBaseWeights(updater: Updater, o: BaseTrainOptions): P
     return n;
   };
 
-  const evaluate = async (): Promise<{ step: number; loss: number }> => {
-    await syncMaster();
-    const rt = new LlamaRuntime(currentCheckpoint(), o.backend);
+  /** The mean next-token loss of a model over evalData's rows. */
+  const heldOut = async (model: LlamaCheckpoint): Promise<number> => {
+    const rt = new LlamaRuntime(model, o.backend);
     const ev = o.evalData!;
     let total = 0, count = 0;
     for (let r = 0; r < ev.rows; r += B) {
@@ -256,7 +263,12 @@ export async function trainBaseWeights(updater: Updater, o: BaseTrainOptions): P
       total += res.loss * res.tokens; count += res.tokens;
     }
     rt.dispose();
-    const e = { step, loss: total / Math.max(1, count) };
+    return total / Math.max(1, count);
+  };
+
+  const evaluate = async (): Promise<{ step: number; loss: number }> => {
+    await syncMaster();
+    const e = { step, loss: await heldOut(currentCheckpoint()) };
     o.onEval?.(e);
     return e;
   };
@@ -273,6 +285,7 @@ export async function trainBaseWeights(updater: Updater, o: BaseTrainOptions): P
   await plan(check(updater.initialTrainable(ctx)));
   const losses: number[] = [], evals: { step: number; loss: number }[] = [], stepMs: number[] = [];
   let peakState = stateBytes(), fractionSum = 0, row = 0;
+  let sparse: SparseDelta | undefined;
   try {
     while (step < o.steps) {
       const b = batchAt(o.data, row, B);
@@ -299,6 +312,8 @@ export async function trainBaseWeights(updater: Updater, o: BaseTrainOptions): P
     }
     await syncMaster();
     if (o.evalData && (!o.evalEvery || o.steps % o.evalEvery !== 0)) evals.push(await evaluate());
+    // Asked while the last plan is alive, so ctx.values reads the trained values.
+    if (updater.sparseDelta) sparse = await updater.sparseDelta(ctx);
   } finally {
     built?.trainer.dispose();
   }
@@ -310,6 +325,7 @@ export async function trainBaseWeights(updater: Updater, o: BaseTrainOptions): P
     summary: { trainableFraction, ...(updater.summary?.() ?? {}) },
   };
   if (evals.length) result.evalLoss = evals[evals.length - 1]!.loss;
+  if (sparse) result.sparseDelta = sparse;
   return result;
 }
 

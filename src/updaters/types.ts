@@ -3,6 +3,8 @@
  * or through a transformed update), instead of adding parameters the way adapters do. An Updater only
  * decides; `trainBaseWeights` (train.ts) owns the graph, the master copies and the optimizer state.
  */
+import type { LlamaCheckpoint } from '../formats/checkpoint.js';
+import type { SparseDelta } from './sparse/delta.js';
 
 /** One base tensor that may train. */
 export interface BaseTensorInfo {
@@ -29,6 +31,12 @@ export interface UpdaterContext {
   gradients(names: readonly string[]): Promise<Map<string, Float32Array>>;
   /** Progress output (stderr in the CLI). */
   log(line: string): void;
+  /**
+   * The held-out loss (the run's evalData, as its own evaluations score it) of the current model with these
+   * tensors replaced, or undefined when the run has no held-out data. One evaluation pass per call: grafting
+   * scores its rounded masks with it.
+   */
+  heldOutLoss?(replace: ReadonlyMap<string, Float32Array>): Promise<number | undefined>;
 }
 
 export interface TensorOptimizerHyper {
@@ -54,6 +62,12 @@ export interface TensorOptimizer {
 
 export interface Updater {
   readonly method: string;
+  /**
+   * The model the run starts from, given the base (default: the base itself). Grafting starts at
+   * θ₀ + σ(s₀) ⊙ (θ_ft − θ₀). `trainBaseWeights` calls it first; the CLI calls it earlier, before reading data,
+   * so that bad input is refused before any work: a second call with the same base returns the same model.
+   */
+  start?(base: LlamaCheckpoint): Promise<LlamaCheckpoint>;
   /** The base tensors that train from the first step. */
   initialTrainable(ctx: UpdaterContext): Iterable<string>;
   /** After gradients exist and before the optimizer step (probe importance, gradient accumulation for regrowth). */
@@ -69,6 +83,12 @@ export interface Updater {
    * and a returning tensor starts from zero moments). Kept moments cost their memory while the tensor is frozen.
    */
   readonly keepMoments?: boolean;
+  /**
+   * Sparse fine-tuning methods (SpIEL, LT-SFT, grafting): the trained result as a sparse delta over the base
+   * (src/updaters/sparse/delta.ts), asked once after the last step. When present, `train --out DIR` saves this
+   * delta folder instead of a full model.
+   */
+  sparseDelta?(ctx: UpdaterContext): Promise<SparseDelta>;
 }
 
 /** The decoder layer of a Hugging Face tensor name ('model.layers.3.…' → 3), or undefined. */

@@ -6,8 +6,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { ASSETS } from '../assets.js';
+import { ASSETS, STORIES_GGUF } from '../assets.js';
 import { cli } from '../cli/run.js';
+import { convertHfFolder } from '../formats/gguf-convert.js';
 import { vocabFor, writeSizedEncoder } from './helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'adaptkit-enc-cli-'));
@@ -117,6 +118,29 @@ test('bad input: unknown label at eval, empty data, a decoder model, a missing h
   const r = cli(['train', '--task', 'seq-cls', '--model', model, '--data', trainFile, '--objective', 'dpo', '--out', join(dir, 'z'), '--backend', 'js']);
   assert.is(r.code, 2);
   assert.match(r.stderr, /--objective dpo does not apply to --task seq-cls/);
+});
+
+test('a GGUF encoder (llama.cpp bert, converted from the folder): train --task seq-cls, eval and predict agree; a decoder GGUF is refused', () => {
+  const gguf = join(dir, 'distilbert.gguf');
+  writeFileSync(gguf, convertHfFolder(model));
+  const out = join(dir, 'from-gguf');
+  const t = cli(['train', '--task', 'seq-cls', '--model', gguf, '--data', trainFile, '--steps', '12', '--batch', '16', '--lr', '0.01', '--seq', '32', '--rank', '4', '--out', out, '--backend', 'js', '--json']);
+  assert.is(t.code, 0, t.stderr);
+  const losses = t.stdout.trim().split('\n').map((l) => JSON.parse(l)).filter((e) => e.step !== undefined).map((e) => e.loss as number);
+  assert.is(losses.length, 12);
+  // The file has no pre_classifier / classifier: a fresh head starts near ln 2.
+  assert.ok(Math.abs(losses[0]! - Math.LN2) < 0.05, `first loss ${losses[0]}`);
+  assert.equal(JSON.parse(readFileSync(join(out, 'adapter_config.json'), 'utf8')).task_type, 'SEQ_CLS');
+  const e = cli(['eval', '--task', 'seq-cls', '--model', gguf, '--adapter', out, '--data', evalFile, '--backend', 'js', '--json']);
+  assert.is(e.code, 0, e.stderr);
+  const r = JSON.parse(e.stdout.trim());
+  const p = cli(['predict', '--model', gguf, '--adapter', out, '--file', textsFile, '--backend', 'js']);
+  assert.is(p.code, 0, p.stderr);
+  const pred = p.stdout.trim().split('\n').map(Number);
+  assert.is(r.accuracy, held.filter((h, i) => h.label === pred[i]).length / held.length);
+  const d = cli(['train', '--task', 'seq-cls', '--model', STORIES_GGUF, '--data', trainFile, '--out', join(dir, 'dec'), '--backend', 'js']);
+  assert.is(d.code, 2);
+  assert.match(d.stderr, /GGUF architecture "llama" is a decoder; --task seq-cls needs an encoder/);
 });
 
 test.run();

@@ -13,6 +13,8 @@ const methods: [string, Record<string, unknown>][] = [
   ['ia3', {}], ['ssf', {}], ['adalora', { initR: 4, targetR: 2, tinit: 1, tfinal: 1, deltaT: 1, totalStep: 5 }], ['hydra', { r: 4 }],
   ['lamda', { r: 4 }], ['triadaptlora', { referenceRank: 4, targetModules: ALL }], ['bottleneck', {}], ['compacter', {}],
   ['prompt-tuning', { numVirtualTokens: 4 }], ['prefix-tuning', { numVirtualTokens: 4, projection: true }],
+  ['ept', { numVirtualTokens: 4, r: 2, numSpaces: 2, spaceRank: 2 }],
+  ['cpt', { cptTokenIds: [403, 407, 261, 300], cptTokensTypeMask: [1, 2, 3, 4], projectionEpsilon: 0.5 }],
 ];
 const ckpt = await stories();
 const data = heroBlocks(ckpt, 24, 8, 7);

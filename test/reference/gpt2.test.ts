@@ -7,7 +7,7 @@
 // fan_in_fan_out true that the reference reads with PEFT's formulas (logits 1e-5, greedy tokens equal); merging it
 // and writing the model gives the weights of PEFT's merge, W + (s·B·A)ᵀ, within 1e-6, and the merged folder's
 // forward equals the adapted one within 1e-5. Files with bare names (`h.0…`) load the same.
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
@@ -300,17 +300,16 @@ test('adaptkit train adapts the Conv1D projections by default (c_attn, c_proj, c
   assert.match(r.stdout + r.stderr, new RegExp(`${(2 * 8 * (128 + 64 + 80 + 80)).toLocaleString('en')} trainable parameters`));
 });
 
-test('unsupported GPT-2 options, too long sequences and GGUF export are refused by name', async () => {
+test('unsupported GPT-2 options and too long sequences are refused by name; merge writes GGUF too', async () => {
   const { ckpt } = await prepare();
   assert.throws(() => hfModelConfig({ ...HF_CONFIG, scale_attn_by_inverse_layer_idx: true }), /scale_attn_by_inverse_layer_idx is not supported/);
   assert.throws(() => hfModelConfig({ ...HF_CONFIG, activation_function: 'relu' }), /activation_function "relu" is not supported/);
   assert.throws(() => hfModelConfig({ ...HF_CONFIG, scale_attn_weights: false }), /scale_attn_weights false/);
   assert.throws(() => hfModelConfig({ ...HF_CONFIG, n_embd: 30 }), /n_embd 30 is not a multiple of n_head 4/);
   assert.throws(() => buildModel(new Graph(), ckpt.config, { batch: 1, seq: P + 1 }), /33 positions exceeds GPT-2's 32 learned positions/);
-  let refused = '';
-  try { await writeModel(ckpt, join(dir, 'both'), 'both', 'f32'); } catch (e) { refused = (e as Error).message; }
-  assert.match(refused, /GGUF export of gpt2 models is not supported/);
-  assert.not.ok(existsSync(join(dir, 'both')), 'a refused export wrote files');
+  // GGUF as llama.cpp's gpt2 architecture (test/formats/gguf-families.test.ts checks its layout and logits).
+  assert.equal(await writeModel(ckpt, join(dir, 'both'), 'both', 'f32'), ['model.safetensors', 'config.json', 'model.gguf']);
+  assert.equal((await loadCheckpointFile(join(dir, 'both', 'model.gguf'))).config, ckpt.config);
 });
 
 test.run();

@@ -2,7 +2,35 @@
 import { bool, checkKeys, excludes, fromPeftTargets, layers, num, oneOf, peftTargets, targets } from '../config-utils.js';
 import type { ModuleInfo, TargetConfig } from '../types.js';
 
-export type LoraInit = 'default' | 'gaussian' | 'pissa';
+export type LoraInit = 'default' | 'gaussian' | 'pissa' | 'eva' | 'corda';
+
+/** EVA's settings (PEFT's EvaConfig, same defaults). */
+export interface EvaOptions {
+  /** A module's rank is at most round(rho·r); rho = 1 keeps every module at r. */
+  rho: number;
+  /** Components count as converged once their cosine similarity between consecutive batches is ≥ tau. */
+  tau: number;
+  /** Divide each component by the square root of its singular value. */
+  whiten: boolean;
+  /** Use only the positions whose token is a training target (PEFT: labels ≠ −100). */
+  useLabelMask: boolean;
+  /** Keep each module's scaling alpha/r when its rank changes: alpha_m = alpha·r_m/r (alpha_pattern). */
+  adjustScalingFactors: boolean;
+}
+
+/**
+ * What a data-driven initialisation computed before the parameters are made (src/adapters/lora/eva,
+ * src/adapters/lora/corda): never saved, only read by createLoraParams.
+ */
+export interface LoraDataInit {
+  /** EVA: per module, the rows of A [rank, in]. */
+  evaA?: Map<string, Float64Array>;
+  /** EVA: batches of the sample read, and whether every module's components converged within them. */
+  evaBatches?: number;
+  evaConverged?: boolean;
+  /** CorDA: per module, the input covariance C [in, in] of the data sample. */
+  cordaCovariance?: Map<string, Float64Array>;
+}
 
 export interface LoraConfig extends TargetConfig {
   /** Rank r of ΔW = B·A. */
@@ -21,6 +49,12 @@ export interface LoraConfig extends TargetConfig {
   rankByModule?: Record<string, number>;
   /** Per-module alphas (PEFT alpha_pattern), matched as rankByModule. */
   alphaByModule?: Record<string, number>;
+  /** EVA's settings (used with init 'eva'). */
+  eva: EvaOptions;
+  /** CorDA (init 'corda'): 'ipm' (instruction-previewed: the top r components adapt) or 'kpm' (knowledge-preserved: the bottom r adapt). */
+  cordaMode: 'ipm' | 'kpm';
+  /** Computed by the data-driven inits from a data sample (not an option). */
+  dataInit?: LoraDataInit;
 }
 
 export const LORA_OPTIONS: Readonly<Record<string, string>> = {
@@ -30,7 +64,13 @@ export const LORA_OPTIONS: Readonly<Record<string, string>> = {
   targetModules: "modules to adapt: names or suffixes (q_proj,v_proj), or 're:<regex>' over full names (default q_proj,v_proj)",
   layersToTransform: 'only these layer indices, comma-separated (default: all)',
   useRslora: 'rsLoRA scaling alpha/√r (default false)',
-  init: 'default (A Kaiming-uniform, B zero) | gaussian | pissa',
+  init: 'default (A Kaiming-uniform, B zero) | gaussian | pissa | eva (A from the principal components of each module\'s inputs on a data sample, ranks redistributed) | corda (context-oriented SVD of W·C, C the inputs\' covariance on a data sample; base becomes the residual)',
+  evaRho: "EVA: a module's rank is at most round(rho·r) (default 2, as PEFT)",
+  evaTau: 'EVA: components converge once consecutive batches agree to cosine ≥ tau (default 0.99)',
+  evaWhiten: 'EVA: divide each component by the square root of its singular value (default false)',
+  evaUseLabelMask: "EVA: use only positions whose token is a training target (default true, as PEFT's labels ≠ -100)",
+  evaAdjustScalingFactors: "EVA: keep alpha/r per module when its rank changes, alpha_m = alpha·r_m/r (default true)",
+  cordaMode: 'CorDA: ipm (instruction-previewed, the adapter takes the top r components of W·C) | kpm (knowledge-preserved, the bottom r) (default ipm)',
   useDora: 'DoRA: learned per-row magnitude times the normalised direction (default false)',
   excludeModules: "modules never adapted even when targeted: names or suffixes, or 're:<regex>' (default none)",
   rankByModule: 'per-module ranks, {"<regex matching the end of a module name>": r} (PEFT rank_pattern; default none)',
@@ -77,11 +117,19 @@ export function parseLoraConfig(raw: Readonly<Record<string, unknown>>): LoraCon
     targetModules: targets(m, raw, ['q_proj', 'v_proj']),
     ...(lt ? { layersToTransform: lt } : {}),
     useRslora: bool(m, raw, 'useRslora', false),
-    init: oneOf(m, raw, 'init', 'default', ['default', 'gaussian', 'pissa'] as const),
+    init: oneOf(m, raw, 'init', 'default', ['default', 'gaussian', 'pissa', 'eva', 'corda'] as const),
     useDora: bool(m, raw, 'useDora', false),
     ...excludes(m, raw),
     ...(rp ? { rankByModule: rp } : {}),
     ...(ap ? { alphaByModule: ap } : {}),
+    eva: {
+      rho: num(m, raw, 'evaRho', 2, (v) => v >= 1, 'a number ≥ 1'),
+      tau: num(m, raw, 'evaTau', 0.99, (v) => v > 0 && v <= 1, 'in (0, 1]'),
+      whiten: bool(m, raw, 'evaWhiten', false),
+      useLabelMask: bool(m, raw, 'evaUseLabelMask', true),
+      adjustScalingFactors: bool(m, raw, 'evaAdjustScalingFactors', true),
+    },
+    cordaMode: oneOf(m, raw, 'cordaMode', 'ipm', ['ipm', 'kpm'] as const),
   };
 }
 
@@ -95,6 +143,8 @@ export function toPeftLoraConfig(c: LoraConfig, _model: unknown, modules?: reado
     ...peftTargets(c, modules), use_rslora: c.useRslora,
     use_dora: c.useDora, init_lora_weights: c.init === 'default' ? true : c.init, bias: 'none', fan_in_fan_out: false,
     inference_mode: true, modules_to_save: null, rank_pattern: c.rankByModule ?? {}, alpha_pattern: c.alphaByModule ?? {},
+    ...(c.init === 'eva' ? { eva_config: { rho: c.eva.rho, tau: c.eva.tau, use_label_mask: c.eva.useLabelMask, label_mask_value: -100, whiten: c.eva.whiten, adjust_scaling_factors: c.eva.adjustScalingFactors } } : {}),
+    ...(c.init === 'corda' ? { corda_config: { corda_method: c.cordaMode } } : {}),
   };
 }
 
@@ -127,6 +177,8 @@ export function fromPeftLoraConfig(j: Readonly<Record<string, unknown>>): LoraCo
   if (j.fan_in_fan_out === true) throw new Error('adapter_config.json: fan_in_fan_out is not supported (Llama layers are not Conv1D)');
   if (j.lora_bias === true) throw new Error('adapter_config.json: lora_bias is not supported');
   const init = j.init_lora_weights;
+  // A CorDA adapter trains on a residual base computed from a data sample that is not saved.
+  if (init === 'corda') throw new Error('adapter_config.json: init_lora_weights "corda": the residual base comes from a data sample that is not saved, so this state cannot be restored; save the converted plain LoRA instead');
   return parseLoraConfig({
     r: j.r ?? 8, alpha: j.lora_alpha ?? 8, dropout: j.lora_dropout ?? 0,
     ...fromPeftTargets(j, ['q_proj', 'v_proj']),

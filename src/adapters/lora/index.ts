@@ -2,6 +2,8 @@
 import type { AdapterMethod } from '../types.js';
 import { type LoraConfig, LORA_OPTIONS, checkPeftLoraImport, fromPeftLoraConfig, parseLoraConfig, toPeftLoraConfig } from './config.js';
 import { createLoraParams, loraKeys, loraLinear, mergeLora } from './layer.js';
+import { cordaCovariances } from './corda/corda.js';
+import { evaConfig, evaInit } from './eva/eva.js';
 
 export const lora: AdapterMethod<LoraConfig> = {
   name: 'lora',
@@ -9,6 +11,13 @@ export const lora: AdapterMethod<LoraConfig> = {
   options: LORA_OPTIONS,
   defaultLr: { value: 3e-3, source: "PEFT's causal-LM LoRA example (examples/causal_language_modeling/peft_lora_clm_accelerate_ds_zero3_offload.py: lr = 3e-3)" },
   parseConfig: parseLoraConfig,
+  // EVA and CorDA read the inputs of the targeted modules on a data sample before any parameter exists.
+  prepare(config, ctx) {
+    if (config.init !== 'eva' && config.init !== 'corda') return config;
+    if (!ctx.sample) throw new Error(`lora: init '${config.init}' needs a data sample (addAdapter's 'sample'; adaptkit train takes it from --data)`);
+    if (config.init === 'eva') return evaConfig(config, ctx.modules, evaInit(config, ctx.modules, ctx.sample, ctx.linearInputs));
+    return { ...config, dataInit: { ...config.dataInit, cordaCovariance: cordaCovariances(ctx.modules, ctx.sample, ctx.linearInputs) } };
+  },
   createParams: (ctx) => {
     const store = new Map();
     const params = createLoraParams(ctx, (module, residual) => store.set(`__base__/${module}`, { shape: [], data: residual }));
@@ -20,11 +29,11 @@ export const lora: AdapterMethod<LoraConfig> = {
     if (module.kind === 'embedding') throw new Error('lora: merging an embedding adapter is not supported; keep it unmerged');
     return mergeLora(module, weight, params, config);
   },
-  // PiSSA trains W_res + s·B·A from W_res = W − s·B₀·A₀; against the original W that is the plain LoRA
+  // PiSSA and CorDA train W_res + s·B·A from W_res = W − s·B₀·A₀; against the original W that is the plain LoRA
   // s·[B, −B₀]·[A; A₀] of rank 2r (alpha doubled, or ×√2 with rsLoRA, to keep the scaling).
   exportParams({ params, initial, config, modules }) {
-    if (config.init !== 'pissa') return { params, config };
-    if (config.useDora) throw new Error('lora: saving a PiSSA-initialised DoRA adapter is not supported');
+    if (config.init !== 'pissa' && config.init !== 'corda') return { params, config };
+    if (config.useDora) throw new Error(`lora: saving a ${config.init === 'pissa' ? 'PiSSA' : 'CorDA'}-initialised DoRA adapter is not supported`);
     const out = new Map();
     for (const m of modules) {
       const k = loraKeys(m.name), r = params.get(k.a)!.shape[0]!;

@@ -16,6 +16,7 @@ import { svd } from '../../linalg/svd.js';
 import { gaussian } from '../../util/random.js';
 import type { BuildContext, InitContext, ModuleInfo, ParamStore } from '../types.js';
 import { type LoraConfig, loraModuleConfig, loraScaling } from './config.js';
+import { cordaFactors } from './corda/corda.js';
 
 export const loraKeys = (module: string) => ({
   a: `${module}.lora_A.weight`,
@@ -65,7 +66,25 @@ export function createLoraParams(ctx: InitContext<LoraConfig>, onBaseChange: (mo
     const A = new Float32Array(r * m.inFeatures), B = new Float32Array(m.outFeatures * r);
     // PiSSA replaces the base by its residual; DoRA's magnitude below is measured on what the forward uses.
     let residual: Float32Array | undefined;
-    if (c.init === 'pissa') {
+    if (c.init === 'eva') {
+      // EVA: A's rows are the components found on the data sample (eva/eva.ts), B zero, so ΔW = 0.
+      const rows = c.dataInit?.evaA?.get(m.name);
+      if (!rows) throw new Error(`lora: init 'eva' needs a data sample (${m.name} has no components): pass one as addAdapter's 'sample'`);
+      if (rows.length !== A.length) throw new Error(`lora: init 'eva': ${m.name} has ${rows.length / m.inFeatures} components for rank ${r}`);
+      A.set(rows);
+    } else if (c.init === 'corda') {
+      const cov = c.dataInit?.cordaCovariance?.get(m.name);
+      if (!cov) throw new Error(`lora: init 'corda' needs a data sample (${m.name} has no input covariance): pass one as addAdapter's 'sample'`);
+      const W = tensorF32(ctx.baseWeight(m.name));
+      const f = cordaFactors(W, cov, m.outFeatures, m.inFeatures, r, s, c.cordaMode, m.name);
+      A.set(f.a); B.set(f.b);
+      residual = Float32Array.from(W);
+      // Stryker disable next-line ArrayDeclaration: loraDelta reads only the factors' data, never their shapes
+      const tmp: ParamStore = new Map([[k.a, { shape: [r, m.inFeatures], data: A }], [k.b, { shape: [m.outFeatures, r], data: B }]]);
+      const delta = loraDelta(tmp, m, c);
+      for (let i = 0; i < residual.length; i++) residual[i]! -= delta[i]!;
+      onBaseChange(m.name, residual);
+    } else if (c.init === 'pissa') {
       // s is this module's scaling (alphaByModule, rankByModule), as PEFT's pissa_init uses self.scaling, so
       // that s·B·A is exactly W's top-r part.
       const W = tensorF32(ctx.baseWeight(m.name));

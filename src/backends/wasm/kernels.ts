@@ -31,7 +31,7 @@ const B = { add: 0, sub: 1, mul: 2, div: 3, silu_backward: 4, gelu_backward: 5, 
 const AT = {
   Q: 0, K: 1, V: 2, OUT: 3, LSE: 4, B: 5, T: 6, HQ: 7, D: 8, S: 9, HKV: 10, SCALE: 11, CAUSAL: 12, KVLEN: 13,
   SCRATCH: 14, SCRATCH_STRIDE: 15, COUNTER: 16, DOUT: 17, DQ: 18, DK: 19, DV: 20, WINDOW: 21, SOFTCAP: 22, ROWLEN: 23,
-  WORDS: 24,
+  MASK: 24, WORDS: 25,
 } as const;
 
 // Kernels of the rows job, mirrored from assembly/rows.ts.
@@ -246,9 +246,13 @@ function runAttention(rt: WasmRuntime, job: number, words: Int32Array, flops: nu
 const attentionFlops = (w: Int32Array): number => 4 * w[AT.B]! * w[AT.HQ]! * w[AT.T]! * w[AT.S]! * w[AT.D]!;
 
 const attention: WasmKernel = (ctx, s) => {
-  const [q, k, v, lengths] = s.inputs as [number, number, number, number | undefined];
+  // An explicit mask (attr mask) is the last input; the optional lengths come before it.
+  const masked = s.attrs.mask === true;
+  const [q, k, v] = s.inputs as [number, number, number];
+  const lengths = s.inputs.length - (masked ? 1 : 0) > 3 ? s.inputs[3] : undefined;
   const [out, lse] = s.outputs as [number, number];
   const words = attentionWords(ctx, s, q, k, v, out, lse, lengths);
+  if (masked) words[AT.MASK] = ctx.ptr(s.inputs[s.inputs.length - 1]!);
   const rt = ctx.rt, flops = attentionFlops(words);
   return () => runAttention(rt, JOB_ATTENTION, words, flops);
 };

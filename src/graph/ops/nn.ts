@@ -125,17 +125,24 @@ function attentionMasking(ins: readonly { shape: readonly number[]; dtype: strin
 //   key of a KV cache; with right padding every row's queries keep their own positions).
 //   causal: keys j ≤ p; window w (causal only): also j > p − w.
 //   softcap c: a score s (after scale) becomes c·tanh(s/c) before the softmax.
-// A query that sees no key gives zeros and lse −∞. Only the kvLen form has no gradient.
+//   mask (attr mask, the last input, i32 [T, S]): query t also needs mask[t, j] ≠ 0 to see key j.
+// A query that sees no key gives zeros and lse −∞. The kvLen and mask forms have no gradient.
 defineOp({
   name: 'attention',
   infer(ins, attrs) {
-    expectInputs(ins, [3, 4]); numAttr(attrs, 'scale');
+    const masked = attrs.mask === true;
+    expectInputs(ins, masked ? [4, 5] : [3, 4]); numAttr(attrs, 'scale');
     const [B, T, Hq, D, S] = attentionShapes(ins);
-    attentionMasking(ins, 3, attrs, B);
+    if (masked) {
+      const m = ins[ins.length - 1]!;
+      if (m.dtype !== 'i32' || m.shape.join() !== `${T},${S}`) throw new Error(`attention mask must be i32 [${T}, ${S}] (queries × keys), got ${m.dtype} [${m.shape.join(', ')}]`);
+    }
+    attentionMasking(masked ? ins.slice(0, -1) : ins, 3, attrs, B);
     if (attrs.causal === true && S < T) throw new Error(`causal attention needs at least as many keys (${S}) as queries (${T})`);
     return [{ shape: [B, T, Hq, D], dtype: 'f32' }, { shape: [B, Hq, T], dtype: 'f32' }];
   },
   grad({ node, inputs: [q, k, v, lengths], outputs: [out, lse], dOutputs: [dOut] }) {
+    if (node.attrs.mask === true) throw new Error('attention with an explicit mask (draft verification) has no gradient');
     if (lengths && node.attrs.rowLengths !== true) throw new Error('attention with a kvLen input (KV-cache decoding) has no gradient');
     const ins = [q!, k!, v!, out!, lse!, dOut!, ...(lengths ? [lengths] : [])];
     const [dq, dk, dv] = q!.graph.apply('attention_backward', ins, node.attrs);

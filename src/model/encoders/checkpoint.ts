@@ -10,6 +10,8 @@ import type { FileSource } from '../../formats/hf.js';
 import { parseSafetensors, safetensorsTensorToF32 } from '../../formats/safetensors.js';
 import { tokenizerDataFromHfJson } from '../../tokenizer/hf-json.js';
 import { gaussian, seededRandom } from '../../util/random.js';
+import { fileSource } from '../../formats/source.js';
+import { readGgufEncoder } from './gguf.js';
 import { type EncoderConfig, type EncoderTask, ENCODER_MODEL_TYPES, adapterModelConfig, encoderConfig, encoderPrefix, encoderTensorShapes, headLinears } from './config.js';
 
 /** A LlamaCheckpoint (so adapters, PEFT save and load work on it) that carries an encoder's config. */
@@ -67,6 +69,24 @@ export async function loadEncoderFolder(input: string | FileSource): Promise<Enc
   const tok = await json('tokenizer.json');
   if (tok) ckpt.tokenizer = tokenizerDataFromHfJson(tok, at('tokenizer.json'), await json('tokenizer_config.json'));
   return ckpt;
+}
+
+/**
+ * An encoder from a path: a Hugging Face folder (`loadEncoderFolder`) or a GGUF file of llama.cpp's `bert`
+ * architecture (`readGgufEncoder`, read a tensor at a time).
+ */
+export async function loadEncoder(path: string): Promise<EncoderCheckpoint> {
+  // A computed specifier keeps browser bundlers from trying to resolve a Node built-in.
+  const { stat } = (await import(/* @vite-ignore */ ['node', 'fs/promises'].join(':'))) as { stat(p: string): Promise<{ isDirectory(): boolean }> };
+  if ((await stat(path).catch(() => { throw new Error(`${path}: no such file or folder`); })).isDirectory()) return loadEncoderFolder(path);
+  const src = await fileSource(path);
+  try {
+    const magic = new TextDecoder().decode(await src.read(0, Math.min(4, src.size)));
+    if (magic !== 'GGUF') throw new Error(`${path}: an encoder is read from a Hugging Face folder or a GGUF file (bert architecture); this file is neither`);
+    return await readGgufEncoder(src);
+  } finally {
+    await src.close?.();
+  }
 }
 
 export interface HeadSetup {

@@ -150,26 +150,33 @@ function scores(Q: Float32Array | Float64Array, K: Float32Array | Float64Array, 
 }
 
 // attention: one query row at a time (a row of S scores is the only score memory); lse kept for backward.
-const attention: JsKernel = ([vq, vk, vv, vlen], [vo, vlse], attrs) => {
+// An explicit mask (attr mask) is the last input, i32 [T, S]: key j is hidden from query t where it is 0.
+const attention: JsKernel = (ins, [vo, vlse], attrs) => {
+  const [vq, vk, vv] = ins;
+  const vmask = attrs.mask === true ? ins[ins.length - 1] : undefined;
+  const vlen = ins.length - (vmask ? 1 : 0) > 3 ? ins[3] : undefined;
   const Q = f(vq), K = f(vk), V = f(vv), O = vo!.data, LSE = vlse!.data;
   const d = attnDims(vq!.shape, vk!.shape, attrs, vlen ? i32(vlen) : undefined);
+  const M = vmask ? i32(vmask) : undefined;
   const s = new Float64Array(d.S), acc = new Float64Array(d.D);
   for (let b = 0; b < d.B; b++) for (let h = 0; h < d.Hq; h++) for (let t = 0; t < d.T; t++) {
     const [lo, hi] = keyRange(d, b, t);
     scores(Q, K, d, b, t, h, lo, hi, s);
+    if (M) for (let j = lo; j < hi; j++) if (M[t * d.S + j] === 0) s[j] = -Infinity;
     let mx = -Infinity;
     for (let j = lo; j < hi; j++) mx = Math.max(mx, s[j]!);
     let z = 0;
     acc.fill(0);
     const kvh = Math.floor(h / d.group);
     for (let j = lo; j < hi; j++) {
+      if (s[j] === -Infinity) continue;
       const p = Math.exp(s[j]! - mx);
       z += p;
       const vo = ((b * d.S + j) * d.Hkv + kvh) * d.D;
       for (let e = 0; e < d.D; e++) acc[e]! += p * V[vo + e]!;
     }
     const oo = ((b * d.T + t) * d.Hq + h) * d.D;
-    const seen = hi > lo;
+    const seen = hi > lo && mx !== -Infinity;
     for (let e = 0; e < d.D; e++) O[oo + e] = seen ? acc[e]! / z : 0;
     LSE[(b * d.Hq + h) * d.T + t] = seen ? mx + Math.log(z) : -Infinity;
   }

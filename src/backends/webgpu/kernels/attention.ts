@@ -45,17 +45,21 @@ function params(s: StepBuilder, d: Dims, kind: number, stride = 0): Range {
   return s.uniform(new UniformWriter()
     .u32(d.B, d.T, d.Hq, d.D, d.S, d.Hkv, d.Hq / d.Hkv, s.attrs.causal === true ? 1 : 0)
     .f32(s.attrs.scale as number).u32(kind, stride).f32(-Infinity)
-    .u32((s.attrs.window as number | undefined) ?? 0).f32((s.attrs.softcap as number | undefined) ?? 0).bytes());
+    .u32((s.attrs.window as number | undefined) ?? 0).f32((s.attrs.softcap as number | undefined) ?? 0)
+    .u32(s.attrs.mask === true ? 1 : 0).bytes());
 }
 
 export const attention: KernelImpl = async (s) => {
   const d = dimsOf(s);
-  const kind = lengthsKind(s, 3);
+  // An explicit mask (attr mask) is the last input; the optional lengths come before it.
+  const masked = s.attrs.mask === true;
+  const kind = s.inputCount - (masked ? 1 : 0) > 3 ? lengthsKind(s, 3) : 0;
   const lengths = kind ? s.input(3) : s.constant(new Int32Array(4));
+  const mask = masked ? s.input(s.inputCount - 1) : s.constant(new Int32Array(4));
   const k = await s.kernel('attention', 'forward', tiling(s, 'forward', d.D));
   const tile = tiling(s, 'forward', d.D).TILE;
   s.dispatch(k, {
-    p: params(s, d, kind), q: s.input(0), k: s.input(1), v: s.input(2), lengths, out: s.output(0), lse: s.output(1),
+    p: params(s, d, kind), q: s.input(0), k: s.input(1), v: s.input(2), lengths, mask, out: s.output(0), lse: s.output(1),
   }, [Math.ceil(d.T / tile), d.Hq, d.B]);
 };
 
