@@ -14,6 +14,7 @@ import type { Session } from '../scheduler/session.js';
 import { seededRandom } from '../util/random.js';
 import { getMethod } from './registry.js';
 import { modelModules, selectTargets } from './targets.js';
+import { checkRowAdapters, MIXED_BASE, mixRows, ROW_SELECTOR_PARAM, rowMask, rowSelectorTable } from './mixed/rows.js';
 import type { AdapterMethod, BuildContext, InitSample, ModuleInfo, ParamStore, PeftExtras, TargetConfig, TrainingController } from './types.js';
 
 export interface Adapter {
@@ -42,6 +43,11 @@ export const adapterParamName = (adapter: string, key: string): string => `${ada
 export class AdaptedModel {
   readonly adapters = new Map<string, Adapter>();
   readonly modules: readonly ModuleInfo[];
+  /**
+   * Mixed-adapter batches (src/adapters/mixed): while set, graphs apply these adapters per row, each row
+   * choosing one of them or the base by its row id (`rowIds`), instead of every enabled adapter to every row.
+   */
+  private rowAdapters?: readonly Adapter[];
 
   /** `modules`: the model's adaptable modules when its family is not a decoder's (encoders); default the family's list. */
   constructor(readonly base: LlamaCheckpoint, modules?: readonly ModuleInfo[]) {
@@ -97,6 +103,29 @@ export class AdaptedModel {
     const a = this.adapters.get(name);
     if (!a) throw new Error(`no adapter named '${name}' (have: ${[...this.adapters.keys()].join(', ') || 'none'})`);
     return a;
+  }
+
+  /**
+   * Apply `names` per row from now on (each row picks one of them or the base, by `rowIds`), or, with
+   * undefined, go back to applying every enabled adapter to every row. Runtimes made before keep their mode.
+   */
+  setRowAdapters(names: readonly string[] | undefined): void {
+    if (names === undefined) { this.rowAdapters = undefined; return; }
+    const list = names.map((n) => this.get(n));
+    checkRowAdapters(list);
+    this.rowAdapters = list;
+  }
+
+  /** Row ids for a mixed batch: per row an adapter name given to setRowAdapters, or '__base__'. */
+  rowIds(perRow: readonly string[]): number[] {
+    const list = this.rowAdapters;
+    if (!list) throw new Error('rowIds: no mixed batch is set up (call setRowAdapters first)');
+    return perRow.map((n, r) => {
+      if (n === MIXED_BASE) return 0;
+      const i = list.findIndex((a) => a.name === n);
+      if (i < 0) throw new Error(`row ${r}: adapter '${n}' is not one of the batch's adapters (${[MIXED_BASE, ...list.map((a) => a.name)].join(', ')})`);
+      return i + 1;
+    });
   }
 
   enable(name: string): void { this.get(name).enabled = true; }
@@ -156,7 +185,8 @@ export class AdaptedModel {
    */
   hooks(o: { training: boolean } = { training: false }): { hooks: ModelHooks; built: Map<Graph, Map<string, Tensor>>; regularizers(g: Graph): Map<string, Tensor> } {
     const built = new Map<Graph, Map<string, Tensor>>();
-    const active = [...this.adapters.values()].filter((a) => a.enabled && !a.merged);
+    const mixed = this.rowAdapters;
+    const active = mixed ? [...mixed] : [...this.adapters.values()].filter((a) => a.enabled && !a.merged);
     const byModule = new Map<string, { a: Adapter; m: ModuleInfo }[]>();
     for (const a of active) for (const m of a.modules) {
       if (!(m.kind === 'sublayer' ? a.method.sublayer : a.method.linear)) continue;
@@ -186,9 +216,20 @@ export class AdaptedModel {
         nextSite: () => site++,
       };
     };
+    const rank = (t: Tensor) => t.shape.length;
+    // A mixed batch: each adapter alone on the module, masked to its rows (src/adapters/mixed/rows.ts).
+    const mixedLinear = (ctx: LinearContext, list: { a: Adapter; m: ModuleInfo }[]): Tensor => {
+      const base = ctx.base(), rows = ctx.x.shape[0]!;
+      const shared: LinearContext = { ...ctx, base: (x?: Tensor) => (x === undefined || x === ctx.x ? base : ctx.base(x)) };
+      return mixRows(base, list.map(({ a, m }) => ({
+        out: a.method.linear!(shared, m, a.config, context(a, ctx.graph)),
+        mask: rowMask(ctx.graph, mixed!.length, rows, mixed!.indexOf(a), rank(base)),
+      })));
+    };
     const linear = (ctx: LinearContext): Tensor => {
       const list = byModule.get(ctx.name);
       if (!list) return ctx.base();
+      if (mixed) return mixedLinear(ctx, list);
       // Adapter k sees as its base the chain of adapters before it; the unchanged input's result is shared.
       const apply = (k: number, c: LinearContext): Tensor => {
         if (k < 0) return c.base();
@@ -201,6 +242,13 @@ export class AdaptedModel {
       return apply(list.length - 1, ctx);
     };
     const sublayer = (ctx: SublayerContext): Tensor => {
+      if (mixed) {
+        const rows = ctx.output.shape[0]!;
+        return mixRows(ctx.output, (byModule.get(ctx.name) ?? []).map(({ a, m }) => ({
+          out: a.method.sublayer!(ctx, m, a.config, context(a, ctx.graph)),
+          mask: rowMask(ctx.graph, mixed.length, rows, mixed.indexOf(a), rank(ctx.output)),
+        })));
+      }
       let out = ctx.output;
       for (const { a, m } of byModule.get(ctx.name) ?? []) out = a.method.sublayer!({ ...ctx, output: out }, m, a.config, context(a, ctx.graph));
       return out;
@@ -211,7 +259,7 @@ export class AdaptedModel {
     if (prefixed.length > 1) throw new Error(`only one attention-prefix adapter can be active at a time (active: ${prefixed.map((a) => a.name).join(', ')})`);
     const [emb, pre] = [inputSide[0], prefixed[0]];
     const biases = this.extraBiases();
-    const tasks = this.taskCount();
+    const tasks = mixed ? mixed.length + 1 : this.taskCount();
     const hooks: ModelHooks = {
       linear,
       ...(tasks !== undefined ? { tasks } : {}),
@@ -265,6 +313,11 @@ export class AdaptedModel {
   uploadAdapterParams(s: Session): void {
     for (const v of s.graph.values) {
       if (v.kind !== 'param' || !v.name?.includes('/')) continue;
+      if (v.name === ROW_SELECTOR_PARAM) {
+        if (!this.rowAdapters) throw new Error('the graph was built for a mixed batch, and none is set up now');
+        s.set(v.id, rowSelectorTable(this.rowAdapters.length));
+        continue;
+      }
       const [adapter, key] = [v.name.slice(0, v.name.indexOf('/')), v.name.slice(v.name.indexOf('/') + 1)];
       const p = this.adapters.get(adapter)?.params.get(key);
       if (!p) throw new Error(`no parameter ${key} in adapter '${adapter}'`);
