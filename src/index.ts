@@ -42,6 +42,8 @@ export { classificationScores, EncoderClassifier, type EncodedExample, type Eval
 export { encodeExamples, encodeTexts, labelSet, parseClassificationData, sequenceFrame, type RawExample } from './model/encoders/data.js';
 
 export { AdaptedModel, type Adapter } from './adapters/adapted-model.js';
+export { generateMixed, type MixedGenerateOptions } from './adapters/mixed/generate.js';
+export { MIXED_BASE } from './adapters/mixed/rows.js';
 export { loadPeft, savePeft, type PeftFiles } from './adapters/peft.js';
 export { getMethod, methodNames } from './adapters/registry.js';
 export type { AdapterMethod, ModuleInfo, ParamStore } from './adapters/types.js';

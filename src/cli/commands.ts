@@ -11,6 +11,7 @@ import { loadPeft, savePeft } from '../adapters/peft.js';
 import { getMethod, methodNames } from '../adapters/registry.js';
 import type { PolyConfig, PolyMode } from '../adapters/poly/index.js';
 import { attachPolyAsLora, reusePoly } from '../adapters/poly/reuse.js';
+import { type MixedDeps, mixedEval, mixedGenerate, rowAdapterFlags } from './mixed.js';
 import { modelModules, selectTargets } from '../adapters/targets.js';
 import { HERO_MARKER, HERO_OPENING, heroStories } from '../data/builtin-task.js';
 import { type ChatData, type Example, pack, streamExamples, textExamples } from '../data/dataset.js';
@@ -179,6 +180,7 @@ const generateFlags: Record<string, FlagSpec> = {
   seed: { type: 'int', help: 'random seed for sampling', default: 0, range: GENERATE_RANGES.seed },
   adapter: { type: 'string', help: 'a PEFT adapter folder to apply, or a model folder written by train --method full|lisa|hft (used in place of --model), or a sparse-delta folder written by train --method spiel (added to --model)', path: { kind: 'folder' } },
   ...taskIdFlag,
+  ...rowAdapterFlags,
   'proxy-expert': { type: 'string', help: 'proxy-tuning: the tuned small model, a model or a PEFT adapter folder (applied to --proxy-anti); each step decodes base + α·(expert − anti-expert) logits' },
   'proxy-anti': { type: 'string', help: 'proxy-tuning: the untuned small model (the anti-expert); all three models must share the tokenizer' },
   'proxy-alpha': { type: 'number', help: 'proxy-tuning: α, how much of the expert\'s change is applied', default: 1 },
@@ -236,7 +238,10 @@ function checkDraftFlags(f: Flags): boolean {
   return true;
 }
 
+const mixedDeps: MixedDeps = { openTextModel, openBackend, readAdapterDir, err };
+
 async function generate(f: Flags): Promise<void> {
+  if (f['row-adapter'] !== undefined) return mixedGenerate(f, mixedDeps);
   const drafting = checkDraftFlags(f);
   const { ckpt, tok } = await openTextModel(f);
   if ((f['proxy-expert'] === undefined) !== (f['proxy-anti'] === undefined)) throw new UsageError('proxy-tuning needs both --proxy-expert and --proxy-anti');
@@ -295,6 +300,7 @@ const evalFlags: Record<string, FlagSpec> = {
   batch: { type: 'int', help: 'sequences per forward pass', default: 8, range: EVAL_RANGES.batch },
   adapter: { type: 'string', help: 'a PEFT adapter folder to apply (required with --task seq-cls|token-cls: the folder train --task wrote), or a model folder written by train --method full|lisa|hft (used in place of --model), or a sparse-delta folder written by train --method spiel (added to --model)', path: { kind: 'folder' } },
   ...taskIdFlag,
+  ...rowAdapterFlags,
   json: { type: 'bool', help: 'end with a JSON line {"loss", "tokens"} (--task seq-cls|token-cls: {"accuracy", "macroF1", "loss", "count"})' },
   ...baseDtypeFlag,
   ...common,
@@ -302,6 +308,7 @@ const evalFlags: Record<string, FlagSpec> = {
 
 async function evaluate(f: Flags): Promise<void> {
   if (f.task !== 'lm') return evalClassifier(f);
+  if (f['row-adapter'] !== undefined) return mixedEval(f, mixedDeps);
   const { ckpt, tok } = await openTextModel(f);
   checkModelLimits(f, evalFlags, ckpt.config);
   const dataPath = need(f, 'data', 'eval');
