@@ -4,7 +4,7 @@
  * merged and residual (PiSSA) weights are derived from it, so unmerging is exact.
  */
 import type { Backend } from '../backends/backend.js';
-import type { LlamaCheckpoint, NamedTensor } from '../formats/checkpoint.js';
+import { type LlamaCheckpoint, type NamedTensor, tensorF32 } from '../formats/checkpoint.js';
 import * as F from '../graph/api.js';
 import type { Graph, Tensor } from '../graph/graph.js';
 import type { LinearContext, ModelHooks, SublayerContext } from '../model/llama.js';
@@ -264,6 +264,7 @@ export class AdaptedModel {
       linear,
       ...(tasks !== undefined ? { tasks } : {}),
       ...([...byModule.values()].some((l) => l[0]!.m.kind === 'sublayer') ? { sublayer } : {}),
+      ...(emb?.method.instance ? { instance: (ids: ArrayLike<number>, targets: ArrayLike<number> | undefined, batch: number, seq: number) => emb.method.instance!(emb.config, this.embeddingTable(), this.base.config.dim, ids, targets, batch, seq) } : {}),
       ...(emb ? {
         embeddings: (x: Tensor, g: Graph, e: { decoding: boolean; batch: number }) => emb.method.embeddings!({ graph: g, x, ...e }, emb.config, context(emb, g)),
         virtualTokens: emb.method.virtualTokens?.(emb.config) ?? 0,
@@ -295,6 +296,12 @@ export class AdaptedModel {
   taskCount(): number | undefined {
     const counts = [...this.adapters.values()].filter((a) => a.enabled && !a.merged && a.method.taskCount).map((a) => a.method.taskCount!(a.config));
     return counts.length ? Math.min(...counts) : undefined;
+  }
+
+  private table?: Float32Array;
+  /** The base token embedding as f32 [vocab, D] (decoded once), for host-side instance features (IDPT). */
+  embeddingTable(): Float32Array {
+    return (this.table ??= tensorF32(this.baseTensor(`${modelModules(this.base.config).find((m) => m.kind === 'embedding')!.name}.weight`)));
   }
 
   /** Per-step training logic of an adapter's method, if it has any. */

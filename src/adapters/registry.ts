@@ -5,6 +5,7 @@ import { compacter } from './compacter/index.js';
 import { cpt } from './cpt/index.js';
 import { ept } from './ept/index.js';
 import { hydra } from './hydra/index.js';
+import { idpt } from './idpt/index.js';
 import { ia3 } from './ia3/index.js';
 import { lamda } from './lamda/index.js';
 import { lingo } from './lingo/index.js';
@@ -17,7 +18,7 @@ import { triAdaptLora } from './triadaptlora/index.js';
 import type { AdapterMethod, TargetConfig } from './types.js';
 
 const methods = new Map<string, AdapterMethod<TargetConfig>>(
-  [lora, ia3, ssf, adalora, hydra, lamda, triAdaptLora, bottleneck, compacter, promptTuning, prefixTuning, lingo, poly, cpt, ept].map((m) => [m.name, m as unknown as AdapterMethod<TargetConfig>]),
+  [lora, ia3, ssf, adalora, hydra, lamda, triAdaptLora, bottleneck, compacter, promptTuning, prefixTuning, lingo, poly, cpt, ept, idpt].map((m) => [m.name, m as unknown as AdapterMethod<TargetConfig>]),
 );
 
 /** Short names accepted on the command line. */

@@ -194,6 +194,11 @@ export interface AdapterMethod<C extends TargetConfig = TargetConfig> {
   sublayer?(ctx: SublayerContext, module: ModuleInfo, config: C, b: BuildContext): Tensor;
   /** Transform the token embeddings; must prepend exactly `virtualTokens(config)` positions (outside decoding). */
   embeddings?(ctx: EmbeddingsContext, config: C, b: BuildContext): Tensor;
+  /**
+   * Host-side per-row features the embeddings transform reads from `INSTANCE_INPUT` (IDPT), f32 [batch, D]:
+   * `table` is the base token embedding [vocab, dim]; `targets` as ModelHooks.instance's.
+   */
+  instance?(config: C, table: Float32Array, dim: number, ids: ArrayLike<number>, targets: ArrayLike<number> | undefined, batch: number, seq: number): Float32Array;
   /** Positions `embeddings` prepends (prompt tuning's virtual tokens). */
   virtualTokens?(config: C): number;
   /** Keys and values every attention layer sees before the sequence's own (prefix tuning). */

@@ -591,6 +591,10 @@ async function train(f: Flags): Promise<number | void> {
   const dataDriven = !f.resume && getMethod(String(f.method)).name === 'lora' && (f.init === 'eva' || f.init === 'corda');
   if (dataDriven && (dpo || f.objective === 'multi')) throw new UsageError(`--init ${String(f.init)} reads the rows of --data as language-model text; it is not available with --objective ${String(f.objective)}`);
   checkObjectiveFlags(f);
+  // IDPT's prompt is generated from each row's context, which the plain language-model trainer supplies.
+  if (getMethod(String(f.method)).instance && ((f.objective !== undefined && f.objective !== 'lm') || f.mixup !== undefined || f.contrastive !== undefined)) {
+    throw new UsageError(`--method ${String(f.method)} trains with the plain language-model objective only (not --objective ${String(f.objective ?? '')}${f.mixup !== undefined ? ', --mixup' : ''}${f.contrastive !== undefined ? ', --contrastive' : ''})`);
+  }
   // Option values are checked before the model is read.
   if (dataDriven) getMethod('lora').parseConfig(methodConfig(f));
   if (f['dry-run']) return dryRun(f);

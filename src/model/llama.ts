@@ -15,8 +15,8 @@ import { hfLlamaConfig } from '../formats/hf.js';
 import { llamaModules } from '../adapters/targets.js';
 import type { DecoderFamily } from './families.js';
 
-import { LLAMA_MODEL_TYPES, LLAMA_PROJECTIONS, TASK_ID_INPUT, VIRTUAL_SLOT_INPUT } from './names.js';
-export { LLAMA_MODEL_TYPES, LLAMA_PROJECTIONS, TASK_ID_INPUT, VIRTUAL_SLOT_INPUT };
+import { INSTANCE_INPUT, LLAMA_MODEL_TYPES, LLAMA_PROJECTIONS, TASK_ID_INPUT, VIRTUAL_SLOT_INPUT } from './names.js';
+export { INSTANCE_INPUT, LLAMA_MODEL_TYPES, LLAMA_PROJECTIONS, TASK_ID_INPUT, VIRTUAL_SLOT_INPUT };
 
 /**
  * A linear layer y = x·Wᵀ (+ b), W [out, in]. Adapters replace it per module name; `base` computes the
@@ -60,6 +60,12 @@ export interface ModelHooks {
    * from the i32 [B] input `TASK_ID_INPUT`, which must hold ids in [0, tasks).
    */
   readonly tasks?: number;
+  /**
+   * Each row's instance representation, f32 [batch, D], for the input `INSTANCE_INPUT` (IDPT): from the
+   * rows' token ids and, when training or scoring, their targets (−100 where a position predicts nothing),
+   * so that only context tokens — never a predicted one — shape it.
+   */
+  instance?(ids: ArrayLike<number>, targets: ArrayLike<number> | undefined, batch: number, seq: number): Float32Array;
   /** Linear modules that carry a bias the config does not declare (adapters merged with an output shift: SSF). */
   readonly biases?: ReadonlySet<string>;
   /**

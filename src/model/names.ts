@@ -18,3 +18,10 @@ export const VIRTUAL_SLOT_INPUT = 'virtual_slot';
  * have it only when such an adapter is active (ModelHooks.tasks).
  */
 export const TASK_ID_INPUT = 'task_ids';
+
+/**
+ * The f32 [B, D] input holding each row's instance representation (IDPT): the mean base embedding of the
+ * row's context tokens, computed on the host (ModelHooks.instance); graphs have it only when such an
+ * adapter is active.
+ */
+export const INSTANCE_INPUT = 'instance_repr';

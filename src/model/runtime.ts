@@ -9,7 +9,7 @@ import * as F from '../graph/api.js';
 import { type DType, shapeStr } from '../graph/types.js';
 import { Session } from '../scheduler/session.js';
 import type { LlamaGraph, ModelHooks } from './llama.js';
-import { TASK_ID_INPUT } from './names.js';
+import { INSTANCE_INPUT, TASK_ID_INPUT } from './names.js';
 import { buildModel } from './families.js';
 import { type CeChunk, nextTokenLoss } from './loss.js';
 import { checkOptions, type Range } from '../util/ranges.js';
@@ -67,6 +67,14 @@ export function taskIds(hooks: ModelHooks | undefined, rows: number, given: numb
   const bad = ids.find((t) => !(Number.isInteger(t) && t >= 0 && t < n));
   if (bad !== undefined) throw new RangeError(`${who}: task id ${bad} is outside the adapter's ${n} tasks (0 to ${n - 1})`);
   return Int32Array.from(ids);
+}
+
+/** Write a graph's instance representations (when it reads them: an IDPT adapter is active). */
+export function setInstance(s: Session, hooks: ModelHooks | undefined, ids: ArrayLike<number>, targets: ArrayLike<number> | undefined, batch: number, seq: number): void {
+  const input = s.graph.byName(INSTANCE_INPUT);
+  if (!input) return;
+  if (!hooks?.instance) throw new Error('the graph reads instance representations, and no adapter gives them');
+  s.set(input, hooks.instance(ids, targets, batch, seq));
 }
 
 /** Write a graph's task ids (when it reads them: an adapter that routes by task adapts one of its modules). */
@@ -148,6 +156,8 @@ export class LlamaRuntime {
         if (out.length >= maxTokens) break;
       }
       session.set(graph.ids, Int32Array.of(tok));
+      // The prompt is the instance (IDPT): every token of it is context.
+      if (p === 0) setInstance(session, this.hooks, prompt, undefined, 1, prompt.length);
       if (graph.virtualSlot) session.set(graph.virtualSlot, Int32Array.of(Math.min(p, virtual)));
       session.set(graph.positions!, Int32Array.of(prefix + p));
       session.set(graph.pos!, Int32Array.of(p));
@@ -278,6 +288,7 @@ export class LlamaRuntime {
       }
       ev.session.set(ev.graph.ids, ids);
       ev.session.set(ev.targets, tg);
+      setInstance(ev.session, this.hooks, ids, tg, batch, seq);
       // Rows past the end (a last, partial batch) route by task 0; they have no targets.
       if (tasks) setTasks(ev.session, Int32Array.from({ length: batch }, (_, b) => tasks[i + b] ?? 0));
       await ev.session.run();
@@ -324,6 +335,8 @@ export class LlamaRuntime {
     const fw = this.forward;
     this.prepare?.(fw.session);
     fw.session.set(fw.graph.ids, ids);
+    // Without targets every token of a row is context (the rows are prompts).
+    setInstance(fw.session, this.hooks, ids, undefined, batch, seq);
     setTasks(fw.session, rowTasks);
     await fw.session.run();
     return Float32Array.from(await fw.session.get(fw.logits));

@@ -13,7 +13,7 @@ import * as F from '../graph/api.js';
 import { type CheckpointSegment, layerSegments } from '../graph/checkpoint.js';
 import { Graph, type Tensor } from '../graph/graph.js';
 import type { LlamaGraph } from '../model/llama.js';
-import { TASK_ID_INPUT } from '../model/names.js';
+import { INSTANCE_INPUT, TASK_ID_INPUT } from '../model/names.js';
 import { buildModel } from '../model/families.js';
 import { type CeChunk, nextTokenLoss } from '../model/loss.js';
 import { checkpointDtypes, weightSources } from '../model/runtime.js';
@@ -259,6 +259,7 @@ export async function fineTune(o: FineTuneOptions): Promise<FineTuneResult> {
   }
   const seedInput = g.byName('dropout_seed');
   const taskInput = g.byName(TASK_ID_INPUT);
+  const instanceInput = g.byName(INSTANCE_INPUT), instanceOf = o.model.hooks().hooks.instance;
 
   const run: FineTuneRun = {
     trainer,
@@ -307,9 +308,10 @@ export async function fineTune(o: FineTuneOptions): Promise<FineTuneResult> {
       const b = batchAt(o.data, row, o.batch);
       row = (row + o.batch) % o.data.rows;
       tokens += o.batch * T;
-      const feed: [Tensor, Int32Array][] = [[model.ids, b.ids], [targets, b.targets]];
+      const feed: [Tensor, Int32Array | Float32Array][] = [[model.ids, b.ids], [targets, b.targets]];
       if (seedInput) feed.push([seedInput, Int32Array.of(((o.seed ?? 0) * 1000003 + s * 7919 + k * 104729) | 0)]);
       if (taskInput) feed.push([taskInput, batchTasks(b.tasks, o.batch)]);
+      if (instanceInput) feed.push([instanceInput, instanceOf!(b.ids, b.targets, o.batch, T)]);
       return feed;
     });
     const profiling = o.profile === true && s === o.steps - 1;

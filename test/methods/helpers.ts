@@ -13,8 +13,9 @@ import * as F from '../../src/graph/api.js';
 import { gradients } from '../../src/graph/autodiff.js';
 import { Graph } from '../../src/graph/graph.js';
 import { buildLlama } from '../../src/model/llama.js';
+import { INSTANCE_INPUT } from '../../src/model/names.js';
 import { TASK_ID_INPUT } from '../../src/model/names.js';
-import { uploadWeights } from '../../src/model/runtime.js';
+import { setInstance, uploadWeights } from '../../src/model/runtime.js';
 import { Session } from '../../src/scheduler/session.js';
 import { createTokenizer } from '../../src/tokenizer/index.js';
 import { fineTune } from '../../src/train/finetune.js';
@@ -69,6 +70,9 @@ export async function gradientCheck(model: AdaptedModel, name: string, o: { batc
   model.uploadAdapterParams(s);
   const r = rng(5);
   s.set(net.ids, Int32Array.from({ length: B * T }, () => Math.floor(r() * cfg.vocabSize)));
+  // Instance-dependent prompts (IDPT) read a per-row representation: random rows here.
+  const instance = g.byName(INSTANCE_INPUT);
+  if (instance) s.set(instance, randn(B * cfg.dim, 77, 0.5));
   s.set(targets, Int32Array.from({ length: B * T }, (_, i) => (i === 4 ? -100 : Math.floor(r() * cfg.vocabSize))));
   setRowInputs(g, s, B, o.tasks);
   await s.run();
@@ -151,6 +155,8 @@ export async function forwardLogits(model: AdaptedModel, ids: Int32Array, batch:
   model.uploadAdapterParams(s);
   s.set(net.ids, ids);
   setRowInputs(g, s, batch, tasks);
+  // IDPT: every token of a row is context here (the runtime's logits() does the same).
+  setInstance(s, hooks, ids, undefined, batch, seq);
   await s.run();
   const out = Float32Array.from(await s.get(net.logits));
   s.dispose();

@@ -14,6 +14,7 @@ const methods: [string, Record<string, unknown>][] = [
   ['lamda', { r: 4 }], ['triadaptlora', { referenceRank: 4, targetModules: ALL }], ['bottleneck', {}], ['compacter', {}],
   ['prompt-tuning', { numVirtualTokens: 4 }], ['prefix-tuning', { numVirtualTokens: 4, projection: true }],
   ['ept', { numVirtualTokens: 4, r: 2, numSpaces: 2, spaceRank: 2 }],
+  ['idpt', { numVirtualTokens: 3, generatorHidden: 4 }],
   ['cpt', { cptTokenIds: [403, 407, 261, 300], cptTokensTypeMask: [1, 2, 3, 4], projectionEpsilon: 0.5 }],
 ];
 const ckpt = await stories();
