@@ -10,6 +10,7 @@ import { ia3 } from './ia3/index.js';
 import { lamda } from './lamda/index.js';
 import { lingo } from './lingo/index.js';
 import { lora } from './lora/index.js';
+import { phatgoose } from './phatgoose/index.js';
 import { poly } from './poly/index.js';
 import { prefixTuning } from './prefix-tuning/index.js';
 import { promptTuning } from './prompt-tuning/index.js';
@@ -18,7 +19,7 @@ import { triAdaptLora } from './triadaptlora/index.js';
 import type { AdapterMethod, TargetConfig } from './types.js';
 
 const methods = new Map<string, AdapterMethod<TargetConfig>>(
-  [lora, ia3, ssf, adalora, hydra, lamda, triAdaptLora, bottleneck, compacter, promptTuning, prefixTuning, lingo, poly, cpt, ept, idpt].map((m) => [m.name, m as unknown as AdapterMethod<TargetConfig>]),
+  [lora, ia3, ssf, adalora, hydra, lamda, triAdaptLora, bottleneck, compacter, promptTuning, prefixTuning, lingo, poly, cpt, ept, idpt, phatgoose].map((m) => [m.name, m as unknown as AdapterMethod<TargetConfig>]),
 );
 
 /** Short names accepted on the command line. */

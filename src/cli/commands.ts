@@ -12,6 +12,7 @@ import { getMethod, methodNames } from '../adapters/registry.js';
 import type { PolyConfig, PolyMode } from '../adapters/poly/index.js';
 import { attachPolyAsLora, reusePoly } from '../adapters/poly/reuse.js';
 import { type MixedDeps, mixedEval, mixedGenerate, rowAdapterFlags } from './mixed.js';
+import { trainPhatgooseCommand } from './phatgoose.js';
 import { modelModules, selectTargets } from '../adapters/targets.js';
 import { HERO_MARKER, HERO_OPENING, heroStories } from '../data/builtin-task.js';
 import { type ChatData, type Example, pack, streamExamples, textExamples } from '../data/dataset.js';
@@ -585,6 +586,7 @@ function rowsPerTask(tasks: Int32Array): Map<number, number> {
 
 async function train(f: Flags): Promise<number | void> {
   if (isBaseMethod(f.method)) return trainBaseCommand(f, { openTextModel, openBackend, loadExamples, spec: trainFlags });
+  if (f.method === 'phatgoose') return trainPhatgooseCommand(f, { openTextModel, openBackend, loadExamples, readAdapterDir, writePeftDir, err });
   if (f.task !== 'lm' && (f.init === 'eva' || f.init === 'corda')) throw new UsageError(`--init ${String(f.init)} reads a language-model data sample; it is not available with --task ${String(f.task)}`);
   if (f.task !== 'lm') return trainClassifier(f, trainFlags, methodConfig);
   const dpo = f.objective === 'dpo';
