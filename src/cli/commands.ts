@@ -13,6 +13,7 @@ import type { PolyConfig, PolyMode } from '../adapters/poly/index.js';
 import { attachPolyAsLora, reusePoly } from '../adapters/poly/reuse.js';
 import { type MixedDeps, mixedEval, mixedGenerate, rowAdapterFlags } from './mixed.js';
 import { trainPhatgooseCommand } from './phatgoose.js';
+import { trainFedinsCommand } from './fedins.js';
 import { modelModules, selectTargets } from '../adapters/targets.js';
 import { HERO_MARKER, HERO_OPENING, heroStories } from '../data/builtin-task.js';
 import { type ChatData, type Example, pack, streamExamples, textExamples } from '../data/dataset.js';
@@ -450,6 +451,9 @@ const trainFlags: Record<string, FlagSpec> = {
   'taid-alpha': { type: 'number', help: "TAID's step size α of the adaptive increase of t (default 5e-4)", range: { min: 0, max: 1 } },
   'taid-beta': { type: 'number', help: "TAID's momentum β of the loss's relative change (default 0.99)", range: { min: 0, below: 1 } },
   beta: { type: 'number', help: "DPO's β: how strongly the policy is held to the reference (--objective dpo)", default: 0.1, range: { above: 0 } },
+  clients: { type: 'int', help: 'with --method fedins: simulated clients, each with a contiguous shard of --data (default 4)', range: { integer: true, min: 1, max: 1024 } },
+  rounds: { type: 'int', help: 'with --method fedins: federated averaging rounds (default 5)', range: { integer: true, min: 1 } },
+  'local-steps': { type: 'int', help: 'with --method fedins: steps each client trains per round (default 10)', range: { integer: true, min: 1 } },
   'poly-from': { type: 'string', help: 'with --method poly: start from this trained Poly adapter folder (its skills and routing) instead of a fresh one; with --poly-mode z only the routing trains (MHR-z), and --poly-tasks above its own adds router rows for new tasks', path: { kind: 'folder' } },
   'ce-chunk': { type: 'string', help: "rows of the output head and cross-entropy computed at a time so the whole logits never exist: N, 0 (off) or auto (chunks of at most 64 MiB of logits, none when they all fit)", default: 'auto' },
   ...baseMethodFlags(),
@@ -586,6 +590,7 @@ function rowsPerTask(tasks: Int32Array): Map<number, number> {
 
 async function train(f: Flags): Promise<number | void> {
   if (isBaseMethod(f.method)) return trainBaseCommand(f, { openTextModel, openBackend, loadExamples, spec: trainFlags });
+  if (f.method === 'fedins') return trainFedinsCommand(f, { openTextModel, openBackend, loadExamples, methodConfig: (g) => methodConfig(g), writePeftDir, err });
   if (f.method === 'phatgoose') return trainPhatgooseCommand(f, { openTextModel, openBackend, loadExamples, readAdapterDir, writePeftDir, err });
   if (f.task !== 'lm' && (f.init === 'eva' || f.init === 'corda')) throw new UsageError(`--init ${String(f.init)} reads a language-model data sample; it is not available with --task ${String(f.task)}`);
   if (f.task !== 'lm') return trainClassifier(f, trainFlags, methodConfig);
