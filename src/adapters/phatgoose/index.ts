@@ -7,7 +7,7 @@ export const phatgoose: AdapterMethod<PhatgooseConfig> = {
   name: 'phatgoose',
   peftType: 'PHATGOOSE',
   options: PHATGOOSE_OPTIONS,
-  defaultLr: { value: 1e-2, source: 'measured on the stories260K hero task (the paper trains gates with the experts\' own rate)' },
+  defaultLr: { value: 1e-2, source: 'chosen, not tuned: between LoRA\'s 3e-3 and prompt tuning\'s 3e-2, for one vector per module trained 100 steps' },
   parseConfig: parsePhatgooseConfig,
   selectModules: (c, modules) => {
     const out = modules.filter((m) => m.kind === 'linear' && c.targetModules.includes(m.name));
