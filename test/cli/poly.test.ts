@@ -1,6 +1,7 @@
 // train --method poly as users run it: task ids from a JSONL "task" field, then MHR-z from the saved folder
 // (--poly-from, --poly-mode z, a new task) with a checkpoint whose resumed run equals the uninterrupted one;
-// generate refuses a multi-task adapter without --task-id; poly-to-lora writes a plain PEFT LoRA folder.
+// generate refuses a multi-task adapter without --task-id; poly-to-lora writes a plain PEFT LoRA folder;
+// eval --task-id equals eval of that task's exported LoRA; --method mhr (the alias) writes PEFT's POLY tensor shapes.
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -54,6 +55,43 @@ test('generate needs --task-id with several tasks; poly-to-lora writes a PEFT Lo
   assert.is(r.code, 0, r.stderr);
   assert.equal([config(mu).peft_type, config(mu).r, config(mu).lora_alpha], ['LORA', 4, 1]);
   assert.ok(weights(mu).has('base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight'));
+});
+
+test('eval --task-id routes by that task: each equals eval of its poly-to-lora --task-id LoRA; an unknown task refused; --method mhr writes the POLY layout', () => {
+  const poly = join(dir, 'poly');
+  const text = join(dir, 'eval.txt');
+  writeFileSync(text, heroStories(4, 9).join('\n\n'));
+  const evalArgs = ['eval', '--model', STORIES_GGUF, '--data', text, '--paragraphs', '4', '--max-tokens', '32', '--backend', 'js', '--json'];
+  const loss = (extra: string[]) => {
+    const r = cli([...evalArgs, ...extra]);
+    assert.is(r.code, 0, r.stderr);
+    return (JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { loss: number }).loss;
+  };
+  const base = loss([]);
+  const routed: number[] = [];
+  for (const task of [0, 1]) {
+    const viaPoly = loss(['--adapter', poly, '--task-id', String(task)]);
+    const lora = join(dir, `task${task}`);
+    const w = cli(['poly-to-lora', '--model', STORIES_GGUF, '--adapter', poly, '--task-id', String(task), '--out', lora]);
+    assert.is(w.code, 0, w.stderr);
+    assert.is(config(lora).peft_type, 'LORA');
+    const viaLora = loss(['--adapter', lora]);
+    assert.ok(Math.abs(viaPoly - viaLora) < 1e-5, `task ${task}: Poly ${viaPoly} vs its LoRA ${viaLora}`);
+    assert.ok(viaPoly !== base, `task ${task}: the adapter changed nothing`);
+    routed.push(viaPoly);
+  }
+  assert.ok(routed[0] !== routed[1], 'both tasks route alike');
+  const bad = cli([...evalArgs, '--adapter', poly, '--task-id', '2']);
+  assert.not.equal(bad.code, 0);
+  assert.match(bad.stderr, /task id 2 is outside the adapter's 2 tasks \(0 to 1\)/);
+  const mhr = join(dir, 'mhr');
+  const r = cli(['train', ...common, '--data', join(dir, 'two.jsonl'), '--method', 'mhr', '--poly-tasks', '2', '--poly-skills', '2', '--poly-splits', '4', '--r', '2', '--steps', '2', '--out', mhr]);
+  assert.is(r.code, 0, r.stderr);
+  assert.equal([config(mhr).peft_type, config(mhr).n_tasks, config(mhr).n_skills, config(mhr).n_splits], ['POLY', 2, 2, 4]);
+  const q = 'base_model.model.model.layers.0.self_attn.q_proj';
+  const shapes = parseSafetensors(new Uint8Array(readFileSync(join(mhr, 'adapter_model.safetensors')))).tensors;
+  const shape = (n: string) => shapes.find((t) => t.name === `${q}.${n}`)?.shape;
+  assert.equal([shape('poly_lora_A'), shape('poly_lora_B'), shape('poly_router.module_logits')], [[4, 2, 16, 2], [4, 2, 2, 16], [2, 8]]);
 });
 
 test.run();
