@@ -28,6 +28,15 @@ await save('beta', 'lora', { r: 4, targetModules: ['q_proj', 'v_proj'] });
 await save('gamma', 'lora', { r: 4, targetModules: ['q_proj', 'v_proj'] });
 await save('odd', 'lora', { r: 2, targetModules: ['q_proj'] }, 'mixed');
 await save('delta', 'lora', { r: 2, targetModules: ['q_proj', 'v_proj'] }, 'mixed');
+await save('epsilon', 'lora', { r: 2, targetModules: ['q_proj', 'v_proj'] }, 'bases');
+await save('zeta', 'lora', { r: 2, targetModules: ['q_proj', 'v_proj'] }, 'bases');
+for (const [e, base] of [['epsilon', 'one/model'], ['zeta', 'some/other-model']]) {
+  const cfg = join(dir, 'bases', e!, 'adapter_config.json');
+  writeFileSync(cfg, JSON.stringify({ ...JSON.parse(readFileSync(cfg, 'utf8')) as object, base_model_name_or_path: base }));
+}
+await save('own', 'lora', { r: 2, targetModules: ['q_proj', 'v_proj'] }, 'owndata');
+await save('shared', 'lora', { r: 2, targetModules: ['q_proj', 'v_proj'] }, 'owndata');
+writeFileSync(join(dir, 'owndata', 'own', 'gate-data.txt'), 'Tom had a red ball. He liked to play with it in the sun.\n\nThe cat sat on the mat and looked at the bird.');
 writeFileSync(join(dir, 'held.txt'), 'Once upon a time there was a little dragon named Pip.\n\nLily went to the park with her mom.');
 const common = ['--model', STORIES_GGUF, '--backend', 'js', '--batch', '2', '--seq', '32'];
 const evalLoss = (adapter?: string) => {
@@ -60,8 +69,26 @@ test('bad inventories and options are refused before any training', () => {
   const mixed = cli(['train', ...common, '--method', 'phatgoose', '--experts', join(dir, 'mixed'), '--out', join(dir, 'x')]);
   assert.is(mixed.code, 1);
   assert.match(mixed.stderr, /expert 'odd' adapts other modules than 'delta'/);
+  const bases = cli(['train', ...common, '--method', 'phatgoose', '--experts', join(dir, 'bases'), '--out', join(dir, 'x')]);
+  assert.is(bases.code, 2);
+  assert.match(bases.stderr, /experts of different base models \('epsilon' on one\/model, 'zeta' on some\/other-model\)/);
   const empty = cli(['train', ...common, '--method', 'phatgoose', '--experts', join(dir, 'pg'), '--out', join(dir, 'x')]);
   assert.match(empty.stderr, /no PEFT adapter folders in it/);
+});
+
+test('an expert folder with gate-data.txt trains its gate on it, the others on --data', () => {
+  const common1 = ['--method', 'phatgoose', '--experts', join(dir, 'owndata'), '--gate-steps', '1', '--top-k', '1', '--json'];
+  const a = cli(['train', ...common, ...common1, '--data', join(dir, 'held.txt'), '--out', join(dir, 'own-a')]);
+  assert.is(a.code, 0, a.stderr);
+  assert.match(a.stderr, /gate own: trained on .*own\/gate-data\.txt/);
+  assert.match(a.stderr, /gate shared: trained on --data .*held\.txt/);
+  // Changing --data changes only the shared expert's gate: the own-data expert's first loss is the same.
+  writeFileSync(join(dir, 'other.txt'), 'A big dog ran fast down the hill to find a stick.\n\nMia baked a cake for her friend.');
+  const b = cli(['train', ...common, ...common1, '--data', join(dir, 'other.txt'), '--out', join(dir, 'own-b')]);
+  assert.is(b.code, 0, b.stderr);
+  const first = (r: { stderr: string }, e: string) => Number(new RegExp(`gate ${e}: 1 steps, loss ([0-9.]+)`).exec(r.stderr)![1]);
+  assert.is(first(a, 'own'), first(b, 'own'));
+  assert.not.equal(first(a, 'shared'), first(b, 'shared'));
 });
 
 test.run();

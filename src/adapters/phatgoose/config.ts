@@ -28,7 +28,7 @@ export interface PhatgooseConfig extends TargetConfig {
 }
 
 export const PHATGOOSE_OPTIONS: Readonly<Record<string, string>> = {
-  experts: 'the inventory: a folder of PEFT LoRA folders, one per expert (required; --experts DIR)',
+  experts: "the inventory: a folder of PEFT LoRA folders, one per expert, all on the same base and modules (required; --experts DIR); an expert folder holding gate-data.jsonl or gate-data.txt trains its gate on that file (its own data, as in the paper), the others on --data",
   topK: 'experts each token is routed to at each module (default 2)',
   temperature: "softmax temperature over the chosen experts' cosine scores (default 0.1)",
   gateSteps: 'steps of gate training per expert, the expert frozen (default 100; --steps does not apply)',
