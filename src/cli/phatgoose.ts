@@ -41,7 +41,7 @@ export async function trainPhatgooseCommand(f: Flags, deps: PhatgooseDeps): Prom
   if (f.out === undefined) throw new UsageError('train needs --out DIR');
   const dir = String(f.experts), out = String(f.out);
   const gateSteps = option(f, 'gate-steps', 100, (v) => Number.isInteger(v) && v >= 1, 'an integer ≥ 1');
-  const temperature = option(f, 'temperature', 0.1, (v) => v > 0 && Number.isFinite(v), 'a number > 0');
+  const temperature = option(f, 'temperature', 0, (v) => v >= 0 && Number.isFinite(v), 'a number ≥ 0 (0: 1/√in at each module, the reference\'s scale)');
   const topK = option(f, 'top-k', 2, (v) => Number.isInteger(v) && v >= 1, 'an integer ≥ 1');
   checkOutput(out, { overwrite: Boolean(f.overwrite) });
   if (!existsSync(dir)) throw new UsageError(`--experts ${dir}: no such folder`);

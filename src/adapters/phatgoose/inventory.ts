@@ -45,7 +45,7 @@ export function inventoryOf(experts: readonly Adapter[]): { experts: PhatgooseEx
  */
 export function attachPhatgoose(target: AdaptedModel, name: string, experts: readonly Adapter[], o: { mode: PhatgooseMode; topK?: number; temperature?: number; gates?: ReadonlyMap<string, ReadonlyMap<string, Float32Array>> }): Adapter {
   const inv = inventoryOf(experts);
-  const config = phatgoose.parseConfig({ experts: inv.experts, mode: o.mode, topK: o.topK ?? Math.min(2, inv.experts.length), temperature: o.temperature ?? 0.1, targetModules: inv.modules });
+  const config = phatgoose.parseConfig({ experts: inv.experts, mode: o.mode, topK: o.topK ?? Math.min(2, inv.experts.length), temperature: o.temperature ?? 0, targetModules: inv.modules });
   const modules = phatgoose.selectModules!(config, target.modules);
   const params: ParamStore = new Map();
   for (const a of experts) {
