@@ -7,7 +7,8 @@
 import { existsSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { AdaptedModel } from '../adapters/adapted-model.js';
+import { type Adapter, AdaptedModel } from '../adapters/adapted-model.js';
+import type { PhatgooseConfig } from '../adapters/phatgoose/config.js';
 import { attachPhatgoose, inventoryOf, trainGates } from '../adapters/phatgoose/inventory.js';
 import { pack, type Example, type PackedBlocks } from '../data/dataset.js';
 import type { LlamaCheckpoint } from '../formats/checkpoint.js';
@@ -27,6 +28,21 @@ export interface PhatgooseDeps {
 
 /** An expert folder holding one of these trains that expert's gate on it instead of --data (first found wins). */
 export const GATE_DATA_FILES = ['gate-data.jsonl', 'gate-data.txt'] as const;
+
+/**
+ * eval/generate --route-top-k K: route a PHATGOOSE adapter with K experts per token instead of its saved
+ * top_k (the gates do not depend on k, so one trained folder serves every k). Refused for other adapters
+ * and for K above the inventory.
+ */
+export function routeTopK(f: Flags, adapter: Adapter): void {
+  if (f['route-top-k'] === undefined) return;
+  const k = Number(f['route-top-k']);
+  if (adapter.method.name !== 'phatgoose') throw new UsageError(`--route-top-k goes with a PHATGOOSE --adapter (this one is ${adapter.method.name})`);
+  const c = adapter.config as PhatgooseConfig;
+  if (k > c.experts.length) throw new UsageError(`--route-top-k ${k} exceeds the ${c.experts.length} experts of ${String(f.adapter)}`);
+  // Read when the graph is built, so setting it before the runtime is made routes every forward with k.
+  c.topK = k;
+}
 
 /** A number flag of the method's options (they arrive as strings), checked before any work. */
 function option(f: Flags, name: string, fallback: number, ok: (v: number) => boolean, rule: string): number {

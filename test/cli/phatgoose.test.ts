@@ -58,6 +58,18 @@ test('gates trained per expert, saved as one routed folder that eval uses', () =
   const routed = evalLoss(out), base = evalLoss();
   assert.ok(Number.isFinite(routed) && Math.abs(routed - base) > 1e-4, `routed ${routed}, base ${base}`);
   for (const e of ['alpha', 'beta', 'gamma']) assert.ok(Math.abs(routed - evalLoss(join(dir, 'inv', e))) > 1e-6, `routing is not expert ${e} alone`);
+  // --route-top-k overrides the saved k: 3 of 3 routes differently from 2 of 3; 4 and a LoRA folder are refused.
+  const all = cli(['eval', '--model', STORIES_GGUF, '--backend', 'js', '--data', join(dir, 'held.txt'), '--json', '--adapter', out, '--route-top-k', '3']);
+  assert.is(all.code, 0, all.stderr);
+  const allLoss = (JSON.parse(all.stdout.trim().split('\n').pop()!) as { loss: number }).loss;
+  assert.ok(Math.abs(allLoss - routed) > 1e-6, `k = 3 ${allLoss}, k = 2 ${routed}`);
+  const over = cli(['eval', '--model', STORIES_GGUF, '--backend', 'js', '--data', join(dir, 'held.txt'), '--adapter', out, '--route-top-k', '4']);
+  assert.is(over.code, 2);
+  assert.match(over.stderr, /--route-top-k 4 exceeds the 3 experts/);
+  const lora = cli(['eval', '--model', STORIES_GGUF, '--backend', 'js', '--data', join(dir, 'held.txt'), '--adapter', join(dir, 'inv', 'alpha'), '--route-top-k', '1']);
+  assert.match(lora.stderr, /--route-top-k goes with a PHATGOOSE --adapter \(this one is lora\)/);
+  const gen = cli(['generate', '--model', STORIES_GGUF, '--backend', 'js', '--prompt', 'Once', '--max-tokens', '4', '--adapter', out, '--route-top-k', '1']);
+  assert.is(gen.code, 0, gen.stderr);
 });
 
 test('bad inventories and options are refused before any training', () => {
