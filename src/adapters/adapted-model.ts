@@ -258,13 +258,15 @@ export class AdaptedModel {
     if (inputSide.length > 1) throw new Error(`only one input-side adapter can be active at a time (active: ${inputSide.map((a) => a.name).join(', ')})`);
     if (prefixed.length > 1) throw new Error(`only one attention-prefix adapter can be active at a time (active: ${prefixed.map((a) => a.name).join(', ')})`);
     const [emb, pre] = [inputSide[0], prefixed[0]];
+    // Adapters that read each row's instance representation (IDPT, the SSF pool) share one host function.
+    const instanceSide = active.find((a) => a.method.instance);
     const biases = this.extraBiases();
     const tasks = mixed ? mixed.length + 1 : this.taskCount();
     const hooks: ModelHooks = {
       linear,
       ...(tasks !== undefined ? { tasks } : {}),
       ...([...byModule.values()].some((l) => l[0]!.m.kind === 'sublayer') ? { sublayer } : {}),
-      ...(emb?.method.instance ? { instance: (ids: ArrayLike<number>, targets: ArrayLike<number> | undefined, batch: number, seq: number) => emb.method.instance!(emb.config, this.embeddingTable(), this.base.config.dim, ids, targets, batch, seq) } : {}),
+      ...(instanceSide ? { instance: (ids: ArrayLike<number>, targets: ArrayLike<number> | undefined, batch: number, seq: number) => instanceSide.method.instance!(instanceSide.config, this.embeddingTable(), this.base.config.dim, ids, targets, batch, seq) } : {}),
       ...(emb ? {
         embeddings: (x: Tensor, g: Graph, e: { decoding: boolean; batch: number }) => emb.method.embeddings!({ graph: g, x, ...e }, emb.config, context(emb, g)),
         virtualTokens: emb.method.virtualTokens?.(emb.config) ?? 0,

@@ -15,15 +15,16 @@ import { poly } from './poly/index.js';
 import { prefixTuning } from './prefix-tuning/index.js';
 import { promptTuning } from './prompt-tuning/index.js';
 import { ssf } from './ssf/index.js';
+import { ssfPool } from './ssf-pool/index.js';
 import { triAdaptLora } from './triadaptlora/index.js';
 import type { AdapterMethod, TargetConfig } from './types.js';
 
 const methods = new Map<string, AdapterMethod<TargetConfig>>(
-  [lora, ia3, ssf, adalora, hydra, lamda, triAdaptLora, bottleneck, compacter, promptTuning, prefixTuning, lingo, poly, cpt, ept, idpt, phatgoose].map((m) => [m.name, m as unknown as AdapterMethod<TargetConfig>]),
+  [lora, ia3, ssf, adalora, hydra, lamda, triAdaptLora, bottleneck, compacter, promptTuning, prefixTuning, lingo, poly, cpt, ept, idpt, phatgoose, ssfPool].map((m) => [m.name, m as unknown as AdapterMethod<TargetConfig>]),
 );
 
 /** Short names accepted on the command line. */
-const aliases: Readonly<Record<string, string>> = { prompt: 'prompt-tuning', prefix: 'prefix-tuning', 'p-tuning-v2': 'prefix-tuning', mhr: 'poly' };
+const aliases: Readonly<Record<string, string>> = { prompt: 'prompt-tuning', prefix: 'prefix-tuning', 'p-tuning-v2': 'prefix-tuning', mhr: 'poly', fedins: 'ssf-pool' };
 
 export function getMethod(name: string): AdapterMethod<TargetConfig> {
   const m = methods.get(aliases[name] ?? name);

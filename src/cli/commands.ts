@@ -13,6 +13,8 @@ import type { PolyConfig, PolyMode } from '../adapters/poly/index.js';
 import { attachPolyAsLora, reusePoly } from '../adapters/poly/reuse.js';
 import { type MixedDeps, mixedEval, mixedGenerate, rowAdapterFlags } from './mixed.js';
 import { routeTopK, trainPhatgooseCommand } from './phatgoose.js';
+import { trainFedinsCommand } from './fedins.js';
+import { trainConpetCommand } from './conpet.js';
 import { modelModules, selectTargets } from '../adapters/targets.js';
 import { HERO_MARKER, HERO_OPENING, heroStories } from '../data/builtin-task.js';
 import { type ChatData, type Example, pack, streamExamples, textExamples } from '../data/dataset.js';
@@ -384,7 +386,7 @@ const trainFlags: Record<string, FlagSpec> = {
   data: { type: 'string', help: "training data: a text file (blank-line paragraphs), a .jsonl file ({\"text\"}, {\"prompt\",\"completion\"} or chat {\"messages\": [{\"role\",\"content\"}]}, loss on the assistant turns), or 'builtin' (the hero task)", default: 'builtin', path: dataPath },
   ...chatTemplateFlag,
   ...taskFlag,
-  method: { type: 'string', help: `adapter method: ${methodNames().join(' | ')}; or a method that trains the base weights and saves a whole model (spiel: a sparse-delta folder) in --out: ${Object.keys(UPDATERS).join(' | ')}`, default: 'lora' },
+  method: { type: 'string', help: `adapter method: ${methodNames().join(' | ')}; or a method that trains the base weights and saves a whole model (spiel: a sparse-delta folder) in --out: ${Object.keys(UPDATERS).join(' | ')}; or many adapters at once: phatgoose (gates for the LoRA experts of --experts DIR, routed per token), fedins (an SSF pool trained by federated averaging over --clients), conpet (a LoRA per task of a --data stream with a "task" field, and a module selector)`, default: 'lora' },
   targets: { type: 'string', help: "modules to adapt, comma-separated, or 're:<regex>' (default: every projection of the model's family; Phi-3: qkv_proj,o_proj,gate_up_proj,down_proj; GPT-2: c_attn,c_proj,c_fc; with --task seq-cls|token-cls PEFT's: query,value, DistilBERT q_lin,v_lin)", default: 'q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj' },
   layers: {
     type: 'string', help: 'only these layers, comma-separated',
@@ -451,6 +453,10 @@ const trainFlags: Record<string, FlagSpec> = {
   'taid-alpha': { type: 'number', help: "TAID's step size α of the adaptive increase of t (default 5e-4)", range: { min: 0, max: 1 } },
   'taid-beta': { type: 'number', help: "TAID's momentum β of the loss's relative change (default 0.99)", range: { min: 0, below: 1 } },
   beta: { type: 'number', help: "DPO's β: how strongly the policy is held to the reference (--objective dpo)", default: 0.1, range: { above: 0 } },
+  clients: { type: 'int', help: 'with --method fedins: simulated clients, each with a contiguous shard of --data (default 4)', range: { integer: true, min: 1, max: 1024 } },
+  rounds: { type: 'int', help: 'with --method fedins: federated averaging rounds (default 5)', range: { integer: true, min: 1 } },
+  'local-steps': { type: 'int', help: 'with --method fedins: steps each client trains per round (default 10)', range: { integer: true, min: 1 } },
+  'replay-size': { type: 'int', help: 'with --method conpet: examples of earlier tasks the replay buffer keeps for the module selector (default 32)', range: { integer: true, min: 0 } },
   'poly-from': { type: 'string', help: 'with --method poly: start from this trained Poly adapter folder (its skills and routing) instead of a fresh one; with --poly-mode z only the routing trains (MHR-z), and --poly-tasks above its own adds router rows for new tasks', path: { kind: 'folder' } },
   'ce-chunk': { type: 'string', help: "rows of the output head and cross-entropy computed at a time so the whole logits never exist: N, 0 (off) or auto (chunks of at most 64 MiB of logits, none when they all fit)", default: 'auto' },
   ...baseMethodFlags(),
@@ -587,6 +593,8 @@ function rowsPerTask(tasks: Int32Array): Map<number, number> {
 
 async function train(f: Flags): Promise<number | void> {
   if (isBaseMethod(f.method)) return trainBaseCommand(f, { openTextModel, openBackend, loadExamples, spec: trainFlags });
+  if (f.method === 'conpet') return trainConpetCommand(f, { openTextModel, openBackend, loadExamples, err });
+  if (f.method === 'fedins') return trainFedinsCommand(f, { openTextModel, openBackend, loadExamples, methodConfig: (g) => methodConfig(g), writePeftDir, err });
   if (f.method === 'phatgoose') return trainPhatgooseCommand(f, { openTextModel, openBackend, loadExamples, readAdapterDir, writePeftDir, err });
   if (f.task !== 'lm' && (f.init === 'eva' || f.init === 'corda')) throw new UsageError(`--init ${String(f.init)} reads a language-model data sample; it is not available with --task ${String(f.task)}`);
   if (f.task !== 'lm') return trainClassifier(f, trainFlags, methodConfig);

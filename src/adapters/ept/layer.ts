@@ -14,8 +14,7 @@
 import * as F from '../../graph/api.js';
 import type { Tensor } from '../../graph/graph.js';
 import { VIRTUAL_SLOT_INPUT } from '../../model/names.js';
-import { tensorF32 } from '../../formats/checkpoint.js';
-import { modelModules } from '../targets.js';
+import { sampledVocabPrompt } from '../prompt-tuning/layer.js';
 import type { BuildContext, EmbeddingsContext, InitContext, ParamStore } from '../types.js';
 import type { EptConfig } from './config.js';
 
@@ -25,15 +24,9 @@ export const KEYS = {
 } as const;
 
 export function createEptParams(ctx: InitContext<EptConfig>): ParamStore {
-  const c = ctx.config, D = ctx.model.dim, P = c.numVirtualTokens, V = ctx.model.vocabSize;
+  const c = ctx.config, D = ctx.model.dim, P = c.numVirtualTokens;
   if (c.r > D || c.spaceRank > D) throw new Error(`ept: r ${c.r} and spaceRank ${c.spaceRank} must not exceed the model width ${D}`);
-  // The prompt starts at the embeddings of random vocabulary tokens (prompt tuning's sampled-vocabulary init).
-  const table = tensorF32(ctx.baseWeight(modelModules(ctx.model).find((m) => m.kind === 'embedding')!.name));
-  const prompt = new Float32Array(P * D);
-  for (let i = 0; i < P; i++) {
-    const id = Math.min(V - 1, Math.floor(ctx.random() * V));
-    prompt.set(table.subarray(id * D, id * D + D), i * D);
-  }
+  const prompt = sampledVocabPrompt(ctx, P);
   // A and U: uniform with LoRA's Kaiming bound 1/√d; B, V and the gate: zero, so the start is the identity.
   const bound = 1 / Math.sqrt(D);
   const uniform = (n: number) => Float32Array.from({ length: n }, () => (2 * ctx.random() - 1) * bound);

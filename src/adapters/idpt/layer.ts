@@ -12,21 +12,15 @@
 import * as F from '../../graph/api.js';
 import type { Tensor } from '../../graph/graph.js';
 import { INSTANCE_INPUT, VIRTUAL_SLOT_INPUT } from '../../model/names.js';
-import { tensorF32 } from '../../formats/checkpoint.js';
-import { modelModules } from '../targets.js';
+import { sampledVocabPrompt } from '../prompt-tuning/layer.js';
 import type { BuildContext, EmbeddingsContext, InitContext, ParamStore } from '../types.js';
 import type { IdptConfig } from './config.js';
 
 export const IDPT_KEYS = { prompt: 'prompt_embeddings', w1: 'idpt_generator.w1', b1: 'idpt_generator.b1', w2: 'idpt_generator.w2', b2: 'idpt_generator.b2' } as const;
 
 export function createIdptParams(ctx: InitContext<IdptConfig>): ParamStore {
-  const c = ctx.config, D = ctx.model.dim, P = c.numVirtualTokens, H = c.generatorHidden, V = ctx.model.vocabSize;
-  const table = tensorF32(ctx.baseWeight(modelModules(ctx.model).find((m) => m.kind === 'embedding')!.name));
-  const prompt = new Float32Array(P * D);
-  for (let i = 0; i < P; i++) {
-    const id = Math.min(V - 1, Math.floor(ctx.random() * V));
-    prompt.set(table.subarray(id * D, id * D + D), i * D);
-  }
+  const c = ctx.config, D = ctx.model.dim, P = c.numVirtualTokens, H = c.generatorHidden;
+  const prompt = sampledVocabPrompt(ctx, P);
   const bound = 1 / Math.sqrt(D);
   return new Map([
     [IDPT_KEYS.prompt, { shape: [P, D], data: prompt }],

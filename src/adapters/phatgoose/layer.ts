@@ -19,6 +19,7 @@ import type { Tensor } from '../../graph/graph.js';
 import type { LinearContext } from '../../model/llama.js';
 import type { BuildContext, InitContext, ModuleInfo, ParamStore } from '../types.js';
 import type { PhatgooseConfig } from './config.js';
+import { standardise, topKMask } from '../routing.js';
 
 export const phatgooseKeys = (module: string, expert: string) => ({
   a: `${module}.phatgoose.${expert}.lora_A.weight`,
@@ -42,27 +43,11 @@ export function createPhatgooseParams(ctx: InitContext<PhatgooseConfig>): ParamS
 
 const sigmoid = (x: Tensor): Tensor => F.add(F.scale(F.tanh(F.scale(x, 0.5)), 0.5), F.fill(x.graph, [1], 0.5));
 
-/** (x − mean) / √(var + 1e-12) over the last axis. */
-function standardise(x: Tensor): Tensor {
-  const last = x.shape.length - 1;
-  const centred = F.sub(x, F.mean(x, [last], true));
-  return F.div(centred, F.sqrt(F.add(F.mean(F.mul(centred, centred), [last], true), F.fill(x.graph, [1], 1e-12))));
-}
-
-/** ½(1 + sign d), with sign d = d/√(d² + 10⁻³⁰). */
-function step(d: Tensor): Tensor {
-  const sign = F.div(d, F.sqrt(F.add(F.mul(d, d), F.fill(d.graph, [1], 1e-30))));
-  return F.scale(F.add(sign, F.fill(d.graph, [1], 1)), 0.5);
-}
-
 /** The routing weights [N, E] for tokens x [N, in] and gates [E, in]. */
 export function routeWeights(x: Tensor, gates: Tensor, topK: number, temperature: number): Tensor {
-  const [N, D] = x.shape as [number, number], E = gates.shape[0]!;
+  const D = x.shape[1]!;
   const c = F.scale(F.matmul(standardise(x), standardise(gates), { transB: true }), 1 / D); // [N, E]
-  // rank_e = Σ_j step(c_j − c_e) − ½ (the j = e term is step(0) = ½).
-  const diff = F.sub(F.reshape(c, [N, 1, E]), F.reshape(c, [N, E, 1])); // [N, e, j] = c_j − c_e
-  const rank = F.sub(F.sum(step(diff), [2]), F.fill(x.graph, [1], 0.5));
-  const chosen = step(F.sub(F.fill(x.graph, [1], topK - 0.5), rank)); // [N, E]
+  const chosen = topKMask(c, topK);
   const e = F.mul(chosen, F.exp(F.scale(F.sub(c, F.fill(x.graph, [1], 1)), 1 / temperature)));
   return F.div(e, F.add(F.sum(e, [1], true), F.fill(x.graph, [1], 1e-30)));
 }

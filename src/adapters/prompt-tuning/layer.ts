@@ -33,15 +33,30 @@ export function createPromptParams(ctx: InitContext<PromptTuningConfig>): ParamS
       if (text.length === 0) throw new Error('prompt-tuning: initText encodes to no tokens');
       ids = Array.from({ length: P }, (_, i) => text[i % text.length]!);
     } else {
-      // Ordinary pieces only (no control or byte tokens).
-      const types = ctx.tokenizer?.types;
-      const ok = (id: number) => !types || types[id] === TokenType.NORMAL;
-      const pool = Array.from({ length: ctx.model.vocabSize }, (_, i) => i).filter(ok);
-      ids = Array.from({ length: P }, () => pool[Math.floor(ctx.random() * pool.length)]!);
+      ids = sampledVocabIds(ctx, P);
     }
     ids.forEach((id, i) => data.set(table.subarray(id * D, id * D + D), i * D));
   }
   return new Map([[PROMPT_KEY, { shape: [P, D], data }]]);
+}
+
+/** `count` random ordinary vocabulary tokens (no control or byte tokens), drawn with the context's generator. */
+function sampledVocabIds(ctx: InitContext<unknown>, count: number): number[] {
+  const types = ctx.tokenizer?.types;
+  const ok = (id: number) => !types || types[id] === TokenType.NORMAL;
+  const pool = Array.from({ length: ctx.model.vocabSize }, (_, i) => i).filter(ok);
+  return Array.from({ length: count }, () => pool[Math.floor(ctx.random() * pool.length)]!);
+}
+
+/**
+ * A [count, d] prompt started at the embeddings of random ordinary vocabulary tokens (prompt tuning's
+ * sampled-vocabulary init), for the prompt methods that start from one (EPT, IDPT).
+ */
+export function sampledVocabPrompt(ctx: InitContext<unknown>, count: number): Float32Array {
+  const D = ctx.model.dim, table = tensorF32(ctx.baseWeight(modelModules(ctx.model).find((m) => m.kind === 'embedding')!.name));
+  const out = new Float32Array(count * D);
+  sampledVocabIds(ctx, count).forEach((id, i) => out.set(table.subarray(id * D, id * D + D), i * D));
+  return out;
 }
 
 export function promptEmbeddings(ctx: EmbeddingsContext, c: PromptTuningConfig, b: BuildContext): Tensor {
