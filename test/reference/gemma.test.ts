@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { AdaptedModel } from '../../src/adapters/adapted-model.js';
+import { attachPhatgoose } from '../../src/adapters/phatgoose/inventory.js';
 import type { Backend } from '../../src/backends/backend.js';
 import { createJsBackend } from '../../src/backends/js/index.js';
 import { configHeadDim, type LlamaCheckpoint, type LlamaConfig, loadCheckpoint, tensorF32, validateCheckpoint } from '../../src/formats/checkpoint.js';
@@ -255,8 +256,17 @@ test('every adapter method trains on Gemma 2 (windows and soft-caps on) with its
   const base = withTokenizer(ckpt);
   for (const m of methodNames()) {
     const model = new AdaptedModel(base);
-    // Compacter's default phm_dim 4 does not divide this model's bottleneck width 2.
-    model.addAdapter('a', m, m === 'compacter' ? { phmDim: 2 } : {}, { seed: 1 });
+    // Compacter's default phm_dim 4 does not divide this model's bottleneck width 2; CPT needs its context;
+    // PHATGOOSE is built from an expert (here a LoRA with random factors, its gate trained).
+    const own: Record<string, Record<string, unknown>> = { compacter: { phmDim: 2 }, cpt: { cptTokenIds: [2, 5, 6, 7], projectionEpsilon: 50 } };
+    if (m === 'phatgoose') {
+      const experts = new AdaptedModel(base);
+      const e = experts.addAdapter('e', 'lora', { r: 2, targetModules: ['q_proj', 'v_proj'] }, { seed: 2 });
+      for (const [k, p] of e.params) if (k.includes('lora_B')) p.data.forEach((_, i) => { p.data[i] = 0.3 * Math.sin(i + 1); });
+      attachPhatgoose(model, 'a', [e], { mode: 'gate' });
+    } else {
+      model.addAdapter('a', m, own[m] ?? {}, { seed: 1 });
+    }
     const r = await fineTune({ model, adapter: 'a', backend: createJsBackend(), data: blocks(8, 4), steps: 3, batch: 4, seed: 1 });
     assert.ok(r.losses.every(Number.isFinite) && r.losses[2]! < r.losses[0]!, `${m}: loss ${r.losses.join(', ')}`);
     const rt = model.runtime(createJsBackend());

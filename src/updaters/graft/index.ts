@@ -6,12 +6,10 @@
  * `checkEvery` steps (and before the first update and after the last) the rounded mask 1[σ(s) > 0.5] is
  * scored on the run's held-out data; the best one is the result, a sparse delta θ_ft − θ₀ on its entries.
  */
-import { existsSync, statSync } from 'node:fs';
-import { join } from 'node:path';
 import { type LlamaCheckpoint, type NamedTensor, loadCheckpoint, tensorF32 } from '../../formats/checkpoint.js';
 import type { UpdaterEntry } from '../registry-types.js';
-import type { SparseDelta } from '../sparse/delta.js';
-import { applyDeltaToCheckpoint, isDeltaFolder, loadDeltaFolder } from '../sparse/folder.js';
+import { applyDeltaToCheckpoint } from '../sparse/apply.js';
+import { type SparseDelta, readSparseDelta } from '../sparse/delta.js';
 import { baseTensors } from '../train.js';
 import type { TensorOptimizer, TensorOptimizerHyper, Updater, UpdaterContext } from '../types.js';
 import { initialMaskLogits, roundedGraft, sigmoid, softGraft } from './mask.js';
@@ -70,10 +68,17 @@ export async function loadFineTuned(from: LlamaCheckpoint | string, base: LlamaC
   let tuned: LlamaCheckpoint;
   if (typeof from !== 'string') tuned = from;
   else {
+    // Node's file system, imported only here so that the library stays loadable in browsers.
+    const { existsSync, readFileSync, statSync } = await import('node:fs');
+    const { join } = await import('node:path');
     if (!existsSync(from)) throw new Error(`graft: the fine-tuned model ${from} does not exist`);
-    if (isDeltaFolder(from)) return applyDeltaToCheckpoint(base, (await loadDeltaFolder(from)).delta, `graft: the fine-tuned delta ${from}`);
-    const dir = statSync(from).isDirectory();
-    if (dir && existsSync(join(from, 'adapter_config.json'))) throw new Error(`graft: ${from} holds a PEFT adapter, not a fine-tuned model (merge it first: adaptkit merge) or a sparse delta`);
+    const dir = statSync(from).isDirectory(), cfgPath = join(from, 'adapter_config.json');
+    const cfg = dir && existsSync(cfgPath) ? (JSON.parse(readFileSync(cfgPath, 'utf8')) as { peft_type?: string; adapter_name?: string }) : undefined;
+    if (cfg?.peft_type === 'SFT') {
+      const delta = readSparseDelta(new Uint8Array(readFileSync(join(from, 'adapter_model.safetensors'))), typeof cfg.adapter_name === 'string' ? cfg.adapter_name : undefined);
+      return applyDeltaToCheckpoint(base, delta, `graft: the fine-tuned delta ${from}`);
+    }
+    if (cfg) throw new Error(`graft: ${from} holds a PEFT adapter, not a fine-tuned model (merge it first: adaptkit merge) or a sparse delta`);
     const path = !dir || existsSync(join(from, 'config.json')) ? from : join(from, 'model.gguf');
     if (dir && !existsSync(path)) throw new Error(`graft: ${from} holds no model (config.json and model.safetensors, or model.gguf) and no sparse delta`);
     tuned = await loadCheckpoint(path);
