@@ -12,7 +12,7 @@ import { getMethod, methodNames } from '../adapters/registry.js';
 import type { PolyConfig, PolyMode } from '../adapters/poly/index.js';
 import { attachPolyAsLora, reusePoly } from '../adapters/poly/reuse.js';
 import { type MixedDeps, mixedEval, mixedGenerate, rowAdapterFlags } from './mixed.js';
-import { trainPhatgooseCommand } from './phatgoose.js';
+import { routeTopK, trainPhatgooseCommand } from './phatgoose.js';
 import { trainFedinsCommand } from './fedins.js';
 import { trainConpetCommand } from './conpet.js';
 import { modelModules, selectTargets } from '../adapters/targets.js';
@@ -147,7 +147,7 @@ async function runtimeFor(f: Flags, ckpt: LlamaCheckpoint, chosen: ChosenBackend
   // A whole model (train --method full|lisa|hft) is used in the base model's place.
   if (isModelFolder(String(f.adapter))) return new LlamaRuntime(await loadModelFolder(String(f.adapter), ckpt, baseDtypeOf(f)), chosen.backend);
   const model = new AdaptedModel(ckpt);
-  await readAdapterDir(model, String(f.adapter));
+  routeTopK(f, await readAdapterDir(model, String(f.adapter)));
   return model.runtime(chosen.backend);
 }
 
@@ -166,6 +166,7 @@ async function chatTemplateOf(f: Flags, data: TokenizerData): Promise<ChatTempla
 
 const taskIdFlag: Record<string, FlagSpec> = {
   'task-id': { type: 'int', help: 'the task id a Poly adapter routes by (default 0 when it has one task; required when it has more)', range: GENERATE_RANGES.task },
+  'route-top-k': { type: 'int', help: 'with a PHATGOOSE --adapter: route each token to this many experts instead of the top_k it was saved with (at most its experts)', range: { integer: true, min: 1 } },
 };
 
 const generateFlags: Record<string, FlagSpec> = {

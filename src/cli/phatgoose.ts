@@ -1,14 +1,16 @@
 /**
  * `adaptkit train --method phatgoose --experts DIR`: every PEFT LoRA folder in DIR is an expert; each gets
- * its gate trained on --data with the expert frozen (--gate-steps, default 100), and the experts with their
+ * its gate trained with the expert frozen on its own data where its folder holds a gate-data file
+ * (GATE_DATA_FILES; the paper's setting) and on --data otherwise (--gate-steps, default 100), and the experts with their
  * gates are saved as one PHATGOOSE folder that eval and generate --adapter route token by token.
  */
 import { existsSync } from 'node:fs';
-import { readdir } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { AdaptedModel } from '../adapters/adapted-model.js';
+import { type Adapter, AdaptedModel } from '../adapters/adapted-model.js';
+import type { PhatgooseConfig } from '../adapters/phatgoose/config.js';
 import { attachPhatgoose, inventoryOf, trainGates } from '../adapters/phatgoose/inventory.js';
-import { pack, type Example } from '../data/dataset.js';
+import { pack, type Example, type PackedBlocks } from '../data/dataset.js';
 import type { LlamaCheckpoint } from '../formats/checkpoint.js';
 import type { ChosenBackend } from '../scheduler/backends.js';
 import type { Tokenizer } from '../tokenizer/types.js';
@@ -24,6 +26,24 @@ export interface PhatgooseDeps {
   err(line: string): void;
 }
 
+/** An expert folder holding one of these trains that expert's gate on it instead of --data (first found wins). */
+export const GATE_DATA_FILES = ['gate-data.jsonl', 'gate-data.txt'] as const;
+
+/**
+ * eval/generate --route-top-k K: route a PHATGOOSE adapter with K experts per token instead of its saved
+ * top_k (the gates do not depend on k, so one trained folder serves every k). Refused for other adapters
+ * and for K above the inventory.
+ */
+export function routeTopK(f: Flags, adapter: Adapter): void {
+  if (f['route-top-k'] === undefined) return;
+  const k = Number(f['route-top-k']);
+  if (adapter.method.name !== 'phatgoose') throw new UsageError(`--route-top-k goes with a PHATGOOSE --adapter (this one is ${adapter.method.name})`);
+  const c = adapter.config as PhatgooseConfig;
+  if (k > c.experts.length) throw new UsageError(`--route-top-k ${k} exceeds the ${c.experts.length} experts of ${String(f.adapter)}`);
+  // Read when the graph is built, so setting it before the runtime is made routes every forward with k.
+  c.topK = k;
+}
+
 /** A number flag of the method's options (they arrive as strings), checked before any work. */
 function option(f: Flags, name: string, fallback: number, ok: (v: number) => boolean, rule: string): number {
   if (f[name] === undefined) return fallback;
@@ -37,13 +57,24 @@ export async function trainPhatgooseCommand(f: Flags, deps: PhatgooseDeps): Prom
   if (f.out === undefined) throw new UsageError('train needs --out DIR');
   const dir = String(f.experts), out = String(f.out);
   const gateSteps = option(f, 'gate-steps', 100, (v) => Number.isInteger(v) && v >= 1, 'an integer ≥ 1');
-  const temperature = option(f, 'temperature', 0.1, (v) => v > 0 && Number.isFinite(v), 'a number > 0');
+  const temperature = option(f, 'temperature', 0, (v) => v >= 0 && Number.isFinite(v), 'a number ≥ 0 (0: 1/√in at each module, the reference\'s scale)');
   const topK = option(f, 'top-k', 2, (v) => Number.isInteger(v) && v >= 1, 'an integer ≥ 1');
   checkOutput(out, { overwrite: Boolean(f.overwrite) });
   if (!existsSync(dir)) throw new UsageError(`--experts ${dir}: no such folder`);
   const subs = (await readdir(dir, { withFileTypes: true })).filter((d) => d.isDirectory() && existsSync(join(dir, d.name, 'adapter_config.json'))).map((d) => d.name).sort();
   if (subs.length === 0) throw new UsageError(`--experts ${dir}: no PEFT adapter folders in it (subfolders with adapter_config.json)`);
   if (topK > subs.length) throw new UsageError(`--top-k ${topK} exceeds the ${subs.length} experts in ${dir}`);
+  // Experts of different bases cannot share one: refused by the base each folder names, before any loading.
+  const bases = new Map<string, string>();
+  for (const s of subs) {
+    const cfg = JSON.parse(await readFile(join(dir, s, 'adapter_config.json'), 'utf8')) as { base_model_name_or_path?: unknown };
+    if (typeof cfg.base_model_name_or_path === 'string' && cfg.base_model_name_or_path) bases.set(s, cfg.base_model_name_or_path);
+  }
+  const baseNames = [...new Set(bases.values())];
+  if (baseNames.length > 1) {
+    const [a, b] = baseNames.map((n) => [...bases].find(([, v]) => v === n)![0]);
+    throw new UsageError(`--experts ${dir}: experts of different base models ('${a}' on ${bases.get(a!)}, '${b}' on ${bases.get(b!)}); all must adapt the same base`);
+  }
   const { ckpt, tok } = await deps.openTextModel(f);
   const inventory = new AdaptedModel(ckpt);
   const names = subs.map((s) => s.replace(/[^A-Za-z0-9_-]/g, '_'));
@@ -53,9 +84,21 @@ export async function trainPhatgooseCommand(f: Flags, deps: PhatgooseDeps): Prom
   const inv = inventoryOf(experts);
   deps.err(`experts: ${inv.experts.map((e) => `${e.name} (rank ${e.r})`).join(', ')} on ${inv.modules.length} modules`);
   const seq = Number(f.seq);
-  const { examples, source } = await deps.loadExamples(String(f.data), tok, seq);
-  const data = pack(examples, seq, 0);
-  if (data.rows === 0) throw new UsageError(`--data ${source}: no rows to train the gates on`);
+  const packed = async (spec: string, what: string): Promise<PackedBlocks> => {
+    const { examples, source } = await deps.loadExamples(spec, tok, seq);
+    const blocks = pack(examples, seq, 0);
+    if (blocks.rows === 0) throw new UsageError(`${what} ${source}: no rows to train the gates on`);
+    return blocks;
+  };
+  const own = subs.map((s) => GATE_DATA_FILES.map((n) => join(dir, s, n)).find((p) => existsSync(p)));
+  const data = new Map<string, PackedBlocks>();
+  let shared: PackedBlocks | undefined;
+  for (const [i, name] of names.entries()) {
+    const file = own[i];
+    if (file) data.set(name, await packed(file, `expert '${name}' gate data`));
+    else data.set(name, shared ??= await packed(String(f.data), '--data'));
+    deps.err(`gate ${name}: trained on ${file ?? `--data ${String(f.data)}`}`);
+  }
   const chosen = await deps.openBackend(f);
   const gates = await trainGates(() => new AdaptedModel(ckpt), experts, {
     backend: chosen.backend, data, steps: gateSteps, batch: Number(f.batch), seed: Number(f.seed), ...(f.lr !== undefined ? { lr: Number(f.lr) } : {}),

@@ -1,4 +1,5 @@
-// PHATGOOSE on stories260K: one expert routed with k = 1 is that expert (logits within 1e-5); the top-k
+// PHATGOOSE on stories260K: one expert routed with k = 1 is that expert (logits within 1e-5); two experts
+// with one gate and k = 2 are both LoRAs at half weight (1e-5); the top-k
 // routing weights of planted tokens and gates equal a float64 brute force (1e-5) and pick the planted
 // experts; the gate's gradient in gate training matches finite differences (1e-6 relative); gate training
 // lowers the held-out loss; a saved PHATGOOSE folder reloads to the same loss; js and wasm route alike.
@@ -41,6 +42,23 @@ test('one expert routed with k = 1 is that expert', async () => {
   assert.is(a.modules.length, 3 * ckpt.config.nLayers);
   const base = await forwardLogits(new AdaptedModel(ckpt), ids, 2, 8);
   assert.ok(gap(got, base) > 1e-2, 'the expert changes the output');
+});
+
+test('two experts with the same gate and k = 2 are their average (each LoRA at half weight)', async () => {
+  const inv = experts(2);
+  const m = new AdaptedModel(ckpt);
+  const shared = new Map(inv.get('e0').modules.map((mod, i) => [mod.name, Float32Array.from({ length: mod.inFeatures }, (_, j) => Math.sin(i + 0.7 * j))]));
+  attachPhatgoose(m, 'pg', [inv.get('e0'), inv.get('e1')], { mode: 'route', topK: 2, gates: new Map([['e0', shared], ['e1', shared]]) });
+  const got = await forwardLogits(m, ids, 2, 8);
+  // The reference: both LoRAs on at once, each B halved.
+  for (const e of ['e0', 'e1']) {
+    inv.enable(e);
+    for (const [key, p] of inv.get(e).params) if (key.includes('lora_B')) p.data.set(p.data.map((v) => v / 2));
+  }
+  const want = await forwardLogits(inv, ids, 2, 8);
+  assert.ok(gap(got, want) < 1e-5, `gap ${gap(got, want)}`);
+  inv.disable('e1');
+  assert.ok(gap(got, await forwardLogits(inv, ids, 2, 8)) > 1e-3, 'the second expert matters');
 });
 
 test('top-k routing weights equal a float64 brute force and pick the planted experts', async () => {

@@ -21,16 +21,16 @@ export interface PhatgooseConfig extends TargetConfig {
   mode: PhatgooseMode;
   /** Experts each token uses at each module. */
   topK: number;
-  /** Softmax temperature over the chosen experts' cosine scores. */
+  /** Softmax temperature over the chosen experts' cosine scores; 0: 1/√in per module, the reference's. */
   temperature: number;
   /** The adapted modules, by full name (every expert adapts exactly these). */
   targetModules: string[];
 }
 
 export const PHATGOOSE_OPTIONS: Readonly<Record<string, string>> = {
-  experts: 'the inventory: a folder of PEFT LoRA folders, one per expert (required; --experts DIR)',
+  experts: "the inventory: a folder of PEFT LoRA folders, one per expert, all on the same base and modules (required; --experts DIR); an expert folder holding gate-data.jsonl or gate-data.txt trains its gate on that file (its own data, as in the paper), the others on --data",
   topK: 'experts each token is routed to at each module (default 2)',
-  temperature: "softmax temperature over the chosen experts' cosine scores (default 0.1)",
+  temperature: "softmax temperature τ over the chosen experts' cosine scores (default 0: τ = 1/√in at each module, i.e. the reference's softmax of the standardised dot product over √in)",
   gateSteps: 'steps of gate training per expert, the expert frozen (default 100; --steps does not apply)',
 };
 
@@ -55,7 +55,7 @@ export function parsePhatgooseConfig(raw: Readonly<Record<string, unknown>>): Ph
   if (!Array.isArray(targets) || targets.length === 0 || !targets.every((t) => typeof t === 'string')) throw new Error(`${M}: targetModules must list the experts' modules by full name`);
   return {
     experts: (experts as PhatgooseExpert[]).map((e) => ({ name: e.name, r: e.r, scaling: e.scaling })), mode, topK,
-    temperature: num(M, raw, 'temperature', 0.1, (v) => v > 0 && Number.isFinite(v), 'a number > 0'),
+    temperature: num(M, raw, 'temperature', 0, (v) => v >= 0 && Number.isFinite(v), 'a number ≥ 0 (0: 1/√in)'),
     targetModules: [...targets as string[]],
   };
 }

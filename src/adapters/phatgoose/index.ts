@@ -7,7 +7,7 @@ export const phatgoose: AdapterMethod<PhatgooseConfig> = {
   name: 'phatgoose',
   peftType: 'PHATGOOSE',
   options: PHATGOOSE_OPTIONS,
-  defaultLr: { value: 1e-2, source: 'chosen, not tuned: between LoRA\'s 3e-3 and prompt tuning\'s 3e-2, for one vector per module trained 100 steps' },
+  defaultLr: { value: 1e-2, source: "measured on the stories260K hero task, one LoRA expert, 40 gate steps of batch 4 (held-out loss 0.1177 before; after: 0.1023 at 1e-3, 0.0946 at 3e-3, 0.0882 at 1e-2, 0.0868 at 3e-2); the reference code's default is 1e-3" },
   parseConfig: parsePhatgooseConfig,
   selectModules: (c, modules) => {
     const out = modules.filter((m) => m.kind === 'linear' && c.targetModules.includes(m.name));

@@ -45,7 +45,7 @@ export function inventoryOf(experts: readonly Adapter[]): { experts: PhatgooseEx
  */
 export function attachPhatgoose(target: AdaptedModel, name: string, experts: readonly Adapter[], o: { mode: PhatgooseMode; topK?: number; temperature?: number; gates?: ReadonlyMap<string, ReadonlyMap<string, Float32Array>> }): Adapter {
   const inv = inventoryOf(experts);
-  const config = phatgoose.parseConfig({ experts: inv.experts, mode: o.mode, topK: o.topK ?? Math.min(2, inv.experts.length), temperature: o.temperature ?? 0.1, targetModules: inv.modules });
+  const config = phatgoose.parseConfig({ experts: inv.experts, mode: o.mode, topK: o.topK ?? Math.min(2, inv.experts.length), temperature: o.temperature ?? 0, targetModules: inv.modules });
   const modules = phatgoose.selectModules!(config, target.modules);
   const params: ParamStore = new Map();
   for (const a of experts) {
@@ -66,7 +66,8 @@ export function attachPhatgoose(target: AdaptedModel, name: string, experts: rea
 
 export interface GateTrainingOptions {
   backend: Backend;
-  data: PackedBlocks;
+  /** The gate-training data: one set for every expert, or per expert name (the paper trains each gate on its expert's own data). */
+  data: PackedBlocks | ReadonlyMap<string, PackedBlocks>;
   /** Steps per expert (default 100, as the paper). */
   steps?: number;
   batch?: number;
@@ -76,16 +77,24 @@ export interface GateTrainingOptions {
 }
 
 /**
- * Train each expert's gate alone (the expert and the base frozen, its output scaled by σ(v·x)) on `data`;
+ * Train each expert's gate alone (the expert and the base frozen, its output scaled by σ(v·x)) on `data`
+ * (shared, or that expert's own);
  * returns per expert the gate vector of every module.
  */
 export async function trainGates(makeModel: () => AdaptedModel, experts: readonly Adapter[], o: GateTrainingOptions): Promise<Map<string, Map<string, Float32Array>>> {
   inventoryOf(experts);
+  const dataOf = (name: string): PackedBlocks => {
+    if (!(o.data instanceof Map)) return o.data as PackedBlocks;
+    const d = o.data.get(name);
+    if (!d) throw new Error(`phatgoose: no gate-training data for expert '${name}'`);
+    return d;
+  };
+  for (const e of experts) dataOf(e.name);
   const out = new Map<string, Map<string, Float32Array>>();
   for (const e of experts) {
     const model = makeModel();
     const a = attachPhatgoose(model, 'gate', [e], { mode: 'gate' });
-    const r = await fineTune({ model, adapter: 'gate', backend: o.backend, data: o.data, steps: o.steps ?? 100, batch: o.batch ?? 4, ...(o.lr !== undefined ? { lr: o.lr } : {}), decay: 'constant', seed: o.seed ?? 0 });
+    const r = await fineTune({ model, adapter: 'gate', backend: o.backend, data: dataOf(e.name), steps: o.steps ?? 100, batch: o.batch ?? 4, ...(o.lr !== undefined ? { lr: o.lr } : {}), decay: 'constant', seed: o.seed ?? 0 });
     await r.run.syncAdapter();
     out.set(e.name, new Map(a.modules.map((m) => [m.name, Float32Array.from(a.params.get(phatgooseKeys(m.name, e.name).gate)!.data)])));
     o.onExpert?.(e.name, r.losses);

@@ -7,7 +7,7 @@
  *   routing:  x̂ = standardise(x), v̂_e = standardise(v_e)              (zero mean, unit variance over in)
  *             c_e = x̂·v̂_e / in                                          (their cosine, in [−1, 1])
  *             K  = the top-k experts by c_e (ties share a place)
- *             w_e = 1[e ∈ K] · exp((c_e − 1)/τ) / Σ_{e'∈K} exp((c_e' − 1)/τ)
+ *             w_e = 1[e ∈ K] · exp((c_e − 1)/τ) / Σ_{e'∈K} exp((c_e' − 1)/τ)    (τ = 1/√in unless set)
  *             y = W₀x + Σ_e w_e · s_e B_e A_e x
  *
  * The top-k set is computed with elementwise ops only: e's rank is the number of experts scoring above it,
@@ -67,7 +67,8 @@ export function phatgooseLinear(ctx: LinearContext, module: ModuleInfo, c: Phatg
       delta = F.mul(expertOut(e.name, e.scaling), g);
     } else {
       const gates = F.concat(c.experts.map((e) => F.reshape(b.param(phatgooseKeys(module.name, e.name).gate), [1, D])), 0);
-      const w = routeWeights(flat, gates, c.topK, c.temperature);
+      // τ = 0 stands for the reference's scale: softmax(x̂·v̂/√in) = softmax(c·√in), i.e. τ = 1/√in.
+      const w = routeWeights(flat, gates, c.topK, c.temperature > 0 ? c.temperature : 1 / Math.sqrt(D));
       delta = c.experts.map((e, i) => F.mul(expertOut(e.name, e.scaling), F.slice(w, 1, i, i + 1))).reduce((p, q) => F.add(p, q));
     }
     return F.add(ctx.base(), F.reshape(delta, [...lead, module.outFeatures]));
